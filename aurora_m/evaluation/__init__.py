@@ -1,0 +1,1 @@
+"""Evaluation: per-language perplexity on held-out text (code, harness and safety suites come next)."""

@@ -1,0 +1,86 @@
+"""Per-language perplexity of each model variant on held-out text, via ``Trainer.evaluate``.
+
+Held-out text is packed into blocks of ``seq_length`` tokens exactly as training data is, and
+perplexity is ``exp`` of the mean token loss (``evaluate``'s perplexity metric would need the Hub).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+from ..args import EvalArguments, SourceSpec
+from ..data.mixture import pack_wrapped, packed_collator
+from ..data.sources import load_source
+from ..errors import RecipeError
+from ..io import atomic_dir, write_json
+from ..plots import plot_perplexity
+
+RESULTS = "results.json"
+
+
+def parse_models(entries: list[str], config_file) -> dict[str, str]:
+    models = {}
+    for entry in entries:
+        name, sep, path = entry.partition("=")
+        name, path = (name, path) if sep else (Path(entry).name, entry)
+        if not Path(path, "config.json").is_file():
+            raise RecipeError(config_file, "eval_models", f"{path} is not a model folder (no config.json)")
+        models[name] = path
+    if not models:
+        raise RecipeError(config_file, "eval_models", "no models to evaluate")
+    return models
+
+
+def heldout_blocks(eval_args: EvalArguments, tokenizer, config_file) -> tuple[dict, list]:
+    from datasets import Dataset
+
+    blocks, reports = {}, []
+    for raw in eval_args.perplexity_sources:
+        spec = SourceSpec(**raw)
+        docs, report = load_source(spec, str(config_file), "perplexity_sources")
+        ids = tokenizer(list(docs["text"]), add_special_tokens=False)["input_ids"]
+        packed, _ = pack_wrapped(ids, eval_args.seq_length, tokenizer.eos_token_id)
+        if eval_args.max_eval_blocks:
+            packed = packed[: eval_args.max_eval_blocks]
+        if len(packed) == 0:
+            raise RecipeError(config_file, f"perplexity_sources[{spec.name}]",
+                              f"held-out text is shorter than one block of {eval_args.seq_length} tokens")
+        blocks[spec.name] = Dataset.from_dict({"input_ids": packed})
+        reports.append(asdict(report))
+    return blocks, reports
+
+
+def evaluate_perplexity(eval_args: EvalArguments, training_args, config_file="<stage config>") -> dict:
+    """Write ``output_dir/<variant>/results.json`` per model and ``perplexity.png``; return the results."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
+
+    out = Path(training_args.output_dir)
+    models = parse_models(eval_args.eval_models, config_file)
+    all_results = {}
+    for name, path in models.items():
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
+        blocks, reports = heldout_blocks(eval_args, tokenizer, config_file)
+        trainer = Trainer(model=model, args=training_args, data_collator=packed_collator)
+        metrics = trainer.evaluate(eval_dataset=blocks)
+        losses = {lang: metrics[f"eval_{lang}_loss"] for lang in blocks}
+        result = {
+            "variant": name,
+            "model": str(path),
+            "perplexity": {lang: math.exp(loss) for lang, loss in losses.items()},
+            "loss": losses,
+            "eval_tokens": {lang: len(ds) * eval_args.seq_length for lang, ds in blocks.items()},
+            "sources": reports,
+        }
+        if trainer.is_world_process_zero():
+            with atomic_dir(out / name) as tmp:
+                write_json(tmp / RESULTS, result)
+        all_results[name] = result
+        print(f"[eval] {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in result["perplexity"].items()))
+    if training_args.process_index == 0:
+        write_json(out / RESULTS, all_results)
+        plot_perplexity({n: r["perplexity"] for n, r in all_results.items()}, out / "perplexity.png",
+                        "held-out perplexity per language")
+    return all_results

@@ -1,0 +1,1 @@
+"""Hub: model cards with lineage, mixture and eval results; export folders (pushing comes next)."""

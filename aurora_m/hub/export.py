@@ -1,0 +1,114 @@
+"""Write one variant's export folder: model files, a model card with lineage/mixture/evals, its plots.
+
+The folder is what a push uploads: safetensors weights, config, tokenizer, README.md, assets/.
+Pickles (``training_args.bin``) are never copied. The folder appears only when complete.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from ..args import PublishArguments
+from ..io import atomic_dir, read_json, write_json
+
+MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json", "chat_template.jinja", "training_args.json")
+SKIP_SUFFIXES = (".bin", ".pt", ".pkl", ".pth")
+
+
+@dataclass
+class LineageStep:
+    stage: str
+    kind: str
+    variant: str
+    output_dir: str
+    starts_from: str = ""
+    data_dir: str | None = None
+
+
+@dataclass
+class Variant:
+    name: str
+    stage: str
+    model_dir: str
+    eval_results: str
+    lineage: list[LineageStep] = field(default_factory=list)  # first stage first, this variant last
+
+
+def repo_id(publish_args: PublishArguments, variant: str) -> str:
+    return f"{publish_args.hub_namespace}/{variant}" if publish_args.hub_namespace else variant
+
+
+def _copy_model(model_dir: Path, dest: Path) -> None:
+    for src in sorted(model_dir.iterdir()):
+        if src.is_file() and (src.suffix == ".safetensors" or src.name in MODEL_FILES
+                              or src.name.endswith(".safetensors.index.json")):
+            shutil.copy2(src, dest / src.name)
+        elif src.is_file() and not src.name.endswith(SKIP_SUFFIXES) and src.suffix in (".json", ".txt", ".model"):
+            shutil.copy2(src, dest / src.name)
+    if not any(dest.glob("*.safetensors")):
+        raise FileNotFoundError(f"{model_dir} has no safetensors weights to publish")
+
+
+def build_card(variant: Variant, publish_args: PublishArguments, recipe: str, assets: dict, description: str = ""):
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    results = read_json(variant.eval_results)
+    parent = variant.lineage[-1].starts_from
+    eval_results = [
+        EvalResult(task_type="text-generation", dataset_type=f"{recipe}-heldout", dataset_name=f"held-out {lang}",
+                   dataset_config=lang, metric_type="perplexity", metric_name=f"perplexity ({lang})",
+                   metric_value=round(ppl, 4))
+        for lang, ppl in results["perplexity"].items()
+    ]
+    card_data = ModelCardData(
+        base_model=parent, language=publish_args.language, license=publish_args.license,
+        tags=list(dict.fromkeys([*publish_args.tags, variant.lineage[-1].kind])),
+        datasets=publish_args.card_datasets or None, library_name="transformers", pipeline_tag="text-generation",
+        model_name=repo_id(publish_args, variant.name), eval_results=eval_results,
+    )
+    lineage = []
+    for step in variant.lineage:
+        entry = {"stage": step.stage, "kind": step.kind, "variant": repo_id(publish_args, step.variant),
+                 "starts_from": step.starts_from, "mixture": None, "sft_rows": None,
+                 "mixture_png": assets.get(f"{step.stage}-mixture.png"), "loss_png": assets.get(f"{step.stage}-loss.png")}
+        if step.data_dir and Path(step.data_dir, "mixture.json").is_file():
+            entry["mixture"] = read_json(Path(step.data_dir, "mixture.json"))
+        elif step.data_dir and Path(step.data_dir, "sources.json").is_file():
+            entry["sft_rows"] = read_json(Path(step.data_dir, "sources.json"))["rows"]
+        lineage.append(entry)
+    template = resources.files("aurora_m.hub") / "card_template.md"
+    return ModelCard.from_template(
+        card_data, template_str=template.read_text(encoding="utf-8"), model_name=repo_id(publish_args, variant.name),
+        variant=variant.name, stage=variant.stage, recipe=recipe, lineage=lineage, description=description,
+        perplexity=results["perplexity"], eval_tokens=results["eval_tokens"],
+        perplexity_png=assets.get("perplexity.png"), repo_id=repo_id(publish_args, variant.name),
+        license=publish_args.license,
+    )
+
+
+def export_variant(variant: Variant, publish_args: PublishArguments, out_dir: str | Path, recipe: str,
+                   description: str = "") -> Path:
+    """Write ``out_dir`` (model, README.md, assets/, eval_results.json) in one rename."""
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        _copy_model(Path(variant.model_dir), tmp)
+        (tmp / "assets").mkdir()
+        assets = {}
+        plots = {"perplexity.png": Path(variant.eval_results).parent.parent / "perplexity.png"}
+        for step in variant.lineage:
+            plots[f"{step.stage}-loss.png"] = Path(step.output_dir, "loss.png")
+            if step.data_dir:
+                plots[f"{step.stage}-mixture.png"] = Path(step.data_dir, "mixture.png")
+        for name, src in plots.items():
+            if src.is_file():
+                shutil.copy2(src, tmp / "assets" / name)
+                assets[name] = f"assets/{name}"
+        shutil.copy2(variant.eval_results, tmp / "eval_results.json")
+        card = build_card(variant, publish_args, recipe, assets, description)
+        card.save(tmp / "README.md")
+        write_json(tmp / "aurora_m_lineage.json", [s.__dict__ for s in variant.lineage])
+    return out_dir

@@ -1,0 +1,71 @@
+"""PNG plots for run folders and model cards: the mixture, the loss curve, per-language perplexity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_mixture(report: dict, path: Path, title: str) -> Path:
+    plt = _pyplot()
+    sources = report["sources"]
+    names = [s["name"] for s in sources]
+    x = range(len(names))
+    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(names) + 2), 3.2))
+    ax.bar([i - 0.2 for i in x], [s["target_share"] for s in sources], width=0.4, label="target (weight)")
+    ax.bar([i + 0.2 for i in x], [s["share"] for s in sources], width=0.4, label="drawn (tokens)")
+    for i, s in enumerate(sources):
+        ax.annotate(f"x{s['epochs']:.1f}", (i + 0.2, s["share"]), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(list(x), names)
+    ax.set_ylabel("share of tokens")
+    ax.set_title(f"{title}: {report['tokens']:,} tokens in {report['sequences']:,} x {report['seq_length']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_loss(log_history: list[dict], path: Path, title: str) -> Path:
+    plt = _pyplot()
+    steps = [e["step"] for e in log_history if "loss" in e]
+    losses = [e["loss"] for e in log_history if "loss" in e]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(steps, losses, marker=".", linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_perplexity(results: dict[str, dict], path: Path, title: str) -> Path:
+    """``results``: variant -> {language: perplexity}."""
+    plt = _pyplot()
+    variants = list(results)
+    languages = sorted({lang for r in results.values() for lang in r})
+    width = 0.8 / max(1, len(variants))
+    fig, ax = plt.subplots(figsize=(max(5, 1.0 * len(languages) + 2), 3.2))
+    for j, variant in enumerate(variants):
+        ax.bar([i + j * width - 0.4 + width / 2 for i in range(len(languages))],
+               [results[variant].get(lang, 0) for lang in languages], width=width, label=variant)
+    ax.set_xticks(range(len(languages)), languages)
+    ax.set_yscale("log")
+    ax.set_ylabel("perplexity (log scale)")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

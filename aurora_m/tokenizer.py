@@ -1,0 +1,101 @@
+"""Tokenizers: the model's own, or (for the tiny twin) a byte-level BPE trained here on the sample corpus.
+
+No StarCoder tokenizer can be downloaded offline, so the tiny twin trains a small one with
+StarCoder's special tokens (``<|endoftext|>`` is id 0 = bos = eos = pad, FIM tokens next), caches
+it by the hash of its inputs, and stores it with every model it trains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .args import ModelArguments
+
+EOS = "<|endoftext|>"
+STARCODER_SPECIAL_TOKENS = [
+    EOS, "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>", "<filename>", "<gh_stars>",
+    "<issue_start>", "<issue_comment>", "<issue_closed>", "<jupyter_start>", "<jupyter_text>",
+    "<jupyter_code>", "<jupyter_output>", "<empty_output>", "<commit_before>", "<commit_msg>",
+    "<commit_after>", "<reponame>",
+]
+TEXT_FIELDS = ("text", "instruction", "response")
+FORMAT_VERSION = "1"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("AURORA_M_CACHE", Path.home() / ".cache" / "aurora-m"))
+
+
+def _iter_texts(files: list[str]):
+    for name in files:
+        with open(name, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    row = json.loads(line)
+                    for key in TEXT_FIELDS:
+                        if isinstance(row.get(key), str):
+                            yield row[key]
+
+
+def train_tokenizer(files: list[str], vocab_size: int, out_dir: Path):
+    """Train a byte-level BPE on the text fields of jsonl ``files`` and save it under ``out_dir``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=STARCODER_SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(_iter_texts(files), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, pad_token=EOS,
+                                   unk_token=EOS, additional_special_tokens=STARCODER_SPECIAL_TOKENS[1:],
+                                   model_max_length=2048)
+    fast.save_pretrained(out_dir)
+    return fast
+
+
+def cached_tokenizer(files: list[str], vocab_size: int):
+    """The tokenizer trained on ``files``, trained once and then loaded from the cache."""
+    from transformers import AutoTokenizer
+
+    digest = hashlib.sha256(f"{FORMAT_VERSION}:{vocab_size}".encode())
+    for name in sorted(files):
+        digest.update(Path(name).read_bytes())
+    target = cache_root() / "tokenizers" / digest.hexdigest()[:16]
+    if not (target / "tokenizer.json").is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+        try:
+            train_tokenizer(files, vocab_size, tmp)
+            try:
+                os.replace(tmp, target)
+            except OSError:  # another process finished first: theirs is the same tokenizer
+                pass
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return AutoTokenizer.from_pretrained(target)
+
+
+def load_tokenizer(model_args: ModelArguments):
+    """The stage's tokenizer: named, trained from files, or the one saved with the model."""
+    from transformers import AutoTokenizer
+
+    if model_args.tokenizer_name_or_path:
+        tok = AutoTokenizer.from_pretrained(model_args.tokenizer_name_or_path)
+    elif model_args.tokenizer_train_files:
+        tok = cached_tokenizer(model_args.tokenizer_train_files, model_args.tokenizer_vocab_size)
+    elif model_args.model_name_or_path:
+        tok = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+    else:
+        raise ValueError("no tokenizer: set tokenizer_name_or_path, tokenizer_train_files or model_name_or_path")
+    if tok.eos_token is None:
+        raise ValueError("the tokenizer has no eos token; documents could not be separated when packing")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token  # StarCoder pads with <|endoftext|>
+    return tok

@@ -1,0 +1,32 @@
+"""Build or load the GPTBigCode model of a stage, with the recipe's patches applied."""
+
+from __future__ import annotations
+
+from ..args import ModelArguments
+from ..patches import apply_config_patches, apply_model_patches, load_base_config
+
+
+def load_model(model_args: ModelArguments, tokenizer):
+    """Continue from weights (safetensors only, no remote code), or build from a patched config."""
+    from transformers import AutoModelForCausalLM
+
+    if model_args.model_name_or_path:
+        model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, use_safetensors=True)
+        apply_model_patches(model, model_args.config_patches)
+    else:
+        import torch
+
+        config = apply_config_patches(load_base_config(model_args.base_config), model_args.config_patches)
+        # a fresh model takes its vocabulary and special ids from the tokenizer it will be trained with
+        config.vocab_size = len(tokenizer)
+        config.bos_token_id = config.eos_token_id = tokenizer.eos_token_id
+        config.pad_token_id = tokenizer.pad_token_id
+        torch.manual_seed(model_args.model_seed)
+        model = AutoModelForCausalLM.from_config(config)
+    if len(tokenizer) > model.config.vocab_size:
+        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's vocabulary is {model.config.vocab_size}")
+    return model
+
+
+def parameter_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())

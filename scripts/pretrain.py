@@ -1,0 +1,25 @@
+"""CAP / CAT: continual pretraining of a GPTBigCode model on a weighted, packed mixture.
+
+The stage's dataset is built first when ``dataset_dir`` (default OUTPUT_DIR/data) holds none.
+The final model lands in OUTPUT_DIR/model (safetensors + tokenizer), checkpoints next to it.
+
+    # tiny twin, CPU
+    python scripts/pretrain.py --config recipes/aurora-m-tiny/cap.yaml --output_dir runs/tiny/cap
+    # the real thing, CAP then CAT (CAT continues from CAP's weights)
+    accelerate launch --config_file recipes/accelerate_configs/zero3.yaml scripts/pretrain.py \
+        --config recipes/aurora-m-15b/cap.yaml --output_dir runs/aurora-m-15b/cap
+    accelerate launch --config_file recipes/accelerate_configs/zero3.yaml scripts/pretrain.py \
+        --config recipes/aurora-m-15b/cat.yaml --output_dir runs/aurora-m-15b/cat \
+        --model_name_or_path runs/aurora-m-15b/cap/model
+"""
+
+from aurora_m.scripting import run_script
+from aurora_m.train.pretrain import train_pretrain
+
+
+def main(model_args, mixture_args, training_args, config_file="<stage config>"):
+    return train_pretrain(model_args, mixture_args, training_args, config_file)
+
+
+if __name__ == "__main__":
+    run_script("pretrain", main, description=__doc__)

@@ -1,0 +1,19 @@
+"""Safety SFT with TRL's SFTTrainer: Instruction/Response pairs, loss on the responses only.
+
+    python scripts/sft.py --config recipes/aurora-m-tiny/sft.yaml --output_dir runs/tiny/sft \
+        --model_name_or_path runs/tiny/cat/model
+    accelerate launch --config_file recipes/accelerate_configs/zero3.yaml scripts/sft.py \
+        --config recipes/aurora-m-15b/sft.yaml --output_dir runs/aurora-m-15b/sft \
+        --model_name_or_path runs/aurora-m-15b/cat/model
+"""
+
+from aurora_m.scripting import run_script
+from aurora_m.train.sft import train_sft
+
+
+def main(model_args, data_args, sft_config, config_file="<stage config>"):
+    return train_sft(model_args, data_args, sft_config, config_file)
+
+
+if __name__ == "__main__":
+    run_script("sft", main, description=__doc__)
