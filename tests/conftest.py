@@ -1,0 +1,69 @@
+"""Shared fixtures: offline settings, the README's tiny-run command, and one tiny run per session."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "recipes" / "aurora-m-tiny"
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+os.environ.update(OFFLINE)
+
+
+def readme_command(pattern: str) -> str:
+    """The part of a README command (between ``&&``) that starts with ``pattern``."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        for part in line.split("&&"):
+            part = re.sub(r"^(\w+=\S+\s+)+", "", part.strip().rstrip("\\").strip())  # drop VAR=value prefixes
+            if part.startswith(pattern):
+                return part
+    raise AssertionError(f"README has no command starting with {pattern!r}")
+
+
+def cli(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the installed console script, as a user would."""
+    exe = shutil.which("aurora-m") or f"{sys.executable} -m aurora_m.cli"
+    return subprocess.run([*shlex.split(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **OFFLINE, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("aurora-m-cache")
+    os.environ["AURORA_M_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, cache_dir) -> Path:
+    """Run the README's tiny-pipeline command once, into a temporary run folder."""
+    command = readme_command("aurora-m run recipes/aurora-m-tiny")
+    run_dir = tmp_path_factory.mktemp("tiny-run") / "run"
+    argv = shlex.split(command)
+    argv[argv.index("--output-dir") + 1] = str(run_dir)
+    result = cli(*argv[1:], env={"AURORA_M_CACHE": str(cache_dir)})
+    assert result.returncode == 0, result.stderr[-4000:]
+    return run_dir
+
+
+@pytest.fixture()
+def recipe_copy(tmp_path) -> Path:
+    """A private copy of the tiny recipe, to break or edit."""
+    dest = tmp_path / "aurora-m-tiny"
+    shutil.copytree(TINY, dest)
+    return dest
+
+
+def edit_yaml(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert re.search(re.escape(old), text), f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")

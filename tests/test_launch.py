@@ -1,0 +1,40 @@
+"""The user's launch paths: `accelerate launch --cpu` and a 2-process data-parallel run (gloo)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import OFFLINE, ROOT
+
+SHORT = ["--max_steps", "2", "--train_tokens", "4096", "--save_strategy", "no", "--logging_steps", "1"]
+
+
+def _run(argv, tmp_path):
+    env = {**os.environ, **OFFLINE}
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_accelerate_launch_cpu_runs_the_pretrain_script(tmp_path, cache_dir):
+    if not shutil.which("accelerate"):
+        pytest.skip("accelerate CLI not on PATH")
+    out = tmp_path / "cap"
+    result = _run(["accelerate", "launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
+                   "--mixed_precision", "no", "--dynamo_backend", "no", "scripts/pretrain.py",
+                   "--config", "recipes/aurora-m-tiny/cap.yaml", "--output_dir", str(out), *SHORT], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "model" / "model.safetensors").is_file()
+    assert (out / "data" / "mixture.json").is_file()
+
+
+def test_two_process_data_parallel_on_cpu(tmp_path, cache_dir):
+    out = tmp_path / "cap"
+    result = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "scripts/pretrain.py",
+                   "--config", "recipes/aurora-m-tiny/cap.yaml", "--output_dir", str(out), *SHORT], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 ranks" in result.stdout  # the budget line counts both processes
+    assert (out / "model" / "model.safetensors").is_file()

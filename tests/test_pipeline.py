@@ -1,0 +1,147 @@
+"""The tiny recipe end to end, through the README's own command (run once per session)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aurora_m.pipeline import Pipeline
+from aurora_m.recipe import load_recipe
+
+from conftest import ROOT, TINY, cli, edit_yaml
+
+LANGUAGES = {"en", "fi", "hi", "ja", "vi", "code"}
+GOLDEN = Path(__file__).parent / "golden" / "aurora_m_tiny_cap_losses.json"
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def test_summary_lists_every_stage_completed(tiny_run):
+    s = summary(tiny_run)
+    assert [st["name"] for st in s["stages"]] == ["cap", "cat", "sft", "eval", "publish"]
+    for stage in s["stages"]:
+        assert stage["status"] == "completed", stage
+        assert stage["duration_s"] > 0 and Path(stage["output_dir"]).is_dir()
+    assert (tiny_run / "cap" / "model" / "model.safetensors").is_file()
+
+
+def test_every_variant_has_perplexity_for_all_six_languages(tiny_run):
+    variants = summary(tiny_run)["variants"]
+    assert [v["name"] for v in variants] == ["aurora-m-tiny-base", "aurora-m-tiny-redteamed",
+                                             "aurora-m-tiny-safety-sft"]
+    for v in variants:
+        results = json.loads(Path(v["eval_results"]).read_text())
+        assert set(results["perplexity"]) == LANGUAGES
+        for lang, ppl in results["perplexity"].items():
+            assert 1 < ppl < 4096, (v["name"], lang, ppl)  # better than uniform over the 4k vocabulary
+            assert ppl == pytest.approx(math.exp(results["loss"][lang]))
+    assert (tiny_run / "eval" / "perplexity.png").stat().st_size > 1000
+
+
+def test_model_cards_have_front_matter_and_lineage(tiny_run):
+    for v in summary(tiny_run)["variants"]:
+        card = Path(v["model_card"]).read_text()
+        front = yaml.safe_load(card.split("---")[1])
+        assert front["license"] == "bigcode-openrail-m"
+        assert set(front["language"]) == LANGUAGES
+        assert "aurora-m" in front["tags"]
+        assert front["base_model"]
+        assert front["model-index"][0]["results"]
+        export = Path(v["model_card"]).parent
+        assert (export / "model.safetensors").is_file() and (export / "tokenizer.json").is_file()
+        assert not list(export.rglob("*.bin")), "pickles are never published"
+        for image in ("assets/perplexity.png", "assets/cap-loss.png", "assets/cap-mixture.png"):
+            assert f"]({image})" in card and (export / image).is_file()
+    cards = {v["name"]: yaml.safe_load(Path(v["model_card"]).read_text().split("---")[1])
+             for v in summary(tiny_run)["variants"]}
+    assert cards["aurora-m-tiny-base"]["base_model"] == "bigcode/starcoderplus"
+    assert cards["aurora-m-tiny-redteamed"]["base_model"].endswith("/aurora-m-tiny-base")
+    assert cards["aurora-m-tiny-safety-sft"]["base_model"].endswith("/aurora-m-tiny-redteamed")
+
+
+def test_cap_loss_goes_down_and_matches_golden_values(tiny_run):
+    history = json.loads((tiny_run / "cap" / "log_history.json").read_text())
+    losses = [e["loss"] for e in history if "loss" in e]
+    assert len(losses) == 120
+    assert sum(losses[-10:]) / 10 < losses[0] - 2.0
+    golden = json.loads(GOLDEN.read_text())
+    assert losses[: len(golden)] == pytest.approx(golden, rel=2e-3)
+    assert (tiny_run / "cap" / "loss.png").is_file() and (tiny_run / "cap" / "data" / "mixture.png").is_file()
+
+
+def test_cat_continues_from_cap_and_mixes_in_the_redteam_train_split(tiny_run):
+    mixture = json.loads((tiny_run / "cat" / "data" / "mixture.json").read_text())
+    redteam = next(s for s in mixture["read"] if s["name"] == "redteam")
+    assert redteam["kept"] > 0 and redteam["set_aside_by_split"] > 0  # the test split stays out
+    cat_args = json.loads((tiny_run / "cat" / "model" / "training_args.json").read_text())
+    assert cat_args["output_dir"] == str(tiny_run / "cat")
+    sft_rows = json.loads((tiny_run / "sft" / "data" / "sources.json").read_text())["read"][0]
+    assert sft_rows["kept"] == redteam["kept"]  # SFT and CAT agree on the split
+
+
+def test_second_run_skips_every_completed_stage(tiny_run):
+    markers = {p: p.stat().st_mtime_ns for p in tiny_run.glob("*/.*.done")}
+    assert len(markers) == 8
+    result = cli("run", "recipes/aurora-m-tiny", "--output-dir", str(tiny_run))
+    assert result.returncode == 0, result.stderr
+    assert "nothing to run" in result.stdout
+    assert {p: p.stat().st_mtime_ns for p in tiny_run.glob("*/.*.done")} == markers
+
+
+def test_editing_a_stage_reruns_it_and_what_follows_only(tiny_run, recipe_copy, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = {p.relative_to(run): p.stat().st_mtime_ns for p in run.glob("*/.*.done")}
+    edit_yaml(recipe_copy / "eval.yaml", "per_device_eval_batch_size: 8", "per_device_eval_batch_size: 4")
+    result = cli("run", str(recipe_copy), "--output-dir", str(run))
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = {p.relative_to(run): p.stat().st_mtime_ns for p in run.glob("*/.*.done")}
+    changed = {str(p) for p in after if after[p] != before[p]}
+    assert changed == {"eval/.eval.done", "publish/.publish.done"}
+    old = json.loads((tiny_run / "eval" / "results.json").read_text())
+    new = json.loads((run / "eval" / "results.json").read_text())
+    for name in old:
+        assert new[name]["perplexity"] == pytest.approx(old[name]["perplexity"], rel=1e-4)
+
+
+def test_publish_one_variant_from_the_run_folder(tiny_run, tmp_path):
+    out = tmp_path / "export"
+    result = cli("publish", str(tiny_run), "--variant", "aurora-m-tiny-redteamed", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert (out / "README.md").is_file() and (out / "model.safetensors").is_file()
+    assert not list(tmp_path.glob(".export.tmp-*"))  # nothing half-written left behind
+    bad = cli("publish", str(tiny_run), "--variant", "nope", "--out", str(out))
+    assert bad.returncode == 2 and "aurora-m-tiny-base" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_one_stage_can_be_rerun_alone(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    cap_marker = (run / "cap" / ".train.done").stat().st_mtime_ns
+    result = cli("eval", "recipes/aurora-m-tiny", "--stage", "eval", "--output-dir", str(run))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run / "cap" / ".train.done").stat().st_mtime_ns == cap_marker
+    assert json.loads((run / "summary.json").read_text())["stages"][3]["status"] == "completed"
+
+
+def test_a_stage_without_its_input_is_refused(tmp_path):
+    result = cli("train", "recipes/aurora-m-tiny", "--stage", "cat", "--output-dir", str(tmp_path / "empty"))
+    assert result.returncode == 2
+    assert "needs the output of 'cap'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_saved_recipe_copy_has_no_secrets(recipe_copy, tmp_path):
+    token = "hf_" + "x" * 30
+    with open(recipe_copy / "cap.yaml", "a") as fh:
+        fh.write(f"env:\n  HF_TOKEN: {token}\nhub_token: {token}\n")
+    Pipeline(load_recipe(recipe_copy, check_stages=False), tmp_path / "run")._save_recipe_copy()
+    saved = (tmp_path / "run" / "recipe" / "cap.yaml").read_text()
+    assert token not in saved and "HF_TOKEN: '***'" in saved
+    assert "learning_rate" in saved  # the rest of the config is kept

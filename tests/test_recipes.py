@@ -1,0 +1,106 @@
+"""Every YAML under recipes/ parses, and the recipe format rejects mistakes with one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aurora_m.cli import main
+from aurora_m.recipe import load_recipe, parse_stage
+
+from conftest import ROOT, cli, edit_yaml
+
+RECIPES = sorted(p.parent for p in (ROOT / "recipes").glob("*/pipeline.yaml"))
+
+
+def test_there_are_a_real_recipe_and_its_tiny_twin():
+    names = {p.name for p in RECIPES}
+    assert {"aurora-m-15b", "aurora-m-tiny"} <= names
+
+
+@pytest.mark.parametrize("recipe_dir", RECIPES, ids=lambda p: p.name)
+def test_every_stage_yaml_parses_into_its_dataclasses(recipe_dir: Path):
+    recipe = load_recipe(recipe_dir)
+    assert [s.kind for s in recipe.stages][:2] == ["pretrain", "pretrain"]
+    for stage in recipe.stages:
+        parsed = parse_stage(stage.config, stage.kind, validate_only=True, has_model_input=bool(stage.inputs))
+        assert parsed, stage.name
+    # every YAML in the folder is a stage of the pipeline (no orphan configs)
+    used = {recipe.file.name, *(s.config.name for s in recipe.stages)}
+    assert {p.name for p in recipe_dir.glob("*.yaml")} == used
+
+
+def test_real_recipe_carries_the_papers_numbers():
+    recipe = load_recipe(ROOT / "recipes" / "aurora-m-15b")
+    (model, mix, train) = parse_stage(recipe.stage("cap").config, "pretrain", validate_only=True)
+    assert model.model_name_or_path == "bigcode/starcoderplus"
+    assert "aurora_m" in model.config_patches and "tiny" not in model.config_patches
+    assert mix.seq_length == 2048
+    assert mix.train_tokens == 377_000_000_000
+    assert train.max_steps == 90_000
+    (_, cat_mix, cat_train) = parse_stage(recipe.stage("cat").config, "pretrain", validate_only=True,
+                                          has_model_input=True)
+    assert cat_mix.train_tokens == 58_000_000_000
+    assert recipe.stage("cat").inputs == ["cap"]
+    assert any(s["dataset"] == "aurora-m/biden-harris-redteam" for s in cat_mix.mixture if "dataset" in s)
+
+
+def test_accelerate_configs_mirror_trl_names():
+    configs = {p.stem: yaml.safe_load(p.read_text()) for p in (ROOT / "recipes" / "accelerate_configs").glob("*.yaml")}
+    assert {"single_gpu", "multi_gpu", "zero3", "fsdp2"} <= set(configs)
+    assert configs["fsdp2"]["fsdp_config"]["fsdp_version"] == 2
+    assert configs["zero3"]["deepspeed_config"]["zero_stage"] == 3
+
+
+def test_tiny_recipe_validates(capsys):
+    assert main(["validate", str(ROOT / "recipes" / "aurora-m-tiny")]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+BROKEN = [
+    # (file, old text, new text, words the one-line error must contain)
+    ("cap.yaml", "learning_rate: 3.0e-3", "lerning_rate: 3.0e-3", ["cap.yaml", "lerning_rate", "learning_rate"]),
+    ("cap.yaml", "seq_length: 128", "seq_length: long", ["cap.yaml", "seq_length", "int"]),
+    ("cap.yaml", "path: data/fi.jsonl", "path: data/fi-missing.jsonl", ["cap.yaml", "mixture[1].path", "not found"]),
+    ("pipeline.yaml", "config: cap.yaml\n", "config: cap.yaml\n    inputs: [sft]\n", ["pipeline.yaml", "cycle"]),
+    ("pipeline.yaml", "inputs: [cap]", "inputs: [cpa]", ["pipeline.yaml", "stages[1].inputs", "missing predecessor"]),
+    ("cap.yaml", "weight: 1.5, holdout", "weight: -1, holdout", ["cap.yaml", "mixture[5].weight", "positive"]),
+    ("cap.yaml", "weight: 1.5, holdout", "weight: lots, holdout", ["cap.yaml", "mixture[5].weight"]),
+    ("cap.yaml", '"attn:sdpa"', '"attn:fast"', ["cap.yaml", "config_patches", "attention"]),
+    ("cat.yaml", "seq_length: 128", "seq_length: 128\nconfig_patches: [tiny]", ["cat.yaml", "config_patches", "tiny"]),
+    ("pipeline.yaml", "engine: transformers", "engine: nanotorn", ["pipeline.yaml", "stages[0].engine"]),
+    ("sft.yaml", "max_length: 256", "max_length: 256\nmax_seq_length: 256", ["sft.yaml", "max_seq_length"]),
+]
+
+
+@pytest.mark.parametrize("file,old,new,words", BROKEN, ids=[f"{b[0]}:{b[2][:20]}" for b in BROKEN])
+def test_validate_rejects_broken_recipe_with_one_line(recipe_copy, capsys, file, old, new, words):
+    edit_yaml(recipe_copy / file, old, new)
+    assert main(["validate", str(recipe_copy)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for word in words:
+        assert word in err, (word, err)
+
+
+def test_validate_cli_exit_code_and_no_traceback(recipe_copy):
+    edit_yaml(recipe_copy / "cap.yaml", "max_steps: 120", "max_stepz: 120")
+    result = cli("validate", str(recipe_copy))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cap.yaml: max_stepz: unknown key" in lines[0] and "max_steps" in lines[0]
+
+
+def test_script_reports_bad_yaml_in_one_line(recipe_copy):
+    import subprocess
+    import sys
+
+    edit_yaml(recipe_copy / "cap.yaml", "seq_length: 128", "seq_length: [128]")
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "pretrain.py"), "--config",
+                             str(recipe_copy / "cap.yaml")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "cap.yaml: seq_length: expected int" in result.stderr
