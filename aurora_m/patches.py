@@ -33,6 +33,7 @@ class Patch:
     config: Callable  # (config, value) -> None, edits the copy in place
     weights: Callable | None = None  # (model, value) -> None, for patches that change tensor shapes
     needs_value: bool = False
+    choices: tuple[str, ...] = ()  # allowed values, when the value is one of a few names
     from_config_only: bool = False  # shapes that make no sense for trained weights
 
 
@@ -98,9 +99,9 @@ PATCHES = {
         Patch("tiny", "shrink to 2 layers x 128 wide, keeping multi-query attention and learned positions",
               _tiny_config, from_config_only=True),
         Patch("dtype", "parameter dtype: float32, bfloat16 or float16", _dtype_config, _dtype_weights,
-              needs_value=True),
+              needs_value=True, choices=DTYPES),
         Patch("attn", "attention implementation: sdpa, eager, flash_attention_2/3", _attn_config, _attn_weights,
-              needs_value=True),
+              needs_value=True, choices=ATTENTION),
     )
 }
 
@@ -113,6 +114,10 @@ def parse_patch(spec: str) -> tuple[Patch, str | None]:
     patch = PATCHES[name]
     if patch.needs_value and not value:
         raise ValueError(f"patch {name!r} needs a value, written '{name}:VALUE' ({patch.help})")
+    if value and patch.choices and value not in patch.choices:
+        raise ValueError(f"patch {name!r}: {value!r} is not one of {', '.join(patch.choices)} ({patch.help})")
+    if value and name == "aurora_m" and not (value.isdigit() and int(value) > 0):
+        raise ValueError(f"patch 'aurora_m' takes a positive number of positions to keep, got {value!r}")
     return patch, value or None
 
 

@@ -86,7 +86,7 @@ def test_validate_rejects_broken_recipe_with_one_line(recipe_copy, capsys, file,
 
 
 def test_validate_cli_exit_code_and_no_traceback(recipe_copy):
-    edit_yaml(recipe_copy / "cap.yaml", "max_steps: 120", "max_stepz: 120")
+    edit_yaml(recipe_copy / "cap.yaml", "max_steps: 240", "max_stepz: 240")
     result = cli("validate", str(recipe_copy))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
