@@ -213,24 +213,18 @@ def _fresh_output(p: Pipeline, stage: StageSpec, fingerprint: str) -> None:
     stamp.write_text(fingerprint)
 
 
-def _pretrain_train(p: Pipeline, stage: StageSpec, fingerprint: str) -> None:
-    from .train.pretrain import train_pretrain
+def _train(p: Pipeline, stage: StageSpec, fingerprint: str) -> None:
+    """CAP/CAT (Trainer) or safety SFT (TRL), reading the data step's folder and the input model."""
+    if stage.kind == "sft":
+        from .train.sft import train_sft as train
+    else:
+        from .train.pretrain import train_pretrain as train
 
     _fresh_output(p, stage, fingerprint)
     overrides = p.model_overrides(stage) + ["--output_dir", str(p.stage_dir(stage)),
                                              "--dataset_dir", str(p.step_dir(stage, "data"))]
-    model_args, mix_args, training_args = p.parse(stage, overrides)
-    train_pretrain(model_args, mix_args, training_args, stage.config, stage.name)
-
-
-def _sft_train(p: Pipeline, stage: StageSpec, fingerprint: str) -> None:
-    from .train.sft import train_sft
-
-    _fresh_output(p, stage, fingerprint)
-    overrides = p.model_overrides(stage) + ["--output_dir", str(p.stage_dir(stage)),
-                                             "--dataset_dir", str(p.step_dir(stage, "data"))]
-    model_args, data_args, sft_config = p.parse(stage, overrides)
-    train_sft(model_args, data_args, sft_config, stage.config, stage.name)
+    model_args, data_args, training_args = p.parse(stage, overrides)
+    train(model_args, data_args, training_args, stage.config, stage.name)
 
 
 def _eval(p: Pipeline, stage: StageSpec, fingerprint: str) -> None:
@@ -250,9 +244,9 @@ def _publish(p: Pipeline, stage: StageSpec, fingerprint: str) -> None:
 
 STEP_RUNNERS = {
     ("pretrain", "data"): _pretrain_data,
-    ("pretrain", "train"): _pretrain_train,
+    ("pretrain", "train"): _train,
     ("sft", "data"): _sft_data,
-    ("sft", "train"): _sft_train,
+    ("sft", "train"): _train,
     ("eval", "eval"): _eval,
     ("publish", "publish"): _publish,
 }

@@ -14,6 +14,14 @@ def _pyplot():
     return plt
 
 
+def _finish(plt, fig, ax, path: Path, title: str) -> Path:
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_mixture(report: dict, path: Path, title: str) -> Path:
     plt = _pyplot()
     sources = report["sources"]
@@ -26,12 +34,8 @@ def plot_mixture(report: dict, path: Path, title: str) -> Path:
         ax.annotate(f"x{s['epochs']:.1f}", (i + 0.2, s["share"]), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(list(x), names)
     ax.set_ylabel("share of tokens")
-    ax.set_title(f"{title}: {report['tokens']:,} tokens in {report['sequences']:,} x {report['seq_length']}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, f"{title}: {report['tokens']:,} tokens in {report['sequences']:,} x {report['seq_length']}")
 
 
 def plot_loss(log_history: list[dict], path: Path, title: str) -> Path:
@@ -42,12 +46,8 @@ def plot_loss(log_history: list[dict], path: Path, title: str) -> Path:
     ax.plot(steps, losses, marker=".", linewidth=1)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
-    ax.set_title(title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, title)
 
 
 def plot_perplexity(results: dict[str, dict], path: Path, title: str) -> Path:
@@ -63,9 +63,5 @@ def plot_perplexity(results: dict[str, dict], path: Path, title: str) -> Path:
     ax.set_xticks(range(len(languages)), languages)
     ax.set_yscale("log")
     ax.set_ylabel("perplexity (log scale)")
-    ax.set_title(title)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, title)

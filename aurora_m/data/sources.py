@@ -59,7 +59,9 @@ def load_source(spec: SourceSpec, config_file: str, key: str, *, prompt_completi
     has_category = spec.category_field in ds.column_names
     report = SourceReport(name=spec.name, docs_read=len(ds))
     rows = {"text": [], "prompt": [], "completion": [], "category": []}
-    for row in ds:
+    from tqdm.auto import tqdm
+
+    for row in tqdm(ds, desc=f"read {spec.name}", unit="doc", leave=False, mininterval=1.0):
         if spec.format == "text":
             text = row[spec.text_field]
             ok = isinstance(text, str) and text.strip()
