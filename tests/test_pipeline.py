@@ -80,8 +80,13 @@ def test_cat_continues_from_cap_and_mixes_in_the_redteam_train_split(tiny_run):
     mixture = json.loads((tiny_run / "cat" / "data" / "mixture.json").read_text())
     redteam = next(s for s in mixture["read"] if s["name"] == "redteam")
     assert redteam["kept"] > 0 and redteam["set_aside_by_split"] > 0  # the test split stays out
-    cat_args = json.loads((tiny_run / "cat" / "model" / "training_args.json").read_text())
-    assert cat_args["output_dir"] == str(tiny_run / "cat")
+    # CAT starts from CAP's weights, not from scratch: its first loss is where CAP ended
+    def first_and_last(stage):
+        losses = [e["loss"] for e in json.loads((tiny_run / stage / "log_history.json").read_text()) if "loss" in e]
+        return losses[0], sum(losses[-10:]) / 10
+    cap_first, cap_last = first_and_last("cap")
+    cat_first, _ = first_and_last("cat")
+    assert cat_first < cap_first - 1.0 and abs(cat_first - cap_last) < 1.0
     sft_rows = json.loads((tiny_run / "sft" / "data" / "sources.json").read_text())["read"][0]
     assert sft_rows["kept"] == redteam["kept"]  # SFT and CAT agree on the split
 
@@ -145,3 +150,23 @@ def test_saved_recipe_copy_has_no_secrets(recipe_copy, tmp_path):
     saved = (tmp_path / "run" / "recipe" / "cap.yaml").read_text()
     assert token not in saved and "HF_TOKEN: '***'" in saved
     assert "learning_rate" in saved  # the rest of the config is kept
+
+
+def test_safety_sft_puts_the_loss_on_responses_only(tiny_run):
+    from datasets import load_from_disk
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    model_dir = tiny_run / "cat" / "model"
+    rows = load_from_disk(str(tiny_run / "sft" / "data" / "train")).select_columns(["prompt", "completion"])
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), processing_class=tokenizer,
+                         train_dataset=rows.select(range(4)),
+                         args=SFTConfig(output_dir=str(tiny_run / "sft-check"), use_cpu=True, bf16=False,
+                                        report_to="none", max_length=256))
+    example = trainer.train_dataset[0]
+    prompt_len = len(tokenizer(rows[0]["prompt"], add_special_tokens=False)["input_ids"])
+    labels = example["labels"]
+    assert all(label == -100 for label in labels[:prompt_len])  # the instruction is not learned
+    assert all(label != -100 for label in labels[prompt_len:])  # the refusal and its explanation are
+    assert example["input_ids"][-1] == tokenizer.eos_token_id  # responses end with <|endoftext|>
