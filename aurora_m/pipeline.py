@@ -152,10 +152,11 @@ class Pipeline:
             status = ("completed" if all(s["status"] == "completed" for s in steps)
                       else "pending" if all(s["status"] == "pending" for s in steps) else "incomplete")
             stages.append({"name": stage.name, "kind": stage.kind, "engine": stage.engine, "status": status,
-                           "config": stage.config.name,
+                           "config": stage.config.name, "description": stage.description,
                            "duration_s": round(sum(s["duration_s"] or 0 for s in steps), 2),
                            "output_dir": str(self.stage_dir(stage)), "inputs": stage.inputs, "steps": steps})
-        summary = {"recipe": self.recipe.name, "recipe_dir": str(self.recipe.dir.resolve()),
+        summary = {"recipe": self.recipe.name, "description": self.recipe.description,
+                   "recipe_dir": str(self.recipe.dir.resolve()),
                    "run_dir": str(self.run_dir), "aurora_m_version": __version__,
                    "stages": stages, "variants": self.variants()}
         write_json(self.run_dir / SUMMARY, summary)
@@ -184,6 +185,8 @@ class Pipeline:
 def asdict_stage(stage: StageSpec) -> dict:
     d = asdict(stage)
     d["config"] = stage.config.name
+    d.pop("position")  # moving a stage in the list or rewording it does not change what it computes
+    d.pop("description")
     return d
 
 
@@ -275,7 +278,9 @@ def publish_variant(summary: dict, variant_name: str, out_dir: str | Path,
         parent = repo_id(publish_args, step["variant"])
     variant = Variant(name=variant_name, stage=entry["stage"], model_dir=entry["model_dir"],
                       eval_results=entry["eval_results"], lineage=lineage)
-    out = export_variant(variant, publish_args, out_dir, summary["recipe"])
+    stage_notes = {s["name"]: s.get("description", "") for s in summary["stages"]}
+    description = " ".join(x for x in (summary.get("description", ""), stage_notes.get(entry["stage"], "")) if x)
+    out = export_variant(variant, publish_args, out_dir, summary["recipe"], description)
     print(f"[publish] {variant_name}: {out}")
     return out
 

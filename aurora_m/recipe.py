@@ -291,6 +291,7 @@ class StageSpec:
     inputs: list[str] = field(default_factory=list)
     variant: str | None = None
     description: str = ""
+    position: int = 0  # index in pipeline.yaml's list, for errors that name stages[i]
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -375,7 +376,7 @@ def load_recipe(recipe_dir: str | Path, *, check_stages: bool = True) -> Recipe:
             raise RecipeError(file, f"{where}.variant", f"only {'/'.join(MODEL_KINDS)} stages produce a model variant")
         stages[name] = StageSpec(name=name, kind=kind, config=recipe_dir / entry["config"], engine=engine,
                                  inputs=list(entry.get("inputs", [])), variant=entry.get("variant"),
-                                 description=entry.get("description", ""))
+                                 description=entry.get("description", ""), position=i)
     order = _run_order(file, stages)
     recipe = Recipe(dir=recipe_dir, name=raw.get("name", recipe_dir.name), stages=order,
                     description=raw.get("description", ""))
@@ -414,7 +415,7 @@ def _run_order(file: Path, stages: dict[str, StageSpec]) -> list[StageSpec]:
 def _check_wiring(file: Path, recipe: Recipe) -> None:
     variants = {}
     for stage in recipe.stages:
-        i = [s.name for s in recipe.stages].index(stage.name)
+        i = stage.position
         where = f"stages[{i}].inputs"
         kinds = [recipe.stage(n).kind for n in stage.inputs]
         if stage.kind in MODEL_KINDS and (len(kinds) > 1 or any(k not in MODEL_KINDS for k in kinds)):
@@ -426,7 +427,7 @@ def _check_wiring(file: Path, recipe: Recipe) -> None:
         if stage.kind in ("eval", "publish"):
             for upstream in recipe.model_inputs(stage):
                 if not upstream.variant:
-                    raise RecipeError(file, f"stages[{[s.name for s in recipe.stages].index(upstream.name)}].variant",
+                    raise RecipeError(file, f"stages[{upstream.position}].variant",
                                       f"stage {upstream.name!r} is evaluated/published, so it needs a variant name")
         if stage.variant:
             if stage.variant in variants:

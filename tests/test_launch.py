@@ -38,3 +38,12 @@ def test_two_process_data_parallel_on_cpu(tmp_path, cache_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 ranks" in result.stdout  # the budget line counts both processes
     assert (out / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (bf16 tiny CAP on the accelerator)")
+def test_tiny_cap_in_bf16_on_a_gpu(tmp_path, cache_dir):
+    out = tmp_path / "cap"
+    result = _run([sys.executable, "scripts/pretrain.py", "--config", "recipes/aurora-m-tiny/cap.yaml",
+                   "--output_dir", str(out), "--use_cpu", "false", "--bf16", "true", *SHORT], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "model" / "model.safetensors").is_file()

@@ -7,7 +7,7 @@ Pickles (``training_args.bin``) are never copied. The folder appears only when c
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -110,5 +110,5 @@ def export_variant(variant: Variant, publish_args: PublishArguments, out_dir: st
         shutil.copy2(variant.eval_results, tmp / "eval_results.json")
         card = build_card(variant, publish_args, recipe, assets, description)
         card.save(tmp / "README.md")
-        write_json(tmp / "aurora_m_lineage.json", [s.__dict__ for s in variant.lineage])
+        write_json(tmp / "aurora_m_lineage.json", [asdict(s) for s in variant.lineage])
     return out_dir
