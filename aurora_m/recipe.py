@@ -199,15 +199,6 @@ def check_sources(file: Path, key: str, sources: list, need_weights: bool) -> li
     return specs
 
 
-def source_specs(config_file: Path, key: str, sources: list[dict]) -> list[SourceSpec]:
-    """Validated sources with local paths made absolute (relative to the YAML that named them)."""
-    specs = check_sources(Path(config_file), key, sources, need_weights=key != "perplexity_sources")
-    for spec in specs:
-        if spec.path is not None:
-            spec.path = str(resolve_path(Path(config_file).parent, spec.path).resolve())
-    return specs
-
-
 # ----------------------------------------------------------------------------- one stage
 def check_stage_config(file: Path, kind: str, has_model_input: bool = False) -> dict:
     """Check one stage YAML without running anything; returns the mapping."""

@@ -6,20 +6,15 @@ prompt/completion pairs. Output: ``dataset_dir`` (default OUTPUT_DIR/data).
     python scripts/data.py --config recipes/aurora-m-tiny/cap.yaml --output_dir runs/tiny/cap
 """
 
-from pathlib import Path
-
 from aurora_m.args import SFTDataArguments
+from aurora_m.data.build import build_pretrain_dataset, build_sft_dataset, dataset_dir_for
 from aurora_m.scripting import run_script
 
 
 def main(model_args, data_args, training_args, config_file="<stage config>"):
-    out = Path(data_args.dataset_dir or Path(training_args.output_dir) / "data")
+    out = dataset_dir_for(data_args, training_args)
     if isinstance(data_args, SFTDataArguments):
-        from aurora_m.data.build import build_sft_dataset
-
         return build_sft_dataset(data_args, out, config_file)
-    from aurora_m.data.build import build_pretrain_dataset
-
     return build_pretrain_dataset(model_args, data_args, out, config_file)
 
 

@@ -13,7 +13,7 @@ import yaml
 from aurora_m.pipeline import Pipeline
 from aurora_m.recipe import load_recipe
 
-from conftest import ROOT, TINY, cli, edit_yaml
+from conftest import cli, edit_yaml
 
 LANGUAGES = {"en", "fi", "hi", "ja", "vi", "code"}
 GOLDEN = Path(__file__).parent / "golden" / "aurora_m_tiny_cap_losses.json"

@@ -20,6 +20,11 @@ from .mixture import mix_and_pack
 from .sources import load_source
 
 
+def dataset_dir_for(data_args, training_args) -> Path:
+    """Where a stage's dataset lives: ``dataset_dir`` if set, else OUTPUT_DIR/data."""
+    return Path(data_args.dataset_dir or Path(training_args.output_dir) / "data")
+
+
 def _tokenize(ds, tokenizer, num_proc):
     def encode(batch):
         return {"input_ids": tokenizer(batch["text"], add_special_tokens=False)["input_ids"]}

@@ -6,13 +6,10 @@ from pathlib import Path
 
 from ..args import MixtureArguments, ModelArguments
 from ..errors import RecipeError
+from ..data.build import dataset_dir_for
 from ..data.mixture import packed_collator
 from .common import describe_budget, train_and_save
 from .model import load_model, parameter_count
-
-
-def default_dataset_dir(mix_args: MixtureArguments, training_args) -> Path:
-    return Path(mix_args.dataset_dir or Path(training_args.output_dir) / "data")
 
 
 def train_pretrain(model_args: ModelArguments, mix_args: MixtureArguments, training_args,
@@ -21,7 +18,7 @@ def train_pretrain(model_args: ModelArguments, mix_args: MixtureArguments, train
     from datasets import load_from_disk
     from transformers import AutoTokenizer, Trainer
 
-    dataset_dir = default_dataset_dir(mix_args, training_args)
+    dataset_dir = dataset_dir_for(mix_args, training_args)
     if not (dataset_dir / "train").is_dir():
         from ..data.build import build_pretrain_dataset
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..args import ModelArguments, SFTDataArguments
+from ..data.build import dataset_dir_for
 from ..tokenizer import load_tokenizer
 from .common import train_and_save
 from .model import load_model, parameter_count
@@ -15,7 +16,7 @@ def train_sft(model_args: ModelArguments, data_args: SFTDataArguments, sft_confi
     from datasets import load_from_disk
     from trl import SFTTrainer
 
-    dataset_dir = Path(data_args.dataset_dir or Path(sft_config.output_dir) / "data")
+    dataset_dir = dataset_dir_for(data_args, sft_config)
     if not (dataset_dir / "train").is_dir():
         from ..data.build import build_sft_dataset
 
