@@ -40,6 +40,7 @@ class Pipeline:
     def __init__(self, recipe: Recipe, run_dir: str | Path):
         self.recipe = recipe
         self.run_dir = Path(run_dir).resolve()
+        self._fingerprints: dict[tuple[str, str], str] = {}  # the YAMLs do not change during a run
 
     # ------------------------------------------------------------------ where things are
     def stage_dir(self, stage: StageSpec) -> Path:
@@ -56,6 +57,12 @@ class Pipeline:
 
     # ------------------------------------------------------------------ fingerprints and markers
     def fingerprint(self, stage: StageSpec, step: str) -> str:
+        key = (stage.name, step)
+        if key not in self._fingerprints:
+            self._fingerprints[key] = self._compute_fingerprint(stage, step)
+        return self._fingerprints[key]
+
+    def _compute_fingerprint(self, stage: StageSpec, step: str) -> str:
         config = read_yaml(stage.config)
         if step == "data":
             config = {k: v for k, v in config.items() if k in DATA_KEYS}

@@ -229,9 +229,8 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False) -> 
             if not (config.get("tokenizer_name_or_path") or config.get("tokenizer_train_files")):
                 raise RecipeError(file, "tokenizer_name_or_path",
                                   "missing: a model built from base_config needs tokenizer_name_or_path or tokenizer_train_files")
-    for key in ("seq_length",):
-        if key in config and config[key] <= 0:
-            raise RecipeError(file, key, f"expected a positive integer, got {config[key]}")
+    if config.get("seq_length", 1) <= 0:
+        raise RecipeError(file, "seq_length", f"expected a positive integer, got {config['seq_length']}")
     if kind == "pretrain" and not config.get("train_tokens", 0) > 0:
         raise RecipeError(file, "train_tokens", f"expected the stage's token budget (a positive integer), "
                                                 f"got {config.get('train_tokens', 'nothing')}")

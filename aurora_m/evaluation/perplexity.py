@@ -33,23 +33,32 @@ def parse_models(entries: list[str], config_file) -> dict[str, str]:
     return models
 
 
-def heldout_blocks(eval_args: EvalArguments, tokenizer, config_file) -> tuple[dict, list]:
-    from datasets import Dataset
-
-    blocks, reports = {}, []
+def heldout_texts(eval_args: EvalArguments, config_file) -> tuple[dict[str, list[str]], list]:
+    """Held-out documents per language, read once for every variant."""
+    texts, reports = {}, []
     for raw in eval_args.perplexity_sources:
         spec = SourceSpec(**raw)
         docs, report = load_source(spec, str(config_file), "perplexity_sources")
-        ids = tokenizer(list(docs["text"]), add_special_tokens=False)["input_ids"]
+        texts[spec.name] = list(docs["text"])
+        reports.append(asdict(report))
+    return texts, reports
+
+
+def heldout_blocks(texts: dict[str, list[str]], eval_args: EvalArguments, tokenizer, config_file) -> dict:
+    """Pack each language's text with this model's tokenizer, as training data is packed."""
+    from datasets import Dataset
+
+    blocks = {}
+    for lang, docs in texts.items():
+        ids = tokenizer(docs, add_special_tokens=False)["input_ids"]
         packed, _ = pack_wrapped(ids, eval_args.seq_length, tokenizer.eos_token_id)
         if eval_args.max_eval_blocks:
             packed = packed[: eval_args.max_eval_blocks]
         if len(packed) == 0:
-            raise RecipeError(config_file, f"perplexity_sources[{spec.name}]",
+            raise RecipeError(config_file, f"perplexity_sources[{lang}]",
                               f"held-out text is shorter than one block of {eval_args.seq_length} tokens")
-        blocks[spec.name] = Dataset.from_dict({"input_ids": packed})
-        reports.append(asdict(report))
-    return blocks, reports
+        blocks[lang] = Dataset.from_dict({"input_ids": packed})
+    return blocks
 
 
 def evaluate_perplexity(eval_args: EvalArguments, training_args, config_file="<stage config>") -> dict:
@@ -58,11 +67,12 @@ def evaluate_perplexity(eval_args: EvalArguments, training_args, config_file="<s
 
     out = Path(training_args.output_dir)
     models = parse_models(eval_args.eval_models, config_file)
+    texts, reports = heldout_texts(eval_args, config_file)
     all_results = {}
     for name, path in models.items():
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
-        blocks, reports = heldout_blocks(eval_args, tokenizer, config_file)
+        blocks = heldout_blocks(texts, eval_args, tokenizer, config_file)
         trainer = Trainer(model=model, args=training_args, data_collator=packed_collator)
         metrics = trainer.evaluate(eval_dataset=blocks)
         losses = {lang: metrics[f"eval_{lang}_loss"] for lang in blocks}

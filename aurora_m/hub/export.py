@@ -14,9 +14,8 @@ from pathlib import Path
 from ..args import PublishArguments
 from ..io import atomic_dir, read_json, write_json
 
-MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-               "special_tokens_map.json", "chat_template.jinja", "training_args.json")
-SKIP_SUFFIXES = (".bin", ".pt", ".pkl", ".pth")
+# weights as safetensors, configs and tokenizer files; pickles (training_args.bin, *.pt) never match
+PUBLISHED_SUFFIXES = (".safetensors", ".json", ".txt", ".model", ".jinja")
 
 
 @dataclass
@@ -44,10 +43,7 @@ def repo_id(publish_args: PublishArguments, variant: str) -> str:
 
 def _copy_model(model_dir: Path, dest: Path) -> None:
     for src in sorted(model_dir.iterdir()):
-        if src.is_file() and (src.suffix == ".safetensors" or src.name in MODEL_FILES
-                              or src.name.endswith(".safetensors.index.json")):
-            shutil.copy2(src, dest / src.name)
-        elif src.is_file() and not src.name.endswith(SKIP_SUFFIXES) and src.suffix in (".json", ".txt", ".model"):
+        if src.is_file() and src.suffix in PUBLISHED_SUFFIXES:
             shutil.copy2(src, dest / src.name)
     if not any(dest.glob("*.safetensors")):
         raise FileNotFoundError(f"{model_dir} has no safetensors weights to publish")
