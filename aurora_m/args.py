@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from trl import ModelConfig
+
 
 @dataclass
-class ModelArguments:
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Hub id or folder with safetensors weights to continue from."})
+class ModelArguments(ModelConfig):
+    """trl's ``ModelConfig`` (``model_name_or_path``, ``dtype``, ``attn_implementation``, ``use_peft``,
+    ``lora_*``; ``trl.get_peft_config(model_args)``) plus what a GPTBigCode recipe adds: a bundled base
+    config, config patches, and the tiny twin's locally trained tokenizer."""
+
     base_config: str | None = field(
         default=None, metadata={"help": "Build a fresh model from this config instead: a bundled name "
                                         "('starcoderplus') or a config.json path. Used when model_name_or_path is unset."})
@@ -66,6 +70,9 @@ class MixtureArguments:
         default=None, metadata={"help": "Where the packed dataset lives (built there if absent). "
                                         "Defaults to OUTPUT_DIR/data."})
     data_num_proc: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    max_doc_tokens: int = field(
+        default=32768, metadata={"help": "Longer documents are cut to this many tokens (counted in mixture.json), "
+                                         "so memory and time follow the budget, not the largest document."})
 
 
 @dataclass

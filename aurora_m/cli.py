@@ -1,6 +1,6 @@
-"""``aurora-m``: run a recipe, check it, or run one stage of it.
+"""``aurora-m``: run a recipe, check it, run one step of it, or publish a variant of a run.
 
-    aurora-m run RECIPE_DIR --output-dir DIR          every stage in order; complete ones are skipped
+    aurora-m run RECIPE_DIR --output-dir DIR          every stage in order; complete steps are skipped
     aurora-m validate RECIPE_DIR                      check without running (exit 0 valid, 2 invalid)
     aurora-m data RECIPE_DIR --stage cap --output-dir DIR     one step of one stage, run again
     aurora-m train RECIPE_DIR --stage cat --output-dir DIR
@@ -8,105 +8,163 @@
     aurora-m publish RUN_DIR --variant NAME --out DIR  one variant's export folder
     aurora-m patches                                  the GPTBigCode config patches a recipe can name
 
-Mistakes in what the user gave (a recipe, a flag) print one line on stderr and exit with code 2.
+``run`` and the step commands take ``--key value`` overrides of stage keys (``--learning_rate 2e-4``):
+a step command applies them to its stage, ``run`` to every stage that has the key. Mistakes in what
+the user gave print one line on stderr and exit with code 2; Ctrl-C exits 130 saying how to resume.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
+from dataclasses import fields
 
-from .errors import RecipeError
+from .errors import RecipeError, exit_on_failure
+from .logs import setup_logging
 
-EXIT_USER_ERROR = 2
+STEP_COMMANDS = {"data": "build the dataset of a pretrain/sft stage",
+                 "train": "train a pretrain/sft stage (builds its data if missing)",
+                 "eval": "evaluate the models of an eval stage"}
+
+
+def _stage_list(text: str | None) -> set[str]:
+    return {s.strip() for s in text.split(",") if s.strip()} if text else set()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aurora-m", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log lines (debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run every stage of a recipe in order")
+    def checkpoint_options(p):
+        p.add_argument("--restart", help="comma-separated stages whose checkpoints are set aside (start over)")
+        p.add_argument("--resume", help="comma-separated stages that continue from their checkpoints even "
+                                        "though their configuration changed")
+
+    run = sub.add_parser("run", help="run every stage of a recipe in order (takes --key value overrides)")
     run.add_argument("recipe_dir")
     run.add_argument("--output-dir", required=True)
     run.add_argument("--stages", help="comma-separated stage names to run (default: all)")
     run.add_argument("--force", action="store_true", help="run steps again even if complete")
+    checkpoint_options(run)
 
     validate = sub.add_parser("validate", help="check a recipe without running it")
     validate.add_argument("recipe_dir")
 
-    for name, help_text in (("data", "build the dataset of a pretrain/sft stage"),
-                            ("train", "train a pretrain/sft stage (builds its data if missing)"),
-                            ("eval", "evaluate the models of an eval stage")):
-        step = sub.add_parser(name, help=help_text)
+    for name, help_text in STEP_COMMANDS.items():
+        step = sub.add_parser(name, help=f"{help_text} (takes --key value overrides)")
         step.add_argument("recipe_dir")
         step.add_argument("--stage", required=name != "eval", help="stage name in pipeline.yaml")
         step.add_argument("--output-dir", required=True, help="the run folder (stage outputs go in DIR/<stage>)")
+        checkpoint_options(step)
 
     publish = sub.add_parser("publish", help="write one variant's export folder (model, card, plots)")
     publish.add_argument("run_dir")
     publish.add_argument("--variant", required=True)
     publish.add_argument("--out", required=True)
+    publish.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
 
     sub.add_parser("patches", help="list the GPTBigCode config patches")
     return parser
 
 
-def _run(args) -> int:
-    from .pipeline import Pipeline
-    from .recipe import load_recipe
+def split_overrides(recipe, overrides: list[str], only: str | None = None) -> dict[str, list[str]]:
+    """``--key value`` pairs for each stage that has the key (or for ``only``); a key no stage has is an error."""
+    from .recipe import overrides_to_dict, stage_dataclasses
 
-    quick = Pipeline(load_recipe(args.recipe_dir, check_stages=False), args.output_dir)
-    if not args.force and not args.stages and quick.all_complete():
-        summary = quick.write_summary()  # nothing to do: no torch import, no validation cost
-        print(f"[pipeline] all {len(summary['stages'])} stages complete in {quick.run_dir}; nothing to run")
-        return 0
-    pipeline = Pipeline(load_recipe(args.recipe_dir), args.output_dir)
-    stages = [s.strip() for s in args.stages.split(",")] if args.stages else None
+    if not overrides:
+        return {}
+    values = overrides_to_dict(recipe.file, overrides)
+    stages = [recipe.stage(only)] if only else recipe.stages
+    known = {s.name: {f.name for dc in stage_dataclasses(s.kind) for f in fields(dc)} for s in stages}
+    out: dict[str, list[str]] = {}
+    for key, value in values.items():
+        takers = [name for name, keys in known.items() if key in keys]
+        if not takers:
+            every = set().union(*known.values())
+            close = difflib.get_close_matches(key, list(every), n=1)
+            hint = f" (did you mean '--{close[0]}'?)" if close else ""
+            where = f"stage {only!r}" if only else "any stage"
+            raise RecipeError(None, f"--{key}", f"not a key of {where}{hint}")
+        for name in takers:
+            out.setdefault(name, []).extend([f"--{key}", json.dumps(value) if not isinstance(value, str) else value])
+    return out
+
+
+def _pipeline(args, overrides: list[str], check: bool = True, only: str | None = None):
+    from .pipeline import Pipeline
+    from .recipe import check_engines, load_recipe
+
+    recipe = load_recipe(args.recipe_dir, check_stages=check)
+    if check:
+        check_engines(recipe)
+    for name in _stage_list(getattr(args, "restart", None)) | _stage_list(getattr(args, "resume", None)):
+        recipe.stage(name)
+    return Pipeline(recipe, args.output_dir, split_overrides(recipe, overrides, only))
+
+
+def _run(args, overrides) -> int:
+    restart, resume = _stage_list(args.restart), _stage_list(args.resume)
+    if not (args.force or args.stages or overrides or restart or resume):
+        quick = _pipeline(args, overrides, check=False)  # no torch import, no validation cost
+        if quick.layout.summary.is_file() and quick.all_complete():
+            with quick.session("aurora-m run"):
+                summary = quick.write_summary()
+            print(f"all {len(summary['stages'])} stages complete in {quick.layout.root}; nothing to run")
+            return 0
+    pipeline = _pipeline(args, overrides)
+    stages = sorted(_stage_list(args.stages), key=pipeline.recipe.stage_names.index) if args.stages else None
     for name in stages or []:
         pipeline.recipe.stage(name)
-    summary = pipeline.run(stages, force=args.force)
+    with pipeline.session("aurora-m run"):
+        summary = pipeline.run(stages, force=args.force, restart=restart, resume=resume)
     print(json.dumps({s["name"]: s["status"] for s in summary["stages"]}))
     return 0
 
 
-def _validate(args) -> int:
-    from .recipe import load_recipe, parse_stage
+def _validate(args, overrides) -> int:
+    from .recipe import check_engines, load_recipe, parse_stage
 
     recipe = load_recipe(args.recipe_dir)
+    check_engines(recipe)
     for stage in recipe.stages:  # TrlParser + the dataclasses' own checks (e.g. TrainingArguments)
-        parse_stage(stage.config, stage.kind, validate_only=True, has_model_input=bool(stage.inputs))
+        parse_stage(stage.config, stage.kind, validate_only=True, has_model_input=bool(stage.inputs),
+                    input_positions=recipe.input_positions(stage))
     print(f"{recipe.file}: valid ({len(recipe.stages)} stages: {' -> '.join(recipe.stage_names)})")
     return 0
 
 
-def _step(args) -> int:
-    from .pipeline import Pipeline
+def _step(args, overrides) -> int:
     from .recipe import load_recipe
 
-    pipeline = Pipeline(load_recipe(args.recipe_dir), args.output_dir)
     if args.stage is None:
-        evals = [s for s in pipeline.recipe.stages if s.kind == "eval"]
+        evals = [s for s in load_recipe(args.recipe_dir, check_stages=False).stages if s.spec.evaluates]
         if len(evals) != 1:
-            raise RecipeError(pipeline.recipe.file, "stages", "name the eval stage with --stage")
+            raise RecipeError(args.recipe_dir, "--stage", "name the eval stage with --stage")
         args.stage = evals[0].name
+    pipeline = _pipeline(args, overrides, only=args.stage)
     stage = pipeline.recipe.stage(args.stage)
-    step = {"data": "data", "train": "train", "eval": "eval"}[args.command]
-    if step not in stage.steps:
-        raise RecipeError(pipeline.recipe.file, f"stages.{stage.name}",
-                          f"a {stage.kind} stage has steps {', '.join(stage.steps)}, not {step!r}")
-    pipeline.run_step(stage, step)
+    if args.command not in stage.steps:
+        raise RecipeError(pipeline.recipe.file, f"stages[{stage.position}]",
+                          f"a {stage.kind} stage has steps {', '.join(stage.steps)}, not {args.command!r}")
+    with pipeline.session(f"aurora-m {args.command}"):
+        pipeline.save_recipe_copy()
+        pipeline.run_step(stage, args.command, restart=_stage_list(args.restart), resume=_stage_list(args.resume))
     return 0
 
 
-def _publish(args) -> int:
-    from .pipeline import publish_from_run
+def _publish(args, overrides) -> int:
+    from .pipeline.publish import publish_from_run
 
-    publish_from_run(args.run_dir, args.variant, args.out)
+    out = publish_from_run(args.run_dir, args.variant, args.out, overwrite=args.overwrite)
+    print(f"{args.variant}: {out}")
     return 0
 
 
-def _patches(args) -> int:
+def _patches(args, overrides) -> int:
     from .patches import PATCHES
 
     for patch in PATCHES.values():
@@ -116,15 +174,19 @@ def _patches(args) -> int:
 
 COMMANDS = {"run": _run, "validate": _validate, "data": _step, "train": _step, "eval": _step,
             "publish": _publish, "patches": _patches}
+TAKES_OVERRIDES = {"run", *STEP_COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, overrides = parser.parse_known_args(argv)
+    if overrides and args.command not in TAKES_OVERRIDES:
+        parser.error(f"unrecognized arguments: {' '.join(overrides)}")
+    setup_logging(-1 if args.quiet else args.verbose)
     try:
-        return COMMANDS[args.command](args)
-    except RecipeError as err:
-        print(f"aurora-m: error: {err}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return COMMANDS[args.command](args, overrides)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - re-raised unless it is the user's to fix
+        return exit_on_failure("aurora-m", exc, getattr(args, "output_dir", None) or getattr(args, "out", None))
 
 
 if __name__ == "__main__":

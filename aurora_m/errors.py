@@ -1,14 +1,21 @@
-"""The one error type users see: a single line naming the file, the key and what was expected."""
+"""The one error type users see, and how every entry point turns failures into one line and an exit code."""
 
 from __future__ import annotations
 
+import errno
+import shutil
+import sys
 from pathlib import Path
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+LOW_SPACE = 64 << 20  # a failed write with less than this free is a full disk, whatever the library said
 
 
 class RecipeError(Exception):
-    """A mistake in something the user gave us (a recipe, a flag, a data file).
+    """A mistake in something the user gave us (a recipe, a flag, a data file, an output folder).
 
-    The CLI prints ``str(err)`` on one line and exits with code 2, without a traceback.
+    Entry points print ``str(err)`` on one line and exit with code 2, without a traceback.
     """
 
     def __init__(self, file: str | Path | None, key: str | None, message: str):
@@ -20,3 +27,54 @@ class RecipeError(Exception):
     def __str__(self) -> str:
         where = ": ".join(part for part in (self.file, self.key) if part)
         return f"{where}: {self.message}" if where else self.message
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _disk_full(exc: BaseException, output_dir: str | Path | None) -> str | None:
+    """The path a write failed on for lack of space, or None (torch reports it as a bare RuntimeError)."""
+    for err in _chain(exc):
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            return str(err.filename or output_dir or "")
+        if "No space left on device" in str(err):
+            return str(getattr(err, "filename", None) or output_dir or "")
+    if output_dir and isinstance(exc, (OSError, RuntimeError)) and "writ" in str(exc).lower():
+        probe = Path(output_dir)
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if shutil.disk_usage(probe).free < LOW_SPACE:
+            return str(output_dir)
+    return None
+
+
+def user_facing(exc: BaseException, output_dir: str | Path | None = None) -> tuple[str, int] | None:
+    """(one line, exit code) for failures that are the user's to fix, or None for our own bugs."""
+    if isinstance(exc, RecipeError):
+        return str(exc), EXIT_USER_ERROR
+    if isinstance(exc, KeyboardInterrupt):
+        return ("interrupted: run the same command again to resume (complete steps and checkpoints are kept)",
+                EXIT_INTERRUPTED)
+    full = _disk_full(exc, output_dir)
+    if full is not None:
+        return f"no space left on device while writing {full}: free some space and run again to resume", EXIT_USER_ERROR
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename}: choose a folder you can write to", EXIT_USER_ERROR
+    if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+        return f"read-only file system: {exc.filename}: choose a folder you can write to", EXIT_USER_ERROR
+    return None
+
+
+def exit_on_failure(prog: str, exc: BaseException, output_dir: str | Path | None = None) -> int:
+    """Print one line for a user-facing failure and return its exit code; re-raise anything else."""
+    known = user_facing(exc, output_dir)
+    if known is None:
+        raise exc
+    message, code = known
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return code

@@ -1,26 +1,85 @@
-"""Writing outputs so that a crash never leaves something that looks complete."""
+"""Writing outputs so that a crash never leaves something that looks complete, and nothing of the user's is lost.
+
+Temporary siblings are named ``.NAME.tmp-PID-XXXX``: the next run removes those whose process is
+dead (:func:`sweep_dead_temps`). Finished files and folders get the user's umask, not mkstemp's 0600.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from .errors import RecipeError
+
+logger = logging.getLogger(__name__)
+TEMP_TAG = ".tmp-"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _apply_umask(path: Path) -> None:
+    """mkdtemp makes 0700 folders; a finished one should read like any folder the user makes.
+    (What is written inside it already follows the umask.)"""
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}{TEMP_TAG}{os.getpid()}-"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def sweep_dead_temps(folder: str | Path, depth: int = 3) -> list[Path]:
+    """Remove temporary files/folders left by processes that died (ours only: named by :func:`atomic_dir`)."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for path in list(folder.iterdir()):
+        name = path.name
+        if name.startswith(".") and TEMP_TAG in name:
+            pid = name.rsplit(TEMP_TAG, 1)[1].split("-", 1)[0]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
+                removed.append(path)
+                continue
+        if depth > 1 and path.is_dir() and not path.is_symlink():
+            removed += sweep_dead_temps(path, depth - 1)
+    return removed
+
 
 @contextlib.contextmanager
 def atomic_dir(target: str | Path):
-    """Yield a temporary sibling folder; on success it replaces ``target`` in one rename."""
+    """Yield a temporary sibling folder; on success it replaces ``target`` in one rename.
+
+    A ``target`` that exists is moved aside first and removed only once the new one is in place.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temp_prefix(target)))
     try:
         yield tmp
+        _apply_umask(tmp)
         if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
+            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old{TEMP_TAG}{os.getpid()}-"))
+            os.replace(target, old / target.name)
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -33,11 +92,12 @@ def write_json(path: str | Path, obj) -> None:
     """Write JSON through a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(obj, fh, indent=2, ensure_ascii=False, default=str)
             fh.write("\n")
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -46,3 +106,49 @@ def write_json(path: str | Path, obj) -> None:
 
 def read_json(path: str | Path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_json_or_none(path: str | Path):
+    """A JSON file we wrote, or None when it is missing or was cut short (a kill mid-write elsewhere)."""
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
+def check_output_dir(path: str | Path, what: str, marker_name: str, *, overwrite: bool = False,
+                     owner_check=None) -> Path:
+    """Refuse an output folder we did not make; replace one of ours only with ``overwrite``.
+
+    ``marker_name`` is the file that makes a folder ours. An empty folder is fine. ``owner_check``
+    (marker dict -> message or None) can refuse a folder that is ours but belongs to something else.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RecipeError(path, None, f"{what} is a file, expected a folder; nothing was changed")
+    if path.is_dir() and any(path.iterdir()):
+        marker = path / marker_name
+        if not marker.is_file():
+            raise RecipeError(path, None, f"{what} exists and was not written by aurora-m (no {marker_name}); "
+                                          f"choose a new or empty folder: nothing in it was touched")
+        if owner_check is not None:
+            problem = owner_check(read_json_or_none(marker) or {})
+            if problem:
+                raise RecipeError(path, None, problem)
+        if not overwrite:
+            raise RecipeError(path, None, f"{what} already exists: pass --overwrite to replace it "
+                                          f"(the old one is kept until the new one is complete)")
+    return path
+
+
+def check_writable(path: str | Path, what: str) -> Path:
+    """A folder we can create and write into, or one line saying why not."""
+    path = Path(path)
+    probe_parent = path
+    while not probe_parent.exists():
+        probe_parent = probe_parent.parent
+    if not probe_parent.is_dir():
+        raise RecipeError(path, None, f"{what}: {probe_parent} is a file, expected a folder")
+    if not os.access(probe_parent, os.W_OK | os.X_OK):
+        raise RecipeError(path, None, f"{what}: {probe_parent} is not writable")
+    return path

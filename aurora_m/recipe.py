@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import graphlib
+import json
 import math
 import re
 import types
@@ -19,44 +20,31 @@ from pathlib import Path
 
 import yaml
 
-from .args import (EvalArguments, MixtureArguments, ModelArguments, PublishArguments, SFTDataArguments,
-                   SourceSpec)
+from .args import ModelArguments, SourceSpec
 from .errors import RecipeError
-from .patches import PATCHES, check_patches
+from .patches import AURORA_M_CONTEXT, PATCHES, check_patches, parse_patch
+from .stages import EVALUATIONS, KINDS, MODELS, ONE_MODEL, StageKind, engine_problem
 
 PIPELINE_FILE = "pipeline.yaml"
-# What each kind of stage does, as steps with their own completion markers.
-STEPS = {"pretrain": ("data", "train"), "sft": ("data", "train"), "eval": ("eval",), "publish": ("publish",)}
-ENGINES = {"pretrain": ("transformers",), "sft": ("transformers",), "eval": ("transformers",),
-           "publish": ("transformers",)}
-MODEL_KINDS = ("pretrain", "sft")
 STAGE_KEYS = {"name": str, "kind": str, "config": str, "engine": str, "inputs": list, "variant": str,
               "description": str}
-PIPELINE_KEYS = {"name": str, "description": str, "stages": list}
+PIPELINE_KEYS = {"name": str, "description": str, "stages": list, "data_roots": list}
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
-SOURCE_LISTS = {"mixture": "pretrain", "sft_sources": "sft", "perplexity_sources": "eval"}
 # hub_token, HF_TOKEN, WANDB_API_KEY ... but not eos_token / pad_token (special-token strings)
 SECRET_KEY = re.compile(r"(?<!eos)(?<!bos)(?<!pad)(?<!unk)(^|_)(token|secret|password|api_key|key)$", re.IGNORECASE)
 SECRET_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
+# A Hub repo name: what a variant becomes (NAMESPACE/VARIANT), so no separators, no "..", no "--"
+VARIANT_NAME = re.compile(r"^(?![-.])(?!.*(\.\.|--))[A-Za-z0-9._-]{1,96}(?<![-.])$")
 
 
 def stage_dataclasses(kind: str) -> tuple[type, ...]:
-    """The dataclasses a stage YAML of this kind fills. Imports transformers / trl only when asked."""
-    if kind == "pretrain":
-        from transformers import TrainingArguments
+    """The dataclasses a stage YAML of this kind fills (transformers / trl imported only when asked)."""
+    return KINDS[kind].dataclass_types()
 
-        return (ModelArguments, MixtureArguments, TrainingArguments)
-    if kind == "sft":
-        from trl import SFTConfig
 
-        return (ModelArguments, SFTDataArguments, SFTConfig)
-    if kind == "eval":
-        from transformers import TrainingArguments
-
-        return (EvalArguments, TrainingArguments)
-    if kind == "publish":
-        return (PublishArguments,)
-    raise ValueError(f"unknown stage kind {kind!r}")
+def source_keys() -> dict[str, StageKind]:
+    """Every list of sources a stage YAML may hold, and the kind that requires it."""
+    return {k.source_key: k for k in KINDS.values() if k.source_key}
 
 
 # ----------------------------------------------------------------------------- YAML and types
@@ -66,6 +54,8 @@ def read_yaml(path: Path) -> dict:
         raise RecipeError(path, None, "file not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise RecipeError(path, None, f"not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark else ""
@@ -148,17 +138,41 @@ def check_keys_and_types(file: Path, config: dict, dataclass_types) -> None:
             raise RecipeError(file, key, f"expected {_type_name(known[key])}, got {type(value).__name__} {value!r}")
 
 
-# ----------------------------------------------------------------------------- sources
+# ----------------------------------------------------------------------------- paths
 def resolve_path(base: Path, path: str) -> Path:
     p = Path(path).expanduser()
     return p if p.is_absolute() else (base / p)
 
 
-def check_sources(file: Path, key: str, sources: list, need_weights: bool) -> list[SourceSpec]:
+def allowed_roots(recipe_dir: Path) -> list[Path]:
+    """Folders a recipe may read from: its own, plus the ``data_roots`` its pipeline.yaml names."""
+    roots = [Path(recipe_dir).resolve()]
+    pipeline = Path(recipe_dir) / PIPELINE_FILE
+    if pipeline.is_file():
+        data_roots = read_yaml(pipeline).get("data_roots") or []
+        if not isinstance(data_roots, list) or not all(isinstance(r, str) for r in data_roots):
+            raise RecipeError(pipeline, "data_roots", "expected a list of folders")
+        roots += [resolve_path(Path(recipe_dir), r).resolve() for r in data_roots]
+    return roots
+
+
+def check_inside(file: Path, key: str, path: Path, roots: list[Path]) -> Path:
+    """``path`` resolved (symlinks too), refused when it leaves the recipe folder and every data root."""
+    resolved = path.resolve()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise RecipeError(file, key, f"{path} is outside the recipe folder {roots[0]}; add the folder that holds it "
+                                     f"to data_roots in {PIPELINE_FILE} to read it")
+    return resolved
+
+
+# ----------------------------------------------------------------------------- sources
+def check_sources(file: Path, key: str, sources: list, need_weights: bool,
+                  roots: list[Path] | None = None) -> list[SourceSpec]:
     hints = typing.get_type_hints(SourceSpec)
+    roots = roots if roots is not None else allowed_roots(file.parent)
     specs, names = [], set()
-    if not sources:
-        raise RecipeError(file, key, "expected at least one source")
+    if not isinstance(sources, list) or not sources:
+        raise RecipeError(file, key, "expected a non-empty list of sources")
     for i, raw in enumerate(sources):
         where = f"{key}[{i}]"
         if not isinstance(raw, dict):
@@ -181,6 +195,7 @@ def check_sources(file: Path, key: str, sources: list, need_weights: bool) -> li
             local = resolve_path(file.parent, spec.path)
             if not local.name.endswith(DATA_SUFFIXES):
                 raise RecipeError(file, f"{where}.path", f"expected a {'/'.join(DATA_SUFFIXES)} file, got {spec.path!r}")
+            check_inside(file, f"{where}.path", local, roots)
             if not local.is_file():
                 raise RecipeError(file, f"{where}.path", f"data file not found: {local}")
         if need_weights and not (math.isfinite(spec.weight) and spec.weight > 0):
@@ -199,46 +214,139 @@ def check_sources(file: Path, key: str, sources: list, need_weights: bool) -> li
     return specs
 
 
+# ----------------------------------------------------------------------------- model facts known without loading it
+def _config_json(name_or_path: str) -> dict | None:
+    from importlib import resources
+
+    bundled = resources.files("aurora_m") / "configs" / f"{name_or_path}.json"
+    if bundled.is_file():
+        return json.loads(bundled.read_text())
+    path = Path(name_or_path)
+    path = path / "config.json" if path.is_dir() else path
+    if path.is_file() and path.suffix == ".json":
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def model_positions(config: dict, input_positions: int | None = None) -> int | None:
+    """Learned positions of a stage's model after its patches, when knowable offline (else None)."""
+    n = None
+    source = config.get("model_name_or_path") or (None if input_positions else config.get("base_config"))
+    if source:
+        n = (_config_json(source) or {}).get("n_positions")
+    elif input_positions:
+        n = input_positions
+    for spec in config.get("config_patches", []):
+        patch, value = parse_patch(spec)
+        if patch.name == "aurora_m":
+            keep = int(value) if value else AURORA_M_CONTEXT
+            n = min(n, keep) if n else keep
+    return n
+
+
+def _check_report_to(file: Path, value) -> None:
+    from transformers.integrations.integration_utils import (INTEGRATION_TO_CALLBACK,
+                                                             get_available_reporting_integrations)
+
+    names = [value] if isinstance(value, str) else list(value or [])
+    installed = set(get_available_reporting_integrations())
+    for name in names:
+        if name in ("none", "all"):
+            continue
+        if name not in INTEGRATION_TO_CALLBACK:
+            raise _unknown_key(file, "report_to", INTEGRATION_TO_CALLBACK, f" value {name!r}")
+        if name not in installed:
+            raise RecipeError(file, "report_to", f"{name!r} is not installed here: pip install {name} "
+                                                 f"(or report_to: none)")
+
+
 # ----------------------------------------------------------------------------- one stage
-def check_stage_config(file: Path, kind: str, has_model_input: bool = False) -> dict:
-    """Check one stage YAML without running anything; returns the mapping."""
+def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, overrides: dict | None = None,
+                       input_positions: int | None = None, roots: list[Path] | None = None) -> dict:
+    """Check one stage YAML (plus command-line overrides) without running anything; returns the mapping."""
     file = Path(file)
-    config = read_yaml(file)
-    check_keys_and_types(file, config, stage_dataclasses(kind))
-    for key in SOURCE_LISTS:
+    spec = KINDS[kind]
+    config = {**read_yaml(file), **(overrides or {})}
+    check_keys_and_types(file, config, spec.dataclass_types())
+    roots = roots if roots is not None else allowed_roots(file.parent)
+    for key, owner in source_keys().items():
         if key in config:
-            check_sources(file, key, config[key], need_weights=key != "perplexity_sources")
-    required = {"pretrain": "mixture", "sft": "sft_sources", "eval": "perplexity_sources"}.get(kind)
-    if required and required not in config:
-        raise RecipeError(file, required, "missing: this stage needs a list of sources")
-    if kind in MODEL_KINDS:
+            check_sources(file, key, config[key], need_weights=owner.produces_model, roots=roots)
+    if spec.source_key and spec.source_key not in config:
+        raise RecipeError(file, spec.source_key, "missing: this stage needs a list of sources")
+    if spec.produces_model:
         check_patches(config.get("config_patches", []), file)
         continues = has_model_input or bool(config.get("model_name_or_path"))
-        for spec in config.get("config_patches", []):
-            patch = PATCHES[spec.partition(":")[0]]
+        for patch_spec in config.get("config_patches", []):
+            patch = PATCHES[patch_spec.partition(":")[0]]
             if continues and patch.from_config_only:
                 raise RecipeError(file, "config_patches",
                                   f"patch {patch.name!r} reshapes layers, so it only applies to a model built from base_config")
         for i, tok_file in enumerate(config.get("tokenizer_train_files", [])):
-            if not resolve_path(file.parent, tok_file).is_file():
+            local = check_inside(file, f"tokenizer_train_files[{i}]", resolve_path(file.parent, tok_file), roots)
+            if not local.is_file():
                 raise RecipeError(file, f"tokenizer_train_files[{i}]", f"file not found: {tok_file}")
-        if not (has_model_input or config.get("model_name_or_path") or config.get("base_config")):
+        base = config.get("base_config")
+        if base and base.endswith(".json"):
+            local = check_inside(file, "base_config", resolve_path(file.parent, base), roots)
+            if not local.is_file():
+                raise RecipeError(file, "base_config", f"file not found: {base}")
+        if not (has_model_input or config.get("model_name_or_path") or base):
             raise RecipeError(file, "model_name_or_path",
                               "missing: set model_name_or_path or base_config (or give the stage an input in pipeline.yaml)")
-        if config.get("base_config") and not config.get("model_name_or_path") and not has_model_input:
+        if base and not config.get("model_name_or_path") and not has_model_input:
             if not (config.get("tokenizer_name_or_path") or config.get("tokenizer_train_files")):
                 raise RecipeError(file, "tokenizer_name_or_path",
                                   "missing: a model built from base_config needs tokenizer_name_or_path or tokenizer_train_files")
-    if config.get("seq_length", 1) <= 0:
-        raise RecipeError(file, "seq_length", f"expected a positive integer, got {config['seq_length']}")
-    if kind == "pretrain" and not config.get("train_tokens", 0) > 0:
-        raise RecipeError(file, "train_tokens", f"expected the stage's token budget (a positive integer), "
-                                                f"got {config.get('train_tokens', 'nothing')}")
+    seq_length = config.get("seq_length", 1)
+    if seq_length <= 0:
+        raise RecipeError(file, "seq_length", f"expected a positive integer, got {seq_length}")
+    positions = model_positions(config, input_positions) if spec.produces_model else input_positions
+    if positions and "seq_length" in config and seq_length > positions:
+        raise RecipeError(file, "seq_length", f"{seq_length} is longer than the model's {positions} learned positions "
+                                              f"(n_positions after config_patches)")
+    for key in ("max_steps", "num_train_epochs", "train_tokens"):
+        if key in config and not (isinstance(config[key], (int, float)) and config[key] > 0):
+            hint = "; leave max_steps out to train num_train_epochs" if key == "max_steps" else ""
+            raise RecipeError(file, key, f"expected a positive number, got {config[key]!r}{hint}")
+    if "mixture" in config and "train_tokens" not in config:
+        raise RecipeError(file, "train_tokens", "missing: the stage's token budget (a positive integer)")
+    if "report_to" in config:
+        _check_report_to(file, config["report_to"])
     return config
 
 
+def overrides_to_dict(file: Path, overrides: list[str] | None) -> dict:
+    """``["--learning_rate", "2e-4", "--bf16=true", "--eval_models", "a=x", "b=y"]`` as YAML-typed values."""
+    out, args = {}, list(overrides or [])
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or arg == "--":
+            raise RecipeError(file, None, f"expected --key value overrides, got {arg!r}")
+        key, eq, value = arg[2:].partition("=")
+        values = [value] if eq else []
+        while not eq and i + 1 < len(args) and not args[i + 1].startswith("--"):
+            values.append(args[i + 1])
+            i += 1
+        typed = [_yaml_scalar(v) for v in values] or [True]  # a bare flag, as argparse reads booleans
+        out[key] = typed[0] if len(typed) == 1 else typed
+        i += 1
+    return out
+
+
+def _yaml_scalar(value: str):
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+
+
 def parse_stage(file: Path, kind: str, overrides: list[str] | None = None, *, validate_only: bool = False,
-                has_model_input: bool = False):
+                has_model_input: bool = False, input_positions: int | None = None):
     """Parse a stage YAML into its dataclasses with TrlParser (``--key value`` overrides win).
 
     Relative data paths are resolved against the YAML's folder. With ``validate_only`` the
@@ -247,21 +355,26 @@ def parse_stage(file: Path, kind: str, overrides: list[str] | None = None, *, va
     from trl import TrlParser
 
     file = Path(file)
-    check_stage_config(file, kind, has_model_input=has_model_input)
+    has_model_input = has_model_input or "--model_name_or_path" in (overrides or [])
+    check_stage_config(file, kind, has_model_input=has_model_input, overrides=overrides_to_dict(file, overrides),
+                       input_positions=input_positions)
     argv = ["--config", str(file), *(overrides or [])]
-    if validate_only:
-        argv += ["--use_cpu", "true"] if kind not in ("publish",) else []
+    if validate_only and "use_cpu" in {f.name for dc in stage_dataclasses(kind) for f in fields(dc)}:
+        argv += ["--use_cpu", "true"]
     try:
         parsed = TrlParser(stage_dataclasses(kind)).parse_args_and_config(argv)
     except (ValueError, TypeError) as err:
         raise RecipeError(file, None, str(err)) from None
+    except SystemExit as err:  # argparse already printed its one line (an override it does not know)
+        raise RecipeError(file, None, "invalid command-line override (see the line above)") from err
     for args in parsed:
-        _resolve_input_paths(args, file.parent)
+        resolve_input_paths(args, file.parent)
     return parsed
 
 
-def _resolve_input_paths(args, base: Path) -> None:
-    for key in SOURCE_LISTS:
+def resolve_input_paths(args, base: Path) -> None:
+    """Relative paths in parsed dataclasses become absolute (relative to the stage YAML's folder)."""
+    for key in source_keys():
         for source in getattr(args, key, None) or []:
             if source.get("path"):
                 source["path"] = str(resolve_path(base, source["path"]).resolve())
@@ -284,8 +397,16 @@ class StageSpec:
     position: int = 0  # index in pipeline.yaml's list, for errors that name stages[i]
 
     @property
+    def spec(self) -> StageKind:
+        return KINDS[self.kind]
+
+    @property
     def steps(self) -> tuple[str, ...]:
-        return STEPS[self.kind]
+        return self.spec.steps
+
+    @property
+    def produces_model(self) -> bool:
+        return self.spec.produces_model
 
 
 @dataclass
@@ -294,6 +415,7 @@ class Recipe:
     name: str
     stages: list[StageSpec]  # in run order (inputs first)
     description: str = ""
+    positions: dict[str, int | None] = field(default_factory=dict)  # learned positions per model stage
 
     @property
     def file(self) -> Path:
@@ -314,8 +436,20 @@ class Recipe:
         out = []
         for name in stage.inputs:
             upstream = self.stage(name)
-            out.extend([upstream] if upstream.kind in MODEL_KINDS else self.model_inputs(upstream))
+            out.extend([upstream] if upstream.produces_model else self.model_inputs(upstream))
         return out
+
+    def lineage(self, stage: StageSpec) -> list[StageSpec]:
+        """The chain of model stages that made ``stage``'s model, first stage first."""
+        chain = [stage]
+        while inputs := self.model_inputs(chain[0]):
+            chain.insert(0, inputs[0])
+        return chain
+
+    def input_positions(self, stage: StageSpec) -> int | None:
+        known = [self.positions.get(s.name) for s in self.model_inputs(stage)]
+        known = [n for n in known if n]
+        return min(known) if known else None
 
     def variants(self) -> dict[str, StageSpec]:
         return {s.variant: s for s in self.stages if s.variant}
@@ -335,6 +469,7 @@ def load_recipe(recipe_dir: str | Path, *, check_stages: bool = True) -> Recipe:
             raise RecipeError(file, key, f"expected {PIPELINE_KEYS[key].__name__}, got {type(value).__name__}")
     if not raw.get("stages"):
         raise RecipeError(file, "stages", "missing: expected a list of stages")
+    roots = allowed_roots(recipe_dir)
     stages: dict[str, StageSpec] = {}
     for i, entry in enumerate(raw["stages"]):
         where = f"stages[{i}]"
@@ -349,23 +484,30 @@ def load_recipe(recipe_dir: str | Path, *, check_stages: bool = True) -> Recipe:
             if key not in entry:
                 raise RecipeError(file, f"{where}.{key}", "missing")
         name = entry["name"]
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-            raise RecipeError(file, f"{where}.name", f"expected letters, digits, '-', '_' or '.', got {name!r}")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+            raise RecipeError(file, f"{where}.name", f"expected letters, digits, '-' or '_', got {name!r}")
         if name in stages:
             raise RecipeError(file, f"{where}.name", f"duplicate stage name {name!r}")
         kind = entry["kind"]
-        if kind not in STEPS:
-            raise RecipeError(file, f"{where}.kind", f"expected one of {', '.join(STEPS)}, got {kind!r}")
+        if kind not in KINDS:
+            raise RecipeError(file, f"{where}.kind", f"expected one of {', '.join(KINDS)}, got {kind!r}")
         engine = entry.get("engine", "transformers")
-        if engine not in ENGINES[kind]:
+        available = list(KINDS[kind].runners)
+        if engine not in available:
             raise RecipeError(file, f"{where}.engine",
-                              f"engine {engine!r} is not available for {kind} stages (available: {', '.join(ENGINES[kind])})")
+                              f"engine {engine!r} is not available for {kind} stages (available: {', '.join(available)})")
         if not all(isinstance(x, str) for x in entry.get("inputs", [])):
             raise RecipeError(file, f"{where}.inputs", "expected a list of stage names")
-        if "variant" in entry and kind not in MODEL_KINDS:
-            raise RecipeError(file, f"{where}.variant", f"only {'/'.join(MODEL_KINDS)} stages produce a model variant")
-        stages[name] = StageSpec(name=name, kind=kind, config=recipe_dir / entry["config"], engine=engine,
-                                 inputs=list(entry.get("inputs", [])), variant=entry.get("variant"),
+        variant = entry.get("variant")
+        if variant is not None and not KINDS[kind].produces_model:
+            raise RecipeError(file, f"{where}.variant", f"a {kind} stage produces no model, so it has no variant")
+        if variant is not None and not VARIANT_NAME.match(variant):
+            raise RecipeError(file, f"{where}.variant",
+                              f"{variant!r} is not a Hub repo name: letters, digits, '-', '_', '.', at most 96, "
+                              f"no '/', '..' or '--', not starting or ending with '-' or '.'")
+        config = check_inside(file, f"{where}.config", resolve_path(recipe_dir, entry["config"]), roots)
+        stages[name] = StageSpec(name=name, kind=kind, config=config, engine=engine,
+                                 inputs=list(entry.get("inputs", [])), variant=variant,
                                  description=entry.get("description", ""), position=i)
     order = _run_order(file, stages)
     recipe = Recipe(dir=recipe_dir, name=raw.get("name", recipe_dir.name), stages=order,
@@ -373,8 +515,19 @@ def load_recipe(recipe_dir: str | Path, *, check_stages: bool = True) -> Recipe:
     _check_wiring(file, recipe)
     if check_stages:
         for stage in recipe.stages:
-            check_stage_config(stage.config, stage.kind, has_model_input=bool(stage.inputs))
+            config = check_stage_config(stage.config, stage.kind, has_model_input=bool(stage.inputs),
+                                        input_positions=recipe.input_positions(stage), roots=roots)
+            if stage.produces_model:
+                recipe.positions[stage.name] = model_positions(config, recipe.input_positions(stage))
     return recipe
+
+
+def check_engines(recipe: Recipe) -> None:
+    """Every stage's engine is importable here (else one line with the install hint)."""
+    for stage in recipe.stages:
+        problem = engine_problem(stage.engine)
+        if problem:
+            raise RecipeError(recipe.file, f"stages[{stage.position}].engine", problem)
 
 
 def _run_order(file: Path, stages: dict[str, StageSpec]) -> list[StageSpec]:
@@ -393,7 +546,7 @@ def _run_order(file: Path, stages: dict[str, StageSpec]) -> list[StageSpec]:
         first = min(cycle, key=position.get)
         raise RecipeError(file, f"stages[{position[first]}].inputs",
                           f"stage cycle: {' -> '.join(reversed(cycle))}") from None
-    order, ready = [], []
+    order = []
     while sorter.is_active():
         ready = sorted(sorter.get_ready(), key=position.get)
         for name in ready:  # listed order among stages that are ready together
@@ -405,23 +558,25 @@ def _run_order(file: Path, stages: dict[str, StageSpec]) -> list[StageSpec]:
 def _check_wiring(file: Path, recipe: Recipe) -> None:
     variants = {}
     for stage in recipe.stages:
-        i = stage.position
-        where = f"stages[{i}].inputs"
-        kinds = [recipe.stage(n).kind for n in stage.inputs]
-        if stage.kind in MODEL_KINDS and (len(kinds) > 1 or any(k not in MODEL_KINDS for k in kinds)):
+        where = f"stages[{stage.position}].inputs"
+        upstream = [recipe.stage(n).spec for n in stage.inputs]
+        rule = stage.spec.inputs
+        if rule == ONE_MODEL and (len(upstream) > 1 or any(not k.produces_model for k in upstream)):
             raise RecipeError(file, where, f"a {stage.kind} stage continues from at most one model stage, got {stage.inputs}")
-        if stage.kind == "eval" and (not kinds or any(k not in MODEL_KINDS for k in kinds)):
-            raise RecipeError(file, where, "an eval stage needs one or more model stages as inputs")
-        if stage.kind == "publish" and (not kinds or any(k != "eval" for k in kinds)):
-            raise RecipeError(file, where, "a publish stage takes eval stages as inputs (it publishes what they evaluated)")
-        if stage.kind in ("eval", "publish"):
-            for upstream in recipe.model_inputs(stage):
-                if not upstream.variant:
-                    raise RecipeError(file, f"stages[{upstream.position}].variant",
-                                      f"stage {upstream.name!r} is evaluated/published, so it needs a variant name")
+        if rule == MODELS and (not upstream or any(not k.produces_model for k in upstream)):
+            raise RecipeError(file, where, f"a {stage.kind} stage needs one or more model stages as inputs")
+        if rule == EVALUATIONS and (not upstream or any(not k.evaluates for k in upstream)):
+            raise RecipeError(file, where, f"a {stage.kind} stage takes stages that evaluate models as inputs "
+                                           f"(it publishes what they evaluated)")
+        if rule in (MODELS, EVALUATIONS):
+            for model_stage in recipe.model_inputs(stage):
+                if not model_stage.variant:
+                    raise RecipeError(file, f"stages[{model_stage.position}].variant",
+                                      f"stage {model_stage.name!r} is evaluated/published, so it needs a variant name")
         if stage.variant:
             if stage.variant in variants:
-                raise RecipeError(file, f"stages[{i}].variant", f"variant {stage.variant!r} is also made by {variants[stage.variant]!r}")
+                raise RecipeError(file, f"stages[{stage.position}].variant",
+                                  f"variant {stage.variant!r} is also made by {variants[stage.variant]!r}")
             variants[stage.variant] = stage.name
 
 

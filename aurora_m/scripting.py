@@ -1,4 +1,6 @@
-"""The parser every script in ``scripts/`` shares: ``--config STAGE.yaml`` plus ``--key value`` overrides.
+"""What every script in ``scripts/`` shares, TRL style: ``make_parser()`` gives a parser for one stage kind whose
+``--help`` lists every key of its dataclasses; ``run_script(parser, main)`` parses ``--config STAGE.yaml`` plus
+``--key value`` overrides (checked like ``aurora-m validate``) and calls ``main(*dataclasses, config_file=...)``.
 
 Works the same under ``python``, ``accelerate launch`` and ``torchrun``; a mistake in the YAML or a
 flag prints one line naming the file and key and exits with code 2.
@@ -6,32 +8,56 @@ flag prints one line naming the file and key and exits with code 2.
 
 from __future__ import annotations
 
-import argparse
 import sys
+from pathlib import Path
 
-from .errors import RecipeError
-from .recipe import parse_stage, read_yaml
+from trl import TrlParser
 
-
-def stage_kind(config_file: str) -> str:
-    """pretrain or sft, from which source list the YAML holds (for scripts that serve both)."""
-    keys = read_yaml(config_file)
-    return "sft" if "sft_sources" in keys else "pretrain"
+from .errors import RecipeError, exit_on_failure
+from .logs import setup_logging
+from .recipe import parse_stage, read_yaml, source_keys, stage_dataclasses
 
 
-def run_script(kind: str | None, main, argv: list[str] | None = None, description: str = ""):
-    """Parse ``--config`` + overrides into the stage's dataclasses and call ``main(*dataclasses, config_file=...)``."""
-    pre = argparse.ArgumentParser(description=description, add_help=False)
-    pre.add_argument("--config", required=True, help="a stage YAML of a recipe folder")
-    args = list(sys.argv[1:] if argv is None else argv)
-    if "-h" in args or "--help" in args:
-        pre.print_help()
-        return None
-    known, overrides = pre.parse_known_args(args)
+class StageParser(TrlParser):
+    """TrlParser over a stage kind's dataclasses, parsing through the recipe checks."""
+
+    def __init__(self, kind: str, description: str | None = None):
+        super().__init__(stage_dataclasses(kind), description=description)
+        self.add_argument("--config", help="a stage YAML of a recipe folder (required)")
+        self.kind = kind
+        self.config_file: Path | None = None
+
+    def parse_args_and_config(self, args=None, return_remaining_strings=False, fail_with_unknown_args=True):
+        argv = list(sys.argv[1:] if args is None else args)
+        if "-h" in argv or "--help" in argv:
+            self.print_help()
+            sys.exit(0)
+        if "--config" not in argv or argv.index("--config") + 1 >= len(argv):
+            raise RecipeError(None, "--config", "missing: give a stage YAML, e.g. --config recipes/aurora-m-tiny/cap.yaml")
+        i = argv.index("--config")
+        self.config_file = Path(argv[i + 1])
+        overrides = argv[:i] + argv[i + 2:]
+        return parse_stage(self.config_file, self.kind, overrides)
+
+
+def kind_of(argv: list[str], default: str) -> str:
+    """pretrain or sft, from which list of sources the ``--config`` YAML holds (for scripts serving both)."""
+    if "--config" in argv and argv.index("--config") + 1 < len(argv):
+        keys = read_yaml(argv[argv.index("--config") + 1])
+        for key, kind in source_keys().items():
+            if key in keys:
+                return kind.name
+    return default
+
+
+def run_script(make_parser, main, argv: list[str] | None = None):
+    """Parse and run; user mistakes, Ctrl-C and a full disk end in one line and an exit code, not a traceback."""
+    setup_logging()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    output_dir = argv[argv.index("--output_dir") + 1] if "--output_dir" in argv[:-1] else None
     try:
-        kind = kind or stage_kind(known.config)
-        parsed = parse_stage(known.config, kind, overrides, has_model_input="--model_name_or_path" in overrides)
-        return main(*parsed, config_file=known.config)
-    except RecipeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        parser = make_parser()
+        parsed = parser.parse_args_and_config(argv)
+        return main(*parsed, config_file=parser.config_file)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - re-raised unless it is the user's to fix
+        sys.exit(exit_on_failure(Path(sys.argv[0]).name, exc, output_dir))

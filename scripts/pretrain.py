@@ -1,7 +1,8 @@
 """CAP / CAT: continual pretraining of a GPTBigCode model on a weighted, packed mixture.
 
 The stage's dataset is built first when ``dataset_dir`` (default OUTPUT_DIR/data) holds none.
-The final model lands in OUTPUT_DIR/model (safetensors + tokenizer), checkpoints next to it.
+The final model lands in OUTPUT_DIR/model (safetensors + tokenizer), checkpoints next to it; a
+killed run resumes from the newest complete checkpoint.
 
     # tiny twin, CPU
     python scripts/pretrain.py --config recipes/aurora-m-tiny/cap.yaml --output_dir runs/tiny/cap
@@ -13,8 +14,12 @@ The final model lands in OUTPUT_DIR/model (safetensors + tokenizer), checkpoints
         --model_name_or_path runs/aurora-m-15b/cap/model
 """
 
-from aurora_m.scripting import run_script
+from aurora_m.scripting import StageParser, run_script
 from aurora_m.train.pretrain import train_pretrain
+
+
+def make_parser():
+    return StageParser("pretrain", description=__doc__.split("\n\n")[0])
 
 
 def main(model_args, mixture_args, training_args, config_file="<stage config>"):
@@ -22,4 +27,4 @@ def main(model_args, mixture_args, training_args, config_file="<stage config>"):
 
 
 if __name__ == "__main__":
-    run_script("pretrain", main, description=__doc__)
+    run_script(make_parser, main)

@@ -7,8 +7,12 @@
         --model_name_or_path runs/aurora-m-15b/cat/model
 """
 
-from aurora_m.scripting import run_script
+from aurora_m.scripting import StageParser, run_script
 from aurora_m.train.sft import train_sft
+
+
+def make_parser():
+    return StageParser("sft", description=__doc__.split("\n\n")[0])
 
 
 def main(model_args, data_args, sft_config, config_file="<stage config>"):
@@ -16,4 +20,4 @@ def main(model_args, data_args, sft_config, config_file="<stage config>"):
 
 
 if __name__ == "__main__":
-    run_script("sft", main, description=__doc__)
+    run_script(make_parser, main)

@@ -1,84 +1,193 @@
-"""Mix tokenized sources by a token budget and pack them into fixed-length training sequences.
+"""Mix sources by a token budget and pack them into fixed-length training sequences.
 
-The budget is split between sources by weight. A source smaller than its share repeats (each pass
-in a fresh seeded order); a larger one is subsampled. Packing is "wrapped": documents are joined
-with ``<|endoftext|>`` and cut into ``seq_length`` blocks, as Megatron-style continual pretraining
-does with SDPA/eager attention (documents in one block can see each other; see stack.md on why
-padding-free packing needs FlashAttention).
+The budget is split between sources by weight into exact quotas (largest remainder: they sum to the
+budget). Each source is tokenized in a seeded order, in batches, only until its quota is reached;
+the document that crosses the quota is cut, so a source gives exactly its quota and the dataset
+exactly the budget (less the tail that does not fill a last block). A source smaller than its quota
+is tokenized once and repeats, each pass in a fresh seeded order; a larger one is subsampled. No
+document gives more than ``max_doc_tokens`` tokens, and a long text is cut by characters before it is
+tokenized, so memory and time follow the budget, not the size of the sources or of their largest
+document. Token counts include each document's ``<|endoftext|>``, as the packed stream does.
+
+Packing is "wrapped": documents are joined with ``<|endoftext|>`` and cut into ``seq_length`` blocks,
+as Megatron-style continual pretraining does with SDPA/eager attention (documents in one block can
+see each other; see stack.md on why padding-free packing needs FlashAttention).
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
+
+CHARS_PER_TOKEN_BOUND = 16  # generous: real tokenizers average 3-5 characters per token
+MAX_BATCH_DOCS = 1024
+BATCH_CHARS = 8_000_000  # texts held at once while tokenizing
+TOKEN_DTYPE = np.int32  # vocabularies are far below 2**31; half the memory of int64
+
+Encode = Callable[[list[str]], list[list[int]]]
+
+
+class Documents(Protocol):
+    """A source's documents, read on demand (``sources.SourceDocs``, or a list wrapper in tests)."""
+
+    def __len__(self) -> int: ...
+
+    def texts(self, positions: np.ndarray) -> list[str]: ...
 
 
 @dataclass
 class Draw:
+    """What one source gave to the mixture. Token counts include one EOS per document."""
+
     name: str
     weight: float
     target_share: float
-    docs_available: int
-    tokens_available: int
-    docs_drawn: int
-    tokens_drawn: int
-    epochs: float
-    share: float = 0.0
+    quota_tokens: int  # budget * target_share, rounded so that the quotas sum to the budget
+    docs_available: int  # documents kept by the reader
+    tokens_available: int | None  # tokens of all those documents; None if the quota was reached before the end
+    docs_drawn: int  # repeats counted, the document cut at the quota included
+    tokens_drawn: int  # == quota_tokens
+    epochs: float  # tokens_drawn / tokens_available; when that is unknown, docs_drawn / docs_available
+    share: float = 0.0  # of all tokens drawn
+    docs_tokenized: int = 0  # each document is tokenized at most once
+    tokens_tokenized: int = 0
+    docs_cut: int = 0  # documents longer than max_doc_tokens, cut to it
+    tokens_cut: int = 0  # tokens beyond max_doc_tokens, among the characters that were tokenized
+    chars_cut: int = 0  # characters beyond max_doc_tokens * 16, never tokenized
+    quota_cut_tokens: int = 0  # tokens of the document crossing the quota that were left out
 
 
-def draw_documents(lengths: np.ndarray, quota: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of documents, in passes of fresh permutations, until their tokens reach ``quota``."""
+def split_budget(budget: int, weights: dict[str, float]) -> dict[str, int]:
+    """Token quotas proportional to ``weights`` that sum to ``budget`` exactly."""
+    total = sum(weights.values())
+    if total <= 0 or any(w < 0 for w in weights.values()):
+        raise ValueError(f"weights must be >= 0 with a positive sum, got {weights}")
+    exact = {name: budget * w / total for name, w in weights.items()}
+    quotas = {name: math.floor(x) for name, x in exact.items()}
+    by_remainder = sorted(exact, key=lambda name: quotas[name] - exact[name])  # stable: ties keep source order
+    for name in by_remainder[: budget - sum(quotas.values())]:
+        quotas[name] += 1
+    return quotas
+
+
+def source_rng(seed: int, name: str) -> np.random.Generator:
+    """A source's own random stream: its draw order does not change when other sources are added."""
+    key = int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "big")
+    return np.random.default_rng([seed % 2**64, key])
+
+
+def draw_source(name: str, docs: Documents, encode: Encode, quota: int, max_doc_tokens: int,
+                rng: np.random.Generator, weight: float = 1.0, target_share: float = 1.0):
+    """Token arrays (in draw order, without EOS) giving exactly ``quota`` tokens with their EOS, and a Draw."""
+    n = len(docs)
+    draw = Draw(name=name, weight=weight, target_share=target_share, quota_tokens=quota, docs_available=n,
+                tokens_available=None, docs_drawn=0, tokens_drawn=0, epochs=0.0)
+    pieces: list[np.ndarray] = []
     if quota <= 0:
-        return np.zeros(0, dtype=np.int64)
-    total = int(lengths.sum())
-    passes = max(1, -(-quota // total))  # ceil
-    order = np.concatenate([rng.permutation(len(lengths)) for _ in range(passes)])
-    cumulative = np.cumsum(lengths[order])
-    stop = int(np.searchsorted(cumulative, quota)) + 1  # include the document that crosses the quota
-    return order[:stop]
+        return pieces, draw
+    if n == 0:
+        raise ValueError(f"source {name} has no documents to draw from")
+    max_chars = max_doc_tokens * CHARS_PER_TOKEN_BOUND
+    remaining = quota
+
+    def take(doc: np.ndarray) -> None:
+        nonlocal remaining
+        used = min(len(doc) + 1, remaining)
+        pieces.append(doc[: used - 1])
+        draw.quota_cut_tokens = len(doc) + 1 - used
+        remaining -= used
+
+    # first pass: tokenize in the seeded order, in growing batches, until the quota is reached
+    order = rng.permutation(n)
+    first_pass: list[np.ndarray] = []
+    batch, position, chars_read = 1, 0, 0
+    while remaining > 0 and position < n:
+        texts = docs.texts(order[position: position + batch])
+        position += len(texts)
+        chars_read += sum(len(t) for t in texts)
+        for text, ids in zip(texts, encode([t[:max_chars] for t in texts])):
+            doc = np.asarray(ids[:max_doc_tokens], dtype=TOKEN_DTYPE)
+            if len(ids) > max_doc_tokens or len(text) > max_chars:
+                draw.docs_cut += 1
+                draw.tokens_cut += max(0, len(ids) - max_doc_tokens)
+                draw.chars_cut += max(0, len(text) - max_chars)
+            first_pass.append(doc)
+            draw.docs_tokenized += 1
+            draw.tokens_tokenized += len(doc) + 1
+            if remaining > 0:
+                take(doc)
+        mean_tokens = draw.tokens_tokenized / draw.docs_tokenized
+        needed = math.ceil(remaining / mean_tokens) + 1
+        batch = max(1, min(2 * batch, MAX_BATCH_DOCS, needed, BATCH_CHARS * position // max(1, chars_read)))
+    if draw.docs_tokenized == n:
+        draw.tokens_available = draw.tokens_tokenized
+    # later passes (a source smaller than its quota): fresh seeded orders of the same token arrays
+    if remaining > 0:
+        by_index = [None] * n
+        for index, doc in zip(order, first_pass):
+            by_index[index] = doc
+        while remaining > 0:
+            for index in rng.permutation(n):
+                take(by_index[index])
+                if remaining == 0:
+                    break
+    draw.docs_drawn = len(pieces)
+    draw.tokens_drawn = quota - remaining
+    draw.epochs = (draw.tokens_drawn / draw.tokens_available if draw.tokens_available
+                   else draw.docs_drawn / n)
+    return pieces, draw
 
 
-def plan_mixture(lengths: dict[str, np.ndarray], weights: dict[str, float], budget: int, seed: int):
-    """Which documents of which source go into a dataset of ``budget`` tokens."""
-    rng = np.random.default_rng(seed)
-    total_weight = sum(weights.values())
-    picks, draws = {}, []
-    for name, doc_lengths in lengths.items():
-        share = weights[name] / total_weight
-        idx = draw_documents(doc_lengths, int(round(budget * share)), rng)
-        picks[name] = idx
-        tokens = int(doc_lengths[idx].sum())
-        draws.append(Draw(name=name, weight=weights[name], target_share=share, docs_available=len(doc_lengths),
-                          tokens_available=int(doc_lengths.sum()), docs_drawn=len(idx), tokens_drawn=tokens,
-                          epochs=tokens / max(1, int(doc_lengths.sum()))))
-    drawn = sum(d.tokens_drawn for d in draws)
-    for d in draws:
-        d.share = d.tokens_drawn / max(1, drawn)
-    return picks, draws
+def join_documents(docs, eos_id: int) -> np.ndarray:
+    """One stream: each document followed by EOS."""
+    eos = np.array([eos_id], dtype=TOKEN_DTYPE)
+    parts = [part for doc in docs for part in (np.asarray(doc, dtype=TOKEN_DTYPE), eos)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=TOKEN_DTYPE)
+
+
+def cut_blocks(stream: np.ndarray, seq_length: int) -> tuple[np.ndarray, int]:
+    """Full ``seq_length`` blocks of a stream, and how many tokens were left over."""
+    n_blocks = len(stream) // seq_length
+    return stream[: n_blocks * seq_length].reshape(n_blocks, seq_length), int(len(stream) - n_blocks * seq_length)
 
 
 def pack_wrapped(docs: list[list[int]], seq_length: int, eos_id: int) -> tuple[np.ndarray, int]:
     """Join documents (each followed by EOS) and cut into blocks; returns blocks and dropped tail tokens."""
-    if not docs:
-        return np.zeros((0, seq_length), dtype=np.int64), 0
-    flat = np.concatenate([np.append(np.asarray(d, dtype=np.int64), eos_id) for d in docs])
-    n_blocks = len(flat) // seq_length
-    return flat[: n_blocks * seq_length].reshape(n_blocks, seq_length), int(len(flat) - n_blocks * seq_length)
+    return cut_blocks(join_documents(docs, eos_id), seq_length)
 
 
-def mix_and_pack(tokenized: dict[str, list[list[int]]], weights: dict[str, float], budget: int,
-                 seq_length: int, eos_id: int, seed: int):
-    """Blocks of ``seq_length`` tokens drawn from the sources by weight, and a report of the mixture."""
-    lengths = {name: np.array([len(d) + 1 for d in docs], dtype=np.int64) for name, docs in tokenized.items()}
-    picks, draws = plan_mixture(lengths, weights, budget, seed)
-    order = [(name, int(i)) for name, idx in picks.items() for i in idx]
-    rng = np.random.default_rng(seed + 1)
-    order = [order[j] for j in rng.permutation(len(order))]  # sources interleaved through the stage
-    blocks, dropped = pack_wrapped([tokenized[name][i] for name, i in order], seq_length, eos_id)
+def mix_and_pack(sources: dict[str, Documents], weights: dict[str, float], budget: int, seq_length: int,
+                 eos_id: int, seed: int, encode: Encode, max_doc_tokens: int = 32768):
+    """Blocks of ``seq_length`` tokens (int32) drawn from the sources by weight, and a report of the mixture.
+
+    ``encode`` turns a batch of texts into token ids (no special tokens). Same seed, same blocks.
+    """
+    if max_doc_tokens <= 0:
+        raise ValueError(f"max_doc_tokens must be positive, got {max_doc_tokens}")
+    quotas = split_budget(budget, weights)
+    total_weight = sum(weights.values())
+    pieces, draws = [], []
+    for name, docs in sources.items():
+        drawn, draw = draw_source(name, docs, encode, quotas[name], max_doc_tokens, source_rng(seed, name),
+                                  weight=weights[name], target_share=weights[name] / total_weight)
+        pieces.extend(drawn)
+        draws.append(draw)
+    total = sum(d.tokens_drawn for d in draws)
+    for d in draws:
+        d.share = d.tokens_drawn / max(1, total)
+    order = np.random.default_rng(seed % 2**64).permutation(len(pieces))  # sources interleaved through the stage
+    stream = join_documents((pieces[i] for i in order), eos_id)
+    del pieces
+    blocks, dropped = cut_blocks(stream, seq_length)
     report = {
         "budget_tokens": budget,
         "seq_length": seq_length,
+        "max_doc_tokens": max_doc_tokens,
         "sequences": int(blocks.shape[0]),
         "tokens": int(blocks.size),
         "dropped_tail_tokens": dropped,
@@ -91,5 +200,5 @@ def packed_collator(features):
     """Packed blocks are all full length: labels are the inputs (EOS included, nothing padded)."""
     import torch
 
-    ids = torch.stack([torch.as_tensor(f["input_ids"]) for f in features])
+    ids = torch.stack([torch.as_tensor(f["input_ids"], dtype=torch.long) for f in features])
     return {"input_ids": ids, "labels": ids.clone()}

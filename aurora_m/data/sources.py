@@ -1,26 +1,83 @@
-"""Read one source of a mixture into documents, counting everything that is set aside."""
+"""Read one source of a mixture into documents, counting everything that is set aside.
+
+A source is read with ``datasets.load_dataset`` (local jsonl/json/parquet files, or a Hub dataset)
+into its memory-mapped Arrow cache. One pass over the needed columns decides which rows are kept
+(non-empty text, the right side of the held-out split, within ``max_docs``); the texts themselves
+stay on disk until the mixer asks for the ones it draws (:meth:`SourceDocs.texts`).
+
+When reading fails, the local file is diagnosed here (only then: a healthy file is never scanned
+twice) so the user gets one line naming the file, the line and what is wrong with it.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 
 from ..args import SourceSpec
 from ..errors import RecipeError
+from ..hub_errors import explain_hub_errors
 from .formats import instruction_prompt, instruction_text
 
+logger = logging.getLogger(__name__)
+
 HASH_SPACE = 2**64
+SCAN_BATCH = 1000  # rows per batch when deciding which documents are kept
+MAX_NOTED_ROWS = 5  # rows named in a report note; the count covers the rest
 
 
 @dataclass
 class SourceReport:
     name: str
     docs_read: int = 0
-    removed_empty: int = 0
+    removed_empty: int = 0  # text missing, empty or blank
+    removed_not_text: int = 0  # the text (or instruction/response) field held a number, list or mapping
     set_aside_by_split: int = 0  # the other side of the train/heldout hash split
     capped: int = 0  # beyond max_docs
     kept: int = 0
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SourceDocs:
+    """The kept documents of one source: row numbers into the loaded (memory-mapped) table."""
+
+    spec: SourceSpec
+    table: object  # datasets.Dataset holding the needed columns only
+    rows: np.ndarray  # kept row numbers, in file order
+    categories: list[str] | None = None  # per kept row, when the source has a category column
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def texts(self, positions) -> list[str]:
+        """The documents at ``positions`` (indices into the kept rows), as training text."""
+        batch = self.table[self.rows[np.asarray(positions, dtype=np.int64)].tolist()]
+        if self.spec.format == "text":
+            return batch[self.spec.text_field]
+        return [instruction_text(i, r)
+                for i, r in zip(batch[self.spec.instruction_field], batch[self.spec.response_field])]
+
+    def to_dataset(self, prompt_completion: bool = False):
+        """The kept documents in memory: ``text`` (or ``prompt``/``completion``) and ``category``."""
+        from datasets import Dataset
+
+        categories = self.categories or [""] * len(self)
+        if not prompt_completion:
+            texts = [t for start in range(0, len(self), SCAN_BATCH)
+                     for t in self.texts(np.arange(start, min(start + SCAN_BATCH, len(self))))]
+            return Dataset.from_dict({"text": texts, "category": categories})
+        batch = self.table[self.rows.tolist()]
+        return Dataset.from_dict({
+            "prompt": [instruction_prompt(i) for i in batch[self.spec.instruction_field]],
+            "completion": [r.strip() for r in batch[self.spec.response_field]],
+            "category": categories,
+        })
 
 
 def in_heldout(text: str, fraction: float) -> bool:
@@ -31,65 +88,222 @@ def in_heldout(text: str, fraction: float) -> bool:
     return h < fraction * HASH_SPACE
 
 
-def _load(spec: SourceSpec):
+# ----------------------------------------------------------------------------- diagnosing a bad file
+
+
+def _json_type(value) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {list: "a list", str: "a string", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _not_utf8(byte: int, column: int) -> str:
+    return f"not UTF-8 (byte 0x{byte:02x} at column {column})"
+
+
+def _diagnose_json_document(path: Path) -> tuple[int | None, str] | None:
+    """A .json file holding one array of rows (rather than one row per line)."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line_start = raw.rfind(b"\n", 0, err.start) + 1
+        return raw.count(b"\n", 0, err.start) + 1, _not_utf8(raw[err.start], err.start - line_start + 1)
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as err:
+        return err.lineno, f"not valid JSON ({err.msg} at column {err.colno})"
+    if isinstance(rows, list):
+        if not rows:
+            return None, "empty data file (no rows)"
+        bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
+        if bad is not None:
+            return None, f"item {bad + 1} of the array is {_json_type(rows[bad])}, not a JSON object"
+    return None
+
+
+def diagnose_data_file(path: str | Path) -> tuple[int | None, str] | None:
+    """(line or None, what is wrong) for a local data file that ``datasets`` could not read; None if it
+    looks fine. Reads the whole file, so call it only once reading has already failed."""
+    path = Path(path)
+    if not path.is_file():
+        return None, "no such file" if not path.exists() else "not a file"
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            parquet = pq.ParquetFile(path)
+            if parquet.metadata.num_rows == 0:
+                return None, "empty data file (no rows)"
+            for _ in parquet.iter_batches():
+                pass
+        except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ... for the same kinds of damage
+            return None, f"not a readable parquet file ({' '.join(str(err).split())})"
+        return None
+    rows = 0
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                return number, _not_utf8(raw[err.start], err.start + 1)
+            if not line.strip():
+                continue
+            if rows == 0 and line.lstrip().startswith("["):
+                return _diagnose_json_document(path)
+            rows += 1
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                return number, f"not valid JSON ({err.msg} at column {err.colno})"
+            if not isinstance(row, dict):
+                return number, f"{_json_type(row)}, not a JSON object with named fields"
+    if rows == 0:
+        return None, "empty data file (no rows)"
+    return None
+
+
+def _data_file_error(spec: SourceSpec, config_file: str, where: str, line: int | None, problem: str) -> RecipeError:
+    """One line naming the data file, the line, the problem and the recipe key that named the file."""
+    return RecipeError(spec.path, f"line {line}" if line else None, f"{problem}; source {where}.path in {config_file}")
+
+
+def _diagnosed(spec: SourceSpec, config_file: str, where: str) -> RecipeError | None:
+    """The error for a local file that failed to read, or None if the file looks fine."""
+    found = diagnose_data_file(spec.path)
+    return None if found is None else _data_file_error(spec, config_file, where, *found)
+
+
+def _root_message(err: BaseException) -> str:
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return f"{type(err).__name__}: {err}"
+
+
+def _load(spec: SourceSpec, config_file: str, where: str):
     from datasets import load_dataset
 
-    if spec.path is not None:
-        kind = "parquet" if spec.path.endswith(".parquet") else "json"
+    if spec.path is None:
+        with explain_hub_errors(config_file, f"{where}.dataset", spec.dataset, "dataset"):
+            return load_dataset(spec.dataset, spec.config_name, data_dir=spec.data_dir, split=spec.split)
+    kind = "parquet" if spec.path.endswith(".parquet") else "json"
+    try:
         return load_dataset(kind, data_files=spec.path, split=spec.split)
-    return load_dataset(spec.dataset, spec.config_name, data_dir=spec.data_dir, split=spec.split)
+    except Exception as err:
+        error = _diagnosed(spec, config_file, where)
+        if error is not None:
+            raise error from err
+        import pyarrow as pa
+        from datasets.exceptions import DatasetsError
+
+        if isinstance(err, (DatasetsError, pa.ArrowException)):  # the file's fault, in words we did not find
+            problem = f"could not be read ({_root_message(err)})"
+            raise _data_file_error(spec, config_file, where, None, problem) from err
+        raise
+
+
+# ----------------------------------------------------------------------------- reading a source
+
+
+def read_source(spec: SourceSpec, config_file: str, key: str, *,
+                prompt_completion: bool = False) -> tuple[SourceDocs, SourceReport]:
+    """The kept documents of one source (texts left on disk) and a report of what was set aside.
+
+    ``config_file``/``key`` name where the source was declared (``key[name]``), for errors.
+    """
+    where = f"{key}[{spec.name}]"
+    ds = _load(spec, config_file, where)
+    text_format = spec.format == "text"
+    needed = [spec.text_field] if text_format else [spec.instruction_field, spec.response_field]
+    for column in needed:
+        if column not in ds.column_names:
+            field_key = "text_field" if text_format else (
+                "instruction_field" if column == spec.instruction_field else "response_field")
+            raise RecipeError(config_file, f"{where}.{field_key}",
+                              f"column {column!r} not in {spec.path or spec.dataset} "
+                              f"(columns: {', '.join(ds.column_names)})")
+    if prompt_completion and text_format:
+        raise RecipeError(config_file, f"{where}.format", "SFT sources need format: instruction")
+    if len(ds) == 0:
+        if spec.path:
+            raise _data_file_error(spec, config_file, where, None, "empty data file (no rows)")
+        raise RecipeError(config_file, f"{where}.dataset", f"{spec.dataset} has no rows in split {spec.split!r}")
+    has_category = spec.category_field in ds.column_names and spec.category_field not in needed
+    table = ds.select_columns(needed + ([spec.category_field] if has_category else []))
+    report = SourceReport(name=spec.name, docs_read=len(ds))
+    try:
+        rows, categories, not_text = _scan(table, spec, report, has_category)
+    except UnicodeDecodeError as err:  # Arrow keeps invalid bytes: they fail only once decoded, here
+        error = _diagnosed(spec, config_file, where) if spec.path else None
+        if error is None:
+            raise RecipeError(config_file, f"{where}.{'path' if spec.path else 'dataset'}",
+                              f"text is not UTF-8 ({err})") from err
+        raise error from err
+    if not_text:
+        shown = ", ".join(map(str, not_text[:MAX_NOTED_ROWS])) + (", ..." if len(not_text) > MAX_NOTED_ROWS else "")
+        note = f"{len(not_text)} row(s) removed whose {'/'.join(needed)} is not a string (rows {shown})"
+        report.notes.append(note)
+        logger.warning("%s: %s: %s", spec.path or spec.dataset, where, note)
+    if report.kept == 0:
+        raise RecipeError(config_file, where, f"no documents left after splitting/filtering ({report.docs_read} read)")
+    return SourceDocs(spec=spec, table=table, rows=rows, categories=categories if has_category else None), report
+
+
+def _scan(table, spec: SourceSpec, report: SourceReport, has_category: bool):
+    """Kept row numbers (file order), their categories, and the 1-based rows whose text is not a string."""
+    from tqdm.auto import tqdm
+
+    kept, categories, not_text = [], [], []
+    heldout = spec.take == "heldout"
+    row = 0
+    with tqdm(total=len(table), desc=f"read {spec.name}", unit="doc", leave=False, mininterval=1.0) as bar:
+        for batch in table.iter(batch_size=SCAN_BATCH):
+            if spec.format == "text":
+                texts = batch[spec.text_field]
+                usable = [_usable(t) for t in texts]
+            else:
+                pairs = list(zip(batch[spec.instruction_field], batch[spec.response_field]))
+                usable = [_usable_pair(i, r) for i, r in pairs]
+                texts = [instruction_text(i, r) if ok else None for (i, r), ok in zip(pairs, usable)]
+            for j, (text, ok) in enumerate(zip(texts, usable)):
+                if ok is None:
+                    report.removed_empty += 1
+                elif ok is False:
+                    report.removed_not_text += 1
+                    not_text.append(row + j + 1)
+                elif in_heldout(text, spec.holdout_fraction) != heldout:
+                    report.set_aside_by_split += 1
+                elif spec.max_docs is not None and report.kept >= spec.max_docs:
+                    report.capped += 1
+                else:
+                    report.kept += 1
+                    kept.append(row + j)
+                    if has_category:
+                        categories.append(str(batch[spec.category_field][j]))
+            row += len(texts)
+            bar.update(len(texts))
+    return np.asarray(kept, dtype=np.int64), categories, not_text
+
+
+def _usable(value) -> bool | None:
+    """True for a non-blank string, None for a missing or blank one, False for a value that is not text."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return False
+    return None if not value or value.isspace() else True
+
+
+def _usable_pair(instruction, response) -> bool | None:
+    """An instruction/response pair: not text if either side is not text, else empty if either is empty."""
+    sides = (_usable(instruction), _usable(response))
+    return False if False in sides else (None if None in sides else True)
 
 
 def load_source(spec: SourceSpec, config_file: str, key: str, *, prompt_completion: bool = False):
-    """Documents of one source as a Dataset with ``text`` (or ``prompt``/``completion``), plus a report.
-
-    ``config_file``/``key`` name where the source was declared, for errors about its columns.
-    """
-    ds = _load(spec)
-    where = f"{key}[{spec.name}]"
-    needed = [spec.text_field] if spec.format == "text" else [spec.instruction_field, spec.response_field]
-    for column in needed:
-        if column not in ds.column_names:
-            field_key = "text_field" if spec.format == "text" else (
-                "instruction_field" if column == spec.instruction_field else "response_field")
-            raise RecipeError(config_file, f"{where}.{field_key}",
-                              f"column {column!r} not in {spec.path or spec.dataset} (columns: {', '.join(ds.column_names)})")
-    if prompt_completion and spec.format != "instruction":
-        raise RecipeError(config_file, f"{where}.format", "SFT sources need format: instruction")
-    has_category = spec.category_field in ds.column_names
-    report = SourceReport(name=spec.name, docs_read=len(ds))
-    rows = {"text": [], "prompt": [], "completion": [], "category": []}
-    from tqdm.auto import tqdm
-
-    for row in tqdm(ds, desc=f"read {spec.name}", unit="doc", leave=False, mininterval=1.0):
-        if spec.format == "text":
-            text = row[spec.text_field]
-            ok = isinstance(text, str) and text.strip()
-        else:
-            ins, resp = row[spec.instruction_field], row[spec.response_field]
-            ok = isinstance(ins, str) and isinstance(resp, str) and ins.strip() and resp.strip()
-            text = instruction_text(ins, resp) if ok else None
-        if not ok:
-            report.removed_empty += 1
-            continue
-        if in_heldout(text, spec.holdout_fraction) != (spec.take == "heldout"):
-            report.set_aside_by_split += 1
-            continue
-        if spec.max_docs is not None and report.kept >= spec.max_docs:
-            report.capped += 1
-            continue
-        report.kept += 1
-        rows["text"].append(text)
-        if spec.format == "instruction":
-            rows["prompt"].append(instruction_prompt(ins))
-            rows["completion"].append(resp.strip())
-        rows["category"].append(str(row[spec.category_field]) if has_category else "")
-    if report.kept == 0:
-        raise RecipeError(config_file, where, f"no documents left after splitting/filtering ({report.docs_read} read)")
-    from datasets import Dataset
-
-    if not prompt_completion:
-        rows = {"text": rows["text"], "category": rows["category"]}
-    else:
-        rows = {"prompt": rows["prompt"], "completion": rows["completion"], "category": rows["category"]}
-    return Dataset.from_dict(rows), report
+    """Documents of one source as an in-memory Dataset with ``text`` (or ``prompt``/``completion``) and
+    ``category``, plus a report. For large sources prefer :func:`read_source` (texts stay on disk)."""
+    docs, report = read_source(spec, config_file, key, prompt_completion=prompt_completion)
+    return docs.to_dataset(prompt_completion), report

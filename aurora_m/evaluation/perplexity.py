@@ -6,6 +6,7 @@ perplexity is ``exp`` of the mean token loss (``evaluate``'s perplexity metric w
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -14,10 +15,12 @@ from ..args import EvalArguments, SourceSpec
 from ..data.mixture import pack_wrapped, packed_collator
 from ..data.sources import load_source
 from ..errors import RecipeError
+from ..recipe import VARIANT_NAME
 from ..io import atomic_dir, write_json
+from ..layout import StageDir
 from ..plots import plot_perplexity
 
-RESULTS = "results.json"
+logger = logging.getLogger(__name__)
 
 
 def parse_models(entries: list[str], config_file) -> dict[str, str]:
@@ -25,6 +28,9 @@ def parse_models(entries: list[str], config_file) -> dict[str, str]:
     for entry in entries:
         name, sep, path = entry.partition("=")
         name, path = (name, path) if sep else (Path(entry).name, entry)
+        if not VARIANT_NAME.match(name):
+            raise RecipeError(config_file, "eval_models", f"{name!r} is not a usable variant name (a Hub repo name: "
+                                                          f"letters, digits, '-', '_', '.'; no '/' or '..')")
         if not Path(path, "config.json").is_file():
             raise RecipeError(config_file, "eval_models", f"{path} is not a model folder (no config.json)")
         models[name] = path
@@ -62,10 +68,10 @@ def heldout_blocks(texts: dict[str, list[str]], eval_args: EvalArguments, tokeni
 
 
 def evaluate_perplexity(eval_args: EvalArguments, training_args, config_file="<stage config>") -> dict:
-    """Write ``output_dir/<variant>/results.json`` per model and ``perplexity.png``; return the results."""
+    """Write each variant's results, all results and the perplexity plot into the stage folder; return them."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 
-    out = Path(training_args.output_dir)
+    dirs = StageDir(training_args.output_dir)
     models = parse_models(eval_args.eval_models, config_file)
     texts, reports = heldout_texts(eval_args, config_file)
     all_results = {}
@@ -85,12 +91,20 @@ def evaluate_perplexity(eval_args: EvalArguments, training_args, config_file="<s
             "sources": reports,
         }
         if trainer.is_world_process_zero():
-            with atomic_dir(out / name) as tmp:
-                write_json(tmp / RESULTS, result)
+            results_file = dirs.results(name)
+            with atomic_dir(results_file.parent) as tmp:
+                write_json(tmp / results_file.name, result)
         all_results[name] = result
-        print(f"[eval] {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in result["perplexity"].items()))
+        logger.info("%s: %s", name, ", ".join(f"{k} {v:.1f}" for k, v in result["perplexity"].items()))
     if training_args.process_index == 0:
-        write_json(out / RESULTS, all_results)
-        plot_perplexity({n: r["perplexity"] for n, r in all_results.items()}, out / "perplexity.png",
+        write_json(dirs.all_results, all_results)
+        plot_perplexity({n: r["perplexity"] for n, r in all_results.items()}, dirs.perplexity_png,
                         "held-out perplexity per language")
     return all_results
+
+
+def run_eval_step(ctx) -> dict:
+    """The pipeline's eval step: every input model, by its variant name."""
+    models = [f"{variant}={path}" for variant, path in ctx.input_models.items()]
+    eval_args, training_args = ctx.parse("--eval_models", *models)
+    return evaluate_perplexity(eval_args, training_args, ctx.config)

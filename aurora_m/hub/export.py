@@ -11,8 +11,10 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from .. import __version__
 from ..args import PublishArguments
-from ..io import atomic_dir, read_json, write_json
+from ..io import atomic_dir, check_output_dir, read_json, write_json
+from ..layout import DatasetDir, ExportDir
 
 # weights as safetensors, configs and tokenizer files; pickles (training_args.bin, *.pt) never match
 PUBLISHED_SUFFIXES = (".safetensors", ".json", ".txt", ".model", ".jinja")
@@ -23,9 +25,9 @@ class LineageStep:
     stage: str
     kind: str
     variant: str
-    output_dir: str
     starts_from: str = ""
-    data_dir: str | None = None
+    data_dir: str | None = None  # its dataset folder (mixture report), when it has one
+    loss_png: str | None = None
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Variant:
     model_dir: str
     eval_results: str
     lineage: list[LineageStep] = field(default_factory=list)  # first stage first, this variant last
+    perplexity_png: str | None = None
 
 
 def repo_id(publish_args: PublishArguments, variant: str) -> str:
@@ -71,10 +74,11 @@ def build_card(variant: Variant, publish_args: PublishArguments, recipe: str, as
         entry = {"stage": step.stage, "kind": step.kind, "variant": repo_id(publish_args, step.variant),
                  "starts_from": step.starts_from, "mixture": None, "sft_rows": None,
                  "mixture_png": assets.get(f"{step.stage}-mixture.png"), "loss_png": assets.get(f"{step.stage}-loss.png")}
-        if step.data_dir and Path(step.data_dir, "mixture.json").is_file():
-            entry["mixture"] = read_json(Path(step.data_dir, "mixture.json"))
-        elif step.data_dir and Path(step.data_dir, "sources.json").is_file():
-            entry["sft_rows"] = read_json(Path(step.data_dir, "sources.json"))["rows"]
+        data = DatasetDir(step.data_dir) if step.data_dir else None
+        if data and data.mixture_json.is_file():
+            entry["mixture"] = read_json(data.mixture_json)
+        elif data and data.sources_json.is_file():
+            entry["sft_rows"] = read_json(data.sources_json)["rows"]
         lineage.append(entry)
     template = resources.files("aurora_m.hub") / "card_template.md"
     return ModelCard.from_template(
@@ -87,24 +91,30 @@ def build_card(variant: Variant, publish_args: PublishArguments, recipe: str, as
 
 
 def export_variant(variant: Variant, publish_args: PublishArguments, out_dir: str | Path, recipe: str,
-                   description: str = "") -> Path:
-    """Write ``out_dir`` (model, README.md, assets/, eval_results.json) in one rename."""
-    out_dir = Path(out_dir)
+                   description: str = "", overwrite: bool = False) -> Path:
+    """Write ``out_dir`` (model, README.md, assets/, eval results, lineage) in one rename.
+
+    A folder that exists and is not an export of ours is refused; ours is replaced only with
+    ``overwrite``, and the old one stays in place until the new one is complete.
+    """
+    out_dir = check_output_dir(out_dir, "--out", ExportDir.MARKER, overwrite=overwrite)
     with atomic_dir(out_dir) as tmp:
+        export = ExportDir(tmp)
         _copy_model(Path(variant.model_dir), tmp)
-        (tmp / "assets").mkdir()
+        export.assets.mkdir()
         assets = {}
-        plots = {"perplexity.png": Path(variant.eval_results).parent.parent / "perplexity.png"}
+        plots = {"perplexity.png": variant.perplexity_png}
         for step in variant.lineage:
-            plots[f"{step.stage}-loss.png"] = Path(step.output_dir, "loss.png")
+            plots[f"{step.stage}-loss.png"] = step.loss_png
             if step.data_dir:
-                plots[f"{step.stage}-mixture.png"] = Path(step.data_dir, "mixture.png")
+                plots[f"{step.stage}-mixture.png"] = str(DatasetDir(step.data_dir).mixture_png)
         for name, src in plots.items():
-            if src.is_file():
-                shutil.copy2(src, tmp / "assets" / name)
-                assets[name] = f"assets/{name}"
-        shutil.copy2(variant.eval_results, tmp / "eval_results.json")
+            if src and Path(src).is_file():
+                shutil.copy2(src, export.assets / name)
+                assets[name] = f"{export.assets.name}/{name}"
+        shutil.copy2(variant.eval_results, export.eval_results)
         card = build_card(variant, publish_args, recipe, assets, description)
-        card.save(tmp / "README.md")
-        write_json(tmp / "aurora_m_lineage.json", [asdict(s) for s in variant.lineage])
+        card.save(export.card)
+        write_json(export.lineage, [asdict(s) for s in variant.lineage])
+        write_json(export.marker, {"variant": variant.name, "recipe": recipe, "aurora_m_version": __version__})
     return out_dir

@@ -1,50 +1,77 @@
-"""What every training stage does around ``trainer.train()``: resume, save once, log the loss."""
+"""What every training stage does around ``trainer.train()``: resume, keep secrets out, save once, plot the loss."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
 
 from ..io import write_json
+from ..layout import StageDir
 from ..plots import plot_loss
 from ..recipe import redact
+from .checkpoints import complete_checkpoints
 
-FINAL_MODEL = "model"
+logger = logging.getLogger(__name__)
+TRAINING_ARGS_JSON = "training_args.json"  # a readable, redacted copy saved with the model
+TRAINING_ARGS_PICKLE = "training_args.bin"  # transformers' pickle: never kept with the model
 
 
-def train_and_save(trainer, title: str) -> Path:
-    """Train (resuming from the newest checkpoint in output_dir), then write ``output_dir/model``.
+def wired_arguments(ctx) -> list[str]:
+    """What the pipeline wires into a train step: the data step's folder and the model it continues from."""
+    extra = ["--dataset_dir", str(ctx.dirs.data.root)]
+    if ctx.input_models:
+        extra += ["--model_name_or_path", str(next(iter(ctx.input_models.values())))]
+    return extra
+
+
+def keep_token_out_of_files(args) -> None:
+    """Trainer pickles its arguments into every checkpoint: the Hub token goes to the environment instead,
+    where huggingface_hub finds it, and never into a file."""
+    token = getattr(args, "hub_token", None)
+    if token:
+        os.environ.setdefault("HF_TOKEN", token)
+        args.hub_token = None
+
+
+def train_and_save(trainer, dirs: StageDir, title: str) -> Path:
+    """Train (resuming from the newest complete checkpoint), then write ``dirs.model`` in one rename.
 
     Every rank takes part in saving (ZeRO-3 / FSDP gather there); only the main process renames
-    the finished folder into place, so ``model/`` exists only when complete.
+    the finished folder into place, so the model folder exists only when complete.
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
     args = trainer.args
-    out = Path(args.output_dir)
     resume = args.resume_from_checkpoint
-    if resume is None and out.is_dir():
-        resume = get_last_checkpoint(str(out))
+    if resume is None:
+        checkpoints = complete_checkpoints(dirs)
+        resume = str(checkpoints[-1]) if checkpoints else None
     if resume:
-        print(f"[train] resuming from {resume}")
+        logger.info("resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
-    partial = out / f".{FINAL_MODEL}.partial"
+    partial = dirs.model_partial
+    if trainer.is_world_process_zero() and partial.exists():
+        shutil.rmtree(partial)  # left by a save that was killed
+    trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(partial))
     trainer.accelerator.wait_for_everyone()
-    final = out / FINAL_MODEL
     if trainer.is_world_process_zero():
-        (partial / "training_args.bin").unlink(missing_ok=True)  # a pickle: never published
-        write_json(partial / "training_args.json", redact(args.to_dict()))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(partial, final)
+        (partial / TRAINING_ARGS_PICKLE).unlink(missing_ok=True)
+        write_json(partial / TRAINING_ARGS_JSON, redact(args.to_dict()))
+        if dirs.model.exists():
+            old = dirs.model_previous
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(dirs.model, old)
+            os.replace(partial, dirs.model)
+            shutil.rmtree(old)
+        else:
+            os.replace(partial, dirs.model)
         history = trainer.state.log_history
-        write_json(out / "log_history.json", history)
+        write_json(dirs.log_history, history)
         if any("loss" in e for e in history):
-            plot_loss(history, out / "loss.png", title)
+            plot_loss(history, dirs.loss_png, title)
     trainer.accelerator.wait_for_everyone()
-    return final
+    return dirs.model
 
 
 def describe_budget(args, seq_length: int, sequences: int) -> str:
@@ -52,7 +79,7 @@ def describe_budget(args, seq_length: int, sequences: int) -> str:
     per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
     steps = args.max_steps if args.max_steps > 0 else int(args.num_train_epochs * sequences // per_step)
     tokens = steps * per_step * seq_length
-    return (f"[train] {per_step} seqs/step ({args.per_device_train_batch_size} x {args.gradient_accumulation_steps} "
+    return (f"{per_step} seqs/step ({args.per_device_train_batch_size} x {args.gradient_accumulation_steps} "
             f"accum x {max(1, args.world_size)} ranks) x {seq_length} tokens = {per_step * seq_length:,} tokens/step; "
             f"{steps} steps = {tokens:,} tokens; dataset {sequences * seq_length:,} tokens "
             f"({tokens / max(1, sequences * seq_length):.2f} epochs)")

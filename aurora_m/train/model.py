@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..args import ModelArguments
+from ..errors import RecipeError
+from ..hub_errors import explain_hub_errors
 from ..patches import apply_config_patches, apply_model_patches, load_base_config
 
 
-def load_model(model_args: ModelArguments, tokenizer):
+def load_model(model_args: ModelArguments, tokenizer, config_file: str | Path = "<stage config>"):
     """Continue from weights (safetensors only, no remote code), or build from a patched config."""
     from transformers import AutoModelForCausalLM
 
     if model_args.model_name_or_path:
-        model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, use_safetensors=True)
+        # load straight into the dtype a patch asks for (15.5B parameters in float32 would need 62 GB)
+        dtypes = [spec.partition(":")[2] for spec in model_args.config_patches if spec.startswith("dtype:")]
+        with explain_hub_errors(config_file, "model_name_or_path", model_args.model_name_or_path, repo_type="model"):
+            model = AutoModelForCausalLM.from_pretrained(
+                model_args.model_name_or_path, revision=model_args.model_revision, use_safetensors=True,
+                dtype=dtypes[-1] if dtypes else model_args.dtype,
+                attn_implementation=model_args.attn_implementation)
         apply_model_patches(model, model_args.config_patches)
     else:
         import torch
@@ -24,7 +34,8 @@ def load_model(model_args: ModelArguments, tokenizer):
         torch.manual_seed(model_args.model_seed)
         model = AutoModelForCausalLM.from_config(config)
     if len(tokenizer) > model.config.vocab_size:
-        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's vocabulary is {model.config.vocab_size}")
+        raise RecipeError(config_file, "tokenizer_name_or_path",
+                          f"tokenizer has {len(tokenizer)} tokens but the model's vocabulary is {model.config.vocab_size}")
     return model
 
 

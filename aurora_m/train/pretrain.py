@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ..args import MixtureArguments, ModelArguments
-from ..errors import RecipeError
-from ..data.build import dataset_dir_for
+from ..data.build import build_pretrain_dataset
 from ..data.mixture import packed_collator
-from .common import describe_budget, train_and_save
+from ..errors import RecipeError
+from ..layout import DatasetDir, StageDir
+from .common import wired_arguments, describe_budget, keep_token_out_of_files, train_and_save
 from .model import load_model, parameter_count
+
+logger = logging.getLogger(__name__)
 
 
 def train_pretrain(model_args: ModelArguments, mix_args: MixtureArguments, training_args,
@@ -18,23 +22,29 @@ def train_pretrain(model_args: ModelArguments, mix_args: MixtureArguments, train
     from datasets import load_from_disk
     from transformers import AutoTokenizer, Trainer
 
-    dataset_dir = dataset_dir_for(mix_args, training_args)
-    if not (dataset_dir / "train").is_dir():
-        from ..data.build import build_pretrain_dataset
-
+    dirs = StageDir(training_args.output_dir)
+    data = DatasetDir(mix_args.dataset_dir) if mix_args.dataset_dir else dirs.data
+    if not data.is_built():
         with training_args.main_process_first(desc="build dataset"):
-            if not (dataset_dir / "train").is_dir():
-                build_pretrain_dataset(model_args, mix_args, dataset_dir, config_file, title)
-    tokenizer = AutoTokenizer.from_pretrained(dataset_dir / "tokenizer")
-    train_ds = load_from_disk(str(dataset_dir / "train"))
+            if not data.is_built():
+                build_pretrain_dataset(model_args, mix_args, data.root, config_file, title)
+    tokenizer = AutoTokenizer.from_pretrained(data.tokenizer)
+    train_ds = load_from_disk(str(data.train))
     seq_length = len(train_ds[0]["input_ids"])
-    model = load_model(model_args, tokenizer)
+    model = load_model(model_args, tokenizer, config_file)
     if seq_length > model.config.n_positions:
         raise RecipeError(config_file, "seq_length",
                           f"{seq_length} is longer than the model's {model.config.n_positions} learned positions")
-    print(f"[train] {title}: {parameter_count(model):,} parameters, {model.config.n_layer} layers, "
-          f"n_positions {model.config.n_positions}, multi_query {model.config.multi_query}")
-    print(describe_budget(training_args, seq_length, len(train_ds)))
+    logger.info("%s: %s parameters, %d layers, n_positions %d, multi_query %s", title,
+                f"{parameter_count(model):,}", model.config.n_layer, model.config.n_positions, model.config.multi_query)
+    logger.info(describe_budget(training_args, seq_length, len(train_ds)))
+    keep_token_out_of_files(training_args)
     trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, data_collator=packed_collator,
                       processing_class=tokenizer)
-    return train_and_save(trainer, title)
+    return train_and_save(trainer, dirs, title)
+
+
+def run_train_step(ctx) -> Path:
+    """The pipeline's train step of a pretrain stage: continues from the input model, reads the data step's folder."""
+    model_args, mix_args, training_args = ctx.parse(*wired_arguments(ctx))
+    return train_pretrain(model_args, mix_args, training_args, ctx.config, ctx.title)

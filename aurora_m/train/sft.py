@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ..args import ModelArguments, SFTDataArguments
-from ..data.build import dataset_dir_for
+from ..data.build import build_sft_dataset
+from ..layout import DatasetDir, StageDir
 from ..tokenizer import load_tokenizer
-from .common import train_and_save
+from .common import wired_arguments, keep_token_out_of_files, train_and_save
 from .model import load_model, parameter_count
+
+logger = logging.getLogger(__name__)
 
 
 def train_sft(model_args: ModelArguments, data_args: SFTDataArguments, sft_config,
@@ -16,17 +20,23 @@ def train_sft(model_args: ModelArguments, data_args: SFTDataArguments, sft_confi
     from datasets import load_from_disk
     from trl import SFTTrainer
 
-    dataset_dir = dataset_dir_for(data_args, sft_config)
-    if not (dataset_dir / "train").is_dir():
-        from ..data.build import build_sft_dataset
-
+    dirs = StageDir(sft_config.output_dir)
+    data = DatasetDir(data_args.dataset_dir) if data_args.dataset_dir else dirs.data
+    if not data.is_built():
         with sft_config.main_process_first(desc="build dataset"):
-            if not (dataset_dir / "train").is_dir():
-                build_sft_dataset(data_args, dataset_dir, config_file)
+            if not data.is_built():
+                build_sft_dataset(data_args, data.root, config_file)
     tokenizer = load_tokenizer(model_args)
-    model = load_model(model_args, tokenizer)
+    model = load_model(model_args, tokenizer, config_file)
     # prompt/completion rows: TRL masks the prompt, so the loss is on the responses only
-    train_ds = load_from_disk(str(dataset_dir / "train")).select_columns(["prompt", "completion"])
-    print(f"[train] {title}: {parameter_count(model):,} parameters, {len(train_ds)} pairs")
+    train_ds = load_from_disk(str(data.train)).select_columns(["prompt", "completion"])
+    logger.info("%s: %s parameters, %d pairs", title, f"{parameter_count(model):,}", len(train_ds))
+    keep_token_out_of_files(sft_config)
     trainer = SFTTrainer(model=model, args=sft_config, train_dataset=train_ds, processing_class=tokenizer)
-    return train_and_save(trainer, title)
+    return train_and_save(trainer, dirs, title)
+
+
+def run_train_step(ctx) -> Path:
+    """The pipeline's train step of an SFT stage: continues from the input model, reads the data step's folder."""
+    model_args, data_args, sft_config = ctx.parse(*wired_arguments(ctx))
+    return train_sft(model_args, data_args, sft_config, ctx.config, ctx.title)

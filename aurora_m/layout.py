@@ -1,0 +1,204 @@
+"""Every path inside a run folder, in one place. No other module spells a run-folder name.
+
+A run folder (``aurora-m run ... --output-dir DIR``)::
+
+    DIR/.aurora-m-run.json      what made this folder ours (recipe name); refused if a folder lacks it
+    DIR/.aurora-m.lock          one run at a time (pid of the holder)
+    DIR/summary.json            every stage and variant; paths in it are relative to DIR
+    DIR/recipe/                 the stage YAMLs as run (secrets redacted)
+    DIR/<stage>/                one folder per stage (see StageDir)
+
+The classes take plain folders and names (never a recipe's stage objects), so every layer can use
+them. Paths recorded in files are relative to the run folder (:meth:`RunLayout.rel`), so a run
+folder can be moved or copied to another machine and still be published.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+CHECKPOINT_PREFIX = "checkpoint-"  # transformers' PREFIX_CHECKPOINT_DIR
+TRAINER_STATE = "trainer_state.json"  # the last file Trainer writes into a checkpoint
+
+
+class DatasetDir:
+    """What a data step writes: a packed (or prompt/completion) dataset and its report."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @property
+    def train(self) -> Path:
+        return self.root / "train"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / "tokenizer"
+
+    @property
+    def mixture_json(self) -> Path:
+        return self.root / "mixture.json"
+
+    @property
+    def mixture_png(self) -> Path:
+        return self.root / "mixture.png"
+
+    @property
+    def sources_json(self) -> Path:
+        return self.root / "sources.json"
+
+    def is_built(self) -> bool:
+        return self.train.is_dir()
+
+
+class StageDir:
+    """One stage's folder: its dataset, checkpoints, final model, plots, results and step markers."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # ------------------------------------------------------------------ pretrain / sft
+    @property
+    def data(self) -> DatasetDir:
+        return DatasetDir(self.root / "data")
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def model_partial(self) -> Path:
+        return self.root / ".model.partial"
+
+    @property
+    def model_previous(self) -> Path:
+        """Where the last model waits while a new one is renamed into place."""
+        return self.root / ".model.previous"
+
+    @property
+    def log_history(self) -> Path:
+        return self.root / "log_history.json"
+
+    @property
+    def loss_png(self) -> Path:
+        return self.root / "loss.png"
+
+    @property
+    def train_state(self) -> Path:
+        """Which configuration the checkpoints in this folder belong to."""
+        return self.root / ".train-state.json"
+
+    def checkpoints(self) -> list[Path]:
+        """``checkpoint-N`` folders, oldest step first."""
+        found = [p for p in self.root.glob(f"{CHECKPOINT_PREFIX}*")
+                 if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
+        return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+    def set_aside(self, why: str) -> Path:
+        """A new dated folder to move old checkpoints into (never deleted by us)."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = self.root / f"set-aside-{why}-{stamp}"
+        path, n = base, 1
+        while path.exists():
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+        path.mkdir(parents=True)
+        return path
+
+    # ------------------------------------------------------------------ eval
+    def results(self, variant: str) -> Path:
+        return self.root / variant / "results.json"
+
+    @property
+    def all_results(self) -> Path:
+        return self.root / "results.json"
+
+    @property
+    def perplexity_png(self) -> Path:
+        return self.root / "perplexity.png"
+
+    # ------------------------------------------------------------------ publish
+    def export(self, variant: str) -> Path:
+        return self.root / variant
+
+    # ------------------------------------------------------------------ markers
+    def marker(self, step: str) -> Path:
+        return self.root / f".{step}.done"
+
+
+class ExportDir:
+    """What a Hub push uploads: weights, tokenizer, README.md card, assets/, plus our marker."""
+
+    MARKER = ".aurora-m-export.json"
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @property
+    def card(self) -> Path:
+        return self.root / "README.md"
+
+    @property
+    def assets(self) -> Path:
+        return self.root / "assets"
+
+    @property
+    def eval_results(self) -> Path:
+        return self.root / "eval_results.json"
+
+    @property
+    def lineage(self) -> Path:
+        return self.root / "aurora_m_lineage.json"
+
+    @property
+    def marker(self) -> Path:
+        return self.root / self.MARKER
+
+
+class RunLayout:
+    """The run folder as a whole."""
+
+    MARKER = ".aurora-m-run.json"
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+
+    def stage(self, name: str) -> StageDir:
+        return StageDir(self.root / name)
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def recipe_copy(self) -> Path:
+        return self.root / "recipe"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".aurora-m.lock"
+
+    @property
+    def marker(self) -> Path:
+        return self.root / self.MARKER
+
+    @property
+    def file_hashes(self) -> Path:
+        """Cache of input-file content hashes, keyed by path, size and mtime."""
+        return self.root / ".aurora-m-file-hashes.json"
+
+    def rel(self, path: str | Path) -> str:
+        """``path`` as recorded in files: relative to the run folder when inside it."""
+        path = Path(path)
+        try:
+            return path.resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+    def resolve(self, recorded: str | Path | None) -> Path | None:
+        """A recorded path back to a real one (relative ones are relative to this run folder)."""
+        if recorded is None:
+            return None
+        path = Path(recorded)
+        return path if path.is_absolute() else self.root / path

@@ -1,0 +1,66 @@
+"""Logging for the library: ``logging.getLogger(__name__)`` everywhere, set up once by the CLI or a script.
+
+Only the main process (global rank 0) logs unless ``AURORA_M_LOG_ALL_RANKS=1``, in which case each
+line says its rank; transformers and datasets follow the same verbosity. The CLI's result lines
+(what a command answers) are not logs and stay plain on stdout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+ROOT = "aurora_m"
+
+
+def process_rank() -> int:
+    """Global rank under torchrun / accelerate / Slurm launches (0 for a plain process)."""
+    for var in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
+def all_ranks() -> bool:
+    return os.environ.get("AURORA_M_LOG_ALL_RANKS", "") not in ("", "0", "false")
+
+
+class _MainProcessOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return all_ranks() or process_rank() == 0
+
+
+def setup_logging(verbosity: int = 0) -> None:
+    """``verbosity``: -1 warnings only (``-q``), 0 info, 1 debug (``-v``). Safe to call twice."""
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG if verbosity > 0 else logging.WARNING)
+    logger = logging.getLogger(ROOT)
+    logger.setLevel(level)
+    logger.propagate = False
+    if not any(getattr(h, "_aurora_m", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler._aurora_m = True
+        prefix = f"[rank {process_rank()}] " if all_ranks() else ""
+        handler.setFormatter(logging.Formatter(f"{prefix}[%(name)s] %(levelname)s %(message)s"
+                                               if verbosity > 0 else f"{prefix}[aurora-m] %(message)s"))
+        handler.addFilter(_MainProcessOnly())
+        logger.addHandler(handler)
+    for handler in logger.handlers:
+        handler.setLevel(level)
+    _follow_libraries(verbosity)
+
+
+def _follow_libraries(verbosity: int) -> None:
+    """transformers / datasets: their warnings on the main process; replicas only say errors."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        if process_rank() != 0 and not all_ranks():
+            hf_logging.set_verbosity_error()
+        elif verbosity > 0:
+            hf_logging.set_verbosity_info()
+        else:
+            hf_logging.set_verbosity_warning()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+    if process_rank() != 0 and not all_ranks():
+        os.environ.setdefault("TQDM_DISABLE", "1")  # one progress bar, not one per rank

@@ -1,0 +1,190 @@
+"""Run a recipe's stages in order, each step once per fingerprint, in a run folder that is ours and locked.
+
+A step is complete when its marker (``RunLayout.stage(name).marker(step)``) holds the step's current
+fingerprint: configuration that can change the result, the content of the files it reads, and
+the fingerprints of what it reads from. ``run`` skips complete steps. A result-changing edit to a
+stage that left checkpoints stops with one line naming what changed; ``--restart STAGE`` sets
+those checkpoints aside, ``--resume STAGE`` continues from them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+import yaml
+
+from .. import __version__
+from ..context import StepContext
+from ..errors import RecipeError
+from ..io import check_output_dir, check_writable, read_json_or_none, sweep_dead_temps, write_json
+from ..layout import RunLayout
+from ..recipe import Recipe, StageSpec, read_yaml, redact
+from .fingerprint import Fingerprints, StepPrint, explain_difference
+from .lock import run_lock
+from .summary import build_summary
+
+logger = logging.getLogger(__name__)
+
+
+class Pipeline:
+    def __init__(self, recipe: Recipe, run_dir, overrides: dict[str, list[str]] | None = None):
+        self.recipe = recipe
+        self.layout = RunLayout(run_dir)
+        self.overrides = overrides or {}
+        self.prints = Fingerprints(recipe, self.layout, self.overrides)
+
+    # ------------------------------------------------------------------ markers
+    def print_of(self, stage: StageSpec, step: str) -> StepPrint:
+        return self.prints.of(stage, step)
+
+    def read_marker(self, stage: StageSpec, step: str) -> dict | None:
+        return read_json_or_none(self.layout.stage(stage.name).marker(step))
+
+    def step_status(self, stage: StageSpec, step: str) -> str:
+        marker = self.read_marker(stage, step)
+        if not marker:
+            return "pending"
+        return "completed" if marker.get("fingerprint") == self.print_of(stage, step).fingerprint else "stale"
+
+    def is_complete(self, stage: StageSpec, step: str) -> bool:
+        return self.step_status(stage, step) == "completed"
+
+    def all_complete(self) -> bool:
+        return all(self.is_complete(s, step) for s in self.recipe.stages for step in s.steps)
+
+    # ------------------------------------------------------------------ the run folder
+    @contextlib.contextmanager
+    def session(self, command: str):
+        """Claim the run folder (refusing one that is not ours), lock it, and clear what dead runs left."""
+        root = self.layout.root
+        check_writable(root, "--output-dir")
+
+        def same_recipe(marker: dict) -> str | None:
+            if marker.get("recipe") not in (None, self.recipe.name):
+                return (f"holds a run of recipe {marker['recipe']!r}, not {self.recipe.name!r}: "
+                        f"choose another --output-dir")
+            return None
+
+        check_output_dir(root, "--output-dir", RunLayout.MARKER, overwrite=True, owner_check=same_recipe)
+        root.mkdir(parents=True, exist_ok=True)
+        with run_lock(self.layout.lock, command):
+            for path in sweep_dead_temps(root):
+                logger.info("removed %s, left by a run that was killed", self.layout.rel(path))
+            if not self.layout.marker.is_file():
+                write_json(self.layout.marker, {"recipe": self.recipe.name, "created_at": _now(),
+                                                "aurora_m_version": __version__})
+            try:
+                yield self
+            finally:
+                self.prints.save()
+
+    # ------------------------------------------------------------------ running
+    def run(self, stages: list[str] | None = None, force: bool = False, restart: set[str] = frozenset(),
+            resume: set[str] = frozenset()) -> dict:
+        """Run the pipeline (or the named stages); complete steps are skipped unless ``force`` or restarted."""
+        wanted = stages or self.recipe.stage_names
+        self.save_recipe_copy()
+        for stage in self.recipe.stages:
+            if stage.name not in wanted:
+                continue
+            for step in stage.steps:
+                if not force and stage.name not in restart and self.is_complete(stage, step):
+                    logger.info("%s/%s: complete, skipped", stage.name, step)
+                    continue
+                self.run_step(stage, step, restart=restart, resume=resume)
+        return self.write_summary()
+
+    def run_step(self, stage: StageSpec, step: str, restart: set[str] = frozenset(),
+                 resume: set[str] = frozenset()) -> None:
+        """Run one step now (whatever its marker says) once everything it reads is complete."""
+        self._check_upstream(stage)
+        index = stage.steps.index(step)
+        if index > 0 and not self.is_complete(stage, stage.steps[index - 1]):
+            self.run_step(stage, stage.steps[index - 1], restart, resume)
+        if stage.spec.resumable_step:
+            self._guard_checkpoints(stage, restart, resume)
+        dirs = self.layout.stage(stage.name)
+        dirs.marker(step).unlink(missing_ok=True)
+        stage_print = self.print_of(stage, step)
+        ctx = self.context(stage, step)
+        runner = stage.spec.runner(stage.engine, step)
+        logger.info("%s/%s: running (%s, engine %s)", stage.name, step, stage.kind, stage.engine)
+        start = time.time()
+        runner(ctx)
+        duration = time.time() - start
+        write_json(dirs.marker(step), {**stage_print.as_dict(), "duration_s": round(duration, 2),
+                                       "finished_at": _now(), "aurora_m_version": __version__})
+        logger.info("%s/%s: done in %.1fs", stage.name, step, duration)
+        self.prints.save()
+        self.write_summary()
+
+    def context(self, stage: StageSpec, step: str) -> StepContext:
+        models = {s.variant or s.name: self.layout.stage(s.name).model for s in self.recipe.model_inputs(stage)}
+        return StepContext(stage=stage.name, kind=stage.kind, step=step, engine=stage.engine, config=stage.config,
+                           run=self.layout, dirs=self.layout.stage(stage.name),
+                           fingerprint=self.print_of(stage, step).fingerprint,
+                           overrides=list(self.overrides.get(stage.name, [])), input_models=models,
+                           input_stages={n: self.layout.stage(n) for n in stage.inputs},
+                           input_positions=self.recipe.input_positions(stage),
+                           title=f"{self.recipe.name} {stage.name}")
+
+    def _check_upstream(self, stage: StageSpec) -> None:
+        """Everything a stage reads, all the way up, is complete for the current recipe."""
+        for name in stage.inputs:
+            upstream = self.recipe.stage(name)
+            self._check_upstream(upstream)
+            last = upstream.steps[-1]
+            status = self.step_status(upstream, last)
+            if status != "completed":
+                why = "is stale (its configuration or input files changed)" if status == "stale" else "has not run"
+                raise RecipeError(self.recipe.file, f"stages[{stage.position}].inputs",
+                                  f"stage {stage.name!r} needs the output of {name!r}, which {why} in "
+                                  f"{self.layout.root}: run that stage first")
+
+    def _guard_checkpoints(self, stage: StageSpec, restart: set[str], resume: set[str]) -> None:
+        """Checkpoints are resumed only by the configuration that wrote them, unless the user says otherwise."""
+        from ..train.checkpoints import complete_checkpoints
+
+        dirs = self.layout.stage(stage.name)
+        current = self.print_of(stage, stage.spec.resumable_step)
+        checkpoints = complete_checkpoints(dirs)  # partial ones are set aside here, with a warning
+        state = read_json_or_none(dirs.train_state)
+        if checkpoints and stage.name in restart:
+            aside = dirs.set_aside("restart")
+            for path in checkpoints:
+                path.rename(aside / path.name)
+            logger.warning("%s: %d checkpoint(s) moved to %s; training starts over", stage.name, len(checkpoints),
+                           self.layout.rel(aside))
+        elif checkpoints and (state or {}).get("fingerprint") != current.fingerprint:
+            newest = checkpoints[-1].name
+            changes = explain_difference(state, current) if state else ["checkpoints of an unknown configuration"]
+            if stage.name not in resume:
+                raise RecipeError(None, None,
+                                  f"{stage.name}: {'; '.join(changes)} since {newest}: run again with --restart "
+                                  f"{stage.name} (set its checkpoints aside and start over) or --resume {stage.name} "
+                                  f"(continue from {newest} with the new configuration)")
+            logger.warning("%s: resuming from %s with the new configuration (%s)", stage.name, newest,
+                           "; ".join(changes))
+        write_json(dirs.train_state, current.as_dict())
+
+    # ------------------------------------------------------------------ records
+    def save_recipe_copy(self) -> None:
+        dest = self.layout.recipe_copy
+        dest.mkdir(parents=True, exist_ok=True)
+        for path in [self.recipe.file, *{s.config for s in self.recipe.stages}]:
+            text = yaml.safe_dump(redact(read_yaml(path)), sort_keys=False, allow_unicode=True)
+            (dest / path.name).write_text(text, encoding="utf-8")
+
+    def write_summary(self) -> dict:
+        def duration(stage, step):
+            return (self.read_marker(stage, step) or {}).get("duration_s")
+
+        summary = build_summary(self.recipe, self.layout, self.step_status, duration)
+        write_json(self.layout.summary, summary)
+        return summary
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")

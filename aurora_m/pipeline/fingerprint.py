@@ -1,0 +1,196 @@
+"""What makes a step's result: its configuration (minus keys that cannot change it), the content of every
+local file it reads, and the fingerprints of the steps it reads from.
+
+File contents are hashed once and cached by (path, size, mtime): a re-run hashes nothing unless a
+file changed. Keys that only change logging, saving, reporting or the split of a batch into
+micro-batches and accumulation do not invalidate a step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..io import read_json_or_none, write_json
+from ..layout import RunLayout
+from ..recipe import Recipe, StageSpec, overrides_to_dict, read_yaml, resolve_path, source_keys
+
+# Keys that cannot change what a step computes: how often it logs, saves or evaluates, where it
+# reports, how many workers load data, where outputs go, Hub pushes, and the env block.
+IGNORED_KEYS = frozenset({
+    "logging_steps", "logging_strategy", "logging_first_step", "logging_dir", "logging_nan_inf_filter",
+    "save_steps", "save_strategy", "save_total_limit", "save_safetensors", "save_on_each_node",
+    "eval_steps", "eval_strategy", "eval_delay", "report_to", "run_name", "project", "trackio_space_id",
+    "dataloader_num_workers", "dataloader_pin_memory", "dataloader_persistent_workers",
+    "dataloader_prefetch_factor", "output_dir", "dataset_dir", "resume_from_checkpoint", "disable_tqdm",
+    "log_level", "log_level_replica", "log_on_each_node", "push_to_hub", "hub_model_id", "hub_strategy",
+    "hub_token", "hub_private_repo", "hub_always_push", "hub_revision", "data_num_proc", "env",
+})
+BATCH_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps")
+TRAINER_DEFAULT_BATCH = {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 1}
+
+
+def canonical(value):
+    """YAML reads ``3e-4`` as a string and ``3.0e-4`` as a float; both mean the same learning rate."""
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in ".eE") else value
+        except ValueError:
+            return value
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {k: canonical(v) for k, v in value.items()}
+    return value
+
+
+def result_config(config: dict, keys: set[str] | None = None) -> dict:
+    """The part of a stage's mapping that can change a step's result, with batch x accumulation merged."""
+    out = {k: canonical(v) for k, v in config.items() if k not in IGNORED_KEYS and (keys is None or k in keys)}
+    if any(k in out for k in BATCH_KEYS):
+        product = 1
+        for key in BATCH_KEYS:
+            product *= int(out.pop(key, TRAINER_DEFAULT_BATCH[key]))
+        out["sequences_per_step_per_rank"] = product  # micro-batch x accumulation: only the product matters
+    return dict(sorted(out.items()))
+
+
+def describe_changes(old: dict, new: dict) -> list[str]:
+    """``["learning_rate 0.003 -> 0.002", "mixture changed"]``."""
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "(unset)"), new.get(key, "(unset)")
+        if a != b:
+            scalar = not isinstance(a, (list, dict)) and not isinstance(b, (list, dict))
+            changes.append(f"{key} {a} -> {b}" if scalar else f"{key} changed")
+    return changes
+
+
+class FileHashes:
+    """Content hashes of input files, cached in the run folder by (size, mtime)."""
+
+    def __init__(self, cache_file: Path):
+        self.cache_file = cache_file
+        self.cache = read_json_or_none(cache_file) or {}
+        self.dirty = False
+
+    def digest(self, path: Path) -> str:
+        path = path.resolve()
+        stat = path.stat()
+        key = str(path)
+        cached = self.cache.get(key)
+        if cached and cached[0] == stat.st_size and cached[1] == stat.st_mtime_ns:
+            return cached[2]
+        h = hashlib.blake2b(digest_size=16)
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+        self.cache[key] = [stat.st_size, stat.st_mtime_ns, h.hexdigest()]
+        self.dirty = True
+        return h.hexdigest()
+
+    def digest_any(self, path: Path) -> str:
+        """A file's digest, or a folder's (its files' names and digests)."""
+        if path.is_dir():
+            h = hashlib.blake2b(digest_size=16)
+            for sub in sorted(p for p in path.rglob("*") if p.is_file()):
+                h.update(f"{sub.relative_to(path)}={self.digest(sub)};".encode())
+            return h.hexdigest()
+        return self.digest(path)
+
+    def save(self) -> None:
+        if self.dirty and self.cache_file.parent.is_dir():
+            write_json(self.cache_file, self.cache)
+            self.dirty = False
+
+
+def local_files(config: dict, base: Path, has_model_input: bool) -> dict[str, Path]:
+    """Every local file or folder a stage reads, by the key that names it."""
+    files = {}
+    for key in source_keys():
+        for i, source in enumerate(config.get(key) or []):
+            if isinstance(source, dict) and source.get("path"):
+                files[f"{key}[{i}]"] = resolve_path(base, source["path"])
+    for i, name in enumerate(config.get("tokenizer_train_files") or []):
+        files[f"tokenizer_train_files[{i}]"] = resolve_path(base, name)
+    for key in ("base_config", "tokenizer_name_or_path", "model_name_or_path"):
+        value = config.get(key)
+        if not value or (key == "model_name_or_path" and has_model_input):
+            continue
+        path = resolve_path(base, value)
+        if path.exists():  # a local file or folder; otherwise a bundled name or a Hub id, fingerprinted by name
+            files[key] = path
+    return files
+
+
+@dataclass
+class StepPrint:
+    """One step's fingerprint and what it was made of (kept in its marker, for "what changed" messages)."""
+
+    fingerprint: str
+    config: dict
+    files: dict[str, str]
+    inputs: dict[str, str] = field(default_factory=dict)  # "stage/step" -> fingerprint
+
+    def as_dict(self) -> dict:
+        return {"fingerprint": self.fingerprint, "config": self.config, "files": self.files, "inputs": self.inputs}
+
+
+class Fingerprints:
+    """Fingerprints of every step of a recipe, computed once per run (the recipe does not change mid-run)."""
+
+    def __init__(self, recipe: Recipe, layout: RunLayout, overrides: dict[str, list[str]] | None = None):
+        self.recipe = recipe
+        self.layout = layout
+        self.overrides = overrides or {}
+        self.hashes = FileHashes(layout.file_hashes)
+        self._memo: dict[tuple[str, str], StepPrint] = {}
+
+    def stage_config(self, stage: StageSpec) -> dict:
+        return {**read_yaml(stage.config), **overrides_to_dict(stage.config, self.overrides.get(stage.name))}
+
+    def of(self, stage: StageSpec, step: str) -> StepPrint:
+        key = (stage.name, step)
+        if key not in self._memo:
+            self._memo[key] = self._compute(stage, step)
+        return self._memo[key]
+
+    def _compute(self, stage: StageSpec, step: str) -> StepPrint:
+        kind = stage.spec
+        config = self.stage_config(stage)
+        keys = kind.data_keys() if step == kind.data_step else None
+        result = result_config(config, keys)
+        files = {}
+        inputs = {}
+        index = stage.steps.index(step)
+        if index == 0:
+            for name, path in local_files(config, stage.config.parent, bool(stage.inputs)).items():
+                files[name] = self.hashes.digest_any(path) if path.exists() else "missing"
+            for name in stage.inputs:
+                upstream = self.recipe.stage(name)
+                last = upstream.steps[-1]
+                inputs[f"{name}/{last}"] = self.of(upstream, last).fingerprint
+        else:
+            before = stage.steps[index - 1]
+            inputs[f"{stage.name}/{before}"] = self.of(stage, before).fingerprint
+        payload = [stage.kind, stage.engine, step, stage.variant, result, files, inputs]
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+        return StepPrint(digest, result, files, inputs)
+
+    def save(self) -> None:
+        self.hashes.save()
+
+
+def explain_difference(old: dict, new: StepPrint) -> list[str]:
+    """What changed between a recorded step print (a marker or train state) and the current one."""
+    changes = describe_changes(old.get("config", {}), new.config)
+    for key in sorted(set(old.get("files", {})) | set(new.files)):
+        if old.get("files", {}).get(key) != new.files.get(key):
+            changes.append(f"{key}: file contents changed")
+    for key in sorted(set(old.get("inputs", {})) | set(new.inputs)):
+        if old.get("inputs", {}).get(key) != new.inputs.get(key):
+            stage, _, step = key.partition("/")
+            changes.append("training data changed" if step == "data" else f"its input {stage!r} changed")
+    return changes or ["configuration changed"]
