@@ -90,7 +90,7 @@ def split_overrides(recipe, overrides: list[str], only: str | None = None) -> di
             where = f"stage {only!r}" if only else "any stage"
             raise RecipeError(None, f"--{key}", f"not a key of {where}{hint}")
         for name in takers:
-            out.setdefault(name, []).extend([f"--{key}", json.dumps(value) if not isinstance(value, str) else value])
+            out.setdefault(name, []).extend([f"--{key}", *(value if isinstance(value, list) else [value])])
     return out
 
 

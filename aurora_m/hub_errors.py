@@ -21,7 +21,7 @@ from .errors import RecipeError
 
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 TRUE_VALUES = {"1", "ON", "YES", "TRUE"}  # how huggingface_hub reads its boolean variables
-LOGIN = "`hf auth login` (or set HF_TOKEN)"
+LOGIN = "(`hf auth login` or HF_TOKEN)"
 TOKEN_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
 
 
@@ -76,27 +76,27 @@ def explain(err: BaseException, repo_id: str, repo_type: str = "dataset") -> str
     if (gated := first(GatedRepoError)) is not None or "is a gated dataset" in datasets_messages:
         unauthenticated = (gated is not None and _status(gated) == 401) or "must be authenticated" in datasets_messages
         if unauthenticated:
-            return (f"{kind} {repo_id} is gated and you are not logged in: log in with {LOGIN}, "
+            return (f"{kind} {repo_id} is gated and you are not logged in: log in {LOGIN}, "
                     f"then accept its terms at {url}")
-        return f"{kind} {repo_id} is gated: accept its terms at {url} with the account of your token ({LOGIN})"
+        return f"{kind} {repo_id} is gated: accept its terms at {url} with the account you log in with {LOGIN}"
     if first(RevisionNotFoundError) is not None or "Revision '" in datasets_messages:
         return f"{kind} {repo_id} has no such revision: check the revision at {url}"
     if first(RepositoryNotFoundError) is not None or "doesn't exist on the Hub" in datasets_messages:
         return (f"{kind} {repo_id} not found on the Hub: check the id (namespace/name) at {url}; "
-                f"a private repo needs {LOGIN}")
+                f"a private repo needs a login {LOGIN}")
     if first(HFValidationError) is not None:
         return f"{repo_id!r} is neither a local path nor a valid Hub {kind} id (namespace/name)"
     http = first(HfHubHTTPError)
     if http is not None and _status(http) == 401:
-        return f"the Hub refused the token (401 Unauthorized) for {kind} {repo_id}: log in again with {LOGIN}"
+        return f"the Hub refused the token (401 Unauthorized) for {kind} {repo_id}: log in again {LOGIN}"
     if http is not None and _status(http) == 403:
-        return f"the token may not read {kind} {repo_id} (403 Forbidden): use a token with read access, {LOGIN}"
+        return f"the token may not read {kind} {repo_id} (403 Forbidden): log in with a token that can {LOGIN}"
     network = first((ConnectionError, LocalEntryNotFoundError, TimeoutError)) or _httpx_network_error(chain)
     if network is not None:
         switches = offline_variables()
         if switches:
-            fetch = (f"`hf download {repo_id}`" if kind == "model" else
-                     "load it once with the network on, so that it is cached")
+            # from_pretrained finds `hf download`'s files offline; load_dataset only finds what it prepared online
+            fetch = f"`hf download {repo_id}`" if kind == "model" else "run once online: it is then cached"
             return (f"{kind} {repo_id} is not in the local cache and offline mode is on "
                     f"({', '.join(f'{v}=1' for v in switches)}): unset HF_HUB_OFFLINE/HF_DATASETS_OFFLINE "
                     f"or download it first ({fetch})")

@@ -71,14 +71,38 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+class CliValue(str):
+    """A value given on the command line: a string that argparse will convert to the field's type."""
+
+
+def _cli_value_matches(value: CliValue, tp) -> bool:
+    converters = {bool: lambda v: v.lower() in ("true", "false", "yes", "no", "1", "0") or int("x"),
+                  int: int, float: float}
+    if tp in converters:
+        try:
+            converters[tp](value)
+            return True
+        except ValueError:
+            return False
+    if tp is type(None):
+        return value.lower() in ("none", "null")
+    if typing.get_origin(tp) is typing.Literal:
+        return value in [str(a) for a in typing.get_args(tp)]
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return value in {str(m.value) for m in tp}
+    return True  # strings, lists of strings and what argparse converts itself
+
+
 def value_matches(value, tp) -> bool:
-    """Whether ``value`` (as YAML gave it) can fill a dataclass field annotated ``tp``."""
+    """Whether ``value`` (as YAML or the command line gave it) can fill a dataclass field annotated ``tp``."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is typing.Any or tp is object:
         return True
     if origin in (typing.Union, types.UnionType):
         return any(value_matches(value, arm) for arm in args)
+    if isinstance(value, CliValue):
+        return _cli_value_matches(value, tp)
     if origin is typing.Literal:
         return value in args
     if tp is type(None):
@@ -301,7 +325,7 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, 
             if not (config.get("tokenizer_name_or_path") or config.get("tokenizer_train_files")):
                 raise RecipeError(file, "tokenizer_name_or_path",
                                   "missing: a model built from base_config needs tokenizer_name_or_path or tokenizer_train_files")
-    seq_length = config.get("seq_length", 1)
+    seq_length = _number(config.get("seq_length", 1))
     if seq_length <= 0:
         raise RecipeError(file, "seq_length", f"expected a positive integer, got {seq_length}")
     positions = model_positions(config, input_positions) if spec.produces_model else input_positions
@@ -309,7 +333,7 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, 
         raise RecipeError(file, "seq_length", f"{seq_length} is longer than the model's {positions} learned positions "
                                               f"(n_positions after config_patches)")
     for key in ("max_steps", "num_train_epochs", "train_tokens"):
-        if key in config and not (isinstance(config[key], (int, float)) and config[key] > 0):
+        if key in config and not _number(config[key]) > 0:
             hint = "; leave max_steps out to train num_train_epochs" if key == "max_steps" else ""
             raise RecipeError(file, key, f"expected a positive number, got {config[key]!r}{hint}")
     if "mixture" in config and "train_tokens" not in config:
@@ -319,8 +343,18 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, 
     return config
 
 
+def _number(value) -> float:
+    """A YAML or command-line number (``"2"``, ``"3e-4"``) as a float; NaN for anything else."""
+    if isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def overrides_to_dict(file: Path, overrides: list[str] | None) -> dict:
-    """``["--learning_rate", "2e-4", "--bf16=true", "--eval_models", "a=x", "b=y"]`` as YAML-typed values."""
+    """``["--learning_rate", "2e-4", "--bf16=true", "--eval_models", "a=x", "b=y"]`` as a mapping (of CliValue)."""
     out, args = {}, list(overrides or [])
     i = 0
     while i < len(args):
@@ -332,17 +366,10 @@ def overrides_to_dict(file: Path, overrides: list[str] | None) -> dict:
         while not eq and i + 1 < len(args) and not args[i + 1].startswith("--"):
             values.append(args[i + 1])
             i += 1
-        typed = [_yaml_scalar(v) for v in values] or [True]  # a bare flag, as argparse reads booleans
+        typed = [CliValue(v) for v in values] or [CliValue("true")]  # a bare flag, as argparse reads booleans
         out[key] = typed[0] if len(typed) == 1 else typed
         i += 1
     return out
-
-
-def _yaml_scalar(value: str):
-    try:
-        return yaml.safe_load(value)
-    except yaml.YAMLError:
-        return value
 
 
 def parse_stage(file: Path, kind: str, overrides: list[str] | None = None, *, validate_only: bool = False,

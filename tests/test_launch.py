@@ -36,7 +36,12 @@ def test_two_process_data_parallel_on_cpu(tmp_path, cache_dir):
     result = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "scripts/pretrain.py",
                    "--config", "recipes/aurora-m-tiny/cap.yaml", "--output_dir", str(out), *SHORT], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "2 ranks" in result.stdout  # the budget line counts both processes
+    logs = [line for line in result.stderr.splitlines() if line.startswith("[aurora-m]")]
+    assert any("2 ranks" in line for line in logs)  # the budget line counts both processes
+    assert len(logs) > 5 and len(logs) == len(set(logs)), logs  # each log line once, not once per rank
+    losses = [line for line in result.stdout.splitlines() if line.startswith("{'loss'")]
+    assert len(losses) == 2  # two steps, logged by the main process only
+    assert "find_unused_parameters=True" not in result.stderr  # the recipe says every parameter is used
     assert (out / "model" / "model.safetensors").is_file()
 
 

@@ -103,6 +103,11 @@ def _not_utf8(byte: int, column: int) -> str:
     return f"not UTF-8 (byte 0x{byte:02x} at column {column})"
 
 
+def _not_json(err: json.JSONDecodeError) -> str:
+    # json's messages that point at the position end in " at" ("Invalid control character at")
+    return f"not valid JSON ({err.msg.removesuffix(' at')} at column {err.colno})"
+
+
 def _diagnose_json_document(path: Path) -> tuple[int | None, str] | None:
     """A .json file holding one array of rows (rather than one row per line)."""
     raw = path.read_bytes()
@@ -114,7 +119,7 @@ def _diagnose_json_document(path: Path) -> tuple[int | None, str] | None:
     try:
         rows = json.loads(text)
     except json.JSONDecodeError as err:
-        return err.lineno, f"not valid JSON ({err.msg} at column {err.colno})"
+        return err.lineno, _not_json(err)
     if isinstance(rows, list):
         if not rows:
             return None, "empty data file (no rows)"
@@ -157,7 +162,7 @@ def diagnose_data_file(path: str | Path) -> tuple[int | None, str] | None:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                return number, f"not valid JSON ({err.msg} at column {err.colno})"
+                return number, _not_json(err)
             if not isinstance(row, dict):
                 return number, f"{_json_type(row)}, not a JSON object with named fields"
     if rows == 0:

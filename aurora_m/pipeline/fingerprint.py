@@ -33,12 +33,17 @@ TRAINER_DEFAULT_BATCH = {"per_device_train_batch_size": 8, "gradient_accumulatio
 
 
 def canonical(value):
-    """YAML reads ``3e-4`` as a string and ``3.0e-4`` as a float; both mean the same learning rate."""
+    """One spelling per value: YAML reads ``3e-4`` as a string and ``3.0e-4`` as a float, the command line
+    gives ``"2"`` and ``"true"``; each means the same as the YAML number or boolean."""
     if isinstance(value, str):
-        try:
-            return float(value) if any(c in value for c in ".eE") else value
-        except ValueError:
-            return value
+        if value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        for convert in (int, float):
+            try:
+                return convert(value)
+            except ValueError:
+                pass
+        return str(value)
     if isinstance(value, list):
         return [canonical(v) for v in value]
     if isinstance(value, dict):
