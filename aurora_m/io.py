@@ -117,10 +117,11 @@ def read_json_or_none(path: str | Path):
 
 
 def check_output_dir(path: str | Path, what: str, marker_name: str, *, overwrite: bool = False,
-                     owner_check=None) -> Path:
+                     owner_check=None, also_ours: tuple[str, ...] = ()) -> Path:
     """Refuse an output folder we did not make; replace one of ours only with ``overwrite``.
 
-    ``marker_name`` is the file that makes a folder ours. An empty folder is fine. ``owner_check``
+    ``marker_name`` is the file that makes a folder ours (``also_ours``: files that do too, such as a
+    lock taken just before the marker is written). An empty folder is fine. ``owner_check``
     (marker dict -> message or None) can refuse a folder that is ours but belongs to something else.
     """
     path = Path(path)
@@ -128,7 +129,7 @@ def check_output_dir(path: str | Path, what: str, marker_name: str, *, overwrite
         raise RecipeError(path, None, f"{what} is a file, expected a folder; nothing was changed")
     if path.is_dir() and any(path.iterdir()):
         marker = path / marker_name
-        if not marker.is_file():
+        if not marker.is_file() and not any((path / name).is_file() for name in also_ours):
             raise RecipeError(path, None, f"{what} exists and was not written by aurora-m (no {marker_name}); "
                                           f"choose a new or empty folder: nothing in it was touched")
         if owner_check is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 ROOT = "aurora_m"
 
@@ -25,6 +26,18 @@ def all_ranks() -> bool:
     return os.environ.get("AURORA_M_LOG_ALL_RANKS", "") not in ("", "0", "false")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (pytest and notebooks swap it), not the one at set-up time."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 class _MainProcessOnly(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return all_ranks() or process_rank() == 0
@@ -37,7 +50,7 @@ def setup_logging(verbosity: int = 0) -> None:
     logger.setLevel(level)
     logger.propagate = False
     if not any(getattr(h, "_aurora_m", False) for h in logger.handlers):
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler._aurora_m = True
         prefix = f"[rank {process_rank()}] " if all_ranks() else ""
         handler.setFormatter(logging.Formatter(f"{prefix}[%(name)s] %(levelname)s %(message)s"

@@ -8,16 +8,26 @@ import pytest
 import yaml
 
 from aurora_m.cli import main
-from aurora_m.recipe import load_recipe, parse_stage
+from aurora_m.recipe import load_recipe, parse_stage, stage_dataclasses
 
 from conftest import ROOT, cli, edit_yaml
 
 RECIPES = sorted(p.parent for p in (ROOT / "recipes").glob("*/pipeline.yaml"))
 
 
-def test_there_are_a_real_recipe_and_its_tiny_twin():
-    names = {p.name for p in RECIPES}
-    assert {"aurora-m-15b", "aurora-m-tiny"} <= names
+def test_the_tiny_twin_mirrors_the_real_recipe():
+    """Same stages, kinds, wiring and variants' roles; same sources per stage (languages, code, red team)."""
+    real, tiny = load_recipe(ROOT / "recipes" / "aurora-m-15b"), load_recipe(ROOT / "recipes" / "aurora-m-tiny")
+    assert [(s.name, s.kind, s.inputs, bool(s.variant)) for s in real.stages] == \
+        [(s.name, s.kind, s.inputs, bool(s.variant)) for s in tiny.stages]
+    for stage in real.stages:
+        if stage.kind != "pretrain":
+            continue
+        real_sources = {s["name"] for s in yaml.safe_load(stage.config.read_text())["mixture"]}
+        tiny_sources = {s["name"] for s in yaml.safe_load(tiny.stage(stage.name).config.read_text())["mixture"]}
+        assert {"en", "fi", "hi", "ja", "vi", "code"} <= tiny_sources <= real_sources, stage.name
+    tiny_cap = yaml.safe_load(tiny.stage("cap").config.read_text())
+    assert tiny_cap["config_patches"][:2] == ["aurora_m", "tiny"]  # the real shape, then shrunk
 
 
 @pytest.mark.parametrize("recipe_dir", RECIPES, ids=lambda p: p.name)
@@ -25,8 +35,9 @@ def test_every_stage_yaml_parses_into_its_dataclasses(recipe_dir: Path):
     recipe = load_recipe(recipe_dir)
     assert [s.kind for s in recipe.stages][:2] == ["pretrain", "pretrain"]
     for stage in recipe.stages:
-        parsed = parse_stage(stage.config, stage.kind, validate_only=True, has_model_input=bool(stage.inputs))
-        assert parsed, stage.name
+        parsed = parse_stage(stage.config, stage.kind, validate_only=True, has_model_input=bool(stage.inputs),
+                             input_positions=recipe.input_positions(stage))
+        assert [type(a) for a in parsed] == list(stage_dataclasses(stage.kind)), stage.name
     # every YAML in the folder is a stage of the pipeline (no orphan configs)
     used = {recipe.file.name, *(s.config.name for s in recipe.stages)}
     assert {p.name for p in recipe_dir.glob("*.yaml")} == used
@@ -72,6 +83,18 @@ BROKEN = [
     ("cat.yaml", "seq_length: 128", "seq_length: 128\nconfig_patches: [tiny]", ["cat.yaml", "config_patches", "tiny"]),
     ("pipeline.yaml", "engine: transformers", "engine: nanotorn", ["pipeline.yaml", "stages[0].engine"]),
     ("sft.yaml", "max_length: 256", "max_length: 256\nmax_seq_length: 256", ["sft.yaml", "max_seq_length"]),
+    ("cap.yaml", "weight: 1.5, holdout", "wieght: 1.5, holdout", ["cap.yaml", "mixture[5].wieght", "did you mean 'weight'"]),
+    ("cap.yaml", "seq_length: 128", "seq_length: 4096", ["cap.yaml", "seq_length", "2048 learned positions"]),
+    ("eval.yaml", "seq_length: 128", "seq_length: 4096", ["eval.yaml", "seq_length", "2048 learned positions"]),
+    ("cap.yaml", "max_steps: 240", "max_steps: 0", ["cap.yaml", "max_steps", "positive"]),
+    ("cap.yaml", "train_tokens: 245760", "train_tokens: -5", ["cap.yaml", "train_tokens", "positive"]),
+    ("cap.yaml", "report_to: none", "report_to: tensorbord", ["cap.yaml", "report_to", "did you mean 'tensorboard'"]),
+    ("cap.yaml", "report_to: none", "report_to: wandb", ["cap.yaml", "report_to", "pip install wandb"]),
+    ("pipeline.yaml", "variant: aurora-m-tiny-base", "variant: ../../x", ["pipeline.yaml", "stages[0].variant", "Hub repo name"]),
+    ("pipeline.yaml", "variant: aurora-m-tiny-base", "variant: a/b", ["pipeline.yaml", "stages[0].variant"]),
+    ("pipeline.yaml", "config: cap.yaml", "config: ../../../../../../etc/passwd", ["pipeline.yaml", "stages[0].config", "outside the recipe folder"]),
+    ("cap.yaml", "path: data/fi.jsonl", "path: ../../outside.jsonl", ["cap.yaml", "mixture[1].path", "data_roots"]),
+    ("pipeline.yaml", "engine: transformers", "engine: nanotron", ["pipeline.yaml", "stages[0].engine", "not available for pretrain"]),
 ]
 
 

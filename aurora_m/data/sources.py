@@ -48,9 +48,8 @@ class SourceDocs:
     """The kept documents of one source: row numbers into the loaded (memory-mapped) table."""
 
     spec: SourceSpec
-    table: object  # datasets.Dataset holding the needed columns only
+    table: object  # datasets.Dataset holding the needed columns (and the category column, if any) only
     rows: np.ndarray  # kept row numbers, in file order
-    categories: list[str] | None = None  # per kept row, when the source has a category column
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -67,12 +66,11 @@ class SourceDocs:
         """The kept documents in memory: ``text`` (or ``prompt``/``completion``) and ``category``."""
         from datasets import Dataset
 
-        categories = self.categories or [""] * len(self)
-        if not prompt_completion:
-            texts = [t for start in range(0, len(self), SCAN_BATCH)
-                     for t in self.texts(np.arange(start, min(start + SCAN_BATCH, len(self))))]
-            return Dataset.from_dict({"text": texts, "category": categories})
         batch = self.table[self.rows.tolist()]
+        column = self.spec.category_field
+        categories = [str(c) for c in batch[column]] if column in batch else [""] * len(self)
+        if not prompt_completion:
+            return Dataset.from_dict({"text": self.texts(np.arange(len(self))), "category": categories})
         return Dataset.from_dict({
             "prompt": [instruction_prompt(i) for i in batch[self.spec.instruction_field]],
             "completion": [r.strip() for r in batch[self.spec.response_field]],
@@ -236,10 +234,11 @@ def read_source(spec: SourceSpec, config_file: str, key: str, *,
             raise _data_file_error(spec, config_file, where, None, "empty data file (no rows)")
         raise RecipeError(config_file, f"{where}.dataset", f"{spec.dataset} has no rows in split {spec.split!r}")
     has_category = spec.category_field in ds.column_names and spec.category_field not in needed
+    # the category column is scanned too, so that bad bytes in it are found here rather than later
     table = ds.select_columns(needed + ([spec.category_field] if has_category else []))
     report = SourceReport(name=spec.name, docs_read=len(ds))
     try:
-        rows, categories, not_text = _scan(table, spec, report, has_category)
+        rows, not_text = _scan(table, spec, report)
     except UnicodeDecodeError as err:  # Arrow keeps invalid bytes: they fail only once decoded, here
         error = _diagnosed(spec, config_file, where) if spec.path else None
         if error is None:
@@ -253,14 +252,14 @@ def read_source(spec: SourceSpec, config_file: str, key: str, *,
         logger.warning("%s: %s: %s", spec.path or spec.dataset, where, note)
     if report.kept == 0:
         raise RecipeError(config_file, where, f"no documents left after splitting/filtering ({report.docs_read} read)")
-    return SourceDocs(spec=spec, table=table, rows=rows, categories=categories if has_category else None), report
+    return SourceDocs(spec=spec, table=table, rows=rows), report
 
 
-def _scan(table, spec: SourceSpec, report: SourceReport, has_category: bool):
-    """Kept row numbers (file order), their categories, and the 1-based rows whose text is not a string."""
+def _scan(table, spec: SourceSpec, report: SourceReport):
+    """Kept row numbers (file order, 8 bytes each) and the 1-based rows whose text is not a string."""
     from tqdm.auto import tqdm
 
-    kept, categories, not_text = [], [], []
+    kept, not_text = [], []
     heldout = spec.take == "heldout"
     row = 0
     with tqdm(total=len(table), desc=f"read {spec.name}", unit="doc", leave=False, mininterval=1.0) as bar:
@@ -272,6 +271,7 @@ def _scan(table, spec: SourceSpec, report: SourceReport, has_category: bool):
                 pairs = list(zip(batch[spec.instruction_field], batch[spec.response_field]))
                 usable = [_usable_pair(i, r) for i, r in pairs]
                 texts = [instruction_text(i, r) if ok else None for (i, r), ok in zip(pairs, usable)]
+            keep = np.zeros(len(texts), dtype=bool)
             for j, (text, ok) in enumerate(zip(texts, usable)):
                 if ok is None:
                     report.removed_empty += 1
@@ -284,12 +284,11 @@ def _scan(table, spec: SourceSpec, report: SourceReport, has_category: bool):
                     report.capped += 1
                 else:
                     report.kept += 1
-                    kept.append(row + j)
-                    if has_category:
-                        categories.append(str(batch[spec.category_field][j]))
+                    keep[j] = True
+            kept.append(row + np.flatnonzero(keep))
             row += len(texts)
             bar.update(len(texts))
-    return np.asarray(kept, dtype=np.int64), categories, not_text
+    return np.concatenate(kept).astype(np.int64), not_text
 
 
 def _usable(value) -> bool | None:

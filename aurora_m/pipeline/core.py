@@ -67,7 +67,8 @@ class Pipeline:
                         f"choose another --output-dir")
             return None
 
-        check_output_dir(root, "--output-dir", RunLayout.MARKER, overwrite=True, owner_check=same_recipe)
+        check_output_dir(root, "--output-dir", RunLayout.MARKER, overwrite=True, owner_check=same_recipe,
+                         also_ours=(self.layout.lock.name,))
         root.mkdir(parents=True, exist_ok=True)
         with run_lock(self.layout.lock, command):
             for path in sweep_dead_temps(root):
