@@ -85,21 +85,22 @@ def explain(err: BaseException, repo_id: str, repo_type: str = "dataset") -> str
         return (f"{kind} {repo_id} not found on the Hub: check the id (namespace/name) at {url}; "
                 f"a private repo needs a login {LOGIN}")
     if first(HFValidationError) is not None:
-        return f"{repo_id!r} is neither a local path nor a valid Hub {kind} id (namespace/name)"
+        return f"{repo_id!r} is not an existing folder, nor a valid Hub {kind} id (namespace/name)"
     http = first(HfHubHTTPError)
     if http is not None and _status(http) == 401:
         return f"the Hub refused the token (401 Unauthorized) for {kind} {repo_id}: log in again {LOGIN}"
     if http is not None and _status(http) == 403:
-        return f"the token may not read {kind} {repo_id} (403 Forbidden): log in with a token that can {LOGIN}"
+        return (f"the token may not read {kind} {repo_id} (403 Forbidden): "
+                f"log in with a token that has read access {LOGIN}")
     network = first((ConnectionError, LocalEntryNotFoundError, TimeoutError)) or _httpx_network_error(chain)
     if network is not None:
         switches = offline_variables()
         if switches:
             # from_pretrained finds `hf download`'s files offline; load_dataset only finds what it prepared online
             fetch = f"`hf download {repo_id}`" if kind == "model" else "run once online: it is then cached"
-            return (f"{kind} {repo_id} is not in the local cache and offline mode is on "
-                    f"({', '.join(f'{v}=1' for v in switches)}): unset HF_HUB_OFFLINE/HF_DATASETS_OFFLINE "
-                    f"or download it first ({fetch})")
+            settings = ", ".join(f"{name}={os.environ.get(name, 1)}" for name in switches)
+            return (f"{kind} {repo_id} is not in the local cache and offline mode is on ({settings}): "
+                    f"unset HF_HUB_OFFLINE/HF_DATASETS_OFFLINE or download it first ({fetch})")
         return (f"could not reach the Hub for {kind} {repo_id} and it is not in the local cache "
                 f"({type(network).__name__}): check the network (or HF_ENDPOINT), or download it first")
     if http is not None and _status(http) is not None:

@@ -46,21 +46,37 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _dead_temp(path: Path) -> bool:
+    """Whether ``path`` is a temporary of ours (``.NAME.tmp-PID-...``) whose process is gone."""
+    name = path.name
+    if not (name.startswith(".") and TEMP_TAG in name):
+        return False
+    pid = name.rsplit(TEMP_TAG, 1)[1].split("-", 1)[0]
+    return pid.isdigit() and not pid_alive(int(pid))
+
+
+def _clear_dead_temp(path: Path) -> None:
+    """Remove a dead temporary; an old output moved aside by a run killed mid-swap goes back in place first."""
+    head = path.name.rsplit(TEMP_TAG, 1)[0]
+    if head.endswith(".old"):
+        target = path.parent / head[1:-len(".old")]
+        if not target.exists() and (path / target.name).exists():
+            os.replace(path / target.name, target)
+            logger.warning("restored %s, which a killed run had moved aside", target)
+    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
+
+
 def sweep_dead_temps(folder: str | Path, depth: int = 3) -> list[Path]:
-    """Remove temporary files/folders left by processes that died (ours only: named by :func:`atomic_dir`)."""
+    """Clear temporary files/folders left by processes that died (ours only: named by :func:`atomic_dir`)."""
     removed = []
     folder = Path(folder)
     if not folder.is_dir():
         return removed
     for path in list(folder.iterdir()):
-        name = path.name
-        if name.startswith(".") and TEMP_TAG in name:
-            pid = name.rsplit(TEMP_TAG, 1)[1].split("-", 1)[0]
-            if pid.isdigit() and not pid_alive(int(pid)):
-                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
-                removed.append(path)
-                continue
-        if depth > 1 and path.is_dir() and not path.is_symlink():
+        if _dead_temp(path):
+            _clear_dead_temp(path)
+            removed.append(path)
+        elif depth > 1 and path.is_dir() and not path.is_symlink():
             removed += sweep_dead_temps(path, depth - 1)
     return removed
 
@@ -73,6 +89,7 @@ def atomic_dir(target: str | Path):
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _recover(target)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temp_prefix(target)))
     try:
         yield tmp
@@ -86,6 +103,13 @@ def atomic_dir(target: str | Path):
             os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _recover(target: Path) -> None:
+    """Clear what dead processes left next to ``target`` (restoring an old one a kill left moved aside)."""
+    for path in list(target.parent.glob(f".{target.name}*{TEMP_TAG}*")):
+        if _dead_temp(path) and path.name.rsplit(TEMP_TAG, 1)[0] in (f".{target.name}", f".{target.name}.old"):
+            _clear_dead_temp(path)
 
 
 def write_json(path: str | Path, obj) -> None:

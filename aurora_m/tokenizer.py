@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from .args import ModelArguments
+from .errors import RecipeError
 
 EOS = "<|endoftext|>"
 STARCODER_SPECIAL_TOKENS = [
@@ -33,13 +34,22 @@ def cache_root() -> Path:
 
 def _iter_texts(files: list[str]):
     for name in files:
-        with open(name, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    row = json.loads(line)
-                    for key in TEXT_FIELDS:
-                        if isinstance(row.get(key), str):
-                            yield row[key]
+        with open(name, "rb") as fh:
+            for number, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8")
+                    row = json.loads(line) if line.strip() else {}
+                except UnicodeDecodeError as err:
+                    raise RecipeError(name, f"line {number}", f"not UTF-8 (byte {raw[err.start]:#04x} at column "
+                                                              f"{err.start + 1}); the tokenizer trains on this file") from None
+                except ValueError as err:
+                    raise RecipeError(name, f"line {number}", f"not valid JSON ({err}); the tokenizer trains on "
+                                                              f"this file") from None
+                if not isinstance(row, dict):
+                    continue
+                for key in TEXT_FIELDS:
+                    if isinstance(row.get(key), str):
+                        yield row[key]
 
 
 def train_tokenizer(files: list[str], vocab_size: int, out_dir: Path):

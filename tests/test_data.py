@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from aurora_m.args import SourceSpec
+from aurora_m.args import MixtureArguments, ModelArguments, SourceSpec
+from aurora_m.data.build import build_pretrain_dataset
 from aurora_m.data.formats import instruction_text
 from aurora_m.data.mixture import draw_source, mix_and_pack, pack_wrapped, split_budget
 from aurora_m.data.sources import in_heldout, load_source
 from aurora_m.errors import RecipeError
+from aurora_m.io import read_json
+from aurora_m.layout import DatasetDir
+
+TINY_DATA = Path(__file__).resolve().parents[1] / "recipes" / "aurora-m-tiny" / "data"
 
 
 class ListDocs:
@@ -159,3 +165,29 @@ def test_instruction_sources_use_the_papers_template(tmp_path):
     assert ds[0]["prompt"] == "### Instruction:\nDo harm?\n### Response:\n"
     assert ds[0]["prompt"] + ds[0]["completion"] == instruction_text("Do harm?", "No, because...")
     assert ds[0]["category"] == "c"
+
+
+def test_build_pretrain_dataset_is_exact_and_deterministic(tmp_path, cache_dir):
+    from datasets import load_from_disk
+
+    files = [str(TINY_DATA / f"{lang}.jsonl") for lang in ("en", "fi", "hi", "ja", "vi", "code")]
+    mixture = [{"name": "en", "path": str(TINY_DATA / "en.jsonl"), "weight": 3.0, "holdout_fraction": 0.1},
+               {"name": "code", "path": str(TINY_DATA / "code.jsonl")}]
+    budget = 64 * 300 + 10
+    mix = MixtureArguments(mixture=mixture, seq_length=64, train_tokens=budget, mixture_seed=5, max_doc_tokens=200)
+    built = [DatasetDir(build_pretrain_dataset(ModelArguments(tokenizer_train_files=files), mix, tmp_path / name,
+                                               "cap.yaml", "test")) for name in ("a", "b")]
+    a, b = (load_from_disk(str(d.train)) for d in built)
+    assert a.features["input_ids"].feature.dtype == "int32"
+    assert np.array_equal(np.asarray(a["input_ids"]), np.asarray(b["input_ids"])) and a.shape == (300, 1)
+    report = read_json(built[0].mixture_json)
+    assert report == read_json(built[1].mixture_json)
+    assert report["tokens"] == 64 * 300 and report["dropped_tail_tokens"] == 10
+    en, code = report["sources"]
+    assert en["tokens_drawn"] == en["quota_tokens"] == 14408  # 19210 * 3/4 = 14407.5: the tie goes to the first
+    assert code["tokens_drawn"] == code["quota_tokens"] == 4802
+    assert en["epochs"] > 1 and en["tokens_available"] is not None  # the small source repeats
+    assert code["epochs"] < 1 and code["tokens_available"] is None  # the large one is read only as far as needed
+    assert code["docs_cut"] > 0 and code["tokens_cut"] > 0  # some code files are longer than 200 tokens
+    assert report["read"][0]["set_aside_by_split"] > 0
+    assert built[0].mixture_png.is_file() and (built[0].tokenizer / "tokenizer.json").is_file()

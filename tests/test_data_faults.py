@@ -129,6 +129,20 @@ def test_offline_missing_hub_dataset_says_how_to_fix_it():
     assert "unset HF_HUB_OFFLINE/HF_DATASETS_OFFLINE or download it first" in message and "\n" not in message
 
 
+def test_offline_missing_tokenizer_names_the_key_and_the_download(tmp_path):
+    from aurora_m.args import MixtureArguments, ModelArguments
+    from aurora_m.data.build import build_pretrain_dataset
+
+    mix = MixtureArguments(mixture=[{"name": "en", "path": str(TINY_DATA / "en.jsonl")}], train_tokens=1000)
+    with pytest.raises(RecipeError) as info:
+        build_pretrain_dataset(ModelArguments(tokenizer_name_or_path="nobody-here/no-tokenizer"), mix,
+                               tmp_path / "data", "cap.yaml")
+    assert str(info.value).startswith("cap.yaml: tokenizer_name_or_path: model nobody-here/no-tokenizer is not in "
+                                      "the local cache and offline mode is on")
+    assert str(info.value).endswith("or download it first (`hf download nobody-here/no-tokenizer`)")
+    assert not (tmp_path / "data").exists()
+
+
 # One process with the network on, the Hub answered in-process (stack.md): real datasets / transformers
 # calls, real huggingface_hub error parsing. It prints each case's error message as JSON.
 HUB_SCRIPT = textwrap.dedent("""
@@ -231,6 +245,9 @@ def test_hub_errors_from_real_responses_for_models():
     with pytest.raises(RecipeError, match="model org/name not found on the Hub"):
         with explain_hub_errors("m.yaml", "model_name_or_path", "org/name", repo_type="model"):
             failing(404, {"X-Error-Code": "RepoNotFound"})
+    with pytest.raises(RecipeError, match=r"may not read model org/name \(403 Forbidden\): log in with a token"):
+        with explain_hub_errors("m.yaml", "model_name_or_path", "org/name", repo_type="model"):
+            failing(403, {"X-Error-Message": "Fine-grained token lacks read access"})
     with pytest.raises(ValueError, match="not a Hub failure"):  # anything else passes through untouched
         with explain_hub_errors("m.yaml", "model_name_or_path", "org/name", repo_type="model"):
             raise ValueError("not a Hub failure")

@@ -66,11 +66,12 @@ class SourceDocs:
         """The kept documents in memory: ``text`` (or ``prompt``/``completion``) and ``category``."""
         from datasets import Dataset
 
-        batch = self.table[self.rows.tolist()]
-        column = self.spec.category_field
-        categories = [str(c) for c in batch[column]] if column in batch else [""] * len(self)
+        rows, column = self.rows.tolist(), self.spec.category_field
+        categories = ([str(c) for c in self.table.select_columns([column])[rows][column]]
+                      if column in self.table.column_names else [""] * len(self))
         if not prompt_completion:
             return Dataset.from_dict({"text": self.texts(np.arange(len(self))), "category": categories})
+        batch = self.table[rows]
         return Dataset.from_dict({
             "prompt": [instruction_prompt(i) for i in batch[self.spec.instruction_field]],
             "completion": [r.strip() for r in batch[self.spec.response_field]],

@@ -1,0 +1,350 @@
+"""Fault injection on a short tiny recipe: kills and Ctrl-C mid-step, partial checkpoints, a full disk,
+concurrent runs, edits with checkpoints present, bad bytes, publishing into folders that exist, secrets.
+
+Each case ends in one of three ways: the run converges, re-runs what changed, or refuses with one
+line (exit 2; 130 for Ctrl-C). None deletes what it did not write or serves stale results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aurora_m.cli import main
+from aurora_m.errors import RecipeError
+from aurora_m.layout import RunLayout
+
+from conftest import OFFLINE, ROOT, TINY
+
+# 24 CAP steps saving every 8, 8 CAT steps, one SFT epoch: the whole pipeline in a few seconds of training
+SHORT = {"cap.yaml": {"max_steps": 24, "train_tokens": 24576, "save_steps": 8, "save_total_limit": 2},
+         "cat.yaml": {"max_steps": 8, "train_tokens": 8192, "save_steps": 8},
+         "sft.yaml": {"num_train_epochs": 1}}
+
+
+def edit(path: Path, **changes) -> None:
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config.update(changes)
+    path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def copy_recipe(dest: Path, **files) -> Path:
+    shutil.copytree(TINY, dest)
+    for name, changes in {**SHORT, **files}.items():
+        edit(dest / name, **changes)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def short_run(tmp_path_factory, cache_dir) -> tuple[Path, Path]:
+    """The whole short pipeline, once; tests copy it."""
+    base = tmp_path_factory.mktemp("short")
+    recipe = copy_recipe(base / "recipe")
+    assert main(["run", str(recipe), "--output-dir", str(base / "run")]) == 0
+    return recipe, base / "run"
+
+
+@pytest.fixture()
+def short(short_run, tmp_path) -> tuple[Path, Path]:
+    recipe, run = short_run
+    shutil.copytree(recipe, tmp_path / "recipe")
+    shutil.copytree(run, tmp_path / "run", symlinks=True)
+    return tmp_path / "recipe", tmp_path / "run"
+
+
+def aurora(*args, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "aurora_m.cli", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **OFFLINE})
+
+
+def error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("aurora-m: error:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    return lines[0]
+
+
+def markers(run: Path) -> dict:
+    return {p.relative_to(run).as_posix(): p.stat().st_mtime_ns for p in run.glob("*/.*.done")}
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def start(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "aurora_m.cli", *map(str, args)], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **OFFLINE},
+                            start_new_session=True)
+
+
+# ---------------------------------------------------------------------------------------------- kills and Ctrl-C
+def test_sigkill_mid_cap_resumes_to_the_same_weights_and_a_second_run_is_refused_meanwhile(short_run, tmp_path):
+    from safetensors.torch import load_file
+
+    recipe = copy_recipe(tmp_path / "recipe")  # the short run's configuration: its weights are the reference
+    run = tmp_path / "run"
+    proc = start("run", recipe, "--output-dir", run, "--stages", "cap", "--save_total_limit", "1")
+    wait_for(run / "cap" / "checkpoint-8" / "trainer_state.json", proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "cap" / "model").exists() and not (run / "cap" / ".train.done").exists()
+    resumed = aurora("run", recipe, "--output-dir", run, "--stages", "cap", "--save_total_limit", "1")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr and "checkpoint-" in resumed.stderr
+    reference = short_run[1] / "cap" / "model" / "model.safetensors"
+    a, b = load_file(run / "cap" / "model" / "model.safetensors"), load_file(reference)
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def test_two_runs_on_one_folder_the_second_is_refused_naming_the_first(tmp_path, cache_dir):
+    recipe = copy_recipe(tmp_path / "recipe")
+    run = tmp_path / "run"
+    proc = start("run", recipe, "--output-dir", run, "--stages", "cap")
+    wait_for(run / "cap" / "data" / "mixture.json", proc)
+    second = aurora("run", recipe, "--output-dir", run, "--stages", "cap")
+    assert second.returncode == 2 and f"in use by process {proc.pid}" in error_line(second.stderr)
+    assert proc.wait(timeout=300) == 0, proc.communicate()[1][-3000:]
+
+
+def test_ctrl_c_exits_130_with_one_line_and_the_next_run_resumes(tmp_path, cache_dir):
+    recipe = copy_recipe(tmp_path / "recipe")
+    run = tmp_path / "run"
+    proc = start("run", recipe, "--output-dir", run, "--stages", "cap")
+    wait_for(run / "cap" / "checkpoint-8" / "trainer_state.json", proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "interrupted: run the same command again to resume" in error_line(stderr)
+    assert RunLayout(run).lock.read_text() == ""  # released: nothing for the next run to take over
+    again = aurora("run", recipe, "--output-dir", run, "--stages", "cap")
+    assert again.returncode == 0 and "resuming from" in again.stderr, again.stderr[-3000:]
+
+
+def test_a_partial_checkpoint_is_set_aside_and_the_newest_complete_one_resumed(short):
+    recipe, run = short
+    # a kill (or a full disk) while checkpoint-32 was being written: weights half there, no trainer state
+    partial = run / "cap" / "checkpoint-32"
+    shutil.copytree(run / "cap" / "checkpoint-24", partial)
+    (partial / "trainer_state.json").unlink()
+    (partial / "model.safetensors").write_bytes(b"\0" * 100)
+    (run / "cap" / ".train.done").unlink()
+    edit(recipe / "cap.yaml", max_steps=40, train_tokens=40960)  # so there is training left to do ...
+    result = aurora("run", recipe, "--output-dir", run, "--stages", "cap", "--resume", "cap")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "set aside 1 partial checkpoint(s) (checkpoint-32)" in result.stderr
+    assert "resuming from" in result.stderr and "checkpoint-24" in result.stderr
+    aside = list((run / "cap").glob("set-aside-partial-*/checkpoint-32"))
+    assert len(aside) == 1  # moved, never deleted
+    history = json.loads((run / "cap" / "log_history.json").read_text())
+    assert [e["step"] for e in history if "loss" in e][-1] == 40
+
+
+def test_a_full_disk_while_saving_says_so_and_the_next_run_recovers(short, monkeypatch, capsys):
+    import errno
+
+    import torch
+
+    recipe, run = short
+    edit(recipe / "cap.yaml", max_steps=32, train_tokens=32768)
+    real_save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):  # the optimizer state of checkpoint-32 does not fit
+        if "checkpoint-32" in str(f):
+            Path(f).write_bytes(b"\0" * 10)  # a file cut short, as a full disk leaves it
+            raise OSError(errno.ENOSPC, "No space left on device", str(f))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    code = main(["run", str(recipe), "--output-dir", str(run), "--stages", "cap", "--resume", "cap"])
+    err = capsys.readouterr().err
+    assert code == 2
+    line = next(line for line in err.splitlines() if line.startswith("aurora-m: error:"))
+    assert "no space left on device while writing" in line and "checkpoint-32" in line
+    monkeypatch.setattr(torch, "save", real_save)
+    assert main(["run", str(recipe), "--output-dir", str(run), "--stages", "cap", "--resume", "cap"]) == 0
+    assert list((run / "cap").glob("set-aside-partial-*/checkpoint-32"))
+
+
+# ---------------------------------------------------------------------------------------------- edits and checkpoints
+def test_a_result_changing_edit_stops_naming_it_and_keeps_the_checkpoints(short):
+    recipe, run = short
+    checkpoints = sorted(p.name for p in (run / "cap").glob("checkpoint-*"))
+    before = markers(run)
+    edit(recipe / "cap.yaml", learning_rate=2.0e-3)
+    result = aurora("run", recipe, "--output-dir", run)
+    line = error_line(result.stderr)
+    assert result.returncode == 2
+    assert "cap: learning_rate 0.003 -> 0.002 since checkpoint-24" in line
+    assert "--restart cap" in line and "--resume cap" in line
+    assert sorted(p.name for p in (run / "cap").glob("checkpoint-*")) == checkpoints  # nothing deleted
+    assert markers(run) == before  # nothing ran
+    restarted = aurora("run", recipe, "--output-dir", run, "--stages", "cap", "--restart", "cap")
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    aside = list((run / "cap").glob("set-aside-restart-*"))
+    assert len(aside) == 1 and sorted(p.name for p in aside[0].iterdir()) == checkpoints
+    history = json.loads((run / "cap" / "log_history.json").read_text())
+    assert [e["step"] for e in history if "loss" in e][0] == 1  # from the start, not resumed
+    assert history[0]["learning_rate"] < 2.0e-3  # warmup towards the new peak
+
+
+def test_resume_continues_from_the_checkpoints_with_the_new_configuration(short):
+    recipe, run = short
+    edit(recipe / "cap.yaml", max_steps=32, train_tokens=32768)
+    stopped = aurora("run", recipe, "--output-dir", run, "--stages", "cap")
+    assert stopped.returncode == 2 and "max_steps 24 -> 32" in error_line(stopped.stderr)
+    resumed = aurora("run", recipe, "--output-dir", run, "--stages", "cap", "--resume", "cap")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    history = json.loads((run / "cap" / "log_history.json").read_text())
+    steps = [e["step"] for e in history if "loss" in e]
+    assert steps[0] == 1 and steps[-1] == 32 and len(steps) == 32  # 24 kept + 8 new, none repeated
+
+
+def test_editing_a_data_file_reruns_nothing_silently(short):
+    recipe, run = short
+    with open(recipe / "data" / "en.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"text": "A new English document about rivers and lakes. " * 20}) + "\n")
+    result = aurora("run", recipe, "--output-dir", run)
+    assert result.returncode == 2
+    assert "cap: " in error_line(result.stderr) and "since checkpoint-24" in error_line(result.stderr)
+    assert "file contents changed" in error_line(result.stderr)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stages"][0]["status"] != "completed"  # the old CAP is not reported as current
+
+
+def test_edits_that_cannot_change_the_result_keep_every_step_complete(short):
+    recipe, run = short
+    before = markers(run)
+    edit(recipe / "cap.yaml", logging_steps=5, save_steps=4, report_to="none", dataloader_num_workers=1,
+         per_device_train_batch_size=4, gradient_accumulation_steps=2)  # same 8 sequences per step
+    result = aurora("run", recipe, "--output-dir", run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "nothing to run" in result.stdout
+    assert markers(run) == before
+
+
+# ---------------------------------------------------------------------------------------------- publishing
+def test_publish_never_touches_a_folder_that_is_not_an_export(short, tmp_path):
+    _, run = short
+    mine = tmp_path / "my-experiments"
+    (mine / "exp1").mkdir(parents=True)
+    (mine / "exp1" / "weights.bin").write_bytes(b"precious")
+    result = aurora("publish", run, "--variant", "aurora-m-tiny-base", "--out", mine)
+    assert result.returncode == 2 and "was not written by aurora-m" in error_line(result.stderr)
+    assert (mine / "exp1" / "weights.bin").read_bytes() == b"precious"
+    assert sorted(p.name for p in mine.rglob("*")) == ["exp1", "weights.bin"]
+
+
+def test_publish_replaces_its_own_export_only_with_overwrite(short, tmp_path):
+    _, run = short
+    out = tmp_path / "export"
+    assert aurora("publish", run, "--variant", "aurora-m-tiny-base", "--out", out).returncode == 0
+    mode = stat.S_IMODE(out.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o777 & ~umask  # the user's umask, not mkdtemp's 0700
+    again = aurora("publish", run, "--variant", "aurora-m-tiny-redteamed", "--out", out)
+    assert again.returncode == 2 and "--overwrite" in error_line(again.stderr)
+    card = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert card["model_name"].endswith("aurora-m-tiny-base")
+    replaced = aurora("publish", run, "--variant", "aurora-m-tiny-redteamed", "--out", out, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    assert yaml.safe_load((out / "README.md").read_text().split("---")[1])["model_name"].endswith("redteamed")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp or old copy left
+
+
+def test_a_failed_export_leaves_nothing_that_looks_complete(short, tmp_path, monkeypatch, capsys):
+    import aurora_m.hub.export as export
+
+    _, run = short
+    out = tmp_path / "export"
+    assert main(["publish", str(run), "--variant", "aurora-m-tiny-base", "--out", str(out)]) == 0
+    old_card = (out / "README.md").read_text()
+
+    def broken_card(*args, **kwargs):
+        raise RecipeError(None, None, "card template failed")
+
+    monkeypatch.setattr(export, "build_card", broken_card)
+    code = main(["publish", str(run), "--variant", "aurora-m-tiny-redteamed", "--out", str(out), "--overwrite"])
+    assert code == 2 and "card template failed" in capsys.readouterr().err
+    assert (out / "README.md").read_text() == old_card  # the old export is intact
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_publish_refuses_a_variant_whose_evaluation_is_older_than_its_weights(short, tmp_path):
+    recipe, run = short
+    edit(recipe / "cap.yaml", learning_rate=2.0e-3)
+    retrained = aurora("train", recipe, "--stage", "cap", "--output-dir", run, "--restart", "cap")
+    assert retrained.returncode == 0, retrained.stderr[-3000:]
+    result = aurora("publish", run, "--variant", "aurora-m-tiny-base", "--out", tmp_path / "export")
+    line = error_line(result.stderr)
+    assert result.returncode == 2 and "not published" in line and "eval/eval ran on an older cap/train" in line
+    assert not (tmp_path / "export").exists()
+    pipeline_publish = aurora("eval", recipe, "--output-dir", run)  # eval needs cat, which is now stale
+    assert pipeline_publish.returncode == 2 and "needs the output of 'cat'" in error_line(pipeline_publish.stderr)
+
+
+def test_a_moved_run_folder_still_publishes_every_variant(tiny_run, tmp_path):
+    moved = tmp_path / "moved" / "run"
+    shutil.copytree(tiny_run, moved)
+    for variant in ("aurora-m-tiny-base", "aurora-m-tiny-redteamed", "aurora-m-tiny-safety-sft"):
+        out = tmp_path / "exports" / variant
+        result = aurora("publish", moved, "--variant", variant, "--out", out)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert (out / "model.safetensors").is_file() and (out / "assets" / "perplexity.png").is_file()
+        assert str(tiny_run) not in (out / "README.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------------- bad input, secrets
+@pytest.mark.parametrize("content,words", [
+    (b'{"text": "fine"}\n{"text": broken}\n', ["en.jsonl", "line 2", "JSON"]),
+    (b'{"text": "fine"}\n{"text": "caf\xe9"}\n', ["en.jsonl", "line 2", "UTF-8"]),
+    (b"", ["en.jsonl", "empty"]),
+], ids=["bad-json", "bad-utf8", "empty"])
+def test_bad_bytes_in_a_data_file_end_in_one_line(tmp_path, cache_dir, content, words):
+    recipe = copy_recipe(tmp_path / "recipe")
+    (recipe / "data" / "en.jsonl").write_bytes(content)  # the tokenizer trains on it too: it must say so first
+    result = aurora("run", recipe, "--output-dir", tmp_path / "run", "--stages", "cap")
+    line = error_line(result.stderr)
+    assert result.returncode == 2
+    for word in words:
+        assert word in line, (word, line)
+
+
+def test_a_hub_dataset_that_cannot_be_had_offline_says_how_to_fix_it(tmp_path, cache_dir):
+    recipe = copy_recipe(tmp_path / "recipe")
+    config = yaml.safe_load((recipe / "cap.yaml").read_text())
+    config["mixture"][0] = {"name": "en", "dataset": "nobody-here/no-such-dataset", "weight": 1.0}
+    (recipe / "cap.yaml").write_text(yaml.safe_dump(config))
+    result = aurora("run", recipe, "--output-dir", tmp_path / "run", "--stages", "cap")
+    line = error_line(result.stderr)
+    assert result.returncode == 2 and "nobody-here/no-such-dataset" in line and "HF_HUB_OFFLINE" in line
+
+
+def test_no_token_in_any_file_the_run_writes(tmp_path, cache_dir):
+    hub_token, env_token = "hf_" + "A" * 34, "hf_" + "B" * 34
+    recipe = copy_recipe(tmp_path / "recipe", **{"cap.yaml": {**SHORT["cap.yaml"], "max_steps": 8,
+                                                              "train_tokens": 8192, "hub_token": hub_token,
+                                                              "env": {"HF_TOKEN": env_token}}})
+    run = tmp_path / "run"
+    result = aurora("run", recipe, "--output-dir", run, "--stages", "cap")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((run / "cap").glob("checkpoint-*/training_args.bin"))  # the pickle a token used to hide in
+    for path in run.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert hub_token.encode() not in data and env_token.encode() not in data, path
+    assert hub_token not in result.stdout + result.stderr and env_token not in result.stdout + result.stderr
