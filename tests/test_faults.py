@@ -220,7 +220,7 @@ def test_editing_a_data_file_reruns_nothing_silently(short):
     result = aurora("run", recipe, "--output-dir", run)
     assert result.returncode == 2
     assert "cap: " in error_line(result.stderr) and "since checkpoint-24" in error_line(result.stderr)
-    assert "file contents changed" in error_line(result.stderr)
+    assert "training data changed (mixture[0] data/en.jsonl: file contents changed," in error_line(result.stderr)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stages"][0]["status"] != "completed"  # the old CAP is not reported as current
 
@@ -259,10 +259,10 @@ def test_publish_replaces_its_own_export_only_with_overwrite(short, tmp_path):
     again = aurora("publish", run, "--variant", "aurora-m-tiny-redteamed", "--out", out)
     assert again.returncode == 2 and "--overwrite" in error_line(again.stderr)
     card = yaml.safe_load((out / "README.md").read_text().split("---")[1])
-    assert card["model_name"].endswith("aurora-m-tiny-base")
+    assert card["model-index"][0]["name"].endswith("aurora-m-tiny-base")
     replaced = aurora("publish", run, "--variant", "aurora-m-tiny-redteamed", "--out", out, "--overwrite")
     assert replaced.returncode == 0, replaced.stderr[-2000:]
-    assert yaml.safe_load((out / "README.md").read_text().split("---")[1])["model_name"].endswith("redteamed")
+    assert yaml.safe_load((out / "README.md").read_text().split("---")[1])["model-index"][0]["name"].endswith("redteamed")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp or old copy left
 
 

@@ -160,7 +160,8 @@ class Pipeline:
                            self.layout.rel(aside))
         elif checkpoints and (state or {}).get("fingerprint") != current.fingerprint:
             newest = checkpoints[-1].name
-            changes = explain_difference(state, current) if state else ["checkpoints of an unknown configuration"]
+            changes = (explain_difference(state, current, self._input_details) if state
+                       else ["checkpoints of an unknown configuration"])
             if stage.name not in resume:
                 raise RecipeError(None, None,
                                   f"{stage.name}: {'; '.join(changes)} since {newest}: run again with --restart "
@@ -169,6 +170,16 @@ class Pipeline:
             logger.warning("%s: resuming from %s with the new configuration (%s)", stage.name, newest,
                            "; ".join(changes))
         write_json(dirs.train_state, current.as_dict())
+
+    def _input_details(self, key: str) -> list[str]:
+        """What changed in an input step since its marker was written (its files, its keys)."""
+        name, _, step = key.partition("/")
+        stage = self.recipe.stage(name)
+        marker = self.read_marker(stage, step)
+        current = self.print_of(stage, step)
+        if not marker or marker.get("fingerprint") == current.fingerprint:
+            return []
+        return [c for c in explain_difference(marker, current) if not c.startswith(("its input", "training data"))]
 
     # ------------------------------------------------------------------ records
     def save_recipe_copy(self) -> None:

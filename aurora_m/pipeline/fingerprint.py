@@ -117,16 +117,16 @@ def local_files(config: dict, base: Path, has_model_input: bool) -> dict[str, Pa
     for key in source_keys():
         for i, source in enumerate(config.get(key) or []):
             if isinstance(source, dict) and source.get("path"):
-                files[f"{key}[{i}]"] = resolve_path(base, source["path"])
+                files[f"{key}[{i}] {source['path']}"] = resolve_path(base, source["path"])
     for i, name in enumerate(config.get("tokenizer_train_files") or []):
-        files[f"tokenizer_train_files[{i}]"] = resolve_path(base, name)
+        files[f"tokenizer_train_files[{i}] {name}"] = resolve_path(base, name)
     for key in ("base_config", "tokenizer_name_or_path", "model_name_or_path"):
         value = config.get(key)
         if not value or (key == "model_name_or_path" and has_model_input):
             continue
         path = resolve_path(base, value)
         if path.exists():  # a local file or folder; otherwise a bundled name or a Hub id, fingerprinted by name
-            files[key] = path
+            files[f"{key} {value}"] = path
     return files
 
 
@@ -188,14 +188,21 @@ class Fingerprints:
         self.hashes.save()
 
 
-def explain_difference(old: dict, new: StepPrint) -> list[str]:
-    """What changed between a recorded step print (a marker or train state) and the current one."""
+def explain_difference(old: dict, new: StepPrint, input_details=None) -> list[str]:
+    """What changed between a recorded step print (a marker or train state) and the current one.
+
+    ``input_details("stage/step")`` may say what changed inside an input (its own differences).
+    """
     changes = describe_changes(old.get("config", {}), new.config)
     for key in sorted(set(old.get("files", {})) | set(new.files)):
         if old.get("files", {}).get(key) != new.files.get(key):
-            changes.append(f"{key}: file contents changed")
+            what = "file contents changed" if key in old.get("files", {}) and key in new.files else \
+                "file added" if key in new.files else "file removed"
+            changes.append(f"{key}: {what}")
     for key in sorted(set(old.get("inputs", {})) | set(new.inputs)):
         if old.get("inputs", {}).get(key) != new.inputs.get(key):
             stage, _, step = key.partition("/")
-            changes.append("training data changed" if step == "data" else f"its input {stage!r} changed")
+            details = input_details(key) if input_details else []
+            what = "training data changed" if step == "data" else f"its input {stage!r} changed"
+            changes.append(f"{what} ({', '.join(details)})" if details else what)
     return changes or ["configuration changed"]
