@@ -59,8 +59,14 @@ def _status(err: BaseException) -> int | None:
 
 def explain(err: BaseException, repo_id: str, repo_type: str = "dataset") -> str | None:
     """What went wrong and how to fix it, in one sentence; None when ``err`` is not a Hub failure."""
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, HFValidationError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     chain = exception_chain(err)
     kind = "dataset" if repo_type == "dataset" else "model"

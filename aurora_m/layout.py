@@ -20,6 +20,8 @@ from pathlib import Path
 
 CHECKPOINT_PREFIX = "checkpoint-"  # transformers' PREFIX_CHECKPOINT_DIR
 TRAINER_STATE = "trainer_state.json"  # the last file Trainer writes into a checkpoint
+TRAINING_ARGS_JSON = "training_args.json"  # a readable, redacted copy of the trainer's arguments, kept with a model
+TRAINING_ARGS_PICKLE = "training_args.bin"  # transformers' pickle of them: never kept with a model
 
 
 class DatasetDir:

@@ -121,7 +121,7 @@ def value_matches(value, tp) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if tp is str:
         return isinstance(value, str)
-    if origin in (list, typing.List) or tp is list:
+    if origin in (list, list) or tp is list:
         return isinstance(value, list) and all(value_matches(v, args[0]) for v in value) if args else isinstance(value, list)
     if origin is dict or tp is dict:
         return isinstance(value, dict)
@@ -142,10 +142,14 @@ def _field_types(dataclass_types) -> dict[str, object]:
     return out
 
 
+def _did_you_mean(word: str, known) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def _unknown_key(file, key, known, where="") -> RecipeError:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return RecipeError(file, key, f"unknown key{where}{hint}")
+    """``key`` may be a path (``mixture[5].wieght``): its last part is what is compared with ``known``."""
+    return RecipeError(file, key, f"unknown key{where}{_did_you_mean(key.rsplit('.', 1)[-1], known)}")
 
 
 def check_keys_and_types(file: Path, config: dict, dataclass_types) -> None:
@@ -272,8 +276,10 @@ def model_positions(config: dict, input_positions: int | None = None) -> int | N
 
 
 def _check_report_to(file: Path, value) -> None:
-    from transformers.integrations.integration_utils import (INTEGRATION_TO_CALLBACK,
-                                                             get_available_reporting_integrations)
+    from transformers.integrations.integration_utils import (
+        INTEGRATION_TO_CALLBACK,
+        get_available_reporting_integrations,
+    )
 
     names = [value] if isinstance(value, str) else list(value or [])
     installed = set(get_available_reporting_integrations())
@@ -281,7 +287,8 @@ def _check_report_to(file: Path, value) -> None:
         if name in ("none", "all"):
             continue
         if name not in INTEGRATION_TO_CALLBACK:
-            raise _unknown_key(file, "report_to", INTEGRATION_TO_CALLBACK, f" value {name!r}")
+            raise RecipeError(file, "report_to", f"unknown integration {name!r}"
+                                                 f"{_did_you_mean(name, INTEGRATION_TO_CALLBACK)}")
         if name not in installed:
             raise RecipeError(file, "report_to", f"{name!r} is not installed here: pip install {name} "
                                                  f"(or report_to: none)")

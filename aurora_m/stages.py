@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 # What a stage may take as inputs: nothing or one model stage (it continues from its weights), one or
 # more model stages (it evaluates them), stages that evaluate models (it publishes what they evaluated).

@@ -348,3 +348,40 @@ def test_no_token_in_any_file_the_run_writes(tmp_path, cache_dir):
             data = path.read_bytes()
             assert hub_token.encode() not in data and env_token.encode() not in data, path
     assert hub_token not in result.stdout + result.stderr and env_token not in result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------------------------- real small disks
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A tmpfs of a few MB (or read-only), where the machine lets us mount one; otherwise the test skips."""
+    mounts = []
+
+    def make(size: str, read_only: bool = False) -> Path:
+        point = tmp_path / f"disk{len(mounts)}"
+        point.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("cannot mount a tmpfs here (needs root in a mount namespace that allows it)")
+        mounts.append(point)
+        return point
+
+    yield make
+    for point in mounts:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def test_a_really_full_disk_says_no_space_left_with_the_path(tmp_path, cache_dir, small_disk):
+    recipe = copy_recipe(tmp_path / "recipe")
+    disk = small_disk("6m")  # holds the packed data (~200 KB) but not a checkpoint with its optimizer state
+    result = aurora("run", recipe, "--output-dir", disk / "run", "--stages", "cap")
+    line = error_line(result.stderr)
+    assert result.returncode == 2 and "no space left on device while writing" in line and str(disk) in line
+
+
+def test_a_read_only_output_folder_is_refused_in_one_line(tmp_path, cache_dir, small_disk):
+    recipe = copy_recipe(tmp_path / "recipe")
+    disk = small_disk("1m", read_only=True)
+    result = aurora("run", recipe, "--output-dir", disk / "run")
+    line = error_line(result.stderr)
+    assert result.returncode == 2 and "not writable" in line and str(disk) in line

@@ -197,6 +197,8 @@ def test_safety_sft_puts_the_loss_on_responses_only(tiny_run, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), processing_class=tokenizer,
                          train_dataset=rows.select(range(4)), args=sft_config)
+    lengths = [len(tokenizer(r["prompt"] + r["completion"])["input_ids"]) + 1 for r in rows]
+    assert max(lengths) <= sft_config.max_length  # no refusal is cut before its end
     for i in range(4):
         example = trainer.train_dataset[i]
         prompt_len = len(tokenizer(rows[i]["prompt"], add_special_tokens=False)["input_ids"])

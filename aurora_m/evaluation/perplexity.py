@@ -15,10 +15,10 @@ from ..args import EvalArguments, SourceSpec
 from ..data.mixture import pack_wrapped, packed_collator
 from ..data.sources import load_source
 from ..errors import RecipeError
-from ..recipe import VARIANT_NAME
 from ..io import atomic_dir, write_json
 from ..layout import StageDir
 from ..plots import plot_perplexity
+from ..recipe import VARIANT_NAME
 
 logger = logging.getLogger(__name__)
 

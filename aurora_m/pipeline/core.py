@@ -77,6 +77,7 @@ class Pipeline:
                 write_json(self.layout.marker, {"recipe": self.recipe.name, "created_at": _now(),
                                                 "aurora_m_version": __version__})
             try:
+                self.write_summary()  # what is stale says so now, even if this run stops before any step
                 yield self
             finally:
                 self.prints.save()

@@ -8,14 +8,12 @@ import shutil
 from pathlib import Path
 
 from ..io import write_json
-from ..layout import StageDir
+from ..layout import TRAINING_ARGS_JSON, TRAINING_ARGS_PICKLE, StageDir
 from ..plots import plot_loss
 from ..recipe import redact
 from .checkpoints import complete_checkpoints
 
 logger = logging.getLogger(__name__)
-TRAINING_ARGS_JSON = "training_args.json"  # a readable, redacted copy saved with the model
-TRAINING_ARGS_PICKLE = "training_args.bin"  # transformers' pickle: never kept with the model
 
 
 def wired_arguments(ctx) -> list[str]:

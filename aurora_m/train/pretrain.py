@@ -10,7 +10,7 @@ from ..data.build import build_pretrain_dataset
 from ..data.mixture import packed_collator
 from ..errors import RecipeError
 from ..layout import DatasetDir, StageDir
-from .common import wired_arguments, describe_budget, keep_token_out_of_files, train_and_save
+from .common import describe_budget, keep_token_out_of_files, train_and_save, wired_arguments
 from .model import load_model, parameter_count
 
 logger = logging.getLogger(__name__)

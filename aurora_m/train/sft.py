@@ -9,7 +9,7 @@ from ..args import ModelArguments, SFTDataArguments
 from ..data.build import build_sft_dataset
 from ..layout import DatasetDir, StageDir
 from ..tokenizer import load_tokenizer
-from .common import wired_arguments, keep_token_out_of_files, train_and_save
+from .common import keep_token_out_of_files, train_and_save, wired_arguments
 from .model import load_model, parameter_count
 
 logger = logging.getLogger(__name__)
