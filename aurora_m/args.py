@@ -21,7 +21,8 @@ class ModelArguments(ModelConfig):
 
     base_config: str | None = field(
         default=None, metadata={"help": "Build a fresh model from this config instead: a bundled name "
-                                        "('starcoderplus') or a config.json path. Used when model_name_or_path is unset."})
+                                        "('starcoderplus') or a config.json path. "
+                                        "Used when model_name_or_path is unset."})
     config_patches: list[str] = field(
         default_factory=list, metadata={"help": "Patches applied in order: aurora_m, tiny, dtype:NAME, attn:NAME."})
     model_seed: int = field(default=0, metadata={"help": "Seed of the random init when building from base_config."})

@@ -160,7 +160,8 @@ def apply_model_patches(model, specs: list[str]):
     for spec in specs:
         patch, value = parse_patch(spec)
         if patch.from_config_only:
-            raise ValueError(f"patch {patch.name!r} changes layer shapes: it only applies to a model built from a config")
+            raise ValueError(f"patch {patch.name!r} changes layer shapes: "
+                             "it only applies to a model built from a config")
         patch.config(model.config, value)
         if patch.weights is not None:
             patch.weights(model, value)

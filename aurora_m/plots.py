@@ -35,7 +35,8 @@ def plot_mixture(report: dict, path: Path, title: str) -> Path:
     ax.set_xticks(list(x), names)
     ax.set_ylabel("share of tokens")
     ax.legend(fontsize=8)
-    return _finish(plt, fig, ax, path, f"{title}: {report['tokens']:,} tokens in {report['sequences']:,} x {report['seq_length']}")
+    return _finish(plt, fig, ax, path,
+                   f"{title}: {report['tokens']:,} tokens in {report['sequences']:,} x {report['seq_length']}")
 
 
 def plot_loss(log_history: list[dict], path: Path, title: str) -> Path:

@@ -55,7 +55,8 @@ def read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
-        raise RecipeError(path, None, f"not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
+        raise RecipeError(path, None,
+                          f"not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark else ""
@@ -122,7 +123,8 @@ def value_matches(value, tp) -> bool:
     if tp is str:
         return isinstance(value, str)
     if origin in (list, list) or tp is list:
-        return isinstance(value, list) and all(value_matches(v, args[0]) for v in value) if args else isinstance(value, list)
+        return (isinstance(value, list) and all(value_matches(v, args[0]) for v in value)
+                if args else isinstance(value, list))
     if origin is dict or tp is dict:
         return isinstance(value, dict)
     if isinstance(tp, type) and issubclass(tp, Enum):
@@ -222,7 +224,8 @@ def check_sources(file: Path, key: str, sources: list, need_weights: bool,
         if spec.path is not None:
             local = resolve_path(file.parent, spec.path)
             if not local.name.endswith(DATA_SUFFIXES):
-                raise RecipeError(file, f"{where}.path", f"expected a {'/'.join(DATA_SUFFIXES)} file, got {spec.path!r}")
+                raise RecipeError(file, f"{where}.path",
+                                  f"expected a {'/'.join(DATA_SUFFIXES)} file, got {spec.path!r}")
             check_inside(file, f"{where}.path", local, roots)
             if not local.is_file():
                 raise RecipeError(file, f"{where}.path", f"data file not found: {local}")
@@ -315,7 +318,8 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, 
             patch = PATCHES[patch_spec.partition(":")[0]]
             if continues and patch.from_config_only:
                 raise RecipeError(file, "config_patches",
-                                  f"patch {patch.name!r} reshapes layers, so it only applies to a model built from base_config")
+                                  f"patch {patch.name!r} reshapes layers, "
+                                  "so it only applies to a model built from base_config")
         for i, tok_file in enumerate(config.get("tokenizer_train_files", [])):
             local = check_inside(file, f"tokenizer_train_files[{i}]", resolve_path(file.parent, tok_file), roots)
             if not local.is_file():
@@ -327,11 +331,13 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, 
                 raise RecipeError(file, "base_config", f"file not found: {base}")
         if not (has_model_input or config.get("model_name_or_path") or base):
             raise RecipeError(file, "model_name_or_path",
-                              "missing: set model_name_or_path or base_config (or give the stage an input in pipeline.yaml)")
+                              "missing: set model_name_or_path or base_config "
+                              "(or give the stage an input in pipeline.yaml)")
         if base and not config.get("model_name_or_path") and not has_model_input:
             if not (config.get("tokenizer_name_or_path") or config.get("tokenizer_train_files")):
                 raise RecipeError(file, "tokenizer_name_or_path",
-                                  "missing: a model built from base_config needs tokenizer_name_or_path or tokenizer_train_files")
+                                  "missing: a model built from base_config needs "
+                                  "tokenizer_name_or_path or tokenizer_train_files")
     seq_length = _number(config.get("seq_length", 1))
     if seq_length <= 0:
         raise RecipeError(file, "seq_length", f"expected a positive integer, got {seq_length}")
@@ -529,7 +535,8 @@ def load_recipe(recipe_dir: str | Path, *, check_stages: bool = True) -> Recipe:
         available = list(KINDS[kind].runners)
         if engine not in available:
             raise RecipeError(file, f"{where}.engine",
-                              f"engine {engine!r} is not available for {kind} stages (available: {', '.join(available)})")
+                              f"engine {engine!r} is not available for {kind} stages "
+                              f"(available: {', '.join(available)})")
         if not all(isinstance(x, str) for x in entry.get("inputs", [])):
             raise RecipeError(file, f"{where}.inputs", "expected a list of stage names")
         variant = entry.get("variant")
@@ -571,7 +578,8 @@ def _run_order(file: Path, stages: dict[str, StageSpec]) -> list[StageSpec]:
         for name in stage.inputs:
             if name not in stages:
                 raise RecipeError(file, f"stages[{i}].inputs",
-                                  f"stage {stage.name!r} names a missing predecessor {name!r} (stages: {', '.join(stages)})")
+                                  f"stage {stage.name!r} names a missing predecessor {name!r} "
+                                  f"(stages: {', '.join(stages)})")
         sorter.add(stage.name, *stage.inputs)
     try:
         sorter.prepare()
@@ -596,7 +604,8 @@ def _check_wiring(file: Path, recipe: Recipe) -> None:
         upstream = [recipe.stage(n).spec for n in stage.inputs]
         rule = stage.spec.inputs
         if rule == ONE_MODEL and (len(upstream) > 1 or any(not k.produces_model for k in upstream)):
-            raise RecipeError(file, where, f"a {stage.kind} stage continues from at most one model stage, got {stage.inputs}")
+            raise RecipeError(file, where,
+                              f"a {stage.kind} stage continues from at most one model stage, got {stage.inputs}")
         if rule == MODELS and (not upstream or any(not k.produces_model for k in upstream)):
             raise RecipeError(file, where, f"a {stage.kind} stage needs one or more model stages as inputs")
         if rule == EVALUATIONS and (not upstream or any(not k.evaluates for k in upstream)):

@@ -41,7 +41,8 @@ def _iter_texts(files: list[str]):
                     row = json.loads(line) if line.strip() else {}
                 except UnicodeDecodeError as err:
                     raise RecipeError(name, f"line {number}", f"not UTF-8 (byte {raw[err.start]:#04x} at column "
-                                                              f"{err.start + 1}); the tokenizer trains on this file") from None
+                                                              f"{err.start + 1}); "
+                                                              "the tokenizer trains on this file") from None
                 except ValueError as err:
                     raise RecipeError(name, f"line {number}", f"not valid JSON ({err}); the tokenizer trains on "
                                                               f"this file") from None

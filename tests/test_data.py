@@ -135,6 +135,18 @@ def test_heldout_split_is_stable_and_disjoint():
     assert not any(in_heldout(t, 0.0) for t in texts)
 
 
+def test_train_and_heldout_sides_of_a_source_are_disjoint_and_cover_it(tmp_path):
+    """What CAT and SFT train on and what eval measures never overlap, and nothing falls between them."""
+    path = tmp_path / "lang.jsonl"
+    path.write_text("".join(json.dumps({"text": f"sentence {i} about lakes"}) + "\n" for i in range(300)))
+    train, _ = load_source(SourceSpec(name="x", path=str(path), holdout_fraction=0.2), "x.yaml", "mixture")
+    held, _ = load_source(SourceSpec(name="x", path=str(path), holdout_fraction=0.2, take="heldout"), "x.yaml",
+                          "perplexity_sources")
+    train_texts, held_texts = set(train["text"]), set(held["text"])
+    assert not train_texts & held_texts
+    assert len(train_texts | held_texts) == 300 and 30 < len(held_texts) < 90
+
+
 @pytest.fixture()
 def jsonl(tmp_path):
     rows = [{"text": "hello world"}, {"text": ""}, {"text": None}, {"text": "second document"},

@@ -262,7 +262,8 @@ def test_publish_replaces_its_own_export_only_with_overwrite(short, tmp_path):
     assert card["model-index"][0]["name"].endswith("aurora-m-tiny-base")
     replaced = aurora("publish", run, "--variant", "aurora-m-tiny-redteamed", "--out", out, "--overwrite")
     assert replaced.returncode == 0, replaced.stderr[-2000:]
-    assert yaml.safe_load((out / "README.md").read_text().split("---")[1])["model-index"][0]["name"].endswith("redteamed")
+    assert yaml.safe_load(
+        (out / "README.md").read_text().split("---")[1])["model-index"][0]["name"].endswith("redteamed")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp or old copy left
 
 

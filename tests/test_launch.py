@@ -45,7 +45,8 @@ def test_two_process_data_parallel_on_cpu(tmp_path, cache_dir):
     assert (out / "model" / "model.safetensors").is_file()
 
 
-@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (bf16 tiny CAP on the accelerator)")
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(),
+                    reason="needs a CUDA GPU (bf16 tiny CAP on the accelerator)")
 def test_tiny_cap_in_bf16_on_a_gpu(tmp_path, cache_dir):
     out = tmp_path / "cap"
     result = _run([sys.executable, "scripts/pretrain.py", "--config", "recipes/aurora-m-tiny/cap.yaml",

@@ -150,7 +150,8 @@ def test_publish_one_variant_from_the_run_folder(tiny_run, tmp_path):
     result = cli("publish", str(tiny_run), "--variant", "aurora-m-tiny-redteamed", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert (out / "README.md").is_file() and (out / "model.safetensors").is_file()
-    assert "aurora-m-tiny-redteamed" in yaml.safe_load((out / "README.md").read_text().split("---")[1])["model-index"][0]["name"]
+    assert "aurora-m-tiny-redteamed" in yaml.safe_load(
+        (out / "README.md").read_text().split("---")[1])["model-index"][0]["name"]
     bad = cli("publish", str(tiny_run), "--variant", "nope", "--out", str(tmp_path / "other"))
     assert bad.returncode == 2 and "aurora-m-tiny-base" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "other").exists()

@@ -109,7 +109,8 @@ def test_editing_a_file_a_step_reads_reruns_it_and_what_follows(toy_recipe, tmp_
 def test_keys_that_cannot_change_the_result_do_not_rerun(toy_recipe, tmp_path):
     out = tmp_path / "run"
     assert run(toy_recipe, out) == 0
-    (toy_recipe / "a.yaml").write_text((toy_recipe / "a.yaml").read_text().replace("logging_steps: 5", "logging_steps: 1"))
+    (toy_recipe / "a.yaml").write_text(
+        (toy_recipe / "a.yaml").read_text().replace("logging_steps: 5", "logging_steps: 1"))
     CALLS.clear()
     assert run(toy_recipe, out) == 0
     assert CALLS == []

@@ -17,7 +17,8 @@ def test_trained_tokenizer_has_starcoder_specials_and_round_trips(cache_dir):
     tok = cached_tokenizer(files, 4096)
     assert tok.convert_tokens_to_ids("<|endoftext|>") == 0
     assert tok.eos_token_id == tok.bos_token_id == tok.pad_token_id == 0
-    assert [tok.convert_tokens_to_ids(t) for t in STARCODER_SPECIAL_TOKENS] == list(range(len(STARCODER_SPECIAL_TOKENS)))
+    assert [tok.convert_tokens_to_ids(t) for t in STARCODER_SPECIAL_TOKENS] == list(
+        range(len(STARCODER_SPECIAL_TOKENS)))
     assert len(tok) <= 4096
     for lang, text in SAMPLES.items():
         ids = tok(text, add_special_tokens=False)["input_ids"]

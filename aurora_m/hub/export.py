@@ -73,7 +73,8 @@ def build_card(variant: Variant, publish_args: PublishArguments, recipe: str, as
     for step in variant.lineage:
         entry = {"stage": step.stage, "kind": step.kind, "variant": repo_id(publish_args, step.variant),
                  "starts_from": step.starts_from, "mixture": None, "sft_rows": None,
-                 "mixture_png": assets.get(f"{step.stage}-mixture.png"), "loss_png": assets.get(f"{step.stage}-loss.png")}
+                 "mixture_png": assets.get(f"{step.stage}-mixture.png"),
+                 "loss_png": assets.get(f"{step.stage}-loss.png")}
         data = DatasetDir(step.data_dir) if step.data_dir else None
         if data and data.mixture_json.is_file():
             entry["mixture"] = read_json(data.mixture_json)

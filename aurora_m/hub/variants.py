@@ -17,11 +17,13 @@ logger = logging.getLogger(__name__)
 def variant_from_summary(layout: RunLayout, summary: dict, name: str, publish_args: PublishArguments) -> Variant:
     variants = {v["name"]: v for v in summary["variants"]}
     if name not in variants:
-        raise RecipeError(layout.summary, "variants", f"no variant {name!r} (variants: {', '.join(variants) or 'none'})")
+        raise RecipeError(layout.summary, "variants",
+                          f"no variant {name!r} (variants: {', '.join(variants) or 'none'})")
     entry = variants[name]
     results = layout.resolve(entry["eval_results"])
     if results is None or not results.is_file():
-        raise RecipeError(layout.summary, f"variants.{name}.eval_results", "not evaluated yet: run the eval stage first")
+        raise RecipeError(layout.summary, f"variants.{name}.eval_results",
+                          "not evaluated yet: run the eval stage first")
     lineage, parent = [], publish_args.root_model
     for step in entry["lineage"]:
         stage_dir = StageDir(layout.resolve(step["output_dir"]))

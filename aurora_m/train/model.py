@@ -35,7 +35,8 @@ def load_model(model_args: ModelArguments, tokenizer, config_file: str | Path = 
         model = AutoModelForCausalLM.from_config(config)
     if len(tokenizer) > model.config.vocab_size:
         raise RecipeError(config_file, "tokenizer_name_or_path",
-                          f"tokenizer has {len(tokenizer)} tokens but the model's vocabulary is {model.config.vocab_size}")
+                          f"tokenizer has {len(tokenizer)} tokens "
+                          f"but the model's vocabulary is {model.config.vocab_size}")
     return model
 
 

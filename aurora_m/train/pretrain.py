@@ -36,7 +36,8 @@ def train_pretrain(model_args: ModelArguments, mix_args: MixtureArguments, train
         raise RecipeError(config_file, "seq_length",
                           f"{seq_length} is longer than the model's {model.config.n_positions} learned positions")
     logger.info("%s: %s parameters, %d layers, n_positions %d, multi_query %s", title,
-                f"{parameter_count(model):,}", model.config.n_layer, model.config.n_positions, model.config.multi_query)
+                f"{parameter_count(model):,}", model.config.n_layer, model.config.n_positions,
+                model.config.multi_query)
     logger.info(describe_budget(training_args, seq_length, len(train_ds)))
     keep_token_out_of_files(training_args)
     trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, data_collator=packed_collator,
