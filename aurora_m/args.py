@@ -70,7 +70,6 @@ class MixtureArguments:
     dataset_dir: str | None = field(
         default=None, metadata={"help": "Where the packed dataset lives (built there if absent). "
                                         "Defaults to OUTPUT_DIR/data."})
-    data_num_proc: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     max_doc_tokens: int = field(
         default=32768, metadata={"help": "Longer documents are cut to this many tokens (counted in mixture.json), "
                                          "so memory and time follow the budget, not the largest document."})

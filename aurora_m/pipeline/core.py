@@ -194,7 +194,7 @@ class Pipeline:
         def duration(stage, step):
             return (self.read_marker(stage, step) or {}).get("duration_s")
 
-        summary = build_summary(self.recipe, self.layout, self.step_status, duration)
+        summary = build_summary(self.recipe, self.layout, self.step_status, duration, self.overrides)
         write_json(self.layout.summary, summary)
         return summary
 

@@ -26,7 +26,7 @@ IGNORED_KEYS = frozenset({
     "dataloader_num_workers", "dataloader_pin_memory", "dataloader_persistent_workers",
     "dataloader_prefetch_factor", "output_dir", "dataset_dir", "resume_from_checkpoint", "disable_tqdm",
     "log_level", "log_level_replica", "log_on_each_node", "push_to_hub", "hub_model_id", "hub_strategy",
-    "hub_token", "hub_private_repo", "hub_always_push", "hub_revision", "data_num_proc", "env",
+    "hub_token", "hub_private_repo", "hub_always_push", "hub_revision", "env",
 })
 BATCH_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps")
 TRAINER_DEFAULT_BATCH = {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 1}

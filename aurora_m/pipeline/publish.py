@@ -3,7 +3,7 @@
 Fresh means every step of the variant's lineage and of its evaluation has a marker, each ran on
 the outputs that are there now (the fingerprints each marker recorded for its inputs are those
 inputs' current ones), and, when the recipe folder the run came from is still there, each is
-complete for that recipe as it is now.
+complete for that recipe as it is now (with the command-line overrides the run was given).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _stale_for_current_recipe(layout: RunLayout, summary: dict, names: list[str]
         return []
     try:
         recipe = load_recipe(recipe_dir, check_stages=False)
-        pipeline = Pipeline(recipe, layout.root)
+        pipeline = Pipeline(recipe, layout.root, summary.get("overrides"))
         return [f"{name}/{step} is stale for the recipe in {recipe_dir} (its configuration or data changed)"
                 for name in names for step in recipe.stage(name).steps
                 if pipeline.step_status(recipe.stage(name), step) == "stale"]

@@ -16,8 +16,10 @@ def stage_status(step_statuses: list[str]) -> str:
     return "pending" if all(s == "pending" for s in step_statuses) else "incomplete"
 
 
-def build_summary(recipe: Recipe, layout: RunLayout, step_status, durations) -> dict:
-    """``step_status(stage, step)`` -> completed | stale | pending; ``durations(stage, step)`` -> seconds or None."""
+def build_summary(recipe: Recipe, layout: RunLayout, step_status, durations,
+                  overrides: dict[str, list[str]] | None = None) -> dict:
+    """``step_status(stage, step)`` -> completed | stale | pending; ``durations(stage, step)`` -> seconds or None.
+    ``overrides``: the command-line ``--key value`` pairs each stage ran with (they are part of its result)."""
     stages = []
     for stage in recipe.stages:
         dirs = layout.stage(stage.name)
@@ -30,7 +32,8 @@ def build_summary(recipe: Recipe, layout: RunLayout, step_status, durations) -> 
                        "duration_s": round(sum(s["duration_s"] or 0 for s in steps), 2),
                        "output_dir": layout.rel(dirs.root), "inputs": stage.inputs, "steps": steps})
     return {"recipe": recipe.name, "description": recipe.description, "recipe_dir": str(recipe.dir.resolve()),
-            "aurora_m_version": __version__, "stages": stages, "variants": variants(recipe, layout)}
+            "aurora_m_version": __version__, "overrides": overrides or {}, "stages": stages,
+            "variants": variants(recipe, layout)}
 
 
 def variants(recipe: Recipe, layout: RunLayout) -> list[dict]:
