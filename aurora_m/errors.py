@@ -44,11 +44,12 @@ def _disk_full(exc: BaseException, output_dir: str | Path | None) -> str | None:
             return str(err.filename or output_dir or "")
         if "No space left on device" in str(err):
             return str(getattr(err, "filename", None) or output_dir or "")
-    if output_dir and isinstance(exc, (OSError, RuntimeError)) and "writ" in str(exc).lower():
+    if output_dir and isinstance(exc, (OSError, RuntimeError)):  # torch: "unexpected pos ...", "file write failed"
         probe = Path(output_dir)
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
-        if shutil.disk_usage(probe).free < LOW_SPACE:
+        usage = shutil.disk_usage(probe)
+        if usage.free < min(LOW_SPACE, 0.05 * usage.total):
             return str(output_dir)
     return None
 

@@ -157,6 +157,11 @@ class ExportDir:
     def marker(self) -> Path:
         return self.root / self.MARKER
 
+    @staticmethod
+    def asset(plot: str, stage: str | None = None) -> str:
+        """Relative path of a plot in the export: ``assets/perplexity.png``, ``assets/cap-loss.png``."""
+        return f"assets/{stage}-{plot}.png" if stage else f"assets/{plot}.png"
+
 
 class RunLayout:
     """The run folder as a whole."""

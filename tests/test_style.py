@@ -37,7 +37,7 @@ def test_the_library_logs_and_only_the_cli_prints():
 
 def test_no_module_but_the_layout_spells_a_run_folder_name():
     layout_names = {s for s in string_constants(ast.parse(LAYOUT.read_text()))
-                    if s and " " not in s and ("." in s or s.isidentifier()) and len(s) < 40}
+                    if " " not in s and any(c.isalpha() for c in s) and ("." in s or s.isidentifier()) and len(s) < 40}
     file_names = {s for s in layout_names if "." in s}  # results.json, .train-state.json, loss.png, ...
     folder_names = layout_names - file_names  # model, data, train, tokenizer, recipe, assets
     assert {"summary.json", "results.json", "loss.png", "mixture.json"} <= file_names

@@ -16,7 +16,7 @@ from ..args import MixtureArguments, ModelArguments, SFTDataArguments, SourceSpe
 from ..errors import RecipeError
 from ..hub_errors import explain_hub_errors
 from ..io import atomic_dir, write_json
-from ..layout import DatasetDir
+from ..layout import DatasetDir, StageDir
 from ..plots import plot_mixture
 from ..tokenizer import load_tokenizer
 from .mixture import mix_and_pack
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 def dataset_dir_for(data_args, training_args) -> Path:
     """Where a stage's dataset lives: ``dataset_dir`` if set, else OUTPUT_DIR/data."""
-    return Path(data_args.dataset_dir or Path(training_args.output_dir) / "data")
+    return Path(data_args.dataset_dir) if data_args.dataset_dir else StageDir(training_args.output_dir).data.root
 
 
 def build_pretrain_dataset(model_args: ModelArguments, mix_args: MixtureArguments, out_dir: str | Path,

@@ -73,8 +73,8 @@ def build_card(variant: Variant, publish_args: PublishArguments, recipe: str, as
     for step in variant.lineage:
         entry = {"stage": step.stage, "kind": step.kind, "variant": repo_id(publish_args, step.variant),
                  "starts_from": step.starts_from, "mixture": None, "sft_rows": None,
-                 "mixture_png": assets.get(f"{step.stage}-mixture.png"),
-                 "loss_png": assets.get(f"{step.stage}-loss.png")}
+                 "mixture_png": assets.get(ExportDir.asset("mixture", step.stage)),
+                 "loss_png": assets.get(ExportDir.asset("loss", step.stage))}
         data = DatasetDir(step.data_dir) if step.data_dir else None
         if data and data.mixture_json.is_file():
             entry["mixture"] = read_json(data.mixture_json)
@@ -86,7 +86,7 @@ def build_card(variant: Variant, publish_args: PublishArguments, recipe: str, as
         card_data, template_str=template.read_text(encoding="utf-8"), model_name=repo_id(publish_args, variant.name),
         variant=variant.name, stage=variant.stage, recipe=recipe, lineage=lineage, description=description,
         perplexity=results["perplexity"], eval_tokens=results["eval_tokens"],
-        perplexity_png=assets.get("perplexity.png"), repo_id=repo_id(publish_args, variant.name),
+        perplexity_png=assets.get(ExportDir.asset("perplexity")), repo_id=repo_id(publish_args, variant.name),
         license=publish_args.license,
     )
 
@@ -103,16 +103,16 @@ def export_variant(variant: Variant, publish_args: PublishArguments, out_dir: st
         export = ExportDir(tmp)
         _copy_model(Path(variant.model_dir), tmp)
         export.assets.mkdir()
-        assets = {}
-        plots = {"perplexity.png": variant.perplexity_png}
+        plots = {ExportDir.asset("perplexity"): variant.perplexity_png}
         for step in variant.lineage:
-            plots[f"{step.stage}-loss.png"] = step.loss_png
+            plots[ExportDir.asset("loss", step.stage)] = step.loss_png
             if step.data_dir:
-                plots[f"{step.stage}-mixture.png"] = str(DatasetDir(step.data_dir).mixture_png)
+                plots[ExportDir.asset("mixture", step.stage)] = str(DatasetDir(step.data_dir).mixture_png)
+        assets = {}  # the plots that exist, by their path inside the export
         for name, src in plots.items():
             if src and Path(src).is_file():
-                shutil.copy2(src, export.assets / name)
-                assets[name] = f"{export.assets.name}/{name}"
+                shutil.copy2(src, tmp / name)
+                assets[name] = name
         shutil.copy2(variant.eval_results, export.eval_results)
         card = build_card(variant, publish_args, recipe, assets, description)
         card.save(export.card)
