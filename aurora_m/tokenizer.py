@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .args import ModelArguments
 from .errors import RecipeError
+from .hub_errors import explain_hub_errors
 
 EOS = "<|endoftext|>"
 STARCODER_SPECIAL_TOKENS = [
@@ -93,20 +94,27 @@ def cached_tokenizer(files: list[str], vocab_size: int):
     return AutoTokenizer.from_pretrained(target)
 
 
-def load_tokenizer(model_args: ModelArguments):
-    """The stage's tokenizer: named, trained from files, or the one saved with the model."""
+def load_tokenizer(model_args: ModelArguments, config_file: str | Path = "<stage config>"):
+    """The stage's tokenizer: named, trained from files, or the one saved with the model.
+
+    A Hub failure (StarCoderPlus is gated) becomes one line with the fix, naming the key that asked.
+    """
     from transformers import AutoTokenizer
 
     if model_args.tokenizer_name_or_path:
-        tok = AutoTokenizer.from_pretrained(model_args.tokenizer_name_or_path)
+        with explain_hub_errors(config_file, "tokenizer_name_or_path", model_args.tokenizer_name_or_path, "model"):
+            tok = AutoTokenizer.from_pretrained(model_args.tokenizer_name_or_path)
     elif model_args.tokenizer_train_files:
         tok = cached_tokenizer(model_args.tokenizer_train_files, model_args.tokenizer_vocab_size)
     elif model_args.model_name_or_path:
-        tok = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
+        with explain_hub_errors(config_file, "model_name_or_path", model_args.model_name_or_path, "model"):
+            tok = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
     else:
-        raise ValueError("no tokenizer: set tokenizer_name_or_path, tokenizer_train_files or model_name_or_path")
+        raise RecipeError(config_file, "tokenizer_name_or_path",
+                          "no tokenizer: set tokenizer_name_or_path, tokenizer_train_files or model_name_or_path")
     if tok.eos_token is None:
-        raise ValueError("the tokenizer has no eos token; documents could not be separated when packing")
+        raise RecipeError(config_file, "tokenizer_name_or_path",
+                          "the tokenizer has no eos token; documents could not be separated when packing")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token  # StarCoder pads with <|endoftext|>
     return tok

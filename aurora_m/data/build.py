@@ -14,7 +14,6 @@ from pathlib import Path
 
 from ..args import MixtureArguments, ModelArguments, SFTDataArguments, SourceSpec
 from ..errors import RecipeError
-from ..hub_errors import explain_hub_errors
 from ..io import atomic_dir, write_json
 from ..layout import DatasetDir, StageDir
 from ..plots import plot_mixture
@@ -36,7 +35,7 @@ def build_pretrain_dataset(model_args: ModelArguments, mix_args: MixtureArgument
         raise RecipeError(config_file, "train_tokens", "expected the stage's token budget (a positive integer)")
     if mix_args.max_doc_tokens <= 0:
         raise RecipeError(config_file, "max_doc_tokens", "expected a positive number of tokens per document")
-    tokenizer = _load_tokenizer(model_args, config_file)
+    tokenizer = load_tokenizer(model_args, config_file)
     specs = [SourceSpec(**raw) for raw in mix_args.mixture]
     sources, reports = {}, []
     for spec in specs:
@@ -65,18 +64,6 @@ def build_pretrain_dataset(model_args: ModelArguments, mix_args: MixtureArgument
         plot_mixture(mixture, staged.mixture_png, title)
     _log_mixture(mixture)
     return Path(out_dir)
-
-
-def _load_tokenizer(model_args: ModelArguments, config_file):
-    """The stage's tokenizer; a Hub failure (StarCoderPlus is gated) becomes one line with the fix."""
-    if model_args.tokenizer_name_or_path:
-        key, repo = "tokenizer_name_or_path", model_args.tokenizer_name_or_path
-    elif not model_args.tokenizer_train_files and model_args.model_name_or_path:
-        key, repo = "model_name_or_path", model_args.model_name_or_path
-    else:
-        return load_tokenizer(model_args)
-    with explain_hub_errors(config_file, key, repo, repo_type="model"):
-        return load_tokenizer(model_args)
 
 
 def build_sft_dataset(data_args: SFTDataArguments, out_dir: str | Path,

@@ -26,7 +26,7 @@ def train_sft(model_args: ModelArguments, data_args: SFTDataArguments, sft_confi
         with sft_config.main_process_first(desc="build dataset"):
             if not data.is_built():
                 build_sft_dataset(data_args, data.root, config_file)
-    tokenizer = load_tokenizer(model_args)
+    tokenizer = load_tokenizer(model_args, config_file)
     model = load_model(model_args, tokenizer, config_file)
     # prompt/completion rows: TRL masks the prompt, so the loss is on the responses only
     train_ds = load_from_disk(str(data.train)).select_columns(["prompt", "completion"])
