@@ -95,15 +95,23 @@ def split_overrides(recipe, overrides: list[str], only: str | None = None) -> di
 
 
 def _pipeline(args, overrides: list[str], check: bool = True, only: str | None = None):
+    """The recipe, checked (with the overrides, before anything runs or moves), as a Pipeline on the run folder."""
     from .pipeline import Pipeline
-    from .recipe import check_engines, load_recipe
+    from .recipe import check_engines, check_stage_config, load_recipe, overrides_to_dict
 
     recipe = load_recipe(args.recipe_dir, check_stages=check)
     if check:
         check_engines(recipe)
-    for name in _stage_list(getattr(args, "restart", None)) | _stage_list(getattr(args, "resume", None)):
+    for name in _stage_list(getattr(args, "restart", None)) | _stage_list(getattr(args, "resume", None)) | \
+            _stage_list(getattr(args, "stages", None)):
         recipe.stage(name)
-    return Pipeline(recipe, args.output_dir, split_overrides(recipe, overrides, only))
+    per_stage = split_overrides(recipe, overrides, only)
+    for name, stage_overrides in per_stage.items():
+        stage = recipe.stage(name)
+        check_stage_config(stage.config, stage.kind, has_model_input=bool(stage.inputs),
+                           overrides=overrides_to_dict(stage.config, stage_overrides),
+                           input_positions=recipe.input_positions(stage))
+    return Pipeline(recipe, args.output_dir, per_stage)
 
 
 def _run(args, overrides) -> int:
@@ -115,10 +123,10 @@ def _run(args, overrides) -> int:
                 summary = quick.write_summary()
             print(f"all {len(summary['stages'])} stages complete in {quick.layout.root}; nothing to run")
             return 0
+    if args.stages is not None and not _stage_list(args.stages):
+        raise RecipeError(None, "--stages", "expected comma-separated stage names, got nothing")
     pipeline = _pipeline(args, overrides)
     stages = sorted(_stage_list(args.stages), key=pipeline.recipe.stage_names.index) if args.stages else None
-    for name in stages or []:
-        pipeline.recipe.stage(name)
     with pipeline.session("aurora-m run"):
         summary = pipeline.run(stages, force=args.force, restart=restart, resume=resume)
     print(json.dumps({s["name"]: s["status"] for s in summary["stages"]}))

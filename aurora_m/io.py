@@ -26,10 +26,15 @@ def _umask() -> int:
     return mask
 
 
-def _apply_umask(path: Path) -> None:
-    """mkdtemp makes 0700 folders; a finished one should read like any folder the user makes.
-    (What is written inside it already follows the umask.)"""
-    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
+def apply_umask(path: str | Path) -> None:
+    """Open a finished file or folder tree up to what the user's umask allows: mkdtemp makes 0700 folders and some
+    writers (safetensors) make 0600 files, which other users and web servers then cannot read."""
+    path = Path(path)
+    mask = _umask()
+    for item in [path, *(path.rglob("*") if path.is_dir() else [])]:
+        if not item.is_symlink():
+            wanted = (0o777 if item.is_dir() else 0o666) & ~mask
+            os.chmod(item, item.stat().st_mode & 0o777 | wanted)
 
 
 def _temp_prefix(target: Path) -> str:
@@ -93,7 +98,7 @@ def atomic_dir(target: str | Path):
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temp_prefix(target)))
     try:
         yield tmp
-        _apply_umask(tmp)
+        apply_umask(tmp)
         if target.exists():
             old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old{TEMP_TAG}{os.getpid()}-"))
             os.replace(target, old / target.name)
@@ -151,6 +156,7 @@ def check_output_dir(path: str | Path, what: str, marker_name: str, *, overwrite
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RecipeError(path, None, f"{what} is a file, expected a folder; nothing was changed")
+    check_writable(path, what)
     if path.is_dir() and any(path.iterdir()):
         marker = path / marker_name
         if not marker.is_file() and not any((path / name).is_file() for name in also_ours):
@@ -167,13 +173,17 @@ def check_output_dir(path: str | Path, what: str, marker_name: str, *, overwrite
 
 
 def check_writable(path: str | Path, what: str) -> Path:
-    """A folder we can create and write into, or one line saying why not."""
+    """A folder we can create and write into, or one line saying why not (tried, not guessed: root ignores modes,
+    read-only mounts and /proc do not)."""
     path = Path(path)
     probe_parent = path
-    while not probe_parent.exists():
+    while not probe_parent.exists() and probe_parent != probe_parent.parent:
         probe_parent = probe_parent.parent
     if not probe_parent.is_dir():
         raise RecipeError(path, None, f"{what}: {probe_parent} is a file, expected a folder")
-    if not os.access(probe_parent, os.W_OK | os.X_OK):
-        raise RecipeError(path, None, f"{what}: {probe_parent} is not writable")
+    try:
+        probe = tempfile.mkdtemp(dir=probe_parent, prefix=f".probe{TEMP_TAG}{os.getpid()}-")
+        os.rmdir(probe)
+    except OSError as err:
+        raise RecipeError(path, None, f"{what}: {probe_parent} is not writable ({err.strerror})") from None
     return path

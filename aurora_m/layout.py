@@ -167,6 +167,8 @@ class RunLayout:
     """The run folder as a whole."""
 
     MARKER = ".aurora-m-run.json"
+    RECIPE_COPY = "recipe"
+    RESERVED = {RECIPE_COPY: "copy of the recipe"}  # names a stage folder must not take
 
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
@@ -180,7 +182,7 @@ class RunLayout:
 
     @property
     def recipe_copy(self) -> Path:
-        return self.root / "recipe"
+        return self.root / self.RECIPE_COPY
 
     @property
     def lock(self) -> Path:

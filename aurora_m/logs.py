@@ -77,3 +77,22 @@ def _follow_libraries(verbosity: int) -> None:
         pass
     if process_rank() != 0 and not all_ranks():
         os.environ.setdefault("TQDM_DISABLE", "1")  # one progress bar, not one per rank
+
+
+def log_through_logging(trainer) -> None:
+    """Trainer prints its log dicts to stdout (tqdm.write); send them through our logger instead (stderr, main
+    process only), keeping the progress bar."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    logger = logging.getLogger(f"{ROOT}.trainer")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            shown = {k: f"{v:.4g}" if isinstance(v, float) else v for k, v in logs.items() if k != "total_flos"}
+            logger.info("step %d: %s", state.global_step, ", ".join(f"{k} {v}" for k, v in shown.items()))
+
+    for old in (ProgressCallback, PrinterCallback):
+        callback = trainer.pop_callback(old)
+        if callback is not None:
+            callback.on_log = on_log.__get__(callback)
+            trainer.add_callback(callback)

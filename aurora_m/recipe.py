@@ -22,6 +22,7 @@ import yaml
 
 from .args import ModelArguments, SourceSpec
 from .errors import RecipeError
+from .layout import RunLayout
 from .patches import AURORA_M_CONTEXT, PATCHES, check_patches, parse_patch
 from .stages import EVALUATIONS, KINDS, MODELS, ONE_MODEL, StageKind, engine_problem
 
@@ -31,7 +32,8 @@ STAGE_KEYS = {"name": str, "kind": str, "config": str, "engine": str, "inputs": 
 PIPELINE_KEYS = {"name": str, "description": str, "stages": list, "data_roots": list}
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 # hub_token, HF_TOKEN, WANDB_API_KEY ... but not eos_token / pad_token (special-token strings)
-SECRET_KEY = re.compile(r"(?<!eos)(?<!bos)(?<!pad)(?<!unk)(^|_)(token|secret|password|api_key|key)$", re.IGNORECASE)
+SECRET_KEY = re.compile(r"(?<!eos)(?<!bos)(?<!pad)(?<!unk)(^|_)(token|secret|password|passwd|pass|api_key|key|"
+                        r"credentials?|auth)$", re.IGNORECASE)
 SECRET_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
 # A Hub repo name: what a variant becomes (NAMESPACE/VARIANT), so no separators, no "..", no "--"
 VARIANT_NAME = re.compile(r"^(?![-.])(?!.*(\.\.|--))[A-Za-z0-9._-]{1,96}(?<![-.])$")
@@ -48,12 +50,29 @@ def source_keys() -> dict[str, StageKind]:
 
 
 # ----------------------------------------------------------------------------- YAML and types
+class _StrictLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
+
+
+def _mapping_without_duplicates(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def read_yaml(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise RecipeError(path, None, "file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
     except UnicodeDecodeError as err:
         raise RecipeError(path, None,
                           f"not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
@@ -74,6 +93,13 @@ def _type_name(tp) -> str:
 
 class CliValue(str):
     """A value given on the command line: a string that argparse will convert to the field's type."""
+
+    def __repr__(self) -> str:
+        return repr(str(self))
+
+
+class BareFlag(CliValue):
+    """``--key`` with no value: "true" for a boolean, a missing value for anything else."""
 
 
 def _cli_value_matches(value: CliValue, tp) -> bool:
@@ -161,11 +187,16 @@ def check_keys_and_types(file: Path, config: dict, dataclass_types) -> None:
             if not isinstance(value, dict):
                 raise RecipeError(file, key, "expected a mapping of environment variables")
             continue
+        cli = isinstance(value, CliValue) or (isinstance(value, list) and any(isinstance(v, CliValue) for v in value))
+        where, name = ("command line", f"--{key}") if cli else (file, key)
         if key not in known:
             names = ", ".join(dc.__name__ for dc in dataclass_types)
-            raise _unknown_key(file, key, known, f" (not a field of {names})")
+            raise _unknown_key(where, name, known, f" (not a field of {names})")
+        if isinstance(value, BareFlag) and not value_matches(True, known[key]):
+            raise RecipeError(where, name, f"missing a value (expected {_type_name(known[key])})")
         if not value_matches(value, known[key]):
-            raise RecipeError(file, key, f"expected {_type_name(known[key])}, got {type(value).__name__} {value!r}")
+            shown = f"{value!r}" if cli else f"{type(value).__name__} {value!r}"
+            raise RecipeError(where, name, f"expected {_type_name(known[key])}, got {shown}")
 
 
 # ----------------------------------------------------------------------------- paths
@@ -343,8 +374,8 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, 
         raise RecipeError(file, "seq_length", f"expected a positive integer, got {seq_length}")
     positions = model_positions(config, input_positions) if spec.produces_model else input_positions
     if positions and "seq_length" in config and seq_length > positions:
-        raise RecipeError(file, "seq_length", f"{seq_length} is longer than the model's {positions} learned positions "
-                                              f"(n_positions after config_patches)")
+        raise RecipeError(file, "seq_length", f"{config['seq_length']} is longer than the model's {positions} learned "
+                                              f"positions (n_positions after config_patches)")
     for key in ("max_steps", "num_train_epochs", "train_tokens"):
         if key in config and not _number(config[key]) > 0:
             hint = "; leave max_steps out to train num_train_epochs" if key == "max_steps" else ""
@@ -373,13 +404,13 @@ def overrides_to_dict(file: Path, overrides: list[str] | None) -> dict:
     while i < len(args):
         arg = args[i]
         if not arg.startswith("--") or arg == "--":
-            raise RecipeError(file, None, f"expected --key value overrides, got {arg!r}")
+            raise RecipeError("command line", None, f"expected --key value overrides, got {arg!r}")
         key, eq, value = arg[2:].partition("=")
         values = [value] if eq else []
         while not eq and i + 1 < len(args) and not args[i + 1].startswith("--"):
             values.append(args[i + 1])
             i += 1
-        typed = [CliValue(v) for v in values] or [CliValue("true")]  # a bare flag, as argparse reads booleans
+        typed = [CliValue(v) for v in values] or [BareFlag("true")]  # a bare flag, as argparse reads booleans
         out[key] = typed[0] if len(typed) == 1 else typed
         i += 1
     return out
@@ -528,6 +559,9 @@ def load_recipe(recipe_dir: str | Path, *, check_stages: bool = True) -> Recipe:
             raise RecipeError(file, f"{where}.name", f"expected letters, digits, '-' or '_', got {name!r}")
         if name in stages:
             raise RecipeError(file, f"{where}.name", f"duplicate stage name {name!r}")
+        if name in RunLayout.RESERVED:
+            raise RecipeError(file, f"{where}.name", f"{name!r} is the name of a run folder's own "
+                                                     f"{RunLayout.RESERVED[name]}: choose another stage name")
         kind = entry["kind"]
         if kind not in KINDS:
             raise RecipeError(file, f"{where}.kind", f"expected one of {', '.join(KINDS)}, got {kind!r}")
@@ -624,6 +658,19 @@ def _check_wiring(file: Path, recipe: Recipe) -> None:
 
 
 # ----------------------------------------------------------------------------- saved configs
+def redact_overrides(overrides: list[str]) -> list[str]:
+    """``["--hub_token", "hf_...", "--lr", "2e-4"]`` with secret values replaced, for summary.json."""
+    out, hide_next = [], False
+    for arg in overrides:
+        if hide_next and not arg.startswith("--"):
+            out.append("***")
+            continue
+        key, eq, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        hide_next = bool(key) and not eq and bool(SECRET_KEY.search(key))
+        out.append(f"--{key}=***" if eq and SECRET_KEY.search(key) else SECRET_VALUE.sub("***", arg))
+    return out
+
+
 def redact(value):
     """A copy with secrets replaced, for configs saved next to a run or into a model card."""
     if isinstance(value, dict):

@@ -199,6 +199,10 @@ def _load(spec: SourceSpec, config_file: str, where: str):
         error = _diagnosed(spec, config_file, where)
         if error is not None:
             raise error from err
+        if kind == "json" and "column names don't match" in _root_message(err):
+            # a key that appears only in late rows (real corpora have optional fields): the json builder fixes
+            # its schema on the first block, so read just the fields this source uses instead
+            return _load_fields(spec)
         import pyarrow as pa
         from datasets.exceptions import DatasetsError
 
@@ -206,6 +210,27 @@ def _load(spec: SourceSpec, config_file: str, where: str):
             problem = f"could not be read ({_root_message(err)})"
             raise _data_file_error(spec, config_file, where, None, problem) from err
         raise
+
+
+def _json_rows(path: str, fields: list[str], stamp: tuple):
+    """Rows of a jsonl file reduced to ``fields`` (the category last); non-string texts become None (removed)."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                yield {f: row.get(f) if isinstance(row.get(f), str) else None for f in fields[:-1]} | {
+                    fields[-1]: row.get(fields[-1]) if isinstance(row.get(fields[-1]), str) else ""}  # category
+
+
+def _load_fields(spec: SourceSpec):
+    from datasets import Dataset, Features, Value
+
+    texts = [spec.text_field, spec.instruction_field, spec.response_field]
+    fields = [f for f in dict.fromkeys(texts) if f != spec.category_field] + [spec.category_field]
+    stat = Path(spec.path).stat()  # part of the cache key: an edited file is read again
+    return Dataset.from_generator(_json_rows, features=Features({f: Value("string") for f in fields}),
+                                  gen_kwargs={"path": spec.path, "fields": fields,
+                                              "stamp": (stat.st_size, stat.st_mtime_ns)})
 
 
 # ----------------------------------------------------------------------------- reading a source

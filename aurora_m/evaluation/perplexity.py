@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from ..data.sources import load_source
 from ..errors import RecipeError
 from ..io import atomic_dir, write_json
 from ..layout import StageDir
+from ..logs import log_through_logging
 from ..plots import plot_perplexity
 from ..recipe import VARIANT_NAME
 
@@ -80,11 +82,12 @@ def evaluate_perplexity(eval_args: EvalArguments, training_args, config_file="<s
         model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
         blocks = heldout_blocks(texts, eval_args, tokenizer, config_file)
         trainer = Trainer(model=model, args=training_args, data_collator=packed_collator)
+        log_through_logging(trainer)
         metrics = trainer.evaluate(eval_dataset=blocks)
         losses = {lang: metrics[f"eval_{lang}_loss"] for lang in blocks}
         result = {
             "variant": name,
-            "model": str(path),
+            "model": os.path.relpath(path, dirs.root.parent),  # relative: the run folder can move
             "perplexity": {lang: math.exp(loss) for lang, loss in losses.items()},
             "loss": losses,
             "eval_tokens": {lang: len(ds) * eval_args.seq_length for lang, ds in blocks.items()},

@@ -91,6 +91,22 @@ def build_card(variant: Variant, publish_args: PublishArguments, recipe: str, as
     )
 
 
+def _foreign_files(out_dir: str | Path):
+    """An ownership check for an earlier export: files we did not write in it are never replaced away."""
+    def check(marker: dict) -> str | None:
+        root = Path(out_dir)
+        ours = set(marker.get("files", [])) | {ExportDir.MARKER}
+        foreign = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.relative_to(root).as_posix()
+                         not in ours)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            return (f"holds files aurora-m did not write ({shown}): move them elsewhere first; "
+                    f"nothing was changed")
+        return None
+
+    return check
+
+
 def export_variant(variant: Variant, publish_args: PublishArguments, out_dir: str | Path, recipe: str,
                    description: str = "", overwrite: bool = False) -> Path:
     """Write ``out_dir`` (model, README.md, assets/, eval results, lineage) in one rename.
@@ -98,7 +114,8 @@ def export_variant(variant: Variant, publish_args: PublishArguments, out_dir: st
     A folder that exists and is not an export of ours is refused; ours is replaced only with
     ``overwrite``, and the old one stays in place until the new one is complete.
     """
-    out_dir = check_output_dir(out_dir, "--out", ExportDir.MARKER, overwrite=overwrite)
+    out_dir = check_output_dir(out_dir, "--out", ExportDir.MARKER, overwrite=overwrite,
+                               owner_check=_foreign_files(out_dir))
     with atomic_dir(out_dir) as tmp:
         export = ExportDir(tmp)
         _copy_model(Path(variant.model_dir), tmp)
@@ -113,9 +130,13 @@ def export_variant(variant: Variant, publish_args: PublishArguments, out_dir: st
             if src and Path(src).is_file():
                 shutil.copy2(src, tmp / name)
                 assets[name] = name
-        shutil.copy2(variant.eval_results, export.eval_results)
+        results = read_json(variant.eval_results)
+        write_json(export.eval_results, {k: v for k, v in results.items() if k != "model"})  # no local paths
         card = build_card(variant, publish_args, recipe, assets, description)
         card.save(export.card)
-        write_json(export.lineage, [asdict(s) for s in variant.lineage])
-        write_json(export.marker, {"variant": variant.name, "recipe": recipe, "aurora_m_version": __version__})
+        write_json(export.lineage, [{k: v for k, v in asdict(s).items() if k not in ("data_dir", "loss_png")}
+                                    for s in variant.lineage])  # what made it, without this machine's paths
+        written = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*"))
+        write_json(export.marker, {"variant": variant.name, "recipe": recipe, "aurora_m_version": __version__,
+                                   "files": written})
     return out_dir

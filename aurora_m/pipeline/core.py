@@ -18,9 +18,9 @@ import yaml
 from .. import __version__
 from ..context import StepContext
 from ..errors import RecipeError
-from ..io import check_output_dir, check_writable, read_json_or_none, sweep_dead_temps, write_json
+from ..io import check_output_dir, read_json_or_none, sweep_dead_temps, write_json
 from ..layout import RunLayout
-from ..recipe import Recipe, StageSpec, read_yaml, redact
+from ..recipe import Recipe, StageSpec, read_yaml, redact, redact_overrides
 from .fingerprint import Fingerprints, StepPrint, explain_difference
 from .lock import run_lock
 from .summary import build_summary
@@ -43,10 +43,18 @@ class Pipeline:
         return read_json_or_none(self.layout.stage(stage.name).marker(step))
 
     def step_status(self, stage: StageSpec, step: str) -> str:
+        """completed: its marker holds the current fingerprint and everything it read is completed too (so a
+        step that ran on outputs since replaced is stale, whatever its own configuration says); stale; pending."""
         marker = self.read_marker(stage, step)
         if not marker:
             return "pending"
-        return "completed" if marker.get("fingerprint") == self.print_of(stage, step).fingerprint else "stale"
+        if marker.get("fingerprint") != self.print_of(stage, step).fingerprint:
+            return "stale"
+        for key in self.print_of(stage, step).inputs:
+            name, _, upstream_step = key.partition("/")
+            if self.step_status(self.recipe.stage(name), upstream_step) != "completed":
+                return "stale"
+        return "completed"
 
     def is_complete(self, stage: StageSpec, step: str) -> bool:
         return self.step_status(stage, step) == "completed"
@@ -59,7 +67,6 @@ class Pipeline:
     def session(self, command: str):
         """Claim the run folder (refusing one that is not ours), lock it, and clear what dead runs left."""
         root = self.layout.root
-        check_writable(root, "--output-dir")
 
         def same_recipe(marker: dict) -> str | None:
             if marker.get("recipe") not in (None, self.recipe.name):
@@ -77,7 +84,8 @@ class Pipeline:
                 write_json(self.layout.marker, {"recipe": self.recipe.name, "created_at": _now(),
                                                 "aurora_m_version": __version__})
             try:
-                self.write_summary()  # what is stale says so now, even if this run stops before any step
+                if not self.overrides:  # what is stale says so now, even if this run stops before any step
+                    self.write_summary()
                 yield self
             finally:
                 self.prints.save()
@@ -87,21 +95,32 @@ class Pipeline:
             resume: set[str] = frozenset()) -> dict:
         """Run the pipeline (or the named stages); complete steps are skipped unless ``force`` or restarted."""
         wanted = stages or self.recipe.stage_names
+        restart = self.downstream(restart)
         self.save_recipe_copy()
         for stage in self.recipe.stages:
             if stage.name not in wanted:
                 continue
             for step in stage.steps:
-                if not force and stage.name not in restart and self.is_complete(stage, step):
+                again = force or (stage.name in restart and step == stage.spec.resumable_step)
+                if not again and self.is_complete(stage, step):
                     logger.info("%s/%s: complete, skipped", stage.name, step)
                     continue
                 self.run_step(stage, step, restart=restart, resume=resume)
         return self.write_summary()
 
+    def downstream(self, names: set[str]) -> set[str]:
+        """``names`` and every stage that reads from them, directly or not (their checkpoints grew from them)."""
+        out = set(names)
+        for stage in self.recipe.stages:  # run order: inputs come first
+            if out & set(stage.inputs):
+                out.add(stage.name)
+        return out
+
     def run_step(self, stage: StageSpec, step: str, restart: set[str] = frozenset(),
                  resume: set[str] = frozenset()) -> None:
         """Run one step now (whatever its marker says) once everything it reads is complete."""
         self._check_upstream(stage)
+        restart = self.downstream(restart)
         index = stage.steps.index(step)
         if index > 0 and not self.is_complete(stage, stage.steps[index - 1]):
             self.run_step(stage, stage.steps[index - 1], restart, resume)
@@ -161,7 +180,7 @@ class Pipeline:
                            self.layout.rel(aside))
         elif checkpoints and (state or {}).get("fingerprint") != current.fingerprint:
             newest = checkpoints[-1].name
-            changes = (explain_difference(state, current, self._input_details) if state
+            changes = (explain_difference(state, current, self._input_details, stage.name) if state
                        else ["checkpoints of an unknown configuration"])
             if stage.name not in resume:
                 raise RecipeError(None, None,
@@ -180,7 +199,7 @@ class Pipeline:
         current = self.print_of(stage, step)
         if not marker or marker.get("fingerprint") == current.fingerprint:
             return []
-        return [c for c in explain_difference(marker, current) if not c.startswith(("its input", "training data"))]
+        return explain_difference(marker, current, stage=name)
 
     # ------------------------------------------------------------------ records
     def save_recipe_copy(self) -> None:
@@ -194,7 +213,8 @@ class Pipeline:
         def duration(stage, step):
             return (self.read_marker(stage, step) or {}).get("duration_s")
 
-        summary = build_summary(self.recipe, self.layout, self.step_status, duration, self.overrides)
+        overrides = {name: redact_overrides(args) for name, args in self.overrides.items()}
+        summary = build_summary(self.recipe, self.layout, self.step_status, duration, overrides)
         write_json(self.layout.summary, summary)
         return summary
 

@@ -29,6 +29,7 @@ IGNORED_KEYS = frozenset({
     "hub_token", "hub_private_repo", "hub_always_push", "hub_revision", "env",
 })
 BATCH_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps")
+BATCH_PRODUCT = "per_device_train_batch_size x gradient_accumulation_steps"
 TRAINER_DEFAULT_BATCH = {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 1}
 
 
@@ -58,18 +59,40 @@ def result_config(config: dict, keys: set[str] | None = None) -> dict:
         product = 1
         for key in BATCH_KEYS:
             product *= int(out.pop(key, TRAINER_DEFAULT_BATCH[key]))
-        out["sequences_per_step_per_rank"] = product  # micro-batch x accumulation: only the product matters
+        out[BATCH_PRODUCT] = product  # micro-batch x accumulation: only the product matters
     return dict(sorted(out.items()))
 
 
-def describe_changes(old: dict, new: dict) -> list[str]:
-    """``["learning_rate 0.003 -> 0.002", "mixture changed"]``."""
+def _named(value) -> dict | None:
+    """A list of sources as {name: source}, or None for any other value."""
+    if isinstance(value, list) and value and all(isinstance(v, dict) and "name" in v for v in value):
+        return {v["name"]: v for v in value}
+    return None
+
+
+def describe_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``["learning_rate 0.003 -> 0.002", "mixture[fi].weight 1.0 -> 2.0", "mixture[wiki] added"]``."""
     changes = []
-    for key in sorted(set(old) | set(new)):
+    for key in sorted(set(old) | set(new), key=str):
         a, b = old.get(key, "(unset)"), new.get(key, "(unset)")
-        if a != b:
-            scalar = not isinstance(a, (list, dict)) and not isinstance(b, (list, dict))
-            changes.append(f"{key} {a} -> {b}" if scalar else f"{key} changed")
+        if a == b:
+            continue
+        label = f"{prefix}{key}"
+        named_a, named_b = _named(a), _named(b)
+        if named_a is not None and named_b is not None:
+            for name in [*named_a, *(n for n in named_b if n not in named_a)]:
+                if name not in named_b:
+                    changes.append(f"{label}[{name}] removed")
+                elif name not in named_a:
+                    changes.append(f"{label}[{name}] added")
+                else:
+                    changes += describe_changes(named_a[name], named_b[name], f"{label}[{name}].")
+            if list(named_a) != list(named_b) and set(named_a) == set(named_b):
+                changes.append(f"{label} reordered")
+        elif isinstance(a, (list, dict)) or isinstance(b, (list, dict)):
+            changes.append(f"{label} changed")
+        else:
+            changes.append(f"{label} {a} -> {b}")
     return changes
 
 
@@ -188,10 +211,11 @@ class Fingerprints:
         self.hashes.save()
 
 
-def explain_difference(old: dict, new: StepPrint, input_details=None) -> list[str]:
+def explain_difference(old: dict, new: StepPrint, input_details=None, stage: str | None = None) -> list[str]:
     """What changed between a recorded step print (a marker or train state) and the current one.
 
-    ``input_details("stage/step")`` may say what changed inside an input (its own differences).
+    ``input_details("stage/step")`` may say what changed inside an input; an earlier step of the same
+    ``stage`` (its data) is described by its own changes, another stage as "its input 'cap' changed".
     """
     changes = describe_changes(old.get("config", {}), new.config)
     for key in sorted(set(old.get("files", {})) | set(new.files)):
@@ -200,9 +224,16 @@ def explain_difference(old: dict, new: StepPrint, input_details=None) -> list[st
                 "file added" if key in new.files else "file removed"
             changes.append(f"{key}: {what}")
     for key in sorted(set(old.get("inputs", {})) | set(new.inputs)):
-        if old.get("inputs", {}).get(key) != new.inputs.get(key):
-            stage, _, step = key.partition("/")
-            details = input_details(key) if input_details else []
-            what = "training data changed" if step == "data" else f"its input {stage!r} changed"
-            changes.append(f"{what} ({', '.join(details)})" if details else what)
-    return changes or ["configuration changed"]
+        if old.get("inputs", {}).get(key) == new.inputs.get(key):
+            continue
+        name = key.partition("/")[0]
+        if name != stage:
+            changes.append(f"its input {name!r} changed")
+            continue
+        details = input_details(key) if input_details else []
+        inherited = [d for d in details if d.startswith("its input")]
+        own = [d for d in details if d not in inherited and d not in changes]  # data keys show once
+        changes += ([f"training data changed ({', '.join(own)})"] if own else []) + inherited
+        if not details:
+            changes.append("training data changed")
+    return list(dict.fromkeys(changes)) or ["configuration changed"]

@@ -67,6 +67,10 @@ def publish_from_run(run_dir: str | Path, variant_name: str, out_dir: str | Path
     from ..hub.variants import publish_variant
 
     layout = RunLayout(run_dir)
+    for folder in [Path(out_dir).resolve(), *Path(out_dir).resolve().parents]:
+        if (folder / RunLayout.MARKER).is_file():
+            raise RecipeError(out_dir, None, f"is inside the run folder {folder}, whose own stages write there: "
+                                             f"choose a folder outside it")
     summary = read_json_or_none(layout.summary)
     if not summary:
         raise RecipeError(layout.summary, None, "not a run folder (no readable summary.json): run the pipeline first")

@@ -11,8 +11,12 @@ from ..recipe import Recipe, StageSpec
 
 
 def stage_status(step_statuses: list[str]) -> str:
+    """completed (every step), stale (a step ran on a configuration, files or inputs since changed), pending
+    (nothing ran), incomplete (some steps ran, the rest have not)."""
     if all(s == "completed" for s in step_statuses):
         return "completed"
+    if "stale" in step_statuses:
+        return "stale"
     return "pending" if all(s == "pending" for s in step_statuses) else "incomplete"
 
 

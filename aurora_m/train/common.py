@@ -7,13 +7,15 @@ import os
 import shutil
 from pathlib import Path
 
-from ..io import write_json
+from ..io import apply_umask, write_json
 from ..layout import TRAINING_ARGS_JSON, TRAINING_ARGS_PICKLE, StageDir
+from ..logs import log_through_logging
 from ..plots import plot_loss
 from ..recipe import redact
 from .checkpoints import complete_checkpoints
 
 logger = logging.getLogger(__name__)
+MACHINE_PATHS = ("output_dir", "logging_dir", "run_name", "resume_from_checkpoint")  # this machine's, not the model's
 
 
 def wired_arguments(ctx) -> list[str]:
@@ -40,6 +42,7 @@ def train_and_save(trainer, dirs: StageDir, title: str) -> Path:
     the finished folder into place, so the model folder exists only when complete.
     """
     args = trainer.args
+    log_through_logging(trainer)
     resume = args.resume_from_checkpoint
     if resume is None:
         checkpoints = complete_checkpoints(dirs)
@@ -55,7 +58,9 @@ def train_and_save(trainer, dirs: StageDir, title: str) -> Path:
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
         (partial / TRAINING_ARGS_PICKLE).unlink(missing_ok=True)
-        write_json(partial / TRAINING_ARGS_JSON, redact(args.to_dict()))
+        saved_args = {k: v for k, v in args.to_dict().items() if k not in MACHINE_PATHS}
+        write_json(partial / TRAINING_ARGS_JSON, redact(saved_args))
+        apply_umask(partial)
         if dirs.model.exists():
             old = dirs.model_previous
             shutil.rmtree(old, ignore_errors=True)
