@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def split_overrides(recipe, overrides: list[str], only: str | None = None) -> dict[str, list[str]]:
     """``--key value`` pairs for each stage that has the key (or for ``only``); a key no stage has is an error."""
-    from .recipe import overrides_to_dict, stage_dataclasses
+    from .recipe import BareFlag, overrides_to_dict, stage_dataclasses
 
     if not overrides:
         return {}
@@ -90,7 +90,8 @@ def split_overrides(recipe, overrides: list[str], only: str | None = None) -> di
             where = f"stage {only!r}" if only else "any stage"
             raise RecipeError(None, f"--{key}", f"not a key of {where}{hint}")
         for name in takers:
-            out.setdefault(name, []).extend([f"--{key}", *(value if isinstance(value, list) else [value])])
+            given = [] if isinstance(value, BareFlag) else value if isinstance(value, list) else [value]
+            out.setdefault(name, []).extend([f"--{key}", *given])
     return out
 
 

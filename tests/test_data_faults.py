@@ -300,3 +300,15 @@ def test_one_huge_document_costs_the_budget_not_its_size(tmp_path, cache_dir):
     # is what remains.
     assert measured["rss_delta_mb"] < 1024, measured
     assert measured["seconds"] < 20, measured
+
+
+def test_a_key_that_appears_only_in_late_rows_does_not_break_reading(tmp_path):
+    """The json builder fixes its schema on its first 10 MB block; real corpora have optional keys."""
+    path = tmp_path / "web.jsonl"
+    row = json.dumps({"text": "a web document about lakes and rivers " * 2}) + "\n"
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write(row * (11 * 2**20 // len(row)))
+        fh.write(json.dumps({"text": "a late document", "source": "web", "meta": {"n": 1}}) + "\n")
+    ds, report = load_source(SourceSpec(name="web", path=str(path)), "cap.yaml", "mixture")
+    assert report.docs_read == report.kept == len(ds) == 11 * 2**20 // len(row) + 1
+    assert ds[len(ds) - 1]["text"] == "a late document"

@@ -246,20 +246,29 @@ def test_publish_never_touches_a_folder_that_is_not_an_export(short, tmp_path):
     assert result.returncode == 2 and "was not written by aurora-m" in error_line(result.stderr)
     assert (mine / "exp1" / "weights.bin").read_bytes() == b"precious"
     assert sorted(p.name for p in mine.rglob("*")) == ["exp1", "weights.bin"]
+    inside = aurora("publish", run, "--variant", "aurora-m-tiny-base", "--out",
+                    run / "publish" / "aurora-m-tiny-redteamed", "--overwrite")
+    assert inside.returncode == 2 and "is inside the run folder" in error_line(inside.stderr)
 
 
 def test_publish_replaces_its_own_export_only_with_overwrite(short, tmp_path):
     _, run = short
     out = tmp_path / "export"
     assert aurora("publish", run, "--variant", "aurora-m-tiny-base", "--out", out).returncode == 0
-    mode = stat.S_IMODE(out.stat().st_mode)
     umask = os.umask(0)
     os.umask(umask)
-    assert mode == 0o777 & ~umask  # the user's umask, not mkdtemp's 0700
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask  # the user's umask, not mkdtemp's 0700
+    for weights in (out / "model.safetensors", run / "cap" / "model" / "model.safetensors"):
+        assert stat.S_IMODE(weights.stat().st_mode) & 0o444 == 0o444 & ~umask, weights  # not 0600
     again = aurora("publish", run, "--variant", "aurora-m-tiny-redteamed", "--out", out)
     assert again.returncode == 2 and "--overwrite" in error_line(again.stderr)
     card = yaml.safe_load((out / "README.md").read_text().split("---")[1])
     assert card["model-index"][0]["name"].endswith("aurora-m-tiny-base")
+    (out / "NOTES.md").write_text("my notes")  # a file of the user's inside our export: never replaced away
+    refused = aurora("publish", run, "--variant", "aurora-m-tiny-redteamed", "--out", out, "--overwrite")
+    assert refused.returncode == 2 and "NOTES.md" in error_line(refused.stderr)
+    assert (out / "NOTES.md").read_text() == "my notes"
+    (out / "NOTES.md").unlink()
     replaced = aurora("publish", run, "--variant", "aurora-m-tiny-redteamed", "--out", out, "--overwrite")
     assert replaced.returncode == 0, replaced.stderr[-2000:]
     assert yaml.safe_load(
@@ -294,8 +303,22 @@ def test_publish_refuses_a_variant_whose_evaluation_is_older_than_its_weights(sh
     line = error_line(result.stderr)
     assert result.returncode == 2 and "not published" in line and "eval/eval ran on an older cap/train" in line
     assert not (tmp_path / "export").exists()
-    pipeline_publish = aurora("eval", recipe, "--output-dir", run)  # eval needs cat, which is now stale
-    assert pipeline_publish.returncode == 2 and "needs the output of 'cat'" in error_line(pipeline_publish.stderr)
+    old_export = (run / "publish" / "aurora-m-tiny-base" / "model.safetensors").read_bytes()
+    only_publish = aurora("run", recipe, "--output-dir", run, "--stages", "publish")  # its own config is unchanged
+    assert only_publish.returncode == 2 and "which is stale" in error_line(only_publish.stderr)
+    stages = {s["name"]: s["status"] for s in json.loads((run / "summary.json").read_text())["stages"]}
+    assert stages == {"cap": "completed", "cat": "stale", "sft": "stale", "eval": "stale", "publish": "stale"}
+    assert (run / "publish" / "aurora-m-tiny-base" / "model.safetensors").read_bytes() == old_export
+    downstream = aurora("run", recipe, "--output-dir", run)
+    assert downstream.returncode == 2 and "cat: its input 'cap' changed since checkpoint-8" in \
+        error_line(downstream.stderr)
+    cascaded = aurora("run", recipe, "--output-dir", run, "--restart", "cat")
+    assert cascaded.returncode == 0, cascaded.stderr[-3000:]
+    assert list((run / "cat").glob("set-aside-restart-*/checkpoint-8"))
+    fresh = aurora("publish", run, "--variant", "aurora-m-tiny-base", "--out", tmp_path / "export")
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    exported = (tmp_path / "export" / "model.safetensors").read_bytes()
+    assert exported == (run / "cap" / "model" / "model.safetensors").read_bytes()
 
 
 def test_a_moved_run_folder_still_publishes_every_variant(tiny_run, tmp_path):
@@ -306,7 +329,10 @@ def test_a_moved_run_folder_still_publishes_every_variant(tiny_run, tmp_path):
         result = aurora("publish", moved, "--variant", variant, "--out", out)
         assert result.returncode == 0, result.stderr[-2000:]
         assert (out / "model.safetensors").is_file() and (out / "assets" / "perplexity.png").is_file()
-        assert str(tiny_run) not in (out / "README.md").read_text()
+        for path in out.rglob("*"):  # what a push uploads says nothing of this machine's folders
+            if path.suffix in (".json", ".md"):
+                text = path.read_text()
+                assert str(tiny_run) not in text and str(moved) not in text, path
 
 
 # ---------------------------------------------------------------------------------------------- bad input, secrets
@@ -341,13 +367,15 @@ def test_no_token_in_any_file_the_run_writes(tmp_path, cache_dir):
                                                               "train_tokens": 8192, "hub_token": hub_token,
                                                               "env": {"HF_TOKEN": env_token}}})
     run = tmp_path / "run"
-    result = aurora("run", recipe, "--output-dir", run, "--stages", "cap")
+    cli_token = "hf_" + "C" * 34
+    result = aurora("run", recipe, "--output-dir", run, "--stages", "cap", "--hub_token", cli_token)
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((run / "cap").glob("checkpoint-*/training_args.bin"))  # the pickle a token used to hide in
     for path in run.rglob("*"):
         if path.is_file():
             data = path.read_bytes()
-            assert hub_token.encode() not in data and env_token.encode() not in data, path
+            for token in (hub_token, env_token, cli_token):
+                assert token.encode() not in data, path
     assert hub_token not in result.stdout + result.stderr and env_token not in result.stdout + result.stderr
 
 

@@ -232,3 +232,38 @@ def test_data_outside_the_recipe_needs_a_data_root(toy_recipe, tmp_path, capsys)
     assert main(["validate", str(toy_recipe)]) == 0
     assert run(toy_recipe, tmp_path / "run") == 0
     assert "shared" in (tmp_path / "run" / "a" / "toy.txt").read_text()
+
+
+def test_overrides_are_checked_before_anything_runs(toy_recipe, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(toy_recipe, out, "--logging_steps", "abc") == 2
+    assert "command line: --logging_steps: expected int, got 'abc'" in capsys.readouterr().err
+    assert run(toy_recipe, out, "--greeting") == 2
+    assert "command line: --greeting: missing a value" in capsys.readouterr().err
+    assert CALLS == [] and not (out / "a").exists()
+
+
+@pytest.mark.parametrize("stages", ["a,nope", ""])
+def test_unknown_or_empty_stage_lists_are_refused(toy_recipe, tmp_path, capsys, stages):
+    assert run(toy_recipe, tmp_path / "run", "--stages", stages) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and ("no stage named 'nope'" in err or "--stages" in err)
+
+
+def test_an_output_folder_that_cannot_be_created_is_refused(toy_recipe, capsys):
+    assert run(toy_recipe, Path("/proc/aurora-m-run")) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_a_step_is_stale_when_what_it_read_was_replaced(toy_recipe, tmp_path):
+    """b ran on a's output; a re-run of a alone (here with an override) makes b stale, not complete."""
+    out = tmp_path / "run"
+    assert run(toy_recipe, out) == 0
+    assert main(["run", str(toy_recipe), "--output-dir", str(out), "--stages", "a",
+                 "--greeting", "changed"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {s["name"]: s["status"] for s in summary["stages"]} == {"a": "completed", "b": "stale"}
+    CALLS.clear()
+    assert run(toy_recipe, out) == 0  # without the override a runs as b first read it: b is current again
+    assert CALLS == [("a", "transformers")]
+    assert (out / "b" / "toy.txt").read_text().endswith((out / "a" / "toy.txt").read_text())

@@ -101,6 +101,8 @@ BROKEN = [
     ("pipeline.yaml", "config: cap.yaml", "config: ../../../../../../etc/passwd",
      ["pipeline.yaml", "stages[0].config", "outside the recipe folder"]),
     ("cap.yaml", "path: data/fi.jsonl", "path: ../../outside.jsonl", ["cap.yaml", "mixture[1].path", "data_roots"]),
+    ("pipeline.yaml", "- name: cap ", "- name: recipe ", ["pipeline.yaml", "stages[0].name", "copy of the recipe"]),
+    ("cap.yaml", "seq_length: 128", "seq_length: 128\nseq_length: 64", ["cap.yaml", "duplicate key 'seq_length'"]),
     ("pipeline.yaml", "engine: transformers", "engine: nanotron",
      ["pipeline.yaml", "stages[0].engine", "not available for pretrain"]),
 ]

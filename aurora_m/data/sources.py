@@ -212,7 +212,7 @@ def _load(spec: SourceSpec, config_file: str, where: str):
         raise
 
 
-def _json_rows(path: str, fields: list[str], stamp: tuple):
+def _json_rows(path: str, fields: tuple[str, ...], stamp: tuple):
     """Rows of a jsonl file reduced to ``fields`` (the category last); non-string texts become None (removed)."""
     with open(path, encoding="utf-8") as fh:
         for line in fh:
@@ -229,7 +229,7 @@ def _load_fields(spec: SourceSpec):
     fields = [f for f in dict.fromkeys(texts) if f != spec.category_field] + [spec.category_field]
     stat = Path(spec.path).stat()  # part of the cache key: an edited file is read again
     return Dataset.from_generator(_json_rows, features=Features({f: Value("string") for f in fields}),
-                                  gen_kwargs={"path": spec.path, "fields": fields,
+                                  gen_kwargs={"path": spec.path, "fields": tuple(fields),  # a list would be sharded
                                               "stamp": (stat.st_size, stat.st_mtime_ns)})
 
 
