@@ -103,16 +103,24 @@ def _pipeline(args, overrides: list[str], check: bool = True, only: str | None =
     recipe = load_recipe(args.recipe_dir, check_stages=check)
     if check:
         check_engines(recipe)
-    for name in _stage_list(getattr(args, "restart", None)) | _stage_list(getattr(args, "resume", None)) | \
-            _stage_list(getattr(args, "stages", None)):
+    restart, resume = _stage_list(getattr(args, "restart", None)), _stage_list(getattr(args, "resume", None))
+    chosen = _stage_list(getattr(args, "stages", None)) or ({only} if only else set())
+    for name in restart | resume | chosen:
         recipe.stage(name)
+    for flag, names in (("--restart", restart), ("--resume", resume)):
+        if chosen and names - chosen:
+            raise RecipeError(None, flag, f"{', '.join(sorted(names - chosen))} is not among the stages this command "
+                                          f"runs ({', '.join(sorted(chosen))})")
+    if restart & resume:
+        raise RecipeError(None, "--restart", f"{', '.join(sorted(restart & resume))} is given to both --restart and "
+                                             f"--resume: choose one")
     per_stage = split_overrides(recipe, overrides, only)
     for name, stage_overrides in per_stage.items():
         stage = recipe.stage(name)
         check_stage_config(stage.config, stage.kind, has_model_input=bool(stage.inputs),
                            overrides=overrides_to_dict(stage.config, stage_overrides),
                            input_positions=recipe.input_positions(stage))
-    return Pipeline(recipe, args.output_dir, per_stage)
+    return Pipeline(recipe, args.output_dir, per_stage, targets={only} if only else None)
 
 
 def _run(args, overrides) -> int:

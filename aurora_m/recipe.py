@@ -213,7 +213,11 @@ def allowed_roots(recipe_dir: Path) -> list[Path]:
         data_roots = read_yaml(pipeline).get("data_roots") or []
         if not isinstance(data_roots, list) or not all(isinstance(r, str) for r in data_roots):
             raise RecipeError(pipeline, "data_roots", "expected a list of folders")
-        roots += [resolve_path(Path(recipe_dir), r).resolve() for r in data_roots]
+        for i, root in enumerate(data_roots):
+            folder = resolve_path(Path(recipe_dir), root).resolve()
+            if not folder.is_dir():
+                raise RecipeError(pipeline, f"data_roots[{i}]", f"{root} is not a folder")
+            roots.append(folder)
     return roots
 
 
@@ -334,7 +338,14 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, 
     """Check one stage YAML (plus command-line overrides) without running anything; returns the mapping."""
     file = Path(file)
     spec = KINDS[kind]
-    config = {**read_yaml(file), **(overrides or {})}
+    field_types = _field_types(spec.dataclass_types())
+    overrides = dict(overrides or {})
+    for key, value in overrides.items():
+        if key in source_keys():
+            raise RecipeError("command line", f"--{key}", "lists of sources are edited in the stage YAML")
+        if isinstance(value, CliValue) and _is_list(field_types.get(key)):
+            overrides[key] = [value]  # argparse reads `--config_patches tiny` as a list of one
+    config = {**read_yaml(file), **overrides}
     check_keys_and_types(file, config, spec.dataclass_types())
     roots = roots if roots is not None else allowed_roots(file.parent)
     for key, owner in source_keys().items():
@@ -369,17 +380,7 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, 
                 raise RecipeError(file, "tokenizer_name_or_path",
                                   "missing: a model built from base_config needs "
                                   "tokenizer_name_or_path or tokenizer_train_files")
-    seq_length = _number(config.get("seq_length", 1))
-    if seq_length <= 0:
-        raise RecipeError(file, "seq_length", f"expected a positive integer, got {seq_length}")
-    positions = model_positions(config, input_positions) if spec.produces_model else input_positions
-    if positions and "seq_length" in config and seq_length > positions:
-        raise RecipeError(file, "seq_length", f"{config['seq_length']} is longer than the model's {positions} learned "
-                                              f"positions (n_positions after config_patches)")
-    for key in ("max_steps", "num_train_epochs", "train_tokens"):
-        if key in config and not _number(config[key]) > 0:
-            hint = "; leave max_steps out to train num_train_epochs" if key == "max_steps" else ""
-            raise RecipeError(file, key, f"expected a positive number, got {config[key]!r}{hint}")
+    _check_numbers(file, config, model_positions(config, input_positions) if spec.produces_model else input_positions)
     if "mixture" in config and "train_tokens" not in config:
         raise RecipeError(file, "train_tokens", "missing: the stage's token budget (a positive integer)")
     if "report_to" in config:
@@ -395,6 +396,38 @@ def _number(value) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
+
+
+POSITIVE_KEYS = ("max_steps", "num_train_epochs", "train_tokens", "seq_length", "max_length",
+                 "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                 "max_doc_tokens")
+
+
+def _is_list(tp) -> bool:
+    return tp is list or typing.get_origin(tp) is list or any(
+        _is_list(arm) for arm in typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType))
+
+
+def _check_numbers(file: Path, config: dict, positions: int | None) -> None:
+    """Counts that must be positive, a learning rate that is a number, lengths within the learned positions."""
+    def where(key):
+        return ("command line", f"--{key}") if isinstance(config[key], CliValue) else (file, key)
+
+    for key in POSITIVE_KEYS:
+        if key in config and config[key] is not None and not _number(config[key]) > 0:
+            hint = "; leave max_steps out to train num_train_epochs" if key == "max_steps" else ""
+            raise RecipeError(*where(key), f"expected a positive number, got {config[key]!r}{hint}")
+    if "learning_rate" in config and not (math.isfinite(_number(config["learning_rate"]))
+                                          and _number(config["learning_rate"]) >= 0):
+        raise RecipeError(*where("learning_rate"), f"expected a finite number >= 0, got {config['learning_rate']!r}")
+    for key in ("seq_length", "max_length"):
+        if positions and config.get(key) is not None and _number(config[key]) > positions:
+            raise RecipeError(*where(key), f"{config[key]} is longer than the model's {positions} learned positions "
+                                           f"(n_positions after config_patches)")
+    if "train_tokens" in config and "seq_length" in config and _number(config["train_tokens"]) < _number(
+            config["seq_length"]):
+        raise RecipeError(*where("train_tokens"), f"{config['train_tokens']} is less than one sequence of "
+                                                  f"{config['seq_length']} tokens")
 
 
 def overrides_to_dict(file: Path, overrides: list[str] | None) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import uuid
 
 import yaml
 
@@ -29,11 +30,26 @@ logger = logging.getLogger(__name__)
 
 
 class Pipeline:
-    def __init__(self, recipe: Recipe, run_dir, overrides: dict[str, list[str]] | None = None):
+    def __init__(self, recipe: Recipe, run_dir, overrides: dict[str, list[str]] | None = None,
+                 targets: set[str] | None = None):
+        """``overrides``: this command's ``--key value`` pairs per stage, for the stages it ``targets`` (all by
+        default). Other stages are judged with the overrides they last ran with, as their markers record."""
         self.recipe = recipe
         self.layout = RunLayout(run_dir)
-        self.overrides = overrides or {}
+        self.targets = targets
+        self.overrides = {s.name: list((overrides or {}).get(s.name, [])) if self.targets_stage(s.name)
+                          else self.recorded_overrides(s) for s in recipe.stages}
         self.prints = Fingerprints(recipe, self.layout, self.overrides)
+
+    def targets_stage(self, name: str) -> bool:
+        return self.targets is None or name in self.targets
+
+    def recorded_overrides(self, stage: StageSpec) -> list[str]:
+        for step in reversed(stage.steps):
+            marker = read_json_or_none(self.layout.stage(stage.name).marker(step))
+            if marker:
+                return list(marker.get("overrides", []))
+        return []
 
     # ------------------------------------------------------------------ markers
     def print_of(self, stage: StageSpec, step: str) -> StepPrint:
@@ -54,7 +70,21 @@ class Pipeline:
             name, _, upstream_step = key.partition("/")
             if self.step_status(self.recipe.stage(name), upstream_step) != "completed":
                 return "stale"
-        return "completed"
+        # the very outputs it read: a re-run upstream replaced them, even with the same configuration
+        return "completed" if marker.get("input_runs") == self.input_runs(stage, step) else "stale"
+
+    def input_runs(self, stage: StageSpec, step: str) -> dict[str, str | None]:
+        """The run ids of the outputs a step reads now (each marker gets a new one whenever its step runs)."""
+        out = {}
+        for key in self.print_of(stage, step).inputs:
+            name, _, upstream_step = key.partition("/")
+            out[key] = (self.read_marker(self.recipe.stage(name), upstream_step) or {}).get("run_id")
+        return out
+
+    def model_input_runs(self, stage: StageSpec) -> dict[str, str | None]:
+        """Run ids of the model stages a stage continues from (what its checkpoints grew from)."""
+        return {s.name: (self.read_marker(s, s.steps[-1]) or {}).get("run_id")
+                for s in self.recipe.model_inputs(stage)}
 
     def is_complete(self, stage: StageSpec, step: str) -> bool:
         return self.step_status(stage, step) == "completed"
@@ -133,10 +163,13 @@ class Pipeline:
         runner = stage.spec.runner(stage.engine, step)
         logger.info("%s/%s: running (%s, engine %s)", stage.name, step, stage.kind, stage.engine)
         start = time.time()
+        input_runs = self.input_runs(stage, step)
         runner(ctx)
         duration = time.time() - start
-        write_json(dirs.marker(step), {**stage_print.as_dict(), "duration_s": round(duration, 2),
-                                       "finished_at": _now(), "aurora_m_version": __version__})
+        write_json(dirs.marker(step), {**stage_print.as_dict(), "run_id": uuid.uuid4().hex, "input_runs": input_runs,
+                                       "overrides": redact_overrides(self.overrides.get(stage.name, [])),
+                                       "duration_s": round(duration, 2), "finished_at": _now(),
+                                       "aurora_m_version": __version__})
         logger.info("%s/%s: done in %.1fs", stage.name, step, duration)
         self.prints.save()
         self.write_summary()
@@ -170,18 +203,23 @@ class Pipeline:
 
         dirs = self.layout.stage(stage.name)
         current = self.print_of(stage, stage.spec.resumable_step)
+        upstream_runs = self.model_input_runs(stage)
         checkpoints = complete_checkpoints(dirs)  # partial ones are set aside here, with a warning
         state = read_json_or_none(dirs.train_state)
+        rerun = [name for name, run_id in upstream_runs.items() if (state or {}).get("upstream_runs", {}).get(name)
+                 not in (None, run_id)]
         if checkpoints and stage.name in restart:
             aside = dirs.set_aside("restart")
             for path in checkpoints:
                 path.rename(aside / path.name)
             logger.warning("%s: %d checkpoint(s) moved to %s; training starts over", stage.name, len(checkpoints),
                            self.layout.rel(aside))
-        elif checkpoints and (state or {}).get("fingerprint") != current.fingerprint:
+        elif checkpoints and ((state or {}).get("fingerprint") != current.fingerprint or rerun):
             newest = checkpoints[-1].name
             changes = (explain_difference(state, current, self._input_details, stage.name) if state
                        else ["checkpoints of an unknown configuration"])
+            if state and state.get("fingerprint") == current.fingerprint:
+                changes = [f"its input {name!r} was trained again" for name in rerun]
             if stage.name not in resume:
                 raise RecipeError(None, None,
                                   f"{stage.name}: {'; '.join(changes)} since {newest}: run again with --restart "
@@ -189,7 +227,7 @@ class Pipeline:
                                   f"(continue from {newest} with the new configuration)")
             logger.warning("%s: resuming from %s with the new configuration (%s)", stage.name, newest,
                            "; ".join(changes))
-        write_json(dirs.train_state, current.as_dict())
+        write_json(dirs.train_state, {**current.as_dict(), "upstream_runs": upstream_runs})
 
     def _input_details(self, key: str) -> list[str]:
         """What changed in an input step since its marker was written (its files, its keys)."""
@@ -213,7 +251,7 @@ class Pipeline:
         def duration(stage, step):
             return (self.read_marker(stage, step) or {}).get("duration_s")
 
-        overrides = {name: redact_overrides(args) for name, args in self.overrides.items()}
+        overrides = {name: redact_overrides(args) for name, args in self.overrides.items() if args}
         summary = build_summary(self.recipe, self.layout, self.step_status, duration, overrides)
         write_json(self.layout.summary, summary)
         return summary

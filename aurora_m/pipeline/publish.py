@@ -2,8 +2,9 @@
 
 Fresh means every step of the variant's lineage and of its evaluation has a marker, each ran on
 the outputs that are there now (the fingerprints each marker recorded for its inputs are those
-inputs' current ones), and, when the recipe folder the run came from is still there, each is
-complete for that recipe as it is now (with the command-line overrides the run was given).
+inputs' current ones: each run of a step gets a new run id), and, when the recipe folder the run
+came from is still there, each is complete for that recipe as it is now (with the command-line
+overrides each step last ran with).
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ def stale_steps(layout: RunLayout, summary: dict, variant: dict) -> list[str]:
         if not marker:
             problems.append(f"{key} has not completed")
             continue
-        for upstream, fingerprint in marker.get("inputs", {}).items():
+        for upstream, run_id in marker.get("input_runs", {}).items():
             now = markers.get(upstream) or read_json_or_none(layout.stage(upstream.split("/")[0])
                                                              .marker(upstream.split("/")[1]))
-            if not now or now.get("fingerprint") != fingerprint:
+            if not now or now.get("run_id") != run_id:
                 problems.append(f"{key} ran on an older {upstream}")
     if not problems:
         problems += _stale_for_current_recipe(layout, summary, names)
@@ -53,7 +54,7 @@ def _stale_for_current_recipe(layout: RunLayout, summary: dict, names: list[str]
         return []
     try:
         recipe = load_recipe(recipe_dir, check_stages=False)
-        pipeline = Pipeline(recipe, layout.root, summary.get("overrides"))
+        pipeline = Pipeline(recipe, layout.root, targets=set())  # each stage as its markers say it ran
         return [f"{name}/{step} is stale for the recipe in {recipe_dir} (its configuration or data changed)"
                 for name in names for step in recipe.stage(name).steps
                 if pipeline.step_status(recipe.stage(name), step) == "stale"]
