@@ -18,11 +18,14 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import logging
 import sys
 from dataclasses import fields
 
 from .errors import RecipeError, exit_on_failure
 from .logs import setup_logging
+
+logger = logging.getLogger(__name__)
 
 STEP_COMMANDS = {"data": "build the dataset of a pretrain/sft stage",
                  "train": "train a pretrain/sft stage (builds its data if missing)",
@@ -130,7 +133,8 @@ def _run(args, overrides) -> int:
         if quick.layout.summary.is_file() and quick.all_complete():
             with quick.session("aurora-m run"):
                 summary = quick.write_summary()
-            print(f"all {len(summary['stages'])} stages complete in {quick.layout.root}; nothing to run")
+            logger.info("all %d stages complete in %s; nothing to run", len(summary["stages"]), quick.layout.root)
+            print(json.dumps({s["name"]: s["status"] for s in summary["stages"]}))
             return 0
     if args.stages is not None and not _stage_list(args.stages):
         raise RecipeError(None, "--stages", "expected comma-separated stage names, got nothing")
@@ -170,6 +174,7 @@ def _step(args, overrides) -> int:
     with pipeline.session(f"aurora-m {args.command}"):
         pipeline.save_recipe_copy()
         pipeline.run_step(stage, args.command, restart=_stage_list(args.restart), resume=_stage_list(args.resume))
+        print(json.dumps({f"{stage.name}/{args.command}": pipeline.step_status(stage, args.command)}))
     return 0
 
 

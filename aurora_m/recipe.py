@@ -98,6 +98,23 @@ class CliValue(str):
         return repr(str(self))
 
 
+def typed_cli_value(value, tp):
+    """A command-line string as the field's type reads it (``"no"`` -> False for a bool), for fingerprints."""
+    if isinstance(value, list):
+        return [typed_cli_value(v, typing.get_args(tp)[0] if typing.get_args(tp) else str) for v in value]
+    arms = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) in (
+        typing.Union, types.UnionType) else [tp]
+    for arm in arms:
+        try:
+            if arm is bool:
+                return value.lower() in ("true", "yes", "1", "on", "t", "y")
+            if arm in (int, float):
+                return arm(value)
+        except ValueError:
+            continue
+    return str(value)
+
+
 class BareFlag(CliValue):
     """``--key`` with no value: "true" for a boolean, a missing value for anything else."""
 
@@ -160,7 +177,7 @@ def value_matches(value, tp) -> bool:
     return True  # an annotation we do not model: let the dataclass decide
 
 
-def _field_types(dataclass_types) -> dict[str, object]:
+def field_types(dataclass_types) -> dict[str, object]:
     out = {}
     for dc in dataclass_types:
         hints = typing.get_type_hints(dc)
@@ -181,7 +198,7 @@ def _unknown_key(file, key, known, where="") -> RecipeError:
 
 
 def check_keys_and_types(file: Path, config: dict, dataclass_types) -> None:
-    known = _field_types(dataclass_types)
+    known = field_types(dataclass_types)
     for key, value in config.items():
         if key == "env":
             if not isinstance(value, dict):
@@ -338,12 +355,12 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, 
     """Check one stage YAML (plus command-line overrides) without running anything; returns the mapping."""
     file = Path(file)
     spec = KINDS[kind]
-    field_types = _field_types(spec.dataclass_types())
+    known_types = field_types(spec.dataclass_types())
     overrides = dict(overrides or {})
     for key, value in overrides.items():
         if key in source_keys():
             raise RecipeError("command line", f"--{key}", "lists of sources are edited in the stage YAML")
-        if isinstance(value, CliValue) and _is_list(field_types.get(key)):
+        if isinstance(value, CliValue) and _is_list(known_types.get(key)):
             overrides[key] = [value]  # argparse reads `--config_patches tiny` as a list of one
     config = {**read_yaml(file), **overrides}
     check_keys_and_types(file, config, spec.dataclass_types())
@@ -571,8 +588,10 @@ def load_recipe(recipe_dir: str | Path, *, check_stages: bool = True) -> Recipe:
             raise _unknown_key(file, key, PIPELINE_KEYS)
         if not isinstance(value, PIPELINE_KEYS[key]):
             raise RecipeError(file, key, f"expected {PIPELINE_KEYS[key].__name__}, got {type(value).__name__}")
-    if not raw.get("stages"):
+    if "stages" not in raw:
         raise RecipeError(file, "stages", "missing: expected a list of stages")
+    if not raw["stages"]:
+        raise RecipeError(file, "stages", "empty: expected at least one stage")
     roots = allowed_roots(recipe_dir)
     stages: dict[str, StageSpec] = {}
     for i, entry in enumerate(raw["stages"]):

@@ -14,6 +14,7 @@ from pathlib import Path
 from trl import TrlParser
 
 from .errors import RecipeError, exit_on_failure
+from .io import check_writable
 from .logs import setup_logging
 from .recipe import parse_stage, read_yaml, source_keys, stage_dataclasses
 
@@ -38,7 +39,15 @@ class StageParser(TrlParser):
         i = argv.index("--config")
         self.config_file = Path(argv[i + 1])
         overrides = argv[:i] + argv[i + 2:]
-        return parse_stage(self.config_file, self.kind, overrides)
+        parsed = parse_stage(self.config_file, self.kind, overrides)
+        output_dir = next((getattr(a, "output_dir", None) for a in parsed if hasattr(a, "output_dir")), None)
+        if any(hasattr(a, "output_dir") for a in parsed):
+            if "--output_dir" not in overrides:  # Trainer would write into ./trainer_output
+                raise RecipeError(None, "--output_dir", "missing: the folder for checkpoints and the final model")
+            check_writable(output_dir, "--output_dir")
+            if Path(output_dir).exists() and not Path(output_dir).is_dir():
+                raise RecipeError(output_dir, None, "--output_dir is a file, expected a folder")
+        return parsed
 
 
 def kind_of(argv: list[str], default: str) -> str:

@@ -125,7 +125,7 @@ def test_second_run_skips_every_completed_stage(tiny_run):
     assert len(markers) == 8
     result = cli("run", "recipes/aurora-m-tiny", "--output-dir", str(tiny_run))
     assert result.returncode == 0, result.stderr
-    assert "nothing to run" in result.stdout
+    assert "nothing to run" in result.stderr
     assert {p: p.stat().st_mtime_ns for p in tiny_run.glob("*/.*.done")} == markers
 
 

@@ -27,6 +27,7 @@ class ToyArguments:
     greeting: str = "hello"
     fail_with: str = ""  # what the runner raises, to test how failures end
     logging_steps: int = 10  # cannot change the result
+    shout: bool = False
     output_dir: str | None = None
 
 
@@ -93,7 +94,7 @@ def test_a_kind_registered_by_a_test_runs_through_aurora_m_run(toy_recipe, tmp_p
     capsys.readouterr()
     assert run(toy_recipe, out) == 0  # everything complete: nothing runs
     assert CALLS == [("a", "transformers"), ("b", "transformers")]
-    assert "nothing to run" in capsys.readouterr().out
+    assert "nothing to run" in capsys.readouterr().err
 
 
 def test_editing_a_file_a_step_reads_reruns_it_and_what_follows(toy_recipe, tmp_path):
@@ -267,3 +268,28 @@ def test_a_step_is_stale_when_what_it_read_was_replaced(toy_recipe, tmp_path):
     assert run(toy_recipe, out) == 0  # a runs again, as first configured: b read an output since replaced
     assert CALLS == [("a", "transformers"), ("b", "transformers")]
     assert (out / "b" / "toy.txt").read_text().endswith((out / "a" / "toy.txt").read_text())
+
+
+def test_restart_and_resume_must_name_stages_the_command_runs(toy_recipe, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(toy_recipe, out, "--stages", "a", "--restart", "b") == 2
+    assert "--restart: b is not among the stages this command runs (a)" in capsys.readouterr().err
+    assert run(toy_recipe, out, "--restart", "a", "--resume", "a") == 2
+    assert "both --restart and --resume" in capsys.readouterr().err
+    assert CALLS == []
+
+
+def test_an_output_folder_inside_another_run_is_refused(toy_recipe, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(toy_recipe, out) == 0
+    assert run(toy_recipe, out / "a" / "nested") == 2
+    assert "is inside the run folder" in capsys.readouterr().err
+
+
+def test_a_boolean_given_as_no_or_false_is_the_same_configuration(toy_recipe, tmp_path):
+    out = tmp_path / "run"
+    assert run(toy_recipe, out, "--shout", "false") == 0
+    CALLS.clear()
+    assert run(toy_recipe, out, "--shout", "no") == 0
+    assert run(toy_recipe, out, "--shout", "0") == 0
+    assert CALLS == []

@@ -33,6 +33,8 @@ def parse_models(entries: list[str], config_file) -> dict[str, str]:
         if not VARIANT_NAME.match(name):
             raise RecipeError(config_file, "eval_models", f"{name!r} is not a usable variant name (a Hub repo name: "
                                                           f"letters, digits, '-', '_', '.'; no '/' or '..')")
+        if name in models:
+            raise RecipeError(config_file, "eval_models", f"two models are named {name!r}: name each NAME=PATH once")
         if not Path(path, "config.json").is_file():
             raise RecipeError(config_file, "eval_models", f"{path} is not a model folder (no config.json)")
         models[name] = path

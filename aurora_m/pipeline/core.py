@@ -20,7 +20,7 @@ from .. import __version__
 from ..context import StepContext
 from ..errors import RecipeError
 from ..io import check_output_dir, read_json_or_none, sweep_dead_temps, write_json
-from ..layout import RunLayout
+from ..layout import ExportDir, RunLayout
 from ..recipe import Recipe, StageSpec, read_yaml, redact, redact_overrides
 from .fingerprint import Fingerprints, StepPrint, explain_difference
 from .lock import run_lock
@@ -97,6 +97,11 @@ class Pipeline:
     def session(self, command: str):
         """Claim the run folder (refusing one that is not ours), lock it, and clear what dead runs left."""
         root = self.layout.root
+        for folder in root.parents:
+            for marker, what in ((RunLayout.MARKER, "run folder"), (ExportDir.MARKER, "export")):
+                if (folder / marker).is_file():
+                    raise RecipeError(root, None, f"--output-dir is inside the {what} {folder}: choose a folder "
+                                                  f"outside it")
 
         def same_recipe(marker: dict) -> str | None:
             if marker.get("recipe") not in (None, self.recipe.name):

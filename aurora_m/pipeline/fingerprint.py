@@ -15,7 +15,16 @@ from pathlib import Path
 
 from ..io import read_json_or_none, write_json
 from ..layout import RunLayout
-from ..recipe import Recipe, StageSpec, overrides_to_dict, read_yaml, resolve_path, source_keys
+from ..recipe import (
+    Recipe,
+    StageSpec,
+    field_types,
+    overrides_to_dict,
+    read_yaml,
+    resolve_path,
+    source_keys,
+    typed_cli_value,
+)
 
 # Keys that cannot change what a step computes: how often it logs, saves or evaluates, where it
 # reports, how many workers load data, where outputs go, Hub pushes, and the env block.
@@ -177,7 +186,11 @@ class Fingerprints:
         self._memo: dict[tuple[str, str], StepPrint] = {}
 
     def stage_config(self, stage: StageSpec) -> dict:
-        return {**read_yaml(stage.config), **overrides_to_dict(stage.config, self.overrides.get(stage.name))}
+        overrides = overrides_to_dict(stage.config, self.overrides.get(stage.name))
+        if overrides:  # typed as the dataclasses read them: `--bf16 no` is the YAML's `bf16: false`
+            types = field_types(stage.spec.dataclass_types())
+            overrides = {k: typed_cli_value(v, types.get(k, str)) for k, v in overrides.items()}
+        return {**read_yaml(stage.config), **overrides}
 
     def of(self, stage: StageSpec, step: str) -> StepPrint:
         key = (stage.name, step)

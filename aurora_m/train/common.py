@@ -18,6 +18,19 @@ logger = logging.getLogger(__name__)
 MACHINE_PATHS = ("output_dir", "logging_dir", "run_name", "resume_from_checkpoint")  # this machine's, not the model's
 
 
+def open_checkpoint_permissions(trainer) -> None:
+    """Checkpoints follow the user's umask too (safetensors writes 0600), so a colleague can resume or inspect them."""
+    from transformers import TrainerCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    class OpenPermissions(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero and (last := get_last_checkpoint(args.output_dir)):
+                apply_umask(last)
+
+    trainer.add_callback(OpenPermissions())
+
+
 def wired_arguments(ctx) -> list[str]:
     """What the pipeline wires into a train step: the data step's folder and the model it continues from."""
     extra = ["--dataset_dir", str(ctx.dirs.data.root)]
@@ -43,6 +56,7 @@ def train_and_save(trainer, dirs: StageDir, title: str) -> Path:
     """
     args = trainer.args
     log_through_logging(trainer)
+    open_checkpoint_permissions(trainer)
     resume = args.resume_from_checkpoint
     if resume is None:
         checkpoints = complete_checkpoints(dirs)
