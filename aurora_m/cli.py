@@ -25,7 +25,7 @@ from dataclasses import fields
 from .errors import RecipeError, exit_on_failure
 from .logs import setup_logging
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("aurora_m.cli")  # not __name__: that is "__main__" under python -m
 
 STEP_COMMANDS = {"data": "build the dataset of a pretrain/sft stage",
                  "train": "train a pretrain/sft stage (builds its data if missing)",

@@ -119,7 +119,8 @@ class Pipeline:
                 write_json(self.layout.marker, {"recipe": self.recipe.name, "created_at": _now(),
                                                 "aurora_m_version": __version__})
             try:
-                if not self.overrides:  # what is stale says so now, even if this run stops before any step
+                if not any(self.overrides.get(s.name) for s in self.recipe.stages if self.targets_stage(s.name)):
+                    # no overrides given: what is stale says so now, even if this run stops before any step
                     self.write_summary()
                 yield self
             finally:
