@@ -155,8 +155,8 @@ def diagnose_data_file(path: str | Path) -> tuple[int | None, str] | None:
                 return number, _not_utf8(raw[err.start], err.start + 1)
             if not line.strip():
                 continue
-            if rows == 0 and line.lstrip().startswith("["):
-                return _diagnose_json_document(path)
+            if rows == 0 and path.suffix == ".json" and line.lstrip().startswith("["):
+                return _diagnose_json_document(path)  # a .json array; in .jsonl a list is a bad row
             rows += 1
             try:
                 row = json.loads(line)

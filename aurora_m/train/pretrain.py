@@ -24,7 +24,9 @@ def train_pretrain(model_args: ModelArguments, mix_args: MixtureArguments, train
 
     dirs = StageDir(training_args.output_dir)
     data = DatasetDir(mix_args.dataset_dir) if mix_args.dataset_dir else dirs.data
-    if not data.is_built():
+    if data.is_built():  # scripts reuse it as is; `aurora-m` rebuilds it when its sources or keys change
+        logger.info("training on the dataset in %s", data.root)
+    else:
         with training_args.main_process_first(desc="build dataset"):
             if not data.is_built():
                 build_pretrain_dataset(model_args, mix_args, data.root, config_file, title)

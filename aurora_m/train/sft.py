@@ -22,7 +22,9 @@ def train_sft(model_args: ModelArguments, data_args: SFTDataArguments, sft_confi
 
     dirs = StageDir(sft_config.output_dir)
     data = DatasetDir(data_args.dataset_dir) if data_args.dataset_dir else dirs.data
-    if not data.is_built():
+    if data.is_built():  # scripts reuse it as is; `aurora-m` rebuilds it when its sources or keys change
+        logger.info("training on the dataset in %s", data.root)
+    else:
         with sft_config.main_process_first(desc="build dataset"):
             if not data.is_built():
                 build_sft_dataset(data_args, data.root, config_file)
