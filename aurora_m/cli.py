@@ -80,7 +80,7 @@ def split_overrides(recipe, overrides: list[str], only: str | None = None) -> di
 
     if not overrides:
         return {}
-    values = overrides_to_dict(recipe.file, overrides)
+    values = overrides_to_dict(overrides)
     stages = [recipe.stage(only)] if only else recipe.stages
     known = {s.name: {f.name for dc in stage_dataclasses(s.kind) for f in fields(dc)} for s in stages}
     out: dict[str, list[str]] = {}
@@ -121,7 +121,7 @@ def _pipeline(args, overrides: list[str], check: bool = True, only: str | None =
     for name, stage_overrides in per_stage.items():
         stage = recipe.stage(name)
         check_stage_config(stage.config, stage.kind, has_model_input=bool(stage.inputs),
-                           overrides=overrides_to_dict(stage.config, stage_overrides),
+                           overrides=overrides_to_dict(stage_overrides),
                            input_positions=recipe.input_positions(stage))
     return Pipeline(recipe, args.output_dir, per_stage, targets={only} if only else None)
 

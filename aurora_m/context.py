@@ -18,7 +18,6 @@ class StepContext:
     config: Path  # the stage YAML
     run: RunLayout
     dirs: StageDir  # this stage's folder
-    fingerprint: str  # what the step's completion marker will hold
     overrides: list[str] = field(default_factory=list)  # the user's --key value overrides for this stage
     input_models: dict[str, Path] = field(default_factory=dict)  # variant -> model folder, in lineage order
     input_stages: dict[str, StageDir] = field(default_factory=dict)  # upstream stage name -> its folder

@@ -29,17 +29,20 @@ class RecipeError(Exception):
         return f"{where}: {self.message}" if where else self.message
 
 
-def _chain(exc: BaseException):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
+def exception_chain(err: BaseException) -> list[BaseException]:
+    """``err`` and every exception behind it, suppressed contexts included (``raise ... from None`` hides the
+    library error a wrapper replaced, yet it is often the one that says what happened)."""
+    chain, seen = [], set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    return chain
 
 
 def _disk_full(exc: BaseException, output_dir: str | Path | None) -> str | None:
     """The path a write failed on for lack of space, or None (torch reports it as a bare RuntimeError)."""
-    for err in _chain(exc):
+    for err in exception_chain(exc):
         if isinstance(err, OSError) and err.errno == errno.ENOSPC:
             return str(err.filename or output_dir or "")
         if "No space left on device" in str(err):

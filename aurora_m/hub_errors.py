@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import RecipeError
+from .errors import RecipeError, exception_chain
 
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 TRUE_VALUES = {"1", "ON", "YES", "TRUE"}  # how huggingface_hub reads its boolean variables
@@ -39,17 +39,6 @@ def offline_variables() -> list[str]:
     if getattr(datasets_config, "HF_HUB_OFFLINE", False) and not found:
         found.append("HF_DATASETS_OFFLINE")
     return found
-
-
-def exception_chain(err: BaseException) -> list[BaseException]:
-    """``err`` and every exception behind it, suppressed contexts included (``raise ... from None``
-    hides the hub error that datasets wrapped, yet it is the one that says what happened)."""
-    chain, seen = [], set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        chain.append(err)
-        err = err.__cause__ or err.__context__
-    return chain
 
 
 def _status(err: BaseException) -> int | None:

@@ -129,18 +129,29 @@ def check_patches(specs: list[str], file: str | Path, key: str = "config_patches
             raise RecipeError(file, key, str(err)) from None
 
 
+def read_config_json(name_or_path: str) -> dict | None:
+    """The config mapping of a bundled name (``starcoderplus``), a config.json or a model folder; None if there
+    is none here (a Hub id, say). Light: no transformers import, so validation can read ``n_positions``."""
+    bundled = resources.files("aurora_m") / "configs" / f"{name_or_path}.json"
+    if bundled.is_file():
+        return json.loads(bundled.read_text())
+    path = Path(name_or_path)
+    path = path / "config.json" if path.is_dir() else path
+    if path.is_file() and path.suffix == ".json":
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+    return None
+
+
 def load_base_config(name_or_path: str):
     """A GPTBigCode config from a bundled name (``starcoderplus``) or a config.json path."""
     from transformers import GPTBigCodeConfig
 
-    bundled = resources.files("aurora_m") / "configs" / f"{name_or_path}.json"
-    if bundled.is_file():
-        data = json.loads(bundled.read_text())
-    else:
-        path = Path(name_or_path)
-        if path.is_dir():
-            path = path / "config.json"
-        data = json.loads(path.read_text())
+    data = read_config_json(name_or_path)
+    if data is None:
+        raise ValueError(f"{name_or_path}: no readable config.json (a bundled name, a config.json or a model folder)")
     if data.get("model_type") != "gpt_bigcode":
         raise ValueError(f"{name_or_path}: model_type is {data.get('model_type')!r}, expected 'gpt_bigcode'")
     return GPTBigCodeConfig.from_dict(data)

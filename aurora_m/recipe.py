@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import graphlib
-import json
 import math
 import re
 import types
@@ -23,7 +22,7 @@ import yaml
 from .args import ModelArguments, SourceSpec
 from .errors import RecipeError
 from .layout import RunLayout
-from .patches import AURORA_M_CONTEXT, PATCHES, check_patches, parse_patch
+from .patches import AURORA_M_CONTEXT, PATCHES, check_patches, parse_patch, read_config_json
 from .stages import EVALUATIONS, KINDS, MODELS, ONE_MODEL, StageKind, engine_problem
 
 PIPELINE_FILE = "pipeline.yaml"
@@ -298,28 +297,12 @@ def check_sources(file: Path, key: str, sources: list, need_weights: bool,
 
 
 # ----------------------------------------------------------------------------- model facts known without loading it
-def _config_json(name_or_path: str) -> dict | None:
-    from importlib import resources
-
-    bundled = resources.files("aurora_m") / "configs" / f"{name_or_path}.json"
-    if bundled.is_file():
-        return json.loads(bundled.read_text())
-    path = Path(name_or_path)
-    path = path / "config.json" if path.is_dir() else path
-    if path.is_file() and path.suffix == ".json":
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-    return None
-
-
 def model_positions(config: dict, input_positions: int | None = None) -> int | None:
     """Learned positions of a stage's model after its patches, when knowable offline (else None)."""
     n = None
     source = config.get("model_name_or_path") or (None if input_positions else config.get("base_config"))
     if source:
-        n = (_config_json(source) or {}).get("n_positions")
+        n = (read_config_json(source) or {}).get("n_positions")
     elif input_positions:
         n = input_positions
     for spec in config.get("config_patches", []):
@@ -447,7 +430,7 @@ def _check_numbers(file: Path, config: dict, positions: int | None) -> None:
                                                   f"{config['seq_length']} tokens")
 
 
-def overrides_to_dict(file: Path, overrides: list[str] | None) -> dict:
+def overrides_to_dict(overrides: list[str] | None) -> dict:
     """``["--learning_rate", "2e-4", "--bf16=true", "--eval_models", "a=x", "b=y"]`` as a mapping (of CliValue)."""
     out, args = {}, list(overrides or [])
     i = 0
@@ -477,7 +460,7 @@ def parse_stage(file: Path, kind: str, overrides: list[str] | None = None, *, va
 
     file = Path(file)
     has_model_input = has_model_input or "--model_name_or_path" in (overrides or [])
-    check_stage_config(file, kind, has_model_input=has_model_input, overrides=overrides_to_dict(file, overrides),
+    check_stage_config(file, kind, has_model_input=has_model_input, overrides=overrides_to_dict(overrides),
                        input_positions=input_positions)
     argv = ["--config", str(file), *(overrides or [])]
     if validate_only and "use_cpu" in {f.name for dc in stage_dataclasses(kind) for f in fields(dc)}:

@@ -40,13 +40,11 @@ class StageParser(TrlParser):
         self.config_file = Path(argv[i + 1])
         overrides = argv[:i] + argv[i + 2:]
         parsed = parse_stage(self.config_file, self.kind, overrides)
-        output_dir = next((getattr(a, "output_dir", None) for a in parsed if hasattr(a, "output_dir")), None)
-        if any(hasattr(a, "output_dir") for a in parsed):
+        output_dirs = [a.output_dir for a in parsed if hasattr(a, "output_dir")]
+        if output_dirs:
             if "--output_dir" not in overrides:  # Trainer would write into ./trainer_output
                 raise RecipeError(None, "--output_dir", "missing: the folder for checkpoints and the final model")
-            check_writable(output_dir, "--output_dir")
-            if Path(output_dir).exists() and not Path(output_dir).is_dir():
-                raise RecipeError(output_dir, None, "--output_dir is a file, expected a folder")
+            check_writable(output_dirs[0], "--output_dir")  # also refuses a file
         return parsed
 
 

@@ -173,6 +173,3 @@ register_kind(StageKind(
     help="one export folder (weights, model card, plots) per evaluated variant"))
 
 
-def stage_kind(name: str) -> StageKind:
-    return KINDS[name]
-

@@ -15,18 +15,13 @@ from pathlib import Path
 from ..args import MixtureArguments, ModelArguments, SFTDataArguments, SourceSpec
 from ..errors import RecipeError
 from ..io import atomic_dir, write_json
-from ..layout import DatasetDir, StageDir
+from ..layout import DatasetDir
 from ..plots import plot_mixture
 from ..tokenizer import load_tokenizer
 from .mixture import mix_and_pack
 from .sources import load_source, read_source
 
 logger = logging.getLogger(__name__)
-
-
-def dataset_dir_for(data_args, training_args) -> Path:
-    """Where a stage's dataset lives: ``dataset_dir`` if set, else OUTPUT_DIR/data."""
-    return Path(data_args.dataset_dir) if data_args.dataset_dir else StageDir(training_args.output_dir).data.root
 
 
 def build_pretrain_dataset(model_args: ModelArguments, mix_args: MixtureArguments, out_dir: str | Path,

@@ -184,7 +184,6 @@ class Pipeline:
         models = {s.variant or s.name: self.layout.stage(s.name).model for s in self.recipe.model_inputs(stage)}
         return StepContext(stage=stage.name, kind=stage.kind, step=step, engine=stage.engine, config=stage.config,
                            run=self.layout, dirs=self.layout.stage(stage.name),
-                           fingerprint=self.print_of(stage, step).fingerprint,
                            overrides=list(self.overrides.get(stage.name, [])), input_models=models,
                            input_stages={n: self.layout.stage(n) for n in stage.inputs},
                            input_positions=self.recipe.input_positions(stage),

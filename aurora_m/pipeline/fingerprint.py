@@ -186,7 +186,7 @@ class Fingerprints:
         self._memo: dict[tuple[str, str], StepPrint] = {}
 
     def stage_config(self, stage: StageSpec) -> dict:
-        overrides = overrides_to_dict(stage.config, self.overrides.get(stage.name))
+        overrides = overrides_to_dict(self.overrides.get(stage.name))
         if overrides:  # typed as the dataclasses read them: `--bf16 no` is the YAML's `bf16: false`
             types = field_types(stage.spec.dataclass_types())
             overrides = {k: typed_cli_value(v, types.get(k, str)) for k, v in overrides.items()}
