@@ -38,11 +38,16 @@ class SourceSpec:
     """One entry of a ``mixture`` / ``sft_sources`` / ``perplexity_sources`` list."""
 
     name: str
-    weight: float = 1.0
+    weight: float | None = None  # relative share of what the stage's budget leaves (1.0 when unset)
+    tokens: int | None = None  # an absolute token budget for this source (pretraining mixtures)
+    language: str | None = None  # en | fi | hi | ja | vi | code; defaults to the name when it is one of those
+    replay: bool = False  # part of the base model's original distribution (English + code): the replay pool
+    max_epochs: float | None = None  # this source's own cap on repeats (the stage's max_epochs otherwise)
     path: str | None = None  # local .jsonl / .json / .parquet file
     dataset: str | None = None  # Hub dataset id (the real recipes)
     config_name: str | None = None
     data_dir: str | None = None  # a folder inside a Hub dataset (the-stack-dedup: data/python)
+    data_files: str | list[str] | None = None  # files inside a Hub dataset (a script-only dataset's raw files)
     split: str = "train"
     format: str = "text"  # text | instruction (Instruction/Response template over three columns)
     text_field: str = "text"
@@ -57,6 +62,15 @@ class SourceSpec:
     def keys(cls) -> list[str]:
         return [f.name for f in fields(cls)]
 
+    @property
+    def lang(self) -> str | None:
+        """The source's declared language (its name when that is a language code)."""
+        return self.language or (self.name if self.name in LANGUAGES else None)
+
+
+LANGUAGES = ("en", "fi", "hi", "ja", "vi", "code")
+PROSE_LANGUAGES = LANGUAGES[:-1]
+
 
 @dataclass
 class MixtureArguments:
@@ -64,15 +78,62 @@ class MixtureArguments:
         default_factory=list, metadata={"help": "Sources with weights; see SourceSpec for the keys of one source."})
     seq_length: int = field(default=2048, metadata={"help": "Tokens per packed training sequence."})
     train_tokens: int = field(
-        default=0, metadata={"help": "Token budget of the stage's dataset (required), split between sources by "
-                                     "weight; small sources repeat, large ones are subsampled."})
+        default=0, metadata={"help": "Token budget of the stage's dataset (required): sources' absolute tokens, "
+                                     "then the replay share, then the rest by weight or temperature; small sources "
+                                     "repeat (up to max_epochs), large ones are subsampled."})
     mixture_seed: int = field(default=1234, metadata={"help": "Seed of document order and sampling."})
     dataset_dir: str | None = field(
         default=None, metadata={"help": "Where the packed dataset lives (built there if absent). "
                                         "Defaults to OUTPUT_DIR/data."})
-    max_doc_tokens: int = field(
-        default=32768, metadata={"help": "Longer documents are cut to this many tokens (counted in mixture.json), "
-                                         "so memory and time follow the budget, not the largest document."})
+    max_doc_chars: int = field(
+        default=1_000_000, metadata={"help": "Documents longer than this many characters are removed (counted as "
+                                             "too_long in filter_report.json)."})
+    # --- mixing: each source takes `tokens`, or a share of what is left by `weight` or by `temperature`
+    temperature: float | None = field(
+        default=None, metadata={"help": "Split what the absolute budgets leave by natural size: p ~ n^(1/T) "
+                                        "(1 = natural proportions; larger flattens). Sources then set no weight."})
+    replay_share: float = field(
+        default=0.0, metadata={"help": "Share of the budget drawn from the sources marked replay: true (the base "
+                                       "model's own distribution, English + code), by natural size."})
+    max_epochs: float = field(
+        default=4.0, metadata={"help": "Refuse a mixture that repeats a source more often than this."})
+    # --- cleaning (datatrove): what each document goes through, in this order
+    language_id_min_score: dict = field(
+        default_factory=lambda: {"en": 0.65, "fi": 0.65, "hi": 0.65, "ja": 0.65, "vi": 0.65},
+        metadata={"help": "Per-language confidence a prose document needs from language id (LID-176, offline)."})
+    mislabelled: str = field(
+        default="drop", metadata={"help": "A prose document in another of the stage's languages: 'drop' it, or "
+                                          "'reroute' it to the first source of its language."})
+    quality_filters: list[str] = field(
+        default_factory=lambda: ["gopher_quality", "gopher_repetition", "c4", "fineweb"],
+        metadata={"help": "Prose quality heuristics, with per-language settings: gopher_quality, "
+                          "gopher_repetition, c4, fineweb."})
+    quality_overrides: dict = field(
+        default_factory=dict, metadata={"help": "Per-filter keyword arguments for every language, e.g. "
+                                                "{gopher_quality: {min_doc_words: 30}}."})
+    max_symbol_digit_ratio: float | None = field(
+        default=None, metadata={"help": "Remove prose whose share of digits and symbols is above this (the "
+                                        "paper's CAT filter); unset: off."})
+    toxicity_filter: bool = field(default=True, metadata={"help": "Remove prose that hits the toxic word lists."})
+    pii_anonymise: bool = field(
+        default=True, metadata={"help": "Replace emails, phone numbers and IP addresses with placeholders."})
+    minhash_dedup: bool = field(
+        default=True, metadata={"help": "MinHash near-duplicate removal within and across sources."})
+    fim_rate: float = field(
+        default=0.5, metadata={"help": "Share of code documents rewritten fill-in-the-middle (StarCoder's tokens)."})
+    fim_spm_rate: float = field(default=0.5, metadata={"help": "Share of FIM documents in SPM rather than PSM order."})
+    keep_removed: bool = field(
+        default=True, metadata={"help": "Keep every removed document (by source and filter) for inspection."})
+    # --- execution
+    data_workers: int = field(default=1, metadata={"help": "Local processes running datatrove tasks."})
+    data_tasks: int = field(
+        default=1, metadata={"help": "datatrove tasks per source (a task reads a share of the source's files)."})
+    data_executor: str = field(
+        default="local", metadata={"help": "'local' (processes here) or 'slurm' (datatrove's Slurm executor)."})
+    slurm_partition: str | None = field(default=None, metadata={"help": "Slurm partition of the data jobs."})
+    slurm_time: str = field(default="24:00:00", metadata={"help": "Slurm time limit of one data job."})
+    slurm_cpus_per_task: int = field(default=1, metadata={"help": "CPUs per datatrove task on Slurm."})
+    slurm_mem_per_cpu_gb: int = field(default=2, metadata={"help": "Memory per CPU on Slurm (GB)."})
 
 
 @dataclass

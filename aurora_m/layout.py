@@ -50,8 +50,58 @@ class DatasetDir:
     def sources_json(self) -> Path:
         return self.root / "sources.json"
 
+    # ------------------------------------------------------------------ a pretraining corpus (datatrove)
+    @property
+    def filter_report_json(self) -> Path:
+        return self.root / "filter_report.json"
+
+    @property
+    def index(self) -> Path:
+        """The sampling index: stream position -> (source, window); the stream position is a row of it."""
+        return self.root / "index.npy"
+
+    @property
+    def tokens(self) -> Path:
+        """One folder of datatrove ``.ds`` token shards per source (what nanotron reads too)."""
+        return self.root / "tokens"
+
+    def source_tokens(self, source: str) -> Path:
+        return self.tokens / source
+
+    @property
+    def removed(self) -> Path:
+        """Every removed document, by source and by the filter that removed it."""
+        return self.root / "removed"
+
+    def removed_by(self, source: str, step: str) -> Path:
+        return self.removed / source / step
+
+    @property
+    def logs(self) -> Path:
+        """datatrove's task logs and stats, one folder per phase and source."""
+        return self.root / "logs"
+
+    @property
+    def work(self) -> Path:
+        """Intermediate documents (cleaned, deduplicated) and MinHash files; removed when the build ends."""
+        return self.root / "work"
+
+    @property
+    def build_json(self) -> Path:
+        """What a partial build was started for: resumed only for the same keys and input files."""
+        return self.root / "build.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".build.lock"
+
+    @property
+    def partial(self) -> DatasetDir:
+        """Where a corpus is built (resumable across kills); renamed to ``root`` when complete."""
+        return DatasetDir(self.root.with_name(f".{self.root.name}.partial"))
+
     def is_built(self) -> bool:
-        return self.train.is_dir()
+        return self.train.is_dir() or self.index.is_file()
 
 
 class StageDir:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from .args import ModelArguments, SourceSpec
+from .args import LANGUAGES, ModelArguments, SourceSpec
 from .errors import RecipeError
 from .layout import RunLayout
 from .patches import AURORA_M_CONTEXT, PATCHES, check_patches, parse_patch, read_config_json
@@ -266,7 +266,6 @@ def check_sources(file: Path, key: str, sources: list, need_weights: bool,
         if "name" not in raw:
             raise RecipeError(file, f"{where}.name", "missing: every source needs a name")
         spec = SourceSpec(**raw)
-        spec.weight = float(spec.weight)
         if spec.name in names:
             raise RecipeError(file, f"{where}.name", f"duplicate source name {spec.name!r}")
         names.add(spec.name)
@@ -280,8 +279,23 @@ def check_sources(file: Path, key: str, sources: list, need_weights: bool,
             check_inside(file, f"{where}.path", local, roots)
             if not local.is_file():
                 raise RecipeError(file, f"{where}.path", f"data file not found: {local}")
-        if need_weights and not (math.isfinite(spec.weight) and spec.weight > 0):
-            raise RecipeError(file, f"{where}.weight", f"expected a positive finite number, got {raw.get('weight')!r}")
+        if spec.weight is not None:
+            spec.weight = float(spec.weight)
+            if need_weights and not (math.isfinite(spec.weight) and spec.weight > 0):
+                raise RecipeError(file, f"{where}.weight",
+                                  f"expected a positive finite number, got {raw.get('weight')!r}")
+        if spec.tokens is not None and not spec.tokens > 0:
+            raise RecipeError(file, f"{where}.tokens", f"expected a positive number of tokens, got {spec.tokens!r}")
+        if spec.tokens is not None and spec.weight is not None:
+            raise RecipeError(file, where, "expected one of 'tokens' (absolute budget) or 'weight' (share), not both")
+        if spec.max_epochs is not None and not spec.max_epochs > 0:
+            raise RecipeError(file, f"{where}.max_epochs", f"expected a positive number, got {spec.max_epochs!r}")
+        if spec.language is not None and spec.language not in LANGUAGES:
+            raise RecipeError(file, f"{where}.language", f"expected one of {', '.join(LANGUAGES)}, "
+                                                         f"got {spec.language!r}")
+        if key == "mixture" and spec.format == "text" and spec.lang is None:
+            raise RecipeError(file, f"{where}.language", f"missing: expected one of {', '.join(LANGUAGES)} "
+                                                         f"(it picks the source's filters)")
         if spec.format not in ("text", "instruction"):
             raise RecipeError(file, f"{where}.format", f"expected 'text' or 'instruction', got {spec.format!r}")
         if spec.take not in ("train", "heldout"):
@@ -400,7 +414,8 @@ def _number(value) -> float:
 
 POSITIVE_KEYS = ("max_steps", "num_train_epochs", "train_tokens", "seq_length", "max_length",
                  "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                 "max_doc_tokens")
+                 "max_doc_chars", "max_epochs", "data_workers", "data_tasks", "slurm_cpus_per_task",
+                 "slurm_mem_per_cpu_gb")
 
 
 def _is_list(tp) -> bool:

@@ -16,13 +16,14 @@ see each other; see stack.md on why padding-free packing needs FlashAttention).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import numpy as np
+
+from .mixer import source_rng, split_budget  # their home is the mixer now; imported here for callers
 
 CHARS_PER_TOKEN_BOUND = 16  # generous: real tokenizers average 3-5 characters per token
 MAX_BATCH_DOCS = 1024
@@ -60,25 +61,6 @@ class Draw:
     tokens_cut: int = 0  # tokens beyond max_doc_tokens, among the characters that were tokenized
     chars_cut: int = 0  # characters beyond max_doc_tokens * 16, never tokenized
     quota_cut_tokens: int = 0  # tokens of the document crossing the quota that were left out
-
-
-def split_budget(budget: int, weights: dict[str, float]) -> dict[str, int]:
-    """Token quotas proportional to ``weights`` that sum to ``budget`` exactly."""
-    total = sum(weights.values())
-    if total <= 0 or any(w < 0 for w in weights.values()):
-        raise ValueError(f"weights must be >= 0 with a positive sum, got {weights}")
-    exact = {name: budget * w / total for name, w in weights.items()}
-    quotas = {name: math.floor(x) for name, x in exact.items()}
-    by_remainder = sorted(exact, key=lambda name: quotas[name] - exact[name])  # stable: ties keep source order
-    for name in by_remainder[: budget - sum(quotas.values())]:
-        quotas[name] += 1
-    return quotas
-
-
-def source_rng(seed: int, name: str) -> np.random.Generator:
-    """A source's own random stream: its draw order does not change when other sources are added."""
-    key = int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "big")
-    return np.random.default_rng([seed % 2**64, key])
 
 
 def draw_source(name: str, docs: Documents, encode: Encode, quota: int, max_doc_tokens: int,

@@ -9,6 +9,7 @@ from ..args import MixtureArguments, ModelArguments
 from ..data.build import build_pretrain_dataset
 from ..data.mixture import packed_collator
 from ..errors import RecipeError
+from ..io import read_json_or_none
 from ..layout import DatasetDir, StageDir
 from .common import describe_budget, keep_token_out_of_files, train_and_save, wired_arguments
 from .model import load_model, parameter_count
@@ -19,20 +20,19 @@ logger = logging.getLogger(__name__)
 def train_pretrain(model_args: ModelArguments, mix_args: MixtureArguments, training_args,
                    config_file: str | Path = "<stage config>", title: str = "pretraining") -> Path:
     """Train on the stage's packed dataset (built first if missing) and return the final model folder."""
-    from datasets import load_from_disk
-    from transformers import AutoTokenizer, Trainer
+    from transformers import AutoTokenizer
 
     dirs = StageDir(training_args.output_dir)
     data = DatasetDir(mix_args.dataset_dir) if mix_args.dataset_dir else dirs.data
     if data.is_built():  # scripts reuse it as is; `aurora-m` rebuilds it when its sources or keys change
         logger.info("training on the dataset in %s", data.root)
     else:
-        with training_args.main_process_first(desc="build dataset"):
+        with training_args.main_process_first(local=False, desc="build dataset"):  # one builder, all nodes
             if not data.is_built():
                 build_pretrain_dataset(model_args, mix_args, data.root, config_file, title)
     tokenizer = AutoTokenizer.from_pretrained(data.tokenizer)
-    train_ds = load_from_disk(str(data.train))
-    seq_length = len(train_ds[0]["input_ids"])
+    train_ds = open_stream(data)
+    seq_length = train_ds.seq_length
     model = load_model(model_args, tokenizer, config_file)
     if seq_length > model.config.n_positions:
         raise RecipeError(config_file, "seq_length",
@@ -42,9 +42,33 @@ def train_pretrain(model_args: ModelArguments, mix_args: MixtureArguments, train
                 model.config.multi_query)
     logger.info(describe_budget(training_args, seq_length, len(train_ds)))
     keep_token_out_of_files(training_args)
-    trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, data_collator=packed_collator,
-                      processing_class=tokenizer)
+    trainer = stream_trainer()(model=model, args=training_args, train_dataset=train_ds,
+                               data_collator=packed_collator, processing_class=tokenizer)
     return train_and_save(trainer, dirs, title)
+
+
+def open_stream(data: DatasetDir):
+    """The data step's training stream: windows read from the token shards in the index's order."""
+    from ..data.stream import PackedStream
+
+    mixture = read_json_or_none(data.mixture_json) or {}
+    names = [s["name"] for s in mixture.get("sources", [])]
+    return PackedStream(data.index, {n: data.source_tokens(n) for n in names}, int(mixture.get("seq_length", 0)),
+                        int(mixture.get("token_size", 2)))
+
+
+def stream_trainer():
+    """A Trainer that reads the stream in order: the index is already a seeded shuffle, so position p of the
+    stream is the p-th sequence trained on (split across ranks by accelerate), and a resume continues it."""
+    import torch
+    from transformers import Trainer
+
+    class StreamTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            return torch.utils.data.SequentialSampler(dataset)
+
+    return StreamTrainer
 
 
 def run_train_step(ctx) -> Path:

@@ -1,0 +1,108 @@
+"""Regex word and sentence splitting for the corpus languages, in datatrove's ``WordTokenizer`` shape.
+
+datatrove's own tokenizers for these languages are spaCy-based (Japanese needs sudachi dictionaries,
+Vietnamese needs pyvi) and about ten times slower than one compiled regex; the quality heuristics only
+need word counts, word lengths and sentence counts, which a regex gives well enough.
+
+Words are runs of letters/marks/digits (with inner apostrophes and hyphens, and digit groups such as
+``12.5`` or ``4,310``); each run of one punctuation or symbol character is a token of its own, as
+spaCy does, so Gopher's "words with a letter" ratio sees punctuation. Japanese has no spaces: a word
+is a run of one script (kanji / hiragana / katakana / latin letters and digits), which gives word counts and
+mean word lengths that the thresholds in ``quality.py`` are tuned for.
+
+Patterns live at module level (not on the instances) so tokenizers pickle as a language code when
+datatrove ships filters to worker processes.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import regex
+from datatrove.utils.word_tokenizers import WordTokenizer
+
+LANGUAGES = ("en", "fi", "hi", "ja", "vi")
+
+_ALNUM = r"[\p{L}\p{M}\p{N}]"
+_PUNCT = r"([^\s\p{L}\p{M}\p{N}])\1*"  # a run of one repeated punctuation/symbol char ("...", "!!")
+_SPACED_WORD = (
+    rf"{_ALNUM}+(?:['’\-]{_ALNUM}+|(?<=\p{{N}})[.,:]\p{{N}}+)*"  # don't, well-known, 12.5, 4,310,000, 10:30
+    rf"|{_PUNCT}"
+)
+# one script per run; ー (prolonged sound, script Common) belongs to the katakana run it follows
+_JA_WORD = (
+    r"\p{Han}+|\p{Hiragana}+|[\p{Katakana}ー・]+"
+    # latin letters and digits stay together as in spaced text: H2O, iPhone15, 12.5, 4,310
+    r"|[\p{Latin}\p{N}\p{M}]+(?:['’\-][\p{Latin}\p{N}]+|(?<=\p{N})[.,:]\p{N}+)*"
+    r"|[\p{L}\p{M}]+"  # other scripts (Hangul, Cyrillic...) as plain runs
+    rf"|{_PUNCT}"
+)
+
+_CLOSERS = "\"'”’»)」』）】"
+# sentence ends: spaced languages need whitespace (or the end) after the mark, so 12.5 and e.g.
+# stay whole; Japanese needs nothing after 。！？; a newline always ends a sentence
+_TERMINALS = {"ja": "。！？!?．", "hi": "।॥.?!", "default": ".?!…"}
+
+
+def _sentence_end(language: str) -> str:
+    terminals = regex.escape(_TERMINALS.get(language, _TERMINALS["default"]))
+    closers = regex.escape(_CLOSERS)
+    follow = "" if language == "ja" else r"(?=\s|$)"
+    return rf"[{terminals}]+[{closers}]*{follow}|\n+"
+
+
+_WORD_PATTERNS = {"ja": regex.compile(_JA_WORD), "default": regex.compile(_SPACED_WORD)}
+_SENTENCE_PATTERNS = {lang: regex.compile(_sentence_end(lang)) for lang in ("ja", "hi", "default")}
+
+
+class RegexWordTokenizer(WordTokenizer):
+    """Word/sentence splitting by one compiled regex per language (see the module docstring)."""
+
+    def __init__(self, language: str):
+        super().__init__(language)
+
+    @property
+    def _words(self) -> regex.Pattern:
+        return _WORD_PATTERNS.get(self.language, _WORD_PATTERNS["default"])
+
+    @property
+    def _sentence_ends(self) -> regex.Pattern:
+        return _SENTENCE_PATTERNS.get(self.language, _SENTENCE_PATTERNS["default"])
+
+    def word_tokenize(self, text: str) -> list[str]:
+        return [m.group(0) for m in self._words.finditer(text)]
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        spans = []
+        start = 0
+        for match in self._sentence_ends.finditer(text):
+            end = match.end() if match.group(0)[0] != "\n" else match.start()
+            _append_stripped(spans, text, start, end)
+            start = match.end()
+        _append_stripped(spans, text, start, len(text))
+        return spans
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        return [text[a:b] for a, b in self.span_tokenize(text)]
+
+    def __reduce__(self):
+        # rebuild through the cache so each worker process holds one tokenizer per language
+        return word_tokenizer, (self.language,)
+
+
+def _append_stripped(spans: list[tuple[int, int]], text: str, start: int, end: int) -> None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if end > start:
+        spans.append((start, end))
+
+
+@functools.cache
+def word_tokenizer(language: str) -> RegexWordTokenizer:
+    """The tokenizer for ``language`` (en, fi, hi, ja, vi; any other code gets the spaced-language rules).
+
+    One instance per language and process: datatrove caches tokenizers and split results by identity.
+    """
+    return RegexWordTokenizer(language)

@@ -1,0 +1,362 @@
+"""A pretraining stage's corpus: datatrove cleans, deduplicates and tokenizes; the mixer draws the stream.
+
+The build, in order (each phase a datatrove executor: local processes, or Slurm jobs):
+
+1. **clean**, one pipeline per source: read (counted) -> length cap -> count tokens -> held-out
+   split -> language id -> per-language quality -> symbol/digit ratio -> toxic words -> PII
+   anonymised -> ``work/clean/<source>/``. Code gets code filters instead of the prose ones;
+   instruction data (red-team pairs) is curated, so it gets only the cap, the split and PII.
+2. **dedup**: MinHash over every source's cleaned documents together (within and across sources).
+3. **tokenize**, one per source: fill-in-the-middle for code, then datatrove's tokenizer writes
+   shuffled ``.ds`` shards (uint16 ids for vocabularies up to 65,536) into ``tokens/<source>/``.
+4. **mix**: the table (source, share, tokens, epochs) from the stage's budget, and a seeded index
+   of windows over the shards: the training stream. Its position is a number (a row of the index).
+
+A ``Tally`` after every filter counts documents and tokens per source, so ``filter_report.json``
+says what each filter removed, per source and per language; removed documents are kept under
+``removed/<source>/<filter>/``. The build happens in a hidden ``.data.partial`` folder, resumable
+after a kill (datatrove skips finished tasks) only for the same keys and input files, and becomes
+the stage's data folder in one rename. Memory does not grow with the corpus: documents stream
+through every phase; the index is written chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ..args import PROSE_LANGUAGES, MixtureArguments, ModelArguments, SourceSpec
+from ..errors import RecipeError
+from ..io import apply_umask, read_json_or_none, write_json
+from ..layout import DatasetDir
+from ..plots import plot_mixture
+from ..tokenizer import load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+QUIET_WAIT_S = 30  # Slurm: how often to look for finished tasks
+
+
+# ----------------------------------------------------------------------------- executors
+def _quiet_local_executor():
+    from datatrove.executor import LocalPipelineExecutor
+
+    class QuietLocalExecutor(LocalPipelineExecutor):
+        """datatrove's local executor with its console logging kept in the task logs.
+
+        A user mistake found in a worker (a bad parquet file) then reaches the CLI as one line,
+        not as loguru's traceback; everything stays in ``logs/<phase>/<source>/logs/``.
+        """
+
+        def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+            # loguru keeps the stream it was given for the life of the process: it must stay open
+            with contextlib.redirect_stderr(_devnull()):
+                return super()._run_for_rank(rank, local_rank, node_rank)
+
+    return QuietLocalExecutor
+
+
+@functools.cache
+def _devnull():
+    return open(os.devnull, "w")  # noqa: SIM115 - open for the life of the process, on purpose
+
+
+def run_pipeline(pipeline: list, logging_dir: Path, tasks: int, args: MixtureArguments, job_name: str,
+                 workers: int | None = None) -> None:
+    """Run one datatrove pipeline to completion (finished tasks of a killed build are skipped)."""
+    workers = max(1, min(workers or args.data_workers, tasks))
+    if args.data_executor == "slurm":
+        from datatrove.executor import SlurmPipelineExecutor
+
+        executor = SlurmPipelineExecutor(
+            pipeline=pipeline, logging_dir=str(logging_dir), tasks=tasks, workers=workers, job_name=job_name,
+            time=args.slurm_time, partition=args.slurm_partition, cpus_per_task=args.slurm_cpus_per_task,
+            mem_per_cpu_gb=args.slurm_mem_per_cpu_gb)
+        executor.run()
+        _wait_for_tasks(executor, job_name)
+        return
+    executor = _quiet_local_executor()(pipeline=pipeline, logging_dir=str(logging_dir), tasks=tasks,
+                                       workers=workers, start_method="forkserver")
+    executor.run()
+    missing = executor.get_incomplete_ranks(range(tasks))
+    if missing:
+        raise RuntimeError(f"{job_name}: tasks {missing} did not complete; see {logging_dir}/logs")
+
+
+def _wait_for_tasks(executor, job_name: str) -> None:
+    """Slurm jobs run elsewhere: the mixer starts when every task has written its completion file."""
+    while missing := executor.get_incomplete_ranks(range(executor.world_size)):
+        logger.info("%s: waiting for %d Slurm task(s)", job_name, len(missing))
+        time.sleep(QUIET_WAIT_S)
+
+
+# ----------------------------------------------------------------------------- the build's identity
+def _input_stamp(specs: list[SourceSpec]) -> dict:
+    """Size and mtime of every local input file: a partial build is resumed only over the same files."""
+    from .intake import local_files
+
+    stamp = {}
+    for spec in specs:
+        if spec.path is not None:
+            for f in local_files(spec):
+                st = f.stat()
+                stamp[str(f)] = [st.st_size, st.st_mtime_ns]
+    return stamp
+
+
+def _build_identity(model_args: ModelArguments, mix_args: MixtureArguments, specs: list[SourceSpec]) -> dict:
+    keys = {k: v for k, v in asdict(mix_args).items() if k != "dataset_dir"}
+    tok = {k: getattr(model_args, k) for k in ("tokenizer_name_or_path", "tokenizer_train_files",
+                                                "tokenizer_vocab_size", "model_name_or_path")}
+    ident = {"data_keys": keys, "tokenizer": tok, "inputs": _input_stamp(specs)}
+    canonical = json.dumps(ident, sort_keys=True, default=str).encode()
+    ident["digest"] = hashlib.blake2b(canonical, digest_size=16).hexdigest()
+    return ident
+
+
+@contextlib.contextmanager
+def _build_lock(partial: DatasetDir, config_file):
+    partial.root.mkdir(parents=True, exist_ok=True)
+    fh = open(partial.lock, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise RecipeError(config_file, "dataset_dir", f"another process is building {partial.root}; "
+                                                      "one build per data folder") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+def _start_or_resume(partial: DatasetDir, ident: dict) -> None:
+    previous = read_json_or_none(partial.build_json)
+    if previous is not None and previous.get("digest") != ident["digest"]:
+        logger.info("the partial build in %s was for other keys or input files: starting over", partial.root)
+        for child in partial.root.iterdir():  # ours: the folder holds our build.json
+            if child != partial.lock:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    elif previous is not None:
+        logger.info("resuming the partial build in %s (finished datatrove tasks are skipped)", partial.root)
+    elif any(c != partial.lock for c in partial.root.iterdir()):
+        raise RecipeError(partial.root, "dataset_dir", "an empty folder for the build (this one holds files "
+                                                       "aurora-m did not write)")
+    write_json(partial.build_json, ident)
+
+
+# ----------------------------------------------------------------------------- phases
+def _writer(folder: Path, filename: str):
+    from datatrove.pipeline.writers import JsonlWriter
+
+    return JsonlWriter(str(folder), output_filename=filename, compression="gzip")
+
+
+def _clean_pipeline(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tokenizer_file: str,
+                    routes: dict[str, str]) -> list:
+    from .clean import CodeQuality, LanguageId, PiiAnonymizer, SymbolDigitRatio, ToxicWords, quality_filters
+    from .intake import CountTokens, HeldOut, Tally, TooLong, source_reader
+
+    name = spec.name
+    origin = f"{name}_${{rank}}.jsonl.gz"
+
+    def removed(step: str):
+        return _writer(d.removed_by(name, step), origin) if args.keep_removed else None
+
+    steps: list = [source_reader(spec), TooLong(args.max_doc_chars, removed("length_cap")),
+                   CountTokens(tokenizer_file), Tally("length_cap"), HeldOut(spec.holdout_fraction), Tally("held_out")]
+    filters: list = []
+    if spec.format == "instruction":
+        pass  # curated pairs (the red-team set): prose heuristics would drop short prompts and refusals
+    elif spec.lang == "code":
+        filters.append(CodeQuality(exclusion_writer=removed("code_quality")))
+    else:
+        filters.append(LanguageId(spec.lang, dict(args.language_id_min_score), args.mislabelled, routes,
+                                  exclusion_writer=removed("language_id")))
+        try:
+            filters += quality_filters(list(args.quality_filters), dict(args.quality_overrides), removed)
+        except ValueError as err:
+            raise RecipeError("<stage config>", "quality_filters", str(err)) from None
+        if args.max_symbol_digit_ratio is not None:
+            filters.append(SymbolDigitRatio(args.max_symbol_digit_ratio,
+                                            exclusion_writer=removed("symbol_digit_ratio")))
+        if args.toxicity_filter:
+            filters.append(ToxicWords(exclusion_writer=removed("toxic_words")))
+    for f in filters:
+        steps += [f, Tally(_step_name(f))]
+    if args.pii_anonymise:
+        steps.append(PiiAnonymizer())
+    # rerouted documents carry their new source: they land in that source's folder, named by origin
+    steps.append(_writer(d.work / "clean", f"${{source}}/{origin}"))
+    return steps
+
+
+REPORT_NAMES = {"LanguageId": "language_id", "CodeQuality": "code_quality", "SymbolDigitRatio": "symbol_digit_ratio",
+                "ToxicWords": "toxic_words"}
+
+
+def _step_name(step) -> str:
+    """A filter's name in the report and under removed/ (the quality filters carry their recipe name)."""
+    return getattr(step, "filter_name", None) or REPORT_NAMES[type(step).__name__]
+
+
+def _dedup(args: MixtureArguments, d: DatasetDir, specs: list[SourceSpec]) -> None:
+    from datatrove.pipeline.dedup import (
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
+    from datatrove.pipeline.dedup.minhash import MinhashConfig
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.utils.hashing import HashConfig
+
+    from .clean import word_tokenizer
+    from .intake import Tally
+
+    # xxhash >= 4 hashes bytes only, and datatrove's minhash passes str: its sha1 path works with any xxhash
+    config = MinhashConfig(hash_config=HashConfig(hash_fc="sha1"))
+    mh = d.work / "minhash"
+    tasks = max(1, args.data_workers)
+
+    def reader():
+        return JsonlReader(str(d.work / "clean"), glob_pattern="*/*.jsonl.gz", add_file_path=False)
+
+    # one word splitter for every script (ja has no spaces), so duplicates across sources are found too
+    words = word_tokenizer("generic")
+    run_pipeline([reader(), MinhashDedupSignature(str(mh / "signatures"), config=config, language=words)],
+                 d.logs / "dedup" / "signatures", tasks, args, "minhash-signatures")
+    run_pipeline([MinhashDedupBuckets(str(mh / "signatures"), str(mh / "buckets"), config=config)],
+                 d.logs / "dedup" / "buckets", config.num_buckets, args, "minhash-buckets")
+    run_pipeline([MinhashDedupCluster(str(mh / "buckets"), str(mh / "remove_ids"), config=config)],
+                 d.logs / "dedup" / "cluster", 1, args, "minhash-cluster")
+    excl = (_writer(d.removed, "${source}/minhash/${rank}.jsonl.gz") if args.keep_removed else None)
+    run_pipeline([reader(), MinhashDedupFilter(str(mh / "remove_ids"), exclusion_writer=excl), Tally("minhash"),
+                  _writer(d.work / "dedup", "${source}/${rank}.jsonl.gz")],
+                 d.logs / "dedup" / "filter", tasks, args, "minhash-filter")
+
+
+def _tokenize(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tokenizer_file: str, eos: str,
+              deduped: bool, seed: int) -> None:
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.tokens import DocumentTokenizer
+
+    from .clean import FillInTheMiddle
+
+    folder = d.work / ("dedup" if deduped else "clean") / spec.name
+    if not folder.is_dir() or not any(folder.glob("*.jsonl.gz")):
+        raise RecipeError("<stage config>", f"mixture[{spec.name}]",
+                          f"documents left after cleaning (every one was removed: see {d.filter_report_json.name})")
+    steps: list = [JsonlReader(str(folder), glob_pattern="*.jsonl.gz", add_file_path=False)]
+    if spec.lang == "code" and spec.format == "text" and args.fim_rate > 0:
+        steps.append(FillInTheMiddle(args.fim_rate, args.fim_spm_rate, seed=seed))
+    steps.append(DocumentTokenizer(str(d.source_tokens(spec.name)), tokenizer_file, eos_token=eos,
+                                   local_working_dir=str(d.work / "tokenize" / spec.name), seed=seed,
+                                   shuffle_documents=True))
+    files = len(list(folder.glob("*.jsonl.gz")))
+    run_pipeline(steps, d.logs / "tokenize" / spec.name, max(1, min(args.data_tasks, files)), args,
+                 f"tokenize-{spec.name}")
+
+
+# ----------------------------------------------------------------------------- the whole build
+def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir: str | Path,
+                 config_file: str | Path = "<stage config>", title: str = "mixture") -> Path:
+    from .intake import check_local_source
+    from .mixer import mixture_table, resolve_mixture
+    from .report import filter_report, log_filter_report, source_sizes
+    from .stream import build_index, realised_shares
+
+    if mix_args.train_tokens <= 0:
+        raise RecipeError(config_file, "train_tokens", "expected the stage's token budget (a positive integer)")
+    if mix_args.data_executor not in ("local", "slurm"):
+        raise RecipeError(config_file, "data_executor", f"expected 'local' or 'slurm', got {mix_args.data_executor!r}")
+    if mix_args.mislabelled not in ("drop", "reroute"):
+        raise RecipeError(config_file, "mislabelled", f"expected 'drop' or 'reroute', got {mix_args.mislabelled!r}")
+    specs = [SourceSpec(**raw) for raw in mix_args.mixture]
+    for i, spec in enumerate(specs):
+        if spec.path is not None:
+            check_local_source(spec, config_file, f"mixture[{i}]")
+    final = DatasetDir(out_dir)
+    d = final.partial
+    with _build_lock(d, config_file):
+        _start_or_resume(d, _build_identity(model_args, mix_args, specs))
+        tokenizer = load_tokenizer(model_args, config_file)
+        if not (d.tokenizer / "tokenizer.json").is_file():
+            tokenizer.save_pretrained(d.tokenizer)
+        tokenizer_file = str(d.tokenizer / "tokenizer.json")
+        # the first text source of each language receives documents of that language found elsewhere
+        routes: dict[str, str] = {}
+        for s in specs:
+            if s.format == "text" and s.lang in PROSE_LANGUAGES:
+                routes.setdefault(s.lang, s.name)
+        started = time.monotonic()
+        for spec in specs:
+            logger.info("clean %s (%s)", spec.name, spec.lang or spec.format)
+            run_pipeline(_clean_pipeline(spec, mix_args, d, tokenizer_file, routes), d.logs / "clean" / spec.name,
+                         mix_args.data_tasks, mix_args, f"clean-{spec.name}")
+        if mix_args.minhash_dedup:
+            logger.info("MinHash near-duplicate removal over %d sources", len(specs))
+            _dedup(mix_args, d, specs)
+        for spec in specs:
+            logger.info("tokenize %s", spec.name)
+            _tokenize(spec, mix_args, d, tokenizer_file, tokenizer.eos_token, mix_args.minhash_dedup,
+                      mix_args.mixture_seed)
+        token_size = 2 if len(tokenizer) <= 65536 else 4  # what datatrove's tokenizer chose
+        report = filter_report(d, specs, mix_args, token_size)
+        write_json(d.filter_report_json, report)
+        log_filter_report(report)
+        sizes = source_sizes(d, specs, mix_args.seq_length, token_size)
+        rows = resolve_mixture(sizes, mix_args.train_tokens, mix_args.seq_length, temperature=mix_args.temperature,
+                               replay_share=mix_args.replay_share, max_epochs=mix_args.max_epochs,
+                               config_file=config_file)
+        length = build_index(rows, mix_args.mixture_seed, d.index)
+        if length == 0:
+            raise RecipeError(config_file, "train_tokens", f"budget {mix_args.train_tokens} is smaller than one "
+                                                           f"sequence of {mix_args.seq_length} tokens")
+        realised = realised_shares(d.index, [r.name for r in rows])
+        mixture = _mixture_json(rows, realised, mix_args, length, tokenizer, time.monotonic() - started)
+        write_json(d.mixture_json, mixture)
+        plot_mixture(mixture, d.mixture_png, title)
+        for line in mixture_table(rows).splitlines():
+            logger.info("%s", line)
+        shutil.rmtree(d.work, ignore_errors=True)  # intermediate documents: ours, as large as the corpus
+        d.build_json.unlink()
+        d.lock.unlink()
+        apply_umask(d.root)
+        _replace(d.root, final.root)
+    return final.root
+
+
+def _mixture_json(rows, realised: dict, args: MixtureArguments, length: int, tokenizer, seconds: float) -> dict:
+    sources = []
+    for r in rows:
+        row = asdict(r)
+        row["realised_share"] = realised.get(r.name, 0.0)
+        row["target_share"] = r.share
+        sources.append(row)
+    return {"budget_tokens": args.train_tokens, "seq_length": args.seq_length, "sequences": length,
+            "tokens": length * args.seq_length, "seed": args.mixture_seed, "temperature": args.temperature,
+            "replay_share": args.replay_share, "max_epochs": args.max_epochs,
+            "tokenizer_vocab": len(tokenizer), "token_size": 2 if len(tokenizer) <= 65536 else 4,
+            "build_seconds": round(seconds, 1), "sources": sources}
+
+
+def _replace(built: Path, target: Path) -> None:
+    """The finished build becomes the data folder in one rename; an older one is moved aside, then removed."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(built, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(built, target)

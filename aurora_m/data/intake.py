@@ -1,0 +1,241 @@
+"""The first steps of every source's cleaning pipeline: read, count what cannot be used, split, count tokens.
+
+datatrove's own readers skip a line that is not JSON, stop reading a file at the first byte that
+is not UTF-8, and skip documents without text, each with no more than a log line. Here each of
+those is a counted drop (``dropped_not_utf8``, ``dropped_invalid_json``, ``dropped_empty``, ...)
+that reaches ``filter_report.json``; line numbers of the first few go to the task log.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from datatrove.data import Document
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.pipeline.readers import JsonlReader, ParquetReader
+from datatrove.utils.batching import batched
+from loguru import logger as task_log
+
+from ..args import SourceSpec
+from ..errors import RecipeError
+from .formats import instruction_text
+from .sources import in_heldout
+
+NOTED_LINES = 5  # bad lines named in the task log per file; the count covers the rest
+TOKEN_BATCH = 1000
+
+
+def _usable_text(value) -> str | None:
+    """The reason a field's value cannot be a document, or None when it is a non-blank string."""
+    if value is None:
+        return "empty"
+    if not isinstance(value, str):
+        return "not_text"
+    return None if value.strip() else "empty"
+
+
+def document_fields(spec: SourceSpec, row: dict) -> tuple[str | None, str | None]:
+    """(training text, None) for a usable row, (None, reason) for one that is not."""
+    if spec.format == "text":
+        if spec.text_field not in row:
+            return None, "missing_field"
+        bad = _usable_text(row[spec.text_field])
+        return (None, bad) if bad else (row[spec.text_field], None)
+    for key in (spec.instruction_field, spec.response_field):
+        if key not in row:
+            return None, "missing_field"
+        if bad := _usable_text(row[key]):
+            return None, bad
+    return instruction_text(row[spec.instruction_field], row[spec.response_field]), None
+
+
+class _SourceAdapter:
+    """Turns a raw row into a small Document dict (text, id, source, language) and counts unusable rows."""
+
+    def __init__(self, spec: SourceSpec):
+        self.spec = spec
+
+    def __call__(self, reader, data: dict, path: str, id_in_file) -> dict:
+        text, reason = document_fields(self.spec, data)
+        if reason:
+            reader.stat_update(f"dropped_{reason}")
+            return {"text": ""}  # the reader skips it; the count above says why
+        doc_id = data.get("id")
+        return {"text": text, "id": str(doc_id) if doc_id is not None else f"{Path(path).name}/{id_in_file}",
+                "metadata": {"source": self.spec.name, "language": self.spec.lang or "",
+                             "format": self.spec.format}}
+
+
+class CountingJsonlReader(JsonlReader):
+    """JSON lines, read as bytes so that a bad line is counted and the rest of the file still read."""
+
+    name = "📖 jsonl (counted)"
+
+    def read_file(self, filepath: str):
+        import orjson
+
+        noted = 0
+        with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
+            for li, raw in enumerate(f):
+                if not raw.strip():
+                    self.stat_update("blank_lines")
+                    continue
+                with self.track_time():
+                    try:
+                        row = orjson.loads(raw)
+                    except orjson.JSONDecodeError as err:
+                        reason = "invalid_json"
+                        try:
+                            raw.decode("utf-8")
+                        except UnicodeDecodeError:
+                            reason = "not_utf8"
+                        self.stat_update(f"dropped_{reason}")
+                        if noted < NOTED_LINES:
+                            noted += 1
+                            task_log.warning(f"{filepath}:{li + 1}: {reason.replace('_', ' ')} ({err})")
+                        continue
+                    if not isinstance(row, dict):
+                        self.stat_update("dropped_not_object")
+                        continue
+                    document = self.get_document_from_dict(row, filepath, li)
+                if document:
+                    yield document
+
+
+class CountingParquetReader(ParquetReader):
+    """Parquet row groups, naming the file when one cannot be read."""
+
+    name = "📒 parquet (counted)"
+
+    def read_file(self, filepath: str):
+        import pyarrow.parquet as pq
+
+        try:
+            with self.data_folder.open(filepath, "rb") as f, pq.ParquetFile(f) as pqf:
+                row = 0
+                for batch in pqf.iter_batches(batch_size=self.batch_size):
+                    for data in batch.to_pylist():
+                        document = self.get_document_from_dict(data, filepath, row)
+                        row += 1
+                        if document:
+                            yield document
+        except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+            raise RecipeError(filepath, "parquet", f"a readable parquet file ({err})") from None
+
+
+def local_files(spec: SourceSpec) -> list[Path]:
+    path = Path(spec.path)
+    return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) if path.is_dir() else [path]
+
+
+def check_local_source(spec: SourceSpec, config_file, where: str) -> None:
+    """Cheap checks before any worker starts: the files exist, a parquet footer is whole, the columns exist."""
+    files = local_files(spec)
+    if not files:
+        raise RecipeError(config_file, f"{where}.path", f"no data files in {spec.path}")
+    needed = [spec.text_field] if spec.format == "text" else [spec.instruction_field, spec.response_field]
+    for file in files:
+        if file.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            try:
+                names = pq.ParquetFile(file).schema_arrow.names
+            except (OSError, ValueError) as err:
+                raise RecipeError(file, "parquet", f"a readable parquet file ({err})") from None
+            missing = [k for k in needed if k not in names]
+            if missing:
+                raise RecipeError(config_file, f"{where}.{'text_field' if spec.format == 'text' else 'format'}",
+                                  f"column(s) {', '.join(missing)} in {file} (it has {', '.join(names)})")
+
+
+def source_reader(spec: SourceSpec, tasks_hint: int = 1):
+    """A datatrove reader for one source: local jsonl/parquet (file or folder), or a Hub dataset streamed."""
+    adapter = _SourceAdapter(spec)
+    if spec.dataset is not None:
+        from datatrove.pipeline.readers import HuggingFaceDatasetReader
+
+        options = {k: v for k, v in {"name": spec.config_name, "split": spec.split, "data_dir": spec.data_dir,
+                                     "data_files": spec.data_files}.items() if v is not None}
+        return HuggingFaceDatasetReader(spec.dataset, dataset_options=options, streaming=True,
+                                        text_key=spec.text_field, adapter=adapter)
+    path = Path(spec.path)
+    folder, pattern = (str(path), None) if path.is_dir() else (str(path.parent), path.name)
+    if path.suffix == ".parquet" or (path.is_dir() and any(p.suffix == ".parquet" for p in local_files(spec))):
+        return CountingParquetReader(folder, glob_pattern=pattern or "*.parquet", adapter=adapter,
+                                     text_key=spec.text_field, add_file_path=False)
+    return CountingJsonlReader(folder, glob_pattern=pattern or "*.json*", adapter=adapter,
+                               text_key=spec.text_field, compression="infer", add_file_path=False)
+
+
+class HeldOut(BaseFilter):
+    """Sets aside the held-out side of the text-hash split (the same hash as eval and SFT use)."""
+
+    name = "✂ held-out split"
+
+    def __init__(self, fraction: float, exclusion_writer=None):
+        super().__init__(exclusion_writer)
+        self.fraction = fraction
+
+    def filter(self, doc: Document):
+        return True if not in_heldout(doc.text, self.fraction) else (False, "held_out")
+
+
+class TooLong(BaseFilter):
+    """A document of megabytes is a dump, not text: removed before any filter spends time on it."""
+
+    name = "📏 length cap"
+
+    def __init__(self, max_chars: int, exclusion_writer=None):
+        super().__init__(exclusion_writer)
+        self.max_chars = max_chars
+
+    def filter(self, doc: Document):
+        return True if len(doc.text) <= self.max_chars else (False, "too_long")
+
+
+class CountTokens(PipelineStep):
+    """Writes each document's token count (with its EOS) into its metadata, so every later drop is in tokens."""
+
+    name = "🔢 count tokens"
+    type = "📊 - STATS"
+
+    def __init__(self, tokenizer_file: str, progress: bool = True):
+        super().__init__()
+        self.tokenizer_file = tokenizer_file
+        self.progress = progress
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        from tokenizers import Tokenizer
+        from tqdm.auto import tqdm
+
+        tokenizer = Tokenizer.from_file(self.tokenizer_file)
+        bar = tqdm(desc=f"clean (task {rank})", unit="doc", file=sys.__stderr__, mininterval=2.0,
+                   disable=not self.progress or rank != 0, leave=False)
+        with bar:
+            for batch in batched(data, TOKEN_BATCH):
+                with self.track_time("batch"):
+                    encoded = tokenizer.encode_batch_fast([d.text for d in batch], add_special_tokens=False)
+                for doc, enc in zip(batch, encoded):
+                    doc.metadata["tokens"] = len(enc.ids) + 1
+                    yield doc
+                bar.update(len(batch))
+
+
+class Tally(PipelineStep):
+    """Counts documents and tokens passing this point, per source: the report's before/after of each filter."""
+
+    type = "📊 - STATS"
+
+    def __init__(self, after: str):
+        self.name = f"tally after {after}"  # before PipelineStep's init, which names the step's stats
+        super().__init__()
+        self.after = after
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        for doc in data:
+            source = doc.metadata.get("source", "")
+            self.stat_update(f"docs/{source}")
+            self.stat_update(f"tokens/{source}", value=int(doc.metadata.get("tokens", 0)))
+            yield doc

@@ -1,0 +1,204 @@
+"""``filter_report.json``: documents and tokens in, removed by each filter, and kept, per source and language.
+
+Read from datatrove's merged ``stats.json`` of each phase. Each filter is followed by a ``Tally``
+(documents and tokens per source), so what a filter removed is the difference of two tallies;
+the reasons come from the filter's own ``dropped_<reason>`` counters. Rows the reader could not
+use (bad bytes, bad JSON, no text) are counted before any tally. Nothing removed goes uncounted:
+``docs_in == sum(removed) + set_aside + rerouted_out + kept_before_dedup`` for every source.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from ..args import SourceSpec
+from ..layout import DatasetDir
+
+logger = logging.getLogger(__name__)
+
+TALLY = "tally after "
+READER_DROPS = ("not_utf8", "invalid_json", "not_object", "empty", "missing_field", "not_text")
+
+
+def _num(value) -> float:
+    return value.get("total", 0) if isinstance(value, dict) else (value or 0)
+
+
+def _stats(folder: Path) -> list[dict]:
+    path = folder / "stats.json"
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def _tally(step: dict) -> dict[str, tuple[int, int]]:
+    out: dict[str, list[int]] = {}
+    for key, value in step["stats"].items():
+        kind, _, source = key.partition("/")
+        if kind in ("docs", "tokens") and source:
+            out.setdefault(source, [0, 0])[0 if kind == "docs" else 1] += int(_num(value))
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def _reasons(step: dict) -> dict[str, int]:
+    return {k.removeprefix("dropped_"): int(_num(v)) for k, v in step["stats"].items()
+            if k.startswith("dropped_")}
+
+
+def _clean_source(stats: list[dict], spec: SourceSpec) -> tuple[dict, dict[str, tuple[int, int]]]:
+    """One source's clean phase, and what it handed on per (possibly rerouted) source."""
+    reader = stats[0]["stats"] if stats else {}
+    unusable = {r: int(_num(reader.get(f"dropped_{r}", 0))) for r in READER_DROPS}
+    docs_read = int(_num(reader.get("documents", 0)))
+    row: dict = {"name": spec.name, "language": spec.lang or "", "format": spec.format,
+                 "rows_unusable": {k: v for k, v in unusable.items() if v},
+                 "blank_lines": int(_num(reader.get("blank_lines", 0))),
+                 "docs_in": docs_read + sum(unusable.values()), "tokens_in": None, "steps": []}
+    prev: dict[str, tuple[int, int]] | None = None
+    pending: list[dict] = []  # the steps since the last tally (a filter, maybe the token counter)
+    for step in stats[1:]:
+        if TALLY not in step["name"]:
+            pending.append(step)
+            continue
+        reasons = {k: v for p in pending for k, v in _reasons(p).items()}
+        after = step["name"].split(TALLY, 1)[1]
+        cur = _tally(step)
+        own = cur.get(spec.name, (0, 0))
+        if prev is None:  # after the length cap: tokens are counted from here on
+            removed_docs = docs_read - own[0]
+            row["steps"].append({"step": after, "removed_docs": removed_docs, "removed_tokens": None,
+                                 "reasons": reasons})
+        else:
+            before = prev.get(spec.name, (0, 0))
+            out = {s: v for s, v in cur.items() if s != spec.name and s not in prev}
+            removed = (before[0] - own[0] - sum(v[0] for v in out.values()),
+                       before[1] - own[1] - sum(v[1] for v in out.values()))
+            entry = {"step": after, "removed_docs": removed[0], "removed_tokens": removed[1],
+                     "reasons": reasons}
+            if after == "held_out":
+                entry = {"step": after, "set_aside_docs": removed[0], "set_aside_tokens": removed[1]}
+            if out:
+                entry["rerouted_out"] = {s: {"docs": v[0], "tokens": v[1]} for s, v in out.items()}
+            for s, v in prev.items():  # rerouted documents removed by a later filter of this pipeline
+                if s != spec.name:
+                    left = cur.get(s, (0, 0))
+                    gone = (v[0] - left[0], v[1] - left[1])
+                    if gone[0]:
+                        entry.setdefault("rerouted_removed", {})[s] = {"docs": gone[0], "tokens": gone[1]}
+            row["steps"].append(entry)
+        if prev is None:
+            row["tokens_in"] = own[1]  # counted right after the length cap (a removed giant is never tokenized)
+        prev = cur
+        pending = []
+    return row, (prev or {})
+
+
+def filter_report(d: DatasetDir, specs: list[SourceSpec], args, token_size: int = 2) -> dict:
+    sources, handed_on = [], {}
+    for spec in specs:
+        row, out = _clean_source(_stats(d.logs / "clean" / spec.name), spec)
+        sources.append(row)
+        for s, v in out.items():
+            a = handed_on.setdefault(s, [0, 0])
+            a[0] += v[0]
+            a[1] += v[1]
+    dedup = _stats(d.logs / "dedup" / "filter")
+    after_dedup = _tally(dedup[-2]) if len(dedup) >= 2 else None
+    for row in sources:
+        before = handed_on.get(row["name"], [0, 0])
+        row["received_by_reroute"] = _received(sources, row["name"])
+        if after_dedup is not None:
+            kept = after_dedup.get(row["name"], (0, 0))
+            row["minhash"] = {"removed_docs": before[0] - kept[0], "removed_tokens": before[1] - kept[1]}
+            row["kept_docs"], row["kept_tokens_before_fim"] = kept
+        else:
+            row["kept_docs"], row["kept_tokens_before_fim"] = before
+        row["kept_tokens"] = _ds_tokens(d.source_tokens(row["name"]), token_size)
+        removed = [(s["removed_docs"], s["removed_tokens"]) for s in row["steps"] if "removed_docs" in s]
+        if "minhash" in row:
+            removed.append((row["minhash"]["removed_docs"], row["minhash"]["removed_tokens"]))
+        row["removed_docs"] = sum(r[0] for r in removed) + sum(row["rows_unusable"].values())
+        row["removed_tokens"] = sum(r[1] or 0 for r in removed)
+    return {"sources": sources, "languages": _by_language(sources),
+            "removed_documents": str(d.removed.name) if args.keep_removed else None}
+
+
+def _received(sources: list[dict], name: str) -> dict:
+    got = {}
+    for row in sources:
+        for step in row["steps"]:
+            if name in step.get("rerouted_out", {}):
+                got[row["name"]] = step["rerouted_out"][name]
+    return got
+
+
+def _ds_tokens(folder: Path, token_size: int) -> int:
+    from .stream import ds_token_counts
+
+    return sum(ds_token_counts(folder, token_size).values())
+
+
+def _by_language(sources: list[dict]) -> dict:
+    out: dict[str, dict] = {}
+    for row in sources:
+        lang = out.setdefault(row["language"] or row["format"], {"docs_in": 0, "tokens_in": 0, "removed_docs": 0,
+                                                                 "removed_tokens": 0, "kept_docs": 0,
+                                                                 "kept_tokens": 0, "removed_by": {}})
+        lang["docs_in"] += row["docs_in"]
+        lang["tokens_in"] += row["tokens_in"] or 0
+        lang["removed_docs"] += row["removed_docs"]
+        lang["removed_tokens"] += row["removed_tokens"]
+        lang["kept_docs"] += row["kept_docs"]
+        lang["kept_tokens"] += row["kept_tokens"]
+        for step in row["steps"]:
+            if step.get("removed_docs"):
+                by = lang["removed_by"].setdefault(step["step"], {"docs": 0, "tokens": 0})
+                by["docs"] += step["removed_docs"]
+                by["tokens"] += step["removed_tokens"] or 0
+        if row.get("minhash", {}).get("removed_docs"):
+            by = lang["removed_by"].setdefault("minhash", {"docs": 0, "tokens": 0})
+            by["docs"] += row["minhash"]["removed_docs"]
+            by["tokens"] += row["minhash"]["removed_tokens"]
+        for reason, n in row["rows_unusable"].items():
+            by = lang["removed_by"].setdefault(f"read:{reason}", {"docs": 0, "tokens": 0})
+            by["docs"] += n
+    return out
+
+
+def filter_table(report: dict) -> str:
+    steps: list[str] = []
+    for row in report["sources"]:
+        for s in row["steps"]:
+            if "removed_docs" in s and s["step"] not in steps:
+                steps.append(s["step"])
+    header = ["source", "lang", "docs in", "unusable"] + steps + ["minhash", "held out", "kept docs", "kept tokens"]
+    lines = [header]
+    for row in report["sources"]:
+        by = {s["step"]: s for s in row["steps"]}
+        lines.append([row["name"], row["language"] or row["format"], str(row["docs_in"]),
+                      str(sum(row["rows_unusable"].values()))]
+                     + [str(by[s]["removed_docs"]) if s in by else "-" for s in steps]
+                     + [str(row.get("minhash", {}).get("removed_docs", "-")),
+                        str(by.get("held_out", {}).get("set_aside_docs", 0)),
+                        str(row["kept_docs"]), f"{row['kept_tokens']:,}"])
+    widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in lines)
+
+
+def log_filter_report(report: dict) -> None:
+    for line in filter_table(report).splitlines():
+        logger.info("%s", line)
+
+
+def source_sizes(d: DatasetDir, specs: list[SourceSpec], seq_length: int, token_size: int = 2):
+    from .mixer import SourceSize
+    from .stream import ds_token_counts
+
+    sizes = []
+    for spec in specs:
+        counts = ds_token_counts(d.source_tokens(spec.name), token_size)
+        sizes.append(SourceSize(name=spec.name, tokens=sum(counts.values()),
+                                windows=sum(n // seq_length for n in counts.values()),
+                                tokens_requested=spec.tokens, weight=spec.weight, replay=spec.replay,
+                                max_epochs=spec.max_epochs))
+    return sizes
