@@ -165,7 +165,7 @@ def _writer(folder: Path, filename: str):
 def _clean_pipeline(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tokenizer_file: str,
                     routes: dict[str, str]) -> list:
     from .clean import CodeQuality, LanguageId, PiiAnonymizer, SymbolDigitRatio, ToxicWords, quality_filters
-    from .intake import CountTokens, HeldOut, Tally, TooLong, source_reader
+    from .intake import Counted, HeldOut, Tally, TooLong, source_reader
 
     name = spec.name
     origin = f"{name}_${{rank}}.jsonl.gz"
@@ -174,26 +174,26 @@ def _clean_pipeline(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tok
         return _writer(d.removed_by(name, step), origin) if args.keep_removed else None
 
     steps: list = [source_reader(spec), TooLong(args.max_doc_chars, removed("length_cap")),
-                   CountTokens(tokenizer_file), Tally("length_cap"), HeldOut(spec.holdout_fraction), Tally("held_out")]
+                   Tally("length_cap", progress=True), HeldOut(spec.holdout_fraction, tokenizer_file),
+                   Tally("held_out")]
     filters: list = []
     if spec.format == "instruction":
         pass  # curated pairs (the red-team set): prose heuristics would drop short prompts and refusals
     elif spec.lang == "code":
-        filters.append(CodeQuality(exclusion_writer=removed("code_quality")))
+        filters.append(CodeQuality())
     else:
-        filters.append(LanguageId(spec.lang, dict(args.language_id_min_score), args.mislabelled, routes,
-                                  exclusion_writer=removed("language_id")))
+        filters.append(LanguageId(spec.lang, dict(args.language_id_min_score), args.mislabelled, routes))
         try:
-            filters += quality_filters(list(args.quality_filters), dict(args.quality_overrides), removed)
+            filters += quality_filters(list(args.quality_filters), dict(args.quality_overrides))
         except ValueError as err:
             raise RecipeError("<stage config>", "quality_filters", str(err)) from None
         if args.max_symbol_digit_ratio is not None:
-            filters.append(SymbolDigitRatio(args.max_symbol_digit_ratio,
-                                            exclusion_writer=removed("symbol_digit_ratio")))
+            filters.append(SymbolDigitRatio(args.max_symbol_digit_ratio))
         if args.toxicity_filter:
-            filters.append(ToxicWords(exclusion_writer=removed("toxic_words")))
+            filters.append(ToxicWords())
     for f in filters:
-        steps += [f, Tally(_step_name(f))]
+        name = _step_name(f)
+        steps += [Counted(f, name, tokenizer_file, removed(name)), Tally(name)]
     if args.pii_anonymise:
         steps.append(PiiAnonymizer())
     # rerouted documents carry their new source: they land in that source's folder, named by origin
@@ -312,7 +312,7 @@ def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir
             _tokenize(spec, mix_args, d, tokenizer_file, tokenizer.eos_token, mix_args.minhash_dedup,
                       mix_args.mixture_seed)
         token_size = 2 if len(tokenizer) <= 65536 else 4  # what datatrove's tokenizer chose
-        report = filter_report(d, specs, mix_args, token_size)
+        report = filter_report(d, specs, mix_args, token_size, tokenizer_file)
         write_json(d.filter_report_json, report)
         log_filter_report(report)
         sizes = source_sizes(d, specs, mix_args.seq_length, token_size)

@@ -15,7 +15,6 @@ from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.readers import JsonlReader, ParquetReader
-from datatrove.utils.batching import batched
 from loguru import logger as task_log
 
 from ..args import SourceSpec
@@ -24,7 +23,6 @@ from .formats import instruction_text
 from .sources import in_heldout
 
 NOTED_LINES = 5  # bad lines named in the task log per file; the count covers the rest
-TOKEN_BATCH = 1000
 
 
 def _usable_text(value) -> str | None:
@@ -169,17 +167,66 @@ def source_reader(spec: SourceSpec, tasks_hint: int = 1):
                                text_key=spec.text_field, compression="infer", add_file_path=False)
 
 
+class _TokenCounter:
+    """Tokens of one document (with its EOS), for the documents a filter removes: only those are tokenized
+    here; the kept ones are counted by datatrove's tokenizer, so cleaning does not pay for a second pass."""
+
+    def __init__(self, tokenizer_file: str | None):
+        self.tokenizer_file = tokenizer_file
+        self._tokenizer = None
+
+    def __call__(self, text: str) -> int:
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            self._tokenizer = Tokenizer.from_file(self.tokenizer_file)
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids) + 1
+
+    def __getstate__(self):
+        return {"tokenizer_file": self.tokenizer_file, "_tokenizer": None}
+
+
+class Counted(BaseFilter):
+    """A filter whose removals are also counted in tokens (``removed_tokens``) and kept for inspection."""
+
+    type = "🔻 - FILTER"
+
+    def __init__(self, inner: BaseFilter, report_name: str, tokenizer_file: str | None, exclusion_writer=None):
+        self.name = report_name  # before PipelineStep's init, which names the step's stats
+        super().__init__(exclusion_writer, batch_size=getattr(inner, "batch_size", 1))
+        self.inner = inner
+        self.report_name = report_name
+        # the inner filter's own counters (reroutes, C4's lines) land in the report
+        for step in (inner, *getattr(inner, "by_language", {}).values()):
+            step.stats = self.stats
+        self.count = _TokenCounter(tokenizer_file)
+
+    def filter_batch(self, batch: list[Document]):
+        results = self.inner.filter_batch(batch)
+        for doc, result in zip(batch, results):
+            if result is not True and not (isinstance(result, tuple) and result[0]):
+                self.stat_update("removed_tokens", value=self.count(doc.text))
+        return results
+
+    def filter(self, doc: Document):
+        return self.filter_batch([doc])[0]
+
+
 class HeldOut(BaseFilter):
     """Sets aside the held-out side of the text-hash split (the same hash as eval and SFT use)."""
 
     name = "✂ held-out split"
 
-    def __init__(self, fraction: float, exclusion_writer=None):
-        super().__init__(exclusion_writer)
+    def __init__(self, fraction: float, tokenizer_file: str | None = None):
+        super().__init__()
         self.fraction = fraction
+        self.count = _TokenCounter(tokenizer_file)
 
     def filter(self, doc: Document):
-        return True if not in_heldout(doc.text, self.fraction) else (False, "held_out")
+        if not in_heldout(doc.text, self.fraction):
+            return True
+        self.stat_update("set_aside_tokens", value=self.count(doc.text))
+        return False, "held_out"
 
 
 class TooLong(BaseFilter):
@@ -195,47 +242,23 @@ class TooLong(BaseFilter):
         return True if len(doc.text) <= self.max_chars else (False, "too_long")
 
 
-class CountTokens(PipelineStep):
-    """Writes each document's token count (with its EOS) into its metadata, so every later drop is in tokens."""
-
-    name = "🔢 count tokens"
-    type = "📊 - STATS"
-
-    def __init__(self, tokenizer_file: str, progress: bool = True):
-        super().__init__()
-        self.tokenizer_file = tokenizer_file
-        self.progress = progress
-
-    def run(self, data, rank: int = 0, world_size: int = 1):
-        from tokenizers import Tokenizer
-        from tqdm.auto import tqdm
-
-        tokenizer = Tokenizer.from_file(self.tokenizer_file)
-        bar = tqdm(desc=f"clean (task {rank})", unit="doc", file=sys.__stderr__, mininterval=2.0,
-                   disable=not self.progress or rank != 0, leave=False)
-        with bar:
-            for batch in batched(data, TOKEN_BATCH):
-                with self.track_time("batch"):
-                    encoded = tokenizer.encode_batch_fast([d.text for d in batch], add_special_tokens=False)
-                for doc, enc in zip(batch, encoded):
-                    doc.metadata["tokens"] = len(enc.ids) + 1
-                    yield doc
-                bar.update(len(batch))
-
-
 class Tally(PipelineStep):
-    """Counts documents and tokens passing this point, per source: the report's before/after of each filter."""
+    """Counts documents passing this point per source (a rerouted document counts for its new source)."""
 
     type = "📊 - STATS"
 
-    def __init__(self, after: str):
+    def __init__(self, after: str, progress: bool = False):
         self.name = f"tally after {after}"  # before PipelineStep's init, which names the step's stats
         super().__init__()
         self.after = after
+        self.progress = progress
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        for doc in data:
-            source = doc.metadata.get("source", "")
-            self.stat_update(f"docs/{source}")
-            self.stat_update(f"tokens/{source}", value=int(doc.metadata.get("tokens", 0)))
-            yield doc
+        from tqdm.auto import tqdm
+
+        with tqdm(desc=f"clean (task {rank})", unit="doc", file=sys.__stderr__, mininterval=2.0, leave=False,
+                  disable=not self.progress or rank != 0) as bar:
+            for doc in data:
+                self.stat_update(f"docs/{doc.metadata.get('source', '')}")
+                bar.update()
+                yield doc

@@ -31,13 +31,8 @@ def _stats(folder: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.is_file() else []
 
 
-def _tally(step: dict) -> dict[str, tuple[int, int]]:
-    out: dict[str, list[int]] = {}
-    for key, value in step["stats"].items():
-        kind, _, source = key.partition("/")
-        if kind in ("docs", "tokens") and source:
-            out.setdefault(source, [0, 0])[0 if kind == "docs" else 1] += int(_num(value))
-    return {k: (v[0], v[1]) for k, v in out.items()}
+def _tally(step: dict) -> dict[str, int]:
+    return {key.split("/", 1)[1]: int(_num(v)) for key, v in step["stats"].items() if key.startswith("docs/")}
 
 
 def _reasons(step: dict) -> dict[str, int]:
@@ -45,82 +40,98 @@ def _reasons(step: dict) -> dict[str, int]:
             if k.startswith("dropped_")}
 
 
-def _clean_source(stats: list[dict], spec: SourceSpec) -> tuple[dict, dict[str, tuple[int, int]]]:
-    """One source's clean phase, and what it handed on per (possibly rerouted) source."""
+def _clean_source(stats: list[dict], spec: SourceSpec) -> tuple[dict, dict[str, int]]:
+    """One source's clean phase, and how many documents it handed on per (possibly rerouted) source.
+
+    Documents come from the tallies around each step; tokens from the step itself (a filter
+    tokenizes what it removes, the split what it sets aside; kept tokens come from the shards).
+    """
     reader = stats[0]["stats"] if stats else {}
     unusable = {r: int(_num(reader.get(f"dropped_{r}", 0))) for r in READER_DROPS}
     docs_read = int(_num(reader.get("documents", 0)))
     row: dict = {"name": spec.name, "language": spec.lang or "", "format": spec.format,
                  "rows_unusable": {k: v for k, v in unusable.items() if v},
                  "blank_lines": int(_num(reader.get("blank_lines", 0))),
-                 "docs_in": docs_read + sum(unusable.values()), "tokens_in": None, "steps": []}
-    prev: dict[str, tuple[int, int]] | None = None
-    pending: list[dict] = []  # the steps since the last tally (a filter, maybe the token counter)
+                 "docs_in": docs_read + sum(unusable.values()), "steps": []}
+    prev: dict[str, int] = {spec.name: docs_read}
+    pending: list[dict] = []  # the steps since the last tally (one filter, or the PII step)
     for step in stats[1:]:
         if TALLY not in step["name"]:
             pending.append(step)
             continue
-        reasons = {k: v for p in pending for k, v in _reasons(p).items()}
         after = step["name"].split(TALLY, 1)[1]
         cur = _tally(step)
-        own = cur.get(spec.name, (0, 0))
-        if prev is None:  # after the length cap: tokens are counted from here on
-            removed_docs = docs_read - own[0]
-            row["steps"].append({"step": after, "removed_docs": removed_docs, "removed_tokens": None,
-                                 "reasons": reasons})
+        own = cur.get(spec.name, 0)
+        out = {s: n for s, n in cur.items() if s != spec.name and s not in prev}
+        removed = prev.get(spec.name, 0) - own - sum(out.values())
+        counters = {k: int(_num(v)) for p in pending for k, v in p["stats"].items()}
+        if after == "held_out":
+            entry = {"step": after, "set_aside_docs": removed, "set_aside_tokens": counters.get("set_aside_tokens", 0)}
         else:
-            before = prev.get(spec.name, (0, 0))
-            out = {s: v for s, v in cur.items() if s != spec.name and s not in prev}
-            removed = (before[0] - own[0] - sum(v[0] for v in out.values()),
-                       before[1] - own[1] - sum(v[1] for v in out.values()))
-            entry = {"step": after, "removed_docs": removed[0], "removed_tokens": removed[1],
-                     "reasons": reasons}
-            if after == "held_out":
-                entry = {"step": after, "set_aside_docs": removed[0], "set_aside_tokens": removed[1]}
-            if out:
-                entry["rerouted_out"] = {s: {"docs": v[0], "tokens": v[1]} for s, v in out.items()}
-            for s, v in prev.items():  # rerouted documents removed by a later filter of this pipeline
-                if s != spec.name:
-                    left = cur.get(s, (0, 0))
-                    gone = (v[0] - left[0], v[1] - left[1])
-                    if gone[0]:
-                        entry.setdefault("rerouted_removed", {})[s] = {"docs": gone[0], "tokens": gone[1]}
-            row["steps"].append(entry)
-        if prev is None:
-            row["tokens_in"] = own[1]  # counted right after the length cap (a removed giant is never tokenized)
+            entry = {"step": after, "removed_docs": removed,
+                     "removed_tokens": counters.get("removed_tokens", 0) if after != "length_cap" else None,
+                     "reasons": {k: v for p in pending for k, v in _reasons(p).items()}}
+            if after == "length_cap":
+                entry["note"] = "not tokenized (longer than max_doc_chars)"
+        if out:
+            entry["rerouted_out"] = out
+        for s, n in prev.items():  # rerouted documents that a later filter of this pipeline removed
+            if s != spec.name and n - cur.get(s, 0):
+                entry.setdefault("rerouted_removed", {})[s] = n - cur.get(s, 0)
+        row["steps"].append(entry)
         prev = cur
         pending = []
-    return row, (prev or {})
+    return row, prev
 
 
-def filter_report(d: DatasetDir, specs: list[SourceSpec], args, token_size: int = 2) -> dict:
+def filter_report(d: DatasetDir, specs: list[SourceSpec], args, token_size: int = 2,
+                  tokenizer_file: str | None = None) -> dict:
     sources, handed_on = [], {}
     for spec in specs:
         row, out = _clean_source(_stats(d.logs / "clean" / spec.name), spec)
         sources.append(row)
-        for s, v in out.items():
-            a = handed_on.setdefault(s, [0, 0])
-            a[0] += v[0]
-            a[1] += v[1]
+        for s, n in out.items():
+            handed_on[s] = handed_on.get(s, 0) + n
     dedup = _stats(d.logs / "dedup" / "filter")
     after_dedup = _tally(dedup[-2]) if len(dedup) >= 2 else None
     for row in sources:
-        before = handed_on.get(row["name"], [0, 0])
+        before = handed_on.get(row["name"], 0)
         row["received_by_reroute"] = _received(sources, row["name"])
         if after_dedup is not None:
-            kept = after_dedup.get(row["name"], (0, 0))
-            row["minhash"] = {"removed_docs": before[0] - kept[0], "removed_tokens": before[1] - kept[1]}
-            row["kept_docs"], row["kept_tokens_before_fim"] = kept
+            row["kept_docs"] = after_dedup.get(row["name"], 0)
+            row["minhash"] = {"removed_docs": before - row["kept_docs"],
+                              "removed_tokens": _removed_tokens(d.removed_by(row["name"], "minhash"), tokenizer_file)}
         else:
-            row["kept_docs"], row["kept_tokens_before_fim"] = before
+            row["kept_docs"] = before
         row["kept_tokens"] = _ds_tokens(d.source_tokens(row["name"]), token_size)
-        removed = [(s["removed_docs"], s["removed_tokens"]) for s in row["steps"] if "removed_docs" in s]
+        removed = [(s["removed_docs"], s.get("removed_tokens")) for s in row["steps"] if "removed_docs" in s]
         if "minhash" in row:
             removed.append((row["minhash"]["removed_docs"], row["minhash"]["removed_tokens"]))
         row["removed_docs"] = sum(r[0] for r in removed) + sum(row["rows_unusable"].values())
         row["removed_tokens"] = sum(r[1] or 0 for r in removed)
+        aside = sum(s.get("set_aside_tokens", 0) for s in row["steps"])
+        row["tokens_in"] = row["removed_tokens"] + aside + row["kept_tokens"]
     return {"sources": sources, "languages": _by_language(sources),
+            "notes": ["tokens include each document's EOS; kept_tokens are the shards' tokens (fill-in-the-middle "
+                      "adds its three special tokens to a rewritten code document); documents longer than "
+                      "max_doc_chars are counted but never tokenized"],
             "removed_documents": str(d.removed.name) if args.keep_removed else None}
+
+
+def _removed_tokens(folder: Path, tokenizer_file: str | None) -> int | None:
+    """Tokens of the documents kept under ``folder`` (MinHash duplicates: few, so read back after the fact)."""
+    if tokenizer_file is None or not folder.is_dir():
+        return None if tokenizer_file is None else 0
+    import gzip
+
+    from tokenizers import Tokenizer
+
+    tok, total = Tokenizer.from_file(tokenizer_file), 0
+    for path in sorted(folder.glob("*.jsonl.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            texts = [json.loads(line)["text"] for line in fh if line.strip()]
+        total += sum(len(e.ids) + 1 for e in tok.encode_batch_fast(texts, add_special_tokens=False))
+    return total
 
 
 def _received(sources: list[dict], name: str) -> dict:
@@ -145,7 +156,7 @@ def _by_language(sources: list[dict]) -> dict:
                                                                  "removed_tokens": 0, "kept_docs": 0,
                                                                  "kept_tokens": 0, "removed_by": {}})
         lang["docs_in"] += row["docs_in"]
-        lang["tokens_in"] += row["tokens_in"] or 0
+        lang["tokens_in"] += row["tokens_in"]
         lang["removed_docs"] += row["removed_docs"]
         lang["removed_tokens"] += row["removed_tokens"]
         lang["kept_docs"] += row["kept_docs"]
@@ -154,11 +165,11 @@ def _by_language(sources: list[dict]) -> dict:
             if step.get("removed_docs"):
                 by = lang["removed_by"].setdefault(step["step"], {"docs": 0, "tokens": 0})
                 by["docs"] += step["removed_docs"]
-                by["tokens"] += step["removed_tokens"] or 0
+                by["tokens"] += step.get("removed_tokens") or 0
         if row.get("minhash", {}).get("removed_docs"):
             by = lang["removed_by"].setdefault("minhash", {"docs": 0, "tokens": 0})
             by["docs"] += row["minhash"]["removed_docs"]
-            by["tokens"] += row["minhash"]["removed_tokens"]
+            by["tokens"] += row["minhash"]["removed_tokens"] or 0
         for reason, n in row["rows_unusable"].items():
             by = lang["removed_by"].setdefault(f"read:{reason}", {"docs": 0, "tokens": 0})
             by["docs"] += n
