@@ -23,6 +23,8 @@ class StepContext:
     input_stages: dict[str, StageDir] = field(default_factory=dict)  # upstream stage name -> its folder
     input_positions: int | None = None  # learned positions of the input models, when known
     title: str = ""  # for plots and logs
+    # the chain's tokenizer as command-line keys (a standalone data step of a continued stage uses these)
+    tokenizer_args: list[str] = field(default_factory=list)
 
     @property
     def has_model_input(self) -> bool:

@@ -43,6 +43,9 @@ class StageKind:
     # The first step reads only these dataclasses' keys (model + data, not the trainer's): editing a
     # trainer key re-runs training, not the data step. Light imports: no transformers needed.
     data_dataclasses: Callable[[], tuple[type, ...]] | str | None = None
+    # The data step reads source files and a tokenizer, not the input model: it can run (on a CPU node)
+    # before the stages upstream have trained; the tokenizer comes from the first stage of the chain.
+    data_reads_inputs: bool = True
     help: str = ""
 
     @property
@@ -51,6 +54,10 @@ class StageKind:
 
     def dataclass_types(self) -> tuple[type, ...]:
         return _call(self.dataclasses)
+
+    def standalone(self, step: str) -> bool:
+        """Whether ``step`` runs without its stage's inputs being complete."""
+        return step == self.data_step and not self.data_reads_inputs
 
     def data_keys(self) -> set[str]:
         return {f for dc in _call(self.data_dataclasses) for f in dc.__dataclass_fields__}
@@ -153,12 +160,14 @@ register_engine(Engine("nanotron", "nanotron",
 register_kind(StageKind(
     name="pretrain", dataclasses=_pretrain_dataclasses, steps=("data", "train"), source_key="mixture",
     produces_model=True, inputs=ONE_MODEL, resumable_step="train", data_dataclasses=_pretrain_data_dataclasses,
+    data_reads_inputs=False,
     runners={"transformers": {"data": "aurora_m.data.step:run_data_step",
                               "train": "aurora_m.train.pretrain:run_train_step"}},
     help="continual pretraining (CAP, CAT) on a packed mixture with transformers' Trainer"))
 register_kind(StageKind(
     name="sft", dataclasses=_sft_dataclasses, steps=("data", "train"), source_key="sft_sources",
     produces_model=True, inputs=ONE_MODEL, resumable_step="train", data_dataclasses=_sft_data_dataclasses,
+    data_reads_inputs=False,
     runners={"transformers": {"data": "aurora_m.data.step:run_data_step",
                               "train": "aurora_m.train.sft:run_train_step"}},
     help="supervised fine-tuning (safety SFT) with TRL's SFTTrainer, loss on responses only"))

@@ -32,6 +32,7 @@ from aurora_m.data.clean import (
     symbol_digit_ratio,
     word_tokenizer,
 )
+
 from conftest import TINY
 
 DATA = TINY / "data"
@@ -250,8 +251,10 @@ def test_fim_is_deterministic_by_seed_and_id_not_by_order():
 def test_japanese_words_are_script_runs_and_sentences_end_at_kuten():
     ja = word_tokenizer("ja")
     assert ja.word_tokenize("駅のホームは会社へ向かう人でいっぱいになる。iPhone15を12.5%") == [
-        "駅", "の", "ホーム", "は", "会社", "へ", "向", "かう", "人", "でいっぱいになる", "。", "iPhone15", "を", "12.5", "%"]
-    assert ja.sent_tokenize("今日は晴れ。明日は雨！本当？「はい。」そう") == ["今日は晴れ。", "明日は雨！", "本当？", "「はい。」", "そう"]
+        "駅", "の", "ホーム", "は", "会社", "へ", "向", "かう", "人", "でいっぱいになる", "。", "iPhone15", "を",
+        "12.5", "%"]
+    assert ja.sent_tokenize("今日は晴れ。明日は雨！本当？「はい。」そう") == [
+        "今日は晴れ。", "明日は雨！", "本当？", "「はい。」", "そう"]
     assert word_tokenizer("ja") is ja and pickle.loads(pickle.dumps(ja)) is ja
 
 
@@ -267,7 +270,8 @@ def test_spaced_words_split_punctuation_but_keep_numbers_and_contractions():
     en = word_tokenizer("en")
     assert en.word_tokenize("Don't stop... it's 12.5% of $4,310 at 10:30, well-known!") == [
         "Don't", "stop", "...", "it's", "12.5", "%", "of", "$", "4,310", "at", "10:30", ",", "well-known", "!"]
-    assert en.sent_tokenize("I paid 12.5 euros. Then left!\nNew line") == ["I paid 12.5 euros.", "Then left!", "New line"]
+    assert en.sent_tokenize("I paid 12.5 euros. Then left!\nNew line") == [
+        "I paid 12.5 euros.", "Then left!", "New line"]
 
 
 def test_pii_replaces_addresses_and_phones_but_not_dates_versions_or_integers():
@@ -293,3 +297,10 @@ def test_toxic_words_match_whole_words_in_spaced_languages_and_substrings_in_jap
     two = ToxicWords(max_hits=2)
     doc = Document(text="This is shit.", id="t", metadata={"language": "en"})
     assert two.filter(doc) is True and toxic.filter(doc) == (False, "toxic_words")
+
+
+def test_the_generic_splitter_gives_japanese_words_in_a_mixed_corpus():
+    # MinHash runs over every source with one splitter: Japanese must not become one giant "word"
+    generic = word_tokenizer("generic")
+    assert generic.word_tokenize("駅のホームはiPhone日本. Don't, सुनीता की आँख!") == [
+        "駅", "の", "ホーム", "は", "iPhone", "日本", ".", "Don't", ",", "सुनीता", "की", "आँख", "!"]

@@ -9,9 +9,9 @@ from .build import build_pretrain_dataset, build_sft_dataset
 
 
 def run_data_step(ctx) -> Path:
-    # the tokenizer of a continued model is the one stored with its input model
-    extra = ["--model_name_or_path", str(next(iter(ctx.input_models.values())))] if ctx.input_models else []
-    model_args, data_args, _ = ctx.parse(*extra)
+    # a continued model keeps its chain's tokenizer: the data step takes it from the first stage's keys,
+    # so it can run before the stages upstream have trained (on a CPU node, say)
+    model_args, data_args, _ = ctx.parse(*ctx.tokenizer_args)
     if isinstance(data_args, MixtureArguments):
         return build_pretrain_dataset(model_args, data_args, ctx.dirs.data.root, ctx.config, ctx.title)
     return build_sft_dataset(data_args, ctx.dirs.data.root, ctx.config)

@@ -155,7 +155,8 @@ class Pipeline:
     def run_step(self, stage: StageSpec, step: str, restart: set[str] = frozenset(),
                  resume: set[str] = frozenset()) -> None:
         """Run one step now (whatever its marker says) once everything it reads is complete."""
-        self._check_upstream(stage)
+        if not stage.spec.standalone(step):
+            self._check_upstream(stage)
         restart = self.downstream(restart)
         index = stage.steps.index(step)
         if index > 0 and not self.is_complete(stage, stage.steps[index - 1]):
@@ -187,7 +188,21 @@ class Pipeline:
                            overrides=list(self.overrides.get(stage.name, [])), input_models=models,
                            input_stages={n: self.layout.stage(n) for n in stage.inputs},
                            input_positions=self.recipe.input_positions(stage),
-                           title=f"{self.recipe.name} {stage.name}")
+                           title=f"{self.recipe.name} {stage.name}", tokenizer_args=self.tokenizer_args(stage))
+
+    def tokenizer_args(self, stage: StageSpec) -> list[str]:
+        """``--key value`` for the tokenizer of the chain's first stage (paths made absolute)."""
+        keys = self.prints.tokenizer_origin(stage)
+        root = self.recipe.lineage(stage)[0]
+        args: list[str] = []
+        for key, value in keys.items():
+            if key == "files":
+                continue
+            if key == "tokenizer_train_files":
+                args += [f"--{key}", *(str((root.config.parent / f).resolve()) for f in value)]
+            else:
+                args += [f"--{key}", str(value)]
+        return args
 
     def _check_upstream(self, stage: StageSpec) -> None:
         """Everything a stage reads, all the way up, is complete for the current recipe."""

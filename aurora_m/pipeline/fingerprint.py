@@ -79,6 +79,10 @@ def _named(value) -> dict | None:
     return None
 
 
+TOKENIZER_KEYS = ("tokenizer_name_or_path", "tokenizer_train_files", "tokenizer_vocab_size", "model_name_or_path",
+                  "model_revision")
+
+
 def describe_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
     """``["learning_rate 0.003 -> 0.002", "mixture[fi].weight 1.0 -> 2.0", "mixture[wiki] added"]``."""
     changes = []
@@ -206,19 +210,37 @@ class Fingerprints:
         files = {}
         inputs = {}
         index = stage.steps.index(step)
+        tokenizer = None
         if index == 0:
             for name, path in local_files(config, stage.config.parent, bool(stage.inputs)).items():
                 files[name] = self.hashes.digest_any(path) if path.exists() else "missing"
+            if kind.standalone(step):
+                tokenizer = self.tokenizer_origin(stage)
+        else:
+            before = stage.steps[index - 1]
+            inputs[f"{stage.name}/{before}"] = self.of(stage, before).fingerprint
+        if (index == 0) != kind.standalone(stage.steps[0]):  # the first step that reads the upstream outputs
             for name in stage.inputs:
                 upstream = self.recipe.stage(name)
                 last = upstream.steps[-1]
                 inputs[f"{name}/{last}"] = self.of(upstream, last).fingerprint
-        else:
-            before = stage.steps[index - 1]
-            inputs[f"{stage.name}/{before}"] = self.of(stage, before).fingerprint
         payload = [stage.kind, stage.engine, step, stage.variant, result, files, inputs]
+        if tokenizer is not None:
+            payload.append(tokenizer)
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
         return StepPrint(digest, result, files, inputs)
+
+    def tokenizer_origin(self, stage: StageSpec) -> dict:
+        """The tokenizer keys of the first stage of ``stage``'s model chain (what a standalone data step uses),
+        with the digests of the files a tokenizer is trained on."""
+        root = self.recipe.lineage(stage)[0]
+        if root is stage:
+            return {}
+        config = self.stage_config(root)
+        keys = {k: config[k] for k in TOKENIZER_KEYS if config.get(k) is not None}
+        files = [root.config.parent / f for f in keys.get("tokenizer_train_files", [])]
+        keys["files"] = [self.hashes.digest_any(f) if f.exists() else "missing" for f in files]
+        return keys
 
     def save(self) -> None:
         self.hashes.save()

@@ -23,15 +23,18 @@ from datatrove.utils.word_tokenizers import WordTokenizer
 
 LANGUAGES = ("en", "fi", "hi", "ja", "vi")
 
-_ALNUM = r"[\p{L}\p{M}\p{N}]"
+_CJK_RUNS = r"\p{Han}+|\p{Hiragana}+|[\p{Katakana}ー・]+"  # one script per run; ー (Common) joins katakana
+# letters, marks and digits of the spaced scripts (V1 set difference: CJK never glues onto a Latin word)
+_ALNUM = r"[[\p{L}\p{M}\p{N}]--[\p{Han}\p{Hiragana}\p{Katakana}]]"
 _PUNCT = r"([^\s\p{L}\p{M}\p{N}])\1*"  # a run of one repeated punctuation/symbol char ("...", "!!")
+# CJK runs come first so that a mixed-script corpus (MinHash over all sources) still gets Japanese words
 _SPACED_WORD = (
-    rf"{_ALNUM}+(?:['’\-]{_ALNUM}+|(?<=\p{{N}})[.,:]\p{{N}}+)*"  # don't, well-known, 12.5, 4,310,000, 10:30
+    rf"{_CJK_RUNS}"
+    rf"|{_ALNUM}+(?:['’\-]{_ALNUM}+|(?<=\p{{N}})[.,:]\p{{N}}+)*"  # don't, well-known, 12.5, 4,310,000, 10:30
     rf"|{_PUNCT}"
 )
-# one script per run; ー (prolonged sound, script Common) belongs to the katakana run it follows
 _JA_WORD = (
-    r"\p{Han}+|\p{Hiragana}+|[\p{Katakana}ー・]+"
+    rf"{_CJK_RUNS}"
     # latin letters and digits stay together as in spaced text: H2O, iPhone15, 12.5, 4,310
     r"|[\p{Latin}\p{N}\p{M}]+(?:['’\-][\p{Latin}\p{N}]+|(?<=\p{N})[.,:]\p{N}+)*"
     r"|[\p{L}\p{M}]+"  # other scripts (Hangul, Cyrillic...) as plain runs
@@ -51,7 +54,7 @@ def _sentence_end(language: str) -> str:
     return rf"[{terminals}]+[{closers}]*{follow}|\n+"
 
 
-_WORD_PATTERNS = {"ja": regex.compile(_JA_WORD), "default": regex.compile(_SPACED_WORD)}
+_WORD_PATTERNS = {"ja": regex.compile(_JA_WORD), "default": regex.compile(_SPACED_WORD, regex.V1)}
 _SENTENCE_PATTERNS = {lang: regex.compile(_sentence_end(lang)) for lang in ("ja", "hi", "default")}
 
 
