@@ -80,14 +80,16 @@ def run_chain(language: str, docs: list[Document]) -> tuple[dict[str, str], list
 
 @pytest.mark.parametrize("language", [*PROSE, "code"])
 def test_no_good_document_is_removed(language):
-    good = [document(r, language) for r in rows(DATA / f"{language}.jsonl")]
+    good = [document(r, language) for r in rows(DATA / f"{language}.jsonl") if "planted" not in r]
     assert len(good) >= 50
     removed_by, kept, _ = run_chain(language, good)
     assert removed_by == {}
     assert len(kept) == len(good)
 
 
-PLANTED = rows(DATA / "planted.jsonl")
+# the planted rows live in the tiny twin's own files, marked with the filter meant to remove them
+PLANTED = [{**r, "language": lang}
+           for lang in (*PROSE, "code") for r in rows(DATA / f"{lang}.jsonl") if "planted" in r]
 
 
 def test_planted_documents_cover_every_filter_in_every_language():

@@ -192,8 +192,8 @@ def _clean_pipeline(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tok
         if args.toxicity_filter:
             filters.append(ToxicWords())
     for f in filters:
-        name = _step_name(f)
-        steps += [Counted(f, name, tokenizer_file, removed(name)), Tally(name)]
+        step = _step_name(f)
+        steps += [Counted(f, step, tokenizer_file, removed(step)), Tally(step)]
     if args.pii_anonymise:
         steps.append(PiiAnonymizer())
     # rerouted documents carry their new source: they land in that source's folder, named by origin

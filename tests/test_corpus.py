@@ -1,0 +1,210 @@
+"""The pretraining corpus end to end (datatrove phases on the tiny twin's files): what each filter removed,
+bad rows counted, shares realised, a killed build resumed to the same bytes, the data folder guarded."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aurora_m.args import MixtureArguments, ModelArguments
+from aurora_m.data.corpus import build_corpus
+from aurora_m.data.stream import PackedStream
+from aurora_m.errors import RecipeError
+from aurora_m.layout import DatasetDir
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_DATA = ROOT / "recipes" / "aurora-m-tiny" / "data"
+LANGS = ("en", "fi", "hi", "ja", "vi", "code")
+TOKENIZER = [str(TINY_DATA / f"{lang}.jsonl") for lang in LANGS]
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def mixture(**extra) -> list[dict]:
+    return [{"name": lang, "path": str(TINY_DATA / f"{lang}.jsonl"), **extra} for lang in LANGS]
+
+
+def build(out: Path, mix: list[dict], **keys) -> Path:
+    args = MixtureArguments(mixture=mix, **{"seq_length": 64, "train_tokens": 64 * 400, "mixture_seed": 3,
+                                            "max_epochs": 20, **keys})
+    return build_corpus(ModelArguments(tokenizer_train_files=TOKENIZER), args, out)
+
+
+def removed_ids(data: DatasetDir, source: str, step: str) -> set[str]:
+    import gzip
+
+    out = set()
+    for path in data.removed_by(source, step).glob("*.jsonl.gz"):
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            out |= {json.loads(line)["id"] for line in fh if line.strip()}
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory) -> DatasetDir:
+    out = tmp_path_factory.mktemp("corpus") / "data"
+    return DatasetDir(build(out, mixture(), max_symbol_digit_ratio=0.2))
+
+
+def test_every_planted_document_is_removed_by_its_filter_and_counted(tiny_corpus):
+    report = json.loads(tiny_corpus.filter_report_json.read_text())
+    by_source = {row["name"]: row for row in report["sources"]}
+    for lang in LANGS:
+        planted = {r["id"]: r["planted"] for r in rows(TINY_DATA / f"{lang}.jsonl") if "planted" in r}
+        steps = {s["step"]: s for s in by_source[lang]["steps"]}
+        for name in set(planted.values()) - {"pii"}:
+            expected = {i for i, p in planted.items() if p == name}
+            assert removed_ids(tiny_corpus, lang, name) == expected, (lang, name)
+            assert steps[name]["removed_docs"] == len(expected), (lang, name)
+            assert steps[name]["removed_tokens"] > 0
+        # no good document is removed anywhere: every removal is a planted one
+        removed = sum(s.get("removed_docs", 0) for s in by_source[lang]["steps"])
+        assert removed == sum(1 for p in planted.values() if p != "pii"), lang
+        assert by_source[lang]["minhash"]["removed_docs"] == 0
+        good = sum(1 for r in rows(TINY_DATA / f"{lang}.jsonl") if "planted" not in r)
+        assert by_source[lang]["kept_docs"] == good + sum(1 for p in planted.values() if p == "pii")
+    # per language: the same numbers summed
+    assert report["languages"]["fi"]["removed_by"]["language_id"]["docs"] == 1
+    assert report["languages"]["code"]["removed_by"]["code_quality"]["docs"] == 4
+
+
+def test_pii_is_anonymised_in_the_shards(tiny_corpus):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tiny_corpus.tokenizer / "tokenizer.json"))
+    text = "".join(tok.decode(np.fromfile(p, dtype="<u2").tolist(), skip_special_tokens=False)
+                   for p in sorted(tiny_corpus.source_tokens("en").glob("*.ds")))
+    assert "<EMAIL>" in text and "@example" not in text
+
+
+def test_realised_shares_are_within_one_point_of_the_table(tiny_corpus):
+    mix = json.loads(tiny_corpus.mixture_json.read_text())
+    assert mix["tokens"] == 64 * 400 and mix["sequences"] == 400
+    for source in mix["sources"]:
+        assert abs(source["realised_share"] - source["share"]) <= 0.01, source
+    stream = PackedStream(tiny_corpus.index, {s["name"]: tiny_corpus.source_tokens(s["name"]) for s in mix["sources"]},
+                          64, mix["token_size"])
+    counts = {}
+    for p in range(len(stream)):
+        counts[stream.source_of(p)] = counts.get(stream.source_of(p), 0) + 1
+    for source in mix["sources"]:
+        assert abs(counts[source["name"]] / len(stream) - source["share"]) <= 0.01
+
+
+def test_code_is_rewritten_fill_in_the_middle_at_the_configured_rate(tiny_corpus):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tiny_corpus.tokenizer / "tokenizer.json"))
+    prefix = tok.token_to_id("<fim_prefix>")
+    ids = np.concatenate([np.fromfile(p, dtype="<u2") for p in tiny_corpus.source_tokens("code").glob("*.ds")])
+    docs = int((ids == tok.token_to_id("<|endoftext|>")).sum())
+    assert 0.3 < (ids == prefix).sum() / docs < 0.7  # fim_rate 0.5 over ~60 documents
+    prose = np.concatenate([np.fromfile(p, dtype="<u2") for p in tiny_corpus.source_tokens("en").glob("*.ds")])
+    assert not (prose == prefix).any()
+
+
+def test_bad_rows_are_counted_not_dropped_silently(tmp_path):
+    good = [r for r in rows(TINY_DATA / "en.jsonl") if "planted" not in r]
+    lines = [json.dumps(r).encode() for r in good]
+    lines[3] = b'{"id": "bytes", "text": "caf\xe9 au lait"}'  # latin-1, not UTF-8
+    lines[5] = b'{"id": "broken", "text": '  # cut short
+    lines[7] = json.dumps({"id": "empty", "text": "  "}).encode()
+    lines[9] = json.dumps({"id": "no-text", "body": "x"}).encode()
+    lines[11] = json.dumps(["a", "list"]).encode()
+    lines[13] = json.dumps({"id": "number", "text": 42}).encode()
+    lines.append(json.dumps({"id": "huge", "text": "word " * 400_000}).encode())  # 2 MB > max_doc_chars
+    path = tmp_path / "en.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n\n")
+    mix = [{"name": "en", "path": str(path)}, {"name": "code", "path": str(TINY_DATA / "code.jsonl")}]
+    data = DatasetDir(build(tmp_path / "data", mix, max_doc_chars=1_000_000))
+    en = json.loads(data.filter_report_json.read_text())["sources"][0]
+    assert en["rows_unusable"] == {"not_utf8": 1, "invalid_json": 1, "empty": 1, "missing_field": 1,
+                                   "not_object": 1, "not_text": 1}
+    assert en["blank_lines"] == 1
+    assert en["steps"][0] == {"step": "length_cap", "removed_docs": 1, "removed_tokens": None,
+                              "reasons": {"too_long": 1}, "note": "not tokenized (longer than max_doc_chars)"}
+    assert en["docs_in"] == len(lines) and en["kept_docs"] == len(good) - 6
+
+
+def test_a_truncated_parquet_file_is_one_line_naming_it(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "en.parquet"
+    pq.write_table(pa.table({"text": [r["text"] for r in rows(TINY_DATA / "en.jsonl")]}), path)
+    path.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(RecipeError, match="en.parquet"):
+        build(tmp_path / "data", [{"name": "en", "path": str(path)}])
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_budget_beyond_max_epochs_is_refused(tmp_path):
+    with pytest.raises(RecipeError, match=r"mixture\[en\]"):
+        build(tmp_path / "data", mixture(), max_epochs=1.0, train_tokens=64 * 4000)
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_partial_folder_holding_foreign_files_is_refused(tmp_path):
+    partial = DatasetDir(tmp_path / "data").partial.root
+    partial.mkdir(parents=True)
+    (partial / "notes.txt").write_text("mine")
+    with pytest.raises(RecipeError, match="did not write"):
+        build(tmp_path / "data", mixture())
+    assert (partial / "notes.txt").read_text() == "mine"
+
+
+KILL_SCRIPT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_corpus import build, mixture
+if __name__ == "__main__":
+    build(Path(sys.argv[1]), mixture())
+"""
+
+
+def test_a_killed_build_resumes_to_the_same_bytes(tmp_path, tiny_corpus):
+    """Killed during tokenization, then run again: finished datatrove tasks are skipped, the result is
+    byte-identical to an uninterrupted build (shards and index)."""
+    script = tmp_path / "build.py"
+    script.write_text(KILL_SCRIPT.format(tests=str(ROOT / "tests")))
+    out = tmp_path / "data"
+    partial = DatasetDir(out).partial
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (partial.logs / "tokenize").exists():
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    completions = list((partial.logs / "clean").glob("*/completions/*"))
+    assert completions, "the kill came before any task finished"
+    reference = DatasetDir(build(tmp_path / "reference", mixture()))
+    resumed = DatasetDir(build(out, mixture()))
+    assert resumed.index.read_bytes() == reference.index.read_bytes()
+    for lang in LANGS:
+        ours = sorted(resumed.source_tokens(lang).glob("*.ds"))
+        theirs = sorted(reference.source_tokens(lang).glob("*.ds"))
+        assert [p.read_bytes() for p in ours] == [p.read_bytes() for p in theirs], lang
+    assert not partial.root.exists()
+
+
+def test_other_keys_restart_a_partial_build(tmp_path):
+    out = tmp_path / "data"
+    partial = DatasetDir(out).partial
+    partial.root.mkdir(parents=True)
+    (partial.root / "build.json").write_text(json.dumps({"digest": "other keys"}))
+    (partial.root / "stale.txt").write_text("from the other build")
+    build(out, mixture())
+    assert not partial.root.exists() and DatasetDir(out).index.is_file()
