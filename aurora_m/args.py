@@ -49,11 +49,13 @@ class SourceSpec:
     data_dir: str | None = None  # a folder inside a Hub dataset (the-stack-dedup: data/python)
     data_files: str | list[str] | None = None  # files inside a Hub dataset (a script-only dataset's raw files)
     split: str = "train"
-    format: str = "text"  # text | instruction (Instruction/Response template over three columns)
+    format: str = "text"  # text | instruction (Instruction/Response template) | messages (chat turns, mixtures)
     text_field: str = "text"
-    instruction_field: str = "instruction"
+    # several columns (natural-instructions: [definition, inputs]) are joined with a blank line (mixtures)
+    instruction_field: str | list[str] = "instruction"
     response_field: str = "response"
     category_field: str = "category"
+    messages_field: str = "messages"  # format: messages: a list of {role, content}
     holdout_fraction: float = 0.0  # documents set aside by a stable hash of their text
     take: str = "train"  # train | heldout: which side of the hash split this entry reads
     max_docs: int | None = None

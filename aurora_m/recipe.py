@@ -296,8 +296,12 @@ def check_sources(file: Path, key: str, sources: list, need_weights: bool,
         if key == "mixture" and spec.format == "text" and spec.lang is None:
             raise RecipeError(file, f"{where}.language", f"missing: expected one of {', '.join(LANGUAGES)} "
                                                          f"(it picks the source's filters)")
-        if spec.format not in ("text", "instruction"):
-            raise RecipeError(file, f"{where}.format", f"expected 'text' or 'instruction', got {spec.format!r}")
+        formats = ("text", "instruction", "messages") if key == "mixture" else ("text", "instruction")
+        if spec.format not in formats:
+            raise RecipeError(file, f"{where}.format", f"expected one of {', '.join(formats)}, got {spec.format!r}")
+        if isinstance(spec.instruction_field, list) and key != "mixture":
+            raise RecipeError(file, f"{where}.instruction_field", "expected one column name (several are joined "
+                                                                  "only in pretraining mixtures)")
         if spec.take not in ("train", "heldout"):
             raise RecipeError(file, f"{where}.take", f"expected 'train' or 'heldout', got {spec.take!r}")
         if not 0.0 <= spec.holdout_fraction < 1.0:

@@ -11,11 +11,13 @@ b. hand-wired: datatrove's JsonlReader, the same filter objects in the same orde
    stages and DocumentTokenizer, each on a plain LocalPipelineExecutor (no tallies, report, index);
 c. raw ``tokenizers``: ``encode_batch_fast`` of the same texts (the limit if cleaning were free);
 d. ours with data_workers=2 (same tasks): the scaling figure;
-e. ours (data_workers=2) on a corpus ``--scale`` times larger with the same token budget: peak memory
-   (largest sum of RSS over the build process and its children, sampled) at 1x (run d) and 10x.
+e. ours (data_workers=2) again on this corpus and on one ``--scale`` times larger, with the same token
+   budget: peak memory, the largest sum of PSS over the build process and its children, sampled (not in
+   the timed runs a-d: reading PSS costs CPU time).
 
 Every throughput is the corpus' token count (raw tokenizer, EOS included) over the seconds of the
-build (imports excluded); per-step seconds come from datatrove's stats.json. Ends with the lines
+build (imports, a fixed cost per process, excluded and printed); per-step seconds come from datatrove's
+stats.json. Ends with the lines
 ``ratio_vs_datatrove``, ``ratio_vs_tokenizer``, ``scaling_1_to_2_workers``, ``memory_10x_over_1x``.
 """
 
@@ -46,7 +48,7 @@ LANGS = ("en", "fi", "hi", "ja", "vi", "code")
 SEQ_LENGTH = 128
 HOLDOUT = 0.1  # as the tiny recipe: the hash split runs in both builds
 TOKEN_BATCH = 1000
-SAMPLE_S = 0.05  # memory sampling period
+SAMPLE_S = 0.2  # memory sampling period (a PSS read costs ~3 ms a process, so not in the timed runs)
 
 logger = logging.getLogger("data_throughput")
 
@@ -231,65 +233,97 @@ def in_train(fraction: float, doc) -> bool:
     return not in_heldout(doc.text, fraction)
 
 
+def _preimport(kind: str) -> None:
+    """Imports a build makes on first use (torch by the stream, matplotlib by the plot, transformers by the
+    tokenizer): a fixed cost per process, not per token, so it stays out of the timed seconds."""
+    import datatrove.pipeline.dedup  # noqa: F401
+    import datatrove.pipeline.tokens  # noqa: F401
+
+    import aurora_m.data.clean  # noqa: F401
+    import aurora_m.data.intake  # noqa: F401
+
+    if kind == "ours":
+        import transformers  # noqa: F401
+
+        import aurora_m.data.corpus  # noqa: F401
+        import aurora_m.data.report  # noqa: F401
+        import aurora_m.data.stream  # noqa: F401
+        from aurora_m.plots import _pyplot
+
+        _pyplot()
+
+
 def child(job_file: str) -> None:
     """One build, timed without its imports; writes seconds and its own max RSS next to the job file."""
     job = json.loads(Path(job_file).read_text())
-    import aurora_m.data.clean  # noqa: F401 - the filters' imports are not the build's time
-    import aurora_m.data.corpus  # noqa: F401
-
+    start = time.perf_counter()
+    _preimport(job["kind"])
+    imports = time.perf_counter() - start
     start = time.perf_counter()
     (run_ours if job["kind"] == "ours" else run_hand_wired)(job)
     seconds = time.perf_counter() - start
-    result = {"seconds": seconds,
+    result = {"seconds": seconds, "import_seconds": imports,
               "maxrss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "maxrss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
     Path(job_file).with_suffix(".result.json").write_text(json.dumps(result))
 
 
-def _tree_rss(proc) -> int:
+def _tree_memory(proc) -> list[tuple[str, int]]:
+    """(pid and what it has open, PSS) of the build's process and each live descendant.
+
+    PSS, not RSS: forked workers share their parent's pages, and a sum of RSS would count those twice.
+    """
     import psutil
 
-    total = 0
+    rows = []
     for p in [proc, *proc.children(recursive=True)]:
         try:
-            total += p.memory_info().rss
+            files = [f.path for f in p.open_files() if "/logs/" in f.path or "/work/" in f.path]
+            rows.append((f"pid {p.pid} {files[-1] if files else ''}", p.memory_full_info().pss))
         except psutil.Error:  # a task that just ended
             pass
-    return total
+    return rows
 
 
-def build(kind: str, job: dict, tmp: Path) -> dict:
-    """Runs one build in a subprocess; its seconds, and the peak RSS of its process tree (sampled)."""
+def build(kind: str, job: dict, tmp: Path, memory: bool = False) -> dict:
+    """Runs one build in a subprocess; its seconds, and the peak memory (PSS) of its process tree, sampled."""
     import psutil
 
     job_file = tmp / f"{kind}-{len(list(tmp.glob('*.job.json')))}.job.json"
     job_file.write_text(json.dumps({**job, "kind": kind}))
     log = job_file.with_suffix(".log")
+    started = time.perf_counter()
     with log.open("w") as fh:
         proc = subprocess.Popen([sys.executable, __file__, "--child", str(job_file)], stdout=fh, stderr=fh,
                                 cwd=ROOT)
-        peak, ps = 0, psutil.Process(proc.pid)
+        peak, at_peak, ps = 0, [], psutil.Process(proc.pid)
         done = threading.Event()
 
         def sample():
-            nonlocal peak
+            nonlocal peak, at_peak
             while not done.is_set():
                 try:
-                    peak = max(peak, _tree_rss(ps))
+                    rows = _tree_memory(ps)
                 except psutil.Error:
-                    pass
+                    rows = []
+                if sum(r for _, r in rows) > peak:
+                    peak, at_peak = sum(r for _, r in rows), rows
                 time.sleep(SAMPLE_S)
 
         sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
+        if memory:
+            sampler.start()
         rc = proc.wait()
         done.set()
-        sampler.join()
+        if memory:
+            sampler.join()
     if rc != 0:
         tail = log.read_text(errors="replace").splitlines()[-20:]
         raise SystemExit(f"{kind} build failed (exit {rc}); last lines of {log}:\n" + "\n".join(tail))
     result = json.loads(job_file.with_suffix(".result.json").read_text())
-    result["peak_tree_rss_mb"] = peak / 2**20
+    result["peak_tree_mb"] = peak / 2**20
+    result["at_peak"] = sorted(((round(pss / 2**20, 1), name) for name, pss in at_peak), reverse=True)
+    result["process_seconds"] = time.perf_counter() - started
     return result
 
 
@@ -347,15 +381,14 @@ def main(argv: list[str] | None = None) -> None:
         tmp = Path(tmp_name)
         logger.info("generating %.1f MB and %.1f MB corpora", args.mb, args.mb * args.scale)
         small = make_corpus(tmp / "corpus-1x", args.mb, args.tasks, args.seed)
-        large = make_corpus(tmp / "corpus-10x", args.mb * args.scale, args.tasks, args.seed + 1)
-        # the budget: half the corpus' tokens, whatever the filters keep (sources may repeat up to max_epochs)
-        from aurora_m.args import MixtureArguments  # noqa: F401 - fail early if the package is missing
+        large = make_corpus(tmp / "corpus-large", args.mb * args.scale, args.tasks, args.seed + 1)
 
         def job(folders, out, workers, budget, tokenizer_file=None):
             return {"folders": {k: str(v) for k, v in folders.items()}, "out": str(tmp / out), "workers": workers,
                     "tasks": args.tasks, "budget": budget, "tokenizer_file": tokenizer_file}
 
-        # the budget needs the token count, which needs the build's tokenizer: estimate, then measure exactly
+        # the same budget for every build, about half the corpus' tokens (~3 bytes a token); sources
+        # repeat up to max_epochs where the filters keep less
         est_budget = max(SEQ_LENGTH, int(args.mb * 2**20 / 3 / 2) // SEQ_LENGTH * SEQ_LENGTH)
         logger.info("a. ours, 1 worker")
         ours1 = build("ours", job(small, "ours-w1", 1, est_budget), tmp)
@@ -366,8 +399,9 @@ def main(argv: list[str] | None = None) -> None:
         tokens, tok_s = raw_tokenizer(tokenizer_file, small)
         logger.info("d. ours, 2 workers")
         ours2 = build("ours", job(small, "ours-w2", 2, est_budget), tmp)
-        logger.info("e. ours, 2 workers, %dx corpus, same budget", args.scale)
-        ours2_big = build("ours", job(large, "ours-w2-big", 2, est_budget), tmp)
+        logger.info("e. ours, 2 workers, peak memory at 1x and at %dx the corpus, same budget", args.scale)
+        mem_small = build("ours", job(small, "ours-mem-1x", 2, est_budget), tmp, memory=True)
+        mem_large = build("ours", job(large, "ours-mem-big", 2, est_budget), tmp, memory=True)
 
         mixture = json.loads((tmp / "ours-w1" / "mixture.json").read_text())
         docs = sum(1 for _ in corpus_texts(small))
@@ -376,17 +410,19 @@ def main(argv: list[str] | None = None) -> None:
         for label, s in (("ours, 1 worker", ours1["seconds"]), ("hand-wired datatrove", hand["seconds"]),
                          ("raw tokenizer", tok_s), ("ours, 2 workers", ours2["seconds"])):
             print(f"{label:22s}: {s:8.2f} s  {tokens / s:12,.0f} tokens/s")
-        print(f"{'ours, 2 workers, ' + str(args.scale) + 'x':22s}: {ours2_big['seconds']:8.2f} s  "
-              f"(x{ours2_big['seconds'] / ours2['seconds']:.1f} the time of 1x)")
-        for label, r in (("1x", ours2), (f"{args.scale}x", ours2_big)):
-            print(f"peak memory ours {label:4s} (2 workers): {r['peak_tree_rss_mb']:8.1f} MB process tree "
-                  f"(largest single process {max(r['maxrss_self_mb'], r['maxrss_children_mb']):.1f} MB)")
+        print(f"{'ours, 2 workers, ' + str(args.scale) + 'x':22s}: {mem_large['seconds']:8.2f} s  "
+              f"(x{mem_large['seconds'] / mem_small['seconds']:.1f} the time of 1x, both sampling memory)")
+        for label, r in (("1x", mem_small), (f"{args.scale}x", mem_large)):
+            print(f"peak memory ours {label:4s} (2 workers): {r['peak_tree_mb']:8.1f} MB (PSS, process tree; "
+                  f"largest process then {r['at_peak'][0][0]:.1f} MB, {r['at_peak'][0][1]})")
+        print(f"imports (not timed): ours {ours1['import_seconds']:.1f} s, hand-wired {hand['import_seconds']:.1f} s; "
+              f"whole processes: ours {ours1['process_seconds']:.1f} s, hand-wired {hand['process_seconds']:.1f} s")
         _report_steps("ours", step_seconds(tmp / "ours-w1" / "logs"), args.top_steps)
         _report_steps("hand", step_seconds(tmp / "hand-w1" / "logs"), args.top_steps)
         print(f"ratio_vs_datatrove: {hand['seconds'] / ours1['seconds']:.3f}")
         print(f"ratio_vs_tokenizer: {tok_s / ours1['seconds']:.4f}")
         print(f"scaling_1_to_2_workers: {ours1['seconds'] / ours2['seconds']:.3f}")
-        print(f"memory_10x_over_1x: {ours2_big['peak_tree_rss_mb'] / ours2['peak_tree_rss_mb']:.3f}")
+        print(f"memory_10x_over_1x: {mem_large['peak_tree_mb'] / mem_small['peak_tree_mb']:.3f}")
 
 
 if __name__ == "__main__":

@@ -256,52 +256,6 @@ def test_hub_errors_from_real_responses_for_models():
 # ----------------------------------------------------------------------------- a huge document
 
 
-BIG_SCRIPT = textwrap.dedent("""
-    import json, resource, sys, time
-    from pathlib import Path
-    import datasets, matplotlib.pyplot  # imported before measuring: the delta is the data step's own
-    from aurora_m.args import MixtureArguments, ModelArguments
-    from aurora_m.data.build import build_pretrain_dataset
-    from aurora_m.tokenizer import cached_tokenizer
-
-    files = json.loads(sys.argv[2])
-    cached_tokenizer(files, 4096)
-    work = Path(sys.argv[1])
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    mix = MixtureArguments(mixture=[{"name": "big", "path": str(work / "big.jsonl")}], seq_length=2048,
-                           train_tokens=61440)
-    out = build_pretrain_dataset(ModelArguments(tokenizer_train_files=files), mix, work / "data")
-    seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rss_delta_mb": (peak - before) / 1024, "seconds": seconds,
-                      "mixture": json.loads((out / "mixture.json").read_text())}))
-""")
-
-
-def test_one_huge_document_costs_the_budget_not_its_size(tmp_path, cache_dir):
-    sample = " ".join(json.loads(line)["text"] for line in (TINY_DATA / "en.jsonl").read_text().splitlines())
-    text = (sample * (50_000_000 // len(sample) + 1))[:50_000_000]
-    (tmp_path / "big.jsonl").write_text(json.dumps({"text": text}) + "\n")
-    del text
-    env = {**os.environ, "AURORA_M_CACHE": str(cache_dir)}
-    result = subprocess.run([sys.executable, "-c", BIG_SCRIPT, str(tmp_path), json.dumps(TOKENIZER_FILES)],
-                            capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    measured = json.loads(result.stdout.strip().splitlines()[-1])
-    mixture = measured["mixture"]
-    (big,) = mixture["sources"]
-    assert big["docs_cut"] == 1 and big["chars_cut"] > 49_000_000 and big["tokens_cut"] > 0
-    assert big["docs_tokenized"] == 1 and big["tokens_tokenized"] == 32768 + 1  # max_doc_tokens + EOS
-    assert big["tokens_drawn"] == big["quota_tokens"] == 61440
-    assert mixture["tokens"] + mixture["dropped_tail_tokens"] <= 61440 + 2048
-    assert mixture["sequences"] == 30
-    # Tokenizing the whole document took 7.6 GB; reading it (50 MB of text, Arrow and Python copies)
-    # is what remains.
-    assert measured["rss_delta_mb"] < 1024, measured
-    assert measured["seconds"] < 20, measured
-
-
 def test_a_key_that_appears_only_in_late_rows_does_not_break_reading(tmp_path):
     """The json builder fixes its schema on its first 10 MB block; real corpora have optional keys."""
     path = tmp_path / "web.jsonl"

@@ -60,7 +60,7 @@ SCRIPT_KEYS = {
     "pretrain.py": ["--mixture", "--train_tokens", "--learning_rate", "--config_patches", "--use_peft", "--lora_r"],
     "sft.py": ["--sft_sources", "--max_length", "--learning_rate", "--use_peft"],
     "run_eval.py": ["--perplexity_sources", "--eval_models", "--per_device_eval_batch_size"],
-    "data.py": ["--mixture", "--train_tokens", "--max_doc_tokens"],
+    "data.py": ["--mixture", "--train_tokens", "--max_doc_chars", "--temperature", "--replay_share"],
     "publish.py": ["--variant", "--out", "--overwrite"],
 }
 

@@ -8,6 +8,7 @@ that reaches ``filter_report.json``; line numbers of the first few go to the tas
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from loguru import logger as task_log
 
 from ..args import SourceSpec
 from ..errors import RecipeError
-from .formats import instruction_text
+from .formats import instruction_text, messages_text
 from .sources import in_heldout
 
 NOTED_LINES = 5  # bad lines named in the task log per file; the count covers the rest
@@ -36,6 +37,21 @@ def _usable_text(value) -> str | None:
 
 def document_fields(spec: SourceSpec, row: dict) -> tuple[str | None, str | None]:
     """(training text, None) for a usable row, (None, reason) for one that is not."""
+    if spec.format == "messages":
+        if spec.messages_field not in row:
+            return None, "missing_field"
+        text = messages_text(row[spec.messages_field])
+        return (text, None) if text else (None, "not_text")
+    if isinstance(spec.instruction_field, list):
+        parts = []
+        for key in spec.instruction_field:
+            if key not in row:
+                return None, "missing_field"
+            if bad := _usable_text(row[key]):
+                return None, bad
+            parts.append(row[key].strip())
+        row = {**row, "\0instruction": "\n\n".join(parts)}
+        spec = dataclasses.replace(spec, instruction_field="\0instruction")
     if spec.format == "text":
         if spec.text_field not in row:
             return None, "missing_field"
