@@ -44,6 +44,7 @@ from ..tokenizer import load_tokenizer
 logger = logging.getLogger(__name__)
 
 QUIET_WAIT_S = 30  # Slurm: how often to look for finished tasks
+TOKENIZE_BATCH = 1000
 
 
 # ----------------------------------------------------------------------------- executors
@@ -84,12 +85,26 @@ def run_pipeline(pipeline: list, logging_dir: Path, tasks: int, args: MixtureArg
         executor.run()
         _wait_for_tasks(executor, job_name)
         return
+    if workers > 1:
+        _prepare_worker_pool()
     executor = _quiet_local_executor()(pipeline=pipeline, logging_dir=str(logging_dir), tasks=tasks,
                                        workers=workers, start_method="forkserver")
     executor.run()
     missing = executor.get_incomplete_ranks(range(tasks))
     if missing:
         raise RuntimeError(f"{job_name}: tasks {missing} did not complete; see {logging_dir}/logs")
+
+
+@functools.cache
+def _prepare_worker_pool() -> None:
+    """Worker processes: one core each (a tokenizer's own threads would fight the other workers), and the
+    heavy imports done once in the fork server rather than again in every worker of every phase."""
+    import multiprocess
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    multiprocess.get_context("forkserver").set_forkserver_preload(
+        ["datatrove.pipeline.readers", "datatrove.pipeline.filters", "datatrove.pipeline.dedup",
+         "datatrove.pipeline.tokens", "aurora_m.data.intake", "aurora_m.data.clean", "tokenizers"])
 
 
 def _wait_for_tasks(executor, job_name: str) -> None:
@@ -227,7 +242,8 @@ def _dedup(args: MixtureArguments, d: DatasetDir, specs: list[SourceSpec]) -> No
     # xxhash >= 4 hashes bytes only, and datatrove's minhash passes str: its sha1 path works with any xxhash
     config = MinhashConfig(hash_config=HashConfig(hash_fc="sha1"))
     mh = d.work / "minhash"
-    tasks = max(1, args.data_workers)
+    # one task per cleaned file (the signature and filter stages must read the same files in the same tasks)
+    tasks = max(1, len(list((d.work / "clean").glob("*/*.jsonl.gz"))))
 
     def reader():
         return JsonlReader(str(d.work / "clean"), glob_pattern="*/*.jsonl.gz", add_file_path=False)
@@ -246,26 +262,34 @@ def _dedup(args: MixtureArguments, d: DatasetDir, specs: list[SourceSpec]) -> No
                  d.logs / "dedup" / "filter", tasks, args, "minhash-filter")
 
 
-def _tokenize(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tokenizer_file: str, eos: str,
-              deduped: bool, seed: int) -> None:
+def _tokenize_chain(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tokenizer_file: str, eos: str,
+                    deduped: bool, seed: int) -> tuple[list, int]:
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.tokens import DocumentTokenizer
 
     from .clean import FillInTheMiddle
 
     folder = d.work / ("dedup" if deduped else "clean") / spec.name
-    if not folder.is_dir() or not any(folder.glob("*.jsonl.gz")):
+    files = len(list(folder.glob("*.jsonl.gz"))) if folder.is_dir() else 0
+    if not files:
         raise RecipeError("<stage config>", f"mixture[{spec.name}]",
                           f"documents left after cleaning (every one was removed: see {d.filter_report_json.name})")
     steps: list = [JsonlReader(str(folder), glob_pattern="*.jsonl.gz", add_file_path=False)]
     if spec.lang == "code" and spec.format == "text" and args.fim_rate > 0:
         steps.append(FillInTheMiddle(args.fim_rate, args.fim_spm_rate, seed=seed))
+    # batch_size: documents held per tokenizer batch (datatrove's 10,000 made memory follow file size)
     steps.append(DocumentTokenizer(str(d.source_tokens(spec.name)), tokenizer_file, eos_token=eos,
                                    local_working_dir=str(d.work / "tokenize" / spec.name), seed=seed,
-                                   shuffle_documents=True))
-    files = len(list(folder.glob("*.jsonl.gz")))
-    run_pipeline(steps, d.logs / "tokenize" / spec.name, max(1, min(args.data_tasks, files)), args,
-                 f"tokenize-{spec.name}")
+                                   shuffle_documents=True, batch_size=TOKENIZE_BATCH))
+    return steps, max(1, min(args.data_tasks, files))
+
+
+def run_per_source(chains: dict[str, tuple[list, int]], phase: Path, args: MixtureArguments, job_name: str) -> None:
+    """Every source's chain as tasks of one executor (one process pool for the whole phase)."""
+    from .multisource import SourceTasks
+
+    router = SourceTasks(chains, phase / "by_source")
+    run_pipeline([router], phase, router.world_size, args, job_name)
 
 
 # ----------------------------------------------------------------------------- the whole build
@@ -300,17 +324,17 @@ def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir
             if s.format == "text" and s.lang in PROSE_LANGUAGES:
                 routes.setdefault(s.lang, s.name)
         started = time.monotonic()
-        for spec in specs:
-            logger.info("clean %s (%s)", spec.name, spec.lang or spec.format)
-            run_pipeline(_clean_pipeline(spec, mix_args, d, tokenizer_file, routes), d.logs / "clean" / spec.name,
-                         mix_args.data_tasks, mix_args, f"clean-{spec.name}")
+        logger.info("clean: %d sources x %d task(s), %d worker(s)", len(specs), mix_args.data_tasks,
+                    mix_args.data_workers)
+        run_per_source({spec.name: (_clean_pipeline(spec, mix_args, d, tokenizer_file, routes), mix_args.data_tasks)
+                        for spec in specs}, d.logs / "clean", mix_args, "clean")
         if mix_args.minhash_dedup:
             logger.info("MinHash near-duplicate removal over %d sources", len(specs))
             _dedup(mix_args, d, specs)
-        for spec in specs:
-            logger.info("tokenize %s", spec.name)
-            _tokenize(spec, mix_args, d, tokenizer_file, tokenizer.eos_token, mix_args.minhash_dedup,
-                      mix_args.mixture_seed)
+        logger.info("tokenize %d sources", len(specs))
+        run_per_source({spec.name: _tokenize_chain(spec, mix_args, d, tokenizer_file, tokenizer.eos_token,
+                                                   mix_args.minhash_dedup, mix_args.mixture_seed)
+                        for spec in specs}, d.logs / "tokenize", mix_args, "tokenize")
         token_size = 2 if len(tokenizer) <= 65536 else 4  # what datatrove's tokenizer chose
         report = filter_report(d, specs, mix_args, token_size, tokenizer_file)
         write_json(d.filter_report_json, report)

@@ -9,6 +9,7 @@ that reaches ``filter_report.json``; line numbers of the first few go to the tas
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from .formats import instruction_text, messages_text
 from .sources import in_heldout
 
 NOTED_LINES = 5  # bad lines named in the task log per file; the count covers the rest
+COUNT_BATCH = 256  # documents per filter batch
 
 
 def _usable_text(value) -> str | None:
@@ -183,23 +185,25 @@ def source_reader(spec: SourceSpec, tasks_hint: int = 1):
                                text_key=spec.text_field, compression="infer", add_file_path=False)
 
 
+@functools.cache
+def _tokenizer(path: str):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(path)  # once per process, shared by every step that counts
+
+
 class _TokenCounter:
-    """Tokens of one document (with its EOS), for the documents a filter removes: only those are tokenized
-    here; the kept ones are counted by datatrove's tokenizer, so cleaning does not pay for a second pass."""
+    """Tokens (with each document's EOS) of the documents a filter removes: only those are tokenized here;
+    the kept ones are counted by datatrove's tokenizer, so cleaning does not pay for a second pass."""
 
     def __init__(self, tokenizer_file: str | None):
         self.tokenizer_file = tokenizer_file
-        self._tokenizer = None
 
-    def __call__(self, text: str) -> int:
-        if self._tokenizer is None:
-            from tokenizers import Tokenizer
-
-            self._tokenizer = Tokenizer.from_file(self.tokenizer_file)
-        return len(self._tokenizer.encode(text, add_special_tokens=False).ids) + 1
-
-    def __getstate__(self):
-        return {"tokenizer_file": self.tokenizer_file, "_tokenizer": None}
+    def __call__(self, texts: list[str]) -> int:
+        if not texts:
+            return 0
+        encoded = _tokenizer(self.tokenizer_file).encode_batch_fast(texts, add_special_tokens=False)
+        return sum(len(e.ids) + 1 for e in encoded)
 
 
 class Counted(BaseFilter):
@@ -209,7 +213,8 @@ class Counted(BaseFilter):
 
     def __init__(self, inner: BaseFilter, report_name: str, tokenizer_file: str | None, exclusion_writer=None):
         self.name = report_name  # before PipelineStep's init, which names the step's stats
-        super().__init__(exclusion_writer, batch_size=getattr(inner, "batch_size", 1))
+        # batches let the removed documents of a batch be tokenized together
+        super().__init__(exclusion_writer, batch_size=max(COUNT_BATCH, getattr(inner, "batch_size", 1)))
         self.inner = inner
         self.report_name = report_name
         # the inner filter's own counters (reroutes, C4's lines) land in the report
@@ -219,9 +224,10 @@ class Counted(BaseFilter):
 
     def filter_batch(self, batch: list[Document]):
         results = self.inner.filter_batch(batch)
-        for doc, result in zip(batch, results):
-            if result is not True and not (isinstance(result, tuple) and result[0]):
-                self.stat_update("removed_tokens", value=self.count(doc.text))
+        removed = [doc.text for doc, result in zip(batch, results)
+                   if result is not True and not (isinstance(result, tuple) and result[0])]
+        if removed:
+            self.stat_update("removed_tokens", value=self.count(removed))
         return results
 
     def filter(self, doc: Document):
@@ -241,7 +247,7 @@ class HeldOut(BaseFilter):
     def filter(self, doc: Document):
         if not in_heldout(doc.text, self.fraction):
             return True
-        self.stat_update("set_aside_tokens", value=self.count(doc.text))
+        self.stat_update("set_aside_tokens", value=self.count([doc.text]))
         return False, "held_out"
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..args import SourceSpec
 from ..layout import DatasetDir
+from .multisource import source_stats
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def filter_report(d: DatasetDir, specs: list[SourceSpec], args, token_size: int 
                   tokenizer_file: str | None = None) -> dict:
     sources, handed_on = [], {}
     for spec in specs:
-        row, out = _clean_source(_stats(d.logs / "clean" / spec.name), spec)
+        row, out = _clean_source(source_stats(d.logs / "clean" / "by_source" / spec.name), spec)
         sources.append(row)
         for s, n in out.items():
             handed_on[s] = handed_on.get(s, 0) + n
