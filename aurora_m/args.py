@@ -127,6 +127,10 @@ class MixtureArguments:
     keep_removed: bool = field(
         default=True, metadata={"help": "Keep every removed document (by source and filter) for inspection."})
     # --- execution
+    intermediate_file_mb: float = field(
+        default=64, metadata={"help": "Cleaned and deduplicated documents are written in gzip files of at most "
+                                      "this size, one later task each: a task's memory stays the same whatever "
+                                      "the corpus size."})
     data_workers: int = field(default=1, metadata={"help": "Local processes running datatrove tasks."})
     data_tasks: int = field(
         default=1, metadata={"help": "datatrove tasks per source (a task reads a share of the source's files)."})

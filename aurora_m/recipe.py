@@ -418,8 +418,8 @@ def _number(value) -> float:
 
 POSITIVE_KEYS = ("max_steps", "num_train_epochs", "train_tokens", "seq_length", "max_length",
                  "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                 "max_doc_chars", "max_epochs", "data_workers", "data_tasks", "slurm_cpus_per_task",
-                 "slurm_mem_per_cpu_gb")
+                 "max_doc_chars", "max_epochs", "intermediate_file_mb", "data_workers", "data_tasks",
+                 "slurm_cpus_per_task", "slurm_mem_per_cpu_gb")
 
 
 def _is_list(tp) -> bool:

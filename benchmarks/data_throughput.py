@@ -41,6 +41,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# every build, ours and hand-wired, one core per worker (the data step's own rule): a tokenizer's
+# threads would otherwise give one build more cores than the other
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "recipes" / "aurora-m-tiny" / "data"
@@ -118,7 +121,8 @@ def _args(job: dict):
     mixture = [{"name": name, "path": folder, "weight": 1.0, "holdout_fraction": HOLDOUT}
                for name, folder in job["folders"].items()]
     mix_args = MixtureArguments(mixture=mixture, seq_length=SEQ_LENGTH, train_tokens=job["budget"],
-                                data_workers=job["workers"], data_tasks=job["tasks"])
+                                data_workers=job["workers"], data_tasks=job["tasks"],
+                                intermediate_file_mb=job["file_mb"])
     return model_args, mix_args
 
 
@@ -156,6 +160,7 @@ def run_hand_wired(job: dict) -> None:
         quality_filters,
         word_tokenizer,
     )
+    from aurora_m.data.corpus import TOKENIZE_BATCH
     from aurora_m.data.intake import TooLong
 
     _, args = _args(job)
@@ -170,8 +175,9 @@ def run_hand_wired(job: dict) -> None:
         LocalPipelineExecutor(pipeline=pipeline, logging_dir=str(logs / phase), tasks=tasks,
                               workers=max(1, min(args.data_workers, tasks)), start_method="forkserver").run()
 
-    def writer(folder, filename):
-        return JsonlWriter(str(folder), output_filename=filename, compression="gzip")
+    def writer(folder, filename, max_mb=None):  # the same size cap on intermediate files as ours
+        return JsonlWriter(str(folder), output_filename=filename, compression="gzip",
+                           max_file_size=int(max_mb * 2**20) if max_mb else -1)
 
     specs = [SourceSpec(**raw) for raw in args.mixture]
     routes = {s.lang: s.name for s in specs if s.lang != "code"}
@@ -196,7 +202,7 @@ def run_hand_wired(job: dict) -> None:
                 steps.append(ToxicWords(exclusion_writer=removed("toxic_words")))
         if args.pii_anonymise:
             steps.append(PiiAnonymizer())
-        steps.append(writer(work / "clean", f"${{source}}/{origin}"))
+        steps.append(writer(work / "clean", f"${{source}}/{origin}", args.intermediate_file_mb))
         run(steps, f"clean/{name}", args.data_tasks)
 
     config = MinhashConfig(hash_config=HashConfig(hash_fc="sha1"))
@@ -205,7 +211,7 @@ def run_hand_wired(job: dict) -> None:
     def clean_reader():
         return JsonlReader(str(work / "clean"), glob_pattern="*/*.jsonl.gz", add_file_path=False)
 
-    tasks = max(1, args.data_workers)
+    tasks = max(1, len(list((work / "clean").glob("*/*.jsonl.gz"))))
     run([clean_reader(), MinhashDedupSignature(str(mh / "signatures"), config=config,
                                                language=word_tokenizer("generic"))], "dedup/signatures", tasks)
     run([MinhashDedupBuckets(str(mh / "signatures"), str(mh / "buckets"), config=config)], "dedup/buckets",
@@ -213,7 +219,7 @@ def run_hand_wired(job: dict) -> None:
     run([MinhashDedupCluster(str(mh / "buckets"), str(mh / "remove_ids"), config=config)], "dedup/cluster", 1)
     excl = writer(out / "removed", "${source}/minhash/${rank}.jsonl.gz") if args.keep_removed else None
     run([clean_reader(), MinhashDedupFilter(str(mh / "remove_ids"), exclusion_writer=excl),
-         writer(work / "dedup", "${source}/${rank}.jsonl.gz")], "dedup/filter", tasks)
+         writer(work / "dedup", "${source}/${rank}.jsonl.gz", args.intermediate_file_mb)], "dedup/filter", tasks)
 
     for spec in specs:
         folder = work / "dedup" / spec.name
@@ -222,8 +228,8 @@ def run_hand_wired(job: dict) -> None:
             steps.append(FillInTheMiddle(args.fim_rate, args.fim_spm_rate, seed=args.mixture_seed))
         steps.append(DocumentTokenizer(str(out / "tokens" / spec.name), tokenizer_file, eos_token=eos,
                                        local_working_dir=str(work / "tokenize" / spec.name),
-                                       seed=args.mixture_seed, shuffle_documents=True))
-        run(steps, f"tokenize/{spec.name}", max(1, min(args.data_tasks, len(list(folder.glob("*.jsonl.gz"))))))
+                                       seed=args.mixture_seed, shuffle_documents=True, batch_size=TOKENIZE_BATCH))
+        run(steps, f"tokenize/{spec.name}", max(1, len(list(folder.glob("*.jsonl.gz")))))
 
 
 def in_train(fraction: float, doc) -> bool:
@@ -358,6 +364,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=3.0, help="corpus size in MB of text (all sources together)")
     parser.add_argument("--tasks", type=int, default=4, help="datatrove tasks per source (= files per source)")
+    parser.add_argument("--file-mb", type=float, default=0.5,
+                        help="intermediate_file_mb of both builds: small here so that 1x and 10x are both in the "
+                             "many-files regime of a real corpus (64 MB files of a 1 TB corpus)")
     parser.add_argument("--scale", type=int, default=10, help="size of the memory run's corpus, in corpora")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated corpus")
     parser.add_argument("--workdir", default=None, help="keep the corpora and builds here (default: a temp dir)")
@@ -385,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
 
         def job(folders, out, workers, budget, tokenizer_file=None):
             return {"folders": {k: str(v) for k, v in folders.items()}, "out": str(tmp / out), "workers": workers,
-                    "tasks": args.tasks, "budget": budget, "tokenizer_file": tokenizer_file}
+                    "tasks": args.tasks, "budget": budget, "tokenizer_file": tokenizer_file, "file_mb": args.file_mb}
 
         # the same budget for every build, about half the corpus' tokens (~3 bytes a token); sources
         # repeat up to max_epochs where the filters keep less

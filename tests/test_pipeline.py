@@ -107,8 +107,11 @@ def test_cap_loss_goes_down_and_matches_golden_values(tiny_run):
 
 def test_cat_continues_from_cap_and_mixes_in_the_redteam_train_split(tiny_run):
     mixture = json.loads((tiny_run / "cat" / "data" / "mixture.json").read_text())
-    redteam = next(s for s in mixture["read"] if s["name"] == "redteam")
-    assert redteam["kept"] > 0 and redteam["set_aside_by_split"] > 0  # the test split stays out
+    assert next(s for s in mixture["sources"] if s["name"] == "redteam")["windows"] > 0
+    report = json.loads((tiny_run / "cat" / "data" / "filter_report.json").read_text())
+    redteam = next(s for s in report["sources"] if s["name"] == "redteam")
+    held_out = next(s for s in redteam["steps"] if s["step"] == "held_out")
+    assert redteam["kept_docs"] > 0 and held_out["set_aside_docs"] > 0  # the test split stays out
     # CAT starts from CAP's weights, not from scratch: its first loss is where CAP ended
     def first_and_last(stage):
         losses = [e["loss"] for e in json.loads((tiny_run / stage / "log_history.json").read_text()) if "loss" in e]
@@ -117,7 +120,7 @@ def test_cat_continues_from_cap_and_mixes_in_the_redteam_train_split(tiny_run):
     cat_first, _ = first_and_last("cat")
     assert cat_first < cap_first - 1.0 and abs(cat_first - cap_last) < 1.0
     sft_rows = json.loads((tiny_run / "sft" / "data" / "sources.json").read_text())["read"][0]
-    assert sft_rows["kept"] == redteam["kept"]  # SFT and CAT agree on the split
+    assert sft_rows["kept"] == redteam["kept_docs"]  # SFT and CAT agree on the split
 
 
 def test_second_run_skips_every_completed_stage(tiny_run):

@@ -87,6 +87,9 @@ def run_pipeline(pipeline: list, logging_dir: Path, tasks: int, args: MixtureArg
         return
     if workers > 1:
         _prepare_worker_pool()
+    # one core per worker, also for one worker: data_workers N means N cores (a tokenizer's own threads
+    # would otherwise fight the other workers, or make one worker look like two)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     executor = _quiet_local_executor()(pipeline=pipeline, logging_dir=str(logging_dir), tasks=tasks,
                                        workers=workers, start_method="forkserver")
     executor.run()
@@ -97,11 +100,9 @@ def run_pipeline(pipeline: list, logging_dir: Path, tasks: int, args: MixtureArg
 
 @functools.cache
 def _prepare_worker_pool() -> None:
-    """Worker processes: one core each (a tokenizer's own threads would fight the other workers), and the
-    heavy imports done once in the fork server rather than again in every worker of every phase."""
+    """The heavy imports done once in the fork server rather than again in every worker of every phase."""
     import multiprocess
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     multiprocess.get_context("forkserver").set_forkserver_preload(
         ["datatrove.pipeline.readers", "datatrove.pipeline.filters", "datatrove.pipeline.dedup",
          "datatrove.pipeline.tokens", "aurora_m.data.intake", "aurora_m.data.clean", "tokenizers"])
@@ -171,14 +172,15 @@ def _start_or_resume(partial: DatasetDir, ident: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- phases
-def _writer(folder: Path, filename: str):
+def _writer(folder: Path, filename: str, max_mb: float | None = None):
     from datatrove.pipeline.writers import JsonlWriter
 
-    return JsonlWriter(str(folder), output_filename=filename, compression="gzip")
+    max_bytes = int(max_mb * 2**20) if max_mb else -1
+    return JsonlWriter(str(folder), output_filename=filename, compression="gzip", max_file_size=max_bytes)
 
 
 def _clean_pipeline(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tokenizer_file: str,
-                    routes: dict[str, str]) -> list:
+                    routes: dict[str, str], config_file) -> list:
     from .clean import CodeQuality, LanguageId, PiiAnonymizer, SymbolDigitRatio, ToxicWords, quality_filters
     from .intake import Counted, HeldOut, Tally, TooLong, source_reader
 
@@ -201,7 +203,7 @@ def _clean_pipeline(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tok
         try:
             filters += quality_filters(list(args.quality_filters), dict(args.quality_overrides))
         except ValueError as err:
-            raise RecipeError("<stage config>", "quality_filters", str(err)) from None
+            raise RecipeError(config_file, "quality_filters", str(err)) from None
         if args.max_symbol_digit_ratio is not None:
             filters.append(SymbolDigitRatio(args.max_symbol_digit_ratio))
         if args.toxicity_filter:
@@ -212,7 +214,7 @@ def _clean_pipeline(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tok
     if args.pii_anonymise:
         steps.append(PiiAnonymizer())
     # rerouted documents carry their new source: they land in that source's folder, named by origin
-    steps.append(_writer(d.work / "clean", f"${{source}}/{origin}"))
+    steps.append(_writer(d.work / "clean", f"${{source}}/{origin}", args.intermediate_file_mb))
     return steps
 
 
@@ -258,12 +260,12 @@ def _dedup(args: MixtureArguments, d: DatasetDir, specs: list[SourceSpec]) -> No
                  d.logs / "dedup" / "cluster", 1, args, "minhash-cluster")
     excl = (_writer(d.removed, "${source}/minhash/${rank}.jsonl.gz") if args.keep_removed else None)
     run_pipeline([reader(), MinhashDedupFilter(str(mh / "remove_ids"), exclusion_writer=excl), Tally("minhash"),
-                  _writer(d.work / "dedup", "${source}/${rank}.jsonl.gz")],
+                  _writer(d.work / "dedup", "${source}/${rank}.jsonl.gz", args.intermediate_file_mb)],
                  d.logs / "dedup" / "filter", tasks, args, "minhash-filter")
 
 
 def _tokenize_chain(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tokenizer_file: str, eos: str,
-                    deduped: bool, seed: int) -> tuple[list, int]:
+                    deduped: bool, seed: int, config_file) -> tuple[list, int]:
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.tokens import DocumentTokenizer
 
@@ -272,7 +274,7 @@ def _tokenize_chain(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tok
     folder = d.work / ("dedup" if deduped else "clean") / spec.name
     files = len(list(folder.glob("*.jsonl.gz"))) if folder.is_dir() else 0
     if not files:
-        raise RecipeError("<stage config>", f"mixture[{spec.name}]",
+        raise RecipeError(config_file, f"mixture[{spec.name}]",
                           f"documents left after cleaning (every one was removed: see {d.filter_report_json.name})")
     steps: list = [JsonlReader(str(folder), glob_pattern="*.jsonl.gz", add_file_path=False)]
     if spec.lang == "code" and spec.format == "text" and args.fim_rate > 0:
@@ -281,7 +283,7 @@ def _tokenize_chain(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tok
     steps.append(DocumentTokenizer(str(d.source_tokens(spec.name)), tokenizer_file, eos_token=eos,
                                    local_working_dir=str(d.work / "tokenize" / spec.name), seed=seed,
                                    shuffle_documents=True, batch_size=TOKENIZE_BATCH))
-    return steps, max(1, min(args.data_tasks, files))
+    return steps, files  # one task per (size-capped) file: memory per task does not grow with the corpus
 
 
 def run_per_source(chains: dict[str, tuple[list, int]], phase: Path, args: MixtureArguments, job_name: str) -> None:
@@ -295,7 +297,7 @@ def run_per_source(chains: dict[str, tuple[list, int]], phase: Path, args: Mixtu
 # ----------------------------------------------------------------------------- the whole build
 def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir: str | Path,
                  config_file: str | Path = "<stage config>", title: str = "mixture") -> Path:
-    from .intake import check_local_source
+    from .intake import check_hub_source, check_local_source
     from .mixer import mixture_table, resolve_mixture
     from .report import filter_report, log_filter_report, source_sizes
     from .stream import build_index, realised_shares
@@ -310,6 +312,8 @@ def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir
     for i, spec in enumerate(specs):
         if spec.path is not None:
             check_local_source(spec, config_file, f"mixture[{i}]")
+        else:
+            check_hub_source(spec, config_file, f"mixture[{i}]")
     final = DatasetDir(out_dir)
     d = final.partial
     with _build_lock(d, config_file):
@@ -326,14 +330,15 @@ def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir
         started = time.monotonic()
         logger.info("clean: %d sources x %d task(s), %d worker(s)", len(specs), mix_args.data_tasks,
                     mix_args.data_workers)
-        run_per_source({spec.name: (_clean_pipeline(spec, mix_args, d, tokenizer_file, routes), mix_args.data_tasks)
-                        for spec in specs}, d.logs / "clean", mix_args, "clean")
+        chains = {spec.name: (_clean_pipeline(spec, mix_args, d, tokenizer_file, routes, config_file),
+                              mix_args.data_tasks) for spec in specs}
+        run_per_source(chains, d.logs / "clean", mix_args, "clean")
         if mix_args.minhash_dedup:
             logger.info("MinHash near-duplicate removal over %d sources", len(specs))
             _dedup(mix_args, d, specs)
         logger.info("tokenize %d sources", len(specs))
         run_per_source({spec.name: _tokenize_chain(spec, mix_args, d, tokenizer_file, tokenizer.eos_token,
-                                                   mix_args.minhash_dedup, mix_args.mixture_seed)
+                                                   mix_args.minhash_dedup, mix_args.mixture_seed, config_file)
                         for spec in specs}, d.logs / "tokenize", mix_args, "tokenize")
         token_size = 2 if len(tokenizer) <= 65536 else 4  # what datatrove's tokenizer chose
         report = filter_report(d, specs, mix_args, token_size, tokenizer_file)
@@ -351,8 +356,7 @@ def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir
         mixture = _mixture_json(rows, realised, mix_args, length, tokenizer, time.monotonic() - started)
         write_json(d.mixture_json, mixture)
         plot_mixture(mixture, d.mixture_png, title)
-        for line in mixture_table(rows).splitlines():
-            logger.info("%s", line)
+        logger.info("the mixture (mixture.json, mixture.png):\n%s", mixture_table(rows))
         shutil.rmtree(d.work, ignore_errors=True)  # intermediate documents: ours, as large as the corpus
         d.build_json.unlink()
         d.lock.unlink()

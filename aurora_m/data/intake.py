@@ -151,8 +151,9 @@ def check_local_source(spec: SourceSpec, config_file, where: str) -> None:
     files = local_files(spec)
     if not files:
         raise RecipeError(config_file, f"{where}.path", f"no data files in {spec.path}")
-    needed = [spec.text_field] if spec.format == "text" else [spec.instruction_field, spec.response_field]
     for file in files:
+        if file.stat().st_size == 0:
+            raise RecipeError(config_file, f"{where}.path", f"data file {file} is empty")
         if file.suffix == ".parquet":
             import pyarrow.parquet as pq
 
@@ -160,10 +161,32 @@ def check_local_source(spec: SourceSpec, config_file, where: str) -> None:
                 names = pq.ParquetFile(file).schema_arrow.names
             except (OSError, ValueError) as err:
                 raise RecipeError(file, "parquet", f"a readable parquet file ({err})") from None
-            missing = [k for k in needed if k not in names]
+            missing = [k for k in _columns(spec) if k not in names]
             if missing:
                 raise RecipeError(config_file, f"{where}.{'text_field' if spec.format == 'text' else 'format'}",
                                   f"column(s) {', '.join(missing)} in {file} (it has {', '.join(names)})")
+
+
+def _columns(spec: SourceSpec) -> list[str]:
+    if spec.format == "text":
+        return [spec.text_field]
+    if spec.format == "messages":
+        return [spec.messages_field]
+    fields = spec.instruction_field if isinstance(spec.instruction_field, list) else [spec.instruction_field]
+    return [*fields, spec.response_field]
+
+
+def check_hub_source(spec: SourceSpec, config_file, where: str) -> None:
+    """Resolve a Hub source's files before any worker starts (no data is downloaded): a dataset that is
+    gated, missing, or not in the cache while offline becomes one line with the fix."""
+    from datasets import load_dataset_builder
+
+    from ..hub_errors import explain_hub_errors
+
+    options = {k: v for k, v in {"name": spec.config_name, "data_dir": spec.data_dir,
+                                 "data_files": spec.data_files}.items() if v is not None}
+    with explain_hub_errors(config_file, f"{where}.dataset", spec.dataset, "dataset"):
+        load_dataset_builder(spec.dataset, **options)
 
 
 def source_reader(spec: SourceSpec, tasks_hint: int = 1):

@@ -198,8 +198,7 @@ def filter_table(report: dict) -> str:
 
 
 def log_filter_report(report: dict) -> None:
-    for line in filter_table(report).splitlines():
-        logger.info("%s", line)
+    logger.info("documents removed by each filter (filter_report.json):\n%s", filter_table(report))
 
 
 def source_sizes(d: DatasetDir, specs: list[SourceSpec], seq_length: int, token_size: int = 2):
