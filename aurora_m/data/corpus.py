@@ -60,10 +60,22 @@ def _quiet_local_executor():
 
         def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
             # loguru keeps the stream it was given for the life of the process: it must stay open
-            with contextlib.redirect_stderr(_devnull()):
-                return super()._run_for_rank(rank, local_rank, node_rank)
+            try:
+                with contextlib.redirect_stderr(_devnull()):
+                    return super()._run_for_rank(rank, local_rank, node_rank)
+            finally:
+                _release_memory()  # a worker runs many tasks: what one task freed must not stay with it
 
     return QuietLocalExecutor
+
+
+def _release_memory() -> None:
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # glibc only: hand freed arenas back to the system
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 @functools.cache
@@ -267,9 +279,9 @@ def _dedup(args: MixtureArguments, d: DatasetDir, specs: list[SourceSpec]) -> No
 def _tokenize_chain(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tokenizer_file: str, eos: str,
                     deduped: bool, seed: int, config_file) -> tuple[list, int]:
     from datatrove.pipeline.readers import JsonlReader
-    from datatrove.pipeline.tokens import DocumentTokenizer
 
     from .clean import FillInTheMiddle
+    from .intake import ShardWriter
 
     folder = d.work / ("dedup" if deduped else "clean") / spec.name
     files = len(list(folder.glob("*.jsonl.gz"))) if folder.is_dir() else 0
@@ -280,7 +292,7 @@ def _tokenize_chain(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tok
     if spec.lang == "code" and spec.format == "text" and args.fim_rate > 0:
         steps.append(FillInTheMiddle(args.fim_rate, args.fim_spm_rate, seed=seed))
     # batch_size: documents held per tokenizer batch (datatrove's 10,000 made memory follow file size)
-    steps.append(DocumentTokenizer(str(d.source_tokens(spec.name)), tokenizer_file, eos_token=eos,
+    steps.append(ShardWriter(str(d.source_tokens(spec.name)), tokenizer_file, eos_token=eos,
                                    local_working_dir=str(d.work / "tokenize" / spec.name), seed=seed,
                                    shuffle_documents=True, batch_size=TOKENIZE_BATCH))
     return steps, files  # one task per (size-capped) file: memory per task does not grow with the corpus
@@ -306,6 +318,9 @@ def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir
         raise RecipeError(config_file, "train_tokens", "expected the stage's token budget (a positive integer)")
     if mix_args.data_executor not in ("local", "slurm"):
         raise RecipeError(config_file, "data_executor", f"expected 'local' or 'slurm', got {mix_args.data_executor!r}")
+    if mix_args.data_executor == "slurm" and not shutil.which("sbatch"):
+        raise RecipeError(config_file, "data_executor", "'slurm' needs sbatch on PATH (run the data step on a "
+                                                        "Slurm login node, or set data_executor: local)")
     if mix_args.mislabelled not in ("drop", "reroute"):
         raise RecipeError(config_file, "mislabelled", f"expected 'drop' or 'reroute', got {mix_args.mislabelled!r}")
     specs = [SourceSpec(**raw) for raw in mix_args.mixture]
