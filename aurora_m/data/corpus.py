@@ -60,22 +60,10 @@ def _quiet_local_executor():
 
         def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
             # loguru keeps the stream it was given for the life of the process: it must stay open
-            try:
-                with contextlib.redirect_stderr(_devnull()):
-                    return super()._run_for_rank(rank, local_rank, node_rank)
-            finally:
-                _release_memory()  # a worker runs many tasks: what one task freed must not stay with it
+            with contextlib.redirect_stderr(_devnull()):
+                return super()._run_for_rank(rank, local_rank, node_rank)
 
     return QuietLocalExecutor
-
-
-def _release_memory() -> None:
-    import ctypes
-    import gc
-
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # glibc only: hand freed arenas back to the system
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 @functools.cache
