@@ -208,3 +208,18 @@ def test_other_keys_restart_a_partial_build(tmp_path):
     (partial.root / "stale.txt").write_text("from the other build")
     build(out, mixture())
     assert not partial.root.exists() and DatasetDir(out).index.is_file()
+
+
+def test_the_data_step_of_a_continued_stage_runs_first_on_a_cpu_node(tmp_path):
+    """CAT's data step needs neither CAP's model (the tokenizer comes from the chain's first stage) nor a
+    GPU (bf16 is a trainer key): it runs on a CPU node before anything has trained."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-m", "aurora_m.cli", "data", "recipes/aurora-m-tiny", "--stage", "cat",
+                             "--output-dir", str(tmp_path / "run"), "--bf16", "true"],
+                            cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = DatasetDir(tmp_path / "run" / "cat" / "data")
+    assert data.mixture_json.is_file() and data.filter_report_json.is_file() and data.mixture_png.is_file()
+    assert not (tmp_path / "run" / "cap" / "model").exists()
+    names = {s["name"] for s in json.loads(data.mixture_json.read_text())["sources"]}
+    assert "redteam" in names

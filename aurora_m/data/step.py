@@ -11,7 +11,9 @@ from .build import build_pretrain_dataset, build_sft_dataset
 def run_data_step(ctx) -> Path:
     # a continued model keeps its chain's tokenizer: the data step takes it from the first stage's keys,
     # so it can run before the stages upstream have trained (on a CPU node, say)
-    model_args, data_args, _ = ctx.parse(*ctx.tokenizer_args)
+    # use_cpu: the trainer keys are parsed but not used here, and bf16's "needs a GPU" check must not stop
+    # a data step on a CPU node
+    model_args, data_args, _ = ctx.parse(*ctx.tokenizer_args, "--use_cpu", "true")
     if isinstance(data_args, MixtureArguments):
         return build_pretrain_dataset(model_args, data_args, ctx.dirs.data.root, ctx.config, ctx.title)
     return build_sft_dataset(data_args, ctx.dirs.data.root, ctx.config)
