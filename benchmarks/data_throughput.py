@@ -1,6 +1,6 @@
 """Throughput of the pretrain data step next to the bare library work it wraps, measured in one run.
 
-    python benchmarks/data_throughput.py [--mb 3] [--tasks 4] [--scale 10]
+    python benchmarks/data_throughput.py [--mb 32] [--tasks 4] [--scale 10]
 
 A corpus is generated on disk from the tiny recipe's documents (new documents made of sentences, or
 for code of top-level blocks, sampled with a seeded RNG, so MinHash keeps them), ``--tasks`` files
@@ -362,7 +362,7 @@ def step_seconds(logs: Path) -> dict[str, float]:
 # ----------------------------------------------------------------------------- main
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mb", type=float, default=3.0, help="corpus size in MB of text (all sources together)")
+    parser.add_argument("--mb", type=float, default=32.0, help="corpus size in MB of text (all sources together)")
     parser.add_argument("--tasks", type=int, default=4, help="datatrove tasks per source (= files per source)")
     parser.add_argument("--file-mb", type=float, default=0.5,
                         help="intermediate_file_mb of both builds: small here so that 1x and 10x are both in the "

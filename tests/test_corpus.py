@@ -223,3 +223,10 @@ def test_the_data_step_of_a_continued_stage_runs_first_on_a_cpu_node(tmp_path):
     assert not (tmp_path / "run" / "cap" / "model").exists()
     names = {s["name"] for s in json.loads(data.mixture_json.read_text())["sources"]}
     assert "redteam" in names
+
+
+def test_a_source_left_empty_says_why_in_one_line(tmp_path):
+    path = tmp_path / "en.jsonl"
+    path.write_text("".join(json.dumps({"id": str(i), "body": "no text column here"}) + "\n" for i in range(5)))
+    with pytest.raises(RecipeError, match=r"mixture\[en\].*5 rows read, none kept \(missing_field 5\)"):
+        build(tmp_path / "data", [{"name": "en", "path": str(path)}, *mixture()[1:]])

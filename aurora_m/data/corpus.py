@@ -129,6 +129,12 @@ def _input_stamp(specs: list[SourceSpec]) -> dict:
     return stamp
 
 
+def _input_sizes(specs: list[SourceSpec]) -> dict[str, int]:
+    from .intake import local_files
+
+    return {s.name: sum(f.stat().st_size for f in local_files(s)) if s.path is not None else 0 for s in specs}
+
+
 def _build_identity(model_args: ModelArguments, mix_args: MixtureArguments, specs: list[SourceSpec]) -> dict:
     keys = {k: v for k, v in asdict(mix_args).items() if k != "dataset_dir"}
     tok = {k: getattr(model_args, k) for k in ("tokenizer_name_or_path", "tokenizer_train_files",
@@ -274,8 +280,9 @@ def _tokenize_chain(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tok
     folder = d.work / ("dedup" if deduped else "clean") / spec.name
     files = len(list(folder.glob("*.jsonl.gz"))) if folder.is_dir() else 0
     if not files:
-        raise RecipeError(config_file, f"mixture[{spec.name}]",
-                          f"documents left after cleaning (every one was removed: see {d.filter_report_json.name})")
+        from .report import why_empty
+
+        raise RecipeError(config_file, f"mixture[{spec.name}]", f"documents to train on: {why_empty(d, spec)}")
     steps: list = [JsonlReader(str(folder), glob_pattern="*.jsonl.gz", add_file_path=False)]
     if spec.lang == "code" and spec.format == "text" and args.fim_rate > 0:
         steps.append(FillInTheMiddle(args.fim_rate, args.fim_spm_rate, seed=seed))
@@ -286,11 +293,18 @@ def _tokenize_chain(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tok
     return steps, files  # one task per (size-capped) file: memory per task does not grow with the corpus
 
 
-def run_per_source(chains: dict[str, tuple[list, int]], phase: Path, args: MixtureArguments, job_name: str) -> None:
-    """Every source's chain as tasks of one executor (one process pool for the whole phase)."""
+def run_per_source(chains: dict[str, tuple[list, int]], phase: Path, args: MixtureArguments, job_name: str,
+                   sizes: dict[str, int]) -> None:
+    """Every source's chain as tasks of one executor (one process pool for the whole phase).
+
+    Largest sources first: workers take tasks in rank order, so the long ones start early and the last
+    tasks to finish are short ones (the order is fixed by the inputs, so a resumed build maps ranks alike).
+    """
     from .multisource import SourceTasks
 
-    router = SourceTasks(chains, phase / "by_source")
+    per_task = {name: sizes.get(name, 0) / max(1, tasks) for name, (_, tasks) in chains.items()}
+    ordered = dict(sorted(chains.items(), key=lambda kv: -per_task[kv[0]]))
+    router = SourceTasks(ordered, phase / "by_source")
     run_pipeline([router], phase, router.world_size, args, job_name)
 
 
@@ -335,14 +349,16 @@ def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir
                     mix_args.data_workers)
         chains = {spec.name: (_clean_pipeline(spec, mix_args, d, tokenizer_file, routes, config_file),
                               mix_args.data_tasks) for spec in specs}
-        run_per_source(chains, d.logs / "clean", mix_args, "clean")
+        run_per_source(chains, d.logs / "clean", mix_args, "clean", _input_sizes(specs))
         if mix_args.minhash_dedup:
             logger.info("MinHash near-duplicate removal over %d sources", len(specs))
             _dedup(mix_args, d, specs)
         logger.info("tokenize %d sources", len(specs))
+        stage_in = d.work / ("dedup" if mix_args.minhash_dedup else "clean")
         run_per_source({spec.name: _tokenize_chain(spec, mix_args, d, tokenizer_file, tokenizer.eos_token,
                                                    mix_args.minhash_dedup, mix_args.mixture_seed, config_file)
-                        for spec in specs}, d.logs / "tokenize", mix_args, "tokenize")
+                        for spec in specs}, d.logs / "tokenize", mix_args, "tokenize",
+                       {s.name: sum(f.stat().st_size for f in (stage_in / s.name).glob("*")) for s in specs})
         token_size = 2 if len(tokenizer) <= 65536 else 4  # what datatrove's tokenizer chose
         report = filter_report(d, specs, mix_args, token_size, tokenizer_file)
         write_json(d.filter_report_json, report)

@@ -85,6 +85,21 @@ def _clean_source(stats: list[dict], spec: SourceSpec) -> tuple[dict, dict[str, 
     return row, prev
 
 
+def why_empty(d: DatasetDir, spec: SourceSpec) -> str:
+    """What removed every document of a source: its rows and the counts of each reason, for one line."""
+    row, _ = _clean_source(source_stats(d.logs / "clean" / "by_source" / spec.name), spec)
+    reasons = dict(row["rows_unusable"])
+    for step in row["steps"]:
+        if step.get("set_aside_docs"):
+            reasons["held_out"] = step["set_aside_docs"]
+        for reason, n in step.get("reasons", {}).items():
+            reasons[reason] = reasons.get(reason, 0) + n
+        for target, n in step.get("rerouted_out", {}).items():
+            reasons[f"rerouted to {target}"] = n
+    top = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:4])
+    return f"{row['docs_in']} rows read, none kept ({top or 'no rows'})"
+
+
 def filter_report(d: DatasetDir, specs: list[SourceSpec], args, token_size: int = 2,
                   tokenizer_file: str | None = None) -> dict:
     sources, handed_on = [], {}
