@@ -1,8 +1,9 @@
-"""Build a stage's dataset alone, to inspect it before training (mixture.json, mixture.png).
+"""Build a stage's dataset alone, to inspect it before training (mixture.json, filter_report.json, mixture.png).
 
-A pretrain YAML (``mixture``) gives packed token blocks; an SFT YAML (``sft_sources``) gives
-prompt/completion pairs; ``--help`` lists the pretrain keys. Output: ``dataset_dir`` (default
-OUTPUT_DIR/data).
+A pretrain YAML (``mixture``) gives datatrove token shards per source, the filter report and the
+training stream's index; an SFT YAML (``sft_sources``) gives prompt/completion pairs; ``--help``
+lists the pretrain keys. Output: ``dataset_dir`` (default OUTPUT_DIR/data). On a CPU node, a bf16
+recipe needs ``--use_cpu true`` (the trainer keys are parsed, not used).
 
     python scripts/data.py --config recipes/aurora-m-tiny/cap.yaml --output_dir runs/tiny/cap
 """

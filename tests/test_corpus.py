@@ -3,6 +3,7 @@ bad rows counted, shares realised, a killed build resumed to the same bytes, the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -230,3 +231,34 @@ def test_a_source_left_empty_says_why_in_one_line(tmp_path):
     path.write_text("".join(json.dumps({"id": str(i), "body": "no text column here"}) + "\n" for i in range(5)))
     with pytest.raises(RecipeError, match=r"mixture\[en\].*5 rows read, none kept \(missing_field 5\)"):
         build(tmp_path / "data", [{"name": "en", "path": str(path)}, *mixture()[1:]])
+
+
+def test_a_file_of_the_users_in_the_data_folder_is_never_deleted(tmp_path, tiny_corpus):
+    import shutil
+
+    out = tmp_path / "data"
+    shutil.copytree(tiny_corpus.root, out)
+    (out / "analysis.ipynb").write_text("mine")
+    with pytest.raises(RecipeError, match="did not write.*analysis.ipynb"):
+        build(out, mixture(), max_symbol_digit_ratio=0.2, mixture_seed=4)
+    assert (out / "analysis.ipynb").read_text() == "mine"
+
+
+def test_killing_only_the_main_process_leaves_nothing_that_blocks_the_next_build(tmp_path):
+    """datatrove's Manager server outlives a killed parent; it must not hold the build's lock."""
+    script = tmp_path / "build.py"
+    script.write_text(KILL_SCRIPT.format(tests=str(ROOT / "tests")))
+    out = tmp_path / "data"
+    partial = DatasetDir(out).partial
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (partial.logs / "clean" / "completions").exists():
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)  # the main process only: its helpers are orphaned, not killed
+        proc.wait()
+        assert DatasetDir(build(out, mixture())).index.is_file()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -90,12 +90,23 @@ def run_pipeline(pipeline: list, logging_dir: Path, tasks: int, args: MixtureArg
     # one core per worker, also for one worker: data_workers N means N cores (a tokenizer's own threads
     # would otherwise fight the other workers, or make one worker look like two)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _no_forked_helpers()
     executor = _quiet_local_executor()(pipeline=pipeline, logging_dir=str(logging_dir), tasks=tasks,
                                        workers=workers, start_method="forkserver")
     executor.run()
     missing = executor.get_incomplete_ranks(range(tasks))
     if missing:
         raise RuntimeError(f"{job_name}: tasks {missing} did not complete; see {logging_dir}/logs")
+
+
+@functools.cache
+def _no_forked_helpers() -> None:
+    """datatrove starts a ``multiprocess.Manager`` server for every executor, by fork unless told otherwise:
+    a forked server inherits this process's lock descriptors and, when this process is killed, lives on
+    holding the run's locks (the next run is then refused). Started from the fork server it inherits nothing."""
+    import multiprocess
+
+    multiprocess.set_start_method("forkserver", force=True)
 
 
 @functools.cache
@@ -139,7 +150,11 @@ def _build_identity(model_args: ModelArguments, mix_args: MixtureArguments, spec
     keys = {k: v for k, v in asdict(mix_args).items() if k != "dataset_dir"}
     tok = {k: getattr(model_args, k) for k in ("tokenizer_name_or_path", "tokenizer_train_files",
                                                 "tokenizer_vocab_size", "model_name_or_path")}
-    ident = {"data_keys": keys, "tokenizer": tok, "inputs": _input_stamp(specs)}
+    tokenizer_files = {}
+    for f in model_args.tokenizer_train_files:
+        st = Path(f).stat()
+        tokenizer_files[str(f)] = [st.st_size, st.st_mtime_ns]
+    ident = {"data_keys": keys, "tokenizer": tok, "tokenizer_files": tokenizer_files, "inputs": _input_stamp(specs)}
     canonical = json.dumps(ident, sort_keys=True, default=str).encode()
     ident["digest"] = hashlib.blake2b(canonical, digest_size=16).hexdigest()
     return ident
@@ -162,18 +177,34 @@ def _build_lock(partial: DatasetDir, config_file):
         fh.close()
 
 
+def _foreign(folder: DatasetDir) -> list[str]:
+    """Names in a data folder (or its partial build) that a build does not write: never deleted by us."""
+    ours = {p.name for p in (folder.train, folder.tokenizer, folder.mixture_json, folder.mixture_png,
+                             folder.sources_json, folder.filter_report_json, folder.index, folder.tokens,
+                             folder.removed, folder.logs, folder.work, folder.build_json, folder.lock)}
+    ours.add(folder.index.name + ".json")  # the index's own description (stream.index_meta_path)
+    return sorted(p.name for p in folder.root.iterdir() if p.name not in ours) if folder.root.is_dir() else []
+
+
+def _refuse_foreign(folder: DatasetDir, config_file) -> None:
+    if foreign := _foreign(folder):
+        raise RecipeError(folder.root, "dataset_dir", f"only files a data step writes; it also holds files "
+                                                      f"aurora-m did not write ({', '.join(foreign[:3])}): move "
+                                                      "them out (aurora-m never deletes them), then run again")
+
+
 def _start_or_resume(partial: DatasetDir, ident: dict) -> None:
     previous = read_json_or_none(partial.build_json)
     if previous is not None and previous.get("digest") != ident["digest"]:
         logger.info("the partial build in %s was for other keys or input files: starting over", partial.root)
-        for child in partial.root.iterdir():  # ours: the folder holds our build.json
+        for child in partial.root.iterdir():  # ours only: _refuse_foreign ran first
             if child != partial.lock:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     elif previous is not None:
         logger.info("resuming the partial build in %s (finished datatrove tasks are skipped)", partial.root)
     elif any(c != partial.lock for c in partial.root.iterdir()):
         raise RecipeError(partial.root, "dataset_dir", "an empty folder for the build (this one holds files "
-                                                       "aurora-m did not write)")
+                                                       "aurora-m did not write: move them out)")
     write_json(partial.build_json, ident)
 
 
@@ -333,7 +364,9 @@ def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir
             check_hub_source(spec, config_file, f"mixture[{i}]")
     final = DatasetDir(out_dir)
     d = final.partial
+    _refuse_foreign(final, config_file)  # the finished folder is replaced at the end: it must hold only ours
     with _build_lock(d, config_file):
+        _refuse_foreign(d, config_file)
         _start_or_resume(d, _build_identity(model_args, mix_args, specs))
         tokenizer = load_tokenizer(model_args, config_file)
         if not (d.tokenizer / "tokenizer.json").is_file():
