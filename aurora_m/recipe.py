@@ -273,12 +273,18 @@ def check_sources(file: Path, key: str, sources: list, need_weights: bool,
             raise RecipeError(file, where, "expected exactly one of 'path' (local file) or 'dataset' (Hub id)")
         if spec.path is not None:
             local = resolve_path(file.parent, spec.path)
-            if not local.name.endswith(DATA_SUFFIXES):
-                raise RecipeError(file, f"{where}.path",
-                                  f"expected a {'/'.join(DATA_SUFFIXES)} file, got {spec.path!r}")
-            check_inside(file, f"{where}.path", local, roots)
-            if not local.is_file():
-                raise RecipeError(file, f"{where}.path", f"data file not found: {local}")
+            # a pretraining mixture streams through datatrove: a folder of files, or gzip-compressed JSON lines
+            corpus = key == "mixture"
+            if corpus and local.is_dir():
+                check_inside(file, f"{where}.path", local, roots)
+            else:
+                suffixes = DATA_SUFFIXES + ((".jsonl.gz", ".json.gz") if corpus else ())
+                if not local.name.endswith(suffixes):
+                    kinds = "/".join(suffixes) + (" file or a folder of them" if corpus else " file")
+                    raise RecipeError(file, f"{where}.path", f"expected a {kinds}, got {spec.path!r}")
+                check_inside(file, f"{where}.path", local, roots)
+                if not local.is_file():
+                    raise RecipeError(file, f"{where}.path", f"data file not found: {local}")
         if spec.weight is not None:
             spec.weight = float(spec.weight)
             if need_weights and not (math.isfinite(spec.weight) and spec.weight > 0):
@@ -401,6 +407,8 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, 
     _check_numbers(file, config, model_positions(config, input_positions) if spec.produces_model else input_positions)
     if "mixture" in config and "train_tokens" not in config:
         raise RecipeError(file, "train_tokens", "missing: the stage's token budget (a positive integer)")
+    if "mixture" in config:
+        _check_corpus_keys(file, config)
     if "report_to" in config:
         _check_report_to(file, config["report_to"])
     return config
@@ -420,6 +428,70 @@ POSITIVE_KEYS = ("max_steps", "num_train_epochs", "train_tokens", "seq_length", 
                  "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
                  "max_doc_chars", "max_epochs", "intermediate_file_mb", "data_workers", "data_tasks",
                  "slurm_cpus_per_task", "slurm_mem_per_cpu_gb")
+
+
+def _check_corpus_keys(file: Path, config: dict) -> None:
+    """The cleaning and mixing keys of a pretrain stage, checked before any document is read."""
+    from .args import PROSE_LANGUAGES
+
+    def where(key):
+        return ("command line", f"--{key}") if isinstance(config[key], CliValue) else (file, key)
+
+    def number(key, low, high, low_open=False, high_open=False):
+        if key not in config or config[key] is None:
+            return
+        x = _number(config[key])
+        ok = (x > low if low_open else x >= low) and (x < high if high_open else x <= high)
+        if not ok:
+            bounds = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+            raise RecipeError(*where(key), f"expected a number in {bounds}, got {config[key]!r}")
+
+    number("max_symbol_digit_ratio", 0, 1, low_open=True)
+    number("fim_rate", 0, 1)
+    number("fim_spm_rate", 0, 1)
+    number("replay_share", 0, 1, high_open=True)
+    number("temperature", 0, math.inf, low_open=True, high_open=True)
+    number("mixture_seed", 0, 2**63)
+    choices = {"mislabelled": ("drop", "reroute"), "data_executor": ("local", "slurm")}
+    for key, allowed in choices.items():
+        if key in config and config[key] not in allowed:
+            raise RecipeError(*where(key), f"expected one of {', '.join(allowed)}, got {config[key]!r}")
+    scores = config.get("language_id_min_score") or {}
+    for lang, score in scores.items():
+        if lang not in PROSE_LANGUAGES:
+            raise RecipeError(file, f"language_id_min_score.{lang}", f"expected one of {', '.join(PROSE_LANGUAGES)}")
+        if not 0 <= _number(score) <= 1:
+            raise RecipeError(file, f"language_id_min_score.{lang}", f"expected a score in [0, 1], got {score!r}")
+    from .data.clean import quality_filters
+
+    overrides = config.get("quality_overrides") or {}
+    try:
+        quality_filters(list(config.get("quality_filters", ["gopher_quality"])), dict(overrides))
+    except ValueError as err:
+        key = "quality_overrides" if any(str(k) in str(err) for k in overrides) else "quality_filters"
+        raise RecipeError(file, key, str(err)) from None
+    for name, settings in overrides.items():
+        for k, v in (settings or {}).items():
+            if not (v is None or isinstance(v, (int, float, list, tuple)) and not isinstance(v, bool)):
+                raise RecipeError(file, f"quality_overrides.{name}.{k}", f"expected a number, got {v!r}")
+    sources = [s for s in config["mixture"] if isinstance(s, dict)]
+    replay = [s for s in sources if s.get("replay")]
+    for s in replay:
+        if s.get("weight") is not None or s.get("tokens") is not None:
+            raise RecipeError(file, f"mixture[{s.get('name')}]", "a replay source takes its share from replay_share "
+                                                                "(by natural size): no weight or tokens")
+    share = _number(config.get("replay_share", 0) or 0)
+    if replay and not share > 0:
+        names = ", ".join(str(s.get("name")) for s in replay)
+        raise RecipeError(file, "replay_share", f"a share above 0: sources {names} are marked replay: true and "
+                                                "would get no tokens")
+    if share > 0 and not replay:
+        raise RecipeError(*where("replay_share"), "a source marked replay: true to draw the replay share from")
+    if config.get("temperature") is not None:
+        for s in sources:
+            if s.get("weight") is not None:
+                raise RecipeError(file, f"mixture[{s.get('name')}].weight",
+                                  "no weight when the stage sets a temperature (shares come from natural sizes)")
 
 
 def _is_list(tp) -> bool:

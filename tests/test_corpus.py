@@ -262,3 +262,22 @@ def test_killing_only_the_main_process_leaves_nothing_that_blocks_the_next_build
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_folder_of_gzipped_json_lines_is_a_source_and_a_mixed_folder_is_refused(tmp_path):
+    import gzip
+
+    folder = tmp_path / "en"
+    folder.mkdir()
+    lines = (TINY_DATA / "en.jsonl").read_text(encoding="utf-8").splitlines()
+    half = len(lines) // 2
+    for i, part in enumerate((lines[:half], lines[half:])):
+        with gzip.open(folder / f"part-{i}.jsonl.gz", "wt", encoding="utf-8") as fh:
+            fh.write("\ufeff" * (i == 0) + "\n".join(part) + "\n")  # the first with a byte-order mark
+    mix = [{"name": "en", "path": str(folder)}, *mixture()[1:]]
+    data = DatasetDir(build(tmp_path / "data", mix))
+    en = json.loads(data.filter_report_json.read_text())["sources"][0]
+    assert en["docs_in"] == len(lines) and en["rows_unusable"] == {}
+    (folder / "notes.parquet").write_bytes(b"PAR1")
+    with pytest.raises(RecipeError, match=r"mixture\[0\]\.path: one kind of data file"):
+        build(tmp_path / "data2", mix)

@@ -236,7 +236,7 @@ def _clean_pipeline(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tok
     elif spec.lang == "code":
         filters.append(CodeQuality())
     else:
-        filters.append(LanguageId(spec.lang, dict(args.language_id_min_score), args.mislabelled, routes))
+        filters.append(LanguageId(spec.lang, _min_scores(args), args.mislabelled, routes))
         try:
             filters += quality_filters(list(args.quality_filters), dict(args.quality_overrides))
         except ValueError as err:
@@ -257,6 +257,14 @@ def _clean_pipeline(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tok
 
 REPORT_NAMES = {"LanguageId": "language_id", "CodeQuality": "code_quality", "SymbolDigitRatio": "symbol_digit_ratio",
                 "ToxicWords": "toxic_words"}
+
+
+def _min_scores(args: MixtureArguments) -> dict[str, float]:
+    """The recipe's language-id thresholds over the defaults: naming one language keeps the others'."""
+    from dataclasses import fields
+
+    default = next(f for f in fields(MixtureArguments) if f.name == "language_id_min_score").default_factory()
+    return {**default, **(args.language_id_min_score or {})}
 
 
 def _step_name(step) -> str:

@@ -96,6 +96,8 @@ class CountingJsonlReader(JsonlReader):
         noted = 0
         with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
             for li, raw in enumerate(f):
+                if li == 0 and raw.startswith(b"\xef\xbb\xbf"):  # a byte-order mark (Windows exports)
+                    raw = raw[3:]
                 if not raw.strip():
                     self.stat_update("blank_lines")
                     continue
@@ -152,6 +154,11 @@ def check_local_source(spec: SourceSpec, config_file, where: str) -> None:
     files = local_files(spec)
     if not files:
         raise RecipeError(config_file, f"{where}.path", f"no data files in {spec.path}")
+    kinds = {"parquet" if f.suffix == ".parquet" else "json" if ".json" in f.name else "other" for f in files}
+    if len(kinds) > 1 or kinds == {"other"}:
+        found = ", ".join(sorted(f.name for f in files)[:4])
+        raise RecipeError(config_file, f"{where}.path", f"one kind of data file in {spec.path} (jsonl, jsonl.gz or "
+                                                        f"parquet), found {found}")
     for file in files:
         if file.stat().st_size == 0:
             raise RecipeError(config_file, f"{where}.path", f"data file {file} is empty")

@@ -85,6 +85,10 @@ def _clean_source(stats: list[dict], spec: SourceSpec) -> tuple[dict, dict[str, 
     return row, prev
 
 
+def _clean_source_tally(d: DatasetDir, spec: SourceSpec) -> dict[str, int]:
+    return _clean_source(source_stats(d.logs / "clean" / "by_source" / spec.name), spec)[1]
+
+
 def why_empty(d: DatasetDir, spec: SourceSpec) -> str:
     """What removed every document of a source: its rows and the counts of each reason, for one line."""
     row, _ = _clean_source(source_stats(d.logs / "clean" / "by_source" / spec.name), spec)
@@ -96,6 +100,9 @@ def why_empty(d: DatasetDir, spec: SourceSpec) -> str:
             reasons[reason] = reasons.get(reason, 0) + n
         for target, n in step.get("rerouted_out", {}).items():
             reasons[f"rerouted to {target}"] = n
+    handed_on = last_tally.get(spec.name, 0) if (last_tally := _clean_source_tally(d, spec)) else 0
+    if handed_on:  # cleaning kept these; MinHash found each a near-duplicate of a document kept elsewhere
+        reasons["minhash duplicates"] = handed_on
     top = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:4])
     return f"{row['docs_in']} rows read, none kept ({top or 'no rows'})"
 
@@ -177,6 +184,12 @@ def _by_language(sources: list[dict]) -> dict:
         lang["removed_tokens"] += row["removed_tokens"]
         lang["kept_docs"] += row["kept_docs"]
         lang["kept_tokens"] += row["kept_tokens"]
+        for step in row["steps"]:
+            lang["set_aside_docs"] = lang.get("set_aside_docs", 0) + step.get("set_aside_docs", 0)
+            lang["rerouted_out_docs"] = lang.get("rerouted_out_docs", 0) + sum(step.get("rerouted_out", {}).values())
+            lang["rerouted_removed_docs"] = (lang.get("rerouted_removed_docs", 0)
+                                             + sum(step.get("rerouted_removed", {}).values()))
+        lang["received_docs"] = lang.get("received_docs", 0) + sum(row["received_by_reroute"].values())
         for step in row["steps"]:
             if step.get("removed_docs"):
                 by = lang["removed_by"].setdefault(step["step"], {"docs": 0, "tokens": 0})
