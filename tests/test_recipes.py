@@ -110,6 +110,22 @@ BROKEN = [
     ("cap.yaml", "seq_length: 128", "seq_length: 128\nseq_length: 64", ["cap.yaml", "duplicate key 'seq_length'"]),
     ("pipeline.yaml", "engine: transformers", "engine: nanotron",
      ["pipeline.yaml", "stages[0].engine", "not available for pretrain"]),
+    # the corpus keys, before any document is read
+    ("cat.yaml", "max_symbol_digit_ratio: 0.2", "max_symbol_digit_ratio: -1",
+     ["cat.yaml", "max_symbol_digit_ratio", "(0, 1]"]),
+    ("cap.yaml", "mixture_seed: 1234", "mixture_seed: 1234\nfim_rate: 2", ["cap.yaml", "fim_rate", "[0, 1]"]),
+    ("cap.yaml", "mixture_seed: 1234", "mixture_seed: 1234\ntemperature: 0", ["cap.yaml", "temperature"]),
+    ("cap.yaml", "mixture_seed: 1234", "mixture_seed: 1234\nmislabelled: sometimes",
+     ["cap.yaml", "mislabelled", "drop, reroute"]),
+    ("cap.yaml", "mixture_seed: 1234", "mixture_seed: 1234\nquality_overrides: {gopher_quality: {min_doc_wordz: 3}}",
+     ["cap.yaml", "quality_overrides", "min_doc_wordz"]),
+    ("cap.yaml", "mixture_seed: 1234", "mixture_seed: 1234\nlanguage_id_min_score: {xx: 0.5}",
+     ["cap.yaml", "language_id_min_score.xx"]),
+    ("cap.yaml", "{name: code, path: data/code.jsonl, weight: 1.5,",
+     "{name: code, path: data/code.jsonl, replay: true,",
+     ["cap.yaml", "replay_share", "sources code", "no tokens"]),
+    ("cap.yaml", "{name: en, path: data/en.jsonl, weight: 1.0,", "{name: en, path: data/en.jsonl, language: xx,",
+     ["cap.yaml", "mixture[0].language"]),
 ]
 
 
