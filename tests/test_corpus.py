@@ -206,7 +206,8 @@ def test_other_keys_restart_a_partial_build(tmp_path):
     partial = DatasetDir(out).partial
     partial.root.mkdir(parents=True)
     (partial.root / "build.json").write_text(json.dumps({"digest": "other keys"}))
-    (partial.root / "stale.txt").write_text("from the other build")
+    (partial.root / "logs" / "clean" / "completions").mkdir(parents=True)  # the other build's finished task
+    (partial.root / "logs" / "clean" / "completions" / "00000").write_text("")
     build(out, mixture())
     assert not partial.root.exists() and DatasetDir(out).index.is_file()
 
