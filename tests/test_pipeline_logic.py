@@ -293,3 +293,11 @@ def test_a_boolean_given_as_no_or_false_is_the_same_configuration(toy_recipe, tm
     assert run(toy_recipe, out, "--shout", "no") == 0
     assert run(toy_recipe, out, "--shout", "0") == 0
     assert CALLS == []
+
+
+def test_a_failed_rerun_leaves_the_summary_saying_so(toy_recipe, tmp_path):
+    out = tmp_path / "run"
+    assert run(toy_recipe, out) == 0
+    assert run(toy_recipe, out, "--fail_with", "user") == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert next(s for s in summary["stages"] if s["name"] == "a")["status"] != "completed"

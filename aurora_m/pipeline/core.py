@@ -171,7 +171,14 @@ class Pipeline:
         logger.info("%s/%s: running (%s, engine %s)", stage.name, step, stage.kind, stage.engine)
         start = time.time()
         input_runs = self.input_runs(stage, step)
-        runner(ctx)
+        try:
+            runner(ctx)
+        except BaseException:
+            # the step's marker is gone: the summary must not go on saying "completed" (best effort: a full
+            # disk must still be reported as the error it is)
+            with contextlib.suppress(Exception):
+                self.write_summary()
+            raise
         duration = time.time() - start
         write_json(dirs.marker(step), {**stage_print.as_dict(), "run_id": uuid.uuid4().hex, "input_runs": input_runs,
                                        "overrides": redact_overrides(self.overrides.get(stage.name, [])),
