@@ -174,9 +174,8 @@ if __name__ == "__main__":
 """
 
 
-def test_a_killed_build_resumes_to_the_same_bytes(tmp_path, tiny_corpus):
-    """Killed during tokenization, then run again: finished datatrove tasks are skipped, the result is
-    byte-identical to an uninterrupted build (shards and index)."""
+def start_build_until(tmp_path: Path, reached) -> tuple[subprocess.Popen, Path, DatasetDir]:
+    """A build of the tiny mixture in its own process group, returned once ``reached(partial)`` holds."""
     script = tmp_path / "build.py"
     script.write_text(KILL_SCRIPT.format(tests=str(ROOT / "tests")))
     out = tmp_path / "data"
@@ -184,8 +183,15 @@ def test_a_killed_build_resumes_to_the_same_bytes(tmp_path, tiny_corpus):
     proc = subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not (partial.logs / "tokenize").exists():
+    while time.time() < deadline and not reached(partial):
         time.sleep(0.05)
+    return proc, out, partial
+
+
+def test_a_killed_build_resumes_to_the_same_bytes(tmp_path, tiny_corpus):
+    """Killed during tokenization, then run again: finished datatrove tasks are skipped, the result is
+    byte-identical to an uninterrupted build (shards and index)."""
+    proc, out, partial = start_build_until(tmp_path, lambda p: (p.logs / "tokenize").exists())
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not out.exists()
@@ -247,16 +253,8 @@ def test_a_file_of_the_users_in_the_data_folder_is_never_deleted(tmp_path, tiny_
 
 def test_killing_only_the_main_process_leaves_nothing_that_blocks_the_next_build(tmp_path):
     """datatrove's Manager server outlives a killed parent; it must not hold the build's lock."""
-    script = tmp_path / "build.py"
-    script.write_text(KILL_SCRIPT.format(tests=str(ROOT / "tests")))
-    out = tmp_path / "data"
-    partial = DatasetDir(out).partial
-    proc = subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc, out, _ = start_build_until(tmp_path, lambda p: (p.logs / "clean" / "completions").exists())
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not (partial.logs / "clean" / "completions").exists():
-            time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)  # the main process only: its helpers are orphaned, not killed
         proc.wait()
         assert DatasetDir(build(out, mixture())).index.is_file()
