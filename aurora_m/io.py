@@ -98,16 +98,23 @@ def atomic_dir(target: str | Path):
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temp_prefix(target)))
     try:
         yield tmp
-        apply_umask(tmp)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old{TEMP_TAG}{os.getpid()}-"))
-            os.replace(target, old / target.name)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        replace_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_dir(built: str | Path, target: str | Path) -> None:
+    """``built`` becomes ``target`` in one rename; an existing ``target`` is moved aside first (under a name
+    the dead-temp sweep restores if a kill lands between the two renames) and removed once replaced."""
+    built, target = Path(built), Path(target)
+    apply_umask(built)
+    if target.exists():
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old{TEMP_TAG}{os.getpid()}-"))
+        os.replace(target, old / target.name)
+        os.replace(built, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(built, target)
 
 
 def _recover(target: Path) -> None:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from ..args import PROSE_LANGUAGES, MixtureArguments, ModelArguments, SourceSpec
 from ..errors import RecipeError
-from ..io import apply_umask, read_json_or_none, write_json
+from ..io import read_json_or_none, replace_dir, write_json
 from ..layout import DatasetDir
 from ..plots import plot_mixture
 from ..tokenizer import load_tokenizer
@@ -420,8 +420,7 @@ def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir
         shutil.rmtree(d.work, ignore_errors=True)  # intermediate documents: ours, as large as the corpus
         d.build_json.unlink()
         d.lock.unlink()
-        apply_umask(d.root)
-        _replace(d.root, final.root)
+        replace_dir(d.root, final.root)
     return final.root
 
 
@@ -437,14 +436,3 @@ def _mixture_json(rows, realised: dict, args: MixtureArguments, length: int, tok
             "replay_share": args.replay_share, "max_epochs": args.max_epochs,
             "tokenizer_vocab": len(tokenizer), "token_size": 2 if len(tokenizer) <= 65536 else 4,
             "build_seconds": round(seconds, 1), "sources": sources}
-
-
-def _replace(built: Path, target: Path) -> None:
-    """The finished build becomes the data folder in one rename; an older one is moved aside, then removed."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(built, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(built, target)

@@ -85,13 +85,9 @@ def _clean_source(stats: list[dict], spec: SourceSpec) -> tuple[dict, dict[str, 
     return row, prev
 
 
-def _clean_source_tally(d: DatasetDir, spec: SourceSpec) -> dict[str, int]:
-    return _clean_source(source_stats(d.logs / "clean" / "by_source" / spec.name), spec)[1]
-
-
 def why_empty(d: DatasetDir, spec: SourceSpec) -> str:
     """What removed every document of a source: its rows and the counts of each reason, for one line."""
-    row, _ = _clean_source(source_stats(d.logs / "clean" / "by_source" / spec.name), spec)
+    row, handed = _clean_source(source_stats(d.logs / "clean" / "by_source" / spec.name), spec)
     reasons = dict(row["rows_unusable"])
     for step in row["steps"]:
         if step.get("set_aside_docs"):
@@ -100,8 +96,8 @@ def why_empty(d: DatasetDir, spec: SourceSpec) -> str:
             reasons[reason] = reasons.get(reason, 0) + n
         for target, n in step.get("rerouted_out", {}).items():
             reasons[f"rerouted to {target}"] = n
-    handed_on = last_tally.get(spec.name, 0) if (last_tally := _clean_source_tally(d, spec)) else 0
-    if handed_on:  # cleaning kept these; MinHash found each a near-duplicate of a document kept elsewhere
+    # documents cleaning kept but none reached the shards: MinHash found each a near-duplicate of another
+    if handed_on := handed.get(spec.name, 0):
         reasons["minhash duplicates"] = handed_on
     top = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:4])
     return f"{row['docs_in']} rows read, none kept ({top or 'no rows'})"
@@ -231,13 +227,12 @@ def log_filter_report(report: dict) -> None:
 
 def source_sizes(d: DatasetDir, specs: list[SourceSpec], seq_length: int, token_size: int = 2):
     from .mixer import SourceSize
-    from .stream import ds_token_counts
+    from .stream import source_windows
 
     sizes = []
     for spec in specs:
-        counts = ds_token_counts(d.source_tokens(spec.name), token_size)
-        sizes.append(SourceSize(name=spec.name, tokens=sum(counts.values()),
-                                windows=sum(n // seq_length for n in counts.values()),
+        tokens, windows = source_windows(d.source_tokens(spec.name), seq_length, token_size)
+        sizes.append(SourceSize(name=spec.name, tokens=tokens, windows=windows,
                                 tokens_requested=spec.tokens, weight=spec.weight, replay=spec.replay,
                                 max_epochs=spec.max_epochs))
     return sizes
