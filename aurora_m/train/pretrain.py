@@ -20,6 +20,13 @@ logger = logging.getLogger(__name__)
 def train_pretrain(model_args: ModelArguments, mix_args: MixtureArguments, training_args,
                    config_file: str | Path = "<stage config>", title: str = "pretraining") -> Path:
     """Train on the stage's packed dataset (built first if missing) and return the final model folder."""
+    trainer = build_trainer(model_args, mix_args, training_args, config_file, title)
+    return train_and_save(trainer, StageDir(training_args.output_dir), title)
+
+
+def build_trainer(model_args: ModelArguments, mix_args: MixtureArguments, training_args,
+                  config_file: str | Path = "<stage config>", title: str = "pretraining"):
+    """The stage's Trainer, ready to train: dataset built (once, across nodes), model loaded, stream attached."""
     from transformers import AutoTokenizer
 
     dirs = StageDir(training_args.output_dir)
@@ -42,9 +49,8 @@ def train_pretrain(model_args: ModelArguments, mix_args: MixtureArguments, train
                 model.config.multi_query)
     logger.info(describe_budget(training_args, seq_length, len(train_ds)))
     keep_token_out_of_files(training_args)
-    trainer = stream_trainer()(model=model, args=training_args, train_dataset=train_ds,
-                               data_collator=packed_collator, processing_class=tokenizer)
-    return train_and_save(trainer, dirs, title)
+    return stream_trainer()(model=model, args=training_args, train_dataset=train_ds,
+                            data_collator=packed_collator, processing_class=tokenizer)
 
 
 def open_stream(data: DatasetDir):
