@@ -9,6 +9,7 @@ Relative paths are relative to the YAML file's folder, so a recipe folder can be
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import ClassVar
 
 from trl import ModelConfig
 
@@ -31,6 +32,13 @@ class ModelArguments(ModelConfig):
     tokenizer_train_files: list[str] = field(
         default_factory=list, metadata={"help": "Train a byte-level BPE on these jsonl files (the tiny twin)."})
     tokenizer_vocab_size: int = field(default=4096, metadata={"help": "Vocabulary size of a trained tokenizer."})
+    init_from: str = field(
+        default="weights", metadata={"help": "How a stage continues its input model: 'weights' (fresh optimizer, "
+                                             "the schedule from step 0, warmup re-warms) or 'full_state' (the "
+                                             "upstream's optimizer state and schedule position carried on)."})
+    init_state_from: str | None = field(
+        default=None, metadata={"help": "full_state: the upstream checkpoint folder to carry on from (default: "
+                                        "the newest complete checkpoint beside model_name_or_path)."})
 
 
 @dataclass
@@ -71,6 +79,7 @@ class SourceSpec:
 
 
 LANGUAGES = ("en", "fi", "hi", "ja", "vi", "code")
+INIT_FROM = ("weights", "full_state")  # ModelArguments.init_from
 PROSE_LANGUAGES = LANGUAGES[:-1]
 
 
@@ -140,6 +149,20 @@ class MixtureArguments:
     slurm_time: str = field(default="24:00:00", metadata={"help": "Slurm time limit of one data job."})
     slurm_cpus_per_task: int = field(default=1, metadata={"help": "CPUs per datatrove task on Slurm."})
     slurm_mem_per_cpu_gb: int = field(default=2, metadata={"help": "Memory per CPU on Slurm (GB)."})
+    # --- monitoring during training (eval_strategy / eval_steps say when)
+    heldout_blocks: int = field(
+        default=32, metadata={"help": "Per language, windows of seq_length tokens packed from held-out documents "
+                                      "(holdout_fraction) by the data step: the held-out loss evaluated during "
+                                      "training (eval_<lang>_loss). 0: none, no monitoring."})
+    forgetting_probes: list[str] = field(
+        default_factory=lambda: ["code_ppl"], metadata={"help": "What the forgetting monitor measures at each "
+                                                                "evaluation, against the first one: code_ppl "
+                                                                "(perplexity of held-out code)."})
+    forgetting_threshold: float = field(
+        default=1.2, metadata={"help": "Warn when a forgetting probe is this many times worse than at the first "
+                                       "evaluation (code perplexity x1.2, say)."})
+    # read by the training run only: editing them must not rebuild the dataset
+    TRAIN_ONLY_KEYS: ClassVar[tuple[str, ...]] = ("forgetting_probes", "forgetting_threshold")
 
 
 @dataclass

@@ -77,6 +77,23 @@ class DatasetDir:
         return self.removed / source / step
 
     @property
+    def heldout(self) -> Path:
+        """Packed windows of held-out documents, one ``.npy`` per language: the training run's eval sets."""
+        return self.root / "heldout"
+
+    def heldout_tokens(self, lang: str) -> Path:
+        return self.heldout / f"{lang}.npy"
+
+    def heldout_docs(self, source: str) -> Path:
+        """A capped sample of a source's held-out documents, written by cleaning (under ``work``)."""
+        return self.work / "heldout" / source
+
+    @property
+    def heldout_json(self) -> Path:
+        """What the held-out windows are (seq_length, token size, windows and documents per language)."""
+        return self.heldout / "heldout.json"
+
+    @property
     def logs(self) -> Path:
         """datatrove's task logs and stats, one folder per phase and source."""
         return self.root / "logs"
@@ -135,6 +152,11 @@ class StageDir:
     @property
     def loss_png(self) -> Path:
         return self.root / "loss.png"
+
+    @property
+    def curves_png(self) -> Path:
+        """Training loss, learning rate and held-out loss per language, redrawn at each save."""
+        return self.root / "curves.png"
 
     @property
     def train_state(self) -> Path:

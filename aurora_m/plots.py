@@ -66,3 +66,47 @@ def plot_perplexity(results: dict[str, dict], path: Path, title: str) -> Path:
     ax.set_ylabel("perplexity (log scale)")
     ax.legend(fontsize=7)
     return _finish(plt, fig, ax, path, title)
+
+
+def plot_curves(log_history: list[dict], path: Path, title: str) -> Path | None:
+    """Training loss, learning rate, held-out loss per language (``eval_<lang>_loss``) and the forgetting
+    probes' ratios to their baseline, over steps; None when the history holds nothing to draw yet.
+
+    Redrawn during training, so written under a temporary name and renamed: a reader never sees half a file.
+    """
+    import os
+    import re
+
+    def series(key: str) -> tuple[list, list]:
+        points = [(e["step"], e[key]) for e in log_history if isinstance(e.get(key), (int, float))]
+        return [p[0] for p in points], [p[1] for p in points]
+
+    keys = dict.fromkeys(k for e in log_history for k in e)  # first-seen order: the eval sets' order
+    heldout = [m.group(1) for k in keys if (m := re.fullmatch(r"eval_(.+)_loss", k))]
+    ratios = sorted(k for k in keys if k.startswith("forgetting/") and k.endswith("_ratio"))
+    panels = [(name, draw) for name, draw in (("training loss", ["loss"]), ("learning rate", ["learning_rate"]),
+                                               ("held-out loss", [f"eval_{lang}_loss" for lang in heldout]),
+                                               ("forgetting (x baseline)", ratios)) if any(series(k)[0] for k in draw)]
+    if not panels:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 0.6, 3.2), squeeze=False)
+    for ax, (name, draw) in zip(axes[0], panels):
+        for key in draw:
+            steps, values = series(key)
+            label = key.removeprefix("eval_").removesuffix("_loss").removeprefix("forgetting/").removesuffix("_ratio")
+            ax.plot(steps, values, marker="." if len(steps) < 50 else None, linewidth=1, label=label)
+        if name == "forgetting (x baseline)":
+            ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+        if name in ("held-out loss", "forgetting (x baseline)"):
+            ax.legend(fontsize=7)
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # the dead-temp sweep's naming (io.TEMP_TAG)
+    fig.savefig(partial, dpi=100, format="png")
+    plt.close(fig)
+    os.replace(partial, path)
+    return path

@@ -21,6 +21,7 @@ import yaml
 
 from .args import LANGUAGES, ModelArguments, SourceSpec
 from .errors import RecipeError
+from .extras import check_extras
 from .layout import RunLayout
 from .patches import AURORA_M_CONTEXT, PATCHES, check_patches, parse_patch, read_config_json
 from .stages import EVALUATIONS, KINDS, MODELS, ONE_MODEL, StageKind, engine_problem
@@ -337,25 +338,6 @@ def model_positions(config: dict, input_positions: int | None = None) -> int | N
     return n
 
 
-def _check_report_to(file: Path, value) -> None:
-    from transformers.integrations.integration_utils import (
-        INTEGRATION_TO_CALLBACK,
-        get_available_reporting_integrations,
-    )
-
-    names = [value] if isinstance(value, str) else list(value or [])
-    installed = set(get_available_reporting_integrations())
-    for name in names:
-        if name in ("none", "all"):
-            continue
-        if name not in INTEGRATION_TO_CALLBACK:
-            raise RecipeError(file, "report_to", f"unknown integration {name!r}"
-                                                 f"{_did_you_mean(name, INTEGRATION_TO_CALLBACK)}")
-        if name not in installed:
-            raise RecipeError(file, "report_to", f"{name!r} is not installed here: pip install {name} "
-                                                 f"(or report_to: none)")
-
-
 # ----------------------------------------------------------------------------- one stage
 def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, overrides: dict | None = None,
                        input_positions: int | None = None, roots: list[Path] | None = None) -> dict:
@@ -409,8 +391,9 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, 
         raise RecipeError(file, "train_tokens", "missing: the stage's token budget (a positive integer)")
     if "mixture" in config:
         _check_corpus_keys(file, config)
-    if "report_to" in config:
-        _check_report_to(file, config["report_to"])
+    if "init_from" in config:
+        _check_init_from(file, config, has_model_input)
+    check_extras(file, config)  # report_to, FlashAttention: installed, or one line with the pip extra
     return config
 
 
@@ -492,6 +475,18 @@ def _check_corpus_keys(file: Path, config: dict) -> None:
             if s.get("weight") is not None:
                 raise RecipeError(file, f"mixture[{s.get('name')}].weight",
                                   "no weight when the stage sets a temperature (shares come from natural sizes)")
+
+
+def _check_init_from(file: Path, config: dict, has_model_input: bool) -> None:
+    from .args import INIT_FROM
+
+    where = ("command line", "--init_from") if isinstance(config["init_from"], CliValue) else (file, "init_from")
+    if config["init_from"] not in INIT_FROM:
+        raise RecipeError(*where, f"expected one of {', '.join(INIT_FROM)}, got {config['init_from']!r}")
+    if config["init_from"] == "full_state" and not (has_model_input or config.get("model_name_or_path")
+                                                    or config.get("init_state_from")):
+        raise RecipeError(*where, "full_state carries on an upstream stage's optimizer: give the stage an input "
+                                  "in pipeline.yaml (or model_name_or_path of a local stage's model)")
 
 
 def _is_list(tp) -> bool:

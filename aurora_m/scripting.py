@@ -14,6 +14,7 @@ from pathlib import Path
 from trl import TrlParser
 
 from .errors import RecipeError, exit_on_failure
+from .extras import check_extras
 from .io import check_writable
 from .logs import setup_logging
 from .recipe import parse_stage, read_yaml, source_keys, stage_dataclasses
@@ -66,6 +67,7 @@ def run_script(make_parser, main, argv: list[str] | None = None):
     try:
         parser = make_parser()
         parsed = parser.parse_args_and_config(argv)
+        check_extras(parser.config_file, *parsed, launch=True)  # this machine and its accelerate launch
         return main(*parsed, config_file=parser.config_file)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - re-raised unless it is the user's to fix
         sys.exit(exit_on_failure(Path(sys.argv[0]).name, exc, output_dir))

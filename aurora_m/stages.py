@@ -60,7 +60,9 @@ class StageKind:
         return step == self.data_step and not self.data_reads_inputs
 
     def data_keys(self) -> set[str]:
-        return {f for dc in _call(self.data_dataclasses) for f in dc.__dataclass_fields__}
+        # keys the trainer alone reads (the forgetting probes) do not make the dataset stale
+        return {f for dc in _call(self.data_dataclasses) for f in dc.__dataclass_fields__
+                if f not in getattr(dc, "TRAIN_ONLY_KEYS", ())}
 
     def runner(self, engine: str, step: str) -> Callable:
         target = self.runners[engine][step]

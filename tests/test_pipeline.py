@@ -17,6 +17,7 @@ from conftest import TINY, cli, edit_yaml
 
 LANGUAGES = {"en", "fi", "hi", "ja", "vi", "code"}
 GOLDEN = Path(__file__).parent / "golden" / "aurora_m_tiny_cap_losses.json"
+GOLDEN_CAT = Path(__file__).parent / "golden" / "aurora_m_tiny_cat_losses.json"  # CAT with init_from: full_state
 
 
 def summary(run_dir: Path) -> dict:
@@ -119,6 +120,9 @@ def test_cat_continues_from_cap_and_mixes_in_the_redteam_train_split(tiny_run):
     cap_first, cap_last = first_and_last("cap")
     cat_first, _ = first_and_last("cat")
     assert cat_first < cap_first - 1.0 and abs(cat_first - cap_last) < 1.0
+    cat_losses = [e["loss"] for e in json.loads((tiny_run / "cat" / "log_history.json").read_text()) if "loss" in e]
+    golden = json.loads(GOLDEN_CAT.read_text())
+    assert cat_losses[: len(golden)] == pytest.approx(golden, rel=2e-3)
     sft_rows = json.loads((tiny_run / "sft" / "data" / "sources.json").read_text())["read"][0]
     assert sft_rows["kept"] == redteam["kept_docs"]  # SFT and CAT agree on the split
 

@@ -9,6 +9,7 @@ import yaml
 
 from aurora_m.cli import main
 from aurora_m.recipe import load_recipe, parse_stage, stage_dataclasses
+from aurora_m.train.budget import Budget
 
 from conftest import ROOT, cli, edit_yaml
 
@@ -53,11 +54,16 @@ def test_real_recipe_carries_the_papers_numbers():
     assert model.model_name_or_path == "bigcode/starcoderplus"
     assert "aurora_m" in model.config_patches and "tiny" not in model.config_patches
     assert mix.seq_length == 2048
-    assert mix.train_tokens == 377_000_000_000
-    assert train.max_steps == 90_000
-    (_, cat_mix, cat_train) = parse_stage(recipe.stage("cat").config, "pretrain", validate_only=True,
+    assert mix.train_tokens == 377_487_360_000  # the paper's "377B tokens in 90k steps"
+    assert train.max_steps < 0  # derived at launch: the budget over 64 GPUs x 4 x 8 accumulation x 2048
+    on_64_gpus = Budget(train.per_device_train_batch_size, train.gradient_accumulation_steps, 64, mix.seq_length,
+                        mix.train_tokens)
+    assert on_64_gpus.sequences_per_step == 2048 and on_64_gpus.steps == 90_000
+    (cat_model, cat_mix, cat_train) = parse_stage(recipe.stage("cat").config, "pretrain", validate_only=True,
                                           has_model_input=True)
     assert cat_mix.train_tokens == 58_000_000_000
+    assert Budget(4, 8, 64, 2048, cat_mix.train_tokens).steps == 13_828  # CAT: ~13.9k steps, to ~step 103.9k
+    assert cat_model.init_from == "full_state"  # the step count carries on from CAP's 90k
     assert recipe.stage("cat").inputs == ["cap"]
     assert any(s["dataset"] == "aurora-m/biden-harris-redteam" for s in cat_mix.mixture if "dataset" in s)
 

@@ -11,6 +11,9 @@ The build, in order (each phase a datatrove executor: local processes, or Slurm 
    shuffled ``.ds`` shards (uint16 ids for vocabularies up to 65,536) into ``tokens/<source>/``.
 4. **mix**: the table (source, share, tokens, epochs) from the stage's budget, and a seeded index
    of windows over the shards: the training stream. Its position is a number (a row of the index).
+5. **held-out windows** (packed after tokenizing): cleaning copies each task's first held-out
+   documents (``heldout_blocks`` windows' worth at most), packed per language into
+   ``heldout/<lang>.npy``: what the training run evaluates (held-out loss, the forgetting monitor).
 
 A ``Tally`` after every filter counts documents and tokens per source, so ``filter_report.json``
 says what each filter removed, per source and per language; removed documents are kept under
@@ -34,7 +37,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ..args import PROSE_LANGUAGES, MixtureArguments, ModelArguments, SourceSpec
+from datatrove.pipeline.base import PipelineStep
+
+from ..args import LANGUAGES, PROSE_LANGUAGES, MixtureArguments, ModelArguments, SourceSpec
 from ..errors import RecipeError
 from ..io import read_json_or_none, replace_dir, write_json
 from ..layout import DatasetDir
@@ -147,7 +152,7 @@ def _input_sizes(specs: list[SourceSpec]) -> dict[str, int]:
 
 
 def _build_identity(model_args: ModelArguments, mix_args: MixtureArguments, specs: list[SourceSpec]) -> dict:
-    keys = {k: v for k, v in asdict(mix_args).items() if k != "dataset_dir"}
+    keys = {k: v for k, v in asdict(mix_args).items() if k not in ("dataset_dir", *mix_args.TRAIN_ONLY_KEYS)}
     tok = {k: getattr(model_args, k) for k in ("tokenizer_name_or_path", "tokenizer_train_files",
                                                 "tokenizer_vocab_size", "model_name_or_path")}
     tokenizer_files = {}
@@ -181,7 +186,8 @@ def _foreign(folder: DatasetDir) -> list[str]:
     """Names in a data folder (or its partial build) that a build does not write: never deleted by us."""
     ours = {p.name for p in (folder.train, folder.tokenizer, folder.mixture_json, folder.mixture_png,
                              folder.sources_json, folder.filter_report_json, folder.index, folder.tokens,
-                             folder.removed, folder.logs, folder.work, folder.build_json, folder.lock)}
+                             folder.removed, folder.logs, folder.work, folder.build_json, folder.lock,
+                             folder.heldout)}
     ours.add(folder.index.name + ".json")  # the index's own description (stream.index_meta_path)
     return sorted(p.name for p in folder.root.iterdir() if p.name not in ours) if folder.root.is_dir() else []
 
@@ -228,8 +234,11 @@ def _clean_pipeline(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tok
         return _writer(d.removed_by(name, step), origin) if args.keep_removed else None
 
     steps: list = [source_reader(spec), TooLong(args.max_doc_chars, removed("length_cap")),
-                   Tally("length_cap", progress=True), HeldOut(spec.holdout_fraction, tokenizer_file),
-                   Tally("held_out")]
+                   Tally("length_cap", progress=True)]
+    if args.heldout_blocks > 0 and spec.holdout_fraction > 0 and _monitored(spec):
+        steps.append(HeldOutSample(spec.holdout_fraction, args.heldout_blocks * args.seq_length, tokenizer_file,
+                                   _writer(d.heldout_docs(name), origin), args.pii_anonymise))
+    steps += [HeldOut(spec.holdout_fraction, tokenizer_file), Tally("held_out")]
     filters: list = []
     if spec.format == "instruction":
         pass  # curated pairs (the red-team set): prose heuristics would drop short prompts and refusals
@@ -270,6 +279,102 @@ def _min_scores(args: MixtureArguments) -> dict[str, float]:
 def _step_name(step) -> str:
     """A filter's name in the report and under removed/ (the quality filters carry their recipe name)."""
     return getattr(step, "filter_name", None) or REPORT_NAMES[type(step).__name__]
+
+
+# ----------------------------------------------------------------------------- held-out windows
+class HeldOutSample(PipelineStep):
+    """Copies the first held-out documents of a task (up to ``max_tokens``, EOS included) for the windows the
+    training run evaluates on; every document passes on unchanged (``HeldOut`` after it sets them aside).
+
+    The cap keeps the copy small whatever the corpus size: every task of a source may supply all the windows.
+    """
+
+    name = "✂ held-out sample"
+    type = "💽 - WRITER"
+
+    def __init__(self, fraction: float, max_tokens: int, tokenizer_file: str, writer, anonymise: bool):
+        super().__init__()
+        self.fraction, self.max_tokens, self.writer = fraction, max_tokens, writer
+        self.tokenizer_file, self.anonymise = tokenizer_file, anonymise
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        import dataclasses
+
+        from .clean import PiiAnonymizer
+        from .intake import _TokenCounter
+        from .sources import in_heldout
+
+        count, written = _TokenCounter(self.tokenizer_file), 0
+        pii = PiiAnonymizer() if self.anonymise else None  # the placeholders training sees, not the addresses
+        with self.writer as out:
+            for doc in data:
+                if written < self.max_tokens and in_heldout(doc.text, self.fraction):
+                    sample = dataclasses.replace(doc, text=pii.anonymise(doc.text)[0]) if pii else doc
+                    tokens = count([sample.text])
+                    out.write(sample, rank)
+                    written += tokens
+                    self.stat_update("sampled_docs")
+                    self.stat_update("sampled_tokens", value=tokens)
+                yield doc
+
+
+def _monitored(spec: SourceSpec) -> bool:
+    """Plain text of one of the six languages (instruction pairs and chats would skew a language's loss)."""
+    return spec.format == "text" and spec.lang in LANGUAGES
+
+
+def _in_turn(iterators: list):
+    """Items of several iterators taken one from each in turn (sources of one language share the windows)."""
+    active = list(iterators)
+    while active:
+        for it in list(active):
+            try:
+                yield next(it)
+            except StopIteration:
+                active.remove(it)
+
+
+def _sampled_texts(folder: Path):
+    import gzip
+
+    for path in sorted(folder.glob("*.jsonl.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    yield json.loads(line)["text"]
+
+
+def _heldout_windows(specs: list[SourceSpec], args: MixtureArguments, d: DatasetDir, tokenizer_file: str,
+                     eos: str, token_size: int) -> dict[str, int]:
+    """Per language, up to ``heldout_blocks`` windows packed from the sampled held-out documents of its sources
+    (taken in turn), into ``heldout/<lang>.npy``; returns the windows per language."""
+    from .intake import eos_tokenizer
+    from .stream import pack_heldout
+
+    shutil.rmtree(d.heldout, ignore_errors=True)  # a resumed build packs them again
+    if args.heldout_blocks <= 0:
+        logger.info("held-out windows: none (heldout_blocks: 0): no held-out loss during training")
+        return {}
+    by_lang: dict[str, list[SourceSpec]] = {}
+    for spec in specs:
+        if _monitored(spec):
+            by_lang.setdefault(spec.lang, []).append(spec)
+    tokenizer = eos_tokenizer(tokenizer_file, eos)
+    notes, shown = {}, []
+    for lang in sorted(by_lang, key=LANGUAGES.index):
+        lang_specs = by_lang[lang]
+        texts = _in_turn([_sampled_texts(d.heldout_docs(s.name)) for s in lang_specs])
+        note = pack_heldout(texts, d.heldout_tokens(lang), tokenizer, args.seq_length, args.heldout_blocks,
+                            token_size)
+        notes[lang] = {**note, "sources": [s.name for s in lang_specs if s.holdout_fraction > 0]}
+        why = "" if note["windows"] else (" (holdout_fraction 0)" if not notes[lang]["sources"]
+                                          else " (too few held-out tokens)")
+        shown.append(f"{lang} {note['windows']}{why}")
+    write_json(d.heldout_json, {"seq_length": args.seq_length, "token_size": token_size,
+                                "heldout_blocks": args.heldout_blocks, "languages": notes})
+    logger.info("held-out windows of %d tokens per language (eval during training): %s", args.seq_length,
+                ", ".join(shown) or "no source of a known language")
+    return {lang: n["windows"] for lang, n in notes.items()}
 
 
 def _dedup(args: MixtureArguments, d: DatasetDir, specs: list[SourceSpec]) -> None:
@@ -401,7 +506,9 @@ def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir
                         for spec in specs}, d.logs / "tokenize", mix_args, "tokenize",
                        {s.name: sum(f.stat().st_size for f in (stage_in / s.name).glob("*")) for s in specs})
         token_size = 2 if len(tokenizer) <= 65536 else 4  # what datatrove's tokenizer chose
+        heldout = _heldout_windows(specs, mix_args, d, tokenizer_file, tokenizer.eos_token, token_size)
         report = filter_report(d, specs, mix_args, token_size, tokenizer_file)
+        report["heldout_windows"] = heldout
         write_json(d.filter_report_json, report)
         log_filter_report(report)
         sizes = source_sizes(d, specs, mix_args.seq_length, token_size)

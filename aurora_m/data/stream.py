@@ -285,3 +285,31 @@ class PackedStream(torch.utils.data.Dataset):
 
     def source_of(self, position) -> str:
         return self.names[self._entry(int(position))[0]]
+
+
+def pack_heldout(texts, path: str | Path, tokenizer, seq_length: int, blocks: int, token_size: int = 2) -> dict:
+    """Up to ``blocks`` windows of ``seq_length`` tokens packed from ``texts`` as the shards are (``tokenizer``
+    ends each document with EOS; windows run across documents), saved as a (windows, seq_length) ``.npy``.
+
+    Reading stops when the windows are full: memory is the windows plus one document, whatever the corpus.
+    No file is written when not one window fills.
+    """
+    path = Path(path)
+    need = blocks * seq_length
+    out = np.empty(need, dtype=_token_dtype(token_size))
+    filled = docs = 0
+    for text in texts:
+        if filled >= need:
+            break
+        ids = tokenizer.encode(text).ids
+        take = min(len(ids), need - filled)
+        out[filled: filled + take] = ids[:take]
+        filled, docs = filled + take, docs + 1
+    windows = filled // seq_length
+    if windows:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".writing")
+        with open(partial, "wb") as fh:
+            np.save(fh, out[: windows * seq_length].reshape(windows, seq_length))
+        os.replace(partial, path)
+    return {"windows": windows, "documents": docs, "tokens": windows * seq_length}

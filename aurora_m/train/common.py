@@ -13,6 +13,7 @@ from ..logs import log_through_logging
 from ..plots import plot_loss
 from ..recipe import redact
 from .checkpoints import complete_checkpoints
+from .saving import save_full_model
 
 logger = logging.getLogger(__name__)
 MACHINE_PATHS = ("output_dir", "logging_dir", "run_name", "resume_from_checkpoint")  # this machine's, not the model's
@@ -63,12 +64,15 @@ def train_and_save(trainer, dirs: StageDir, title: str) -> Path:
         resume = str(checkpoints[-1]) if checkpoints else None
     if resume:
         logger.info("resuming from %s", resume)
+        for callback in trainer.callback_handler.callbacks:
+            if hasattr(callback, "check_resume"):
+                callback.check_resume(Path(resume))
     trainer.train(resume_from_checkpoint=resume)
     partial = dirs.model_partial
     if trainer.is_world_process_zero() and partial.exists():
         shutil.rmtree(partial)  # left by a save that was killed
     trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(partial))
+    save_full_model(trainer, partial)
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
         (partial / TRAINING_ARGS_PICKLE).unlink(missing_ok=True)
@@ -89,14 +93,3 @@ def train_and_save(trainer, dirs: StageDir, title: str) -> Path:
             plot_loss(history, dirs.loss_png, title)
     trainer.accelerator.wait_for_everyone()
     return dirs.model
-
-
-def describe_budget(args, seq_length: int, sequences: int) -> str:
-    """The token budget of a run written next to the numbers that make it (nanoGPT style)."""
-    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
-    steps = args.max_steps if args.max_steps > 0 else int(args.num_train_epochs * sequences // per_step)
-    tokens = steps * per_step * seq_length
-    return (f"{per_step} seqs/step ({args.per_device_train_batch_size} x {args.gradient_accumulation_steps} "
-            f"accum x {max(1, args.world_size)} ranks) x {seq_length} tokens = {per_step * seq_length:,} tokens/step; "
-            f"{steps} steps = {tokens:,} tokens; dataset {sequences * seq_length:,} tokens "
-            f"({tokens / max(1, sequences * seq_length):.2f} epochs)")

@@ -11,8 +11,12 @@ from ..data.mixture import packed_collator
 from ..errors import RecipeError
 from ..io import read_json_or_none
 from ..layout import DatasetDir, StageDir
-from .common import describe_budget, keep_token_out_of_files, train_and_save, wired_arguments
+from .budget import derive_max_steps
+from .checkpoints import stream_position_callback
+from .common import keep_token_out_of_files, train_and_save, wired_arguments
+from .handoff import UpstreamState, carry_on_schedule, load_upstream_optimizer, upstream_state
 from .model import load_model, parameter_count
+from .monitor import heldout_eval_sets, monitor_callbacks
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +51,21 @@ def build_trainer(model_args: ModelArguments, mix_args: MixtureArguments, traini
     logger.info("%s: %s parameters, %d layers, n_positions %d, multi_query %s", title,
                 f"{parameter_count(model):,}", model.config.n_layer, model.config.n_positions,
                 model.config.multi_query)
-    logger.info(describe_budget(training_args, seq_length, len(train_ds)))
+    budget = derive_max_steps(training_args, mix_args.train_tokens, seq_length, config_file)
+    if budget.steps * budget.sequences_per_step > len(train_ds):
+        raise RecipeError(data.index, None, f"holds {len(train_ds):,} sequences, fewer than the "
+                                            f"{budget.steps * budget.sequences_per_step:,} the budget trains: "
+                                            "it was built for another train_tokens; run the data step again")
+    upstream = upstream_state(model_args, config_file)
     keep_token_out_of_files(training_args)
-    return stream_trainer()(model=model, args=training_args, train_dataset=train_ds,
-                            data_collator=packed_collator, processing_class=tokenizer)
+    position = stream_position_callback(budget.sequences_per_step, seq_length, data.index)
+    trainer = stream_trainer()(model=model, args=training_args, train_dataset=train_ds,
+                               eval_dataset=heldout_eval_sets(data, training_args),
+                               data_collator=packed_collator, processing_class=tokenizer,
+                               callbacks=[position], upstream=upstream)
+    for callback in monitor_callbacks(trainer, dirs, mix_args, title, config_file):
+        trainer.add_callback(callback)
+    return trainer
 
 
 def open_stream(data: DatasetDir):
@@ -65,14 +80,41 @@ def open_stream(data: DatasetDir):
 
 def stream_trainer():
     """A Trainer that reads the stream in order: the index is already a seeded shuffle, so position p of the
-    stream is the p-th sequence trained on (split across ranks by accelerate), and a resume continues it."""
+    stream is the p-th sequence trained on (split across ranks by accelerate), and a resume continues it.
+    With ``init_from: full_state`` it also carries the upstream's optimizer state and schedule position on."""
     import torch
-    from transformers import Trainer
+    from transformers import Trainer, TrainerCallback
+
+    class CarryOn(TrainerCallback):
+        def __init__(self, trainer):
+            self.trainer = trainer
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.global_step == 0:  # a resume has its own optimizer state in its checkpoint
+                load_upstream_optimizer(self.trainer, self.trainer.upstream)
 
     class StreamTrainer(Trainer):
+        def __init__(self, *args, upstream: UpstreamState | None = None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.upstream = upstream
+            if upstream:
+                self.add_callback(CarryOn(self))
+
         def _get_train_sampler(self, train_dataset=None):
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             return torch.utils.data.SequentialSampler(dataset)
+
+        def create_scheduler(self, num_training_steps: int, optimizer=None):
+            if self.lr_scheduler is None and self.upstream:
+                from transformers import get_scheduler
+
+                total = self.upstream.step + num_training_steps
+                self.lr_scheduler = carry_on_schedule(get_scheduler(
+                    self.args.lr_scheduler_type, optimizer=optimizer or self.optimizer,
+                    num_warmup_steps=self.args.get_warmup_steps(total), num_training_steps=total,
+                    scheduler_specific_kwargs=self.args.lr_scheduler_kwargs), self.upstream.step)
+                self._created_lr_scheduler = True
+            return super().create_scheduler(num_training_steps, optimizer)
 
     return StreamTrainer
 
