@@ -124,6 +124,21 @@ def _recover(target: Path) -> None:
             _clear_dead_temp(path)
 
 
+def write_text(path: str | Path, text: str) -> None:
+    """Write text through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def write_json(path: str | Path, obj) -> None:
     """Write JSON through a temporary file and a rename."""
     path = Path(path)

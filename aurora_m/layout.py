@@ -192,6 +192,33 @@ class StageDir:
     def perplexity_png(self) -> Path:
         return self.root / "perplexity.png"
 
+    def suite_results(self, variant: str, suite: str) -> Path:
+        """One suite's results of one variant (schema: README, "Evaluation results")."""
+        return self.root / variant / f"{suite}.json"
+
+    @property
+    def results_md(self) -> Path:
+        """Every variant's headline numbers as one markdown table."""
+        return self.root / "results.md"
+
+    @property
+    def forgetting_md(self) -> Path:
+        """Code pass@1 and per-language perplexity, variant by variant (stage by stage)."""
+        return self.root / "forgetting.md"
+
+    @property
+    def forgetting_png(self) -> Path:
+        return self.root / "forgetting.png"
+
+    @property
+    def safety_transfer_md(self) -> Path:
+        """Refusal rate by language by variant: does safety tuning transfer beyond English?"""
+        return self.root / "safety_transfer.md"
+
+    @property
+    def safety_transfer_png(self) -> Path:
+        return self.root / "safety_transfer.png"
+
     # ------------------------------------------------------------------ publish
     def export(self, variant: str) -> Path:
         return self.root / variant

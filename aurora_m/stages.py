@@ -176,7 +176,7 @@ register_kind(StageKind(
 register_kind(StageKind(
     name="eval", dataclasses=_eval_dataclasses, steps=("eval",), source_key="perplexity_sources",
     evaluates=True, inputs=MODELS,
-    runners={"transformers": {"eval": "aurora_m.evaluation.perplexity:run_eval_step"}},
+    runners={"transformers": {"eval": "aurora_m.evaluation.stage:run_eval_step"}},
     help="per-language held-out perplexity of every input model"))
 register_kind(StageKind(
     name="publish", dataclasses=_publish_dataclasses, steps=("publish",), inputs=EVALUATIONS,

@@ -1,4 +1,4 @@
-"""Per-language perplexity of one or more models on held-out text.
+"""Evaluate one or more models: the suites the eval YAML names (perplexity, code, harness, safety).
 
 (Named run_eval.py, not evaluate.py: a script's folder comes first on sys.path, so a script named
 like an installed package would shadow it for every library that imports it.)
@@ -7,7 +7,7 @@ like an installed package would shadow it for every library that imports it.)
         --eval_models base=runs/tiny/cap/model redteamed=runs/tiny/cat/model
 """
 
-from aurora_m.evaluation.perplexity import evaluate_perplexity
+from aurora_m.evaluation.stage import evaluate_variants
 from aurora_m.scripting import StageParser, run_script
 
 
@@ -16,7 +16,7 @@ def make_parser():
 
 
 def main(eval_args, training_args, config_file="<stage config>"):
-    return evaluate_perplexity(eval_args, training_args, config_file)
+    return evaluate_variants(eval_args, training_args, config_file)
 
 
 if __name__ == "__main__":

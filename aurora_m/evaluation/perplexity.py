@@ -1,46 +1,22 @@
-"""Per-language perplexity of each model variant on held-out text, via ``Trainer.evaluate``.
+"""Per-language perplexity of a model on held-out documents.
 
-Held-out text is packed into blocks of ``seq_length`` tokens exactly as training data is, and
-perplexity is ``exp`` of the mean token loss (``evaluate``'s perplexity metric would need the Hub).
+Each document (EOS appended) is scored on its own, never packed against another: one window when it fits in
+``seq_length`` tokens, else a sliding window (``perplexity_stride``) so every token is scored once with up to
+``seq_length - stride`` tokens of context. Perplexity is ``exp`` of the token-weighted mean NLL over all the
+language's scored tokens. Windows are batched (padded, masked).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import asdict
-from pathlib import Path
 
 from ..args import EvalArguments, SourceSpec
-from ..data.mixture import pack_wrapped, packed_collator
 from ..data.sources import load_source
 from ..errors import RecipeError
-from ..io import atomic_dir, write_json
-from ..layout import StageDir
-from ..logs import log_through_logging
-from ..plots import plot_perplexity
-from ..recipe import VARIANT_NAME
 
 logger = logging.getLogger(__name__)
-
-
-def parse_models(entries: list[str], config_file) -> dict[str, str]:
-    models = {}
-    for entry in entries:
-        name, sep, path = entry.partition("=")
-        name, path = (name, path) if sep else (Path(entry).name, entry)
-        if not VARIANT_NAME.match(name):
-            raise RecipeError(config_file, "eval_models", f"{name!r} is not a usable variant name (a Hub repo name: "
-                                                          f"letters, digits, '-', '_', '.'; no '/' or '..')")
-        if name in models:
-            raise RecipeError(config_file, "eval_models", f"two models are named {name!r}: name each NAME=PATH once")
-        if not Path(path, "config.json").is_file():
-            raise RecipeError(config_file, "eval_models", f"{path} is not a model folder (no config.json)")
-        models[name] = path
-    if not models:
-        raise RecipeError(config_file, "eval_models", "no models to evaluate")
-    return models
 
 
 def heldout_texts(eval_args: EvalArguments, config_file) -> tuple[dict[str, list[str]], list]:
@@ -54,62 +30,82 @@ def heldout_texts(eval_args: EvalArguments, config_file) -> tuple[dict[str, list
     return texts, reports
 
 
-def heldout_blocks(texts: dict[str, list[str]], eval_args: EvalArguments, tokenizer, config_file) -> dict:
-    """Pack each language's text with this model's tokenizer, as training data is packed."""
-    from datasets import Dataset
+def document_windows(ids: list[int], seq_length: int, stride: int) -> list[tuple[list[int], int]]:
+    """A document as (window, tokens to score) pairs: the first window scores all its tokens; each later one
+    moves by ``stride`` and scores only its last ``stride`` tokens, seeing up to ``seq_length - stride`` of
+    context before them. Every token after the first is scored exactly once."""
+    if len(ids) <= seq_length:
+        return [(ids, len(ids) - 1)]
+    windows = [(ids[:seq_length], seq_length - 1)]
+    end = seq_length
+    while end < len(ids):
+        new_end = min(end + stride, len(ids))
+        windows.append((ids[max(0, new_end - seq_length): new_end], new_end - end))
+        end = new_end
+    return windows
 
-    blocks = {}
+
+def score_language(model, tokenizer, docs: list[str], seq_length: int, stride: int, batch_size: int,
+                   max_windows: int | None = None, desc: str = "perplexity") -> dict:
+    """Token-weighted mean NLL over the documents (EOS appended, so the end of a document counts too)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    windows = []
+    for doc in docs:
+        ids = tokenizer(doc, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        windows.extend(w for w in document_windows(ids, seq_length, stride) if w[1] > 0)
+        if max_windows and len(windows) >= max_windows:
+            windows = windows[:max_windows]
+            break
+    device = next(model.parameters()).device
+    nll, count = 0.0, 0
+    model.eval()
+    for start in tqdm(range(0, len(windows), batch_size), desc=desc, unit="batch"):
+        batch = windows[start: start + batch_size]
+        width = max(len(w) for w, _ in batch)
+        ids = torch.full((len(batch), width), tokenizer.eos_token_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, (window, scored) in enumerate(batch):
+            ids[i, : len(window)] = torch.tensor(window)
+            mask[i, : len(window)] = 1
+            labels[i, len(window) - scored: len(window)] = ids[i, len(window) - scored: len(window)]
+        with torch.no_grad():
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+        shifted = logits[:, :-1].reshape(-1, logits.shape[-1])
+        target = labels[:, 1:].reshape(-1).to(device)
+        nll += torch.nn.functional.cross_entropy(shifted, target, ignore_index=-100, reduction="sum").item()
+        count += int((target != -100).sum())
+    return {"loss": nll / max(1, count), "tokens": count, "windows": len(windows)}
+
+
+def run_perplexity(model, tokenizer, eval_args: EvalArguments, config_file, texts: dict[str, list[str]],
+                   batch_size: int = 8) -> dict:
+    """The perplexity suite of one variant: ``{"suite": "perplexity", "perplexity": {lang: ppl}, "loss": {lang:
+    mean NLL}, "eval_tokens": {lang: scored tokens}, "windows": {...}, "seq_length", "stride"}``."""
+    stride = eval_args.perplexity_stride or max(1, eval_args.seq_length // 2)
+    if not 0 < stride <= eval_args.seq_length:
+        raise RecipeError(config_file, "perplexity_stride", f"expected 1..seq_length ({eval_args.seq_length}), "
+                                                            f"got {stride}")
+    scores = {}
     for lang, docs in texts.items():
-        ids = tokenizer(docs, add_special_tokens=False)["input_ids"]
-        packed, _ = pack_wrapped(ids, eval_args.seq_length, tokenizer.eos_token_id)
-        if eval_args.max_eval_blocks:
-            packed = packed[: eval_args.max_eval_blocks]
-        if len(packed) == 0:
-            raise RecipeError(config_file, f"perplexity_sources[{lang}]",
-                              f"held-out text is shorter than one block of {eval_args.seq_length} tokens")
-        blocks[lang] = Dataset.from_dict({"input_ids": packed})
-    return blocks
+        scores[lang] = score_language(model, tokenizer, docs, eval_args.seq_length, stride, batch_size,
+                                      eval_args.max_eval_blocks, desc=f"perplexity {lang}")
+        if scores[lang]["tokens"] == 0:
+            raise RecipeError(config_file, f"perplexity_sources[{lang}]", "held-out text has no tokens to score")
+    return {"suite": "perplexity", "seq_length": eval_args.seq_length, "stride": stride,
+            "perplexity": {lang: math.exp(s["loss"]) for lang, s in scores.items()},
+            "loss": {lang: s["loss"] for lang, s in scores.items()},
+            "eval_tokens": {lang: s["tokens"] for lang, s in scores.items()},
+            "windows": {lang: s["windows"] for lang, s in scores.items()}}
 
 
-def evaluate_perplexity(eval_args: EvalArguments, training_args, config_file="<stage config>") -> dict:
-    """Write each variant's results, all results and the perplexity plot into the stage folder; return them."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
-
-    dirs = StageDir(training_args.output_dir)
-    models = parse_models(eval_args.eval_models, config_file)
-    texts, reports = heldout_texts(eval_args, config_file)
-    all_results = {}
-    for name, path in models.items():
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
-        blocks = heldout_blocks(texts, eval_args, tokenizer, config_file)
-        trainer = Trainer(model=model, args=training_args, data_collator=packed_collator)
-        log_through_logging(trainer)
-        metrics = trainer.evaluate(eval_dataset=blocks)
-        losses = {lang: metrics[f"eval_{lang}_loss"] for lang in blocks}
-        result = {
-            "variant": name,
-            "model": os.path.relpath(path, dirs.root.parent),  # relative: the run folder can move
-            "perplexity": {lang: math.exp(loss) for lang, loss in losses.items()},
-            "loss": losses,
-            "eval_tokens": {lang: len(ds) * eval_args.seq_length for lang, ds in blocks.items()},
-            "sources": reports,
-        }
-        if trainer.is_world_process_zero():
-            results_file = dirs.results(name)
-            with atomic_dir(results_file.parent) as tmp:
-                write_json(tmp / results_file.name, result)
-        all_results[name] = result
-        logger.info("%s: %s", name, ", ".join(f"{k} {v:.1f}" for k, v in result["perplexity"].items()))
-    if training_args.process_index == 0:
-        write_json(dirs.all_results, all_results)
-        plot_perplexity({n: r["perplexity"] for n, r in all_results.items()}, dirs.perplexity_png,
-                        "held-out perplexity per language")
-    return all_results
-
-
-def run_eval_step(ctx) -> dict:
-    """The pipeline's eval step: every input model, by its variant name."""
-    models = [f"{variant}={path}" for variant, path in ctx.input_models.items()]
-    eval_args, training_args = ctx.parse("--eval_models", *models)
-    return evaluate_perplexity(eval_args, training_args, ctx.config)
+def perplexity_suite(model, tokenizer, eval_args: EvalArguments, config_file, *, batch_size: int = 8,
+                     cache: dict | None = None, **_) -> dict:
+    """The eval stage's perplexity suite: held-out text read once for all variants (``cache``)."""
+    cache = cache if cache is not None else {}
+    if "heldout_texts" not in cache:
+        cache["heldout_texts"] = heldout_texts(eval_args, config_file)
+    texts, reports = cache["heldout_texts"]
+    return {**run_perplexity(model, tokenizer, eval_args, config_file, texts, batch_size), "sources": reports}
