@@ -80,6 +80,11 @@ class SourceSpec:
 
 LANGUAGES = ("en", "fi", "hi", "ja", "vi", "code")
 INIT_FROM = ("weights", "full_state")  # ModelArguments.init_from
+# local inputs an eval stage names besides its perplexity_sources: resolved against the YAML's folder and
+# fingerprinted like them (a changed fixture reruns the evaluation)
+EXTRA_SOURCE_LISTS = ("safety_sources", "benign_sources")
+SINGLE_SOURCE_KEYS = ("mbpp_source",)
+LOCAL_PATH_KEYS = ("lm_eval_include_path",)
 PROSE_LANGUAGES = LANGUAGES[:-1]
 
 

@@ -564,10 +564,16 @@ def parse_stage(file: Path, kind: str, overrides: list[str] | None = None, *, va
 
 def resolve_input_paths(args, base: Path) -> None:
     """Relative paths in parsed dataclasses become absolute (relative to the stage YAML's folder)."""
-    for key in source_keys():
-        for source in getattr(args, key, None) or []:
-            if source.get("path"):
+    from .args import EXTRA_SOURCE_LISTS, LOCAL_PATH_KEYS, SINGLE_SOURCE_KEYS
+
+    for key in [*source_keys(), *EXTRA_SOURCE_LISTS, *SINGLE_SOURCE_KEYS]:
+        value = getattr(args, key, None) or []
+        for source in [value] if isinstance(value, dict) else value:
+            if isinstance(source, dict) and source.get("path"):
                 source["path"] = str(resolve_path(base, source["path"]).resolve())
+    for key in LOCAL_PATH_KEYS:
+        if getattr(args, key, None):
+            setattr(args, key, str(resolve_path(base, getattr(args, key)).resolve()))
     if isinstance(args, ModelArguments):
         args.tokenizer_train_files = [str(resolve_path(base, p).resolve()) for p in args.tokenizer_train_files]
         if args.base_config and args.base_config.endswith(".json"):

@@ -332,6 +332,12 @@ def _usable_pair(instruction, response) -> bool | None:
     return False if False in sides else (None if None in sides else True)
 
 
+def load_rows(spec: SourceSpec, config_file: str, key: str):
+    """A source's rows with all their columns (benchmarks such as MBPP: text, code, test_list), as a Dataset;
+    unreadable files and Hub ids are explained as for any source."""
+    return _load(spec, config_file, key)
+
+
 def load_source(spec: SourceSpec, config_file: str, key: str, *, prompt_completion: bool = False):
     """Documents of one source as an in-memory Dataset with ``text`` (or ``prompt``/``completion``) and
     ``category``, plus a report. For large sources prefer :func:`read_source` (texts stay on disk)."""

@@ -149,11 +149,17 @@ class FileHashes:
 
 def local_files(config: dict, base: Path, has_model_input: bool) -> dict[str, Path]:
     """Every local file or folder a stage reads, by the key that names it."""
+    from ..args import EXTRA_SOURCE_LISTS, LOCAL_PATH_KEYS, SINGLE_SOURCE_KEYS
+
     files = {}
-    for key in source_keys():
-        for i, source in enumerate(config.get(key) or []):
+    for key in [*source_keys(), *EXTRA_SOURCE_LISTS, *SINGLE_SOURCE_KEYS]:
+        value = config.get(key) or []
+        for i, source in enumerate([value] if isinstance(value, dict) else value):
             if isinstance(source, dict) and source.get("path"):
                 files[f"{key}[{i}] {source['path']}"] = resolve_path(base, source["path"])
+    for key in LOCAL_PATH_KEYS:
+        if config.get(key):
+            files[f"{key} {config[key]}"] = resolve_path(base, config[key])
     for i, name in enumerate(config.get("tokenizer_train_files") or []):
         files[f"tokenizer_train_files[{i}] {name}"] = resolve_path(base, name)
     for key in ("base_config", "tokenizer_name_or_path", "model_name_or_path"):
