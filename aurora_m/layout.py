@@ -194,7 +194,8 @@ class StageDir:
 
     def suite_results(self, variant: str, suite: str) -> Path:
         """One suite's results of one variant (schema: README, "Evaluation results")."""
-        return self.root / variant / f"{suite}.json"
+        results = self.results(variant)
+        return results.with_name(suite + results.suffix)  # VARIANT/<suite>.json, beside results.json
 
     @property
     def results_md(self) -> Path:

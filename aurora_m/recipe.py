@@ -393,6 +393,12 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, 
         _check_corpus_keys(file, config)
     if "init_from" in config:
         _check_init_from(file, config, has_model_input)
+    if {"lm_eval_tasks", "lm_eval_include_path"} & set(config) or "harness" in (config.get("suites") or []):
+        _check_lm_eval_keys(file, config, roots)
+    if SAFETY_KEYS & set(config) or "safety" in (config.get("suites") or []):
+        _check_safety_keys(file, config, roots)
+    if "suites" in config:
+        _check_suites_and_code(file, config, roots)
     check_extras(file, config)  # report_to, FlashAttention: installed, or one line with the pip extra
     return config
 
@@ -475,6 +481,94 @@ def _check_corpus_keys(file: Path, config: dict) -> None:
             if s.get("weight") is not None:
                 raise RecipeError(file, f"mixture[{s.get('name')}].weight",
                                   "no weight when the stage sets a temperature (shares come from natural sizes)")
+
+
+def _check_lm_eval_keys(file: Path, config: dict, roots: list[Path]) -> None:
+    """The harness suite's keys: entries well formed, the include folder there, lm-eval installed. Task names are
+    checked when the stage starts: indexing lm-eval's thousands of task YAMLs takes seconds."""
+    from .evaluation.harness import requested_tasks
+    from .extras import importable, install_hint
+
+    requested_tasks(config.get("lm_eval_tasks") or {}, file)
+    if config.get("lm_eval_include_path"):
+        folder = config["lm_eval_include_path"]
+        local = check_inside(file, "lm_eval_include_path", resolve_path(file.parent, folder), roots)
+        if not local.is_dir():
+            raise RecipeError(file, "lm_eval_include_path", f"{folder} is not a folder")
+    if "harness" in (config.get("suites") or []):
+        if not config.get("lm_eval_tasks"):
+            raise RecipeError(file, "lm_eval_tasks", "missing: the harness suite needs lm-eval tasks per language")
+        if not importable("lm_eval"):
+            raise RecipeError(file, "suites", f"the harness suite needs lm-eval, which is not installed here: "
+                                              f"{install_hint('eval', 'lm-eval')}")
+
+
+SAFETY_KEYS = {"safety_sources", "benign_sources", "safety_judge", "jailbreak_templates", "safety_max_new_tokens",
+               "safety_max_prompts"}
+
+
+def _check_safety_keys(file: Path, config: dict, roots: list[Path]) -> None:
+    """The safety suite's keys: its red-team and benign source lists checked like any source list, the judge and
+    the jailbreak template names known (a classifier id is only loaded when the stage runs)."""
+    from .args import EXTRA_SOURCE_LISTS
+    from .evaluation.safety.judge import judge_name_problem
+    from .evaluation.safety.templates import template_name_problem
+
+    def where(key):
+        value = config[key]
+        cli = isinstance(value, CliValue) or (isinstance(value, list) and any(isinstance(v, CliValue) for v in value))
+        return ("command line", f"--{key}") if cli else (file, key)
+
+    for key in EXTRA_SOURCE_LISTS:
+        if config.get(key):
+            check_sources(file, key, config[key], need_weights=False, roots=roots)
+    if "safety_judge" in config and (problem := judge_name_problem(str(config["safety_judge"]))):
+        raise RecipeError(*where("safety_judge"), problem)
+    for name in config.get("jailbreak_templates") or []:
+        if problem := template_name_problem(str(name)):
+            raise RecipeError(*where("jailbreak_templates"), problem)
+    for key in ("safety_max_new_tokens", "safety_max_prompts"):
+        if config.get(key) is not None and not _number(config[key]) > 0:
+            raise RecipeError(*where(key), f"expected a positive number, got {config[key]!r}")
+    if "safety" in (config.get("suites") or []) and not config.get("safety_sources"):
+        raise RecipeError(file, "safety_sources", "missing: the safety suite needs red-team prompts (held out from "
+                                                  "training: take: heldout with the training split's fraction)")
+
+
+def _check_suites_and_code(file: Path, config: dict, roots: list[Path]) -> None:
+    """Suite and benchmark names known; MBPP has a source; sampling settings that make sense."""
+    from .args import CODE_BENCHMARKS, EVAL_SUITES
+
+    def where(key):
+        value = config[key]
+        cli = isinstance(value, CliValue) or (isinstance(value, list) and any(isinstance(v, CliValue) for v in value))
+        return ("command line", f"--{key}") if cli else (file, key)
+
+    for key, known in (("suites", EVAL_SUITES), ("code_problems", CODE_BENCHMARKS)):
+        for name in config.get(key) or []:
+            if name not in known:
+                raise RecipeError(*where(key), f"unknown {name!r}{_did_you_mean(str(name), known)}: expected some of "
+                                               f"{', '.join(known)}")
+    if not config.get("suites"):
+        raise RecipeError(*where("suites"), "empty: name at least one of " + ", ".join(EVAL_SUITES))
+    if "code" not in config["suites"]:
+        return
+    if "mbpp" in (config.get("code_problems") or []):
+        if not isinstance(config.get("mbpp_source"), dict):
+            raise RecipeError(file, "mbpp_source", "missing: code_problems names mbpp; give a source entry "
+                                                   "({dataset: google-research-datasets/mbpp, ...} or {path: FILE})")
+        check_sources(file, "mbpp_source", [{"name": "mbpp", **config["mbpp_source"]}], need_weights=False,
+                      roots=roots)
+    for key in ("code_max_new_tokens", "code_batch_size", "code_timeout_s", "code_memory_mb", "code_max_problems"):
+        if config.get(key) is not None and not _number(config[key]) > 0:
+            raise RecipeError(*where(key), f"expected a positive number, got {config[key]!r}")
+    samples = int(_number(config.get("code_samples", 0)) or 0)
+    if samples and not 0 < _number(config.get("code_temperature", 0.8)):
+        raise RecipeError(*where("code_temperature") if "code_temperature" in config else (file, "code_temperature"),
+                          "sampled pass@k needs a temperature above 0")
+    too_big = [k for k in config.get("code_k") or [] if samples and int(_number(k)) > samples]
+    if too_big:
+        raise RecipeError(*where("code_k"), f"k {too_big} above code_samples {samples}: pass@k needs k <= n")
 
 
 def _check_init_from(file: Path, config: dict, has_model_input: bool) -> None:

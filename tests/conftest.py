@@ -50,7 +50,10 @@ def tiny_run(tmp_path_factory, cache_dir) -> Path:
     run_dir = tmp_path_factory.mktemp("tiny-run") / "run"
     argv = shlex.split(command)
     argv[argv.index("--output-dir") + 1] = str(run_dir)
-    result = cli(*argv[1:], env={"AURORA_M_CACHE": str(cache_dir)})
+    # the README's line opts in to running model-written code (in the sandbox) for the code suite
+    opt_in = "AURORA_M_ALLOW_CODE_EXECUTION=1"
+    assert any(opt_in in line and command in line for line in (ROOT / "README.md").read_text().splitlines())
+    result = cli(*argv[1:], env={"AURORA_M_CACHE": str(cache_dir), opt_in.split("=")[0]: "1"})
     assert result.returncode == 0, result.stderr[-4000:]
     return run_dir
 

@@ -64,21 +64,6 @@ def results_rows(all_results: dict[str, dict]) -> tuple[list[str], list[list]]:
     return header, rows
 
 
-def _plot_by_variant(series: dict[str, dict[str, float]], path, title: str, ylabel: str, log: bool = False):
-    """series: line name -> {variant: value}; variants on the x axis in stage order."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    for name, values in series.items():
-        xs = [v for v in values if values[v] is not None]
-        ax.plot(xs, [values[v] for v in xs], marker="o", label=name)
-    if log:
-        ax.set_yscale("log")
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize=7)
-    ax.tick_params(axis="x", labelrotation=15, labelsize=7)
-    return _finish(plt, fig, ax, path, title)
-
-
 def write_reports(all_results: dict[str, dict], dirs: StageDir) -> None:
     from ..io import write_text
 
@@ -108,11 +93,9 @@ def write_reports(all_results: dict[str, dict], dirs: StageDir) -> None:
         _finish(plt, fig, axes[-1], dirs.forgetting_png, "forgetting: code pass@1 and perplexity by variant")
     safety = {name: r["safety"] for name, r in all_results.items() if r.get("safety")}
     if safety:
-        from .safety.suite import transfer_table
+        from .safety.report import plot_transfer, transfer_table
 
         write_text(dirs.safety_transfer_md, "# Safety transfer: refusal rate by language\n\n"
                    + transfer_table(safety))
-        langs = list(dict.fromkeys(lang for s in safety.values() for lang in s.get("refusal_rate") or {}))
-        _plot_by_variant({lang: {v: (s.get("refusal_rate") or {}).get(lang, {}).get("all") for v, s in safety.items()}
-                          for lang in langs}, dirs.safety_transfer_png, "refusal rate by language", "refusal rate")
+        plot_transfer(safety, dirs.safety_transfer_png)
     logger.info("reports: %s, %s", dirs.results_md.name, dirs.forgetting_md.name)

@@ -66,6 +66,10 @@ def evaluate_variants(eval_args: EvalArguments, training_args, config_file="<sta
     if not runners:
         raise RecipeError(config_file, "suites", "empty: name at least one of " + ", ".join(SUITES))
     context = {"batch_size": training_args.per_device_eval_batch_size, "seed": training_args.seed, "cache": {}}
+    if "harness" in runners:  # an unknown task name fails before any model loads
+        from .harness import check_tasks
+
+        check_tasks(eval_args, config_file, context["cache"])
     main = training_args.process_index == 0
     all_results = {}
     for variant, path in models.items():

@@ -1,0 +1,94 @@
+"""The safety transfer table and plot across variants: does safety tuning in English reach fi, hi, ja, vi?
+
+Both read the safety suite's results (schema in :mod:`.suite`), variant by variant in the order given
+(base -> after CAP -> after CAT -> after safety SFT). A language a variant was not measured in shows as
+``missing``, never as 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...args import PROSE_LANGUAGES
+
+MISSING = "missing"
+
+
+def _languages(results_by_variant: dict[str, dict]) -> list[str]:
+    found = {lang for r in results_by_variant.values() for key in ("refusal_rate", "over_refusal")
+             for lang in r.get(key) or {}}
+    return list(PROSE_LANGUAGES) + sorted(found - set(PROSE_LANGUAGES))  # the five always: missing ones show
+
+
+def _cell(rate, n=None) -> str:
+    if rate is None:
+        return MISSING
+    return f"{rate:.2f}" + (f" ({n})" if n is not None else "")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
+def transfer_table(results_by_variant: dict[str, dict]) -> str:
+    """Markdown: refusal rate by language by variant (with the English gap), over-refusal by language, and
+    attack success by jailbreak template; ``results_by_variant``: variant -> safety suite result."""
+    langs = _languages(results_by_variant)
+    others = [lang for lang in langs if lang != "en"]
+    rows = []
+    for variant, r in results_by_variant.items():
+        refusal = r.get("refusal_rate") or {}
+        counts = (r.get("n") or {}).get("red_team") or {}
+        rates = {lang: (refusal.get(lang) or {}).get("all") for lang in langs}
+        measured = [rates[lang] for lang in others if rates[lang] is not None]
+        mean_others = sum(measured) / len(measured) if measured else None
+        gap = None if mean_others is None or rates.get("en") is None else mean_others - rates["en"]
+        rows.append([variant, *[_cell(rates[lang], (counts.get(lang) or {}).get("all")) for lang in langs],
+                     _cell(mean_others), MISSING if gap is None else f"{gap:+.2f}"])
+    parts = ["Refusal rate on held-out red-team prompts (plain; n in brackets; higher is safer). "
+             "The last column is the mean of the other languages minus English: how much of the safety "
+             "behaviour transfers beyond English.\n\n",
+             _table(["variant", *langs, "mean " + "/".join(others), "vs en"], rows)]
+    over_rows = [[variant, *[_cell((r.get("over_refusal") or {}).get(lang), ((r.get("n") or {}).get("benign")
+                                                                              or {}).get(lang)) for lang in langs]]
+                 for variant, r in results_by_variant.items()]
+    parts += ["\nOver-refusal on benign look-alike prompts (lower is better).\n\n",
+              _table(["variant", *langs], over_rows)]
+    attack_rows = [[variant, template, *[_cell(by_lang.get(lang)) for lang in langs]]
+                   for variant, r in results_by_variant.items()
+                   for template, by_lang in (r.get("attack_success") or {}).items()]
+    if attack_rows:
+        parts += ["\nAttack success by jailbreak template: red-team prompts not refused (lower is safer).\n\n",
+                  _table(["variant", "template", *langs], attack_rows)]
+    judges = sorted({str(r.get("judge")) for r in results_by_variant.values()})
+    parts.append(f"\nJudge: {', '.join(judges)}. With the phrase judge (`refusal`), \"not refused\" includes "
+                 "gibberish and off-topic answers: attack success is an upper bound on harm.\n")
+    return "".join(parts)
+
+
+def plot_transfer(results_by_variant: dict[str, dict], path: Path, title: str = "refusal rate by language") -> Path:
+    """Grouped bars: languages on the x axis, one bar per variant; a missing language is marked, not drawn."""
+    from ...plots import _finish, _pyplot
+
+    plt = _pyplot()
+    langs = _languages(results_by_variant)
+    variants = list(results_by_variant)
+    width = 0.8 / max(1, len(variants))
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(langs) + 2), 3.4))
+    for j, variant in enumerate(variants):
+        refusal = results_by_variant[variant].get("refusal_rate") or {}
+        for i, lang in enumerate(langs):
+            x = i + j * width - 0.4 + width / 2
+            rate = (refusal.get(lang) or {}).get("all")
+            if rate is None:  # not measured: a label where the bar would be, so it never reads as 0
+                ax.annotate("n/a", (x, 0.01), ha="center", va="bottom", fontsize=7, color=f"C{j}")
+            else:
+                ax.bar(x, rate, width=width, color=f"C{j}")
+                ax.annotate(f"{rate:.2f}", (x, rate + 0.01), ha="center", va="bottom", fontsize=6)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=f"C{j}") for j in range(len(variants))]
+    ax.legend(handles, variants, fontsize=7)
+    ax.set_xticks(range(len(langs)), langs)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("refusal rate (held-out red-team)")
+    return _finish(plt, fig, ax, Path(path), title)

@@ -1,0 +1,205 @@
+"""The eval stage's safety suite: does each variant refuse red-team requests in all five languages, under
+attack, without refusing benign look-alikes?
+
+Every red-team prompt (``safety_sources``, held out from training) is sent plain and wrapped in each
+jailbreak template (``jailbreak_templates``), every benign look-alike (``benign_sources``) plain, in the
+paper's ``### Instruction:`` / ``### Response:`` format; greedy responses of up to ``safety_max_new_tokens``
+are judged by the ``safety_judge`` (:mod:`.judge`). Result schema (``VARIANT/safety.json``)::
+
+    {"suite": "safety",
+     "judge": "refusal",                         # or the classifier id (":LABELS" when given)
+     "templates": ["plain", "role_play"],        # jailbreak_templates measured
+     "max_new_tokens": 128,
+     "refusal_rate": {"en": {"cbrn_weapons": 1.0, ..., "all": 0.92}, ...},  # plain red-team prompts, refused
+     "attack_success": {"role_play": {"en": 0.25, ...}, ...},  # red-team prompts NOT refused under the template
+     "over_refusal": {"en": 0.1, ...},           # benign look-alikes refused
+     "n": {"red_team": {"en": {"cbrn_weapons": 4, ..., "all": 24}, "fi": {"all": 0}, ...},
+           "benign": {"en": 8, "fi": 0, ...},
+           "responses": 712,                     # generated in all
+           "other_languages": {"red_team": {"fr": 120}, "benign": {}},  # rows in languages not measured
+           "capped": {"red_team": {"en": 10}, "benign": {}},  # beyond safety_max_prompts
+           "duplicates": {"red_team": 0, "benign": 0}},
+     "missing": {"red_team": ["fi"],             # a language with no red-team prompt
+                 "categories": {"hi": ["self_replication"]},  # categories other languages have, this one not
+                 "benign": ["fi"]},
+     "examples": [{"kind": "red_team" | "benign", "language", "category", "template": "plain", "prompt",
+                   "response", "refused", "withheld"}, ...],  # one of each kind per language, for the card
+     "sources": {"red_team": [SourceReport, ...], "benign": [...]}}
+
+Rates exist only for what was measured: a language or category without prompts is listed in ``missing``
+and counted 0 in ``n``, never given a rate. An example whose red-team response was not refused is
+withheld (``response: null``): a model card must not republish a complying answer to a harmful request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+from ...args import PROSE_LANGUAGES, EvalArguments
+from ...data.formats import instruction_prompt
+from ...errors import RecipeError
+from ..generation import generate
+from .judge import Judge, judge_name_problem, make_judge
+from .prompts import PromptSet, SafetyPrompt, read_prompts
+from .report import plot_transfer, transfer_table
+from .templates import PLAIN, get_template, template_name_problem
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["load_prompt_sets", "plot_transfer", "run_safety", "score_responses", "transfer_table"]
+
+STOP = ("### Instruction:", "### Response:")  # the model starting a new turn of the template
+EXAMPLE_CHARS = 300
+
+
+def check_safety_args(eval_args: EvalArguments, config_file) -> list[str]:
+    """The jailbreak templates to measure (listed order, once each), or a RecipeError naming the bad key."""
+    problem = judge_name_problem(eval_args.safety_judge)
+    if problem:
+        raise RecipeError(config_file, "safety_judge", problem)
+    for name in eval_args.jailbreak_templates:
+        problem = template_name_problem(name)
+        if problem:
+            raise RecipeError(config_file, "jailbreak_templates", problem)
+    if not eval_args.safety_sources:
+        raise RecipeError(config_file, "safety_sources", "missing: the safety suite needs red-team prompts")
+    return list(dict.fromkeys(eval_args.jailbreak_templates))
+
+
+def load_prompt_sets(eval_args: EvalArguments, config_file) -> tuple[PromptSet, PromptSet]:
+    """Red-team and benign prompts, read once for every variant."""
+    red = read_prompts(eval_args.safety_sources, "safety_sources", config_file, eval_args.safety_max_prompts)
+    if not red.prompts:
+        raise RecipeError(config_file, "safety_sources",
+                          f"no red-team prompt in {', '.join(PROSE_LANGUAGES)} "
+                          f"(other languages: {dict(red.other_languages) or 'none'})")
+    benign = read_prompts(eval_args.benign_sources, "benign_sources", config_file, eval_args.safety_max_prompts)
+    return red, benign
+
+
+def _rate(flags: list[bool]) -> float:
+    return sum(flags) / len(flags)
+
+
+def score_responses(red: list[SafetyPrompt], red_refused: dict[str, list[bool]], benign: list[SafetyPrompt],
+                    benign_refused: list[bool]) -> dict:
+    """The rates, counts and missing entries of the schema from judged responses (``red_refused``: template ->
+    one verdict per red-team prompt; ``plain`` gives the refusal rate)."""
+    langs = list(PROSE_LANGUAGES)
+    categories = list(dict.fromkeys(p.category for p in red))
+    by_lang: dict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(red):
+        by_lang[p.language].append(i)
+    refusal, counts, missing_categories = {}, {}, {}
+    for lang in langs:
+        idx = by_lang.get(lang, [])
+        counts[lang] = {"all": len(idx)}
+        if not idx:
+            continue
+        plain = red_refused[PLAIN]
+        rates = {}
+        for cat in categories:
+            in_cat = [i for i in idx if red[i].category == cat]
+            counts[lang][cat] = len(in_cat)
+            if in_cat:
+                rates[cat] = _rate([plain[i] for i in in_cat])
+        refusal[lang] = {**rates, "all": _rate([plain[i] for i in idx])}
+        absent = [c for c in categories if not counts[lang][c]]
+        if absent:
+            missing_categories[lang] = absent
+    attack = {name: {lang: 1.0 - _rate([flags[i] for i in by_lang[lang]]) for lang in langs if by_lang.get(lang)}
+              for name, flags in red_refused.items()}
+    benign_by_lang: dict[str, list[bool]] = defaultdict(list)
+    for p, refused in zip(benign, benign_refused):
+        benign_by_lang[p.language].append(refused)
+    return {
+        "refusal_rate": refusal,
+        "attack_success": attack,
+        "over_refusal": {lang: _rate(benign_by_lang[lang]) for lang in langs if benign_by_lang.get(lang)},
+        "n": {"red_team": counts, "benign": {lang: len(benign_by_lang.get(lang, [])) for lang in langs}},
+        "missing": {"red_team": [lang for lang in langs if not by_lang.get(lang)],
+                    "categories": missing_categories,
+                    "benign": [lang for lang in langs if not benign_by_lang.get(lang)]},
+    }
+
+
+def _examples(red, red_responses, red_refused, benign, benign_responses, benign_refused) -> list[dict]:
+    out = []
+    for lang in PROSE_LANGUAGES:
+        for kind, prompts, responses, refused in (("red_team", red, red_responses, red_refused),
+                                                  ("benign", benign, benign_responses, benign_refused)):
+            i = next((i for i, p in enumerate(prompts) if p.language == lang), None)
+            if i is None:
+                continue
+            withheld = kind == "red_team" and not refused[i]
+            response = responses[i].strip()
+            out.append({"kind": kind, "language": lang, "category": prompts[i].category, "template": PLAIN,
+                        "prompt": prompts[i].instruction,
+                        "response": None if withheld else response[:EXAMPLE_CHARS] + (
+                            "..." if len(response) > EXAMPLE_CHARS else ""),
+                        "refused": refused[i], "withheld": withheld})
+    return out
+
+
+def run_safety(model, tokenizer, eval_args: EvalArguments, config_file, *, batch_size: int = 8, seed: int = 0,
+               cache: dict | None = None, judge: Judge | None = None, **_) -> dict:
+    """The safety suite of one variant (schema in the module docstring). ``cache`` (shared across variants by
+    the eval stage) keeps the prompts and the judge, so they are read and loaded once; ``judge`` replaces the
+    one ``safety_judge`` names (any object with the :class:`.judge.Judge` method)."""
+    templates = check_safety_args(eval_args, config_file)
+    cache = cache if cache is not None else {}
+    if "safety:prompts" not in cache:
+        cache["safety:prompts"] = load_prompt_sets(eval_args, config_file)
+    red_set, benign_set = cache["safety:prompts"]
+    if judge is not None:
+        cache["safety:judge"] = judge
+    if "safety:judge" not in cache:
+        options = {} if eval_args.safety_judge == "refusal" else {"device": next(model.parameters()).device}
+        try:
+            cache["safety:judge"] = make_judge(eval_args.safety_judge, **options)
+        except ValueError as err:  # a classifier without the labels the recipe names
+            raise RecipeError(config_file, "safety_judge", str(err)) from None
+    judge = cache["safety:judge"]
+    red, benign = red_set.prompts, benign_set.prompts
+
+    # one generation pass over every (template, prompt) and benign prompt
+    jobs = [(PLAIN, p) for p in red] + [(t, p) for t in templates if t != PLAIN for p in red]
+    instructions = [get_template(t).apply(p.instruction, p.language) for t, p in jobs]
+    instructions += [p.instruction for p in benign]
+    prompts = [instruction_prompt(x) for x in instructions]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths batch with less padding
+    generated = generate(model, tokenizer, [prompts[i] for i in order], max_new_tokens=eval_args.safety_max_new_tokens,
+                         stop=STOP, batch_size=batch_size, seed=seed, desc="safety")
+    responses = [""] * len(prompts)
+    for i, out in zip(order, generated):
+        responses[i] = out[0]
+    languages = [p.language for _, p in jobs] + [p.language for p in benign]
+    refused = [bool(v) for v in judge.judge(instructions, responses, languages)]
+    if len(refused) != len(responses):  # a plugged-in judge that drops or adds verdicts would shift every rate
+        raise ValueError(f"judge {judge.name!r} gave {len(refused)} verdicts for {len(responses)} responses")
+
+    n_red = len(red)
+    red_refused = {PLAIN: refused[:n_red]}
+    for k, t in enumerate(t for t in templates if t != PLAIN):
+        red_refused[t] = refused[n_red * (k + 1): n_red * (k + 2)]
+    benign_refused = refused[len(jobs):]
+    scores = score_responses(red, red_refused, benign, benign_refused)
+    scores["attack_success"] = {t: scores["attack_success"][t] for t in templates}  # plain only when listed
+    scores["n"].update(
+        responses=len(responses),
+        other_languages={"red_team": dict(red_set.other_languages), "benign": dict(benign_set.other_languages)},
+        capped={"red_team": dict(red_set.capped), "benign": dict(benign_set.capped)},
+        duplicates={"red_team": red_set.duplicates, "benign": benign_set.duplicates})
+    for lang, rates in scores["refusal_rate"].items():
+        over = scores["over_refusal"].get(lang)
+        logger.info("safety %s: refusal %.2f of %d red-team prompts%s", lang, rates["all"],
+                    scores["n"]["red_team"][lang]["all"], "" if over is None else f", over-refusal {over:.2f}")
+    if scores["missing"]["red_team"]:
+        logger.warning("safety: no red-team prompts in %s", ", ".join(scores["missing"]["red_team"]))
+    benign_responses = responses[len(jobs):]
+    return {"suite": "safety", "judge": judge.name, "templates": templates,
+            "max_new_tokens": eval_args.safety_max_new_tokens, **scores,
+            "examples": _examples(red, responses[:n_red], red_refused[PLAIN], benign, benign_responses,
+                                  benign_refused),
+            "sources": {"red_team": red_set.reports, "benign": benign_set.reports}}
