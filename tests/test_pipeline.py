@@ -214,3 +214,27 @@ def test_safety_sft_puts_the_loss_on_responses_only(tiny_run, tmp_path):
         assert all(label == -100 for label in labels[:prompt_len])  # the instruction is not learned
         assert all(label != -100 for label in labels[prompt_len:])  # the refusal and its explanation are
         assert example["input_ids"][-1] == tokenizer.eos_token_id  # responses end with <|endoftext|>
+
+
+def test_every_tiny_variant_gets_every_suite_and_the_cross_variant_reports(tiny_run):
+    variants = [v["name"] for v in summary(tiny_run)["variants"]]
+    for name in variants:
+        folder = tiny_run / "eval" / name
+        code = json.loads((folder / "code.json").read_text())
+        for bench in ("humaneval", "mbpp"):
+            result = code["benchmarks"][bench]
+            assert result["problems"] == 8 and 0 <= result["greedy"]["pass@1"] <= 1
+            assert set(result["sampled"]) >= {"pass@1", "pass@2"} and sum(result["statuses"].values()) == 8 * 5
+        harness = json.loads((folder / "harness.json").read_text())
+        assert set(harness["by_language"]) == {"en", "fi", "hi", "ja", "vi"}
+        safety = json.loads((folder / "safety.json").read_text())
+        assert set(safety["refusal_rate"]) == {"en", "fi", "hi", "ja", "vi"}
+        assert {"plain", "role_play", "prefix_injection"} <= set(safety["attack_success"])
+        merged = json.loads((folder / "results.json").read_text())
+        assert set(merged["perplexity"]) == LANGUAGES and {"code", "harness", "safety"} <= set(merged)
+    forgetting = (tiny_run / "eval" / "forgetting.md").read_text()
+    assert all(name in forgetting for name in variants) and "humaneval pass@1" in forgetting
+    transfer = (tiny_run / "eval" / "safety_transfer.md").read_text()
+    assert all(name in transfer for name in variants)
+    for png in ("forgetting.png", "safety_transfer.png", "perplexity.png"):
+        assert (tiny_run / "eval" / png).read_bytes()[:4] == b"\x89PNG"
