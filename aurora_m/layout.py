@@ -159,6 +159,11 @@ class StageDir:
         return self.root / "curves.png"
 
     @property
+    def train_lock(self) -> Path:
+        """Held by the training run's main process: one run trains into a stage folder at a time."""
+        return self.root / ".train.lock"
+
+    @property
     def train_state(self) -> Path:
         """Which configuration the checkpoints in this folder belong to."""
         return self.root / ".train-state.json"

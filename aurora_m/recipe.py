@@ -441,6 +441,15 @@ def _check_corpus_keys(file: Path, config: dict) -> None:
     number("replay_share", 0, 1, high_open=True)
     number("temperature", 0, math.inf, low_open=True, high_open=True)
     number("mixture_seed", 0, 2**63)
+    number("heldout_blocks", 0, 2**31)
+    number("forgetting_threshold", 0, math.inf, low_open=True, high_open=True)
+    if config.get("forgetting_probes"):
+        from .train.monitor import PROBES  # the registry the evaluation suites add to
+
+        for name in config["forgetting_probes"]:
+            if name not in PROBES:
+                raise RecipeError(*where("forgetting_probes"), f"unknown probe {name!r}"
+                                  f"{_did_you_mean(str(name), PROBES)}: expected some of {', '.join(PROBES)}")
     choices = {"mislabelled": ("drop", "reroute"), "data_executor": ("local", "slurm")}
     for key, allowed in choices.items():
         if key in config and config[key] not in allowed:

@@ -29,7 +29,8 @@ from conftest import OFFLINE, ROOT, TINY
 # 24 CAP steps saving every 8, 8 CAT steps, one SFT epoch: the whole pipeline in a few seconds of training
 SHORT = {"cap.yaml": {"max_steps": 24, "train_tokens": 24576, "save_steps": 8, "save_total_limit": 2},
          "cat.yaml": {"max_steps": 8, "train_tokens": 8192, "save_steps": 8},
-         "sft.yaml": {"num_train_epochs": 1}}
+         "sft.yaml": {"num_train_epochs": 1},
+         "eval.yaml": {"suites": ["perplexity"]}}  # the other suites have their own tests; these are about runs
 
 
 def edit(path: Path, **changes) -> None:

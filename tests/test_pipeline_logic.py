@@ -15,7 +15,7 @@ import pytest
 from aurora_m.cli import main
 from aurora_m.errors import RecipeError
 from aurora_m.layout import RunLayout
-from aurora_m.pipeline.lock import run_lock
+from aurora_m.locking import run_lock
 from aurora_m.stages import Engine, StageKind, register_engine, register_kind, unregister_kind
 
 CALLS: list[tuple[str, str]] = []

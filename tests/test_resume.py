@@ -249,3 +249,61 @@ def test_carried_on_schedule_survives_a_checkpoint():
     second = make()
     second.load_state_dict(first.state_dict())
     assert second.get_last_lr() == first.get_last_lr() and _lrs(second, 5) == _lrs(first, 5)
+
+
+# ----------------------------------------------------------------------------- what a hostile user found
+def _copy_cap(src: Path, dst: Path, checkpoint: bool = True) -> Path:
+    import shutil
+
+    shutil.copytree(src / "model", dst / "model")
+    if checkpoint:
+        shutil.copytree(src / f"checkpoint-{CAP_STEPS}", dst / f"checkpoint-{CAP_STEPS}")
+    return dst
+
+
+def test_full_state_refuses_the_optimizer_of_another_model_size(cap_uninterrupted, tmp_path):
+    cap = _copy_cap(cap_uninterrupted / "cap", tmp_path / "cap")
+    optimizer = cap / f"checkpoint-{CAP_STEPS}" / "optimizer.pt"
+    state = torch.load(optimizer, weights_only=True)
+    first = next(iter(state["state"]))
+    state["state"][first] = {k: (torch.cat([v, v]) if v.dim() else v) for k, v in state["state"][first].items()}
+    torch.save(state, optimizer)  # the moments of a wider model: fused AdamW would train on them regardless
+    result = drive(cat_args(cap), tmp_path / "cat", tmp_path / "l")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "the optimizer state of another model size" in result.stderr.strip().splitlines()[-1]
+    optimizer.write_bytes(b"\x80\x02garbage" * 100)
+    result = drive(cat_args(cap), tmp_path / "cat", tmp_path / "l")
+    assert result.returncode == 2 and "is not a readable optimizer state" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_resumed_cat_needs_no_upstream_checkpoint(cap_uninterrupted, tmp_path):
+    import shutil
+
+    cap = _copy_cap(cap_uninterrupted / "cap", tmp_path / "cap")
+    killed = drive(cat_args(cap), tmp_path / "cat", tmp_path / "l", "after_save:4")
+    assert killed.returncode == -9
+    shutil.rmtree(cap / f"checkpoint-{CAP_STEPS}")  # freed to save disk: the resume carries on from what it recorded
+    resumed = drive(cat_args(cap), tmp_path / "cat", tmp_path / "l")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stderr and (tmp_path / "cat" / "model" / "model.safetensors").is_file()
+
+
+def test_a_second_run_into_the_same_stage_folder_stops_at_once(cap_uninterrupted, tmp_path):
+    import time
+
+    out = tmp_path / "cap"
+    argv = [sys.executable, str(ROOT / "tests" / "train_driver.py"), "--", *CAP, "--output_dir", str(out)]
+    first = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, **OFFLINE})
+    try:
+        lock = out / ".train.lock"
+        deadline = time.time() + 300
+        while not (lock.is_file() and lock.read_text().strip()) and time.time() < deadline:
+            time.sleep(0.5)
+        assert first.poll() is None, "the first run ended before it trained"
+        second = drive(CAP, out, tmp_path / "l")
+        assert second.returncode == 2
+        assert "one run per folder" in second.stderr.strip().splitlines()[-1]
+    finally:
+        first.kill()
+        first.wait()

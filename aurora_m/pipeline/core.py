@@ -21,9 +21,9 @@ from ..context import StepContext
 from ..errors import RecipeError
 from ..io import check_output_dir, read_json_or_none, sweep_dead_temps, write_json
 from ..layout import ExportDir, RunLayout
+from ..locking import run_lock
 from ..recipe import Recipe, StageSpec, read_yaml, redact, redact_overrides
 from .fingerprint import Fingerprints, StepPrint, explain_difference
-from .lock import run_lock
 from .summary import build_summary
 
 logger = logging.getLogger(__name__)

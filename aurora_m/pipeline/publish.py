@@ -15,9 +15,9 @@ from pathlib import Path
 from ..errors import RecipeError
 from ..io import read_json_or_none
 from ..layout import RunLayout
+from ..locking import run_lock
 from ..recipe import load_recipe, parse_stage
 from .core import Pipeline
-from .lock import run_lock
 
 logger = logging.getLogger(__name__)
 

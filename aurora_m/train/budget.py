@@ -63,7 +63,8 @@ def derive_max_steps(training_args, train_tokens: int, seq_length: int,
     if stated and stated > 0 and stated != budget.steps:
         raise RecipeError(config_file, "max_steps",
                           f"{stated} disagrees with the token budget: {budget.arithmetic()}. Leave max_steps out "
-                          f"(it is derived), or change train_tokens or the batch to match")
+                          f"(it is derived; --max_steps -1 on the command line), or change train_tokens or "
+                          f"the batch to match")
     training_args.max_steps = budget.steps
     logger.info(budget.arithmetic())
     return budget

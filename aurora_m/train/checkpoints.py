@@ -77,3 +77,11 @@ def stream_position_callback(global_batch: int, seq_length: int, index_file: Pat
                         self.next_position // max(1, global_batch))
 
     return StreamPosition()
+
+
+def resume_checkpoint(training_args, dirs: StageDir) -> Path | None:
+    """The checkpoint a launch resumes from: ``resume_from_checkpoint`` if given, else the newest complete one."""
+    if training_args.resume_from_checkpoint:
+        return Path(training_args.resume_from_checkpoint)
+    complete = complete_checkpoints(dirs)
+    return complete[-1] if complete else None

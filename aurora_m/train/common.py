@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -9,10 +10,11 @@ from pathlib import Path
 
 from ..io import apply_umask, write_json
 from ..layout import TRAINING_ARGS_JSON, TRAINING_ARGS_PICKLE, StageDir
+from ..locking import run_lock
 from ..logs import log_through_logging
 from ..plots import plot_loss
 from ..recipe import redact
-from .checkpoints import complete_checkpoints
+from .checkpoints import resume_checkpoint
 from .saving import save_full_model
 
 logger = logging.getLogger(__name__)
@@ -53,15 +55,21 @@ def train_and_save(trainer, dirs: StageDir, title: str) -> Path:
     """Train (resuming from the newest complete checkpoint), then write ``dirs.model`` in one rename.
 
     Every rank takes part in saving (ZeRO-3 / FSDP gather there); only the main process renames
-    the finished folder into place, so the model folder exists only when complete.
+    the finished folder into place, so the model folder exists only when complete. The main process
+    holds the stage folder's training lock throughout: a second run into the same folder stops at once.
     """
+    with contextlib.ExitStack() as stack:
+        if trainer.is_world_process_zero():
+            stack.enter_context(run_lock(dirs.train_lock, "training"))
+        return _train_and_save(trainer, dirs, title)
+
+
+def _train_and_save(trainer, dirs: StageDir, title: str) -> Path:
     args = trainer.args
     log_through_logging(trainer)
     open_checkpoint_permissions(trainer)
-    resume = args.resume_from_checkpoint
-    if resume is None:
-        checkpoints = complete_checkpoints(dirs)
-        resume = str(checkpoints[-1]) if checkpoints else None
+    resume = resume_checkpoint(args, dirs)
+    resume = str(resume) if resume else None
     if resume:
         logger.info("resuming from %s", resume)
         for callback in trainer.callback_handler.callbacks:

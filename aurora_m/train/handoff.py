@@ -24,6 +24,7 @@ from .checkpoints import is_complete
 
 logger = logging.getLogger(__name__)
 OPTIMIZER_FILE = "optimizer.pt"
+CARRY_ON = "CarryOn"  # the callback that loads the upstream optimizer, and records what it carried on from
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,28 @@ class UpstreamState:
     step: int  # the upstream's last optimizer step: where the schedule carries on from
 
 
-def upstream_state(model_args, config_file: str | Path = "<stage config>") -> UpstreamState | None:
-    """The checkpoint a ``full_state`` stage carries on from: ``init_state_from``, or the newest complete
-    checkpoint in the stage folder of ``model_name_or_path``; it must be that stage's last step."""
+def recorded_upstream(checkpoint: Path | None) -> UpstreamState | None:
+    """What a resumed ``full_state`` run carried on from, as its own checkpoint recorded it: a resume needs
+    neither the upstream's checkpoint (deleted to free disk, say) nor its step count to be unchanged."""
+    if checkpoint is None:
+        return None
+    state = (read_json_or_none(Path(checkpoint) / TRAINER_STATE) or {}).get("stateful_callbacks") or {}
+    saved = (state.get(CARRY_ON) or {}).get("args")
+    return UpstreamState(Path(saved["checkpoint"]), int(saved["step"])) if saved else None
+
+
+def upstream_state(model_args, config_file: str | Path = "<stage config>",
+                   resume: Path | None = None) -> UpstreamState | None:
+    """The checkpoint a ``full_state`` stage carries on from: as recorded in the checkpoint it resumes from,
+    else ``init_state_from``, else the newest complete checkpoint in the stage folder of
+    ``model_name_or_path``; it must be that stage's last step."""
     if model_args.init_from not in INIT_FROM:
         raise RecipeError(config_file, "init_from", f"expected one of {', '.join(INIT_FROM)}, "
                                                     f"got {model_args.init_from!r}")
     if model_args.init_from == "weights":
         return None
+    if (recorded := recorded_upstream(resume)) is not None:
+        return recorded
     if model_args.init_state_from:
         checkpoint = Path(model_args.init_state_from)
         key = "init_state_from"
@@ -95,18 +110,40 @@ def load_upstream_optimizer(trainer, upstream: UpstreamState) -> None:
         raise RecipeError(None, "init_from", "full_state under DeepSpeed is not supported (DeepSpeed keeps the "
                                              "optimizer in its own checkpoint format): use the fsdp2 config, or "
                                              "init_from: weights")
-    try:
-        if trainer.is_fsdp_enabled:
-            from accelerate.utils import load_fsdp_optimizer
-            from transformers.distributed.fsdp import get_fsdp_ckpt_kwargs
+    if trainer.is_fsdp_enabled:
+        from accelerate.utils import load_fsdp_optimizer
+        from transformers.distributed.fsdp import get_fsdp_ckpt_kwargs
 
-            load_fsdp_optimizer(trainer.accelerator.state.fsdp_plugin, trainer.accelerator, optimizer,
-                                trainer.model, str(upstream.checkpoint), **get_fsdp_ckpt_kwargs())
-        else:
-            state = torch.load(upstream.checkpoint / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
-            optimizer.load_state_dict(state)
-    except (ValueError, KeyError, RuntimeError) as err:
-        raise RecipeError(upstream.checkpoint, OPTIMIZER_FILE, f"does not fit this stage's model and optimizer "
-                                                               f"({err})") from None
+        load_fsdp_optimizer(trainer.accelerator.state.fsdp_plugin, trainer.accelerator, optimizer,
+                            trainer.model, str(upstream.checkpoint), **get_fsdp_ckpt_kwargs())
+    else:
+        where = upstream.checkpoint / OPTIMIZER_FILE
+        try:
+            state = torch.load(where, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any unpickling failure means the file is damaged
+            raise RecipeError(where, None, f"is not a readable optimizer state (truncated or corrupt: "
+                                           f"{type(err).__name__}); restore it or use init_from: weights") from None
+        check_fits(state, optimizer, where)
+        optimizer.load_state_dict(state)
     for group, own in zip(optimizer.param_groups, keep):
         group.update(own)
+
+
+def check_fits(state: dict, optimizer, where: Path) -> None:
+    """Every saved moment has its parameter's shape (fused AdamW does not check: it trains on garbage or
+    crashes), so a checkpoint of another model size is refused by name."""
+    groups = state.get("param_groups") if isinstance(state, dict) else None
+    if not isinstance(groups, list) or len(groups) != len(optimizer.param_groups):
+        raise RecipeError(where, None, f"holds {len(groups or [])} parameter groups, this stage's optimizer "
+                                       f"{len(optimizer.param_groups)}: not this model's optimizer state")
+    saved = state.get("state") or {}
+    for saved_group, group in zip(groups, optimizer.param_groups):
+        if len(saved_group.get("params", [])) != len(group["params"]):
+            raise RecipeError(where, None, f"a parameter group holds {len(saved_group.get('params', []))} "
+                                           f"parameters, this model's {len(group['params'])}: another model")
+        for index, param in zip(saved_group["params"], group["params"]):
+            for name, value in (saved.get(index) or {}).items():
+                if hasattr(value, "shape") and value.dim() > 0 and tuple(value.shape) != tuple(param.shape):
+                    raise RecipeError(where, None, f"{name} of parameter {index} has shape {tuple(value.shape)}, "
+                                                   f"the model's parameter {tuple(param.shape)}: the optimizer "
+                                                   "state of another model size")

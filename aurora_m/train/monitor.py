@@ -45,7 +45,13 @@ class HeldOutWindows(torch.utils.data.Dataset):
     def __init__(self, path: str | Path, seq_length: int):
         if not Path(path).is_file():
             raise RecipeError(path, None, "missing, though the held-out note lists it: run the data step again")
-        windows = np.load(path)
+        try:
+            windows = np.load(path, allow_pickle=False)
+        except Exception as err:  # noqa: BLE001 - any failure to read means the file is damaged
+            raise RecipeError(path, None, f"unreadable ({type(err).__name__}: truncated or corrupt): run the data "
+                                          "step again") from None
+        if windows.dtype.kind != "u":
+            raise RecipeError(path, None, f"holds {windows.dtype} values, not token ids: run the data step again")
         if windows.ndim != 2 or windows.shape[1] != seq_length:
             raise RecipeError(path, None, f"holds windows of shape {windows.shape}, not (n, {seq_length}): "
                                           "run the data step again")

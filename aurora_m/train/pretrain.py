@@ -12,7 +12,7 @@ from ..errors import RecipeError
 from ..io import read_json_or_none
 from ..layout import DatasetDir, StageDir
 from .budget import derive_max_steps
-from .checkpoints import stream_position_callback
+from .checkpoints import resume_checkpoint, stream_position_callback
 from .common import keep_token_out_of_files, train_and_save, wired_arguments
 from .handoff import UpstreamState, carry_on_schedule, load_upstream_optimizer, upstream_state
 from .model import load_model, parameter_count
@@ -44,6 +44,10 @@ def build_trainer(model_args: ModelArguments, mix_args: MixtureArguments, traini
     tokenizer = AutoTokenizer.from_pretrained(data.tokenizer)
     train_ds = open_stream(data)
     seq_length = train_ds.seq_length
+    if seq_length != mix_args.seq_length:  # a script reuses a built folder as is: say so, do not train on it
+        raise RecipeError(config_file, "seq_length", f"{mix_args.seq_length}, but the dataset in {data.root} was "
+                                                     f"built with {seq_length}: use another --output_dir (or "
+                                                     "--dataset_dir), or run it through aurora-m, which rebuilds")
     model = load_model(model_args, tokenizer, config_file)
     if seq_length > model.config.n_positions:
         raise RecipeError(config_file, "seq_length",
@@ -56,7 +60,7 @@ def build_trainer(model_args: ModelArguments, mix_args: MixtureArguments, traini
         raise RecipeError(data.index, None, f"holds {len(train_ds):,} sequences, fewer than the "
                                             f"{budget.steps * budget.sequences_per_step:,} the budget trains: "
                                             "it was built for another train_tokens; run the data step again")
-    upstream = upstream_state(model_args, config_file)
+    upstream = upstream_state(model_args, config_file, resume_checkpoint(training_args, dirs))
     keep_token_out_of_files(training_args)
     position = stream_position_callback(budget.sequences_per_step, seq_length, data.index)
     trainer = stream_trainer()(model=model, args=training_args, train_dataset=train_ds,
@@ -84,10 +88,15 @@ def stream_trainer():
     With ``init_from: full_state`` it also carries the upstream's optimizer state and schedule position on."""
     import torch
     from transformers import Trainer, TrainerCallback
+    from transformers.trainer_callback import ExportableState
 
-    class CarryOn(TrainerCallback):
+    class CarryOn(TrainerCallback, ExportableState):
         def __init__(self, trainer):
             self.trainer = trainer
+
+        def state(self) -> dict:  # kept in every checkpoint: a resume carries on from the same step
+            up = self.trainer.upstream
+            return {"args": {"checkpoint": str(up.checkpoint), "step": up.step}, "attributes": {}}
 
         def on_train_begin(self, args, state, control, **kwargs):
             if state.global_step == 0:  # a resume has its own optimizer state in its checkpoint

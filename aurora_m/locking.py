@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import RecipeError
+from .errors import RecipeError
 
 logger = logging.getLogger(__name__)
 
