@@ -189,16 +189,15 @@ def _args(per_device=8, accumulation=1, world=1, max_steps=-1):
                            world_size=world, max_steps=max_steps)
 
 
-def test_max_steps_is_the_budget_over_what_one_step_trains(caplog):
+def test_max_steps_is_the_budget_over_what_one_step_trains():
     args = _args(per_device=4, accumulation=8, world=64)
-    caplog.set_level("INFO")
     budget = derive_max_steps(args, 377_487_360_000, 2048, "cap.yaml")
     assert args.max_steps == budget.steps == 90_000
-    assert "2048 tokens = 4,194,304 tokens/step) = 90,000 steps" in caplog.text
+    assert "2048 tokens = 4,194,304 tokens/step) = 90,000 steps" in budget.arithmetic()  # the logged line
     args = _args(per_device=4, accumulation=8, world=64)
-    derive_max_steps(args, 58_000_000_000, 2048)
+    budget = derive_max_steps(args, 58_000_000_000, 2048)
     assert args.max_steps == 13_828  # CAT: ~13.9k steps
-    assert "the last 1,164,288 tokens (less than one step) are not trained" in caplog.text
+    assert "the last 1,164,288 tokens (less than one step) are not trained" in budget.arithmetic()
     args = _args(per_device=4, accumulation=8, world=128)  # twice the GPUs: half the steps, same tokens
     assert derive_max_steps(args, 377_487_360_000, 2048).steps == 45_000
 
@@ -307,3 +306,20 @@ def test_a_second_run_into_the_same_stage_folder_stops_at_once(cap_uninterrupted
     finally:
         first.kill()
         first.wait()
+
+
+def test_humaneval_pass1_probe_runs_in_the_sandbox_and_needs_the_opt_in(tmp_path, cache_dir):
+    args = [*CAP, "--max_steps", "10", "--train_tokens", str(10 * BATCH * SEQ), "--eval_steps", "10",
+            "--save_strategy", "no", "--forgetting_probes", "code_ppl", "humaneval_pass1"]
+    env = {**os.environ, **OFFLINE}
+    env.pop("AURORA_M_ALLOW_CODE_EXECUTION", None)
+    refused = subprocess.run([sys.executable, "scripts/pretrain.py", *args, "--output_dir", str(tmp_path / "a")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert refused.returncode == 2 and "AURORA_M_ALLOW_CODE_EXECUTION=1" in refused.stderr.strip().splitlines()[-1]
+    ran = subprocess.run([sys.executable, "scripts/pretrain.py", *args, "--output_dir", str(tmp_path / "b")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**env, "AURORA_M_ALLOW_CODE_EXECUTION": "1"})
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    history = json.loads((tmp_path / "b" / "log_history.json").read_text())
+    probes = [e for e in history if "forgetting/humaneval_pass1" in e]
+    assert [e["step"] for e in probes] == [0, 10] and all(0 <= e["forgetting/humaneval_pass1"] <= 1 for e in probes)

@@ -63,9 +63,11 @@ def stream_position_callback(global_batch: int, seq_length: int, index_file: Pat
             if not saved:
                 return  # a checkpoint from before stream positions were saved: the step count still places it
             was, now = saved["args"], self.state()["args"]
-            if was["index"] != now["index"]:
-                raise RecipeError(checkpoint / TRAINER_STATE, "stream", "was trained on another sampling index than "
-                                  "this dataset's: start a new output_dir, or restore that dataset")
+            if was["index"] != now["index"]:  # only a resume the user chose after a change gets here
+                logger.warning("%s was trained on another sampling index (the data or its budget changed since): "
+                               "training goes on from position %d of the new index, so sequences may repeat or be "
+                               "skipped relative to the old one", checkpoint.name,
+                               saved["attributes"]["next_position"])
             if (was["global_batch"], was["seq_length"]) != (now["global_batch"], now["seq_length"]):
                 raise RecipeError(checkpoint / TRAINER_STATE, "stream",
                                   f"was trained with {was['global_batch']} sequences of {was['seq_length']} tokens "

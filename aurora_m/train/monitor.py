@@ -124,6 +124,36 @@ def _code_perplexity(trainer, metrics: dict) -> float | None:
 
 register_probe(Probe("code_ppl", _code_perplexity, higher_is_worse=True, help="perplexity of held-out code"))
 
+HUMANEVAL_PROBE_PROBLEMS = 16  # the first 16 HumanEval problems: ~1 s of generation per problem on a GPU
+HUMANEVAL_PROBE_TOKENS = 128
+
+
+def _humaneval_pass1(trainer, metrics: dict) -> float | None:
+    """Greedy pass@1 on a HumanEval subset, the programs graded in the evaluation's sandbox (main process; under
+    FSDP / ZeRO-3 a single rank cannot generate from sharded weights, so the probe reports nothing there)."""
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled or not trainer.is_world_process_zero():
+        return None
+    from ..evaluation.code.problems import humaneval_problems, program_for
+    from ..evaluation.code.sandbox import Job, LocalSandbox
+    from ..evaluation.generation import generate
+
+    problems = humaneval_problems()[:HUMANEVAL_PROBE_PROBLEMS]
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    was_training = model.training
+    try:
+        completions = generate(model, trainer.processing_class, [p.prompt for p in problems],
+                               max_new_tokens=HUMANEVAL_PROBE_TOKENS, stop=problems[0].stop,
+                               batch_size=trainer.args.per_device_eval_batch_size, desc="humaneval probe")
+    finally:
+        model.train(was_training)
+    outcomes = LocalSandbox().run([Job(program_for(p, c[0]), timeout_s=5.0) for p, c in zip(problems, completions)])
+    return sum(o.passed for o in outcomes) / len(outcomes)
+
+
+register_probe(Probe("humaneval_pass1", _humaneval_pass1, higher_is_worse=False,
+                     help=f"greedy pass@1 on the first {HUMANEVAL_PROBE_PROBLEMS} HumanEval problems, in the sandbox "
+                          "(needs AURORA_M_ALLOW_CODE_EXECUTION=1)"))
+
 
 class ForgettingMonitor(TrainerCallback):
     """Logs each probe and its ratio to its first value after every evaluation round; warns past a threshold.
@@ -163,7 +193,7 @@ class ForgettingMonitor(TrainerCallback):
                 continue
             key = PREFIX + probe.name
             baseline = self._baseline(key, state, value)
-            ratio = value / baseline if baseline else math.inf
+            ratio = value / baseline if baseline else (1.0 if value == baseline else math.inf)  # 0 -> 0: unchanged
             logs[key], logs[f"{key}_ratio"] = value, ratio
             worse = ratio if probe.higher_is_worse else (1 / ratio if ratio else math.inf)
             if worse > self.threshold and state.is_world_process_zero:
@@ -236,6 +266,10 @@ def monitor_callbacks(trainer, dirs: StageDir, mix_args: MixtureArguments, title
     if not mix_args.forgetting_threshold > 0:
         raise RecipeError(config_file, "forgetting_threshold", "expected a positive factor (1.2: warn at 20% "
                                                                f"worse), got {mix_args.forgetting_threshold!r}")
+    if "humaneval_pass1" in mix_args.forgetting_probes:
+        from ..evaluation.code.sandbox import require_opt_in
+
+        require_opt_in()  # before training, not at the first evaluation
     callbacks: list[TrainerCallback] = []
     if isinstance(trainer.eval_dataset, dict) and mix_args.forgetting_probes:
         callbacks.append(ForgettingMonitor(trainer, list(mix_args.forgetting_probes), mix_args.forgetting_threshold))

@@ -1,0 +1,35 @@
+"""The project's metrics as evaluate modules, loaded from a path offline: pass@k runs programs in our sandbox."""
+
+from __future__ import annotations
+
+import pytest
+
+from aurora_m.errors import RecipeError
+from aurora_m.evaluation import METRICS
+from aurora_m.evaluation.code.passk import pass_at_k
+from aurora_m.evaluation.code.sandbox import OPT_IN
+
+
+def test_pass_at_k_module_grades_in_the_sandbox_like_code_eval(monkeypatch):
+    import evaluate
+
+    monkeypatch.setenv(OPT_IN, "1")
+    metric = evaluate.load(str(METRICS / "pass_at_k"))
+    candidates = [["def add(a, b):\n    return a + b", "def add(a, b):\n    return a - b",
+                   "def add(a, b):\n    while True: pass"],
+                  ["import os\nopen(os.path.expanduser('~/x'), 'w')\nx = 2"]]
+    tests = ["assert add(1, 2) == 3", "assert x == 2"]
+    out = metric.compute(predictions=candidates, references=tests, k=[1, 2], timeout=2.0)
+    assert [[r["status"] for r in rs] for rs in out["results"]][0] == ["passed", "failed", "timeout"]
+    assert out["pass@1"] == pytest.approx((pass_at_k(3, 1, 1) + pass_at_k(1, out["results"][1][0]["status"] ==
+                                                                     "passed", 1)) / 2)
+    assert "pass@2" not in out  # one problem has a single candidate: pass@2 is not defined over all of them
+
+
+def test_pass_at_k_module_needs_the_opt_in(monkeypatch):
+    import evaluate
+
+    monkeypatch.delenv(OPT_IN, raising=False)
+    metric = evaluate.load(str(METRICS / "pass_at_k"))
+    with pytest.raises(RecipeError, match=OPT_IN):
+        metric.compute(predictions=[["x = 1"]], references=["assert x == 1"], k=[1])
