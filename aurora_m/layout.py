@@ -164,6 +164,11 @@ class StageDir:
         return self.root / ".train.lock"
 
     @property
+    def eval_lock(self) -> Path:
+        """Held by an evaluation's main process: one evaluation writes a stage folder's results at a time."""
+        return self.root / ".eval.lock"
+
+    @property
     def train_state(self) -> Path:
         """Which configuration the checkpoints in this folder belong to."""
         return self.root / ".train-state.json"

@@ -33,3 +33,21 @@ def test_pass_at_k_module_needs_the_opt_in(monkeypatch):
     metric = evaluate.load(str(METRICS / "pass_at_k"))
     with pytest.raises(RecipeError, match=OPT_IN):
         metric.compute(predictions=[["x = 1"]], references=["assert x == 1"], k=[1])
+
+
+def test_an_mbpp_row_whose_tests_are_a_string_is_refused_not_split_into_characters():
+    from aurora_m.evaluation.code.problems import mbpp_problems
+
+    row = {"text": "x", "code": "def f():\n    return 1", "test_list": "assert f() == 1"}
+    with pytest.raises(RecipeError, match="mbpp.jsonl: row 0: test_list: expected a non-empty list"):
+        mbpp_problems([row], source="mbpp.jsonl")
+
+
+def test_a_causal_lm_is_refused_as_a_safety_judge(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from aurora_m.evaluation.safety.judge import ClassifierJudge
+
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50)).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="not a trained text classifier"):
+        ClassifierJudge(str(tmp_path), ["LABEL_1"])

@@ -9,6 +9,7 @@ suite's result; ``VARIANT/results.json`` all of them merged (the publishing stag
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -18,6 +19,7 @@ from ..args import EvalArguments
 from ..errors import RecipeError
 from ..io import write_json
 from ..layout import StageDir
+from ..locking import run_lock
 from ..recipe import VARIANT_NAME
 from .reports import write_reports
 
@@ -57,7 +59,15 @@ def parse_models(entries: list[str], config_file) -> dict[str, str]:
 
 
 def evaluate_variants(eval_args: EvalArguments, training_args, config_file="<stage config>") -> dict:
-    """Run the suites on every variant; write the results files and the reports; return variant -> results."""
+    """Run the suites on every variant; write the results files and the reports; return variant -> results.
+    The main process holds the stage folder's evaluation lock: a second evaluation into it stops at once."""
+    with contextlib.ExitStack() as stack:
+        if training_args.process_index == 0:
+            stack.enter_context(run_lock(StageDir(training_args.output_dir).eval_lock, "evaluation"))
+        return _evaluate_variants(eval_args, training_args, config_file)
+
+
+def _evaluate_variants(eval_args: EvalArguments, training_args, config_file) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dirs = StageDir(training_args.output_dir)
@@ -66,15 +76,16 @@ def evaluate_variants(eval_args: EvalArguments, training_args, config_file="<sta
     if not runners:
         raise RecipeError(config_file, "suites", "empty: name at least one of " + ", ".join(SUITES))
     context = {"batch_size": training_args.per_device_eval_batch_size, "seed": training_args.seed, "cache": {}}
-    if "harness" in runners:  # an unknown task name fails before any model loads
-        from .harness import check_tasks
-
-        check_tasks(eval_args, config_file, context["cache"])
+    prepare_suites(eval_args, config_file, context["cache"], list(runners))
     main = training_args.process_index == 0
     all_results = {}
     for variant, path in models.items():
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True).to(training_args.device)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True).to(training_args.device)
+        except (OSError, ValueError, RuntimeError) as err:  # a truncated safetensors file, no tokenizer, ...
+            raise RecipeError(config_file, "eval_models", f"{variant}={path}: cannot load the model or its "
+                                                          f"tokenizer ({' '.join(str(err).split())[:300]})") from None
         merged = {"variant": variant, "model": os.path.relpath(path, dirs.root.parent)}  # the run folder can move
         for suite, run in runners.items():
             logger.info("%s: %s", variant, suite)
@@ -94,6 +105,30 @@ def evaluate_variants(eval_args: EvalArguments, training_args, config_file="<sta
         write_json(dirs.all_results, all_results)
         write_reports(all_results, dirs)
     return all_results
+
+
+def prepare_suites(eval_args: EvalArguments, config_file, cache: dict, suites: list[str]) -> None:
+    """What a suite would otherwise find wrong only after models load and earlier suites run: the code opt-in,
+    the problem sets, lm-eval task names, the safety judge (loaded once, kept in ``cache``)."""
+    if "code" in suites:
+        from .code.sandbox import require_opt_in
+        from .code.suite import load_problems
+
+        require_opt_in()
+        for name in eval_args.code_problems:
+            cache.setdefault(f"problems:{name}", load_problems(name, eval_args, config_file))
+    if "harness" in suites:
+        from .harness import check_tasks
+
+        check_tasks(eval_args, config_file, cache)
+    if "safety" in suites and eval_args.safety_judge != "refusal" and "safety:judge" not in cache:
+        from .safety.judge import make_judge
+
+        try:
+            cache["safety:judge"] = make_judge(eval_args.safety_judge)
+        except (OSError, ValueError, RuntimeError) as err:
+            raise RecipeError(config_file, "safety_judge", f"cannot use {eval_args.safety_judge!r}: "
+                                                           f"{' '.join(str(err).split())[:300]}") from None
 
 
 def run_eval_step(ctx) -> dict:

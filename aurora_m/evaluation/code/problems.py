@@ -64,8 +64,8 @@ def mbpp_problems(rows: Iterable[Mapping], source: str | None = None) -> list[Pr
         if missing:
             raise RecipeError(source, f"row {i}", f"an MBPP row needs the columns {', '.join(MBPP_COLUMNS)}; "
                                                   f"missing {', '.join(missing)}")
-        tests = list(row["test_list"])
-        if not tests or not all(isinstance(t, str) for t in tests):
+        tests = row["test_list"]  # a string would split into characters: only a list is a list of tests
+        if not isinstance(tests, (list, tuple)) or not tests or not all(isinstance(t, str) for t in tests):
             raise RecipeError(source, f"row {i}: test_list", "expected a non-empty list of assert statements")
         setup = [*(row.get("test_imports") or []), row.get("test_setup_code") or ""]
         prompt = f'"""\n{row["text"]}\n{tests[0]}\n"""\n'

@@ -40,7 +40,8 @@ def load_problems(name: str, eval_args: EvalArguments, config_file) -> list:
         from ...data.sources import load_rows
 
         spec = SourceSpec(**{"name": "mbpp", **eval_args.mbpp_source})
-        problems = mbpp_problems(list(load_rows(spec, str(config_file), "mbpp_source")))
+        problems = mbpp_problems(list(load_rows(spec, str(config_file), "mbpp_source")),
+                                 source=spec.path or spec.dataset)
     else:
         raise RecipeError(config_file, "code_problems", f"unknown benchmark {name!r}: expected some of "
                                                         f"{', '.join(BENCHMARKS)}")

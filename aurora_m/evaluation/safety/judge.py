@@ -152,6 +152,11 @@ class ClassifierJudge:
         self.pipe = pipeline("text-classification", model=model_id, device=device, trust_remote_code=False,
                              model_kwargs={"use_safetensors": True})
         self.batch_size, self.max_length = batch_size, max_length
+        architectures = self.pipe.model.config.architectures or []
+        if not any(a.endswith("ForSequenceClassification") for a in architectures):
+            # a causal LM loads too, with a freshly initialised (random) classification head
+            raise ValueError(f"{model_id} is not a trained text classifier (its architectures: "
+                             f"{', '.join(architectures) or 'none'}): its verdicts would be random")
         names = [str(v) for v in self.pipe.model.config.id2label.values()]
         by_lower = {n.lower(): n for n in names}
         if refusal_labels:
