@@ -1,4 +1,4 @@
-"""Sources read for SFT and eval, the hash split, and wrapped packing (eval)."""
+"""Sources read for SFT and eval, and the hash split."""
 
 from __future__ import annotations
 
@@ -9,17 +9,10 @@ import pytest
 
 from aurora_m.args import SourceSpec
 from aurora_m.data.formats import instruction_text
-from aurora_m.data.mixture import pack_wrapped
 from aurora_m.data.sources import in_heldout, load_source
 from aurora_m.errors import RecipeError
 
 TINY_DATA = Path(__file__).resolve().parents[1] / "recipes" / "aurora-m-tiny" / "data"
-
-
-def test_pack_wrapped_joins_with_eos_and_reports_the_tail():
-    blocks, dropped = pack_wrapped([[1, 2, 3], [4, 5], [6]], seq_length=4, eos_id=0)
-    assert blocks.tolist() == [[1, 2, 3, 0], [4, 5, 0, 6]]
-    assert dropped == 1
 
 
 def test_heldout_split_is_stable_and_disjoint():

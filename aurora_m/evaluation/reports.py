@@ -98,4 +98,7 @@ def write_reports(all_results: dict[str, dict], dirs: StageDir) -> None:
         write_text(dirs.safety_transfer_md, "# Safety transfer: refusal rate by language\n\n"
                    + transfer_table(safety))
         plot_transfer(safety, dirs.safety_transfer_png)
+    else:  # ours from an earlier evaluation with the safety suite: it no longer describes these results
+        for stale in (dirs.safety_transfer_md, dirs.safety_transfer_png):
+            stale.unlink(missing_ok=True)
     logger.info("reports: %s, %s", dirs.results_md.name, dirs.forgetting_md.name)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..args import EvalArguments
 from ..errors import RecipeError
-from ..io import write_json
+from ..io import atomic_dir, write_json
 from ..layout import StageDir
 from ..locking import run_lock
 from ..recipe import VARIANT_NAME
@@ -89,16 +89,17 @@ def _evaluate_variants(eval_args: EvalArguments, training_args, config_file) -> 
         merged = {"variant": variant, "model": os.path.relpath(path, dirs.root.parent)}  # the run folder can move
         for suite, run in runners.items():
             logger.info("%s: %s", variant, suite)
-            result = run(model, tokenizer, eval_args, config_file, **context)
-            if main:
-                write_json(dirs.suite_results(variant, suite), {"variant": variant, **result})
-            merged[suite] = result
+            merged[suite] = run(model, tokenizer, eval_args, config_file, **context)
+        suites = {suite: merged[suite] for suite in runners}
         # the card reads these at the top level (per-language perplexity and the tokens behind it)
         if "perplexity" in merged:
             suite = merged.pop("perplexity")
             merged.update(perplexity=suite["perplexity"], eval_tokens=suite["eval_tokens"], perplexity_suite=suite)
-        if main:
-            write_json(dirs.results(variant), merged)
+        if main:  # the variant's folder swapped in whole: no suite file of an earlier run is left beside these
+            with atomic_dir(dirs.results(variant).parent) as tmp:
+                for suite, result in suites.items():
+                    write_json(tmp / dirs.suite_results(variant, suite).name, {"variant": variant, **result})
+                write_json(tmp / dirs.results(variant).name, merged)
         all_results[variant] = merged
         del model
     if main:
