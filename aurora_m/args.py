@@ -39,6 +39,10 @@ class ModelArguments(ModelConfig):
     init_state_from: str | None = field(
         default=None, metadata={"help": "full_state: the upstream checkpoint folder to carry on from (default: "
                                         "the newest complete checkpoint beside model_name_or_path)."})
+    # read by the training run only (LoRA and the hand-off): editing them must not rebuild the dataset
+    TRAIN_ONLY_KEYS: ClassVar[tuple[str, ...]] = (
+        "use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_target_parameters",
+        "lora_modules_to_save", "lora_task_type", "use_rslora", "use_dora", "init_from", "init_state_from")
 
 
 @dataclass
@@ -64,6 +68,13 @@ class SourceSpec:
     response_field: str = "response"
     category_field: str = "category"
     messages_field: str = "messages"  # format: messages: a list of {role, content}
+    role_field: str = "role"  # the role key of a chat turn (SlimOrca/ShareGPT: from, with human/gpt/system)
+    content_field: str = "content"  # the text key of a chat turn (SlimOrca/ShareGPT: value)
+    # red-team sets: the held-out split is stratified by category_field (every category's test share within one
+    # row of holdout_fraction), and labels are mapped through a harm-category taxonomy ("aurora-m": the built-in
+    # one, or a YAML file); rows whose category it does not know are counted and removed
+    stratify: bool = False
+    taxonomy: str | None = None
     holdout_fraction: float = 0.0  # documents set aside by a stable hash of their text
     take: str = "train"  # train | heldout: which side of the hash split this entry reads
     max_docs: int | None = None
@@ -82,7 +93,11 @@ LANGUAGES = ("en", "fi", "hi", "ja", "vi", "code")
 INIT_FROM = ("weights", "full_state")  # ModelArguments.init_from
 # local inputs an eval stage names besides its perplexity_sources: resolved against the YAML's folder and
 # fingerprinted like them (a changed fixture reruns the evaluation)
-EXTRA_SOURCE_LISTS = ("safety_sources", "benign_sources")
+EXTRA_SOURCE_LISTS = ("safety_sources", "benign_sources", "helpful_sources", "contamination_sources")
+# source lists a training stage reads besides its own: general instructions (SFT) and the held-out test prompts
+# its data must not contain (every training stage)
+TRAINING_SOURCE_LISTS = ("helpful_sources", "contamination_sources")
+SFT_FORMATS = ("messages", "prompt_completion")  # SFTDataArguments.sft_format
 SINGLE_SOURCE_KEYS = ("mbpp_source",)
 EVAL_SUITES = ("perplexity", "code", "harness", "safety")  # EvalArguments.suites
 CODE_BENCHMARKS = ("humaneval", "mbpp")  # EvalArguments.code_problems
@@ -168,6 +183,12 @@ class MixtureArguments:
     forgetting_threshold: float = field(
         default=1.2, metadata={"help": "Warn when a forgetting probe is this many times worse than at the first "
                                        "evaluation (code perplexity x1.2, say)."})
+    contamination_sources: list[dict] = field(
+        default_factory=list,
+        metadata={"help": "Held-out test prompts (take: heldout of the red-team set, eval prompts) that no training "
+                          "document may contain, exactly or nearly: the data step fails naming the rows."})
+    leakage_threshold: float = field(
+        default=0.7, metadata={"help": "Character 5-gram Jaccard similarity from which a text is a near duplicate."})
     # read by the training run only: editing them must not rebuild the dataset
     TRAIN_ONLY_KEYS: ClassVar[tuple[str, ...]] = ("forgetting_probes", "forgetting_threshold")
 
@@ -175,10 +196,25 @@ class MixtureArguments:
 @dataclass
 class SFTDataArguments:
     sft_sources: list[dict] = field(
-        default_factory=list, metadata={"help": "Instruction sources (format: instruction) with weights."})
+        default_factory=list,
+        metadata={"help": "What the stage teaches: instruction pairs (format: instruction) or chats (messages)."})
+    helpful_sources: list[dict] = field(
+        default_factory=list,
+        metadata={"help": "General instructions mixed in so safety tuning does not become blanket refusal."})
+    helpfulness_share: float = field(
+        default=0.0, metadata={"help": "Share of the SFT rows drawn from helpful_sources (0 <= x < 1)."})
+    sft_format: str = field(
+        default="messages",
+        metadata={"help": "messages (chat template, assistant-only loss) or prompt_completion (completion-only "
+                          "loss); both render the same Instruction/Response text."})
+    contamination_sources: list[dict] = field(
+        default_factory=list,
+        metadata={"help": "Held-out test prompts no SFT row may contain, exactly or nearly (the data step fails)."})
+    leakage_threshold: float = field(
+        default=0.7, metadata={"help": "Character 5-gram Jaccard similarity from which a text is a near duplicate."})
     mixture_seed: int = field(default=1234, metadata={"help": "Seed of document order and sampling."})
     dataset_dir: str | None = field(
-        default=None, metadata={"help": "Where the prompt/completion dataset lives. Defaults to OUTPUT_DIR/data."})
+        default=None, metadata={"help": "Where the SFT dataset lives. Defaults to OUTPUT_DIR/data."})
 
 
 @dataclass

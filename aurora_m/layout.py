@@ -104,6 +104,11 @@ class DatasetDir:
         return self.root / "work"
 
     @property
+    def leaks(self) -> Path:
+        """Training documents found holding a held-out test prompt, one file per cleaning task."""
+        return self.work / "leaks"
+
+    @property
     def build_json(self) -> Path:
         """What a partial build was started for: resumed only for the same keys and input files."""
         return self.root / "build.json"
@@ -139,6 +144,15 @@ class StageDir:
     @property
     def model_partial(self) -> Path:
         return self.root / ".model.partial"
+
+    @property
+    def adapter(self) -> Path:
+        """A LoRA stage's adapter (PEFT safetensors + adapter_config.json); ``model`` holds it merged."""
+        return self.root / "adapter"
+
+    @property
+    def adapter_partial(self) -> Path:
+        return self.root / ".adapter.partial"
 
     @property
     def model_previous(self) -> Path:

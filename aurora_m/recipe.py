@@ -303,7 +303,8 @@ def check_sources(file: Path, key: str, sources: list, need_weights: bool,
         if key == "mixture" and spec.format == "text" and spec.lang is None:
             raise RecipeError(file, f"{where}.language", f"missing: expected one of {', '.join(LANGUAGES)} "
                                                          f"(it picks the source's filters)")
-        formats = ("text", "instruction", "messages") if key == "mixture" else ("text", "instruction")
+        formats = ("text", "instruction", "messages") if key in ("mixture", "sft_sources", "helpful_sources") \
+            else ("text", "instruction")
         if spec.format not in formats:
             raise RecipeError(file, f"{where}.format", f"expected one of {', '.join(formats)}, got {spec.format!r}")
         if isinstance(spec.instruction_field, list) and key != "mixture":
@@ -317,6 +318,7 @@ def check_sources(file: Path, key: str, sources: list, need_weights: bool,
             raise RecipeError(file, f"{where}.holdout_fraction", "take: heldout needs a holdout_fraction above 0")
         if spec.max_docs is not None and spec.max_docs <= 0:
             raise RecipeError(file, f"{where}.max_docs", f"expected a positive number, got {spec.max_docs}")
+        _check_redteam_keys(file, where, spec, roots)
         specs.append(spec)
     return specs
 
@@ -393,6 +395,7 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, 
         _check_corpus_keys(file, config)
     if "init_from" in config:
         _check_init_from(file, config, has_model_input)
+    _check_training_sources(file, config, roots)
     if {"lm_eval_tasks", "lm_eval_include_path"} & set(config) or "harness" in (config.get("suites") or []):
         _check_lm_eval_keys(file, config, roots)
     if SAFETY_KEYS & set(config) or "safety" in (config.get("suites") or []):
@@ -401,6 +404,41 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, 
         _check_suites_and_code(file, config, roots)
     check_extras(file, config)  # report_to, FlashAttention: installed, or one line with the pip extra
     return config
+
+
+def _check_redteam_keys(file: Path, where: str, spec: SourceSpec, roots: list[Path]) -> None:
+    if spec.stratify and spec.format != "instruction":
+        raise RecipeError(file, f"{where}.stratify", "a stratified split needs format: instruction (pairs with a "
+                                                    "category column)")
+    if spec.stratify and not spec.holdout_fraction > 0:
+        raise RecipeError(file, f"{where}.holdout_fraction", "stratify: true splits off a held-out share: expected "
+                                                             "0 < holdout_fraction < 1")
+    if spec.taxonomy and spec.taxonomy != "aurora-m":
+        local = check_inside(file, f"{where}.taxonomy", resolve_path(file.parent, spec.taxonomy), roots)
+        if not local.is_file():
+            raise RecipeError(file, f"{where}.taxonomy", f"expected 'aurora-m' (built in) or a taxonomy YAML file, "
+                                                        f"got {spec.taxonomy!r} (no such file)")
+
+
+def _check_training_sources(file: Path, config: dict, roots: list[Path]) -> None:
+    """A training stage's extra source lists (general instructions, held-out test prompts) and their knobs."""
+    from .args import SFT_FORMATS, TRAINING_SOURCE_LISTS
+
+    for key in TRAINING_SOURCE_LISTS:
+        if config.get(key):
+            check_sources(file, key, config[key], need_weights=False, roots=roots)
+    share = config.get("helpfulness_share")
+    if share is not None and not 0 <= _number(share) < 1:
+        raise RecipeError(file, "helpfulness_share", f"expected 0 <= x < 1 (a share of the SFT rows), got {share!r}")
+    if share is not None and _number(share) > 0 and not config.get("helpful_sources"):
+        raise RecipeError(file, "helpful_sources", "missing: helpfulness_share draws from these general "
+                                                   "instruction sources")
+    if "sft_format" in config and config["sft_format"] not in SFT_FORMATS:
+        raise RecipeError(file, "sft_format",
+                          f"expected one of {', '.join(SFT_FORMATS)}, got {config['sft_format']!r}")
+    threshold = config.get("leakage_threshold")
+    if threshold is not None and not 0 < _number(threshold) <= 1:
+        raise RecipeError(file, "leakage_threshold", f"expected 0 < x <= 1 (a Jaccard similarity), got {threshold!r}")
 
 
 def _number(value) -> float:
@@ -674,6 +712,8 @@ def resolve_input_paths(args, base: Path) -> None:
         for source in [value] if isinstance(value, dict) else value:
             if isinstance(source, dict) and source.get("path"):
                 source["path"] = str(resolve_path(base, source["path"]).resolve())
+            if isinstance(source, dict) and source.get("taxonomy") not in (None, "aurora-m"):
+                source["taxonomy"] = str(resolve_path(base, source["taxonomy"]).resolve())
     for key in LOCAL_PATH_KEYS:
         if getattr(args, key, None):
             setattr(args, key, str(resolve_path(base, getattr(args, key)).resolve()))

@@ -117,4 +117,8 @@ def load_tokenizer(model_args: ModelArguments, config_file: str | Path = "<stage
                           "the tokenizer has no eos token; documents could not be separated when packing")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token  # StarCoder pads with <|endoftext|>
+    if not tok.chat_template:  # StarCoderPlus has none: every stage's model folder carries the Aurora-M format
+        from .data.formats import CHAT_TEMPLATE
+
+        tok.chat_template = CHAT_TEMPLATE
     return tok

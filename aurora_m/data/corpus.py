@@ -45,6 +45,7 @@ from ..io import read_json_or_none, replace_dir, write_json
 from ..layout import DatasetDir
 from ..plots import plot_mixture
 from ..tokenizer import load_tokenizer
+from .sources import heldout_rule
 
 logger = logging.getLogger(__name__)
 
@@ -223,8 +224,9 @@ def _writer(folder: Path, filename: str, max_mb: float | None = None):
 
 
 def _clean_pipeline(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tokenizer_file: str,
-                    routes: dict[str, str], config_file) -> list:
+                    routes: dict[str, str], config_file, prompts: list) -> list:
     from .clean import CodeQuality, LanguageId, PiiAnonymizer, SymbolDigitRatio, ToxicWords, quality_filters
+    from .contamination import ContaminationCheck
     from .intake import Counted, HeldOut, Tally, TooLong, source_reader
 
     name = spec.name
@@ -238,7 +240,7 @@ def _clean_pipeline(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tok
     if args.heldout_blocks > 0 and spec.holdout_fraction > 0 and _monitored(spec):
         steps.append(HeldOutSample(spec.holdout_fraction, args.heldout_blocks * args.seq_length, tokenizer_file,
                                    _writer(d.heldout_docs(name), origin), args.pii_anonymise))
-    steps += [HeldOut(spec.holdout_fraction, tokenizer_file), Tally("held_out")]
+    steps += [HeldOut(heldout_rule(spec, str(config_file), "mixture"), tokenizer_file), Tally("held_out")]
     filters: list = []
     if spec.format == "instruction":
         pass  # curated pairs (the red-team set): prose heuristics would drop short prompts and refusals
@@ -259,6 +261,8 @@ def _clean_pipeline(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tok
         steps += [Counted(f, step, tokenizer_file, removed(step)), Tally(step)]
     if args.pii_anonymise:
         steps.append(PiiAnonymizer())
+    if prompts:
+        steps.append(ContaminationCheck(prompts, args.leakage_threshold, str(d.leaks), name))
     # rerouted documents carry their new source: they land in that source's folder, named by origin
     steps.append(_writer(d.work / "clean", f"${{source}}/{origin}", args.intermediate_file_mb))
     return steps
@@ -455,6 +459,7 @@ def run_per_source(chains: dict[str, tuple[list, int]], phase: Path, args: Mixtu
 # ----------------------------------------------------------------------------- the whole build
 def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir: str | Path,
                  config_file: str | Path = "<stage config>", title: str = "mixture") -> Path:
+    from .contamination import raise_on_hits, test_prompts
     from .intake import check_hub_source, check_local_source
     from .mixer import mixture_table, resolve_mixture
     from .report import filter_report, log_filter_report, source_sizes
@@ -493,9 +498,13 @@ def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir
         started = time.monotonic()
         logger.info("clean: %d sources x %d task(s), %d worker(s)", len(specs), mix_args.data_tasks,
                     mix_args.data_workers)
-        chains = {spec.name: (_clean_pipeline(spec, mix_args, d, tokenizer_file, routes, config_file),
+        prompts = test_prompts(mix_args.contamination_sources, str(config_file))
+        chains = {spec.name: (_clean_pipeline(spec, mix_args, d, tokenizer_file, routes, config_file, prompts),
                               mix_args.data_tasks) for spec in specs}
         run_per_source(chains, d.logs / "clean", mix_args, "clean", _input_sizes(specs))
+        raise_on_hits(d.leaks, prompts, config_file)  # before anything is tokenized or mixed
+        if prompts:
+            logger.info("no training document holds any of the %d held-out test prompts", len(prompts))
         if mix_args.minhash_dedup:
             logger.info("MinHash near-duplicate removal over %d sources", len(specs))
             _dedup(mix_args, d, specs)

@@ -22,8 +22,8 @@ from loguru import logger as task_log
 
 from ..args import SourceSpec
 from ..errors import RecipeError
-from .formats import instruction_text, messages_text
-from .sources import in_heldout
+from .formats import chat_turns, instruction_text, messages_text
+from .sources import HeldOutRule, source_taxonomy
 
 NOTED_LINES = 5  # bad lines named in the task log per file; the count covers the rest
 COUNT_BATCH = 256  # documents per filter batch
@@ -43,8 +43,11 @@ def document_fields(spec: SourceSpec, row: dict) -> tuple[str | None, str | None
     if spec.format == "messages":
         if spec.messages_field not in row:
             return None, "missing_field"
-        text = messages_text(row[spec.messages_field])
-        return (text, None) if text else (None, "not_text")
+        turns = chat_turns(row[spec.messages_field], spec.role_field, spec.content_field)
+        if turns is False:
+            return None, "not_text"
+        text = messages_text(turns) if turns else None
+        return (text, None) if text else (None, "empty")
     if isinstance(spec.instruction_field, list):
         parts = []
         for key in spec.instruction_field:
@@ -65,6 +68,8 @@ def document_fields(spec: SourceSpec, row: dict) -> tuple[str | None, str | None
             return None, "missing_field"
         if bad := _usable_text(row[key]):
             return None, bad
+    if (taxonomy := source_taxonomy(spec)) and not taxonomy.resolve(str(row.get(spec.category_field) or "")):
+        return None, "unknown_category"
     return instruction_text(row[spec.instruction_field], row[spec.response_field]), None
 
 
@@ -295,13 +300,13 @@ class HeldOut(BaseFilter):
 
     name = "✂ held-out split"
 
-    def __init__(self, fraction: float, tokenizer_file: str | None = None):
+    def __init__(self, rule: HeldOutRule, tokenizer_file: str | None = None):
         super().__init__()
-        self.fraction = fraction
+        self.rule = rule
         self.count = _TokenCounter(tokenizer_file)
 
     def filter(self, doc: Document):
-        if not in_heldout(doc.text, self.fraction):
+        if not self.rule(doc.text):
             return True
         self.stat_update("set_aside_tokens", value=self.count([doc.text]))
         return False, "held_out"

@@ -11,6 +11,7 @@ twice) so the user gets one line naming the file, the line and what is wrong wit
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -22,7 +23,7 @@ import numpy as np
 from ..args import SourceSpec
 from ..errors import RecipeError
 from ..hub_errors import explain_hub_errors
-from .formats import instruction_prompt, instruction_text
+from .formats import chat_turns, instruction_prompt, instruction_text, messages_text
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class SourceReport:
     removed_not_text: int = 0  # the text (or instruction/response) field held a number, list or mapping
     set_aside_by_split: int = 0  # the other side of the train/heldout hash split
     capped: int = 0  # beyond max_docs
+    removed_unknown_category: int = 0  # a category the source's taxonomy does not know (or none at all)
     kept: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -59,16 +61,43 @@ class SourceDocs:
         batch = self.table[self.rows[np.asarray(positions, dtype=np.int64)].tolist()]
         if self.spec.format == "text":
             return batch[self.spec.text_field]
+        if self.spec.format == "messages":
+            return [messages_text(self._turns(m)) for m in batch[self.spec.messages_field]]
         return [instruction_text(i, r)
                 for i, r in zip(batch[self.spec.instruction_field], batch[self.spec.response_field])]
+
+    def _turns(self, value) -> list[dict]:
+        return chat_turns(value, self.spec.role_field, self.spec.content_field)
+
+    def categories(self) -> list[str]:
+        """Each kept row's category: the taxonomy's id when the source names a taxonomy, else as written."""
+        column = self.spec.category_field
+        if column not in self.table.column_names:
+            return [""] * len(self)
+        raw = [str(c) for c in self.table.select_columns([column])[self.rows.tolist()][column]]
+        taxonomy = source_taxonomy(self.spec)
+        return [taxonomy.resolve(c) for c in raw] if taxonomy else raw
+
+    def to_chats(self):
+        """The kept rows in memory as chats: ``messages`` ([{role, content}], the template's roles) and
+        ``category`` (SFT: rendered by the chat template, or split into prompt/completion)."""
+        from datasets import Dataset
+
+        batch = self.table[self.rows.tolist()]
+        if self.spec.format == "messages":
+            chats = [self._turns(m) for m in batch[self.spec.messages_field]]
+        elif self.spec.format == "instruction":
+            chats = [[{"role": "user", "content": i.strip()}, {"role": "assistant", "content": r.strip()}]
+                     for i, r in zip(batch[self.spec.instruction_field], batch[self.spec.response_field])]
+        else:
+            raise ValueError(f"source {self.spec.name}: format {self.spec.format!r} holds no chats")
+        return Dataset.from_dict({"messages": chats, "category": self.categories()})
 
     def to_dataset(self, prompt_completion: bool = False):
         """The kept documents in memory: ``text`` (or ``prompt``/``completion``) and ``category``."""
         from datasets import Dataset
 
-        rows, column = self.rows.tolist(), self.spec.category_field
-        categories = ([str(c) for c in self.table.select_columns([column])[rows][column]]
-                      if column in self.table.column_names else [""] * len(self))
+        rows, categories = self.rows.tolist(), self.categories()
         if not prompt_completion:
             return Dataset.from_dict({"text": self.texts(np.arange(len(self))), "category": categories})
         batch = self.table[rows]
@@ -79,12 +108,71 @@ class SourceDocs:
         })
 
 
+def text_hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
+
+
 def in_heldout(text: str, fraction: float) -> bool:
     """A document's side of the split depends on its text only, so CAT, SFT and eval always agree."""
-    if fraction <= 0:
-        return False
-    h = int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
-    return h < fraction * HASH_SPACE
+    return fraction > 0 and text_hash(text) < fraction * HASH_SPACE
+
+
+@dataclass(frozen=True)
+class HeldOutRule:
+    """Which side of a source's train/held-out split a document is on, given its training text.
+
+    By default a stable hash of the text decides (any corpus size, no pass over the data). A stratified
+    source (red-team sets) lists its held-out texts by hash instead, chosen per category so that each
+    category's held-out share is ``fraction`` to within one row; it is small, so the list is too. Every
+    reader of the source (CAT's datatrove pipeline, SFT, evaluation) derives the same rule from the same file.
+    """
+
+    fraction: float
+    heldout_hashes: frozenset[int] | None = None
+
+    def __call__(self, text: str) -> bool:
+        if self.heldout_hashes is None:
+            return in_heldout(text, self.fraction)
+        return text_hash(text) in self.heldout_hashes
+
+
+def source_taxonomy(spec: SourceSpec):
+    """The harm-category taxonomy a source's categories are read through, or None."""
+    if not spec.taxonomy:
+        return None
+
+    return _taxonomy(None if spec.taxonomy == BUILTIN_TAXONOMY else spec.taxonomy)
+
+
+BUILTIN_TAXONOMY = "aurora-m"
+
+
+@functools.lru_cache(maxsize=8)
+def _taxonomy(path: str | None):
+    from ..safety.taxonomy import Taxonomy
+
+    return Taxonomy.load(path)
+
+
+def heldout_rule(spec: SourceSpec, config_file: str, key: str) -> HeldOutRule:
+    """The split rule of one source (reads a stratified source once to choose its held-out rows)."""
+    if not spec.stratify or spec.holdout_fraction <= 0:
+        return HeldOutRule(spec.holdout_fraction)
+    from dataclasses import replace
+
+    whole = replace(spec, holdout_fraction=0.0, take="train", max_docs=None, stratify=False)
+    docs, _ = read_source(whole, config_file, key)
+    return stratified_rule(docs, spec.holdout_fraction)
+
+
+def stratified_rule(docs: SourceDocs, fraction: float) -> HeldOutRule:
+    from ..safety.split import stratified_split
+
+    batch = docs.table[docs.rows.tolist()]
+    instructions = batch[docs.spec.instruction_field]
+    texts = docs.texts(np.arange(len(docs)))
+    is_test = stratified_split(instructions, docs.categories(), fraction)
+    return HeldOutRule(fraction, frozenset(text_hash(t) for t, test in zip(texts, is_test) if test))
 
 
 # ----------------------------------------------------------------------------- diagnosing a bad file
@@ -245,16 +333,19 @@ def read_source(spec: SourceSpec, config_file: str, key: str, *,
     where = f"{key}[{spec.name}]"
     ds = _load(spec, config_file, where)
     text_format = spec.format == "text"
-    needed = [spec.text_field] if text_format else [spec.instruction_field, spec.response_field]
-    for column in needed:
+    needed = {"text": {"text_field": spec.text_field}, "messages": {"messages_field": spec.messages_field}}.get(
+        spec.format, {"instruction_field": spec.instruction_field, "response_field": spec.response_field})
+    if spec.taxonomy or spec.stratify:  # red-team sets: every row must name its harm category
+        needed["category_field"] = spec.category_field
+    for field_key, column in needed.items():
         if column not in ds.column_names:
-            field_key = "text_field" if text_format else (
-                "instruction_field" if column == spec.instruction_field else "response_field")
             raise RecipeError(config_file, f"{where}.{field_key}",
                               f"column {column!r} not in {spec.path or spec.dataset} "
                               f"(columns: {', '.join(ds.column_names)})")
     if prompt_completion and text_format:
-        raise RecipeError(config_file, f"{where}.format", "SFT sources need format: instruction")
+        raise RecipeError(config_file, f"{where}.format", "SFT sources need format: instruction or messages")
+    rule = heldout_rule(spec, config_file, key) if spec.take == "heldout" or spec.holdout_fraction else None
+    needed = list(dict.fromkeys(v for k, v in needed.items() if k != "category_field"))
     if len(ds) == 0:
         if spec.path:
             raise _data_file_error(spec, config_file, where, None, "empty data file (no rows)")
@@ -264,7 +355,7 @@ def read_source(spec: SourceSpec, config_file: str, key: str, *,
     table = ds.select_columns(needed + ([spec.category_field] if has_category else []))
     report = SourceReport(name=spec.name, docs_read=len(ds))
     try:
-        rows, not_text = _scan(table, spec, report)
+        rows, not_text = _scan(table, spec, report, rule or HeldOutRule(0.0))
     except UnicodeDecodeError as err:  # Arrow keeps invalid bytes: they fail only once decoded, here
         error = _diagnosed(spec, config_file, where) if spec.path else None
         if error is None:
@@ -281,22 +372,30 @@ def read_source(spec: SourceSpec, config_file: str, key: str, *,
     return SourceDocs(spec=spec, table=table, rows=rows), report
 
 
-def _scan(table, spec: SourceSpec, report: SourceReport):
+def _scan(table, spec: SourceSpec, report: SourceReport, rule: HeldOutRule):
     """Kept row numbers (file order, 8 bytes each) and the 1-based rows whose text is not a string."""
     from tqdm.auto import tqdm
 
-    kept, not_text = [], []
+    kept, not_text, unknown = [], [], []
     heldout = spec.take == "heldout"
+    taxonomy = source_taxonomy(spec)
     row = 0
     with tqdm(total=len(table), desc=f"read {spec.name}", unit="doc", leave=False, mininterval=1.0) as bar:
         for batch in table.iter(batch_size=SCAN_BATCH):
             if spec.format == "text":
                 texts = batch[spec.text_field]
                 usable = [_usable(t) for t in texts]
+            elif spec.format == "messages":
+                chats = [chat_turns(m, spec.role_field, spec.content_field) for m in batch[spec.messages_field]]
+                usable = [c if c is False else (None if c is None else True) for c in chats]
+                texts = [messages_text(c) if ok else None for c, ok in zip(chats, usable)]
             else:
                 pairs = list(zip(batch[spec.instruction_field], batch[spec.response_field]))
                 usable = [_usable_pair(i, r) for i, r in pairs]
                 texts = [instruction_text(i, r) if ok else None for (i, r), ok in zip(pairs, usable)]
+            if taxonomy is not None:
+                usable = [ok if not ok or taxonomy.resolve(str(c or "")) else "unknown"
+                          for ok, c in zip(usable, batch[spec.category_field])]
             keep = np.zeros(len(texts), dtype=bool)
             for j, (text, ok) in enumerate(zip(texts, usable)):
                 if ok is None:
@@ -304,7 +403,10 @@ def _scan(table, spec: SourceSpec, report: SourceReport):
                 elif ok is False:
                     report.removed_not_text += 1
                     not_text.append(row + j + 1)
-                elif in_heldout(text, spec.holdout_fraction) != heldout:
+                elif ok == "unknown":
+                    report.removed_unknown_category += 1
+                    unknown.append(row + j + 1)
+                elif rule(text) != heldout:
                     report.set_aside_by_split += 1
                 elif spec.max_docs is not None and report.kept >= spec.max_docs:
                     report.capped += 1
@@ -314,6 +416,12 @@ def _scan(table, spec: SourceSpec, report: SourceReport):
             kept.append(row + np.flatnonzero(keep))
             row += len(texts)
             bar.update(len(texts))
+    if unknown:
+        shown = ", ".join(map(str, unknown[:MAX_NOTED_ROWS])) + (", ..." if len(unknown) > MAX_NOTED_ROWS else "")
+        note = (f"{len(unknown)} row(s) removed whose {spec.category_field} is not a category of taxonomy "
+                f"{spec.taxonomy!r} (rows {shown})")
+        report.notes.append(note)
+        logger.warning("%s: %s", spec.path or spec.dataset, note)
     return np.concatenate(kept).astype(np.int64), not_text
 
 

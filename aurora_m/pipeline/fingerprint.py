@@ -157,6 +157,8 @@ def local_files(config: dict, base: Path, has_model_input: bool) -> dict[str, Pa
         for i, source in enumerate([value] if isinstance(value, dict) else value):
             if isinstance(source, dict) and source.get("path"):
                 files[f"{key}[{i}] {source['path']}"] = resolve_path(base, source["path"])
+            if isinstance(source, dict) and source.get("taxonomy") not in (None, "aurora-m"):
+                files[f"{key}[{i}] {source['taxonomy']}"] = resolve_path(base, source["taxonomy"])
     for key in LOCAL_PATH_KEYS:
         if config.get(key):
             files[f"{key} {config[key]}"] = resolve_path(base, config[key])

@@ -51,20 +51,21 @@ def keep_token_out_of_files(args) -> None:
         args.hub_token = None
 
 
-def train_and_save(trainer, dirs: StageDir, title: str) -> Path:
+def train_and_save(trainer, dirs: StageDir, title: str, after_save=None) -> Path:
     """Train (resuming from the newest complete checkpoint), then write ``dirs.model`` in one rename.
 
     Every rank takes part in saving (ZeRO-3 / FSDP gather there); only the main process renames
-    the finished folder into place, so the model folder exists only when complete. The main process
-    holds the stage folder's training lock throughout: a second run into the same folder stops at once.
+    the finished folder into place, so the model folder exists only when complete; ``after_save(folder)``
+    runs there on the saved folder first (LoRA: the adapter moves out, the merged model goes in). The main
+    process holds the stage folder's training lock throughout: a second run into the same folder stops at once.
     """
     with contextlib.ExitStack() as stack:
         if trainer.is_world_process_zero():
             stack.enter_context(run_lock(dirs.train_lock, "training"))
-        return _train_and_save(trainer, dirs, title)
+        return _train_and_save(trainer, dirs, title, after_save)
 
 
-def _train_and_save(trainer, dirs: StageDir, title: str) -> Path:
+def _train_and_save(trainer, dirs: StageDir, title: str, after_save) -> Path:
     args = trainer.args
     log_through_logging(trainer)
     open_checkpoint_permissions(trainer)
@@ -84,6 +85,8 @@ def _train_and_save(trainer, dirs: StageDir, title: str) -> Path:
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
         (partial / TRAINING_ARGS_PICKLE).unlink(missing_ok=True)
+        if after_save is not None:
+            after_save(partial)
         saved_args = {k: v for k, v in args.to_dict().items() if k not in MACHINE_PATHS}
         write_json(partial / TRAINING_ARGS_JSON, redact(saved_args))
         apply_umask(partial)

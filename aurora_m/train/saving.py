@@ -34,9 +34,15 @@ def save_full_model(trainer, folder: str | Path) -> Path:
             trainer.save_model(str(folder))
     else:
         trainer.save_model(str(folder))
-    if trainer.is_world_process_zero():
+    if trainer.is_world_process_zero() and not _is_adapter(trainer.model):  # LoRA: merged after this
         _check_full_weights(folder)
     return folder
+
+
+def _is_adapter(model) -> bool:
+    from .lora import is_peft_model
+
+    return is_peft_model(model)
 
 
 @contextmanager

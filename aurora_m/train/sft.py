@@ -1,22 +1,33 @@
-"""Safety SFT with TRL: Instruction/Response prompts, loss on the responses only."""
+"""SFT with TRL (safety SFT, the instruct variant): full fine-tuning or LoRA, loss on the responses only.
+
+Rows are chats rendered by the Aurora-M chat template (``### Instruction:`` / ``### Response:``, EOS after
+every reply): ``messages`` rows train with assistant-only loss (the template's generation markers),
+prompt/completion rows with completion-only loss. With ``use_peft`` the adapter is saved to the stage's
+``adapter/`` and merged into a standalone safetensors model in ``model/`` for evaluation and publishing.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
 
 from ..args import ModelArguments, SFTDataArguments
 from ..data.build import build_sft_dataset
-from ..layout import DatasetDir, StageDir
+from ..io import replace_dir
+from ..layout import TRAINING_ARGS_PICKLE, DatasetDir, StageDir
 from ..tokenizer import load_tokenizer
 from .common import keep_token_out_of_files, train_and_save, wired_arguments
+from .lora import lora_config, merge_adapter
 from .model import load_model, parameter_count
 
 logger = logging.getLogger(__name__)
 
 
-def train_sft(model_args: ModelArguments, data_args: SFTDataArguments, sft_config,
-              config_file: str | Path = "<stage config>", title: str = "safety SFT") -> Path:
+def build_sft_trainer(model_args: ModelArguments, data_args: SFTDataArguments, sft_config,
+                      config_file: str | Path = "<stage config>", title: str = "SFT"):
+    """The stage's SFTTrainer on its (built) dataset: what training, and the label tests, use."""
     from datasets import load_from_disk
     from trl import SFTTrainer
 
@@ -30,12 +41,41 @@ def train_sft(model_args: ModelArguments, data_args: SFTDataArguments, sft_confi
                 build_sft_dataset(data_args, data.root, config_file)
     tokenizer = load_tokenizer(model_args, config_file)
     model = load_model(model_args, tokenizer, config_file)
-    # prompt/completion rows: TRL masks the prompt, so the loss is on the responses only
-    train_ds = load_from_disk(str(data.train)).select_columns(["prompt", "completion"])
-    logger.info("%s: %s parameters, %d pairs", title, f"{parameter_count(model):,}", len(train_ds))
+    train_ds = load_from_disk(str(data.train))
+    columns = ["messages"] if "messages" in train_ds.column_names else ["prompt", "completion"]
+    train_ds = train_ds.select_columns(columns)
+    if columns == ["messages"] and not sft_config.assistant_only_loss:
+        # chats carry instructions too: without the template's generation markers the loss would cover them
+        logger.info("messages rows: assistant_only_loss on (the loss covers the replies and their EOS only)")
+        sft_config.assistant_only_loss = True
+    peft = lora_config(model_args, config_file)
+    logger.info("%s: %s parameters%s, %d rows", title, f"{parameter_count(model):,}",
+                f", LoRA r={peft.r} on {', '.join(peft.target_modules)}" if peft else "", len(train_ds))
     keep_token_out_of_files(sft_config)
-    trainer = SFTTrainer(model=model, args=sft_config, train_dataset=train_ds, processing_class=tokenizer)
-    return train_and_save(trainer, dirs, title)
+    trainer = SFTTrainer(model=model, args=sft_config, train_dataset=train_ds, processing_class=tokenizer,
+                         peft_config=peft)
+    return trainer, dirs
+
+
+def train_sft(model_args: ModelArguments, data_args: SFTDataArguments, sft_config,
+              config_file: str | Path = "<stage config>", title: str = "safety SFT") -> Path:
+    trainer, dirs = build_sft_trainer(model_args, data_args, sft_config, config_file, title)
+    after_save = None
+    if model_args.use_peft:
+        def after_save(folder: Path) -> None:
+            _merge(folder, dirs, model_args)
+    return train_and_save(trainer, dirs, title, after_save)
+
+
+def _merge(folder: Path, dirs: StageDir, model_args: ModelArguments) -> None:
+    """``folder`` holds the adapter: it becomes the stage's ``adapter/``, and the merged model takes its place."""
+    adapter = dirs.adapter_partial
+    if adapter.exists():
+        shutil.rmtree(adapter)  # left by a merge that was killed
+    os.replace(folder, adapter)
+    (adapter / TRAINING_ARGS_PICKLE).unlink(missing_ok=True)
+    merge_adapter(adapter, model_args.model_name_or_path, folder, model_args.dtype)
+    replace_dir(adapter, dirs.adapter)
 
 
 def run_train_step(ctx) -> Path:

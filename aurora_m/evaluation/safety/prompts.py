@@ -97,8 +97,7 @@ def read_prompts(sources: list[dict], key: str, config_file, max_per_language: i
         where = f"{key}[{spec.name}]"
         docs, report = read_source(spec, str(config_file), key)
         reports.append(asdict(report))
-        has_category = spec.category_field in docs.table.column_names
-        categories = _column(docs, spec.category_field) if has_category else [""] * len(docs)
+        categories = docs.categories()  # through the source's taxonomy, when it names one
         languages = _row_languages(spec, docs, config_file, key, where)
         for row, category, value in zip(docs.rows.tolist(), categories, languages):
             lang = language_code(value)

@@ -24,6 +24,8 @@ are judged by the ``safety_judge`` (:mod:`.judge`). Result schema (``VARIANT/saf
                  "benign": ["fi"]},
      "examples": [{"kind": "red_team" | "benign", "language", "category", "template": "plain", "prompt",
                    "response", "refused", "withheld"}, ...],  # one of each kind per language, for the card
+     "response_loss": {"refusals": {"loss": 1.93, "pairs": 16, "tokens": 1104},  # mean NLL per reference
+                       "benign": {...}},         # response token of the held-out instruction-format pairs
      "sources": {"red_team": [SourceReport, ...], "benign": [...]}}
 
 Rates exist only for what was measured: a language or category without prompts is listed in ``missing``
@@ -43,6 +45,7 @@ from ..generation import generate
 from .judge import Judge, judge_name_problem, make_judge
 from .prompts import PromptSet, SafetyPrompt, read_prompts
 from .report import plot_transfer, transfer_table
+from .response_loss import response_losses
 from .templates import PLAIN, get_template, template_name_problem
 
 logger = logging.getLogger(__name__)
@@ -198,8 +201,12 @@ def run_safety(model, tokenizer, eval_args: EvalArguments, config_file, *, batch
     if scores["missing"]["red_team"]:
         logger.warning("safety: no red-team prompts in %s", ", ".join(scores["missing"]["red_team"]))
     benign_responses = responses[len(jobs):]
+    losses = response_losses(model, tokenizer, eval_args.safety_sources, eval_args.benign_sources, config_file,
+                             batch_size, cache)
+    for name, entry in losses.items():
+        logger.info("safety: response loss on %d held-out %s pairs %.4f", entry["pairs"], name, entry["loss"])
     return {"suite": "safety", "judge": judge.name, "templates": templates,
-            "max_new_tokens": eval_args.safety_max_new_tokens, **scores,
+            "max_new_tokens": eval_args.safety_max_new_tokens, **scores, "response_loss": losses,
             "examples": _examples(red, responses[:n_red], red_refused[PLAIN], benign, benign_responses,
                                   benign_refused),
             "sources": {"red_team": red_set.reports, "benign": benign_set.reports}}
