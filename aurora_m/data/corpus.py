@@ -485,7 +485,8 @@ def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir
     _refuse_foreign(final, config_file)  # the finished folder is replaced at the end: it must hold only ours
     with _build_lock(d, config_file):
         _refuse_foreign(d, config_file)
-        _start_or_resume(d, _build_identity(model_args, mix_args, specs))
+        tests = [SourceSpec(**raw) for raw in mix_args.contamination_sources]  # their files are inputs too
+        _start_or_resume(d, _build_identity(model_args, mix_args, specs + tests))
         tokenizer = load_tokenizer(model_args, config_file)
         if not (d.tokenizer / "tokenizer.json").is_file():
             tokenizer.save_pretrained(d.tokenizer)
