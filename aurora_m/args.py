@@ -8,6 +8,7 @@ Relative paths are relative to the YAML file's folder, so a recipe folder can be
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
@@ -106,7 +107,28 @@ PROSE_LANGUAGES = LANGUAGES[:-1]
 
 
 @dataclass
-class MixtureArguments:
+class ParallelismArguments:
+    """How an ``engine: nanotron`` stage splits the model over GPUs (tensor x pipeline x data parallel). The
+    transformers engine refuses them: it is data parallel only, set by the launch."""
+
+    tp: int = field(default=1, metadata={"help": "nanotron: tensor-parallel size (Aurora-M: 4)."})
+    pp: int = field(default=1, metadata={"help": "nanotron: pipeline-parallel size (Aurora-M: 4)."})
+    dp: int | None = field(
+        default=None, metadata={"help": "nanotron: data-parallel size (default: the launch's GPUs / (tp x pp); the "
+                                        "token budget's step count follows it)."})
+    pp_engine: str = field(default="1f1b", metadata={"help": "nanotron: pipeline schedule, 1f1b or afab."})
+    tp_mode: str = field(
+        default="all_reduce", metadata={"help": "nanotron: all_reduce, or reduce_scatter (sequence parallel)."})
+    zero_stage: int = field(default=0, metadata={"help": "nanotron: 0, or 1 (optimizer state sharded over dp)."})
+    PARALLEL_KEYS: ClassVar[tuple[str, ...]] = ("tp", "pp", "dp", "pp_engine", "tp_mode", "zero_stage")
+
+    def parallelism_set(self) -> list[str]:
+        """The keys given a value other than their default (what the transformers engine refuses)."""
+        return [f.name for f in fields(ParallelismArguments) if getattr(self, f.name) != f.default]
+
+
+@dataclass
+class MixtureArguments(ParallelismArguments):
     mixture: list[dict] = field(
         default_factory=list, metadata={"help": "Sources with weights; see SourceSpec for the keys of one source."})
     seq_length: int = field(default=2048, metadata={"help": "Tokens per packed training sequence."})
@@ -190,7 +212,8 @@ class MixtureArguments:
     leakage_threshold: float = field(
         default=0.7, metadata={"help": "Character 5-gram Jaccard similarity from which a text is a near duplicate."})
     # read by the training run only: editing them must not rebuild the dataset
-    TRAIN_ONLY_KEYS: ClassVar[tuple[str, ...]] = ("forgetting_probes", "forgetting_threshold")
+    TRAIN_ONLY_KEYS: ClassVar[tuple[str, ...]] = ("forgetting_probes", "forgetting_threshold",
+                                                  *ParallelismArguments.PARALLEL_KEYS)
 
 
 @dataclass
@@ -278,13 +301,41 @@ class EvalArguments:
     safety_max_prompts: int | None = field(default=None, metadata={"help": "Cap on prompts per language."})
 
 
+HUB_REPO_LAYOUTS = ("repo_per_variant", "branch_per_variant")
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")  # namespace/name
+LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")  # ISO 639-1 or 639-3, as the Hub's `language` metadata takes
+
+
 @dataclass
 class PublishArguments:
-    hub_namespace: str = field(default="aurora-m", metadata={"help": "Repo id of a variant: NAMESPACE/VARIANT."})
-    root_model: str = field(
-        default="bigcode/starcoderplus", metadata={"help": "base_model of the first stage's card."})
+    hub_namespace: str = field(default="aurora-m", metadata={"help": "User or organisation the repos go to."})
+    hub_layout: str = field(default="repo_per_variant", metadata={
+        "help": "repo_per_variant: NAMESPACE/VARIANT, branch main; branch_per_variant: one repo NAMESPACE/HUB_REPO "
+                "with a branch per variant."})
+    hub_repo: str | None = field(default=None, metadata={
+        "help": "The one repo of branch_per_variant (default: the recipe name)."})
+    hub_private: bool = field(default=True, metadata={"help": "Create new repos private (existing ones keep "
+                                                              "their visibility)."})
     license: str = field(default="bigcode-openrail-m", metadata={"help": "License id for the cards."})
     language: list[str] = field(
-        default_factory=lambda: ["en", "fi", "hi", "ja", "vi", "code"], metadata={"help": "Card languages."})
-    tags: list[str] = field(default_factory=lambda: ["aurora-m", "gpt_bigcode", "continual-pretraining"])
+        default_factory=lambda: ["en", "fi", "hi", "ja", "vi"],
+        metadata={"help": "Card languages (ISO 639 codes; code goes in tags)."})
+    tags: list[str] = field(default_factory=lambda: ["aurora-m", "gpt_bigcode", "code", "continual-pretraining"],
+                            metadata={"help": "Card tags (the stage kind is added)."})
     card_datasets: list[str] = field(default_factory=list, metadata={"help": "Hub dataset ids for the card."})
+    hardware: str = field(default="", metadata={"help": "What the recipe trains on, for the card."})
+
+    def __post_init__(self):
+        if self.hub_layout not in HUB_REPO_LAYOUTS:
+            raise ValueError(f"hub_layout: expected one of {', '.join(HUB_REPO_LAYOUTS)}, got {self.hub_layout!r}")
+        for lang in self.language:
+            if not LANGUAGE_CODE.match(str(lang)):
+                raise ValueError(f"language: {lang!r} is not an ISO 639 language code (code and other non-languages "
+                                 f"go in tags)")
+        for dataset in self.card_datasets:
+            if not HUB_ID.match(str(dataset)):
+                raise ValueError(f"card_datasets: {dataset!r} is not a Hub dataset id (namespace/name)")
+        for key in ("hub_namespace", "hub_repo"):
+            value = getattr(self, key)
+            if value is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", value):
+                raise ValueError(f"{key}: {value!r} is not a Hub name (letters, digits, '-', '_', '.'; no '/')")

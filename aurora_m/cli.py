@@ -6,7 +6,9 @@
     aurora-m train RECIPE_DIR --stage cat --output-dir DIR
     aurora-m eval RECIPE_DIR --stage eval --output-dir DIR
     aurora-m eval code --problems humaneval --canonical   grade reference solutions in the code sandbox
-    aurora-m publish RUN_DIR --variant NAME --out DIR  one variant's export folder
+    aurora-m publish RUN_DIR --variant NAME|--all      push the run's export of each variant, one commit each
+    aurora-m publish RUN_DIR --variant NAME --dry-run --out DIR    write that commit to DIR, print its operations
+    aurora-m publish RUN_DIR --variant NAME --out DIR  export a variant into a folder of its own (no push)
     aurora-m patches                                  the GPTBigCode config patches a recipe can name
 
 ``run`` and the step commands take ``--key value`` overrides of stage keys (``--learning_rate 2e-4``):
@@ -65,13 +67,25 @@ def build_parser() -> argparse.ArgumentParser:
         step.add_argument("--output-dir", required=True, help="the run folder (stage outputs go in DIR/<stage>)")
         checkpoint_options(step)
 
-    publish = sub.add_parser("publish", help="write one variant's export folder (model, card, plots)")
-    publish.add_argument("run_dir")
-    publish.add_argument("--variant", required=True)
-    publish.add_argument("--out", required=True)
-    publish.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
+    from .hub.options import add_publish_arguments
+
+    add_publish_arguments(sub.add_parser("publish", help="push variants of a run to the Hub, one commit each "
+                                                         "(--dry-run --out DIR: write the commit; --out DIR: export)"))
 
     sub.add_parser("patches", help="list the GPTBigCode config patches")
+
+    convert = sub.add_parser("convert", help="convert a GPTBigCode checkpoint between transformers and nanotron "
+                                             "(on a CPU, no nanotron needed)")
+    direction = convert.add_subparsers(dest="direction", required=True)
+    to_nt = direction.add_parser("hf-to-nanotron", help="a transformers folder as a nanotron checkpoint")
+    to_nt.add_argument("--tp", type=int, default=1, help="tensor-parallel shards to write (nanotron re-shards on "
+                                                         "load; default 1)")
+    to_nt.add_argument("--n-positions", type=int, help="keep the first N learned positions (Aurora-M: 2048)")
+    to_hf = direction.add_parser("nanotron-to-hf", help="a nanotron checkpoint (any TP) as a transformers folder")
+    for p in (to_nt, to_hf):
+        p.add_argument("src")
+        p.add_argument("dst", help="a new or empty folder (or one this command wrote, with --overwrite)")
+        p.add_argument("--overwrite", action="store_true", help="replace a folder this command wrote before")
     return parser
 
 
@@ -180,10 +194,35 @@ def _step(args, overrides) -> int:
 
 
 def _publish(args, overrides) -> int:
-    from .pipeline.publish import publish_from_run
+    from pathlib import Path
 
-    out = publish_from_run(args.run_dir, args.variant, args.out, overwrite=args.overwrite)
-    print(f"{args.variant}: {out}")
+    from .pipeline.publish import publish_from_run, push_from_run, variant_names
+
+    names = variant_names(args.run_dir, args.variant)
+    for name in names:  # one folder per variant inside --out with --all
+        out = None if args.out is None else Path(args.out) / name if args.all else Path(args.out)
+        if out is not None and not args.dry_run:
+            print(f"{name}: exported to {publish_from_run(args.run_dir, name, out, overwrite=args.overwrite)} "
+                  f"(nothing pushed)")
+            continue
+        operations, where = push_from_run(args.run_dir, name, dry_run=args.dry_run, out_dir=out,
+                                          overwrite=args.overwrite)
+        print("\n".join(operations))
+        if args.dry_run:
+            print(f"{name}: dry run, nothing pushed" + (f"; the commit's files are in {where}" if where else ""))
+        else:
+            print(f"{name}: pushed {where}")
+    return 0
+
+
+def _convert(args, overrides) -> int:
+    from .engines.nanotron.convert import hf_to_nanotron, nanotron_to_hf
+
+    if args.direction == "hf-to-nanotron":
+        out = hf_to_nanotron(args.src, args.dst, tp=args.tp, n_positions=args.n_positions, overwrite=args.overwrite)
+    else:
+        out = nanotron_to_hf(args.src, args.dst, overwrite=args.overwrite)
+    print(f"converted: {out}")
     return 0
 
 
@@ -196,7 +235,7 @@ def _patches(args, overrides) -> int:
 
 
 COMMANDS = {"run": _run, "validate": _validate, "data": _step, "train": _step, "eval": _step,
-            "publish": _publish, "patches": _patches}
+            "publish": _publish, "patches": _patches, "convert": _convert}
 TAKES_OVERRIDES = {"run", *STEP_COMMANDS}
 
 

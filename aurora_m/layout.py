@@ -187,6 +187,22 @@ class StageDir:
         """Which configuration the checkpoints in this folder belong to."""
         return self.root / ".train-state.json"
 
+    # ------------------------------------------------------------------ an engine: nanotron stage
+    @property
+    def nanotron_checkpoints(self) -> Path:
+        """nanotron's checkpoints folder (``<step>/`` per save, ``latest.txt``): what the stage resumes from."""
+        return self.root / "nanotron"
+
+    @property
+    def nanotron_init(self) -> Path:
+        """The input model converted to nanotron's layout (weights only): where CAP starts."""
+        return self.root / "nanotron-init"
+
+    @property
+    def nanotron_config(self) -> Path:
+        """The nanotron YAML of the latest launch, as emitted from the stage YAML."""
+        return self.root / "nanotron.yaml"
+
     def checkpoints(self) -> list[Path]:
         """``checkpoint-N`` folders, oldest step first."""
         found = [p for p in self.root.glob(f"{CHECKPOINT_PREFIX}*")

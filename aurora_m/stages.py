@@ -157,15 +157,18 @@ def _publish_dataclasses():
 register_engine(Engine("transformers", "transformers", "pip install 'transformers>=5' accelerate"))
 register_engine(Engine("nanotron", "nanotron",
                        "install nanotron from a pinned source commit on the GPU nodes (PyPI 0.4 does not import; "
-                       "see README, 'Engines')"))
+                       "see README, 'nanotron engine')"))
 
 register_kind(StageKind(
     name="pretrain", dataclasses=_pretrain_dataclasses, steps=("data", "train"), source_key="mixture",
     produces_model=True, inputs=ONE_MODEL, resumable_step="train", data_dataclasses=_pretrain_data_dataclasses,
     data_reads_inputs=False,
     runners={"transformers": {"data": "aurora_m.data.step:run_data_step",
-                              "train": "aurora_m.train.pretrain:run_train_step"}},
-    help="continual pretraining (CAP, CAT) on a packed mixture with transformers' Trainer"))
+                              "train": "aurora_m.train.pretrain:run_train_step"},
+             # the same datatrove shards; training in nanotron (TP x PP x DP), exported back to transformers
+             "nanotron": {"data": "aurora_m.data.step:run_data_step",
+                          "train": "aurora_m.engines.nanotron.runner:run_train_step"}},
+    help="continual pretraining (CAP, CAT) on a packed mixture with transformers' Trainer or nanotron"))
 register_kind(StageKind(
     name="sft", dataclasses=_sft_dataclasses, steps=("data", "train"), source_key="sft_sources",
     produces_model=True, inputs=ONE_MODEL, resumable_step="train", data_dataclasses=_sft_data_dataclasses,

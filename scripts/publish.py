@@ -1,14 +1,16 @@
-"""Write one variant's export folder (safetensors, tokenizer, model card, plots) from a run folder.
+"""Push variants of a finished run to the Hub, one commit each; or write that commit to a folder (--dry-run
+--out DIR); or export a variant into a folder of its own (--out DIR). The same command as `aurora-m publish`.
 
-Refuses a folder that exists and is not an earlier export (nothing in it is touched); replaces an
-earlier export only with --overwrite. Refuses a variant whose lineage or evaluation is stale.
+Reads the export folders the run's publish stage wrote (pushing never re-exports) and refuses a variant
+whose lineage, evaluation or export is stale. The token comes from HF_TOKEN or `hf auth login`.
 
-    python scripts/publish.py runs/aurora-m-tiny --variant aurora-m-tiny-base --out exports/base
+    python scripts/publish.py runs/aurora-m-tiny --variant aurora-m-tiny-base --dry-run --out exports/base
+    python scripts/publish.py runs/aurora-m-tiny --all
 """
 
 import argparse
 
-from aurora_m.pipeline.publish import publish_from_run
+from aurora_m.hub.options import add_publish_arguments
 from aurora_m.scripting import run_script
 
 
@@ -20,16 +22,13 @@ class PublishParser(argparse.ArgumentParser):
 
 
 def make_parser():
-    parser = PublishParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", help="a folder written by `aurora-m run`")
-    parser.add_argument("--variant", required=True, help="variant name, as in the recipe's pipeline.yaml")
-    parser.add_argument("--out", required=True, help="export folder to write (new, empty, or an earlier export)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
-    return parser
+    return add_publish_arguments(PublishParser(description=__doc__.split("\n\n")[0]))
 
 
 def main(args, config_file=None):
-    return publish_from_run(args.run_dir, args.variant, args.out, overwrite=args.overwrite)
+    from aurora_m.cli import _publish
+
+    return _publish(args, [])
 
 
 if __name__ == "__main__":

@@ -91,3 +91,15 @@ def test_peak_table_matches_device_names():
     assert gpu_mfu.peak_tflops("NVIDIA H200") == 989.0
     assert gpu_mfu.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
     assert gpu_mfu.peak_tflops("Some Future GPU") is None
+
+
+def test_leakage_throughput_checks_its_plants_and_ends_with_its_figures():
+    lines = run_benchmark("leakage_throughput.py", "--mb", "0.3", "--prompts", "300")
+    assert re.fullmatch(rf"core_hours_cap: {FLOAT}", lines[-1]), lines[-1]
+    for key in ("mb_per_s", "ratio_vs_bare"):
+        assert any(re.fullmatch(rf"{key}: {FLOAT}", line) for line in lines), (key, lines)
+    for check in ("ours", "bare", "normalize"):
+        assert any(re.match(rf"{check}\s*:.* MB/s .* core-hours", line) for line in lines), (check, lines)
+    plants = next(line for line in lines if line.startswith("planted leaks: "))
+    assert re.match(r"planted leaks: [1-9]\d* verbatim \(both found all\), [1-9]\d* rewritten \(ours found all\)",
+                    plants), plants

@@ -115,7 +115,7 @@ BROKEN = [
     ("pipeline.yaml", "- name: cap ", "- name: recipe ", ["pipeline.yaml", "stages[0].name", "copy of the recipe"]),
     ("cap.yaml", "seq_length: 128", "seq_length: 128\nseq_length: 64", ["cap.yaml", "duplicate key 'seq_length'"]),
     ("pipeline.yaml", "engine: transformers", "engine: nanotron",
-     ["pipeline.yaml", "stages[0].engine", "not available for pretrain"]),
+     ["pipeline.yaml", "stages[0].engine", "'nanotron' is not installed", "nanotron engine"]),
     # the corpus keys, before any document is read
     ("cat.yaml", "max_symbol_digit_ratio: 0.2", "max_symbol_digit_ratio: -1",
      ["cat.yaml", "max_symbol_digit_ratio", "(0, 1]"]),

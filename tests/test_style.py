@@ -62,6 +62,7 @@ SCRIPT_KEYS = {
     "run_eval.py": ["--perplexity_sources", "--eval_models", "--per_device_eval_batch_size"],
     "data.py": ["--mixture", "--train_tokens", "--max_doc_chars", "--temperature", "--replay_share"],
     "publish.py": ["--variant", "--out", "--overwrite"],
+    "nanotron_check.py": ["--output-dir", "--tp", "--steps", "--atol"],
 }
 
 

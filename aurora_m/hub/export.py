@@ -1,20 +1,25 @@
-"""Write one variant's export folder: model files, a model card with lineage/mixture/evals, its plots.
+"""Write one variant's export folder: model files, a model card, its plots: exactly what a push commits.
 
-The folder is what a push uploads: safetensors weights, config, tokenizer, README.md, assets/.
-Pickles (``training_args.bin``) are never copied. The folder appears only when complete.
+The folder holds safetensors weights, config, tokenizer (chat template included), README.md, assets/,
+the evaluation results and the lineage. Pickles (``training_args.bin``) are never copied. JSON files
+have this machine's paths replaced (a path inside the run folder by its relative form, any other
+absolute path by its last component), and the finished folder is checked for the run folder's path,
+the recipe folder's and the home folder's before it appears. The folder appears only when complete.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
-from dataclasses import asdict, dataclass, field
-from importlib import resources
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
 from ..args import PublishArguments
+from ..errors import RecipeError
 from ..io import atomic_dir, check_output_dir, read_json, write_json
-from ..layout import DatasetDir, ExportDir
+from ..layout import DatasetDir, ExportDir, StageDir
+from .card import build_card
 
 # weights as safetensors, configs and tokenizer files; pickles (training_args.bin, *.pt) never match
 PUBLISHED_SUFFIXES = (".safetensors", ".json", ".txt", ".model", ".jinja")
@@ -25,79 +30,93 @@ class LineageStep:
     stage: str
     kind: str
     variant: str
-    starts_from: str = ""
-    data_dir: str | None = None  # its dataset folder (mixture report), when it has one
-    loss_png: str | None = None
+    description: str = ""
+    repo: tuple[str, str | None] = ("", None)  # (repo id, branch) of its variant
+    starts_from: str | None = None  # a Hub id it continued (its parent variant's, or the base model's); None: none
+    note: str = ""  # how it started, in words
+    config: dict = field(default_factory=dict)  # its stage YAML as run
+    data_dir: str | None = None
+    stage_dir: str | None = None
+
+    def public(self) -> dict:
+        """What the lineage file says of this step (no local folders)."""
+        return {"stage": self.stage, "kind": self.kind, "variant": self.variant, "repo_id": self.repo[0],
+                "revision": self.repo[1], "starts_from": self.starts_from, "note": self.note}
 
 
 @dataclass
 class Variant:
     name: str
     stage: str
+    recipe: str
     model_dir: str
     eval_results: str
+    repo_id: str
+    branch: str | None = None
+    base_model: str | None = None
     lineage: list[LineageStep] = field(default_factory=list)  # first stage first, this variant last
-    perplexity_png: str | None = None
+    eval_dir: str | None = None
+    eval_config: dict = field(default_factory=dict)
+    description: str = ""
 
 
-def repo_id(publish_args: PublishArguments, variant: str) -> str:
-    return f"{publish_args.hub_namespace}/{variant}" if publish_args.hub_namespace else variant
+def scrub_paths(value, run_root: Path):
+    """``value`` (parsed JSON) with local paths replaced: relative to the run folder when inside it, else the
+    last component, so no file of the export names this machine's folders."""
+    if isinstance(value, dict):
+        return {k: scrub_paths(v, run_root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_paths(v, run_root) for v in value]
+    if isinstance(value, str) and os.path.isabs(value) and "\n" not in value:
+        path = Path(value)
+        try:
+            return path.resolve().relative_to(run_root).as_posix()
+        except (ValueError, OSError):
+            return path.name
+    return value
 
 
-def _copy_model(model_dir: Path, dest: Path) -> None:
+def local_paths(run_root: Path, extra: list[Path]) -> list[str]:
+    """The folders whose paths an export must never contain (a bare "/" or home is never one of them)."""
+    folders = {run_root, Path.home(), *extra}
+    return sorted({str(f) for f in folders if len(Path(f).parts) > 2 or f == run_root}, key=len, reverse=True)
+
+
+def find_local_paths(folder: Path, needles: list[str]) -> list[str]:
+    """``file: path`` for each file of ``folder`` that holds one of ``needles`` (safetensors: their header)."""
+    found = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if path.suffix == ".safetensors":
+            with open(path, "rb") as fh:
+                data = fh.read(8 + int.from_bytes(fh.read(8), "little"))
+        else:
+            data = path.read_bytes()
+        for needle in needles:
+            if needle.encode() in data:
+                found.append(f"{path.relative_to(folder).as_posix()}: {needle}")
+    return found
+
+
+def _copy_model(model_dir: Path, dest: Path, run_root: Path) -> None:
     for src in sorted(model_dir.iterdir()):
-        if src.is_file() and src.suffix in PUBLISHED_SUFFIXES:
-            shutil.copy2(src, dest / src.name)
+        if not (src.is_file() and src.suffix in PUBLISHED_SUFFIXES):
+            continue
+        if src.suffix == ".json":
+            write_json(dest / src.name, scrub_paths(read_json(src), run_root))
+        else:
+            shutil.copyfile(src, dest / src.name)
     if not any(dest.glob("*.safetensors")):
-        raise FileNotFoundError(f"{model_dir} has no safetensors weights to publish")
-
-
-def build_card(variant: Variant, publish_args: PublishArguments, recipe: str, assets: dict, description: str = ""):
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-    results = read_json(variant.eval_results)
-    parent = variant.lineage[-1].starts_from
-    eval_results = [
-        EvalResult(task_type="text-generation", dataset_type=f"{recipe}-heldout", dataset_name=f"held-out {lang}",
-                   dataset_config=lang, metric_type="perplexity", metric_name=f"perplexity ({lang})",
-                   metric_value=round(ppl, 4))
-        for lang, ppl in results["perplexity"].items()
-    ]
-    card_data = ModelCardData(
-        base_model=parent, language=publish_args.language, license=publish_args.license,
-        tags=list(dict.fromkeys([*publish_args.tags, variant.lineage[-1].kind])),
-        datasets=publish_args.card_datasets or None, library_name="transformers", pipeline_tag="text-generation",
-        model_name=repo_id(publish_args, variant.name), eval_results=eval_results,
-    )
-    lineage = []
-    for step in variant.lineage:
-        entry = {"stage": step.stage, "kind": step.kind, "variant": repo_id(publish_args, step.variant),
-                 "starts_from": step.starts_from, "mixture": None, "sft_rows": None,
-                 "mixture_png": assets.get(ExportDir.asset("mixture", step.stage)),
-                 "loss_png": assets.get(ExportDir.asset("loss", step.stage))}
-        data = DatasetDir(step.data_dir) if step.data_dir else None
-        if data and data.mixture_json.is_file():
-            entry["mixture"] = read_json(data.mixture_json)
-        elif data and data.sources_json.is_file():
-            entry["sft_rows"] = read_json(data.sources_json)["rows"]
-        lineage.append(entry)
-    template = resources.files("aurora_m.hub") / "card_template.md"
-    return ModelCard.from_template(
-        card_data, template_str=template.read_text(encoding="utf-8"), model_name=repo_id(publish_args, variant.name),
-        variant=variant.name, stage=variant.stage, recipe=recipe, lineage=lineage, description=description,
-        perplexity=results["perplexity"], eval_tokens=results["eval_tokens"],
-        perplexity_png=assets.get(ExportDir.asset("perplexity")), repo_id=repo_id(publish_args, variant.name),
-        license=publish_args.license,
-    )
+        raise RecipeError(model_dir, None, "has no safetensors weights to publish")
 
 
 def _foreign_files(out_dir: str | Path):
     """An ownership check for an earlier export: files we did not write in it are never replaced away."""
     def check(marker: dict) -> str | None:
         root = Path(out_dir)
-        ours = set(marker.get("files", [])) | {ExportDir.MARKER}
-        foreign = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.relative_to(root).as_posix()
-                         not in ours)
+        ours = {f["path"] if isinstance(f, dict) else f for f in marker.get("files", [])} | {ExportDir.MARKER}
+        # folders (assets/) are ours when every file in them is: only files are compared
+        foreign = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                         if not p.is_dir() and p.relative_to(root).as_posix() not in ours)
         if foreign:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             return (f"holds files aurora-m did not write ({shown}): move them elsewhere first; "
@@ -107,8 +126,23 @@ def _foreign_files(out_dir: str | Path):
     return check
 
 
-def export_variant(variant: Variant, publish_args: PublishArguments, out_dir: str | Path, recipe: str,
-                   description: str = "", overwrite: bool = False) -> Path:
+def _plots(variant: Variant) -> dict[str, str | None]:
+    """Plots by their path in the export -> where they are in the run folder."""
+    eval_dir = StageDir(variant.eval_dir) if variant.eval_dir else None
+    plots = {}
+    if eval_dir:
+        for name in ("perplexity", "forgetting", "safety_transfer"):
+            plots[ExportDir.asset(name)] = str(getattr(eval_dir, f"{name}_png"))
+    for step in variant.lineage:
+        if step.stage_dir:
+            plots[ExportDir.asset("loss", step.stage)] = str(StageDir(step.stage_dir).loss_png)
+        if step.data_dir:
+            plots[ExportDir.asset("mixture", step.stage)] = str(DatasetDir(step.data_dir).mixture_png)
+    return plots
+
+
+def export_variant(variant: Variant, publish_args: PublishArguments, out_dir: str | Path, *,
+                   overwrite: bool = False, run_root: str | Path | None = None) -> Path:
     """Write ``out_dir`` (model, README.md, assets/, eval results, lineage) in one rename.
 
     A folder that exists and is not an export of ours is refused; ours is replaced only with
@@ -116,27 +150,30 @@ def export_variant(variant: Variant, publish_args: PublishArguments, out_dir: st
     """
     out_dir = check_output_dir(out_dir, "--out", ExportDir.MARKER, overwrite=overwrite,
                                owner_check=_foreign_files(out_dir))
+    run_root = Path(run_root or Path(variant.model_dir).parent.parent).resolve()
     with atomic_dir(out_dir) as tmp:
         export = ExportDir(tmp)
-        _copy_model(Path(variant.model_dir), tmp)
+        _copy_model(Path(variant.model_dir), tmp, run_root)
         export.assets.mkdir()
-        plots = {ExportDir.asset("perplexity"): variant.perplexity_png}
-        for step in variant.lineage:
-            plots[ExportDir.asset("loss", step.stage)] = step.loss_png
-            if step.data_dir:
-                plots[ExportDir.asset("mixture", step.stage)] = str(DatasetDir(step.data_dir).mixture_png)
         assets = {}  # the plots that exist, by their path inside the export
-        for name, src in plots.items():
+        for name, src in _plots(variant).items():
             if src and Path(src).is_file():
-                shutil.copy2(src, tmp / name)
+                shutil.copyfile(src, tmp / name)
                 assets[name] = name
         results = read_json(variant.eval_results)
-        write_json(export.eval_results, {k: v for k, v in results.items() if k != "model"})  # no local paths
-        card = build_card(variant, publish_args, recipe, assets, description)
+        write_json(export.eval_results, scrub_paths({k: v for k, v in results.items() if k != "model"}, run_root))
+        card = build_card(variant, publish_args, results, assets, model_dir=tmp)
         card.save(export.card)
-        write_json(export.lineage, [{k: v for k, v in asdict(s).items() if k not in ("data_dir", "loss_png")}
-                                    for s in variant.lineage])  # what made it, without this machine's paths
-        written = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*"))
-        write_json(export.marker, {"variant": variant.name, "recipe": recipe, "aurora_m_version": __version__,
-                                   "files": written})
+        write_json(export.lineage, [step.public() for step in variant.lineage])
+        needles = local_paths(run_root, [Path(variant.model_dir).resolve(), Path(out_dir).resolve()])
+        leaks = find_local_paths(tmp, needles)
+        if leaks:
+            raise RecipeError(out_dir, None, f"the export would carry local paths ({'; '.join(leaks[:3])}): "
+                                             f"nothing was written")
+        files = [{"path": p.relative_to(tmp).as_posix(), "size": p.stat().st_size}
+                 for p in sorted(tmp.rglob("*")) if p.is_file()]
+        write_json(export.marker, {"variant": variant.name, "recipe": variant.recipe, "aurora_m_version": __version__,
+                                   "repo_id": variant.repo_id, "branch": variant.branch,
+                                   "private": publish_args.hub_private, "files": files})
     return out_dir
+

@@ -1,17 +1,47 @@
-"""A variant of a run, as its ``summary.json`` records it, exported for the Hub (the publish stage's runner)."""
+"""A variant of a run, as its ``summary.json`` records it, gathered for the card and the export (the publish
+stage's runner). Everything a card says comes from the run folder: the stage YAMLs as run (with their
+command-line overrides), each stage's model folder, dataset report and log, and the evaluation files.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from ..args import PublishArguments
+from ..args import HUB_ID, PublishArguments
 from ..errors import RecipeError
 from ..io import read_json_or_none
 from ..layout import RunLayout, StageDir
-from .export import LineageStep, Variant, export_variant, repo_id
+from .export import LineageStep, Variant, export_variant
 
 logger = logging.getLogger(__name__)
+
+
+def hub_target(publish_args: PublishArguments, recipe: str, variant: str) -> tuple[str, str | None]:
+    """(repo id, branch) of a variant: NAMESPACE/VARIANT on main, or one repo with a branch per variant."""
+    if publish_args.hub_layout == "branch_per_variant":
+        return f"{publish_args.hub_namespace}/{publish_args.hub_repo or recipe}", variant
+    return f"{publish_args.hub_namespace}/{variant}", None
+
+
+def stage_config(layout: RunLayout, summary: dict, stage: str) -> dict:
+    """A stage's YAML as the run saved it, with the command-line overrides it ran with ({} when unreadable)."""
+    from ..recipe import overrides_to_dict, read_yaml
+
+    entry = next((s for s in summary["stages"] if s["name"] == stage), None)
+    if entry is None:
+        return {}
+    try:
+        config = read_yaml(layout.recipe_copy / entry["config"])
+    except RecipeError as err:
+        logger.warning("%s: %s (the card leaves out what it would have said)", stage, err)
+        return {}
+    return {**config, **overrides_to_dict(summary.get("overrides", {}).get(stage))}
+
+
+def _is_hub_id(value) -> bool:
+    """A Hub model id, not a local folder (a run's model_name_or_path may be either)."""
+    return isinstance(value, str) and bool(HUB_ID.match(value)) and not Path(value).exists()
 
 
 def variant_from_summary(layout: RunLayout, summary: dict, name: str, publish_args: PublishArguments) -> Variant:
@@ -24,17 +54,39 @@ def variant_from_summary(layout: RunLayout, summary: dict, name: str, publish_ar
     if results is None or not results.is_file():
         raise RecipeError(layout.summary, f"variants.{name}.eval_results",
                           "not evaluated yet: run the eval stage first")
-    lineage, parent = [], publish_args.root_model
-    for step in entry["lineage"]:
+    recipe = summary["recipe"]
+    repo_id, branch = hub_target(publish_args, recipe, name)
+    lineage, base_model, parent = [], None, None
+    for i, step in enumerate(entry["lineage"]):
         stage_dir = StageDir(layout.resolve(step["output_dir"]))
         data_dir = layout.resolve(step["data_dir"])
-        lineage.append(LineageStep(stage=step["stage"], kind=step["kind"], variant=step["variant"], starts_from=parent,
-                                   data_dir=str(data_dir) if data_dir.is_dir() else None,
-                                   loss_png=str(stage_dir.loss_png)))
-        parent = repo_id(publish_args, step["variant"])
+        config = stage_config(layout, summary, step["stage"])
+        origin = config.get("model_name_or_path")
+        if i == 0 and _is_hub_id(origin):
+            starts_from, note = origin, "continued from the base model's weights"
+        elif i == 0 and origin:
+            starts_from, note = None, "continued from local weights that are not on the Hub"
+        elif i == 0:
+            patches = ", ".join(config.get("config_patches") or []) or "none"
+            starts_from, note = None, (f"randomly initialised from the `{config.get('base_config', '?')}` config "
+                                       f"(patches: {patches}); no pretrained weights")
+        else:
+            starts_from, note = parent, f"continued from `{parent}` ({config.get('init_from', 'weights')})"
+        lineage.append(LineageStep(
+            stage=step["stage"], kind=step["kind"], variant=step["variant"], description=step.get("description", ""),
+            repo=hub_target(publish_args, recipe, step["variant"]), starts_from=starts_from, note=note,
+            config=config, data_dir=str(data_dir) if data_dir.is_dir() else None, stage_dir=str(stage_dir.root)))
+        parent_repo, parent_branch = hub_target(publish_args, recipe, step["variant"])
+        parent = f"{parent_repo}@{parent_branch}" if parent_branch else parent_repo
+        if i == len(entry["lineage"]) - 2 and parent_repo != repo_id:
+            base_model = parent_repo  # the parent variant's repo (a branch of this same repo cannot be named)
+    if len(entry["lineage"]) == 1:
+        base_model = lineage[0].starts_from
     eval_dir = layout.stage(entry["evaluated_by"])
-    return Variant(name=name, stage=entry["stage"], model_dir=str(layout.resolve(entry["model_dir"])),
-                   eval_results=str(results), lineage=lineage, perplexity_png=str(eval_dir.perplexity_png))
+    return Variant(name=name, stage=entry["stage"], recipe=recipe, model_dir=str(layout.resolve(entry["model_dir"])),
+                   eval_results=str(results), eval_dir=str(eval_dir.root), repo_id=repo_id, branch=branch,
+                   base_model=base_model, lineage=lineage,
+                   eval_config=stage_config(layout, summary, entry["evaluated_by"]))
 
 
 def publish_variant(layout: RunLayout, summary: dict, name: str, out_dir: str | Path,
@@ -43,8 +95,8 @@ def publish_variant(layout: RunLayout, summary: dict, name: str, out_dir: str | 
     publish_args = publish_args or PublishArguments()
     variant = variant_from_summary(layout, summary, name, publish_args)
     notes = {s["name"]: s.get("description", "") for s in summary["stages"]}
-    description = " ".join(x for x in (summary.get("description", ""), notes.get(variant.stage, "")) if x)
-    out = export_variant(variant, publish_args, out_dir, summary["recipe"], description, overwrite=overwrite)
+    variant.description = " ".join(x for x in (summary.get("description", ""), notes.get(variant.stage, "")) if x)
+    out = export_variant(variant, publish_args, out_dir, overwrite=overwrite, run_root=layout.root)
     logger.info("%s: exported to %s", name, out)
     return out
 

@@ -1,0 +1,275 @@
+"""Checkpoint conversion between a transformers GPTBigCode folder and nanotron's on-disk layout, on a CPU.
+
+    aurora-m convert hf-to-nanotron SRC DST [--tp N] [--n-positions 2048]
+    aurora-m convert nanotron-to-hf SRC DST
+
+Both write safetensors directly (no nanotron, no GPU), one tensor at a time, into a temporary sibling of DST
+renamed into place when complete; an existing DST is refused unless it is an empty folder or one this
+converter wrote (and then only with ``overwrite``). Tensors are copied bit for bit: HF -> nanotron -> HF gives
+the same bytes. ``--tp N`` writes N tensor-parallel shards per split parameter (nanotron re-shards on load for
+any TP x PP; N only saves it the reassembly). ``--n-positions`` keeps the first rows of the learned position
+matrix (Aurora-M trained StarCoderPlus' 8192 positions down to 2048).
+
+At the real size (15.5B parameters, 31 GB in bf16) a conversion reads and writes each byte once: minutes on a
+local NVMe disk, memory bounded by the largest tensor (the 49152 x 6144 embedding, 0.6 GB in bf16) on the way
+in and by one 5 GB output shard on the way out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from ...errors import RecipeError
+from ...io import atomic_dir, check_output_dir, read_json_or_none
+from . import PINNED_COMMIT
+from .checkpoint import (
+    CHECKPOINT_METADATA,
+    CHECKPOINT_VERSION,
+    EMBED,
+    MODEL_CONFIG,
+    OURS,
+    POSITIONS,
+    param_file,
+    params,
+    parse_metadata,
+    shard_files,
+    shard_metadata,
+)
+from .modelconfig import GPTBigCodeConfig
+
+logger = logging.getLogger(__name__)
+
+HF_CONFIG = "config.json"
+HF_SINGLE = "model.safetensors"
+HF_INDEX = "model.safetensors.index.json"
+SHARD_BYTES = 5 << 30  # transformers' default max_shard_size
+# tokenizer and generation files travel with the weights, so a converted folder loads as a whole model
+CARRIED = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
+           "added_tokens.json", "chat_template.jinja", "generation_config.json")
+CARRIED_DIR = "transformers-files"  # where a nanotron folder keeps them
+
+
+# ----------------------------------------------------------------------------- transformers side
+class HFReader:
+    """Tensors of a transformers folder (one safetensors file or an index of shards), read one at a time."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        config = read_json_or_none(self.folder / HF_CONFIG)
+        if not isinstance(config, dict):
+            raise RecipeError(self.folder, HF_CONFIG, "missing or not JSON: expected a transformers model folder")
+        if config.get("model_type") != "gpt_bigcode" or not config.get("multi_query", True):
+            raise RecipeError(self.folder / HF_CONFIG, "model_type", f"expected a multi-query gpt_bigcode model, got "
+                                                                     f"{config.get('model_type')!r}")
+        if config.get("tie_word_embeddings") is False:
+            raise RecipeError(self.folder / HF_CONFIG, "tie_word_embeddings", "false: the nanotron model ties its "
+                                                                             "head to the token embedding")
+        self.config = config
+        if (self.folder / HF_INDEX).is_file():
+            weight_map = (read_json_or_none(self.folder / HF_INDEX) or {}).get("weight_map") or {}
+        elif (self.folder / HF_SINGLE).is_file():
+            weight_map = None
+        else:
+            raise RecipeError(self.folder, None, f"no {HF_SINGLE} or {HF_INDEX}: weights load from safetensors only")
+        self._map = weight_map
+
+    def file_of(self, key: str) -> Path:
+        if self._map is None:
+            return self.folder / HF_SINGLE
+        if key not in self._map:
+            raise RecipeError(self.folder / HF_INDEX, key, "missing from the weight map")
+        return self.folder / self._map[key]
+
+    def get(self, key: str):
+        from safetensors import safe_open
+
+        with safe_open(self.file_of(key), framework="pt") as f:
+            if key not in f.keys():
+                raise RecipeError(self.file_of(key), key, "tensor missing: not a GPTBigCode checkpoint")
+            return f.get_tensor(key)
+
+
+def _write_hf(tensors, dst: Path) -> None:
+    """``(key, tensor)`` pairs into safetensors shards of at most 5 GB, with an index when there are several."""
+    from safetensors.torch import save_file
+
+    shards, current, size = [], {}, 0
+    for key, tensor in tensors:
+        nbytes = tensor.numel() * tensor.element_size()
+        if current and size + nbytes > SHARD_BYTES:
+            shards.append(current)
+            current, size = {}, 0
+        current[key], size = tensor.contiguous(), size + nbytes
+    shards.append(current)
+    if len(shards) == 1:
+        save_file(shards[0], dst / HF_SINGLE, metadata={"format": "pt"})
+        return
+    weight_map, total = {}, 0
+    for i, shard in enumerate(shards, 1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, dst / name, metadata={"format": "pt"})
+        for key, tensor in shard.items():
+            weight_map[key] = name
+            total += tensor.numel() * tensor.element_size()
+    (dst / HF_INDEX).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+
+
+# ----------------------------------------------------------------------------- nanotron side
+def read_param(root: Path, name: str):
+    """One parameter, reassembled from its TP shards by their slice metadata (as nanotron's loader does)."""
+    import torch
+    from safetensors import safe_open
+
+    files = shard_files(root, name)
+    if not files:
+        raise RecipeError(root, name, "no file for this parameter: not a nanotron GPTBigCode checkpoint")
+    whole = None
+    for path in files:
+        with safe_open(path, framework="pt") as f:
+            data, meta = f.get_tensor("data"), f.metadata() or {}
+        if "unsharded_shape" not in meta:
+            if len(files) > 1:
+                raise RecipeError(path, name, "a shard file without slice metadata")
+            return data
+        pairs, shape = parse_metadata(meta)
+        if whole is None:
+            whole = torch.empty(shape, dtype=data.dtype)
+            filled = torch.zeros(shape, dtype=torch.bool)
+        for local, glob in pairs:
+            whole[glob] = data[local]
+            filled[glob] = True
+    if not bool(filled.all()):
+        raise RecipeError(files[0].parent, name, f"the shards cover only part of the tensor ({len(files)} files)")
+    return whole
+
+
+def read_config(root: Path) -> GPTBigCodeConfig:
+    data = read_json_or_none(Path(root) / MODEL_CONFIG)
+    if not isinstance(data, dict):
+        raise RecipeError(root, MODEL_CONFIG, "missing or not JSON: expected a nanotron checkpoint folder")
+    try:
+        return GPTBigCodeConfig.from_dict(data)
+    except (TypeError, ValueError) as err:
+        raise RecipeError(Path(root) / MODEL_CONFIG, None, f"not a GPTBigCode model config ({err})") from None
+
+
+def _copy_carried(src: Path, dst: Path) -> list[str]:
+    copied = []
+    for name in CARRIED:
+        if (src / name).is_file():
+            dst.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / name, dst / name)
+            copied.append(name)
+    return copied
+
+
+def _check_dst(dst: Path, overwrite: bool) -> None:
+    check_output_dir(dst, "the conversion's output folder", OURS, overwrite=overwrite)
+
+
+# ----------------------------------------------------------------------------- the two directions
+def hf_to_nanotron(src: str | Path, dst: str | Path, *, tp: int = 1, n_positions: int | None = None,
+                   overwrite: bool = False, config_updates: dict | None = None, note: dict | None = None) -> Path:
+    """A transformers GPTBigCode folder as a nanotron checkpoint (weights only: an ``init_method.path``).
+
+    ``config_updates``: transformers config keys a recipe's patches changed (the Aurora-M trim sets
+    ``n_positions`` and ``pad_token_id``); ``note``: what the caller records in the folder's marker."""
+    import torch
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+
+    src, dst = Path(src), Path(dst)
+    reader = HFReader(src)
+    config = GPTBigCodeConfig.from_hf({**reader.config, **(config_updates or {})})
+    rows = reader.config.get("n_positions", config.max_position_embeddings)
+    if config.max_position_embeddings > rows:
+        raise RecipeError(src / HF_CONFIG, "n_positions", f"{rows} learned positions, cannot keep "
+                                                          f"{config.max_position_embeddings}")
+    if tp < 1 or any(n % tp for n in (config.num_attention_heads, config.vocab_size, config.n_inner)):
+        raise RecipeError(None, "--tp", f"{tp} must divide the heads ({config.num_attention_heads}), the vocabulary "
+                                        f"({config.vocab_size}) and the MLP width ({config.n_inner})")
+    if n_positions is not None:
+        if not 0 < n_positions <= rows:
+            raise RecipeError(None, "--n-positions", f"{n_positions}: the model has {rows} learned positions; "
+                                                     "positions can be trimmed, not added")
+        config.max_position_embeddings = n_positions
+    _check_dst(dst, overwrite)
+    layout = params(config.num_hidden_layers, config.hidden_size, config.head_dim)
+    dtype = None
+    with atomic_dir(dst) as tmp:
+        for p in tqdm(layout, desc="hf -> nanotron", unit="tensor", mininterval=5):
+            tensor = reader.get(p.hf)
+            if p.rows:
+                tensor = tensor[p.rows[0]:p.rows[1]]
+            if p.name == POSITIONS:
+                tensor = tensor[:config.max_position_embeddings]
+            dtype = dtype or tensor.dtype
+            if p.split_dim is None:
+                path = param_file(tmp, p.name)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save_file({"data": tensor.contiguous()}, path)
+                continue
+            for rank, shard in enumerate(torch.chunk(tensor, tp, dim=p.split_dim)):
+                path = param_file(tmp, p.name, rank, tp)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save_file({"data": shard.contiguous()}, path, metadata=shard_metadata(tuple(tensor.shape),
+                                                                                        p.split_dim, rank, tp))
+        (tmp / MODEL_CONFIG).write_text(json.dumps(config.as_dict(), indent=2))
+        # a weights-only checkpoint: no optimizer, no training step (nanotron's init_method.path reads model/)
+        meta = {"version": CHECKPOINT_VERSION, "tp": tp, "dp": 1, "cp": 1, "custom_metas": None,
+                "metas": {"consumed_train_samples": 0, "last_train_step": 0, "consumed_tokens_total": 0,
+                          "last_stage_idx": None, "data_stages": []}}
+        (tmp / CHECKPOINT_METADATA).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        carried = _copy_carried(src, tmp / CARRIED_DIR)
+        (tmp / OURS).write_text(json.dumps({"written_by": "aurora-m convert hf-to-nanotron", "source": str(src),
+                                            "nanotron_commit": PINNED_COMMIT, "tp": tp, "dtype": str(dtype),
+                                            "n_positions": config.max_position_embeddings, "carried": carried,
+                                            **(note or {})}, indent=2))
+    logger.info("converted %s -> %s (nanotron layout, TP=%d, %d tensors, %d positions)", src, dst, tp, len(layout),
+                config.max_position_embeddings)
+    return dst
+
+
+def nanotron_to_hf(src: str | Path, dst: str | Path, *, overwrite: bool = False) -> Path:
+    """A nanotron GPTBigCode checkpoint (ours or a training checkpoint, any TP) as a transformers folder."""
+    import torch
+    from tqdm import tqdm
+
+    src, dst = Path(src), Path(dst)
+    config = read_config(src)
+    _check_dst(dst, overwrite)
+    layout = params(config.num_hidden_layers, config.hidden_size, config.head_dim)
+    by_hf: dict[str, list] = {}
+    for p in layout:
+        by_hf.setdefault(p.hf, []).append(p)
+
+    def tensors():
+        for hf_key, parts in tqdm(by_hf.items(), desc="nanotron -> hf", unit="tensor", mininterval=5):
+            pieces = [read_param(src, p.name) for p in parts]
+            tensor = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)  # c_attn = [q; k; v]
+            if parts[0].name == EMBED and tensor.shape[0] > config.vocab_size:
+                tensor = tensor[:config.vocab_size]  # nanotron pads the vocabulary to a multiple of TP
+            yield hf_key, tensor
+
+    dtypes = set()
+
+    def recorded():
+        for key, tensor in tensors():
+            dtypes.add(tensor.dtype)
+            yield key, tensor
+
+    with atomic_dir(dst) as tmp:
+        _write_hf(recorded(), tmp)
+        hf = config.to_hf()
+        hf["tie_word_embeddings"] = True
+        if len(dtypes) == 1:
+            hf["dtype"] = str(next(iter(dtypes))).removeprefix("torch.")
+        (tmp / HF_CONFIG).write_text(json.dumps(hf, indent=2, sort_keys=True))
+        carried = _copy_carried(src / CARRIED_DIR, tmp)
+        (tmp / OURS).write_text(json.dumps({"written_by": "aurora-m convert nanotron-to-hf", "source": str(src),
+                                            "nanotron_commit": PINNED_COMMIT, "carried": carried}, indent=2))
+    logger.info("converted %s -> %s (transformers folder, %d tensors)", src, dst, len(by_hf))
+    return dst

@@ -1,0 +1,191 @@
+"""The train step of an ``engine: nanotron`` pretrain stage: convert, emit, launch, convert back.
+
+1. **start**: CAP's input model (a Hub id, a local folder, or the tiny twin's model built from its config and
+   ``model_seed``) converted to nanotron's layout in ``<stage>/nanotron-init`` with the recipe's patches (the
+   Aurora-M ``n_positions`` trim); a stage after a nanotron stage starts from that stage's last checkpoint.
+2. **config**: the stage YAML as nanotron's YAML in ``<stage>/nanotron.yaml`` (:mod:`.config`).
+3. **train**: ``torchrun`` of :mod:`.entry` on this node's GPUs; a relaunch after preemption resumes from the
+   stage's own ``<stage>/nanotron/latest.txt``. For several nodes, :func:`torchrun_command` per node.
+4. **export**: the last checkpoint converted back into ``<stage>/model`` (a transformers folder with the data
+   step's tokenizer), so SFT, evaluation and publishing do not know which engine trained it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from ...errors import RecipeError
+from ...io import atomic_dir, read_json_or_none, write_text
+from ...layout import DatasetDir, StageDir
+from ...locking import run_lock
+from . import require_nanotron
+from .checkpoint import LATEST, MODEL_CONFIG, OURS
+from .config import Corpus, Upstream, emit, unused_keys
+from .convert import hf_to_nanotron, nanotron_to_hf, read_config
+
+logger = logging.getLogger(__name__)
+
+
+def latest_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest complete nanotron checkpoint of a checkpoints folder (``latest.txt`` is written last)."""
+    try:
+        step = int((Path(checkpoints) / LATEST).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    folder = Path(checkpoints) / str(step)
+    return folder if (folder / MODEL_CONFIG).is_file() else None
+
+
+def tokenizer_name(data: DatasetDir, sources: list[str]) -> str:
+    """The tokenizer datatrove named in the shards' ``.metadata`` (nanotron checks its config against it)."""
+    for source in sources:
+        for meta in sorted(data.source_tokens(source).glob("*.metadata")):
+            first = meta.read_text(encoding="utf-8").splitlines()[:1]
+            if first and "|" in first[0]:
+                return first[0].split("|")[0]
+    return str(data.tokenizer)
+
+
+def patched_updates(model_args) -> dict:
+    """The transformers config keys the recipe's patches change on trained weights (the Aurora-M trim)."""
+    from ...patches import AURORA_M_CONTEXT, parse_patch
+
+    updates = {}
+    for spec in model_args.config_patches:
+        patch, value = parse_patch(spec)
+        if patch.name == "aurora_m":
+            updates.update(n_positions=int(value) if value else AURORA_M_CONTEXT, pad_token_id=0)
+    return updates
+
+
+def convert_input(model_args, data: DatasetDir, dst: Path, config_file) -> Path:
+    """The stage's input model in nanotron's layout (converted once; again when its source changes)."""
+    source = model_args.model_name_or_path
+    note = {"input": source or f"base_config {model_args.base_config} seed {model_args.model_seed}",
+            "patches": list(model_args.config_patches)}
+    marker = read_json_or_none(dst / OURS) or {}
+    if all(marker.get(k) == v for k, v in note.items()) and (dst / MODEL_CONFIG).is_file():
+        return dst
+    if source and Path(source).is_dir():
+        return hf_to_nanotron(source, dst, overwrite=True, config_updates=patched_updates(model_args), note=note)
+    if source:  # a Hub id: its safetensors and config, into the Hub cache
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(source, revision=model_args.model_revision,
+                                  allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
+        return hf_to_nanotron(local, dst, overwrite=True, config_updates=patched_updates(model_args), note=note)
+    # built from a config (the tiny twin): the same model the transformers engine would start from
+    from transformers import AutoTokenizer
+
+    from ...train.model import load_model
+
+    model = load_model(model_args, AutoTokenizer.from_pretrained(data.tokenizer), config_file)
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".nanotron-init-hf-") as tmp:
+        model.save_pretrained(tmp)
+        return hf_to_nanotron(tmp, dst, overwrite=True, note=note)
+
+
+def _upstream_stage(ctx) -> tuple[str, StageDir] | None:
+    return next(iter(ctx.input_stages.items()), None)
+
+
+def plan(ctx, model_args, mix_args, training_args, world_size: int | None) -> dict:
+    """Convert what the stage starts from and emit its nanotron config (written to ``<stage>/nanotron.yaml``)."""
+    dirs, data = ctx.dirs, DatasetDir(mix_args.dataset_dir) if mix_args.dataset_dir else ctx.dirs.data
+    mixture = read_json_or_none(data.mixture_json)
+    if not mixture:
+        raise RecipeError(data.root, None, "no built dataset (mixture.json): run the stage's data step first")
+    up = _upstream_stage(ctx)
+    up_ckpt = latest_checkpoint(up[1].nanotron_checkpoints) if up else None
+    upstream = None
+    if model_args.init_from == "full_state":
+        if up_ckpt is None:
+            raise RecipeError(ctx.config, "init_from", "full_state carries on the upstream's nanotron optimizer "
+                                                       "state: the upstream stage must run with engine: nanotron "
+                                                       "(or use init_from: weights)")
+        planned = (read_yaml_or_none(up[1].nanotron_config) or {}).get("tokens", {}).get("train_steps")
+        step = int(up_ckpt.name)
+        if planned and step != planned:
+            raise RecipeError(ctx.config, "init_from", f"{up_ckpt} is step {step} of {planned}: full_state needs "
+                                                       "the upstream's last step")
+        upstream = Upstream(up[0], up[1].nanotron_checkpoints, step)
+        init = up_ckpt
+    elif up_ckpt is not None:
+        init = up_ckpt  # weights of the upstream's last nanotron checkpoint, no round trip
+    else:
+        init = convert_input(model_args, data, dirs.nanotron_init, ctx.config)
+    model_config = read_config(init)
+    sources = [s["name"] for s in mixture.get("sources", [])]
+    corpus = Corpus.from_mixture(mixture, data.source_tokens, tokenizer_name(data, sources))
+    project = read_json_or_none(ctx.run.marker) or {}
+    config = emit(model_args, mix_args, training_args, project=project.get("recipe", "aurora-m"), stage=ctx.stage,
+                  model_config=model_config, init=init, checkpoints=dirs.nanotron_checkpoints, corpus=corpus,
+                  world_size=world_size, upstream=upstream,
+                  resume_own=latest_checkpoint(dirs.nanotron_checkpoints) is not None, config_file=ctx.config)
+    unused = unused_keys(set(yaml.safe_load(Path(ctx.config).read_text()) or {}))
+    if unused:
+        logger.info("%s: not used by the nanotron engine: %s", ctx.stage, ", ".join(unused))
+    write_text(dirs.nanotron_config, yaml.safe_dump(config, sort_keys=False))
+    return config
+
+
+def read_yaml_or_none(path: Path):
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def torchrun_command(config_yaml: Path, tokenizer: Path, nproc_per_node: int, nnodes: int = 1,
+                     node_rank: int = 0, master: str = "localhost:29500") -> list[str]:
+    """The launch of one node (every node of a multi-node job runs it with its own ``node_rank``)."""
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc_per_node}",
+            f"--nnodes={nnodes}", f"--node_rank={node_rank}", f"--master_addr={master.split(':')[0]}",
+            f"--master_port={master.split(':')[1]}", "-m", "aurora_m.engines.nanotron.entry",
+            "--config-file", str(config_yaml), "--tokenizer", str(tokenizer)]
+
+
+def export(dirs: StageDir, data: DatasetDir) -> Path:
+    """The last checkpoint as the stage's transformers ``model/`` folder (with the data step's tokenizer)."""
+    last = latest_checkpoint(dirs.nanotron_checkpoints)
+    if last is None:
+        raise RecipeError(dirs.nanotron_checkpoints, None, "nanotron wrote no checkpoint (no latest.txt)")
+    with tempfile.TemporaryDirectory(dir=dirs.root, prefix=".nanotron-export-") as tmp:
+        built = nanotron_to_hf(last, Path(tmp) / "hf")
+        for item in data.tokenizer.iterdir():
+            shutil.copy2(item, built / item.name)
+        with atomic_dir(dirs.model) as final:
+            for item in built.iterdir():
+                shutil.move(str(item), final / item.name)
+    return dirs.model
+
+
+def run_train_step(ctx) -> Path:
+    """The pipeline's train step of a pretrain stage on nanotron (this node's GPUs)."""
+    from ...train.common import wired_arguments
+
+    require_nanotron()
+    import torch
+
+    model_args, mix_args, training_args = ctx.parse(*wired_arguments(ctx))
+    nproc = int(os.environ.get("AURORA_M_NPROC_PER_NODE", torch.cuda.device_count()))
+    if nproc < 1:
+        raise RecipeError(ctx.config, "engine", "nanotron needs GPUs and this node has none")
+    with run_lock(ctx.dirs.train_lock, "training"):
+        plan(ctx, model_args, mix_args, training_args, world_size=nproc)
+        data = DatasetDir(mix_args.dataset_dir) if mix_args.dataset_dir else ctx.dirs.data
+        command = torchrun_command(ctx.dirs.nanotron_config, data.tokenizer, nproc)
+        logger.info("%s: %s", ctx.stage, " ".join(command))
+        env = {**os.environ, "CUDA_DEVICE_MAX_CONNECTIONS": "1"}  # nanotron's TP overlap needs it
+        if subprocess.run(command, env=env, check=False).returncode != 0:
+            raise RuntimeError(f"{ctx.stage}: the nanotron launch failed (its log is above); running the stage "
+                               f"again resumes from {ctx.dirs.nanotron_checkpoints}")
+        return export(ctx.dirs, data)

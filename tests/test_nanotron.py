@@ -1,0 +1,362 @@
+"""The nanotron engine on a CPU (no nanotron installed): conversion both ways at TP=1 and TP=2, a plain-PyTorch
+forward over the nanotron-layout tensors against transformers' logits, the emitted configs of the tiny and 15B
+recipes against checked-in YAML and against nanotron's config schema at the pinned commit."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from aurora_m.engines.nanotron import INSTALL, PINNED_COMMIT, require_nanotron
+from aurora_m.engines.nanotron import schema as nt_schema
+from aurora_m.engines.nanotron.checkpoint import EMBED, POSITIONS, block, param_file, shard_files
+from aurora_m.engines.nanotron.config import Corpus, Upstream, emit
+from aurora_m.engines.nanotron.convert import hf_to_nanotron, nanotron_to_hf, read_param
+from aurora_m.engines.nanotron.modelconfig import GPTBigCodeConfig
+from aurora_m.engines.nanotron.reference import reference_logits
+from aurora_m.errors import RecipeError
+
+from conftest import ROOT, TINY, cli
+
+FIXTURES = Path(__file__).parent / "fixtures" / "nanotron"
+REAL = ROOT / "recipes" / "aurora-m-15b"
+SCHEMA = json.loads((FIXTURES / "schema.json").read_text())
+# AURORA_M_REGENERATE=1 rewrites the expected YAML (then review the diff)
+REGENERATE = os.environ.get("AURORA_M_REGENERATE") == "1"
+
+
+# ----------------------------------------------------------------------------- a tiny GPTBigCode
+@pytest.fixture(scope="module")
+def tiny_hf(tmp_path_factory) -> tuple[Path, object]:
+    """The tiny twin's shape (StarCoderPlus config through the aurora_m and tiny patches), small vocabulary,
+    every weight and bias perturbed so that a misplaced tensor changes the logits."""
+    from transformers import AutoModelForCausalLM
+
+    from aurora_m.patches import apply_config_patches, load_base_config
+
+    patches = ["aurora_m", "tiny", "dtype:float32", "attn:eager"]
+    config = apply_config_patches(load_base_config("starcoderplus"), patches)
+    config.vocab_size = 512
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    folder = tmp_path_factory.mktemp("tiny") / "hf"
+    model.save_pretrained(folder)
+    (folder / "tokenizer_config.json").write_text("{}")  # travels with the weights both ways
+    return folder, model
+
+
+def _tensors(folder: Path) -> dict:
+    return load_file(folder / "model.safetensors")
+
+
+@pytest.mark.parametrize("tp", [1, 2])
+def test_hf_to_nanotron_to_hf_is_bitwise_identical(tiny_hf, tmp_path, tp):
+    src, _ = tiny_hf
+    hf_to_nanotron(src, tmp_path / "nt", tp=tp)
+    nanotron_to_hf(tmp_path / "nt", tmp_path / "back")
+    before, after = _tensors(src), _tensors(tmp_path / "back")
+    assert before.keys() == after.keys()
+    for key in before:
+        assert before[key].dtype == after[key].dtype and torch.equal(before[key], after[key]), key
+    a, b = json.loads((src / "config.json").read_text()), json.loads((tmp_path / "back" / "config.json").read_text())
+    for key in ("n_positions", "n_embd", "n_layer", "n_head", "n_inner", "vocab_size", "multi_query",
+                "activation_function", "layer_norm_epsilon", "pad_token_id", "eos_token_id"):
+        assert a[key] == b[key], key
+    assert (tmp_path / "back" / "tokenizer_config.json").is_file()
+
+
+def test_tp2_shards_are_nanotron_slices_that_reassemble(tiny_hf, tmp_path):
+    src, model = tiny_hf
+    hf_to_nanotron(src, tmp_path / "nt", tp=2)
+    state = model.state_dict()
+    n_embd = model.config.n_embd
+    c_attn = state["transformer.h.1.attn.c_attn.weight"]
+    q_name, kv_name = f"{block(1)}.attn.qkv.q.weight", f"{block(1)}.attn.qkv.kv.weight"
+    # q: split by heads (rows) over two files; kv: [k; v], one file shared by the ranks
+    assert [p.name for p in shard_files(tmp_path / "nt", q_name)] == [
+        f"model_weight_pp-rank-0-of-1_tp-rank-{r}-of-2.safetensors" for r in (0, 1)]
+    rank1 = load_file(param_file(tmp_path / "nt", q_name, 1, 2))["data"]
+    assert torch.equal(rank1, c_attn[n_embd // 2:n_embd])
+    assert shard_files(tmp_path / "nt", kv_name) == [param_file(tmp_path / "nt", kv_name)]
+    assert torch.equal(read_param(tmp_path / "nt", kv_name), c_attn[n_embd:])
+    assert torch.equal(read_param(tmp_path / "nt", q_name), c_attn[:n_embd])
+    # row-parallel projections are cut along their input (columns)
+    o_rank0 = load_file(param_file(tmp_path / "nt", f"{block(0)}.attn.o.weight", 0, 2))["data"]
+    assert torch.equal(o_rank0, state["transformer.h.0.attn.c_proj.weight"][:, :n_embd // 2])
+    assert torch.equal(read_param(tmp_path / "nt", EMBED), state["transformer.wte.weight"])
+    assert not any("lm_head" in str(p) for p in (tmp_path / "nt").rglob("*.safetensors"))  # tied: not stored
+
+
+@pytest.mark.parametrize("tp,tensor_parallel", [(1, False), (2, False), (2, True)])
+def test_reference_forward_gives_transformers_logits(tiny_hf, tmp_path, tp, tensor_parallel):
+    src, model = tiny_hf
+    hf_to_nanotron(src, tmp_path / "nt", tp=tp)
+    ids = torch.randint(0, 512, (2, 24), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(ids).logits
+    got = reference_logits(tmp_path / "nt", ids, tensor_parallel=tensor_parallel)
+    torch.testing.assert_close(got, expected, atol=2e-5, rtol=1e-5)
+
+
+def test_reference_forward_sees_a_wrong_kv_split(tiny_hf, tmp_path):
+    """The comparison above can fail: [v; k] instead of [k; v] gives other logits."""
+    from safetensors.torch import save_file
+
+    src, model = tiny_hf
+    hf_to_nanotron(src, tmp_path / "nt")
+    path = param_file(tmp_path / "nt", f"{block(0)}.attn.qkv.kv.weight")
+    kv = load_file(path)["data"]
+    save_file({"data": torch.cat(kv.chunk(2)[::-1]).contiguous()}, path)
+    ids = torch.arange(16)[None]
+    with torch.no_grad():
+        expected = model(ids).logits
+    assert not torch.allclose(reference_logits(tmp_path / "nt", ids), expected, atol=1e-3)
+
+
+def test_n_positions_trim_keeps_the_first_rows(tiny_hf, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    src, model = tiny_hf
+    hf_to_nanotron(src, tmp_path / "nt", n_positions=64)
+    assert torch.equal(read_param(tmp_path / "nt", POSITIONS), model.transformer.wpe.weight[:64])
+    nanotron_to_hf(tmp_path / "nt", tmp_path / "back")
+    trimmed = AutoModelForCausalLM.from_pretrained(tmp_path / "back", attn_implementation="eager").eval()
+    assert trimmed.config.n_positions == 64
+    ids = torch.arange(64)[None] % 512
+    with torch.no_grad():
+        torch.testing.assert_close(trimmed(ids).logits, model(ids).logits)
+    with pytest.raises(RecipeError, match="trimmed, not added"):
+        hf_to_nanotron(src, tmp_path / "more", n_positions=4096)
+
+
+def test_conversion_refuses_what_it_must_not_touch(tiny_hf, tmp_path):
+    src, _ = tiny_hf
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(RecipeError, match="not written by aurora-m"):
+        hf_to_nanotron(src, foreign)
+    assert (foreign / "notes.txt").read_text() == "mine" and len(list(foreign.iterdir())) == 1
+    hf_to_nanotron(src, tmp_path / "nt")
+    with pytest.raises(RecipeError, match="--overwrite"):
+        hf_to_nanotron(src, tmp_path / "nt")
+    hf_to_nanotron(src, tmp_path / "nt", overwrite=True, tp=2)  # ours: replaced in one rename
+    assert len(shard_files(tmp_path / "nt", EMBED)) == 2
+    with pytest.raises(RecipeError, match="must divide"):
+        hf_to_nanotron(src, tmp_path / "tp3", tp=3)
+    with pytest.raises(RecipeError, match="config.json"):
+        hf_to_nanotron(tmp_path / "nt", tmp_path / "x")  # a nanotron folder is not a transformers one
+    with pytest.raises(RecipeError, match="model_config.json"):
+        nanotron_to_hf(src, tmp_path / "y")
+    assert not (tmp_path / "tp3").exists() and not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_cli_convert_both_ways(tiny_hf, tmp_path):
+    src, _ = tiny_hf
+    done = cli("convert", "hf-to-nanotron", str(src), str(tmp_path / "nt"), "--tp", "2")
+    assert done.returncode == 0, done.stderr
+    done = cli("convert", "nanotron-to-hf", str(tmp_path / "nt"), str(tmp_path / "back"))
+    assert done.returncode == 0, done.stderr
+    assert torch.equal(_tensors(src)["transformer.wte.weight"], _tensors(tmp_path / "back")["transformer.wte.weight"])
+    done = cli("convert", "nanotron-to-hf", str(tmp_path / "nt"), str(tmp_path / "back"))
+    assert done.returncode == 2 and "--overwrite" in done.stderr and "Traceback" not in done.stderr
+
+
+# ----------------------------------------------------------------------------- config emission
+def _parse(stage_yaml: Path, overrides: list[str]):
+    from aurora_m.recipe import parse_stage
+
+    return parse_stage(stage_yaml, "pretrain", ["--output_dir", "/tmp/unused", *overrides], validate_only=True,
+                       has_model_input="cat" in stage_yaml.name)
+
+
+def _model_config(model_args, vocab: int) -> GPTBigCodeConfig:
+    """From the bundled StarCoderPlus config.json and the recipe's patches (no transformers defaults involved)."""
+    from aurora_m.patches import TINY_SHAPE
+
+    hf = json.loads((ROOT / "aurora_m" / "configs" / "starcoderplus.json").read_text())
+    if "tiny" in model_args.config_patches:
+        hf.update(TINY_SHAPE)
+    hf.update(n_positions=2048, pad_token_id=0, vocab_size=vocab)
+    return GPTBigCodeConfig.from_hf(hf)
+
+
+def _corpus(stage_yaml: Path, run: Path, stage: str, vocab: int) -> Corpus:
+    """A data step's mixture summary for the recipe's sources: non-replay weights share what replay leaves."""
+    raw = yaml.safe_load(stage_yaml.read_text())
+    replay = [s for s in raw["mixture"] if s.get("replay")]
+    rest = [s for s in raw["mixture"] if not s.get("replay")]
+    share = float(raw.get("replay_share", 0.0))
+    total = sum(s.get("weight", 1.0) for s in rest)
+    sources = [{"name": s["name"], "windows": 1, "realised_share": (1 - share) * s.get("weight", 1.0) / total}
+               for s in rest] + [{"name": s["name"], "windows": 1, "realised_share": share / len(replay)}
+                                 for s in replay]
+    mixture = {"sources": sources, "tokenizer_vocab": vocab, "token_size": 2}
+    data = run / stage / "data"
+    return Corpus.from_mixture(mixture, lambda name: data / "tokens" / name, str(data / "tokenizer"))
+
+
+CASES = {  # name: (recipe folder, overrides, launch GPUs, vocabulary)
+    "tiny": (TINY, [], 1, 4096),
+    "tiny-tp2": (TINY, ["--tp", "2"], 2, 4096),
+    "15b": (REAL, ["--tp", "4", "--pp", "4", "--gradient_accumulation_steps", "64"], 128, 49152),
+}
+
+
+def emitted(case: str) -> dict[str, dict]:
+    folder, overrides, world, vocab = CASES[case]
+    run = Path(f"/runs/{folder.name}")
+    out = {}
+    upstream = None
+    for stage in ("cap", "cat"):
+        model_args, mix_args, training_args = _parse(folder / f"{stage}.yaml", overrides)
+        ckpts = run / stage / "nanotron"
+        init = run / stage / "nanotron-init"
+        if model_args.init_from == "full_state":
+            init = upstream.checkpoints / str(upstream.step)
+        out[stage] = emit(model_args, mix_args, training_args, project=folder.name, stage=stage,
+                          model_config=_model_config(model_args, vocab), init=init, checkpoints=ckpts,
+                          corpus=_corpus(folder / f"{stage}.yaml", run, stage, vocab), world_size=world,
+                          upstream=upstream if model_args.init_from == "full_state" else None,
+                          config_file=folder / f"{stage}.yaml")
+        upstream = Upstream(stage, ckpts, out[stage]["tokens"]["train_steps"])
+    return out
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_emitted_configs_match_the_checked_in_yaml(case):
+    for stage, config in emitted(case).items():
+        expected = FIXTURES / f"{case}-{stage}.yaml"
+        text = yaml.safe_dump(config, sort_keys=False)
+        if REGENERATE:
+            expected.write_text(text)
+        assert text == expected.read_text(), f"{expected.name}: emitted config changed (AURORA_M_REGENERATE=1)"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_emitted_key_is_in_nanotrons_schema(case):
+    for stage, config in emitted(case).items():
+        assert nt_schema.check(config, SCHEMA) == [], (case, stage)
+
+
+def test_emission_carries_the_budget_and_the_hand_off():
+    real = emitted("15b")
+    cap, cat = real["cap"], real["cat"]
+    # the paper: 90k steps of 2048 x 2048 tokens on TP4 x PP4 x DP8 = 128 GPUs
+    assert cap["parallelism"] | {} == {**cap["parallelism"], "tp": 4, "pp": 4, "dp": 8}
+    assert cap["tokens"]["train_steps"] == 90_000 and cap["tokens"]["batch_accumulation_per_replica"] == 64
+    assert cap["model"]["model_config"]["max_position_embeddings"] == 2048  # the Aurora-M trim
+    assert cap["checkpoints"]["resume_checkpoint_path"] == cap["checkpoints"]["checkpoints_path"]
+    assert cap["model"]["init_method"]["path"].endswith("cap/nanotron-init")
+    sched = cap["optimizer"]["learning_rate_scheduler"]
+    assert (sched["lr_warmup_steps"], sched["lr_decay_style"], sched["lr_decay_steps"], sched["min_decay_lr"]) == \
+        (2000, "cosine", 88_000, 3e-5)
+    # CAT (full_state): CAP's last checkpoint resumed, CAP listed first, CAT's stage from step 90,001 on
+    assert cat["checkpoints"]["resume_checkpoint_path"] == cap["checkpoints"]["checkpoints_path"]
+    assert [(s["name"], s["start_training_step"]) for s in cat["data_stages"]] == [("cap", 1), ("cat", 90_001)]
+    assert cat["tokens"]["train_steps"] == 90_000 + 58_000_000_000 // (4 * 64 * 8 * 2048)
+    assert cat["optimizer"]["learning_rate_scheduler"]["min_decay_lr"] == 3e-5  # constant at CAT's rate
+    assert sum(cap["data_stages"][0]["data"]["dataset"]["dataset_weights"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_emission_refuses_what_nanotron_cannot_run():
+    model_args, mix_args, training_args = _parse(REAL / "cap.yaml", ["--tp", "4", "--pp", "4"])
+    args = {"project": "p", "stage": "cap", "model_config": _model_config(model_args, 49152), "init": Path("/i"),
+            "checkpoints": Path("/c"), "corpus": _corpus(REAL / "cap.yaml", Path("/r"), "cap", 49152)}
+    with pytest.raises(RecipeError, match="dp: tp 4 x pp 4 x dp 2 = 32 GPUs, but the launch has 128"):
+        mix_args.dp = 2
+        emit(model_args, mix_args, training_args, world_size=128, **args)
+    mix_args.dp = None
+    with pytest.raises(RecipeError, match="does not divide the launch's 24 GPUs"):
+        emit(model_args, mix_args, training_args, world_size=24, **args)
+    with pytest.raises(RecipeError, match="max_steps: 5 disagrees with the token budget"):
+        training_args.max_steps = 5
+        emit(model_args, mix_args, training_args, world_size=128, **args)
+    training_args.max_steps = -1
+    training_args.lr_scheduler_type = "polynomial"
+    with pytest.raises(RecipeError, match="lr_scheduler_type: 'polynomial' has no nanotron equivalent"):
+        emit(model_args, mix_args, training_args, world_size=128, **args)
+
+
+def test_the_schema_check_catches_a_key_nanotron_does_not_have():
+    config = emitted("tiny")["cap"]
+    config["tokens"]["sequence_lenght"] = 128
+    config["optimizer"]["optimizer_factory"].pop("adam_eps")
+    config["data_stages"][0]["data"]["dataset"]["dataset_folders"] = []
+    config["model"]["model_config"]["n_embd"] = 128
+    problems = nt_schema.check(config, SCHEMA)
+    assert "Config.tokens.sequence_lenght: not a field" in problems
+    assert "Config.model.model_config.n_embd: not a field" in problems
+    assert any("optimizer_factory" in p for p in problems) and any("dataset" in p for p in problems)
+
+
+def test_schema_fixture_is_the_pinned_commits_and_the_generator_reads_dataclasses(tmp_path):
+    assert SCHEMA["nanotron_commit"] == PINNED_COMMIT
+    assert {"general", "parallelism", "model", "tokens", "optimizer", "data_stages", "checkpoints"} <= \
+        set(SCHEMA["dataclasses"]["Config"]["fields"])
+    (tmp_path / "a.py").write_text(
+        "from dataclasses import dataclass\nfrom typing import Optional, Union\n"
+        "@dataclass\nclass Base:\n    x: int\n    y: Optional[str] = None\n"
+        "@dataclass\nclass Child(Base):\n    z: 'Base' = None\n"
+        "class NotADataclass:\n    w: int\n"
+        "Either = Union[Base, Child]\n")
+    made = nt_schema.generate(tmp_path, "abc")
+    assert made["dataclasses"]["Child"]["fields"] == {"x": {"type": "int", "required": True},
+                                                      "y": {"type": "Optional[str]", "required": False},
+                                                      "z": {"type": "'Base'", "required": False}}
+    assert "NotADataclass" not in made["dataclasses"] and made["aliases"] == {"Either": "Union[Base, Child]"}
+
+
+# ----------------------------------------------------------------------------- engine wiring without nanotron
+@pytest.mark.skipif(__import__("importlib").util.find_spec("nanotron") is not None, reason="nanotron is installed")
+def test_without_nanotron_the_engine_names_its_install_steps():
+    with pytest.raises(RecipeError, match="git checkout 2411b022a75f"):
+        require_nanotron()
+    assert PINNED_COMMIT in INSTALL
+    done = cli("validate", str(TINY / "nanotron"))
+    assert done.returncode == 2 and "engine 'nanotron' is not installed" in done.stderr, done.stderr
+
+
+def test_the_transformers_engine_refuses_parallelism_keys():
+    from aurora_m.train.pretrain import build_trainer
+
+    model_args, mix_args, training_args = _parse(TINY / "cap.yaml", ["--tp", "2"])
+    with pytest.raises(RecipeError, match="tp: a key of the nanotron engine"):
+        build_trainer(model_args, mix_args, training_args, TINY / "cap.yaml")
+
+
+def test_the_nanotron_recipes_use_the_same_stage_yamls():
+    from aurora_m.recipe import load_recipe
+
+    for folder in (TINY, REAL):
+        plain, nano = load_recipe(folder), load_recipe(folder / "nanotron")
+        assert [(s.name, s.config) for s in plain.stages] == [(s.name, s.config) for s in nano.stages]
+        assert {s.name: s.engine for s in nano.stages if s.kind == "pretrain"} == {"cap": "nanotron",
+                                                                                   "cat": "nanotron"}
+
+
+def test_only_the_engine_package_imports_nanotron_and_only_inside_functions():
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "aurora_m").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        functions = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                     for n in ast.walk(f)}
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            if any(n == "nanotron" or n.startswith("nanotron.") for n in names):
+                inside = path.parent == ROOT / "aurora_m" / "engines" / "nanotron"
+                if not inside or id(node) not in functions:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, offenders
