@@ -24,6 +24,7 @@ import json
 import logging
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 from .errors import RecipeError, exit_on_failure
 from .logs import setup_logging
@@ -217,7 +218,12 @@ def _publish(args, overrides) -> int:
 
 def _convert(args, overrides) -> int:
     from .engines.nanotron.convert import hf_to_nanotron, nanotron_to_hf
+    from .layout import RunLayout
 
+    for folder in [Path(args.dst).resolve(), *Path(args.dst).resolve().parents]:
+        if (folder / RunLayout.MARKER).is_file():  # a run's stages own their folders (nanotron stages convert too)
+            raise RecipeError(args.dst, None, f"is inside the run folder {folder}, whose stages write there: "
+                                              f"choose a folder outside it")
     if args.direction == "hf-to-nanotron":
         out = hf_to_nanotron(args.src, args.dst, tp=args.tp, n_positions=args.n_positions, overwrite=args.overwrite)
     else:

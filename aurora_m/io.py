@@ -209,3 +209,19 @@ def check_writable(path: str | Path, what: str) -> Path:
     except OSError as err:
         raise RecipeError(path, None, f"{what}: {probe_parent} is not writable ({err.strerror})") from None
     return path
+
+
+def unlisted_files(out_dir: str | Path, marker_name: str):
+    """An ``owner_check`` for :func:`check_output_dir`: an earlier output of ours whose marker lists the files it
+    wrote is still ours only while it holds no other file (the user's notes are never replaced away)."""
+    def check(marker: dict) -> str | None:
+        root = Path(out_dir)
+        listed = {f["path"] if isinstance(f, dict) else f for f in marker.get("files", [])} | {marker_name}
+        foreign = sorted(rel for rel in (p.relative_to(root).as_posix() for p in root.rglob("*") if not p.is_dir())
+                         if rel not in listed)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            return f"holds files aurora-m did not write ({shown}): move them elsewhere first; nothing was changed"
+        return None
+
+    return check

@@ -396,6 +396,8 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, 
     if "init_from" in config:
         _check_init_from(file, config, has_model_input)
     _check_training_sources(file, config, roots)
+    if config.get("use_peft"):
+        _check_lora_keys(file, config)
     if {"lm_eval_tasks", "lm_eval_include_path"} & set(config) or "harness" in (config.get("suites") or []):
         _check_lm_eval_keys(file, config, roots)
     if SAFETY_KEYS & set(config) or "safety" in (config.get("suites") or []):
@@ -418,6 +420,27 @@ def _check_redteam_keys(file: Path, where: str, spec: SourceSpec, roots: list[Pa
         if not local.is_file():
             raise RecipeError(file, f"{where}.taxonomy", f"expected 'aurora-m' (built in) or a taxonomy YAML file, "
                                                         f"got {spec.taxonomy!r} (no such file)")
+        from .safety.taxonomy import Taxonomy
+
+        try:
+            Taxonomy.load(local)
+        except RecipeError as err:
+            raise RecipeError(file, f"{where}.taxonomy", f"{spec.taxonomy}: {err}") from None
+
+
+def _check_lora_keys(file: Path, config: dict) -> None:
+    from .train.lora import GPT_BIGCODE_LINEAR
+
+    if "lora_r" in config and not (_number(config["lora_r"]) >= 1 and float(_number(config["lora_r"])).is_integer()):
+        raise RecipeError(file, "lora_r", f"expected a positive integer rank, got {config['lora_r']!r}")
+    if "lora_dropout" in config and not 0 <= _number(config["lora_dropout"]) < 1:
+        raise RecipeError(file, "lora_dropout", f"expected 0 <= x < 1, got {config['lora_dropout']!r}")
+    targets = config.get("lora_target_modules") or []
+    unknown = [t for t in ([targets] if isinstance(targets, str) else targets) if t not in GPT_BIGCODE_LINEAR]
+    if unknown and targets != "all-linear":
+        raise RecipeError(file, "lora_target_modules",
+                          f"{', '.join(map(str, unknown))}: not a GPTBigCode linear layer (expected some of "
+                          f"{', '.join(GPT_BIGCODE_LINEAR)}, or all-linear)")
 
 
 def _check_training_sources(file: Path, config: dict, roots: list[Path]) -> None:

@@ -360,3 +360,31 @@ def test_only_the_engine_package_imports_nanotron_and_only_inside_functions():
                 if not inside or id(node) not in functions:
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not offenders, offenders
+
+
+def test_conversion_never_destroys_its_source_or_the_users_files(tiny_hf, tmp_path):
+    src, _ = tiny_hf
+    out = hf_to_nanotron(src, tmp_path / "nt")
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(RecipeError, match="keep.txt"):
+        hf_to_nanotron(src, out, overwrite=True)  # ours, but the user added a file: never replaced away
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    for dst in (out, out / "hf"):  # the output would replace (or sit inside) what is being converted
+        with pytest.raises(RecipeError, match="overlaps the source"):
+            nanotron_to_hf(out, dst, overwrite=True)
+    assert shard_files(out, EMBED)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in src.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    weights = bad / "model.safetensors"
+    weights.write_bytes(b"\0" * 16 + weights.read_bytes()[16:])  # a damaged header
+    with pytest.raises(RecipeError, match="model.safetensors: not a readable safetensors file"):
+        hf_to_nanotron(bad, tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".aurora-m-run.json").write_text("{}")
+    inside = cli("convert", "hf-to-nanotron", str(src), str(run / "cap" / "nt"))
+    assert inside.returncode == 2 and "inside the run folder" in inside.stderr and not (run / "cap").exists()

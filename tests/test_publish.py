@@ -341,3 +341,13 @@ def test_publish_yaml_mistakes_are_one_line(recipe_copy, key, value, words):
     result = cli("validate", str(recipe_copy))
     assert result.returncode == 2 and words in result.stderr and "publish.yaml" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_dry_run_never_replaces_away_a_file_of_the_users(tiny_run, tmp_path):
+    out = tmp_path / "dry"
+    assert main(["publish", str(tiny_run), "--variant", "aurora-m-tiny-base", "--dry-run", "--out", str(out)]) == 0
+    (out / "my_notes.txt").write_text("precious")
+    again = cli("publish", str(tiny_run), "--variant", "aurora-m-tiny-base", "--dry-run", "--out", str(out),
+                "--overwrite")
+    assert again.returncode == 2 and "my_notes.txt" in again.stderr and "Traceback" not in again.stderr
+    assert (out / "my_notes.txt").read_text() == "precious"

@@ -174,3 +174,16 @@ def test_helpfulness_share_mixes_general_instructions(tmp_path, data_files):
     assert report["rows_by_source"] == {"pairs": 6, "helpful": 4}  # 0.4 of 10 rows: 6 * 0.4 / 0.6 = 4
     assert report["helpfulness"]["rows"] == 4 and report["helpfulness"]["realised"] == 0.4
     assert sum(s == "helpful" for s in rows["source"]) == 4
+
+
+@pytest.mark.parametrize("edit, key", [("lora_target_modules: [q_proj, v_proj]", "lora_target_modules"),
+                                       ("lora_r: 0", "lora_r"), ("lora_dropout: 1.5", "lora_dropout")])
+def test_validate_refuses_lora_keys_peft_would_reject(recipe_copy, edit, key):
+    from conftest import cli
+
+    text = (recipe_copy / "instruct.yaml").read_text(encoding="utf-8")
+    name = edit.split(":")[0]
+    lines = [edit if line.startswith(name + ":") else line for line in text.splitlines()]
+    (recipe_copy / "instruct.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = cli("validate", str(recipe_copy))
+    assert result.returncode == 2 and f"instruct.yaml: {key}" in result.stderr and "Traceback" not in result.stderr

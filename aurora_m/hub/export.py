@@ -17,7 +17,7 @@ from pathlib import Path
 from .. import __version__
 from ..args import PublishArguments
 from ..errors import RecipeError
-from ..io import atomic_dir, check_output_dir, read_json, write_json
+from ..io import atomic_dir, check_output_dir, read_json, unlisted_files, write_json
 from ..layout import DatasetDir, ExportDir, StageDir
 from .card import build_card
 
@@ -109,21 +109,9 @@ def _copy_model(model_dir: Path, dest: Path, run_root: Path) -> None:
         raise RecipeError(model_dir, None, "has no safetensors weights to publish")
 
 
-def _foreign_files(out_dir: str | Path):
+def foreign_files(out_dir: str | Path):
     """An ownership check for an earlier export: files we did not write in it are never replaced away."""
-    def check(marker: dict) -> str | None:
-        root = Path(out_dir)
-        ours = {f["path"] if isinstance(f, dict) else f for f in marker.get("files", [])} | {ExportDir.MARKER}
-        # folders (assets/) are ours when every file in them is: only files are compared
-        foreign = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                         if not p.is_dir() and p.relative_to(root).as_posix() not in ours)
-        if foreign:
-            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-            return (f"holds files aurora-m did not write ({shown}): move them elsewhere first; "
-                    f"nothing was changed")
-        return None
-
-    return check
+    return unlisted_files(out_dir, ExportDir.MARKER)
 
 
 def _plots(variant: Variant) -> dict[str, str | None]:
@@ -149,7 +137,7 @@ def export_variant(variant: Variant, publish_args: PublishArguments, out_dir: st
     ``overwrite``, and the old one stays in place until the new one is complete.
     """
     out_dir = check_output_dir(out_dir, "--out", ExportDir.MARKER, overwrite=overwrite,
-                               owner_check=_foreign_files(out_dir))
+                               owner_check=foreign_files(out_dir))
     run_root = Path(run_root or Path(variant.model_dir).parent.parent).resolve()
     with atomic_dir(out_dir) as tmp:
         export = ExportDir(tmp)

@@ -38,6 +38,7 @@ from ..layout import ExportDir
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+HUB_TIMEOUT_S = 300.0  # one read / write on the Hub's connection, not a whole upload
 GITATTRIBUTES = ".gitattributes"
 # never pushed, whatever a folder holds: pickles, torch checkpoints, optimizer / scheduler / RNG states
 EXCLUDED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -106,7 +107,12 @@ def plan_push(export_dir: str | Path) -> PushPlan:
 
 def write_dry_run(plan: PushPlan, out_dir: str | Path, overwrite: bool = False) -> Path:
     """Write exactly the files the commit would hold into ``out_dir`` (plus our marker, never pushed)."""
-    out_dir = check_output_dir(out_dir, "--out", ExportDir.MARKER, overwrite=overwrite)
+    from .export import foreign_files
+
+    # an earlier dry run (or export) of ours is replaced only with --overwrite, and never when it holds files
+    # the user put there
+    out_dir = check_output_dir(out_dir, "--out", ExportDir.MARKER, overwrite=overwrite,
+                               owner_check=foreign_files(out_dir))
     with atomic_dir(out_dir) as tmp:
         for name, src in plan.files.items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
@@ -202,6 +208,22 @@ def _landed(api, plan: PushPlan, parent: str) -> str | None:
     return None
 
 
+def _bound_waits() -> None:
+    """huggingface_hub's HTTP client waits forever for an answer (timeout None): a Hub (or proxy) that accepts the
+    connection and never answers would hang the push silently. Each read, write and connect gets a limit instead
+    (``AURORA_M_HUB_TIMEOUT_S``, default 300 s per operation, not per upload), and a timeout is retried like any
+    network error."""
+    import os
+
+    import httpx2
+    from huggingface_hub.utils import get_session
+
+    session = get_session()
+    if session.timeout.read is None:
+        limit = float(os.environ.get("AURORA_M_HUB_TIMEOUT_S", HUB_TIMEOUT_S))
+        session.timeout = httpx2.Timeout(limit, connect=min(limit, 30.0))
+
+
 def push(plan: PushPlan, *, overwrite: bool = False, retries: int = 5, backoff_s: float = 1.0) -> str:
     """Push ``plan`` as one commit; returns the commit URL. See the module docstring for the steps."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard, get_token
@@ -212,6 +234,7 @@ def push(plan: PushPlan, *, overwrite: bool = False, retries: int = 5, backoff_s
     token = get_token()
     if not token:
         raise RecipeError(None, None, f"no Hugging Face token: log in {LOGIN} with a token that has write access")
+    _bound_waits()
     api, retry = HfApi(token=token), Retrier(retries, backoff_s)
     card_path = ExportDir(plan.export_dir).card
     try:

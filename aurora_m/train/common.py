@@ -98,6 +98,8 @@ def _train_and_save(trainer, dirs: StageDir, title: str, after_save) -> Path:
             shutil.rmtree(old)
         else:
             os.replace(partial, dirs.model)
+            # a kill between the two renames above, in an earlier run, left the older model here
+            shutil.rmtree(dirs.model_previous, ignore_errors=True)
         history = trainer.state.log_history
         write_json(dirs.log_history, history)
         if any("loss" in e for e in history):

@@ -17,6 +17,7 @@ from ..errors import RecipeError
 logger = logging.getLogger(__name__)
 
 GPT_BIGCODE_TARGETS = ["c_attn", "c_proj", "c_fc"]
+GPT_BIGCODE_LINEAR = ("c_attn", "c_proj", "c_fc")  # every nn.Linear of a GPTBigCode block (lm_head is tied)
 
 
 def lora_config(model_args: ModelArguments, config_file="<stage config>"):

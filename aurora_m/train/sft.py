@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..args import ModelArguments, SFTDataArguments
 from ..data.build import build_sft_dataset
+from ..errors import RecipeError
 from ..io import replace_dir
 from ..layout import TRAINING_ARGS_PICKLE, DatasetDir, StageDir
 from ..tokenizer import load_tokenizer
@@ -49,11 +50,18 @@ def build_sft_trainer(model_args: ModelArguments, data_args: SFTDataArguments, s
         logger.info("messages rows: assistant_only_loss on (the loss covers the replies and their EOS only)")
         sft_config.assistant_only_loss = True
     peft = lora_config(model_args, config_file)
+    targets = [peft.target_modules] if peft and isinstance(peft.target_modules, str) else \
+        sorted(peft.target_modules) if peft else []
     logger.info("%s: %s parameters%s, %d rows", title, f"{parameter_count(model):,}",
-                f", LoRA r={peft.r} on {', '.join(peft.target_modules)}" if peft else "", len(train_ds))
+                f", LoRA r={peft.r} on {', '.join(targets)}" if peft else "", len(train_ds))
     keep_token_out_of_files(sft_config)
-    trainer = SFTTrainer(model=model, args=sft_config, train_dataset=train_ds, processing_class=tokenizer,
-                         peft_config=peft)
+    try:
+        trainer = SFTTrainer(model=model, args=sft_config, train_dataset=train_ds, processing_class=tokenizer,
+                             peft_config=peft)
+    except ValueError as err:  # peft refusing the LoRA keys (no such module, a bad rank): the recipe's mistake
+        if peft is None or not type(err).__module__.startswith("peft"):
+            raise
+        raise RecipeError(config_file, "lora_*", str(err)[:300]) from None
     return trainer, dirs
 
 

@@ -17,13 +17,14 @@ in and by one 5 GB output shard on the way out.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 from pathlib import Path
 
 from ...errors import RecipeError
-from ...io import atomic_dir, check_output_dir, read_json_or_none
+from ...io import atomic_dir, check_output_dir, read_json_or_none, unlisted_files
 from . import PINNED_COMMIT
 from .checkpoint import (
     CHECKPOINT_METADATA,
@@ -86,10 +87,22 @@ class HFReader:
     def get(self, key: str):
         from safetensors import safe_open
 
-        with safe_open(self.file_of(key), framework="pt") as f:
+        with readable(self.file_of(key)), safe_open(self.file_of(key), framework="pt") as f:
             if key not in f.keys():
                 raise RecipeError(self.file_of(key), key, "tensor missing: not a GPTBigCode checkpoint")
             return f.get_tensor(key)
+
+
+@contextlib.contextmanager
+def readable(path: Path):
+    """A damaged safetensors file (bad header, cut short) is one line naming it, not safetensors' traceback."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as err:
+        raise RecipeError(path, None, f"not a readable safetensors file ({' '.join(str(err).split())}); "
+                                      f"nothing was written") from None
 
 
 def _write_hf(tensors, dst: Path) -> None:
@@ -128,7 +141,7 @@ def read_param(root: Path, name: str):
         raise RecipeError(root, name, "no file for this parameter: not a nanotron GPTBigCode checkpoint")
     whole = None
     for path in files:
-        with safe_open(path, framework="pt") as f:
+        with readable(path), safe_open(path, framework="pt") as f:
             data, meta = f.get_tensor("data"), f.metadata() or {}
         if "unsharded_shape" not in meta:
             if len(files) > 1:
@@ -166,8 +179,20 @@ def _copy_carried(src: Path, dst: Path) -> list[str]:
     return copied
 
 
-def _check_dst(dst: Path, overwrite: bool) -> None:
-    check_output_dir(dst, "the conversion's output folder", OURS, overwrite=overwrite)
+def _check_dst(src: Path, dst: Path, overwrite: bool) -> None:
+    src_r, dst_r = src.resolve(), dst.resolve()
+    if dst_r == src_r or dst_r.is_relative_to(src_r) or src_r.is_relative_to(dst_r):
+        raise RecipeError(dst, None, f"the output folder overlaps the source {src}: replacing it would destroy "
+                                     f"what is being converted; choose a folder outside it")
+    # an earlier conversion of ours is replaced only with overwrite, and never when the user added files to it
+    check_output_dir(dst, "the conversion's output folder", OURS, overwrite=overwrite,
+                     owner_check=unlisted_files(dst, OURS))
+
+
+def _mark(tmp: Path, record: dict) -> None:
+    """The marker that makes the folder ours, listing every file written (so files added later are not ours)."""
+    files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
+    (tmp / OURS).write_text(json.dumps({**record, "files": files}, indent=2))
 
 
 # ----------------------------------------------------------------------------- the two directions
@@ -193,10 +218,10 @@ def hf_to_nanotron(src: str | Path, dst: str | Path, *, tp: int = 1, n_positions
                                         f"({config.vocab_size}) and the MLP width ({config.n_inner})")
     if n_positions is not None:
         if not 0 < n_positions <= rows:
-            raise RecipeError(None, "--n-positions", f"{n_positions}: the model has {rows} learned positions; "
-                                                     "positions can be trimmed, not added")
+            raise RecipeError(None, "--n-positions", f"{n_positions}: expected 1 to {rows} (the model's learned "
+                                                     "positions: they can be trimmed, not added)")
         config.max_position_embeddings = n_positions
-    _check_dst(dst, overwrite)
+    _check_dst(src, dst, overwrite)
     layout = params(config.num_hidden_layers, config.hidden_size, config.head_dim)
     dtype = None
     with atomic_dir(dst) as tmp:
@@ -224,10 +249,9 @@ def hf_to_nanotron(src: str | Path, dst: str | Path, *, tp: int = 1, n_positions
                           "last_stage_idx": None, "data_stages": []}}
         (tmp / CHECKPOINT_METADATA).write_text(json.dumps(meta, indent=2, sort_keys=True))
         carried = _copy_carried(src, tmp / CARRIED_DIR)
-        (tmp / OURS).write_text(json.dumps({"written_by": "aurora-m convert hf-to-nanotron", "source": str(src),
-                                            "nanotron_commit": PINNED_COMMIT, "tp": tp, "dtype": str(dtype),
-                                            "n_positions": config.max_position_embeddings, "carried": carried,
-                                            **(note or {})}, indent=2))
+        _mark(tmp, {"written_by": "aurora-m convert hf-to-nanotron", "source": str(src),
+                    "nanotron_commit": PINNED_COMMIT, "tp": tp, "dtype": str(dtype),
+                    "n_positions": config.max_position_embeddings, "carried": carried, **(note or {})})
     logger.info("converted %s -> %s (nanotron layout, TP=%d, %d tensors, %d positions)", src, dst, tp, len(layout),
                 config.max_position_embeddings)
     return dst
@@ -240,7 +264,7 @@ def nanotron_to_hf(src: str | Path, dst: str | Path, *, overwrite: bool = False)
 
     src, dst = Path(src), Path(dst)
     config = read_config(src)
-    _check_dst(dst, overwrite)
+    _check_dst(src, dst, overwrite)
     layout = params(config.num_hidden_layers, config.hidden_size, config.head_dim)
     by_hf: dict[str, list] = {}
     for p in layout:
@@ -269,7 +293,7 @@ def nanotron_to_hf(src: str | Path, dst: str | Path, *, overwrite: bool = False)
             hf["dtype"] = str(next(iter(dtypes))).removeprefix("torch.")
         (tmp / HF_CONFIG).write_text(json.dumps(hf, indent=2, sort_keys=True))
         carried = _copy_carried(src / CARRIED_DIR, tmp)
-        (tmp / OURS).write_text(json.dumps({"written_by": "aurora-m convert nanotron-to-hf", "source": str(src),
-                                            "nanotron_commit": PINNED_COMMIT, "carried": carried}, indent=2))
+        _mark(tmp, {"written_by": "aurora-m convert nanotron-to-hf", "source": str(src),
+                    "nanotron_commit": PINNED_COMMIT, "carried": carried})
     logger.info("converted %s -> %s (transformers folder, %d tensors)", src, dst, len(by_hf))
     return dst
