@@ -187,3 +187,19 @@ def test_validate_refuses_lora_keys_peft_would_reject(recipe_copy, edit, key):
     (recipe_copy / "instruct.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = cli("validate", str(recipe_copy))
     assert result.returncode == 2 and f"instruct.yaml: {key}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_chats_with_other_turn_keys_are_counted_and_say_which_keys_were_expected(data_files, caplog):
+    from aurora_m.args import SourceSpec
+    from aurora_m.data.sources import read_source
+    from aurora_m.errors import RecipeError
+
+    spec = SourceSpec(name="chats", path=str(data_files["chats"]), format="messages", messages_field="conversations")
+    good = SourceSpec(name="chats", path=str(data_files["chats"]), format="messages", messages_field="conversations",
+                      role_field="from", content_field="value")
+    assert read_source(good, "test", "sft_sources")[1].kept == len(CHATS)
+
+    with pytest.raises(RecipeError, match="no documents left"):
+        read_source(spec, "test", "sft_sources")  # every row is set aside: the stage cannot train on nothing
+    assert f"{len(CHATS)} row(s) removed whose conversations is not a chat" in caplog.text
+    assert "'role' and 'content' keys" in caplog.text

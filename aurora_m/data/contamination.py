@@ -43,6 +43,10 @@ def test_prompts(sources: list[dict], config_file: str) -> list[TestPrompt]:
     """The prompts of every contamination source: instructions (format: instruction), texts, first user turns."""
     import numpy as np
 
+    if not sources:
+        logger.warning("%s: no contamination_sources: this stage's training data is not checked for held-out test "
+                       "prompts (list the red-team test split and the eval prompts there)", config_file)
+
     prompts = []
     for raw in sources:
         spec = SourceSpec(**raw)
@@ -95,9 +99,9 @@ def leaks_in(index, text: str) -> list:
 
 def check_rows(rows: Iterable[tuple[str, str]], sources: list[dict], threshold: float, config_file) -> int:
     """Fail when any (row id, text) leaks a test prompt; returns the number of test prompts checked against."""
-    if not sources:
+    prompts = test_prompts(sources, str(config_file))  # none listed: a warning says the check is off
+    if not prompts:
         return 0
-    prompts = test_prompts(sources, str(config_file))
     index = leakage_index(prompts, threshold)
     leaks = [(row_id, match) for row_id, text in rows for match in leaks_in(index, text)]
     if leaks:

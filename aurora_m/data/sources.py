@@ -23,7 +23,7 @@ import numpy as np
 from ..args import SourceSpec
 from ..errors import RecipeError
 from ..hub_errors import explain_hub_errors
-from .formats import chat_turns, instruction_prompt, instruction_text, messages_text
+from .formats import ROLE_NAMES, chat_turns, instruction_prompt, instruction_text, messages_text
 
 logger = logging.getLogger(__name__)
 
@@ -364,7 +364,9 @@ def read_source(spec: SourceSpec, config_file: str, key: str, *,
         raise error from err
     if not_text:
         shown = ", ".join(map(str, not_text[:MAX_NOTED_ROWS])) + (", ..." if len(not_text) > MAX_NOTED_ROWS else "")
-        note = f"{len(not_text)} row(s) removed whose {'/'.join(needed)} is not a string (rows {shown})"
+        what = (f"is not a chat (a list of turns with string '{spec.role_field}' and '{spec.content_field}' keys, "
+                f"roles {'/'.join(ROLE_NAMES)})" if spec.format == "messages" else "is not a string")
+        note = f"{len(not_text)} row(s) removed whose {'/'.join(needed)} {what} (rows {shown})"
         report.notes.append(note)
         logger.warning("%s: %s: %s", spec.path or spec.dataset, where, note)
     if report.kept == 0:
