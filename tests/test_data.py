@@ -9,7 +9,7 @@ import pytest
 
 from aurora_m.args import SourceSpec
 from aurora_m.data.formats import instruction_text
-from aurora_m.data.sources import in_heldout, load_source
+from aurora_m.data.sources import in_heldout, load_source, read_source
 from aurora_m.errors import RecipeError
 
 TINY_DATA = Path(__file__).resolve().parents[1] / "recipes" / "aurora-m-tiny" / "data"
@@ -61,9 +61,12 @@ def test_instruction_sources_use_the_papers_template(tmp_path):
     path = tmp_path / "rt.jsonl"
     path.write_text(json.dumps({"instruction": "Do harm?", "response": "No, because...", "category": "c"}) + "\n")
     spec = SourceSpec(name="rt", path=str(path), format="instruction")
-    ds, _ = load_source(spec, "x.yaml", "sft_sources", prompt_completion=True)
-    assert ds[0]["prompt"] == "### Instruction:\nDo harm?\n### Response:\n"
-    assert ds[0]["prompt"] + ds[0]["completion"] == instruction_text("Do harm?", "No, because...")
+    ds, _ = load_source(spec, "x.yaml", "mixture")  # CAT's document
+    assert ds[0]["text"] == "### Instruction:\nDo harm?\n### Response:\nNo, because..."
+    assert ds[0]["text"] == instruction_text("Do harm?", "No, because...")
     assert ds[0]["category"] == "c"
+    docs, _ = read_source(spec, "x.yaml", "sft_sources", prompt_completion=True)  # SFT's chat
+    assert docs.to_chats()[0]["messages"] == [{"role": "user", "content": "Do harm?"},
+                                              {"role": "assistant", "content": "No, because..."}]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aurora_m.args import SourceSpec
-from aurora_m.data.sources import load_source
+from aurora_m.data.sources import load_source, read_source
 from aurora_m.errors import RecipeError
 from aurora_m.hub_errors import explain_hub_errors
 
@@ -112,8 +112,8 @@ def test_instruction_fields_that_are_not_strings(tmp_path):
     pairs = [("Q1", "A1"), (3, "A2"), ("Q3", {"a": 1}), ("Q4", " ")]
     path.write_text("".join(json.dumps({"instruction": i, "response": r}) + "\n" for i, r in pairs))
     spec = SourceSpec(name="rt", path=str(path), format="instruction")
-    ds, report = load_source(spec, "sft.yaml", "sft_sources", prompt_completion=True)
-    assert len(ds) == 1 and report.removed_not_text == 2 and report.removed_empty == 1
+    docs, report = read_source(spec, "sft.yaml", "sft_sources", prompt_completion=True)
+    assert len(docs.to_chats()) == 1 and report.removed_not_text == 2 and report.removed_empty == 1
 
 
 # ----------------------------------------------------------------------------- the Hub

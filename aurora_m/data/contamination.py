@@ -55,7 +55,7 @@ def test_prompts(sources: list[dict], config_file: str) -> list[TestPrompt]:
         if spec.format == "instruction":
             texts = batch[spec.instruction_field]
         elif spec.format == "messages":
-            texts = [next(t["content"] for t in docs._turns(m) if t["role"] == "user")
+            texts = [next(t["content"] for t in docs.turns(m) if t["role"] == "user")
                      for m in batch[spec.messages_field]]
         else:
             texts = docs.texts(np.arange(len(docs)))

@@ -23,7 +23,7 @@ import numpy as np
 from ..args import SourceSpec
 from ..errors import RecipeError
 from ..hub_errors import explain_hub_errors
-from .formats import ROLE_NAMES, chat_turns, instruction_prompt, instruction_text, messages_text
+from .formats import ROLE_NAMES, chat_turns, instruction_text, messages_text
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +62,11 @@ class SourceDocs:
         if self.spec.format == "text":
             return batch[self.spec.text_field]
         if self.spec.format == "messages":
-            return [messages_text(self._turns(m)) for m in batch[self.spec.messages_field]]
+            return [messages_text(self.turns(m)) for m in batch[self.spec.messages_field]]
         return [instruction_text(i, r)
                 for i, r in zip(batch[self.spec.instruction_field], batch[self.spec.response_field])]
 
-    def _turns(self, value) -> list[dict]:
+    def turns(self, value) -> list[dict]:
         return chat_turns(value, self.spec.role_field, self.spec.content_field)
 
     def categories(self) -> list[str]:
@@ -85,7 +85,7 @@ class SourceDocs:
 
         batch = self.table[self.rows.tolist()]
         if self.spec.format == "messages":
-            chats = [self._turns(m) for m in batch[self.spec.messages_field]]
+            chats = [self.turns(m) for m in batch[self.spec.messages_field]]
         elif self.spec.format == "instruction":
             chats = [[{"role": "user", "content": i.strip()}, {"role": "assistant", "content": r.strip()}]
                      for i, r in zip(batch[self.spec.instruction_field], batch[self.spec.response_field])]
@@ -93,19 +93,11 @@ class SourceDocs:
             raise ValueError(f"source {self.spec.name}: format {self.spec.format!r} holds no chats")
         return Dataset.from_dict({"messages": chats, "category": self.categories()})
 
-    def to_dataset(self, prompt_completion: bool = False):
-        """The kept documents in memory: ``text`` (or ``prompt``/``completion``) and ``category``."""
+    def to_dataset(self):
+        """The kept documents in memory as training text, with their ``category``."""
         from datasets import Dataset
 
-        rows, categories = self.rows.tolist(), self.categories()
-        if not prompt_completion:
-            return Dataset.from_dict({"text": self.texts(np.arange(len(self))), "category": categories})
-        batch = self.table[rows]
-        return Dataset.from_dict({
-            "prompt": [instruction_prompt(i) for i in batch[self.spec.instruction_field]],
-            "completion": [r.strip() for r in batch[self.spec.response_field]],
-            "category": categories,
-        })
+        return Dataset.from_dict({"text": self.texts(np.arange(len(self))), "category": self.categories()})
 
 
 def text_hash(text: str) -> int:
@@ -344,7 +336,7 @@ def read_source(spec: SourceSpec, config_file: str, key: str, *,
                               f"(columns: {', '.join(ds.column_names)})")
     if prompt_completion and text_format:
         raise RecipeError(config_file, f"{where}.format", "SFT sources need format: instruction or messages")
-    rule = heldout_rule(spec, config_file, key) if spec.take == "heldout" or spec.holdout_fraction else None
+    rule = heldout_rule(spec, config_file, key)
     needed = list(dict.fromkeys(v for k, v in needed.items() if k != "category_field"))
     if len(ds) == 0:
         if spec.path:
@@ -355,7 +347,7 @@ def read_source(spec: SourceSpec, config_file: str, key: str, *,
     table = ds.select_columns(needed + ([spec.category_field] if has_category else []))
     report = SourceReport(name=spec.name, docs_read=len(ds))
     try:
-        rows, not_text = _scan(table, spec, report, rule or HeldOutRule(0.0))
+        rows, not_text = _scan(table, spec, report, rule)
     except UnicodeDecodeError as err:  # Arrow keeps invalid bytes: they fail only once decoded, here
         error = _diagnosed(spec, config_file, where) if spec.path else None
         if error is None:
@@ -448,8 +440,8 @@ def load_rows(spec: SourceSpec, config_file: str, key: str):
     return _load(spec, config_file, key)
 
 
-def load_source(spec: SourceSpec, config_file: str, key: str, *, prompt_completion: bool = False):
-    """Documents of one source as an in-memory Dataset with ``text`` (or ``prompt``/``completion``) and
-    ``category``, plus a report. For large sources prefer :func:`read_source` (texts stay on disk)."""
-    docs, report = read_source(spec, config_file, key, prompt_completion=prompt_completion)
-    return docs.to_dataset(prompt_completion), report
+def load_source(spec: SourceSpec, config_file: str, key: str):
+    """Documents of one source as an in-memory Dataset with ``text`` and ``category``, plus a report. For large
+    sources prefer :func:`read_source` (texts stay on disk); SFT reads chats with :meth:`SourceDocs.to_chats`."""
+    docs, report = read_source(spec, config_file, key)
+    return docs.to_dataset(), report

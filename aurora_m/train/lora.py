@@ -16,7 +16,6 @@ from ..errors import RecipeError
 
 logger = logging.getLogger(__name__)
 
-GPT_BIGCODE_TARGETS = ["c_attn", "c_proj", "c_fc"]
 GPT_BIGCODE_LINEAR = ("c_attn", "c_proj", "c_fc")  # every nn.Linear of a GPTBigCode block (lm_head is tied)
 
 
@@ -31,7 +30,7 @@ def lora_config(model_args: ModelArguments, config_file="<stage config>"):
                                                    "(pipeline.yaml inputs) or model_name_or_path")
     config = get_peft_config(model_args)
     if not config.target_modules:
-        config.target_modules = list(GPT_BIGCODE_TARGETS)
+        config.target_modules = list(GPT_BIGCODE_LINEAR)
     return config
 
 
