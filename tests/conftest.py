@@ -1,7 +1,8 @@
-"""Shared fixtures: offline settings, the README's tiny-run command, and one tiny run per session."""
+"""Shared fixtures: offline settings, the README's tiny-run command, one tiny run per session, and log capture."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
@@ -70,3 +71,18 @@ def edit_yaml(path: Path, old: str, new: str) -> None:
     text = path.read_text(encoding="utf-8")
     assert re.search(re.escape(old), text), f"{old!r} not in {path}"
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+@pytest.fixture()
+def logs(caplog):
+    """Every log line at DEBUG, ours (which do not propagate to the root) and the libraries'."""
+    loggers = [logging.getLogger(name) for name in ("aurora_m", "huggingface_hub", "httpx2", "")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(caplog.handler)
+        lg.setLevel(logging.DEBUG)
+    caplog.handler.setLevel(logging.DEBUG)
+    yield caplog
+    for lg, level in zip(loggers, levels):
+        lg.removeHandler(caplog.handler)
+        lg.setLevel(level)

@@ -96,7 +96,7 @@ def test_missing_file(tmp_path):
     assert ": no such file" in read_error(path)
 
 
-def test_text_that_is_not_a_string_is_removed_and_reported(tmp_path, caplog):
+def test_text_that_is_not_a_string_is_removed_and_reported(tmp_path, logs):
     path = tmp_path / "en.jsonl"
     values = ["first", 5, {"nested": "dict"}, "", None, ["a", "list"], "last"]
     path.write_text("".join(json.dumps({"text": v}) + "\n" for v in values))
@@ -104,7 +104,7 @@ def test_text_that_is_not_a_string_is_removed_and_reported(tmp_path, caplog):
     assert list(ds["text"]) == ["first", "last"]
     assert report.removed_not_text == 3 and report.removed_empty == 2 and report.kept == 2
     assert report.notes == ["3 row(s) removed whose text is not a string (rows 2, 3, 6)"]
-    assert "rows 2, 3, 6" in caplog.text
+    assert "rows 2, 3, 6" in logs.text
 
 
 def test_instruction_fields_that_are_not_strings(tmp_path):

@@ -257,19 +257,14 @@ def build(out: Path, mix: list[dict], **keys) -> DatasetDir:
     return DatasetDir(build_corpus(ModelArguments(tokenizer_train_files=tokenizer), args, out))
 
 
-def test_windows_are_capped_and_a_language_held_out_at_zero_gets_none(tmp_path, caplog):
-    caplog.set_level(logging.INFO)
-    logging.getLogger("aurora_m.data.corpus").addHandler(caplog.handler)
-    try:
-        data = build(tmp_path / "data", [{"name": "en", "path": str(TINY_DATA / "en.jsonl"), "holdout_fraction": 0.1},
-                                         {"name": "fi", "path": str(TINY_DATA / "fi.jsonl")}], heldout_blocks=4)
-    finally:
-        logging.getLogger("aurora_m.data.corpus").removeHandler(caplog.handler)
+def test_windows_are_capped_and_a_language_held_out_at_zero_gets_none(tmp_path, logs):
+    data = build(tmp_path / "data", [{"name": "en", "path": str(TINY_DATA / "en.jsonl"), "holdout_fraction": 0.1},
+                                     {"name": "fi", "path": str(TINY_DATA / "fi.jsonl")}], heldout_blocks=4)
     note = json.loads(data.heldout_json.read_text())["languages"]
     assert note["en"]["windows"] == 4 and np.load(data.heldout_tokens("en")).shape == (4, 64)  # 16 were there
     assert note["fi"] == {"windows": 0, "documents": 0, "tokens": 0, "sources": []}
     assert not data.heldout_tokens("fi").exists()
-    assert "fi 0 (holdout_fraction 0)" in caplog.text
+    assert "fi 0 (holdout_fraction 0)" in logs.text
     assert json.loads(data.filter_report_json.read_text())["heldout_windows"] == {"en": 4, "fi": 0}
     assert list(heldout_eval_sets(data)) == ["en"]
 

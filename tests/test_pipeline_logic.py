@@ -176,7 +176,7 @@ def test_a_second_run_on_the_same_folder_is_refused_naming_the_holder(toy_recipe
     assert run(toy_recipe, out) == 0  # released: the next run goes ahead
 
 
-def test_a_lock_left_by_a_dead_process_is_taken_over_and_its_temp_files_removed(toy_recipe, tmp_path, caplog):
+def test_a_lock_left_by_a_dead_process_is_taken_over_and_its_temp_files_removed(toy_recipe, tmp_path):
     out = tmp_path / "run"
     assert run(toy_recipe, out) == 0
     dead = 2**22 + 12345  # above pid_max's default: no such process

@@ -39,21 +39,6 @@ def hub(monkeypatch):
         yield fake
 
 
-@pytest.fixture()
-def logs(caplog):
-    """Every log line at DEBUG, ours (which do not propagate to the root) and the libraries'."""
-    loggers = [logging.getLogger(name) for name in ("aurora_m", "huggingface_hub", "httpx2", "")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(caplog.handler)
-        lg.setLevel(logging.DEBUG)
-    caplog.handler.setLevel(logging.DEBUG)
-    yield caplog
-    for lg, level in zip(loggers, levels):
-        lg.removeHandler(caplog.handler)
-        lg.setLevel(level)
-
-
 def export_dir(run: Path, variant: str) -> Path:
     entry = next(v for v in json.loads((run / "summary.json").read_text())["variants"] if v["name"] == variant)
     return (run / entry["model_card"]).parent

@@ -189,7 +189,7 @@ def test_validate_refuses_lora_keys_peft_would_reject(recipe_copy, edit, key):
     assert result.returncode == 2 and f"instruct.yaml: {key}" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_chats_with_other_turn_keys_are_counted_and_say_which_keys_were_expected(data_files, caplog):
+def test_chats_with_other_turn_keys_are_counted_and_say_which_keys_were_expected(data_files, logs):
     from aurora_m.args import SourceSpec
     from aurora_m.data.sources import read_source
     from aurora_m.errors import RecipeError
@@ -201,5 +201,5 @@ def test_chats_with_other_turn_keys_are_counted_and_say_which_keys_were_expected
 
     with pytest.raises(RecipeError, match="no documents left"):
         read_source(spec, "test", "sft_sources")  # every row is set aside: the stage cannot train on nothing
-    assert f"{len(CHATS)} row(s) removed whose conversations is not a chat" in caplog.text
-    assert "'role' and 'content' keys" in caplog.text
+    assert f"{len(CHATS)} row(s) removed whose conversations is not a chat" in logs.text
+    assert "'role' and 'content' keys" in logs.text
