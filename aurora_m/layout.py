@@ -199,6 +199,11 @@ class StageDir:
         return self.root / "nanotron-init"
 
     @property
+    def nanotron_logs(self) -> Path:
+        """One log per node of a multi-node launch (``train-JOBID-nodeN.log``, appended on a requeue)."""
+        return self.root / "nanotron-logs"
+
+    @property
     def nanotron_config(self) -> Path:
         """The nanotron YAML of the latest launch, as emitted from the stage YAML."""
         return self.root / "nanotron.yaml"

@@ -327,7 +327,13 @@ echo "training on node $SLURM_PROCID"
 sleep "${FAKE_TRAIN_SECONDS:-0}"
 """
 PYTHON = r"""#!/bin/bash
-# the environment's python: checks (-c, -m) run for real, a stage script is recorded
+# the environment's python: checks (-c, -m) run for real; a stage script and aurora-m's own commands (which
+# would train) are recorded, with the launch shape they see
+case "$1 ${2:-}" in
+"-m aurora_m.cli" | "-m aurora_m.engines.nanotron.entry")
+    echo "${FAKE_ENV_NAME:-python}[${SLURM_PROCID:-batch}] $* | nnodes=${AURORA_M_NNODES:-} nproc=${AURORA_M_NPROC_PER_NODE:-} master=${MASTER_ADDR:-}:${MASTER_PORT:-}" >> "$FAKE_CALLS"
+    exit "${FAKE_EXIT:-0}" ;;
+esac
 case "$1" in -c | -m) exec "$REAL_PYTHON" "$@" ;; esac
 echo "python[${SLURM_PROCID:-batch}] $*" >> "$FAKE_CALLS"
 echo "data step on node ${SLURM_PROCID:-batch}"
@@ -441,7 +447,7 @@ def test_launch_slurm_refuses_missing_arguments_with_a_usage_line(slurm):
                  ("pretrain", "recipes/aurora-m-tiny/cap.yaml", str(out), "zero9")):
         result = run(*args)
         assert result.returncode != 0, args
-        assert result.stderr.splitlines()[-2].startswith("usage: sbatch"), (args, result.stderr)
+        assert any(line.startswith("usage: sbatch") for line in result.stderr.splitlines()), (args, result.stderr)
     assert not _calls(calls)  # nothing was started
 
 
@@ -452,3 +458,49 @@ def test_launch_slurm_checks_the_accelerate_config_before_the_data_step(slurm, t
     assert result.returncode == 2, result.stderr
     assert "distributed_type: DEEPSPEED needs deepspeed" in result.stderr
     assert not any(line.startswith("srun") for line in _calls(calls))
+
+
+# ----------------------------------------------------------------------------- launch.slurm, nanotron stages
+NANOTRON = ("nanotron", "recipes/aurora-m-15b/nanotron")
+
+
+def test_launch_slurm_nanotron_checks_then_builds_data_once_then_trains_from_the_batch_shell(slurm, tmp_path):
+    run, calls, out = slurm
+    data_env = tmp_path / "data-venv"
+    (data_env / "bin").mkdir(parents=True)
+    (data_env / "bin" / "python").write_text(PYTHON.replace("#!/bin/bash", "#!/bin/bash\nFAKE_ENV_NAME=datapython"))
+    (data_env / "bin" / "python").chmod(0o755)
+    (data_env / "bin" / "activate").write_text(f'export PATH="{data_env}/bin:$PATH"\n')
+    result = run(*NANOTRON, str(out), "--stage", "cap", "--tp", "4", "--pp", "4",
+                 extra_env={"AURORA_M_DATA_ENV": str(data_env)})
+    assert result.returncode == 0, result.stderr
+    lines = _calls(calls)
+    ours = [line for line in lines if not line.startswith(("srun", "scontrol"))]
+    shape = "| nnodes=2 nproc=4 master=gpu-a:29500"
+    assert ours == [
+        "python[batch] -m aurora_m.engines.nanotron.entry --check | nnodes= nproc= master=gpu-a:29500",
+        f"datapython[0] -m aurora_m.cli data recipes/aurora-m-15b/nanotron --output-dir {out} --stage cap --tp 4 "
+        "--pp 4 | nnodes= nproc= master=gpu-a:29500",  # once, on one node, in the data environment
+        f"python[batch] -m aurora_m.cli train recipes/aurora-m-15b/nanotron --output-dir {out} --stage cap --tp 4 "
+        f"--pp 4 {shape}",  # in the batch shell: its srun torchrun reaches every node
+    ], lines
+    sruns = [line for line in lines if line.startswith("srun ")]
+    assert len(sruns) == 1 and "--nodes=1 --ntasks=1" in sruns[0], sruns
+    assert not (out / "logs").exists()  # the run folder holds only what aurora-m writes
+    assert f"logs in {out}/cap/nanotron-logs" in result.stderr
+
+
+def test_launch_slurm_nanotron_refuses_what_it_cannot_run(slurm, tmp_path):
+    run, calls, out = slurm
+    for args in (("nanotron", "recipes/aurora-m-15b/cap.yaml", str(out), "--stage", "cap"),  # a stage, not a recipe
+                 (*NANOTRON, str(out), "--tp", "4"),  # which stage?
+                 (*NANOTRON, str(out), "zero3", "--stage", "cap")):  # nanotron has no accelerate config
+        result = run(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert any(line.startswith("usage: sbatch") for line in result.stderr.splitlines()), (args, result.stderr)
+    assert not _calls(calls)
+    failed = run(*NANOTRON, str(out), "--stage=cat", extra_env={"FAKE_EXIT": "2"})  # e.g. nanotron not installed
+    assert failed.returncode == 2, failed.stderr
+    started = [line.split(" | ")[0] for line in _calls(calls) if not line.startswith("scontrol show hostnames")]
+    assert started == ["python[batch] -m aurora_m.engines.nanotron.entry --check"]  # nothing after the check
+

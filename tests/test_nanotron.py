@@ -324,6 +324,103 @@ def test_without_nanotron_the_engine_names_its_install_steps():
     assert PINNED_COMMIT in INSTALL
     done = cli("validate", str(TINY / "nanotron"))
     assert done.returncode == 2 and "engine 'nanotron' is not installed" in done.stderr, done.stderr
+    import subprocess
+    import sys
+
+    check = subprocess.run([sys.executable, "-m", "aurora_m.engines.nanotron.entry", "--check"],
+                           capture_output=True, text=True, timeout=120)  # what recipes/launch.slurm runs first
+    assert check.returncode == 2 and "Traceback" not in check.stderr, check.stderr
+    assert check.stderr.strip().splitlines()[-1].startswith("aurora-m nanotron: error: engine: nanotron is not "
+                                                            "importable"), check.stderr
+
+
+def test_the_launch_shape_comes_from_the_environment_and_bad_values_name_their_variable():
+    from aurora_m.engines.nanotron.runner import Nodes, nodes_from_env
+
+    assert nodes_from_env({}, gpus_here=8) == Nodes(1, 8, "localhost:29500", "aurora-m", 0)
+    slurm = {"SLURM_JOB_ID": "77", "SLURM_NNODES": "16", "MASTER_ADDR": "gpu-a", "MASTER_PORT": "29600",
+             "MAX_RESTARTS": "3"}
+    nodes = nodes_from_env(slurm, gpus_here=8)
+    assert nodes == Nodes(16, 8, "gpu-a:29600", "77", 3) and nodes.world_size == 128  # the paper's 128 GPUs
+    assert nodes_from_env({**slurm, "AURORA_M_NNODES": "1", "AURORA_M_NPROC_PER_NODE": "2"}, gpus_here=8).world_size == 2
+    assert nodes_from_env({"SLURM_NNODES": "4"}, gpus_here=8).nnodes == 1  # not inside a job: a leftover variable
+    for env, name in (({"AURORA_M_NNODES": "two"}, "AURORA_M_NNODES"), ({"AURORA_M_NNODES": "0"}, "AURORA_M_NNODES"),
+                      ({"SLURM_JOB_ID": "1", "SLURM_NNODES": "x"}, "SLURM_NNODES"),
+                      ({"MASTER_PORT": "-1"}, "MASTER_PORT")):
+        with pytest.raises(RecipeError, match=f"{name}: expected a whole number"):
+            nodes_from_env(env, gpus_here=8)
+    with pytest.raises(RecipeError, match="nanotron needs GPUs"):
+        nodes_from_env({}, gpus_here=0)
+
+
+def test_one_node_runs_torchrun_and_several_run_it_once_per_node_through_srun(tmp_path, monkeypatch):
+    from aurora_m.engines.nanotron.runner import Nodes, launch_command
+
+    one = launch_command(Path("c.yaml"), Path("tok"), Nodes(1, 8), tmp_path)
+    assert one[1:4] == ["-m", "torch.distributed.run", "--nnodes=1"] and "--standalone" in one
+    assert one[-6:] == ["-m", "aurora_m.engines.nanotron.entry", "--config-file", "c.yaml", "--tokenizer", "tok"]
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun here
+    with pytest.raises(RecipeError, match="16 nodes are launched with srun"):
+        launch_command(Path("c.yaml"), Path("tok"), Nodes(16, 8, "gpu-a:29500", "77"), tmp_path)
+    (tmp_path / "srun").write_text("#!/bin/sh\n")
+    (tmp_path / "srun").chmod(0o755)
+    many = launch_command(Path("c.yaml"), Path("tok"), Nodes(16, 8, "gpu-a:29500", "77", 2), tmp_path / "logs")
+    assert many[:7] == ["srun", "--nodes=16", "--ntasks=16", "--ntasks-per-node=1", "--kill-on-bad-exit=1",
+                        "--open-mode=append", f"--output={tmp_path / 'logs'}/train-%j-node%n.log"]
+    for part in ("--nnodes=16", "--nproc_per_node=8", "--rdzv_backend=c10d", "--rdzv_endpoint=gpu-a:29500",
+                 "--rdzv_id=77", "--max_restarts=2"):
+        assert part in many, part
+    assert not any(a.startswith("--node_rank") for a in many)  # the same command on every node
+
+
+FAKE_SRUN = """#!/bin/bash
+# srun inside a job: the command once per task, in parallel, each task's output in --output (%j, %n expanded)
+ntasks=1 output=""
+while [ $# -gt 0 ]; do
+    case "$1" in --ntasks=*) ntasks=${1#--ntasks=} ;; --output=*) output=${1#--output=} ;; --*) ;; *) break ;; esac
+    shift
+done
+pids=()
+for ((i = 0; i < ntasks; i++)); do
+    out=${output//%j/$SLURM_JOB_ID}; out=${out//%n/$i}
+    "$@" >>"$out" 2>&1 &
+    pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+exit $status
+"""
+
+
+def test_the_multi_node_launch_meets_at_one_rendezvous_with_every_rank_once(tmp_path, monkeypatch):
+    """The srun command run for real (2 'nodes' of 2 processes on this host; no process group, only torchrun's c10d
+    rendezvous), with the entry point swapped for a module that reports each worker's rank."""
+    import socket
+    import subprocess
+
+    from aurora_m.engines.nanotron.runner import Nodes, launch_command
+
+    (tmp_path / "srun").write_text(FAKE_SRUN)
+    (tmp_path / "srun").chmod(0o755)
+    (tmp_path / "report_rank.py").write_text(
+        "import json, os, sys\nprint(json.dumps({k: os.environ[k] for k in "
+        "('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'GROUP_RANK')}), file=sys.stderr)\n")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    command = launch_command(Path("c.yaml"), Path("tok"), Nodes(2, 2, f"127.0.0.1:{port}", "4242"), logs)
+    entry = command.index("aurora_m.engines.nanotron.entry")
+    command[entry:] = ["report_rank"]
+    done = subprocess.run(command, cwd=tmp_path, env={**os.environ, "SLURM_JOB_ID": "4242",
+                                                      "PYTHONPATH": str(tmp_path)}, timeout=300)
+    texts = [(logs / f"train-4242-node{n}.log").read_text() for n in (0, 1)]
+    assert done.returncode == 0, texts
+    ranks = [json.loads(line) for text in texts for line in text.splitlines() if line.startswith("{")]
+    assert sorted(int(r["RANK"]) for r in ranks) == [0, 1, 2, 3], texts
+    assert {r["WORLD_SIZE"] for r in ranks} == {"4"} and {r["GROUP_RANK"] for r in ranks} == {"0", "1"}
 
 
 def test_the_transformers_engine_refuses_parallelism_keys():

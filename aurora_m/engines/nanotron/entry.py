@@ -62,8 +62,11 @@ def follow_this_schedule(trainer) -> None:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config-file", required=True, help="the nanotron YAML the train step emitted")
-    parser.add_argument("--tokenizer", required=True, help="the data step's tokenizer folder")
+    parser.add_argument("--config-file", help="the nanotron YAML the train step emitted")
+    parser.add_argument("--tokenizer", help="the data step's tokenizer folder")
+    parser.add_argument("--check", action="store_true",
+                        help="no training: exit 0 when nanotron and its run_train.py can be loaded here, else one "
+                             "line naming the install steps (exit 2); recipes/launch.slurm runs it first")
     parser.add_argument("--run-train", help="nanotron's run_train.py (default: beside a source install)")
     parser.add_argument("--dump-logits", nargs=2, metavar=("IDS", "OUT"),
                         help="no training: the logits of the loaded model for the token ids in IDS (torch.save of a "
@@ -88,10 +91,17 @@ def dump_logits(trainer, ids_file: str, out_file: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if not args.check and not (args.config_file and args.tokenizer):
+        parser.error("--config-file and --tokenizer are required (or --check)")
     logging.basicConfig(level=logging.INFO)
     try:
         run_train = load_run_train(args.run_train)
+        if args.check:
+            logger.info("nanotron %s and %s load", getattr(require_nanotron(), "__version__", "?"),
+                        run_train.__file__)
+            return 0
         from nanotron.trainer import DistributedTrainer
 
         from .model import classes
