@@ -331,7 +331,8 @@ PYTHON = r"""#!/bin/bash
 # would train) are recorded, with the launch shape they see
 case "$1 ${2:-}" in
 "-m aurora_m.cli" | "-m aurora_m.engines.nanotron.entry")
-    echo "${FAKE_ENV_NAME:-python}[${SLURM_PROCID:-batch}] $* | nnodes=${AURORA_M_NNODES:-} nproc=${AURORA_M_NPROC_PER_NODE:-} master=${MASTER_ADDR:-}:${MASTER_PORT:-}" >> "$FAKE_CALLS"
+    shape="nnodes=${AURORA_M_NNODES:-} nproc=${AURORA_M_NPROC_PER_NODE:-} master=${MASTER_ADDR:-}:${MASTER_PORT:-}"
+    echo "${FAKE_ENV_NAME:-python}[${SLURM_PROCID:-batch}] $* | $shape" >> "$FAKE_CALLS"
     exit "${FAKE_EXIT:-0}" ;;
 esac
 case "$1" in -c | -m) exec "$REAL_PYTHON" "$@" ;; esac

@@ -342,7 +342,8 @@ def test_the_launch_shape_comes_from_the_environment_and_bad_values_name_their_v
              "MAX_RESTARTS": "3"}
     nodes = nodes_from_env(slurm, gpus_here=8)
     assert nodes == Nodes(16, 8, "gpu-a:29600", "77", 3) and nodes.world_size == 128  # the paper's 128 GPUs
-    assert nodes_from_env({**slurm, "AURORA_M_NNODES": "1", "AURORA_M_NPROC_PER_NODE": "2"}, gpus_here=8).world_size == 2
+    one_node = {**slurm, "AURORA_M_NNODES": "1", "AURORA_M_NPROC_PER_NODE": "2"}
+    assert nodes_from_env(one_node, gpus_here=8).world_size == 2
     assert nodes_from_env({"SLURM_NNODES": "4"}, gpus_here=8).nnodes == 1  # not inside a job: a leftover variable
     for env, name in (({"AURORA_M_NNODES": "two"}, "AURORA_M_NNODES"), ({"AURORA_M_NNODES": "0"}, "AURORA_M_NNODES"),
                       ({"SLURM_JOB_ID": "1", "SLURM_NNODES": "x"}, "SLURM_NNODES"),

@@ -7,7 +7,6 @@ everything from ``HfApi`` down is the real library; only the Hub's HTTP answers 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import httpx2
