@@ -75,14 +75,17 @@ def edit_yaml(path: Path, old: str, new: str) -> None:
 
 @pytest.fixture()
 def logs(caplog):
-    """Every log line at DEBUG, ours (which do not propagate to the root) and the libraries'."""
+    """Every log line at DEBUG, once: ours (whose propagation depends on whether an earlier test set up
+    logging) and the libraries'. The named loggers hand records to the capture directly, not via the root."""
     loggers = [logging.getLogger(name) for name in ("aurora_m", "huggingface_hub", "httpx2", "")]
-    levels = [lg.level for lg in loggers]
+    saved = [(lg.level, lg.propagate) for lg in loggers]
     for lg in loggers:
         lg.addHandler(caplog.handler)
         lg.setLevel(logging.DEBUG)
+        lg.propagate = lg.name == "root"
     caplog.handler.setLevel(logging.DEBUG)
     yield caplog
-    for lg, level in zip(loggers, levels):
+    for lg, (level, propagate) in zip(loggers, saved):
         lg.removeHandler(caplog.handler)
         lg.setLevel(level)
+        lg.propagate = propagate

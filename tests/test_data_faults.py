@@ -103,7 +103,8 @@ def test_text_that_is_not_a_string_is_removed_and_reported(tmp_path, logs):
     ds, report = load_source(SourceSpec(name="en", path=str(path)), "cap.yaml", "mixture")
     assert list(ds["text"]) == ["first", "last"]
     assert report.removed_not_text == 3 and report.removed_empty == 2 and report.kept == 2
-    assert report.notes == ["3 row(s) removed whose text is not a string (rows 2, 3, 6)"]
+    assert report.notes == ["2 row(s) removed whose text is missing or blank (rows 4, 5)",
+                            "3 row(s) removed whose text is not a string (rows 2, 3, 6)"]
     assert "rows 2, 3, 6" in logs.text
 
 
@@ -114,6 +115,15 @@ def test_instruction_fields_that_are_not_strings(tmp_path):
     spec = SourceSpec(name="rt", path=str(path), format="instruction")
     docs, report = read_source(spec, "sft.yaml", "sft_sources", prompt_completion=True)
     assert len(docs.to_chats()) == 1 and report.removed_not_text == 2 and report.removed_empty == 1
+    assert report.notes[0] == "1 row(s) removed whose instruction/response is missing or blank (rows 4)"
+
+
+def test_a_note_names_the_first_rows_and_counts_them_all(tmp_path):
+    path = tmp_path / "en.jsonl"
+    path.write_text("".join(json.dumps({"text": " " if i % 2 else "kept"}) + "\n" for i in range(30)))
+    _, report = load_source(SourceSpec(name="en", path=str(path)), "cap.yaml", "mixture")
+    assert report.removed_empty == 15 and report.kept == 15
+    assert report.notes == ["15 row(s) removed whose text is missing or blank (rows 2, 4, 6, 8, 10, ...)"]
 
 
 # ----------------------------------------------------------------------------- the Hub

@@ -48,7 +48,7 @@ def test_the_split_does_not_depend_on_the_files_row_order(tmp_path):
     assert set(_side("heldout", str(shuffled))) == set(_side("heldout"))
 
 
-def test_unknown_categories_and_empty_fields_are_counted_and_reported(tmp_path):
+def test_unknown_categories_and_empty_fields_are_counted_and_reported(tmp_path, logs):
     rows = [json.loads(line) for line in (TINY / "data" / "redteam.jsonl").read_text(encoding="utf-8").splitlines()]
     rows[0]["category"] = "astrology"
     rows[1]["response"] = "   "
@@ -58,6 +58,10 @@ def test_unknown_categories_and_empty_fields_are_counted_and_reported(tmp_path):
     _, report = read_source(SourceSpec(**{**REDTEAM, "path": str(path)}), "test", "sources")
     assert report.removed_unknown_category == 2 and report.removed_empty == 1
     assert any("rows 1, 3" in note and "taxonomy 'aurora-m'" in note for note in report.notes)
+    assert any(note.startswith("1 row(s) removed whose instruction/response is missing") and "(rows 2)" in note
+               for note in report.notes)
+    # the stratified split reads the whole file first; only the stage's own read says what it removed
+    assert logs.text.count("is not a category of taxonomy") == 1, logs.text
 
 
 def _plant(recipe: Path, prompts: list[str]) -> None:

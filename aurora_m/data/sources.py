@@ -153,7 +153,7 @@ def heldout_rule(spec: SourceSpec, config_file: str, key: str) -> HeldOutRule:
     from dataclasses import replace
 
     whole = replace(spec, holdout_fraction=0.0, take="train", max_docs=None, stratify=False)
-    docs, _ = read_source(whole, config_file, key)
+    docs, _ = read_source(whole, config_file, key, log_notes=False)  # the stage's own read reports its rows
     return stratified_rule(docs, spec.holdout_fraction)
 
 
@@ -317,10 +317,11 @@ def _load_fields(spec: SourceSpec):
 
 
 def read_source(spec: SourceSpec, config_file: str, key: str, *,
-                prompt_completion: bool = False) -> tuple[SourceDocs, SourceReport]:
+                prompt_completion: bool = False, log_notes: bool = True) -> tuple[SourceDocs, SourceReport]:
     """The kept documents of one source (texts left on disk) and a report of what was set aside.
 
-    ``config_file``/``key`` name where the source was declared (``key[name]``), for errors.
+    ``config_file``/``key`` name where the source was declared (``key[name]``), for errors. ``log_notes``:
+    say the report's notes in the log (off for a read whose rows are read, and reported, again).
     """
     where = f"{key}[{spec.name}]"
     ds = _load(spec, config_file, where)
@@ -347,7 +348,7 @@ def read_source(spec: SourceSpec, config_file: str, key: str, *,
     table = ds.select_columns(needed + ([spec.category_field] if has_category else []))
     report = SourceReport(name=spec.name, docs_read=len(ds))
     try:
-        rows, not_text = _scan(table, spec, report, rule)
+        rows, not_text = _scan(table, spec, report, rule, log_notes)
     except UnicodeDecodeError as err:  # Arrow keeps invalid bytes: they fail only once decoded, here
         error = _diagnosed(spec, config_file, where) if spec.path else None
         if error is None:
@@ -355,22 +356,22 @@ def read_source(spec: SourceSpec, config_file: str, key: str, *,
                               f"text is not UTF-8 ({err})") from err
         raise error from err
     if not_text:
-        shown = ", ".join(map(str, not_text[:MAX_NOTED_ROWS])) + (", ..." if len(not_text) > MAX_NOTED_ROWS else "")
         what = (f"is not a chat (a list of turns with string '{spec.role_field}' and '{spec.content_field}' keys, "
                 f"roles {'/'.join(ROLE_NAMES)})" if spec.format == "messages" else "is not a string")
-        note = f"{len(not_text)} row(s) removed whose {'/'.join(needed)} {what} (rows {shown})"
+        note = f"{report.removed_not_text} row(s) removed whose {'/'.join(needed)} {what} (rows {_shown(not_text)})"
         report.notes.append(note)
-        logger.warning("%s: %s: %s", spec.path or spec.dataset, where, note)
+        if log_notes:
+            logger.warning("%s: %s: %s", spec.path or spec.dataset, where, note)
     if report.kept == 0:
         raise RecipeError(config_file, where, f"no documents left after splitting/filtering ({report.docs_read} read)")
     return SourceDocs(spec=spec, table=table, rows=rows), report
 
 
-def _scan(table, spec: SourceSpec, report: SourceReport, rule: HeldOutRule):
+def _scan(table, spec: SourceSpec, report: SourceReport, rule: HeldOutRule, log_notes: bool = True):
     """Kept row numbers (file order, 8 bytes each) and the 1-based rows whose text is not a string."""
     from tqdm.auto import tqdm
 
-    kept, not_text, unknown = [], [], []
+    kept, not_text, unknown, empty = [], [], [], []  # the first rows of each kind, for the notes
     heldout = spec.take == "heldout"
     taxonomy = source_taxonomy(spec)
     row = 0
@@ -394,12 +395,13 @@ def _scan(table, spec: SourceSpec, report: SourceReport, rule: HeldOutRule):
             for j, (text, ok) in enumerate(zip(texts, usable)):
                 if ok is None:
                     report.removed_empty += 1
+                    _note_row(empty, row + j + 1)
                 elif ok is False:
                     report.removed_not_text += 1
-                    not_text.append(row + j + 1)
+                    _note_row(not_text, row + j + 1)
                 elif ok == "unknown":
                     report.removed_unknown_category += 1
-                    unknown.append(row + j + 1)
+                    _note_row(unknown, row + j + 1)
                 elif rule(text) != heldout:
                     report.set_aside_by_split += 1
                 elif spec.max_docs is not None and report.kept >= spec.max_docs:
@@ -410,13 +412,30 @@ def _scan(table, spec: SourceSpec, report: SourceReport, rule: HeldOutRule):
             kept.append(row + np.flatnonzero(keep))
             row += len(texts)
             bar.update(len(texts))
-    if unknown:
-        shown = ", ".join(map(str, unknown[:MAX_NOTED_ROWS])) + (", ..." if len(unknown) > MAX_NOTED_ROWS else "")
-        note = (f"{len(unknown)} row(s) removed whose {spec.category_field} is not a category of taxonomy "
-                f"{spec.taxonomy!r} (rows {shown})")
+    if empty:  # common in web corpora, so said without a warning; counted in the report all the same
+        fields = {"text": spec.text_field, "messages": spec.messages_field}.get(
+            spec.format, f"{spec.instruction_field}/{spec.response_field}")
+        note = f"{report.removed_empty} row(s) removed whose {fields} is missing or blank (rows {_shown(empty)})"
         report.notes.append(note)
-        logger.warning("%s: %s", spec.path or spec.dataset, note)
+        if log_notes:
+            logger.info("%s: %s", spec.path or spec.dataset, note)
+    if unknown:
+        note = (f"{report.removed_unknown_category} row(s) removed whose {spec.category_field} is not a category of "
+                f"taxonomy {spec.taxonomy!r} (rows {_shown(unknown)})")
+        report.notes.append(note)
+        if log_notes:
+            logger.warning("%s: %s", spec.path or spec.dataset, note)
     return np.concatenate(kept).astype(np.int64), not_text
+
+
+def _note_row(rows: list[int], row: int) -> None:
+    """Keep the first rows named in a note (one past the limit says there are more): memory stays flat."""
+    if len(rows) <= MAX_NOTED_ROWS:
+        rows.append(row)
+
+
+def _shown(rows: list[int]) -> str:
+    return ", ".join(map(str, rows[:MAX_NOTED_ROWS])) + (", ..." if len(rows) > MAX_NOTED_ROWS else "")
 
 
 def _usable(value) -> bool | None:
