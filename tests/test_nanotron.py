@@ -96,6 +96,26 @@ def test_tp2_shards_are_nanotron_slices_that_reassemble(tiny_hf, tmp_path):
     assert not any("lm_head" in str(p) for p in (tmp_path / "nt").rglob("*.safetensors"))  # tied: not stored
 
 
+def test_a_checkpoint_saved_at_pp2_converts_back_the_same(tiny_hf, tmp_path):
+    """nanotron at PP=2 names each sharded file by the pipeline stage that held the block (replicated ones carry
+    no ranks, as in its save_weights); the export reads whichever stage wrote a parameter."""
+    import re
+
+    src, model = tiny_hf
+    nt = hf_to_nanotron(src, tmp_path / "nt", tp=2)
+    half = model.config.n_layer // 2
+    moved = 0
+    for path in sorted(nt.rglob("*_pp-rank-0-of-1_*.safetensors")):
+        layer = re.search(r"/decoder/(\d+)/", str(path))
+        stage = int(layer is not None and int(layer.group(1)) >= half)
+        path.rename(path.with_name(path.name.replace("pp-rank-0-of-1", f"pp-rank-{stage}-of-2")))
+        moved += stage
+    assert moved > 0
+    nanotron_to_hf(nt, tmp_path / "back")
+    before, after = _tensors(src), _tensors(tmp_path / "back")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
 @pytest.mark.parametrize("tp,tensor_parallel", [(1, False), (2, False), (2, True)])
 def test_reference_forward_gives_transformers_logits(tiny_hf, tmp_path, tp, tensor_parallel):
     src, model = tiny_hf
