@@ -479,7 +479,8 @@ def test_launch_slurm_nanotron_checks_then_builds_data_once_then_trains_from_the
     ours = [line for line in lines if not line.startswith(("srun", "scontrol"))]
     shape = "| nnodes=2 nproc=4 master=gpu-a:29500"
     assert ours == [
-        "python[batch] -m aurora_m.engines.nanotron.entry --check | nnodes= nproc= master=gpu-a:29500",
+        "python[batch] -m aurora_m.engines.nanotron.entry --check --recipe recipes/aurora-m-15b/nanotron --stage cap "
+        "| nnodes= nproc= master=gpu-a:29500",
         f"datapython[0] -m aurora_m.cli data recipes/aurora-m-15b/nanotron --output-dir {out} --stage cap --tp 4 "
         "--pp 4 | nnodes= nproc= master=gpu-a:29500",  # once, on one node, in the data environment
         f"python[batch] -m aurora_m.cli train recipes/aurora-m-15b/nanotron --output-dir {out} --stage cap --tp 4 "
@@ -503,5 +504,6 @@ def test_launch_slurm_nanotron_refuses_what_it_cannot_run(slurm, tmp_path):
     failed = run(*NANOTRON, str(out), "--stage=cat", extra_env={"FAKE_EXIT": "2"})  # e.g. nanotron not installed
     assert failed.returncode == 2, failed.stderr
     started = [line.split(" | ")[0] for line in _calls(calls) if not line.startswith("scontrol show hostnames")]
-    assert started == ["python[batch] -m aurora_m.engines.nanotron.entry --check"]  # nothing after the check
+    assert started == ["python[batch] -m aurora_m.engines.nanotron.entry --check --recipe "
+                       "recipes/aurora-m-15b/nanotron --stage cat"]  # nothing after the check
 

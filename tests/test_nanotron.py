@@ -444,6 +444,18 @@ def test_the_multi_node_launch_meets_at_one_rendezvous_with_every_rank_once(tmp_
     assert {r["WORLD_SIZE"] for r in ranks} == {"4"} and {r["GROUP_RANK"] for r in ranks} == {"0", "1"}
 
 
+def test_a_nanotron_launch_is_refused_for_a_stage_that_does_not_train_on_nanotron():
+    from aurora_m.engines.nanotron.entry import check_stage_engine
+
+    check_stage_engine(str(TINY / "nanotron"), "cat")
+    with pytest.raises(RecipeError, match=r"stage 'sft' runs on transformers, not nanotron \(nanotron stages: cap"):
+        check_stage_engine(str(TINY / "nanotron"), "sft")
+    with pytest.raises(RecipeError, match="no stage named 'capp'"):
+        check_stage_engine(str(TINY / "nanotron"), "capp")
+    with pytest.raises(RecipeError, match="nanotron stages: none"):
+        check_stage_engine(str(TINY), "cap")  # the transformers pipeline
+
+
 def test_the_transformers_engine_refuses_parallelism_keys():
     from aurora_m.train.pretrain import build_trainer
 

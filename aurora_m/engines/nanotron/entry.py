@@ -60,13 +60,30 @@ def follow_this_schedule(trainer) -> None:
         group["lr"] = lr * lam(scheduler.last_epoch)
 
 
+def check_stage_engine(recipe_dir: str, stage_name: str) -> None:
+    """A launch of nanotron on every node is for a stage that trains on nanotron (not, say, an SFT stage that
+    would then run as one process on the first node)."""
+    from ...recipe import load_recipe
+
+    recipe = load_recipe(recipe_dir, check_stages=False)
+    stage = recipe.stage(stage_name)
+    if stage.engine != "nanotron":
+        nanotron = [s.name for s in recipe.stages if s.engine == "nanotron"]
+        raise RecipeError(recipe.file, f"stages[{stage.position}].engine",
+                          f"stage {stage_name!r} runs on {stage.engine}, not nanotron (nanotron stages: "
+                          f"{', '.join(nanotron) or 'none'}); launch it with recipes/launch.slurm pretrain/sft")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", help="the nanotron YAML the train step emitted")
     parser.add_argument("--tokenizer", help="the data step's tokenizer folder")
     parser.add_argument("--check", action="store_true",
-                        help="no training: exit 0 when nanotron and its run_train.py can be loaded here, else one "
-                             "line naming the install steps (exit 2); recipes/launch.slurm runs it first")
+                        help="no training: exit 0 when nanotron and its run_train.py can be loaded here (and, with "
+                             "--recipe and --stage, that stage trains on nanotron), else one line (exit 2); "
+                             "recipes/launch.slurm runs it first")
+    parser.add_argument("--recipe", help="with --check: a pipeline folder")
+    parser.add_argument("--stage", help="with --check: the stage of --recipe that is about to be launched")
     parser.add_argument("--run-train", help="nanotron's run_train.py (default: beside a source install)")
     parser.add_argument("--dump-logits", nargs=2, metavar=("IDS", "OUT"),
                         help="no training: the logits of the loaded model for the token ids in IDS (torch.save of a "
@@ -95,8 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.check and not (args.config_file and args.tokenizer):
         parser.error("--config-file and --tokenizer are required (or --check)")
+    if bool(args.recipe) != bool(args.stage) or (args.recipe and not args.check):
+        parser.error("--recipe and --stage go together, with --check")
     logging.basicConfig(level=logging.INFO)
     try:
+        if args.recipe:
+            check_stage_engine(args.recipe, args.stage)
         run_train = load_run_train(args.run_train)
         if args.check:
             logger.info("nanotron %s and %s load", getattr(require_nanotron(), "__version__", "?"),
