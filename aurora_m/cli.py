@@ -115,17 +115,18 @@ def split_overrides(recipe, overrides: list[str], only: str | None = None) -> di
 
 
 def _pipeline(args, overrides: list[str], check: bool = True, only: str | None = None):
-    """The recipe, checked (with the overrides, before anything runs or moves), as a Pipeline on the run folder."""
+    """The recipe, checked (with the overrides, before anything runs or moves), as a Pipeline on the run folder.
+    ``only``: the one stage whose step ``args.command`` runs (its engine is needed only for an engine step)."""
     from .pipeline import Pipeline
     from .recipe import check_engines, check_stage_config, load_recipe, overrides_to_dict
 
     recipe = load_recipe(args.recipe_dir, check_stages=check)
-    if check:
-        check_engines(recipe)
     restart, resume = _stage_list(getattr(args, "restart", None)), _stage_list(getattr(args, "resume", None))
     chosen = _stage_list(getattr(args, "stages", None)) or ({only} if only else set())
     for name in restart | resume | chosen:
         recipe.stage(name)
+    if check:
+        check_engines(recipe, chosen or None, step=args.command if only else None)
     for flag, names in (("--restart", restart), ("--resume", resume)):
         if chosen and names - chosen:
             raise RecipeError(None, flag, f"{', '.join(sorted(names - chosen))} is not among the stages this command "

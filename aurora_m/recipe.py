@@ -890,9 +890,13 @@ def load_recipe(recipe_dir: str | Path, *, check_stages: bool = True) -> Recipe:
     return recipe
 
 
-def check_engines(recipe: Recipe) -> None:
-    """Every stage's engine is importable here (else one line with the install hint)."""
+def check_engines(recipe: Recipe, stages: set[str] | None = None, step: str | None = None) -> None:
+    """The engine of every stage (or of ``stages``) is importable here, else one line with the install hint.
+    With ``step``, only stages that run that step on their engine are checked: ``aurora-m data`` of a nanotron
+    stage runs where nanotron is not installed (a CPU node, the project's usual environment)."""
     for stage in recipe.stages:
+        if (stages is not None and stage.name not in stages) or (step and not stage.spec.runs_on_engine(step)):
+            continue
         problem = engine_problem(stage.engine)
         if problem:
             raise RecipeError(recipe.file, f"stages[{stage.position}].engine", problem)

@@ -46,11 +46,17 @@ class StageKind:
     # The data step reads source files and a tokenizer, not the input model: it can run (on a CPU node)
     # before the stages upstream have trained; the tokenizer comes from the first stage of the chain.
     data_reads_inputs: bool = True
+    # The steps that run on the stage's engine; the others (the data step: datatrove and a tokenizer) run in
+    # any environment, so a nanotron stage's data can be built where nanotron is not installed.
+    engine_steps: tuple[str, ...] | None = None  # None: every step
     help: str = ""
 
     @property
     def data_step(self) -> str | None:
         return self.steps[0] if self.data_dataclasses is not None else None
+
+    def runs_on_engine(self, step: str) -> bool:
+        return step in (self.steps if self.engine_steps is None else self.engine_steps)
 
     def dataclass_types(self) -> tuple[type, ...]:
         return _call(self.dataclasses)
@@ -162,7 +168,7 @@ register_engine(Engine("nanotron", "nanotron",
 register_kind(StageKind(
     name="pretrain", dataclasses=_pretrain_dataclasses, steps=("data", "train"), source_key="mixture",
     produces_model=True, inputs=ONE_MODEL, resumable_step="train", data_dataclasses=_pretrain_data_dataclasses,
-    data_reads_inputs=False,
+    data_reads_inputs=False, engine_steps=("train",),
     runners={"transformers": {"data": "aurora_m.data.step:run_data_step",
                               "train": "aurora_m.train.pretrain:run_train_step"},
              # the same datatrove shards; training in nanotron (TP x PP x DP), exported back to transformers
@@ -172,7 +178,7 @@ register_kind(StageKind(
 register_kind(StageKind(
     name="sft", dataclasses=_sft_dataclasses, steps=("data", "train"), source_key="sft_sources",
     produces_model=True, inputs=ONE_MODEL, resumable_step="train", data_dataclasses=_sft_data_dataclasses,
-    data_reads_inputs=False,
+    data_reads_inputs=False, engine_steps=("train",),
     runners={"transformers": {"data": "aurora_m.data.step:run_data_step",
                               "train": "aurora_m.train.sft:run_train_step"}},
     help="supervised fine-tuning (safety SFT) with TRL's SFTTrainer, loss on responses only"))

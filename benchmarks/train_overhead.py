@@ -198,9 +198,9 @@ def run_trainer(stage, baton: Baton) -> tuple[list[float], object, list[str]]:
     from transformers import AutoTokenizer, Trainer
 
     from aurora_m.data.mixture import packed_collator
+    from aurora_m.data.stream import open_stream
     from aurora_m.layout import DatasetDir
     from aurora_m.train.model import load_model
-    from aurora_m.train.pretrain import open_stream
 
     model_args, mix_args, training_args = stage
     data = DatasetDir(mix_args.dataset_dir)
@@ -218,9 +218,9 @@ def run_bare(stage, baton: Baton) -> tuple[list[float], object, list[str]]:
     from transformers.trainer_pt_utils import get_parameter_names
 
     from aurora_m.data.mixture import packed_collator
+    from aurora_m.data.stream import open_stream
     from aurora_m.layout import DatasetDir
     from aurora_m.train.model import load_model
-    from aurora_m.train.pretrain import open_stream
 
     model_args, mix_args, args = stage
     data = DatasetDir(mix_args.dataset_dir)

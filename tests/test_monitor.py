@@ -17,7 +17,7 @@ from aurora_m.data.build import build_pretrain_dataset
 from aurora_m.data.corpus import build_corpus
 from aurora_m.data.mixture import packed_collator
 from aurora_m.data.sources import in_heldout
-from aurora_m.data.stream import ds_files
+from aurora_m.data.stream import ds_files, open_stream
 from aurora_m.errors import RecipeError
 from aurora_m.layout import DatasetDir, StageDir
 from aurora_m.plots import plot_curves
@@ -30,7 +30,7 @@ from aurora_m.train.monitor import (
     monitor_callbacks,
     register_probe,
 )
-from aurora_m.train.pretrain import open_stream, stream_trainer
+from aurora_m.train.pretrain import stream_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 CAP = ROOT / "recipes" / "aurora-m-tiny" / "cap.yaml"

@@ -338,12 +338,15 @@ def test_schema_fixture_is_the_pinned_commits_and_the_generator_reads_dataclasse
 
 # ----------------------------------------------------------------------------- engine wiring without nanotron
 @pytest.mark.skipif(__import__("importlib").util.find_spec("nanotron") is not None, reason="nanotron is installed")
-def test_without_nanotron_the_engine_names_its_install_steps():
+def test_without_nanotron_the_engine_names_its_install_steps(tmp_path):
     with pytest.raises(RecipeError, match="git checkout 2411b022a75f"):
         require_nanotron()
     assert PINNED_COMMIT in INSTALL
     done = cli("validate", str(TINY / "nanotron"))
     assert done.returncode == 2 and "engine 'nanotron' is not installed" in done.stderr, done.stderr
+    train = cli("train", str(TINY / "nanotron"), "--output-dir", str(tmp_path / "run"), "--stage", "cap")
+    assert train.returncode == 2 and "engine 'nanotron' is not installed" in train.stderr, train.stderr
+    assert not (tmp_path / "run" / "cap").exists()  # refused before anything was built
     import subprocess
     import sys
 
@@ -352,6 +355,22 @@ def test_without_nanotron_the_engine_names_its_install_steps():
     assert check.returncode == 2 and "Traceback" not in check.stderr, check.stderr
     assert check.stderr.strip().splitlines()[-1].startswith("aurora-m nanotron: error: engine: nanotron is not "
                                                             "importable"), check.stderr
+
+
+def test_the_data_step_of_a_nanotron_stage_runs_without_nanotron_and_feeds_every_step(tmp_path):
+    """Data on a CPU node (the project's usual environment), training in the nanotron one: the data step does not
+    need the engine, and its stream holds exactly the stage's optimizer steps of nanotron micro batches."""
+    from aurora_m.data.stream import open_stream
+    from aurora_m.engines.nanotron.batches import Shape, StageBatches
+    from aurora_m.layout import DatasetDir
+
+    done = cli("data", str(TINY / "nanotron"), "--output-dir", str(tmp_path / "run"), "--stage", "cap")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"cap/data": "completed"}
+    data = DatasetDir(tmp_path / "run" / "cap" / "data")
+    batches = StageBatches(open_stream(data), Shape(8, 1, 1), 0, folders={})
+    assert batches.steps == 240 == emitted("tiny")["cap"]["tokens"]["train_steps"]
+    assert batches[239]["input_ids"].shape == (8, 128)
 
 
 def test_the_launch_shape_comes_from_the_environment_and_bad_values_name_their_variable():
@@ -377,15 +396,15 @@ def test_the_launch_shape_comes_from_the_environment_and_bad_values_name_their_v
 def test_one_node_runs_torchrun_and_several_run_it_once_per_node_through_srun(tmp_path, monkeypatch):
     from aurora_m.engines.nanotron.runner import Nodes, launch_command
 
-    one = launch_command(Path("c.yaml"), Path("tok"), Nodes(1, 8), tmp_path)
+    one = launch_command(Path("c.yaml"), Path("data"), Nodes(1, 8), tmp_path)
     assert one[1:4] == ["-m", "torch.distributed.run", "--nnodes=1"] and "--standalone" in one
-    assert one[-6:] == ["-m", "aurora_m.engines.nanotron.entry", "--config-file", "c.yaml", "--tokenizer", "tok"]
+    assert one[-6:] == ["-m", "aurora_m.engines.nanotron.entry", "--config-file", "c.yaml", "--data", "data"]
     monkeypatch.setenv("PATH", str(tmp_path))  # no srun here
     with pytest.raises(RecipeError, match="16 nodes are launched with srun"):
-        launch_command(Path("c.yaml"), Path("tok"), Nodes(16, 8, "gpu-a:29500", "77"), tmp_path)
+        launch_command(Path("c.yaml"), Path("data"), Nodes(16, 8, "gpu-a:29500", "77"), tmp_path)
     (tmp_path / "srun").write_text("#!/bin/sh\n")
     (tmp_path / "srun").chmod(0o755)
-    many = launch_command(Path("c.yaml"), Path("tok"), Nodes(16, 8, "gpu-a:29500", "77", 2), tmp_path / "logs")
+    many = launch_command(Path("c.yaml"), Path("data"), Nodes(16, 8, "gpu-a:29500", "77", 2), tmp_path / "logs")
     assert many[:7] == ["srun", "--nodes=16", "--ntasks=16", "--ntasks-per-node=1", "--kill-on-bad-exit=1",
                         "--open-mode=append", f"--output={tmp_path / 'logs'}/train-%j-node%n.log"]
     for part in ("--nnodes=16", "--nproc_per_node=8", "--rdzv_backend=c10d", "--rdzv_endpoint=gpu-a:29500",
@@ -432,7 +451,7 @@ def test_the_multi_node_launch_meets_at_one_rendezvous_with_every_rank_once(tmp_
         port = free.getsockname()[1]
     logs = tmp_path / "logs"
     logs.mkdir()
-    command = launch_command(Path("c.yaml"), Path("tok"), Nodes(2, 2, f"127.0.0.1:{port}", "4242"), logs)
+    command = launch_command(Path("c.yaml"), Path("data"), Nodes(2, 2, f"127.0.0.1:{port}", "4242"), logs)
     entry = command.index("aurora_m.engines.nanotron.entry")
     command[entry:] = ["report_rank"]
     done = subprocess.run(command, cwd=tmp_path, env={**os.environ, "SLURM_JOB_ID": "4242",

@@ -53,8 +53,8 @@ def lineage(ledger: Path) -> dict[int, list[str]]:
 
 def stream_hashes(data: Path, count: int) -> list[str]:
     """The first ``count`` sequences of the training stream, read straight from the data step's files."""
+    from aurora_m.data.stream import open_stream
     from aurora_m.layout import DatasetDir
-    from aurora_m.train.pretrain import open_stream
 
     stream = open_stream(DatasetDir(data))
     return [hashlib.sha1(stream[p]["input_ids"].tobytes()).hexdigest()[:16] for p in range(count)]

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from ..errors import RecipeError
+from ..io import read_json_or_none
 from .mixer import MixRow, name_key, source_rng
 
 logger = logging.getLogger(__name__)
@@ -285,6 +286,15 @@ class PackedStream(torch.utils.data.Dataset):
 
     def source_of(self, position) -> str:
         return self.names[self._entry(int(position))[0]]
+
+
+def open_stream(data) -> PackedStream:
+    """The data step's training stream (``data``: its :class:`aurora_m.layout.DatasetDir`): windows read from
+    the token shards in the index's order. Both engines train on it."""
+    mixture = read_json_or_none(data.mixture_json) or {}
+    names = [s["name"] for s in mixture.get("sources", [])]
+    return PackedStream(data.index, {n: data.source_tokens(n) for n in names}, int(mixture.get("seq_length", 0)),
+                        int(mixture.get("token_size", 2)))
 
 
 def pack_heldout(texts, path: str | Path, tokenizer, seq_length: int, blocks: int, token_size: int = 2) -> dict:

@@ -8,8 +8,8 @@ from pathlib import Path
 from ..args import MixtureArguments, ModelArguments
 from ..data.build import build_pretrain_dataset
 from ..data.mixture import packed_collator
+from ..data.stream import open_stream
 from ..errors import RecipeError
-from ..io import read_json_or_none
 from ..layout import DatasetDir, StageDir
 from .budget import derive_max_steps
 from .checkpoints import resume_checkpoint, stream_position_callback
@@ -75,16 +75,6 @@ def build_trainer(model_args: ModelArguments, mix_args: MixtureArguments, traini
     for callback in monitor_callbacks(trainer, dirs, mix_args, title, config_file):
         trainer.add_callback(callback)
     return trainer
-
-
-def open_stream(data: DatasetDir):
-    """The data step's training stream: windows read from the token shards in the index's order."""
-    from ..data.stream import PackedStream
-
-    mixture = read_json_or_none(data.mixture_json) or {}
-    names = [s["name"] for s in mixture.get("sources", [])]
-    return PackedStream(data.index, {n: data.source_tokens(n) for n in names}, int(mixture.get("seq_length", 0)),
-                        int(mixture.get("token_size", 2)))
 
 
 def stream_trainer():

@@ -13,9 +13,14 @@ from __future__ import annotations
 # The nanotron source commit this engine was written and checked against (github.com/huggingface/nanotron):
 # its config schema is recorded in tests/fixtures/nanotron/schema.json.
 PINNED_COMMIT = "2411b022a75fb7f7561a1bb4166706da5e1b76de"
-INSTALL = (f"install nanotron from source at commit {PINNED_COMMIT[:12]} on the GPU nodes, beside the cluster's "
-           "torch and flash-attn: git clone https://github.com/huggingface/nanotron && cd nanotron && "
-           f"git checkout {PINNED_COMMIT} && pip install --no-deps -e . && pip install dacite 'numpy<2' "
+# What the pinned commit needs beside the project's own install (seen by running its trainer): dacite and einops
+# (imported, not declared with --no-deps), flash-attn, and grouped_gemm, which nanotron.nn.moe requires at import
+# even for a dense model. Not numpy < 2: its pin is metadata only, and today's pyarrow (datasets) needs numpy 2.
+INSTALL = (f"install nanotron from source at commit {PINNED_COMMIT[:12]} into the environment aurora-m is installed "
+           "in, on the GPU nodes, beside the cluster's torch and flash-attn: git clone "
+           "https://github.com/huggingface/nanotron && cd nanotron && "
+           f"git checkout {PINNED_COMMIT} && pip install --no-deps -e . && pip install dacite einops && "
+           "pip install --no-build-isolation git+https://github.com/fanshiqing/grouped_gemm@main "
            "(PyPI's nanotron 0.4 does not import; see README, 'nanotron engine')")
 
 
@@ -26,6 +31,10 @@ def require_nanotron():
     try:
         import nanotron
         from nanotron.config import Config  # noqa: F401 - PyPI 0.4 fails here (circular import)
-    except ImportError as err:
+
+        # what the entry point runs; at the pinned commit its imports also need flash-attn, einops and
+        # grouped_gemm (nanotron.nn.moe raises RuntimeError, not ImportError, without it)
+        from nanotron.trainer import DistributedTrainer  # noqa: F401
+    except (ImportError, RuntimeError) as err:
         raise RecipeError(None, "engine", f"nanotron is not importable here ({err}): {INSTALL}") from None
     return nanotron

@@ -1,53 +1,27 @@
-"""What ``torchrun`` starts on every GPU of a nanotron stage: nanotron's ``run_train.py`` with our model.
+"""What ``torchrun`` starts on every GPU of a nanotron stage: nanotron's trainer with our model and our data.
 
     torchrun --nproc_per_node=8 -m aurora_m.engines.nanotron.entry --config-file RUN/cap/nanotron.yaml \
-        --tokenizer RUN/cap/data/tokenizer
+        --data RUN/cap/data
 
 ``DistributedTrainer`` gets the GPTBigCode model through its model-class hook and reads the YAML with a
-``Config`` whose ``model_config`` is our GPTBigCodeConfig (:mod:`.model`). The data stages come from upstream's
-``run_train.py`` (found beside the installed package of a source install, or ``--run-train``), unchanged but for
-two things: its tokenizer is the data step's folder (the shards' ``.metadata`` names the tokenizer file the
-data step used while building), and the learning rate follows this config's schedule even when the optimizer
-and scheduler state come from the upstream stage (``init_from: full_state``: the step count carries on, the
-rates are this stage's, as in the transformers engine).
+``Config`` whose ``model_config`` is our GPTBigCodeConfig (:mod:`.model`). Its training loop is fed the data
+step's packed stream (:mod:`.batches`), not ``run_train.py``'s tokenized-bytes loader (which needs an unreleased
+datatrove branch), so no source checkout's script is run. The learning rate follows this config's schedule
+even when the optimizer and scheduler state come from the upstream stage (``init_from: full_state``: the step
+count carries on, the rates are this stage's, as in the transformers engine).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import sys
 from pathlib import Path
 
 from ...errors import RecipeError, exit_on_failure
-from . import INSTALL, require_nanotron
+from . import require_nanotron
 
 logger = logging.getLogger(__name__)
-
-
-def load_run_train(path: str | None):
-    nanotron = require_nanotron()
-    candidate = Path(path) if path else Path(nanotron.__file__).resolve().parents[2] / "run_train.py"
-    if not candidate.is_file():
-        raise RecipeError(None, "--run-train", f"{candidate} not found: nanotron's run_train.py comes with its source "
-                                               f"checkout ({INSTALL}); give its path with --run-train")
-    spec = importlib.util.spec_from_file_location("nanotron_run_train", candidate)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # its __main__ block does not run: the name is not "__main__"
-    return module
-
-
-class _DataStepTokenizer:
-    """``AutoTokenizer`` for run_train.py: the data step's tokenizer folder, whatever name the config holds."""
-
-    def __init__(self, folder: str):
-        self.folder = folder
-
-    def from_pretrained(self, _name, *args, **kwargs):
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(self.folder, *args, **kwargs)
 
 
 def follow_this_schedule(trainer) -> None:
@@ -58,6 +32,54 @@ def follow_this_schedule(trainer) -> None:
     for group, lr, lam in zip(scheduler.optimizer.param_groups, initial, scheduler.lr_lambdas, strict=True):
         group["initial_lr"] = lr
         group["lr"] = lr * lam(scheduler.last_epoch)
+
+
+def stage_consumed_samples(metadata, stage) -> int:
+    """What nanotron's checkpoint metadata says this data stage already trained on (0 for a new stage)."""
+    for done in metadata.data_stages or []:
+        if done.start_training_step == stage.start_training_step:
+            return int(done.consumed_train_samples)
+    return 0
+
+
+def dataloaders(trainer, data_dir: str) -> dict:
+    """``{data stage: a callable making its DataLoader}`` for ``trainer.train``: the stage this launch trains
+    reads the data step's stream; a finished upstream stage (listed for ``full_state``) is never called."""
+    import torch
+    from nanotron.parallel.pipeline_parallel.tensor_pointer import TensorPointer
+    from nanotron.parallel.pipeline_parallel.utils import get_input_output_pp_ranks
+    from torch.utils.data import DataLoader
+
+    from ...data.stream import open_stream
+    from ...layout import DatasetDir
+    from .batches import Shape, StageBatches
+
+    data = DatasetDir(data_dir)
+    context = trainer.parallel_context
+    shape = Shape(trainer.micro_batch_size, trainer.n_micro_batches_per_batch, context.dp_pg.size())
+    input_rank, output_rank = get_input_output_pp_ranks(model=trainer.model)
+    pp_rank = torch.distributed.get_rank(context.pp_pg)
+
+    def make(stage):
+        def build():
+            stream = open_stream(data)
+            if stream.seq_length != trainer.sequence_length:
+                raise RecipeError(data.root, "seq_length", f"the data step built windows of {stream.seq_length} "
+                                                           f"tokens, the config trains on {trainer.sequence_length}")
+            folders = {name: str(data.source_tokens(name)) for name in stream.names}
+            batches = StageBatches(stream, shape, torch.distributed.get_rank(context.dp_pg), folders=folders,
+                                   start_training_step=stage.start_training_step,
+                                   consumed_samples=stage_consumed_samples(trainer.metadata, stage),
+                                   reads_inputs=pp_rank == input_rank, reads_labels=pp_rank == output_rank,
+                                   pointer=lambda rank: TensorPointer(group_rank=rank),
+                                   input_rank=input_rank, output_rank=output_rank)
+            workers = stage.data.num_loading_workers if stage.data else 0
+            logger.info("data stage %s: %d global batches of %d windows in %s, from micro batch %d of this rank",
+                        stage.name, batches.steps, shape.global_batch, data.index, batches.first)
+            return DataLoader(batches, batch_size=None, sampler=batches.sampler(), num_workers=workers)
+        return build
+
+    return {stage.name: make(stage) for stage in trainer.config.data_stages}
 
 
 def check_stage_engine(recipe_dir: str, stage_name: str) -> None:
@@ -77,14 +99,13 @@ def check_stage_engine(recipe_dir: str, stage_name: str) -> None:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", help="the nanotron YAML the train step emitted")
-    parser.add_argument("--tokenizer", help="the data step's tokenizer folder")
+    parser.add_argument("--data", help="the data step's folder (its sampling index and token shards)")
     parser.add_argument("--check", action="store_true",
-                        help="no training: exit 0 when nanotron and its run_train.py can be loaded here (and, with "
+                        help="no training: exit 0 when nanotron's trainer can be imported here (and, with "
                              "--recipe and --stage, that stage trains on nanotron), else one line (exit 2); "
                              "recipes/launch.slurm runs it first")
     parser.add_argument("--recipe", help="with --check: a pipeline folder")
     parser.add_argument("--stage", help="with --check: the stage of --recipe that is about to be launched")
-    parser.add_argument("--run-train", help="nanotron's run_train.py (default: beside a source install)")
     parser.add_argument("--dump-logits", nargs=2, metavar=("IDS", "OUT"),
                         help="no training: the logits of the loaded model for the token ids in IDS (torch.save of a "
                              "[batch, seq] tensor), gathered over TP and saved to OUT by rank 0 (pp 1 only)")
@@ -97,7 +118,7 @@ def dump_logits(trainer, ids_file: str, out_file: str) -> None:
     import torch.distributed as dist
 
     model = trainer.unwrapped_model.eval()
-    ids = torch.load(ids_file).cuda()
+    ids = torch.load(ids_file).to(next(model.parameters()).device)
     with torch.no_grad():
         sharded = model.model(input_ids=ids, input_mask=torch.ones_like(ids, dtype=torch.bool))  # [seq, b, v/tp]
     tp_pg = trainer.parallel_context.tp_pg
@@ -110,18 +131,18 @@ def dump_logits(trainer, ids_file: str, out_file: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
-    if not args.check and not (args.config_file and args.tokenizer):
-        parser.error("--config-file and --tokenizer are required (or --check)")
+    if not args.check and not (args.config_file and args.data):
+        parser.error("--config-file and --data are required (or --check)")
     if bool(args.recipe) != bool(args.stage) or (args.recipe and not args.check):
         parser.error("--recipe and --stage go together, with --check")
     logging.basicConfig(level=logging.INFO)
     try:
         if args.recipe:
             check_stage_engine(args.recipe, args.stage)
-        run_train = load_run_train(args.run_train)
+        nanotron = require_nanotron()
         if args.check:
-            logger.info("nanotron %s and %s load", getattr(require_nanotron(), "__version__", "?"),
-                        run_train.__file__)
+            logger.info("nanotron %s loads from %s", getattr(nanotron, "__version__", "?"),
+                        Path(nanotron.__file__).parent)
             return 0
         from nanotron.trainer import DistributedTrainer
 
@@ -133,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             dump_logits(trainer, *args.dump_logits)
             return 0
         follow_this_schedule(trainer)
-        run_train.AutoTokenizer = _DataStepTokenizer(args.tokenizer)
-        trainer.train(run_train.get_dataloader(trainer))
+        trainer.train(dataloaders(trainer, args.data))
         return 0
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - re-raised unless it is the user's to fix
         return exit_on_failure("aurora-m nanotron", exc)

@@ -11,8 +11,8 @@ The starcoder2 blocks call ``maybe_rotary(q, k, past_key_values_length=...)`` an
 fall back to a lambda that does not take that keyword: each block gets an identity that does.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: dacite reads the config dataclasses' field types, and a string
+# naming a class local to classes() resolves in no module's namespace.
 import functools
 
 

@@ -197,21 +197,21 @@ def nodes_from_env(env=None, gpus_here: int | None = None) -> Nodes:
                  _env_int(env, "MAX_RESTARTS", 0, 0))
 
 
-def torchrun_command(config_yaml: Path, tokenizer: Path, nodes: Nodes) -> list[str]:
+def torchrun_command(config_yaml: Path, data_dir: Path, nodes: Nodes) -> list[str]:
     """One node's launch. Every node of a multi-node job runs this same command: torchrun's c10d rendezvous
     at ``nodes.master`` numbers the nodes, so no node needs to know its rank."""
     where = (["--standalone"] if nodes.nnodes == 1 else
              ["--rdzv_backend=c10d", f"--rdzv_endpoint={nodes.master}", f"--rdzv_id={nodes.job_id}"])
     return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nodes.nnodes}",
             f"--nproc_per_node={nodes.nproc_per_node}", *where, f"--max_restarts={nodes.max_restarts}",
-            "-m", "aurora_m.engines.nanotron.entry", "--config-file", str(config_yaml), "--tokenizer", str(tokenizer)]
+            "-m", "aurora_m.engines.nanotron.entry", "--config-file", str(config_yaml), "--data", str(data_dir)]
 
 
-def launch_command(config_yaml: Path, tokenizer: Path, nodes: Nodes, log_dir: Path) -> list[str]:
+def launch_command(config_yaml: Path, data_dir: Path, nodes: Nodes, log_dir: Path) -> list[str]:
     """This node's torchrun, or on several nodes one torchrun per node through ``srun`` (inside the Slurm job;
     ``--kill-on-bad-exit``: a failed node stops the others instead of leaving them in a collective), each
     node's output in ``log_dir/train-JOBID-nodeN.log``."""
-    command = torchrun_command(config_yaml, tokenizer, nodes)
+    command = torchrun_command(config_yaml, data_dir, nodes)
     if nodes.nnodes == 1:
         return command
     if not shutil.which("srun"):
@@ -247,7 +247,7 @@ def run_train_step(ctx) -> Path:
     with run_lock(ctx.dirs.train_lock, "training"):
         plan(ctx, model_args, mix_args, training_args, world_size=nodes.world_size)
         data = DatasetDir(mix_args.dataset_dir) if mix_args.dataset_dir else ctx.dirs.data
-        command = launch_command(ctx.dirs.nanotron_config, data.tokenizer, nodes, ctx.dirs.nanotron_logs)
+        command = launch_command(ctx.dirs.nanotron_config, data.root, nodes, ctx.dirs.nanotron_logs)
         if nodes.nnodes > 1:
             ctx.dirs.nanotron_logs.mkdir(exist_ok=True)
             logger.info("%s: %d nodes x %d GPUs, each node's log in %s", ctx.stage, nodes.nnodes,
