@@ -92,7 +92,7 @@ def test_a_resumed_stage_carries_on_after_what_it_consumed_and_refuses_another_b
     assert resumed.first == 3 * 2 and list(resumed.sampler()) == list(fresh.sampler())[6:]
     assert resumed.positions(resumed.first)[0] == 24 + 4  # step 3, rank 1's block
     assert first_micro_batch(0, shape, "x") == 0
-    with pytest.raises(RecipeError, match="not a whole number of global batches of 8 .*micro batch 2 x accumulation 2"):
+    with pytest.raises(RecipeError, match="not a whole number of global batches of 8 .*batch 2 x accumulation 2"):
         StageBatches(stream, shape, 0, folders=_folders(stream), consumed_samples=12)
     with pytest.raises(ValueError, match="dp rank 2 outside"):
         StageBatches(stream, shape, 2, folders=_folders(stream))

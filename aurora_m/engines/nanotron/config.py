@@ -86,12 +86,14 @@ def _schedule(training_args, total: int, config_file) -> dict:
     kind = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
     kwargs = training_args.lr_scheduler_kwargs or {}
     lr = float(training_args.learning_rate)
-    warmup = int(training_args.get_warmup_steps(total))
-    out = {"learning_rate": lr, "lr_warmup_steps": warmup, "lr_warmup_style": "linear"}
+    warmup = 0 if kind == "constant" else int(training_args.get_warmup_steps(total))  # constant: no warmup
+    # nanotron's linear warmup gives step 0 a rate of 0 even with no warmup steps; transformers trains step 0 at
+    # the full rate: a "constant" warmup style does (it applies to step 0 only when there are no warmup steps)
+    out = {"learning_rate": lr, "lr_warmup_steps": warmup, "lr_warmup_style": "linear" if warmup else "constant"}
     if kind in ("constant", "constant_with_warmup"):
-        if kind == "constant":
-            out["lr_warmup_steps"] = 0  # transformers' constant schedule has no warmup
-        return {**out, "lr_decay_style": "linear", "lr_decay_steps": 0, "min_decay_lr": lr}
+        # a constant tail is a one-step "decay" from lr to lr: with no warmup and no decay steps, nanotron's
+        # lr_lambda (helpers.py at the pinned commit) returns the rate itself instead of 1, i.e. lr squared
+        return {**out, "lr_decay_style": "linear", "lr_decay_steps": 1, "min_decay_lr": lr}
     if kind in DECAY:
         floor = 0.0
         if kind == "cosine_with_min_lr":

@@ -42,6 +42,21 @@ def stage_consumed_samples(metadata, stage) -> int:
     return 0
 
 
+def add_new_data_stages(trainer) -> None:
+    """Record in the training metadata each data stage of this config that the loaded checkpoint does not know
+    (CAT resuming CAP's checkpoint), with its sequence length. nanotron adds such a stage itself, but without
+    one, so it takes its 4096 placeholder and fails its sequence-length check after the first step."""
+    from nanotron.serialize.metadata import DataStageMetadata
+
+    metadata = trainer.metadata
+    known = {done.start_training_step for done in metadata.data_stages or []}
+    for stage in trainer.config.data_stages:  # in order: the metadata's stage list lines up with the config's
+        if stage.start_training_step not in known:
+            metadata.data_stages = [*(metadata.data_stages or []), DataStageMetadata(
+                name=stage.name, start_training_step=stage.start_training_step, consumed_train_samples=0,
+                sequence_length=stage.sequence_length)]
+
+
 def dataloaders(trainer, data_dir: str) -> dict:
     """``{data stage: a callable making its DataLoader}`` for ``trainer.train``: the stage this launch trains
     reads the data step's stream; a finished upstream stage (listed for ``full_state``) is never called."""
@@ -154,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             dump_logits(trainer, *args.dump_logits)
             return 0
         follow_this_schedule(trainer)
+        add_new_data_stages(trainer)
         trainer.train(dataloaders(trainer, args.data))
         return 0
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - re-raised unless it is the user's to fix
