@@ -204,6 +204,12 @@ class StageDir:
         return self.root / "nanotron-logs"
 
     @property
+    def nanotron_losses(self) -> Path:
+        """One JSON line per logged step of the nanotron launches (a relaunch appends; the last line of a step
+        wins): the stage's ``log_history.json`` and loss plot are made from it at export."""
+        return self.root / "nanotron-losses.jsonl"
+
+    @property
     def nanotron_config(self) -> Path:
         """The nanotron YAML of the latest launch, as emitted from the stage YAML."""
         return self.root / "nanotron.yaml"

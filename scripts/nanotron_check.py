@@ -1,11 +1,17 @@
-"""GPU check of the nanotron engine on the tiny twin (needs CUDA, flash-attn and nanotron from source).
+"""Check of the nanotron engine on the tiny twin, against the transformers engine (needs nanotron from source).
 
-For TP=1 and TP=2: runs CAP then CAT of recipes/aurora-m-tiny/nanotron for a few steps (converting the tiny
-model, emitting nanotron's config, launching torchrun, converting back into each stage's model/), then
-checks that nanotron's step-0 logits (CAP's converted start) match transformers' within bf16 tolerance, and
-that the exported CAT model/ loads in transformers and matches the plain-PyTorch reference forward over
-CAT's last nanotron checkpoint. Exits 0 when every check passes, 1 otherwise; the README's "nanotron engine"
-section says which of these have been seen passing.
+For each TP size: runs CAP then CAT of recipes/aurora-m-tiny/nanotron for a few steps (converting the tiny model,
+emitting nanotron's config, launching torchrun, converting back into each stage's model/), then checks that
+
+1. nanotron's step-0 logits (CAP's converted start, loaded by nanotron at that TP) match transformers';
+2. its per-step training losses of CAP and CAT match the transformers engine's on the same recipe, budget and
+   data (run once, side by side in this script), within the bf16 tolerance;
+3. the exported CAT model/ loads in transformers and matches the plain-PyTorch reference forward over CAT's last
+   nanotron checkpoint.
+
+Exits 0 when every check passes, 1 otherwise. On a GPU node; ``--allow-cpu`` runs it on a nanotron checkout
+ported to the CPU (tools/nanotron_cpu: gloo, flash-attn replaced by PyTorch attention), which proves the wiring,
+numerics and data order, not the CUDA kernels or NCCL.
 
     python scripts/nanotron_check.py --output-dir /tmp/nanotron-check [--tp 1 2] [--steps 4]
 """
@@ -13,6 +19,7 @@ section says which of these have been seen passing.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -24,26 +31,37 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "recipes" / "aurora-m-tiny" / "nanotron"
+TINY = ROOT / "recipes" / "aurora-m-tiny"
 logger = logging.getLogger("nanotron_check")
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output-dir", required=True, help="a new folder; one run folder per TP inside")
+    parser.add_argument("--output-dir", required=True, help="a new folder; one run folder per engine and TP inside")
     parser.add_argument("--tp", type=int, nargs="+", default=[1, 2], help="tensor-parallel sizes to check")
     parser.add_argument("--steps", type=int, default=4, help="optimizer steps of CAP and of CAT")
     parser.add_argument("--atol", type=float, default=0.1, help="max |logit difference| allowed (bf16 vs fp32)")
-    parser.add_argument("--run-train", help="nanotron's run_train.py, when not beside a source install")
+    parser.add_argument("--loss-atol", type=float, default=0.05, help="max |loss difference| allowed per step")
+    parser.add_argument("--allow-cpu", action="store_true", help="run without CUDA (a CPU port of nanotron)")
     return parser
 
 
-def run(command: list[str], **kwargs) -> None:
+def run(command: list, **kwargs) -> None:
     logger.info("$ %s", " ".join(map(str, command)))
     subprocess.run([str(c) for c in command], check=True, **kwargs)
 
 
-def step0_logits(run_dir: Path, tp: int, ids_file: Path, out: Path, run_train: str | None) -> None:
+def run_stages(recipe: Path, run_dir: Path, steps: int, extra: list, env: dict) -> None:
+    """CAP and CAT on ``steps`` optimizer steps of 8 x 128 tokens each (one data-parallel rank: the budget's steps)."""
+    run(["aurora-m", "run", recipe, "--output-dir", run_dir, "--stages", "cap,cat", "--train_tokens", steps * 8 * 128,
+         "--max_steps", steps, "--save_steps", max(1, steps // 2), *extra], env=env)
+
+
+def losses(run_dir: Path, stage: str) -> list[float]:
+    return [e["loss"] for e in json.loads((run_dir / stage / "log_history.json").read_text()) if "loss" in e]
+
+
+def step0_logits(run_dir: Path, tp: int, ids_file: Path, out: Path) -> None:
     """nanotron's logits of CAP's converted start: CAP's config, resuming from nothing (init_method only)."""
     config = yaml.safe_load((run_dir / "cap" / "nanotron.yaml").read_text())
     empty = Path(tempfile.mkdtemp(dir=run_dir, prefix=".step0-"))
@@ -52,15 +70,25 @@ def step0_logits(run_dir: Path, tp: int, ids_file: Path, out: Path, run_train: s
     config["parallelism"].update(tp=tp, pp=1, dp=1)
     step0 = run_dir / "step0.yaml"
     step0.write_text(yaml.safe_dump(config, sort_keys=False))
-    extra = ["--run-train", run_train] if run_train else []
-    tokenizer = run_dir / "cap" / "data" / "tokenizer"
-    run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={tp}", "-m",
-         "aurora_m.engines.nanotron.entry", "--config-file", step0, "--tokenizer", tokenizer,
-         "--dump-logits", ids_file, out, *extra], env={**os.environ, "CUDA_DEVICE_MAX_CONNECTIONS": "1"})
+    run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={tp}", "-m",
+         "aurora_m.engines.nanotron.entry", "--config-file", step0, "--data", run_dir / "cap" / "data",
+         "--dump-logits", ids_file, out], env={**os.environ, "CUDA_DEVICE_MAX_CONNECTIONS": "1"})
     shutil.rmtree(empty, ignore_errors=True)
 
 
-def check_tp(tp: int, out_dir: Path, args) -> list[str]:
+def compare_losses(tp: int, ours: Path, reference: Path, atol: float) -> list[str]:
+    failures = []
+    for stage in ("cap", "cat"):
+        got, want = losses(ours, stage), losses(reference, stage)
+        diff = max((abs(a - b) for a, b in zip(got, want)), default=float("inf"))
+        logger.info("TP=%d %s losses: nanotron %s, transformers %s, max |difference| %.4f (atol %.3f)", tp, stage,
+                    [round(x, 4) for x in got], [round(x, 4) for x in want], diff, atol)
+        if len(got) != len(want) or not diff <= atol:
+            failures.append(f"TP={tp} {stage}: {len(got)} nanotron losses vs {len(want)}, max difference {diff:.4f}")
+    return failures
+
+
+def check_tp(tp: int, out_dir: Path, reference: Path, args) -> list[str]:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -68,17 +96,14 @@ def check_tp(tp: int, out_dir: Path, args) -> list[str]:
     from aurora_m.engines.nanotron.reference import reference_logits
     from aurora_m.engines.nanotron.runner import latest_checkpoint
 
-    run_dir = out_dir / f"tp{tp}"
-    # a few steps: the budget of `steps` optimizer steps of 8 x 128 tokens on one data-parallel rank
-    tokens = args.steps * 8 * 128
+    run_dir = out_dir / f"nanotron-tp{tp}"
     env = {**os.environ, "AURORA_M_NPROC_PER_NODE": str(tp)}
-    run(["aurora-m", "run", RECIPE, "--output-dir", run_dir, "--stages", "cap,cat", "--tp", tp, "--train_tokens",
-         tokens, "--max_steps", -1, "--save_steps", max(1, args.steps // 2)], env=env)
-    failures = []
+    run_stages(TINY / "nanotron", run_dir, args.steps, ["--tp", tp], env)
+    failures = compare_losses(tp, run_dir, reference, args.loss_atol)
     ids = torch.randint(0, 4000, (2, 64), generator=torch.Generator().manual_seed(0))
     ids_file = run_dir / "ids.pt"
     torch.save(ids, ids_file)
-    step0_logits(run_dir, tp, ids_file, run_dir / "step0-logits.pt", args.run_train)
+    step0_logits(run_dir, tp, ids_file, run_dir / "step0-logits.pt")
     got = torch.load(run_dir / "step0-logits.pt")
     start = nanotron_to_hf(run_dir / "cap" / "nanotron-init", run_dir / "step0-hf", overwrite=True)
     hf = AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32, attn_implementation="eager").eval()
@@ -105,17 +130,21 @@ def main(args) -> int:
     import torch
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if not torch.cuda.is_available():
-        logger.error("no GPU: nanotron runs on CUDA only")
-        return 1
-    if max(args.tp) > torch.cuda.device_count():
-        logger.error("TP=%d needs %d GPUs, this machine has %d", max(args.tp), max(args.tp), torch.cuda.device_count())
-        return 1
+    if not args.allow_cpu:
+        if not torch.cuda.is_available():
+            logger.error("no GPU: nanotron runs on CUDA only (--allow-cpu for a CPU port, see tools/nanotron_cpu)")
+            return 1
+        if max(args.tp) > torch.cuda.device_count():
+            logger.error("TP=%d needs %d GPUs, this machine has %d", max(args.tp), max(args.tp),
+                         torch.cuda.device_count())
+            return 1
     out_dir = Path(args.output_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         logger.error("%s is not empty: give a new folder", out_dir)
         return 1
-    failures = [f for tp in args.tp for f in check_tp(tp, out_dir, args)]
+    reference = out_dir / "transformers"
+    run_stages(TINY, reference, args.steps, [], dict(os.environ))
+    failures = [f for tp in args.tp for f in check_tp(tp, out_dir, reference, args)]
     for failure in failures:
         logger.error(failure)
     logger.info("nanotron check: %s", "FAILED" if failures else f"passed for TP={args.tp}")

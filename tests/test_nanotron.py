@@ -373,6 +373,25 @@ def test_the_data_step_of_a_nanotron_stage_runs_without_nanotron_and_feeds_every
     assert batches[239]["input_ids"].shape == (8, 128)
 
 
+def test_the_loss_record_of_relaunches_gives_one_history_and_plot(tmp_path):
+    """A killed launch logged steps 1-5 after its checkpoint at 3 (and a line cut short); the relaunch logs 4-6
+    again: the history holds each step once, its last record, as the transformers engine's log_history."""
+    from aurora_m.engines.nanotron.runner import loss_history, write_loss_history
+    from aurora_m.layout import StageDir
+
+    dirs = StageDir(tmp_path / "cap")
+    dirs.root.mkdir()
+    lines = [json.dumps({"step": s, "loss": 9.0 - s, "learning_rate": 1e-3}) for s in range(1, 6)]
+    lines += ['{"step": 6, "lo', *(json.dumps({"step": s, "loss": 8.5 - s, "learning_rate": 1e-3}) for s in (4, 5, 6))]
+    dirs.nanotron_losses.write_text("\n".join(lines) + "\n")
+    history = loss_history(dirs.nanotron_losses)
+    assert [e["step"] for e in history] == [1, 2, 3, 4, 5, 6]
+    assert [e["loss"] for e in history] == [8.0, 7.0, 6.0, 4.5, 3.5, 2.5]
+    write_loss_history(dirs, "tiny cap")
+    assert json.loads(dirs.log_history.read_text()) == history and dirs.loss_png.read_bytes()[:4] == b"\x89PNG"
+    assert loss_history(tmp_path / "none.jsonl") == []
+
+
 def test_the_launch_shape_comes_from_the_environment_and_bad_values_name_their_variable():
     from aurora_m.engines.nanotron.runner import Nodes, nodes_from_env
 
@@ -399,6 +418,8 @@ def test_one_node_runs_torchrun_and_several_run_it_once_per_node_through_srun(tm
     one = launch_command(Path("c.yaml"), Path("data"), Nodes(1, 8), tmp_path)
     assert one[1:4] == ["-m", "torch.distributed.run", "--nnodes=1"] and "--standalone" in one
     assert one[-6:] == ["-m", "aurora_m.engines.nanotron.entry", "--config-file", "c.yaml", "--data", "data"]
+    logged = launch_command(Path("c.yaml"), Path("data"), Nodes(1, 8), tmp_path, loss_log=Path("l.jsonl"))
+    assert logged[-2:] == ["--loss-log", "l.jsonl"]
     monkeypatch.setenv("PATH", str(tmp_path))  # no srun here
     with pytest.raises(RecipeError, match="16 nodes are launched with srun"):
         launch_command(Path("c.yaml"), Path("data"), Nodes(16, 8, "gpu-a:29500", "77"), tmp_path)

@@ -57,6 +57,33 @@ def add_new_data_stages(trainer) -> None:
                 sequence_length=stage.sequence_length)]
 
 
+def record_losses(trainer, path: str) -> None:
+    """Append each logged step's loss and learning rate to ``path`` (JSON lines, stage-local step numbers, as the
+    transformers engine counts them), from the one rank that holds the data-parallel average: the last
+    pipeline stage's first tensor and data-parallel rank."""
+    import json
+
+    import torch.distributed as dist
+    from nanotron.parallel.pipeline_parallel.utils import get_input_output_pp_ranks
+
+    context = trainer.parallel_context
+    _, output_rank = get_input_output_pp_ranks(model=trainer.model)
+    ranks = (dist.get_rank(context.pp_pg), dist.get_rank(context.tp_pg), dist.get_rank(context.dp_pg))
+    if ranks != (output_rank, 0, 0):
+        return
+    logs = trainer.train_step_logs
+
+    def logged(outputs, loss_avg, z_loss_avg, tbi_logs):
+        logs(outputs=outputs, loss_avg=loss_avg, z_loss_avg=z_loss_avg, tbi_logs=tbi_logs)
+        stage = trainer.config.data_stages[trainer.metadata.last_stage_idx]
+        entry = {"step": trainer.iteration_step - stage.start_training_step + 1, "loss": round(float(loss_avg), 6),
+                 "learning_rate": trainer.lr_scheduler.get_last_lr()[0], "global_step": trainer.iteration_step}
+        with open(path, "a", encoding="utf-8") as out:  # a line per step: flat cost, whatever the run's length
+            out.write(json.dumps(entry) + "\n")
+
+    trainer.train_step_logs = logged
+
+
 def dataloaders(trainer, data_dir: str) -> dict:
     """``{data stage: a callable making its DataLoader}`` for ``trainer.train``: the stage this launch trains
     reads the data step's stream; a finished upstream stage (listed for ``full_state``) is never called."""
@@ -115,6 +142,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", help="the nanotron YAML the train step emitted")
     parser.add_argument("--data", help="the data step's folder (its sampling index and token shards)")
+    parser.add_argument("--loss-log", help="append each logged step's loss here (JSON lines)")
     parser.add_argument("--check", action="store_true",
                         help="no training: exit 0 when nanotron's trainer can be imported here (and, with "
                              "--recipe and --stage, that stage trains on nanotron), else one line (exit 2); "
@@ -170,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         follow_this_schedule(trainer)
         add_new_data_stages(trainer)
+        if args.loss_log:
+            record_losses(trainer, args.loss_log)
         trainer.train(dataloaders(trainer, args.data))
         return 0
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - re-raised unless it is the user's to fix

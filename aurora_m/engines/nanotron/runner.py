@@ -197,21 +197,23 @@ def nodes_from_env(env=None, gpus_here: int | None = None) -> Nodes:
                  _env_int(env, "MAX_RESTARTS", 0, 0))
 
 
-def torchrun_command(config_yaml: Path, data_dir: Path, nodes: Nodes) -> list[str]:
+def torchrun_command(config_yaml: Path, data_dir: Path, nodes: Nodes, loss_log: Path | None = None) -> list[str]:
     """One node's launch. Every node of a multi-node job runs this same command: torchrun's c10d rendezvous
     at ``nodes.master`` numbers the nodes, so no node needs to know its rank."""
     where = (["--standalone"] if nodes.nnodes == 1 else
              ["--rdzv_backend=c10d", f"--rdzv_endpoint={nodes.master}", f"--rdzv_id={nodes.job_id}"])
     return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nodes.nnodes}",
             f"--nproc_per_node={nodes.nproc_per_node}", *where, f"--max_restarts={nodes.max_restarts}",
-            "-m", "aurora_m.engines.nanotron.entry", "--config-file", str(config_yaml), "--data", str(data_dir)]
+            "-m", "aurora_m.engines.nanotron.entry", "--config-file", str(config_yaml), "--data", str(data_dir),
+            *(["--loss-log", str(loss_log)] if loss_log else [])]
 
 
-def launch_command(config_yaml: Path, data_dir: Path, nodes: Nodes, log_dir: Path) -> list[str]:
+def launch_command(config_yaml: Path, data_dir: Path, nodes: Nodes, log_dir: Path,
+                   loss_log: Path | None = None) -> list[str]:
     """This node's torchrun, or on several nodes one torchrun per node through ``srun`` (inside the Slurm job;
     ``--kill-on-bad-exit``: a failed node stops the others instead of leaving them in a collective), each
     node's output in ``log_dir/train-JOBID-nodeN.log``."""
-    command = torchrun_command(config_yaml, data_dir, nodes)
+    command = torchrun_command(config_yaml, data_dir, nodes, loss_log)
     if nodes.nnodes == 1:
         return command
     if not shutil.which("srun"):
@@ -236,6 +238,36 @@ def export(dirs: StageDir, data: DatasetDir) -> Path:
     return dirs.model
 
 
+def loss_history(losses: Path) -> list[dict]:
+    """The recorded steps in order, each step's last record: a relaunch trains and logs again the steps a killed
+    launch had trained after its last checkpoint."""
+    import json
+
+    steps: dict[int, dict] = {}
+    try:
+        lines = Path(losses).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            steps[int(entry["step"])] = entry
+        except (ValueError, KeyError, TypeError):  # a line cut short by a kill
+            continue
+    return [steps[k] for k in sorted(steps)]
+
+
+def write_loss_history(dirs: StageDir, title: str) -> None:
+    """``log_history.json`` and ``loss.png`` of the stage, as the transformers engine leaves them."""
+    from ...io import write_json
+    from ...plots import plot_loss
+
+    history = loss_history(dirs.nanotron_losses)
+    write_json(dirs.log_history, history)
+    if history:
+        plot_loss(history, dirs.loss_png, title)
+
+
 def run_train_step(ctx) -> Path:
     """The pipeline's train step of a pretrain stage on nanotron: this node's GPUs, or every node of the
     Slurm job (see :func:`nodes_from_env`)."""
@@ -247,7 +279,8 @@ def run_train_step(ctx) -> Path:
     with run_lock(ctx.dirs.train_lock, "training"):
         plan(ctx, model_args, mix_args, training_args, world_size=nodes.world_size)
         data = DatasetDir(mix_args.dataset_dir) if mix_args.dataset_dir else ctx.dirs.data
-        command = launch_command(ctx.dirs.nanotron_config, data.root, nodes, ctx.dirs.nanotron_logs)
+        command = launch_command(ctx.dirs.nanotron_config, data.root, nodes, ctx.dirs.nanotron_logs,
+                                 ctx.dirs.nanotron_losses)
         if nodes.nnodes > 1:
             ctx.dirs.nanotron_logs.mkdir(exist_ok=True)
             logger.info("%s: %d nodes x %d GPUs, each node's log in %s", ctx.stage, nodes.nnodes,
@@ -258,4 +291,6 @@ def run_train_step(ctx) -> Path:
             raise RuntimeError(f"{ctx.stage}: the nanotron launch failed (its log is above"
                                f"{' and in ' + str(ctx.dirs.nanotron_logs) if nodes.nnodes > 1 else ''}); "
                                f"running the stage again resumes from {ctx.dirs.nanotron_checkpoints}")
-        return export(ctx.dirs, data)
+        export(ctx.dirs, data)
+        write_loss_history(ctx.dirs, ctx.title)
+        return ctx.dirs.model

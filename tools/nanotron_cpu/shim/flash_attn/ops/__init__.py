@@ -1,0 +1,1 @@
+"""flash-attn's ops package (CPU port)."""

@@ -1,0 +1,1 @@
+"""flash-attn's triton ops (CPU port): only layer_norm."""
