@@ -220,6 +220,12 @@ class StageDir:
                  if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
         return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
 
+    def nanotron_steps(self) -> list[Path]:
+        """nanotron's step folders (``nanotron/N``), oldest first: the checkpoints of a nanotron stage."""
+        folder = self.nanotron_checkpoints
+        found = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()] if folder.is_dir() else []
+        return sorted(found, key=lambda p: int(p.name))
+
     def set_aside(self, why: str) -> Path:
         """A new dated folder to move old checkpoints into (never deleted by us)."""
         stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -27,6 +27,9 @@ class Engine:
     name: str
     module: str  # importable when the engine is installed
     install: str  # what to run when it is not
+    # "module:function" that raises a RecipeError when the installed engine cannot run here (a broken or partial
+    # install: PyPI's nanotron 0.4, a node without flash-attn); checked before any step runs
+    check: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,9 +114,16 @@ def unregister_kind(name: str) -> None:
 
 def engine_problem(engine_name: str) -> str | None:
     """Why an engine cannot run here (with the install hint), or None."""
+    from .errors import RecipeError
+
     engine = ENGINES[engine_name]
     if importlib.util.find_spec(engine.module) is None:
         return f"engine {engine_name!r} is not installed: {engine.install}"
+    if engine.check:
+        try:
+            _load(engine.check)()
+        except RecipeError as err:
+            return err.message
     return None
 
 
@@ -163,7 +173,7 @@ def _publish_dataclasses():
 register_engine(Engine("transformers", "transformers", "pip install 'transformers>=5' accelerate"))
 register_engine(Engine("nanotron", "nanotron",
                        "install nanotron from a pinned source commit on the GPU nodes (PyPI 0.4 does not import; "
-                       "see README, 'nanotron engine')"))
+                       "see README, 'nanotron engine')", check="aurora_m.engines.nanotron:require_nanotron"))
 
 register_kind(StageKind(
     name="pretrain", dataclasses=_pretrain_dataclasses, steps=("data", "train"), source_key="mixture",

@@ -53,8 +53,8 @@ def run(command: list, **kwargs) -> None:
 
 def run_stages(recipe: Path, run_dir: Path, steps: int, extra: list, env: dict) -> None:
     """CAP and CAT on ``steps`` optimizer steps of 8 x 128 tokens each (one data-parallel rank: the budget's steps)."""
-    run(["aurora-m", "run", recipe, "--output-dir", run_dir, "--stages", "cap,cat", "--train_tokens", steps * 8 * 128,
-         "--max_steps", steps, "--save_steps", max(1, steps // 2), *extra], env=env)
+    run([sys.executable, "-m", "aurora_m.cli", "run", recipe, "--output-dir", run_dir, "--stages", "cap,cat",
+         "--train_tokens", steps * 8 * 128, "--max_steps", steps, "--save_steps", max(1, steps // 2), *extra], env=env)
 
 
 def losses(run_dir: Path, stage: str) -> list[float]:
@@ -129,7 +129,18 @@ def check_tp(tp: int, out_dir: Path, reference: Path, args) -> list[str]:
 def main(args) -> int:
     import torch
 
+    from aurora_m.engines.nanotron import require_nanotron
+    from aurora_m.errors import RecipeError
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.steps < 2:
+        logger.error("--steps %d: give at least 2 (a checkpoint halfway, then the last)", args.steps)
+        return 1
+    try:
+        require_nanotron()
+    except RecipeError as err:
+        logger.error("%s", err)
+        return 1
     if not args.allow_cpu:
         if not torch.cuda.is_available():
             logger.error("no GPU: nanotron runs on CUDA only (--allow-cpu for a CPU port, see tools/nanotron_cpu)")

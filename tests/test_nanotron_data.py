@@ -99,8 +99,8 @@ def test_a_resumed_stage_carries_on_after_what_it_consumed_and_refuses_another_b
 
 
 def test_pipeline_ranks_that_hold_no_inputs_or_labels_get_pointers_and_read_nothing(stream, monkeypatch):
-    def pointer(rank):
-        return ("pointer to", rank)
+    def pointer(group_rank):
+        return ("pointer to", group_rank)
 
     first = StageBatches(stream, Shape(2, 1, 1), 0, folders=_folders(stream), reads_labels=False,
                          pointer=pointer, output_rank=3)

@@ -252,12 +252,20 @@ class PackedStream(torch.utils.data.Dataset):
         if not 0 <= position < self.length:
             raise IndexError(f"position {position} outside the stream of {self.length} windows")
         if self._index is None:
-            self._index = np.load(self.index_path, mmap_mode="r")
+            self._index = self.open_index()
             if self._index.shape != (self.length, 2):
                 raise RecipeError(self.index_path, None, f"holds {self._index.shape} entries, its .json says "
                                   f"{self.length}: run the data step again")
         source, window = self._index[position]
         return int(source), int(window)
+
+    def open_index(self) -> np.ndarray:
+        """The index, memory-mapped; a file cut short (a copy that did not finish) is named in one line."""
+        try:
+            return np.load(self.index_path, mmap_mode="r")
+        except (ValueError, OSError, EOFError) as err:
+            raise RecipeError(self.index_path, None, f"cannot be read as a sampling index ({err}): run the data step "
+                                                     "again") from None
 
     def _shard(self, source: int, file: int) -> np.memmap:
         key = (source, file)

@@ -232,17 +232,23 @@ class Pipeline:
         current = self.print_of(stage, stage.spec.resumable_step)
         upstream_runs = self.model_input_runs(stage)
         checkpoints = complete_checkpoints(dirs)  # partial ones are set aside here, with a warning
+        nanotron = dirs.nanotron_steps()  # a nanotron stage's checkpoints: its whole folder moves together
         state = read_json_or_none(dirs.train_state)
         rerun = [name for name, run_id in upstream_runs.items() if (state or {}).get("upstream_runs", {}).get(name)
                  not in (None, run_id)]
-        if checkpoints and stage.name in restart:
+        if (checkpoints or nanotron) and stage.name in restart:
             aside = dirs.set_aside("restart")
             for path in checkpoints:
                 path.rename(aside / path.name)
-            logger.warning("%s: %d checkpoint(s) moved to %s; training starts over", stage.name, len(checkpoints),
-                           self.layout.rel(aside))
-        elif checkpoints and ((state or {}).get("fingerprint") != current.fingerprint or rerun):
-            newest = checkpoints[-1].name
+            if nanotron:  # with its latest.txt, and the loss lines of the launches that wrote it
+                for path in (dirs.nanotron_checkpoints, dirs.nanotron_losses):
+                    if path.exists():
+                        path.rename(aside / path.name)
+            logger.warning("%s: %d checkpoint(s) moved to %s; training starts over", stage.name,
+                           len(checkpoints) + len(nanotron), self.layout.rel(aside))
+            checkpoints = nanotron = []
+        elif (checkpoints or nanotron) and ((state or {}).get("fingerprint") != current.fingerprint or rerun):
+            newest = (checkpoints or nanotron)[-1].name if not nanotron else f"nanotron/{nanotron[-1].name}"
             changes = (explain_difference(state, current, self._input_details, stage.name) if state
                        else ["checkpoints of an unknown configuration"])
             if state and state.get("fingerprint") == current.fingerprint:

@@ -61,13 +61,16 @@ def first_micro_batch(consumed_samples: int, shape: Shape, where: str) -> int:
 class StageBatches:
     """Map-style dataset of one data-parallel rank's micro batches: item k is its k-th micro batch of the stage.
 
-    ``stream`` is a :class:`PackedStream`; ``pointer(rank)`` makes nanotron's ``TensorPointer`` for the
+    ``stream`` is a :class:`PackedStream`; ``pointer(group_rank=rank)`` (nanotron's ``TensorPointer`` class: it
+    pickles, for loader workers started by spawn) makes the placeholder for the
     pipeline rank holding an input or label this rank does not read (``reads_inputs`` / ``reads_labels``).
     """
 
     def __init__(self, stream, shape: Shape, dp_rank: int, *, folders: dict[str, str], start_training_step: int = 1,
                  consumed_samples: int = 0, reads_inputs: bool = True, reads_labels: bool = True,
                  pointer: Callable | None = None, input_rank: int = 0, output_rank: int = 0):
+        if min(shape.micro_batch, shape.accumulation, shape.dp) < 1 or consumed_samples < 0:
+            raise ValueError(f"{shape} and {consumed_samples} consumed samples: expected positive sizes")
         if not 0 <= dp_rank < shape.dp:
             raise ValueError(f"dp rank {dp_rank} outside 0..{shape.dp - 1}")
         self.stream, self.shape, self.dp_rank = stream, shape, dp_rank
@@ -103,7 +106,7 @@ class StageBatches:
             batch["input_ids"] = windows
             batch["input_mask"] = torch.ones_like(windows, dtype=torch.bool)
         else:
-            batch["input_ids"] = batch["input_mask"] = self.pointer(self.input_rank)
+            batch["input_ids"] = batch["input_mask"] = self.pointer(group_rank=self.input_rank)
         if self.reads_labels:
             labels = torch.zeros_like(windows)
             labels[:, :-1] = windows[:, 1:]
@@ -111,7 +114,7 @@ class StageBatches:
             mask[:, -1] = False  # the window's last token has no next token inside the window
             batch["label_ids"], batch["label_mask"] = labels, mask
         else:
-            batch["label_ids"] = batch["label_mask"] = self.pointer(self.output_rank)
+            batch["label_ids"] = batch["label_mask"] = self.pointer(group_rank=self.output_rank)
         return batch
 
     def sampler(self) -> range:
@@ -123,7 +126,7 @@ class StageBatches:
         counts = np.zeros(len(self.stream.names), dtype=np.int64)
         if end <= start:
             return counts
-        index = np.load(self.stream.index_path, mmap_mode="r")
+        index = self.stream.open_index()
         for lo in range(start, end, BLOCK):
             counts += np.bincount(index[lo: min(end, lo + BLOCK), 0], minlength=len(counts))
         return counts * self.stream.seq_length

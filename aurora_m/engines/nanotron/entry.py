@@ -25,13 +25,101 @@ logger = logging.getLogger(__name__)
 
 
 def follow_this_schedule(trainer) -> None:
-    """Learning rate = this config's schedule at the global step, whatever base rate a loaded state held."""
+    """Learning rate = this config's schedule at the global step, whatever rate a loaded state held.
+
+    nanotron builds its LambdaLR after loading the optimizer state, so each lambda's ``initial_lr`` is the rate
+    the checkpoint's last step trained at (CAP's last rate for CAT, the warmup's rate at a resumed step), and a
+    loaded scheduler state brings the base rate of the run that saved it. Both become this config's rate (standard
+    parametrization: one rate for every group). The step count is the trained steps of the checkpoint (nanotron's
+    loader steps the scheduler once more after loading its state, so a resumed run would skip a step of the
+    schedule), so the schedule carries on where it stopped.
+    """
+    from functools import partial
+
+    lr = float(trainer.config.optimizer.learning_rate_scheduler.learning_rate)
     scheduler = trainer.lr_scheduler
-    initial = [lam.keywords["initial_lr"] for lam in scheduler.lr_lambdas]
-    scheduler.base_lrs = initial
-    for group, lr, lam in zip(scheduler.optimizer.param_groups, initial, scheduler.lr_lambdas, strict=True):
+    scheduler.lr_lambdas = [partial(lam.func, initial_lr=lr) for lam in scheduler.lr_lambdas]
+    scheduler.base_lrs = [lr] * len(scheduler.lr_lambdas)
+    scheduler.last_epoch = int(trainer.metadata.last_train_step)
+    for group, lam in zip(scheduler.optimizer.param_groups, scheduler.lr_lambdas, strict=True):
         group["initial_lr"] = lr
         group["lr"] = lr * lam(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+
+
+def restore_random_states(trainer) -> bool:
+    """A launch resuming its own stage's checkpoint carries on with the random states saved in it (dropout), as an
+    uninterrupted run would: nanotron saves its own but does not load them, and does not save torch's
+    (:func:`keep_rng_states` does). nanotron's file is read with torch's weights-only unpickler, allowing only the
+    classes a random-state file holds. A checkpoint of the upstream stage (CAT starting on CAP's) starts this
+    stage's own random stream from its seed, as the transformers engine does."""
+    import numpy as np
+    import torch
+    from nanotron.random import RandomState, RandomStates
+    from nanotron.serialize.random import load_random_states
+
+    path = trainer.init_checkpoint_path
+    stage = trainer.config.data_stages[-1]  # the stage this launch trains (an upstream one comes first)
+    if path is None or not stage_consumed_samples(trainer.metadata, stage):
+        return False
+    allowed = [RandomState, RandomStates, np.ndarray, np.dtype, type(np.dtype(np.uint32)),
+               (getattr(np, "_core", None) or np.core).multiarray._reconstruct]
+    with torch.serialization.safe_globals(allowed):
+        saved = load_random_states(trainer.parallel_context, Path(path))
+    for name, state in saved.items():  # in place: the model's blocks hold this mapping
+        trainer.random_states[name] = state
+    own = Path(path) / RNG_STATES / _rng_file(trainer)
+    if own.is_file():
+        from safetensors.torch import load_file
+
+        states = load_file(own)
+        torch.set_rng_state(states["cpu"])
+        if "cuda" in states and torch.cuda.is_available():
+            torch.cuda.set_rng_state(states["cuda"])
+    return True
+
+
+RNG_STATES = "aurora-m-rng"  # beside nanotron's folders in a checkpoint: torch's generator states, per rank
+
+
+def _rng_file(trainer) -> str:
+    import torch.distributed as dist
+
+    context = trainer.parallel_context
+    return "_".join(f"{name}-{dist.get_rank(group)}-of-{group.size()}" for name, group in
+                    (("tp", context.tp_pg), ("pp", context.pp_pg), ("dp", context.dp_pg))) + ".safetensors"
+
+
+def global_rng_states() -> dict:
+    """torch's own generators (CPU, and this process's GPU): attention dropout draws from them, not from
+    nanotron's own random states."""
+    import torch
+
+    states = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
+
+
+def keep_rng_states(trainer) -> None:
+    """Save every rank's torch generator states with every checkpoint (nanotron saves its own random states,
+    the fp32 master weights and the optimizer, not these)."""
+    import torch.distributed as dist
+    from safetensors.torch import save_file
+
+    save = trainer.save_checkpoint
+
+    def saving():
+        path = save()
+        folder = Path(path) / RNG_STATES
+        folder.mkdir(exist_ok=True)
+        partial = folder / f"{_rng_file(trainer)}.partial"
+        save_file(global_rng_states(), partial)
+        partial.replace(folder / _rng_file(trainer))
+        dist.barrier(trainer.parallel_context.world_pg)
+        return path
+
+    trainer.save_checkpoint = saving
 
 
 def stage_consumed_samples(metadata, stage) -> int:
@@ -113,12 +201,15 @@ def dataloaders(trainer, data_dir: str) -> dict:
                                    start_training_step=stage.start_training_step,
                                    consumed_samples=stage_consumed_samples(trainer.metadata, stage),
                                    reads_inputs=pp_rank == input_rank, reads_labels=pp_rank == output_rank,
-                                   pointer=lambda rank: TensorPointer(group_rank=rank),
+                                   pointer=TensorPointer,
                                    input_rank=input_rank, output_rank=output_rank)
             workers = stage.data.num_loading_workers if stage.data else 0
             logger.info("data stage %s: %d global batches of %d windows in %s, from micro batch %d of this rank",
                         stage.name, batches.steps, shape.global_batch, data.index, batches.first)
-            return DataLoader(batches, batch_size=None, sampler=batches.sampler(), num_workers=workers)
+            # its own generator: an iterator's seed is otherwise drawn from torch's global one, which a resumed
+            # launch has just restored for dropout (one draw more and no step after a resume would be the same)
+            return DataLoader(batches, batch_size=None, sampler=batches.sampler(), num_workers=workers,
+                              generator=torch.Generator())
         return build
 
     return {stage.name: make(stage) for stage in trainer.config.data_stages}
@@ -198,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         follow_this_schedule(trainer)
         add_new_data_stages(trainer)
+        if restore_random_states(trainer):
+            logger.info("random states restored from %s", trainer.init_checkpoint_path)
+        keep_rng_states(trainer)
         if args.loss_log:
             record_losses(trainer, args.loss_log)
         trainer.train(dataloaders(trainer, args.data))

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -133,11 +134,57 @@ def plan(ctx, model_args, mix_args, training_args, world_size: int | None) -> di
                   model_config=model_config, init=init, checkpoints=dirs.nanotron_checkpoints, corpus=corpus,
                   world_size=world_size, upstream=upstream,
                   resume_own=latest_checkpoint(dirs.nanotron_checkpoints) is not None, config_file=ctx.config)
+    check_data(mixture, data, mix_args, config, ctx.config)
+    check_own_resume(latest_checkpoint(dirs.nanotron_checkpoints), config, ctx.config)
     unused = unused_keys(set(yaml.safe_load(Path(ctx.config).read_text()) or {}))
     if unused:
         logger.info("%s: not used by the nanotron engine: %s", ctx.stage, ", ".join(unused))
     write_text(dirs.nanotron_config, yaml.safe_dump(config, sort_keys=False))
     return config
+
+
+def check_data(mixture: dict, data: DatasetDir, mix_args, config: dict, config_file) -> None:
+    """Before any GPU starts: the data step's windows are this config's sequences, and its stream holds every
+    step's global batch (the transformers engine checks the same before loading a model)."""
+    from ...data.stream import read_index_meta
+
+    built = int(mixture.get("seq_length", 0))
+    if built != mix_args.seq_length:
+        raise RecipeError(data.mixture_json, "seq_length", f"the data step built windows of {built} tokens, the stage "
+                                                           f"trains on {mix_args.seq_length}: run its data step again")
+    tokens = config["tokens"]
+    per_step = tokens["micro_batch_size"] * tokens["batch_accumulation_per_replica"] * config["parallelism"]["dp"]
+    first = config["data_stages"][-1]["start_training_step"]
+    needed = (tokens["train_steps"] - first + 1) * per_step
+    length = int(read_index_meta(data.index)["length"])
+    if length < needed:
+        raise RecipeError(data.index, None, f"holds {length:,} sequences, fewer than this stage's "
+                                            f"{tokens['train_steps'] - first + 1} steps x {per_step} (micro batch x "
+                                            f"accumulation x dp) = {needed:,}: run its data step again")
+
+
+def check_own_resume(last: Path | None, config: dict, config_file) -> None:
+    """A launch resuming the stage's own checkpoint has steps left and the global batch that checkpoint trained
+    with (the stream positions of the steps already trained would no longer line up)."""
+    if last is None:
+        return
+    tokens, stage = config["tokens"], config["data_stages"][-1]
+    step = int(last.name)
+    if step > tokens["train_steps"]:
+        raise RecipeError(config_file, "train_tokens", f"{last} is step {step}, past this budget's last step "
+                                                       f"{tokens['train_steps']}: give the budget it trained with, "
+                                                       f"or --restart the stage")
+    meta = (read_json_or_none(last / "checkpoint_metadata.json") or {}).get("metas") or {}
+    done = next((s for s in meta.get("data_stages") or [] if s.get("start_training_step") ==
+                 stage["start_training_step"]), None)
+    per_step = tokens["micro_batch_size"] * tokens["batch_accumulation_per_replica"] * config["parallelism"]["dp"]
+    steps = step - stage["start_training_step"] + 1
+    if done and steps > 0 and int(done.get("consumed_train_samples", 0)) != steps * per_step:
+        raise RecipeError(config_file, "per_device_train_batch_size",
+                          f"{last} trained {steps} steps on {done['consumed_train_samples']} sequences "
+                          f"({int(done['consumed_train_samples']) // steps} a step), this launch's global batch is "
+                          f"{per_step} (micro batch x accumulation x dp): resume with the batch it trained with, "
+                          "or --restart the stage")
 
 
 def read_yaml_or_none(path: Path):
@@ -244,15 +291,15 @@ def loss_history(losses: Path) -> list[dict]:
     import json
 
     steps: dict[int, dict] = {}
-    try:
-        lines = Path(losses).read_text(encoding="utf-8").splitlines()
+    try:  # a kill can cut a line short, even inside a character: such lines are skipped, not the file
+        lines = Path(losses).read_bytes().decode("utf-8", errors="replace").splitlines()
     except FileNotFoundError:
         return []
     for line in lines:
         try:
             entry = json.loads(line)
             steps[int(entry["step"])] = entry
-        except (ValueError, KeyError, TypeError):  # a line cut short by a kill
+        except (ValueError, KeyError, TypeError, OverflowError):
             continue
     return [steps[k] for k in sorted(steps)]
 
@@ -277,20 +324,40 @@ def run_train_step(ctx) -> Path:
     model_args, mix_args, training_args = ctx.parse(*wired_arguments(ctx))
     nodes = nodes_from_env()
     with run_lock(ctx.dirs.train_lock, "training"):
-        plan(ctx, model_args, mix_args, training_args, world_size=nodes.world_size)
+        config = plan(ctx, model_args, mix_args, training_args, world_size=nodes.world_size)
         data = DatasetDir(mix_args.dataset_dir) if mix_args.dataset_dir else ctx.dirs.data
-        command = launch_command(ctx.dirs.nanotron_config, data.root, nodes, ctx.dirs.nanotron_logs,
-                                 ctx.dirs.nanotron_losses)
-        if nodes.nnodes > 1:
-            ctx.dirs.nanotron_logs.mkdir(exist_ok=True)
-            logger.info("%s: %d nodes x %d GPUs, each node's log in %s", ctx.stage, nodes.nnodes,
-                        nodes.nproc_per_node, ctx.dirs.nanotron_logs)
-        logger.info("%s: %s", ctx.stage, " ".join(command))
-        env = {**os.environ, "CUDA_DEVICE_MAX_CONNECTIONS": "1"}  # nanotron's TP overlap needs it
-        if subprocess.run(command, env=env, check=False).returncode != 0:
-            raise RuntimeError(f"{ctx.stage}: the nanotron launch failed (its log is above"
-                               f"{' and in ' + str(ctx.dirs.nanotron_logs) if nodes.nnodes > 1 else ''}); "
-                               f"running the stage again resumes from {ctx.dirs.nanotron_checkpoints}")
+        last = latest_checkpoint(ctx.dirs.nanotron_checkpoints)
+        if last is not None and int(last.name) >= config["tokens"]["train_steps"]:
+            # trained to the end by a launch whose export did not happen (killed after nanotron's final save):
+            # nanotron refuses to resume a checkpoint that has no steps left, so only the export runs
+            logger.info("%s: %s is the last step (%d): exporting it", ctx.stage, last, config["tokens"]["train_steps"])
+        else:
+            launch(ctx, data, nodes)
         export(ctx.dirs, data)
         write_loss_history(ctx.dirs, ctx.title)
         return ctx.dirs.model
+
+
+def _die_with_parent() -> None:
+    """In the launched torchrun (or srun), before it starts: SIGTERM when aurora-m dies, even by SIGKILL, so no
+    launch trains on, unowned, beside the next run of the stage (torchrun and srun stop their workers on it)."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+
+
+def launch(ctx, data: DatasetDir, nodes: Nodes) -> None:
+    command = launch_command(ctx.dirs.nanotron_config, data.root, nodes, ctx.dirs.nanotron_logs,
+                             ctx.dirs.nanotron_losses)
+    if nodes.nnodes > 1:
+        ctx.dirs.nanotron_logs.mkdir(exist_ok=True)
+        logger.info("%s: %d nodes x %d GPUs, each node's log in %s", ctx.stage, nodes.nnodes,
+                    nodes.nproc_per_node, ctx.dirs.nanotron_logs)
+    logger.info("%s: %s", ctx.stage, " ".join(command))
+    env = {**os.environ, "CUDA_DEVICE_MAX_CONNECTIONS": "1"}  # nanotron's TP overlap needs it
+    if subprocess.run(command, env=env, check=False, preexec_fn=_die_with_parent).returncode != 0:
+        raise RuntimeError(f"{ctx.stage}: the nanotron launch failed (its log is above"
+                           f"{' and in ' + str(ctx.dirs.nanotron_logs) if nodes.nnodes > 1 else ''}); "
+                           f"running the stage again resumes from {ctx.dirs.nanotron_checkpoints}")
