@@ -357,6 +357,20 @@ def test_without_nanotron_the_engine_names_its_install_steps(tmp_path):
                                                             "importable"), check.stderr
 
 
+def test_a_nanotron_that_does_not_import_is_refused_before_any_step(tmp_path):
+    """PyPI's nanotron 0.4, or a node without flash-attn or grouped_gemm: found, but its trainer does not import."""
+    fake = tmp_path / "site" / "nanotron"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('cannot import name Config (circular import)')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    done = cli("train", str(TINY / "nanotron"), "--output-dir", str(tmp_path / "run"), "--stage", "cap", env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "nanotron is not importable here (cannot import name Config" in done.stderr
+    assert "git checkout 2411b022a75f" in done.stderr and not (tmp_path / "run" / "cap").exists()
+    data = cli("data", str(TINY / "nanotron"), "--output-dir", str(tmp_path / "run"), "--stage", "cap", env=env)
+    assert data.returncode == 0, data.stderr  # the data step does not need the engine
+
+
 def test_the_data_step_of_a_nanotron_stage_runs_without_nanotron_and_feeds_every_step(tmp_path):
     """Data on a CPU node (the project's usual environment), training in the nanotron one: the data step does not
     need the engine, and its stream holds exactly the stage's optimizer steps of nanotron micro batches."""
@@ -383,7 +397,8 @@ def test_the_loss_record_of_relaunches_gives_one_history_and_plot(tmp_path):
     dirs.root.mkdir()
     lines = [json.dumps({"step": s, "loss": 9.0 - s, "learning_rate": 1e-3}) for s in range(1, 6)]
     lines += ['{"step": 6, "lo', *(json.dumps({"step": s, "loss": 8.5 - s, "learning_rate": 1e-3}) for s in (4, 5, 6))]
-    dirs.nanotron_losses.write_text("\n".join(lines) + "\n")
+    lines += ['{"step": Infinity, "loss": 1.0}', "[1, 2]", "null"]
+    dirs.nanotron_losses.write_bytes(("\n".join(lines) + "\n").encode() + b'{"step": 7, "loss": \xff\xfe\n')
     history = loss_history(dirs.nanotron_losses)
     assert [e["step"] for e in history] == [1, 2, 3, 4, 5, 6]
     assert [e["loss"] for e in history] == [8.0, 7.0, 6.0, 4.5, 3.5, 2.5]

@@ -132,3 +132,54 @@ def test_consumption_counts_every_ranks_tokens_per_folder_from_the_stage_start(s
     assert stats == expected(32)
     # nanotron's own check on save: tokens over the folders == consumed samples x sequence length
     assert sum(s["tokens"] for s in stats.values()) == 32 * SEQ
+
+
+# ----------------------------------------------------------------------------- before a launch starts any GPU
+def _config(train_steps=8, micro=2, accumulation=1, dp=2, first=1) -> dict:
+    return {"tokens": {"train_steps": train_steps, "micro_batch_size": micro, "batch_accumulation_per_replica":
+                       accumulation}, "parallelism": {"dp": dp}, "data_stages": [{"start_training_step": first}]}
+
+
+def test_a_launch_is_refused_when_the_data_does_not_fit_the_config(stream, tmp_path):
+    from types import SimpleNamespace
+
+    from aurora_m.engines.nanotron.runner import check_data
+
+    data = SimpleNamespace(index=stream.index_path, mixture_json=tmp_path / "mixture.json")
+    mixture = {"seq_length": SEQ}
+    check_data(mixture, data, SimpleNamespace(seq_length=SEQ), _config(train_steps=24), "cap.yaml")  # 96 = 24 x 4
+    with pytest.raises(RecipeError, match="built windows of 8 tokens, the stage trains on 16"):
+        check_data(mixture, data, SimpleNamespace(seq_length=16), _config(), "cap.yaml")
+    with pytest.raises(RecipeError, match=r"holds 96 sequences, fewer than this stage's 25 steps x 4 .* = 100"):
+        check_data(mixture, data, SimpleNamespace(seq_length=SEQ), _config(train_steps=25), "cap.yaml")
+    # CAT after CAP's 10 steps: only its own steps count
+    check_data(mixture, data, SimpleNamespace(seq_length=SEQ), _config(train_steps=34, first=11), "cat.yaml")
+
+
+def test_a_resume_with_another_global_batch_or_past_the_budget_is_refused_before_launch(tmp_path):
+    import json
+
+    from aurora_m.engines.nanotron.runner import check_own_resume
+
+    last = tmp_path / "nanotron" / "6"
+    last.mkdir(parents=True)
+    meta = {"metas": {"data_stages": [{"name": "cap", "start_training_step": 1, "consumed_train_samples": 24}]}}
+    (last / "checkpoint_metadata.json").write_text(json.dumps(meta))
+    check_own_resume(None, _config(), "cap.yaml")
+    check_own_resume(last, _config(), "cap.yaml")  # 6 steps x 4 = 24: the same global batch
+    check_own_resume(last, _config(train_steps=6), "cap.yaml")  # trained to the end: only the export is left
+    with pytest.raises(RecipeError, match=r"trained 6 steps on 24 sequences \(4 a step\), this launch's global "
+                                          r"batch is 8 .*--restart"):
+        check_own_resume(last, _config(micro=4), "cap.yaml")
+    with pytest.raises(RecipeError, match="is step 6, past this budget's last step 5"):
+        check_own_resume(last, _config(train_steps=5), "cap.yaml")
+
+
+def test_a_truncated_index_is_named_in_one_line(stream):
+    data = stream.index_path.read_bytes()
+    stream.index_path.write_bytes(data[: len(data) // 2])
+    fresh = PackedStream(stream.index_path, {n: stream.files[i][0].parent for i, n in enumerate(stream.names)}, SEQ)
+    with pytest.raises(RecipeError, match="index.npy: cannot be read as a sampling index .*run the data step again"):
+        fresh[0]
+    with pytest.raises(RecipeError, match="cannot be read as a sampling index"):
+        StageBatches(fresh, Shape(2, 1, 1), 0, folders={}, consumed_samples=4)

@@ -301,3 +301,37 @@ def test_a_failed_rerun_leaves_the_summary_saying_so(toy_recipe, tmp_path):
     assert run(toy_recipe, out, "--fail_with", "user") == 2
     summary = json.loads((out / "summary.json").read_text())
     assert next(s for s in summary["stages"] if s["name"] == "a")["status"] != "completed"
+
+
+def test_nanotron_checkpoints_are_guarded_like_the_trainers_own(tmp_path, toy_kind, capsys):
+    """A stage that left nanotron step folders: an edit that changes its result is refused naming them, and
+    --restart sets the whole nanotron folder (with latest.txt) and its loss lines aside, deleting nothing."""
+    register_kind(StageKind(name="toy-ckpt", dataclasses=lambda: (ToyArguments,), steps=("write",),
+                            source_key="toy_sources", resumable_step="write",
+                            runners={"transformers": {"write": toy_runner}}))
+    try:
+        recipe = tmp_path / "recipe"
+        recipe.mkdir()
+        (recipe / "data.jsonl").write_text('{"text": "one"}\n')
+        (recipe / "pipeline.yaml").write_text("name: toy\nstages:\n  - {name: a, kind: toy-ckpt, config: a.yaml}\n")
+        (recipe / "a.yaml").write_text("toy_sources:\n  - {name: s, path: data.jsonl}\ngreeting: hi\n")
+        out = tmp_path / "run"
+        assert run(recipe, out) == 0
+        steps = out / "a" / "nanotron"
+        for step in ("2", "4"):
+            (steps / step).mkdir(parents=True)
+        (steps / "latest.txt").write_text("4")
+        (out / "a" / "nanotron-losses.jsonl").write_text('{"step": 1, "loss": 8.0}\n')
+        (recipe / "a.yaml").write_text("toy_sources:\n  - {name: s, path: data.jsonl}\ngreeting: hey\n")
+        capsys.readouterr()
+        assert run(recipe, out) == 2
+        err = capsys.readouterr().err
+        assert "greeting" in err and "since nanotron/4" in err and "--restart a" in err, err
+        assert (steps / "4").is_dir()  # nothing moved or deleted
+        assert run(recipe, out, "--restart", "a") == 0
+        aside = list((out / "a").glob("set-aside-restart-*"))
+        assert len(aside) == 1 and not steps.exists() and not (out / "a" / "nanotron-losses.jsonl").exists()
+        assert sorted(p.name for p in (aside[0] / "nanotron").iterdir()) == ["2", "4", "latest.txt"]
+        assert (aside[0] / "nanotron-losses.jsonl").is_file()
+    finally:
+        unregister_kind("toy-ckpt")
