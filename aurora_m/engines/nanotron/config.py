@@ -98,7 +98,7 @@ def _schedule(training_args, total: int, config_file) -> dict:
         floor = 0.0
         if kind == "cosine_with_min_lr":
             floor = kwargs["min_lr"] if "min_lr" in kwargs else lr * float(kwargs.get("min_lr_rate", 0.0))
-        return {**out, "lr_decay_style": DECAY[kind], "lr_decay_steps": total - warmup,
+        return {**out, "lr_decay_style": DECAY[kind], "lr_decay_steps": max(0, total - warmup),
                 "min_decay_lr": float(floor)}
     if kind == "warmup_stable_decay":
         decay = int(kwargs.get("num_decay_steps", 0))

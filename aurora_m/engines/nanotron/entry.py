@@ -229,6 +229,25 @@ def check_stage_engine(recipe_dir: str, stage_name: str) -> None:
                           f"{', '.join(nanotron) or 'none'}); launch it with recipes/launch.slurm pretrain/sft")
 
 
+def make_trainer(trainer_class, config_file: str, config_class, model_class):
+    """nanotron's trainer on the emitted YAML; a file that is missing or is not such a config is one line."""
+    import dacite
+    import yaml
+
+    try:
+        text = Path(config_file).read_text(encoding="utf-8")
+        if not isinstance(yaml.safe_load(text), dict):
+            raise RecipeError(config_file, None, "not a nanotron config (a YAML mapping): give the nanotron.yaml "
+                                                 "the train step wrote")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise RecipeError(config_file, None, f"cannot be read as a nanotron config ({err})") from None
+    try:
+        return trainer_class(config_file, config_class=config_class, model_class=model_class)
+    except dacite.DaciteError as err:
+        raise RecipeError(config_file, None, f"not a nanotron config of this engine ({err}): give the "
+                                             "nanotron.yaml the train step wrote") from None
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", help="the nanotron YAML the train step emitted")
@@ -283,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         from .model import classes
 
         model_class, config_class = classes()
-        trainer = DistributedTrainer(args.config_file, config_class=config_class, model_class=model_class)
+        trainer = make_trainer(DistributedTrainer, args.config_file, config_class, model_class)
         if args.dump_logits:
             dump_logits(trainer, *args.dump_logits)
             return 0
