@@ -105,17 +105,15 @@ def keep_rng_states(trainer) -> None:
     """Save every rank's torch generator states with every checkpoint (nanotron saves its own random states,
     the fp32 master weights and the optimizer, not these)."""
     import torch.distributed as dist
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    save = trainer.save_checkpoint
+    from ...io import write_bytes
+
+    save_checkpoint = trainer.save_checkpoint
 
     def saving():
-        path = save()
-        folder = Path(path) / RNG_STATES
-        folder.mkdir(exist_ok=True)
-        partial = folder / f"{_rng_file(trainer)}.partial"
-        save_file(global_rng_states(), partial)
-        partial.replace(folder / _rng_file(trainer))
+        path = save_checkpoint()
+        write_bytes(Path(path) / RNG_STATES / _rng_file(trainer), save(global_rng_states()))
         dist.barrier(trainer.parallel_context.world_pg)
         return path
 
