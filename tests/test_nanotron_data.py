@@ -183,3 +183,25 @@ def test_a_truncated_index_is_named_in_one_line(stream):
         fresh[0]
     with pytest.raises(RecipeError, match="cannot be read as a sampling index"):
         StageBatches(fresh, Shape(2, 1, 1), 0, folders={}, consumed_samples=4)
+
+
+def test_a_resume_takes_the_counts_nanotron_recorded_and_counts_again_only_when_they_do_not_add_up(stream,
+                                                                                                   monkeypatch):
+    index = np.load(stream.index_path)
+    folders = _folders(stream)
+    exact = {folders[n]: int(c) * SEQ for n, c in zip(stream.names, np.bincount(index[:20, 0], minlength=3))}
+    calls = []
+    counted = PackedStream.source_counts
+
+    def spy(self, start, end):
+        calls.append((start, end))
+        return counted(self, start, end)
+
+    monkeypatch.setattr(PackedStream, "source_counts", spy)
+    recorded = StageBatches(stream, Shape(2, 1, 2), 0, folders=folders, consumed_samples=20, consumed_tokens=exact)
+    assert calls == [] and recorded.get_consumption_stats() == {f: {"tokens": t} for f, t in exact.items() if t}
+    # a record that does not account for every consumed window (another folder name, a lost entry): counted
+    stale = {"/elsewhere/en": 20 * SEQ}
+    counted_again = StageBatches(stream, Shape(2, 1, 2), 0, folders=folders, consumed_samples=20,
+                                 consumed_tokens=stale)
+    assert calls == [(0, 20)] and counted_again.get_consumption_stats() == recorded.get_consumption_stats()

@@ -197,10 +197,16 @@ def realised_shares(index_path: str | Path, names: list[str] | None = None, bloc
         raise ValueError(f"index {index_path} was built for sources {built_for}, not {list(names)}")
     names = built_for
     index = np.load(index_path, mmap_mode="r")
-    counts = np.zeros(len(names), dtype=np.int64)
-    for start in range(0, len(index), block):
-        counts += np.bincount(index[start: start + block, 0], minlength=len(names))
+    counts = source_counts(index, 0, len(index), len(names), block)
     return {name: int(c) / max(1, len(index)) for name, c in zip(names, counts)}
+
+
+def source_counts(index: np.ndarray, start: int, end: int, sources: int, block: int = 1 << 20) -> np.ndarray:
+    """How many of the positions ``[start, end)`` of ``index`` each source gives (read in blocks, not whole)."""
+    counts = np.zeros(sources, dtype=np.int64)
+    for lo in range(max(0, start), min(end, len(index)), block):
+        counts += np.bincount(index[lo: min(end, lo + block), 0], minlength=sources)
+    return counts
 
 
 class PackedStream(torch.utils.data.Dataset):
@@ -251,13 +257,21 @@ class PackedStream(torch.utils.data.Dataset):
     def _entry(self, position: int) -> tuple[int, int]:
         if not 0 <= position < self.length:
             raise IndexError(f"position {position} outside the stream of {self.length} windows")
-        if self._index is None:
-            self._index = self.open_index()
-            if self._index.shape != (self.length, 2):
-                raise RecipeError(self.index_path, None, f"holds {self._index.shape} entries, its .json says "
-                                  f"{self.length}: run the data step again")
-        source, window = self._index[position]
+        source, window = self._mapped_index()[position]
         return int(source), int(window)
+
+    def _mapped_index(self) -> np.ndarray:
+        if self._index is None:
+            index = self.open_index()
+            if index.shape != (self.length, 2):
+                raise RecipeError(self.index_path, None, f"holds {index.shape} entries, its .json says "
+                                  f"{self.length}: run the data step again")
+            self._index = index
+        return self._index
+
+    def source_counts(self, start: int, end: int) -> np.ndarray:
+        """Windows each source gives to stream positions ``[start, end)``, in the order of ``names``."""
+        return source_counts(self._mapped_index(), start, end, len(self.names))
 
     def open_index(self) -> np.ndarray:
         """The index, memory-mapped; a file cut short (a copy that did not finish) is named in one line."""

@@ -16,7 +16,8 @@ same stream, mixture and seed the transformers engine reads, so both engines tra
 - **Pipeline parallelism**: only the first pipeline rank reads inputs and the last reads labels; the others get
   nanotron's ``TensorPointer`` to those ranks (given by the caller, so this module runs without nanotron).
 - **Consumption**: nanotron records the tokens each dataset folder gave in its checkpoint metadata; the counts
-  here come from the index (one ``bincount`` per optimizer step over ``G`` rows), across all data-parallel ranks.
+  here come from the index (one ``bincount`` per optimizer step over ``G`` rows), across all data-parallel ranks. A
+  resumed launch starts from the counts that metadata holds (no pass over the index at start-up on every rank).
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import RecipeError
-
-BLOCK = 1 << 20  # index rows counted at once when a resumed stage counts what it had consumed
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,8 @@ class StageBatches:
 
     def __init__(self, stream, shape: Shape, dp_rank: int, *, folders: dict[str, str], start_training_step: int = 1,
                  consumed_samples: int = 0, reads_inputs: bool = True, reads_labels: bool = True,
-                 pointer: Callable | None = None, input_rank: int = 0, output_rank: int = 0):
+                 pointer: Callable | None = None, input_rank: int = 0, output_rank: int = 0,
+                 consumed_tokens: dict[str, int] | None = None):
         if min(shape.micro_batch, shape.accumulation, shape.dp) < 1 or consumed_samples < 0:
             raise ValueError(f"{shape} and {consumed_samples} consumed samples: expected positive sizes")
         if not 0 <= dp_rank < shape.dp:
@@ -82,7 +82,16 @@ class StageBatches:
         self.pointer, self.input_rank, self.output_rank = pointer, input_rank, output_rank
         self.steps = len(stream) // shape.global_batch  # whole global batches in the stream
         self.first = first_micro_batch(consumed_samples, shape, str(stream.index_path))
-        self.tokens = self._count(0, consumed_samples)  # per source, every rank's, since the stage began
+        self.tokens = self._consumed(consumed_samples, consumed_tokens)  # per source, all ranks, this stage
+
+    def _consumed(self, samples: int, recorded: dict[str, int] | None) -> np.ndarray:
+        """The tokens each source gave before this launch: what the checkpoint's metadata recorded per folder when
+        it accounts for all ``samples`` windows, else counted from the index (a pass over ``samples`` rows)."""
+        if recorded:
+            tokens = np.array([int(recorded.get(self.folders.get(n, n), 0)) for n in self.stream.names])
+            if tokens.sum() == samples * self.stream.seq_length:
+                return tokens
+        return self._count(0, samples)
 
     def __len__(self) -> int:
         return self.steps * self.shape.accumulation
@@ -123,13 +132,7 @@ class StageBatches:
 
     # ------------------------------------------------------------------ what nanotron's loop calls
     def _count(self, start: int, end: int) -> np.ndarray:
-        counts = np.zeros(len(self.stream.names), dtype=np.int64)
-        if end <= start:
-            return counts
-        index = self.stream.open_index()
-        for lo in range(start, end, BLOCK):
-            counts += np.bincount(index[lo: min(end, lo + BLOCK), 0], minlength=len(counts))
-        return counts * self.stream.seq_length
+        return self.stream.source_counts(start, end) * self.stream.seq_length
 
     def update_consumption_metrics(self, start_idx: int, end_idx: int, sequence_length: int) -> None:
         """nanotron's call after each optimizer step, with sample numbers counted from training step 1."""

@@ -120,12 +120,16 @@ def keep_rng_states(trainer) -> None:
     trainer.save_checkpoint = saving
 
 
+def stage_metadata(metadata, stage):
+    """nanotron's record of this data stage in the loaded checkpoint's metadata, or None for a new stage."""
+    return next((done for done in metadata.data_stages or []
+                 if done.start_training_step == stage.start_training_step), None)
+
+
 def stage_consumed_samples(metadata, stage) -> int:
     """What nanotron's checkpoint metadata says this data stage already trained on (0 for a new stage)."""
-    for done in metadata.data_stages or []:
-        if done.start_training_step == stage.start_training_step:
-            return int(done.consumed_train_samples)
-    return 0
+    done = stage_metadata(metadata, stage)
+    return int(done.consumed_train_samples) if done else 0
 
 
 def add_new_data_stages(trainer) -> None:
@@ -198,6 +202,8 @@ def dataloaders(trainer, data_dir: str) -> dict:
             batches = StageBatches(stream, shape, torch.distributed.get_rank(context.dp_pg), folders=folders,
                                    start_training_step=stage.start_training_step,
                                    consumed_samples=stage_consumed_samples(trainer.metadata, stage),
+                                   consumed_tokens=getattr(stage_metadata(trainer.metadata, stage),
+                                                           "consumed_tokens_per_dataset_folder", None),
                                    reads_inputs=pp_rank == input_rank, reads_labels=pp_rank == output_rank,
                                    pointer=TensorPointer,
                                    input_rank=input_rank, output_rank=output_rank)

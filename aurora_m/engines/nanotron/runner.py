@@ -130,12 +130,12 @@ def plan(ctx, model_args, mix_args, training_args, world_size: int | None) -> di
     sources = [s["name"] for s in mixture.get("sources", [])]
     corpus = Corpus.from_mixture(mixture, data.source_tokens, tokenizer_name(data, sources))
     project = read_json_or_none(ctx.run.marker) or {}
+    own = latest_checkpoint(dirs.nanotron_checkpoints)
     config = emit(model_args, mix_args, training_args, project=project.get("recipe", "aurora-m"), stage=ctx.stage,
                   model_config=model_config, init=init, checkpoints=dirs.nanotron_checkpoints, corpus=corpus,
-                  world_size=world_size, upstream=upstream,
-                  resume_own=latest_checkpoint(dirs.nanotron_checkpoints) is not None, config_file=ctx.config)
+                  world_size=world_size, upstream=upstream, resume_own=own is not None, config_file=ctx.config)
     check_data(mixture, data, mix_args, config, ctx.config)
-    check_own_resume(latest_checkpoint(dirs.nanotron_checkpoints), config, ctx.config)
+    check_own_resume(own, config, ctx.config)
     unused = unused_keys(set(yaml.safe_load(Path(ctx.config).read_text()) or {}))
     if unused:
         logger.info("%s: not used by the nanotron engine: %s", ctx.stage, ", ".join(unused))
