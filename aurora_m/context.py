@@ -38,5 +38,10 @@ class StepContext:
         """
         known = {f.name for dc in stage_dataclasses(self.kind) for f in fields(dc)}
         wired = ["--output_dir", str(self.dirs.root)] if "output_dir" in known else []
-        return parse_stage(self.config, self.kind, [*wired, *self.overrides, *extra],
-                           has_model_input=self.has_model_input, input_positions=self.input_positions)
+        return parse_stage(
+            self.config,
+            self.kind,
+            [*wired, *self.overrides, *extra],
+            has_model_input=self.has_model_input,
+            input_positions=self.input_positions,
+        )

@@ -62,12 +62,16 @@ def user_facing(exc: BaseException, output_dir: str | Path | None = None) -> tup
     if isinstance(exc, RecipeError):
         return str(exc), EXIT_USER_ERROR
     if isinstance(exc, KeyboardInterrupt):
-        return ("interrupted: run the same command again to resume (complete steps and checkpoints are kept)",
-                EXIT_INTERRUPTED)
+        return (
+            "interrupted: run the same command again to resume (complete steps and checkpoints are kept)",
+            EXIT_INTERRUPTED,
+        )
     full = _disk_full(exc, output_dir)
     if full is not None:
-        return (f"no space left on device while writing {full}: free some space and run again to resume",
-                EXIT_USER_ERROR)
+        return (
+            f"no space left on device while writing {full}: free some space and run again to resume",
+            EXIT_USER_ERROR,
+        )
     if isinstance(exc, PermissionError):
         return f"permission denied: {exc.filename}: choose a folder you can write to", EXIT_USER_ERROR
     if isinstance(exc, OSError) and exc.errno == errno.EROFS:

@@ -32,12 +32,18 @@ ACCELERATE_CONFIG = "accelerate config"
 # report_to integrations this project declares an extra for: name -> modules, any of which serves
 REPORTERS = {"tensorboard": ("tensorboard", "tensorboardX"), "trackio": ("trackio",), "wandb": ("wandb",)}
 # the others transformers knows: name -> (module, PyPI package) where they differ from the name
-OTHER_REPORTERS = {"azure_ml": ("azureml", "azureml-core"), "comet_ml": ("comet_ml", "comet-ml"),
-                   "flyte": ("flytekit", "flytekit"), "kubeflow": ("kfp", "kfp")}
+OTHER_REPORTERS = {
+    "azure_ml": ("azureml", "azureml-core"),
+    "comet_ml": ("comet_ml", "comet-ml"),
+    "flyte": ("flytekit", "flytekit"),
+    "kubeflow": ("kfp", "kfp"),
+}
 # attention implementations that need a package and a CUDA GPU: name -> (module, install command)
 FLASH_ATTENTION = {
-    "flash_attention_2": ("flash_attn", "pip install 'aurora-m[flash-attn]' (or pip install flash-attn "
-                                        "--no-build-isolation)"),
+    "flash_attention_2": (
+        "flash_attn",
+        "pip install 'aurora-m[flash-attn]' (or pip install flash-attn --no-build-isolation)",
+    ),
     "flash_attention_3": ("flash_attn_interface", "build FlashAttention 3 from flash-attention's hopper/ folder"),
 }
 HUB_KERNEL = ("kernels", "pip install kernels")  # attn_implementation: "kernels-community/flash-attn" and the like
@@ -86,8 +92,9 @@ def _settings(config_file, settings):
         if isinstance(item, dict):
             for key, value in item.items():
                 values[key] = value
-                if isinstance(value, CliValue) or (isinstance(value, list) and any(
-                        isinstance(v, CliValue) for v in value)):
+                if isinstance(value, CliValue) or (
+                    isinstance(value, list) and any(isinstance(v, CliValue) for v in value)
+                ):
                     from_cli.add(key)
         elif is_dataclass(item):
             values.update({f.name: getattr(item, f.name) for f in fields(item) if f.init})
@@ -121,13 +128,15 @@ def _check_report_to(values: dict, where) -> None:
             raise RecipeError(*where("report_to"), f"unknown integration {name!r}{hint}")
         if name in REPORTERS:
             if not any(importable(m) for m in REPORTERS[name]):
-                raise RecipeError(*where("report_to"), f"{name!r} is not installed here: {install_hint(name)}; "
-                                                       f"or report_to: none")
+                raise RecipeError(
+                    *where("report_to"), f"{name!r} is not installed here: {install_hint(name)}; or report_to: none"
+                )
             continue
         module, package = OTHER_REPORTERS.get(name, (name, name))
         if name not in get_available_reporting_integrations() and not importable(module):
-            raise RecipeError(*where("report_to"), f"{name!r} is not installed here: pip install {package} "
-                                                   f"(or report_to: none)")
+            raise RecipeError(
+                *where("report_to"), f"{name!r} is not installed here: pip install {package} (or report_to: none)"
+            )
 
 
 def _requested_attention(values: dict) -> list[tuple[str, str]]:
@@ -151,14 +160,18 @@ def _check_attention(values: dict, where, launch: bool) -> None:
         else:
             continue  # sdpa, eager, flex_attention: in torch itself
         if not importable(module):
-            raise RecipeError(*where(key), f"{implementation} needs the {module} module, which is not installed "
-                                           f"here: {hint}; or attn:sdpa")
+            raise RecipeError(
+                *where(key),
+                f"{implementation} needs the {module} module, which is not installed here: {hint}; or attn:sdpa",
+            )
         if launch and not _truthy(values.get("use_cpu")):
             import torch
 
             if not torch.cuda.is_available():
-                raise RecipeError(*where(key), f"{implementation} needs a CUDA GPU and none is visible here "
-                                               f"(use attn:sdpa on this machine)")
+                raise RecipeError(
+                    *where(key),
+                    f"{implementation} needs a CUDA GPU and none is visible here (use attn:sdpa on this machine)",
+                )
 
 
 def _check_compile(values: dict, where) -> None:
@@ -174,19 +187,26 @@ def _check_compile(values: dict, where) -> None:
 
     known = list_backends(exclude_tags=())
     if backend not in known:
-        raise RecipeError(*where(key), f"torch.compile has no backend {backend!r} here (available: "
-                                       f"{', '.join(sorted(known))})")
+        raise RecipeError(
+            *where(key), f"torch.compile has no backend {backend!r} here (available: {', '.join(sorted(known))})"
+        )
     if backend != "inductor":
         return
     if torch.cuda.is_available() and not _truthy(values.get("use_cpu")):
         from torch.utils._triton import has_triton
 
         if not has_triton():
-            raise RecipeError(*where(key), "torch.compile (inductor) on a GPU needs triton, which is not installed "
-                                           "here: pip install triton (or torch_compile: false)")
+            raise RecipeError(
+                *where(key),
+                "torch.compile (inductor) on a GPU needs triton, which is not installed "
+                "here: pip install triton (or torch_compile: false)",
+            )
     elif not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
-        raise RecipeError(*where(key), "torch.compile (inductor) on a CPU needs a C++ compiler (g++ or clang++) on "
-                                       "PATH (or torch_compile: false)")
+        raise RecipeError(
+            *where(key),
+            "torch.compile (inductor) on a CPU needs a C++ compiler (g++ or clang++) on "
+            "PATH (or torch_compile: false)",
+        )
 
 
 # ----------------------------------------------------------------------------- accelerate launch
@@ -195,8 +215,10 @@ def _warn_fsdp_on_cpu(env) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            logger.warning("the accelerate config asks for FSDP, which accelerate turns on only on GPUs: on this CPU "
-                           "every rank holds the whole model (plain data parallel)")
+            logger.warning(
+                "the accelerate config asks for FSDP, which accelerate turns on only on GPUs: on this CPU "
+                "every rank holds the whole model (plain data parallel)"
+            )
 
 
 def _launch_needs(env) -> dict:
@@ -224,27 +246,42 @@ def check_accelerate_config(path: str | Path) -> None:
         raise RecipeError(path, None, "expected an accelerate config (a mapping of keys to values)")
     deepspeed = config.get("deepspeed_config") or {}
     fsdp = config.get("fsdp_config") or {}
-    _check_distributed(path, {"distributed_type": config.get("distributed_type"),
-                              "zero_stage": deepspeed.get("zero_stage"),
-                              "zero3_save_16bit_model": deepspeed.get("zero3_save_16bit_model"),
-                              "fsdp_version": fsdp.get("fsdp_version", 1)})
+    _check_distributed(
+        path,
+        {
+            "distributed_type": config.get("distributed_type"),
+            "zero_stage": deepspeed.get("zero_stage"),
+            "zero3_save_16bit_model": deepspeed.get("zero3_save_16bit_model"),
+            "fsdp_version": fsdp.get("fsdp_version", 1),
+        },
+    )
 
 
 def _check_distributed(source, needs: dict) -> None:
     kind = str(needs.get("distributed_type") or "").upper()
     if kind == "DEEPSPEED":
         if not importable("deepspeed"):
-            raise RecipeError(source, "distributed_type", f"DEEPSPEED needs deepspeed, which is not installed here: "
-                                                          f"{install_hint('deepspeed')}")
+            raise RecipeError(
+                source,
+                "distributed_type",
+                f"DEEPSPEED needs deepspeed, which is not installed here: {install_hint('deepspeed')}",
+            )
         saves_16bit = needs.get("zero3_save_16bit_model")
         if str(needs.get("zero_stage")) == "3" and saves_16bit is not None and not _truthy(str(saves_16bit)):
-            raise RecipeError(source, "zero3_save_16bit_model", "false leaves the final model folder without "
-                                                                "safetensors weights under ZeRO-3: set it to true")
+            raise RecipeError(
+                source,
+                "zero3_save_16bit_model",
+                "false leaves the final model folder without safetensors weights under ZeRO-3: set it to true",
+            )
     elif kind == "FSDP" and str(needs.get("fsdp_version")) == "2" and not _has_fully_shard():
         import torch
 
-        raise RecipeError(source, "fsdp_version", f"2 needs torch.distributed.fsdp.fully_shard (torch >= 2.6 with "
-                                                  f"distributed support), this is torch {torch.__version__}")
+        raise RecipeError(
+            source,
+            "fsdp_version",
+            f"2 needs torch.distributed.fsdp.fully_shard (torch >= 2.6 with "
+            f"distributed support), this is torch {torch.__version__}",
+        )
 
 
 def _has_fully_shard() -> bool:

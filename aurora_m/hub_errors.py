@@ -26,7 +26,9 @@ TOKEN_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
 
 
 def repo_url(repo_id: str, repo_type: str = "dataset") -> str:
-    return f"https://huggingface.co/datasets/{repo_id}" if repo_type == "dataset" else f"https://huggingface.co/{repo_id}"
+    return (
+        f"https://huggingface.co/datasets/{repo_id}" if repo_type == "dataset" else f"https://huggingface.co/{repo_id}"
+    )
 
 
 def offline_variables() -> list[str]:
@@ -71,22 +73,27 @@ def explain(err: BaseException, repo_id: str, repo_type: str = "dataset") -> str
     if (gated := first(GatedRepoError)) is not None or "is a gated dataset" in datasets_messages:
         unauthenticated = (gated is not None and _status(gated) == 401) or "must be authenticated" in datasets_messages
         if unauthenticated:
-            return (f"{kind} {repo_id} is gated and you are not logged in: log in {LOGIN}, "
-                    f"then accept its terms at {url}")
+            return (
+                f"{kind} {repo_id} is gated and you are not logged in: log in {LOGIN}, then accept its terms at {url}"
+            )
         return f"{kind} {repo_id} is gated: accept its terms at {url} with the account you log in with {LOGIN}"
     if first(RevisionNotFoundError) is not None or "Revision '" in datasets_messages:
         return f"{kind} {repo_id} has no such revision: check the revision at {url}"
     if first(RepositoryNotFoundError) is not None or "doesn't exist on the Hub" in datasets_messages:
-        return (f"{kind} {repo_id} not found on the Hub: check the id (namespace/name) at {url}; "
-                f"a private repo needs a login {LOGIN}")
+        return (
+            f"{kind} {repo_id} not found on the Hub: check the id (namespace/name) at {url}; "
+            f"a private repo needs a login {LOGIN}"
+        )
     if first(HFValidationError) is not None:
         return f"{repo_id!r} is not an existing folder, nor a valid Hub {kind} id (namespace/name)"
     http = first(HfHubHTTPError)
     if http is not None and _status(http) == 401:
         return f"the Hub refused the token (401 Unauthorized) for {kind} {repo_id}: log in again {LOGIN}"
     if http is not None and _status(http) == 403:
-        return (f"the token may not read {kind} {repo_id} (403 Forbidden): "
-                f"log in with a token that has read access {LOGIN}")
+        return (
+            f"the token may not read {kind} {repo_id} (403 Forbidden): "
+            f"log in with a token that has read access {LOGIN}"
+        )
     network = first((ConnectionError, LocalEntryNotFoundError, TimeoutError)) or _httpx_network_error(chain)
     if network is not None:
         switches = offline_variables()
@@ -94,10 +101,14 @@ def explain(err: BaseException, repo_id: str, repo_type: str = "dataset") -> str
             # from_pretrained finds `hf download`'s files offline; load_dataset only finds what it prepared online
             fetch = f"`hf download {repo_id}`" if kind == "model" else "run once online: it is then cached"
             settings = ", ".join(f"{name}={os.environ.get(name, 1)}" for name in switches)
-            return (f"{kind} {repo_id} is not in the local cache and offline mode is on ({settings}): "
-                    f"unset HF_HUB_OFFLINE/HF_DATASETS_OFFLINE or download it first ({fetch})")
-        return (f"could not reach the Hub for {kind} {repo_id} and it is not in the local cache "
-                f"({type(network).__name__}): check the network (or HF_ENDPOINT), or download it first")
+            return (
+                f"{kind} {repo_id} is not in the local cache and offline mode is on ({settings}): "
+                f"unset HF_HUB_OFFLINE/HF_DATASETS_OFFLINE or download it first ({fetch})"
+            )
+        return (
+            f"could not reach the Hub for {kind} {repo_id} and it is not in the local cache "
+            f"({type(network).__name__}): check the network (or HF_ENDPOINT), or download it first"
+        )
     if http is not None and _status(http) is not None:
         status = _status(http)
         hint = "wait and retry, or log in for a higher rate limit" if status == 429 else "retry later"
@@ -118,8 +129,9 @@ def _one_line(text: str) -> str:
 
 
 @contextlib.contextmanager
-def explain_hub_errors(file: str | Path | None, key: str | None, repo_id: str,
-                       repo_type: str = "dataset") -> Iterator[None]:
+def explain_hub_errors(
+    file: str | Path | None, key: str | None, repo_id: str, repo_type: str = "dataset"
+) -> Iterator[None]:
     """Turn a Hub failure inside the block into ``RecipeError(file, key, <what happened>: <the fix>)``.
 
     ``repo_type`` is "dataset" or "model" (it picks the page URL and the download hint). Anything

@@ -64,7 +64,7 @@ def _clear_dead_temp(path: Path) -> None:
     """Remove a dead temporary; an old output moved aside by a run killed mid-swap goes back in place first."""
     head = path.name.rsplit(TEMP_TAG, 1)[0]
     if head.endswith(".old"):
-        target = path.parent / head[1:-len(".old")]
+        target = path.parent / head[1 : -len(".old")]
         if not target.exists() and (path / target.name).exists():
             os.replace(path / target.name, target)
             logger.warning("restored %s, which a killed run had moved aside", target)
@@ -172,8 +172,15 @@ def read_json_or_none(path: str | Path):
         return None
 
 
-def check_output_dir(path: str | Path, what: str, marker_name: str, *, overwrite: bool = False,
-                     owner_check=None, also_ours: tuple[str, ...] = ()) -> Path:
+def check_output_dir(
+    path: str | Path,
+    what: str,
+    marker_name: str,
+    *,
+    overwrite: bool = False,
+    owner_check=None,
+    also_ours: tuple[str, ...] = (),
+) -> Path:
     """Refuse an output folder we did not make; replace one of ours only with ``overwrite``.
 
     ``marker_name`` is the file that makes a folder ours (``also_ours``: files that do too, such as a
@@ -187,15 +194,23 @@ def check_output_dir(path: str | Path, what: str, marker_name: str, *, overwrite
     if path.is_dir() and any(path.iterdir()):
         marker = path / marker_name
         if not marker.is_file() and not any((path / name).is_file() for name in also_ours):
-            raise RecipeError(path, None, f"{what} exists and was not written by aurora-m (no {marker_name}); "
-                                          f"choose a new or empty folder: nothing in it was touched")
+            raise RecipeError(
+                path,
+                None,
+                f"{what} exists and was not written by aurora-m (no {marker_name}); "
+                f"choose a new or empty folder: nothing in it was touched",
+            )
         if owner_check is not None:
             problem = owner_check(read_json_or_none(marker) or {})
             if problem:
                 raise RecipeError(path, None, problem)
         if not overwrite:
-            raise RecipeError(path, None, f"{what} already exists: pass --overwrite to replace it "
-                                          f"(the old one is kept until the new one is complete)")
+            raise RecipeError(
+                path,
+                None,
+                f"{what} already exists: pass --overwrite to replace it "
+                f"(the old one is kept until the new one is complete)",
+            )
     return path
 
 
@@ -219,11 +234,15 @@ def check_writable(path: str | Path, what: str) -> Path:
 def unlisted_files(out_dir: str | Path, marker_name: str):
     """An ``owner_check`` for :func:`check_output_dir`: an earlier output of ours whose marker lists the files it
     wrote is still ours only while it holds no other file (the user's notes are never replaced away)."""
+
     def check(marker: dict) -> str | None:
         root = Path(out_dir)
         listed = {f["path"] if isinstance(f, dict) else f for f in marker.get("files", [])} | {marker_name}
-        foreign = sorted(rel for rel in (p.relative_to(root).as_posix() for p in root.rglob("*") if not p.is_dir())
-                         if rel not in listed)
+        foreign = sorted(
+            rel
+            for rel in (p.relative_to(root).as_posix() for p in root.rglob("*") if not p.is_dir())
+            if rel not in listed
+        )
         if foreign:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             return f"holds files aurora-m did not write ({shown}): move them elsewhere first; nothing was changed"

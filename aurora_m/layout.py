@@ -216,9 +216,12 @@ class StageDir:
 
     def checkpoints(self) -> list[Path]:
         """``checkpoint-N`` folders, oldest step first."""
-        found = [p for p in self.root.glob(f"{CHECKPOINT_PREFIX}*")
-                 if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
-        return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+        found = [
+            p
+            for p in self.root.glob(f"{CHECKPOINT_PREFIX}*")
+            if p.is_dir() and p.name[len(CHECKPOINT_PREFIX) :].isdigit()
+        ]
+        return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
 
     def nanotron_steps(self) -> list[Path]:
         """nanotron's step folders (``nanotron/N``), oldest first: the checkpoints of a nanotron stage."""

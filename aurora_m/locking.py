@@ -27,18 +27,40 @@ def run_lock(lock_file: Path, what: str):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read(fd)
-            who = (f"process {holder.get('pid')} on {holder.get('host')} ({holder.get('command')}, "
-                   f"since {holder.get('since')})") if holder else "another process"
-            raise RecipeError(lock_file.parent, None, f"in use by {who}: one run per folder; wait for it "
-                                                      f"or choose another --output-dir") from None
+            who = (
+                (
+                    f"process {holder.get('pid')} on {holder.get('host')} ({holder.get('command')}, "
+                    f"since {holder.get('since')})"
+                )
+                if holder
+                else "another process"
+            )
+            raise RecipeError(
+                lock_file.parent,
+                None,
+                f"in use by {who}: one run per folder; wait for it or choose another --output-dir",
+            ) from None
         previous = _read(fd)
         if previous:
-            logger.info("taking over the lock of a run that is gone (process %s on %s)",
-                        previous.get("pid"), previous.get("host"))
+            logger.info(
+                "taking over the lock of a run that is gone (process %s on %s)",
+                previous.get("pid"),
+                previous.get("host"),
+            )
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": what,
-                                  "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                  "argv": " ".join(sys.argv[:1])}).encode(), 0)
+        os.pwrite(
+            fd,
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "command": what,
+                    "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "argv": " ".join(sys.argv[:1]),
+                }
+            ).encode(),
+            0,
+        )
         try:
             yield
         finally:

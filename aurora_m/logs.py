@@ -53,8 +53,11 @@ def setup_logging(verbosity: int = 0) -> None:
         handler = _StderrHandler()
         handler._aurora_m = True
         prefix = f"[rank {process_rank()}] " if all_ranks() else ""
-        handler.setFormatter(logging.Formatter(f"{prefix}[%(name)s] %(levelname)s %(message)s"
-                                               if verbosity > 0 else f"{prefix}[aurora-m] %(message)s"))
+        handler.setFormatter(
+            logging.Formatter(
+                f"{prefix}[%(name)s] %(levelname)s %(message)s" if verbosity > 0 else f"{prefix}[aurora-m] %(message)s"
+            )
+        )
         handler.addFilter(_MainProcessOnly())
         logger.addHandler(handler)
     for handler in logger.handlers:

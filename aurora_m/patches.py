@@ -94,14 +94,34 @@ def _attn_weights(model, value):
 PATCHES = {
     p.name: p
     for p in (
-        Patch("aurora_m", "trim n_positions 8192 -> 2048 (keep the first rows of wpe); pad with id 0",
-              _aurora_m_config, _aurora_m_weights),
-        Patch("tiny", "shrink to 2 layers x 128 wide, keeping multi-query attention and learned positions",
-              _tiny_config, from_config_only=True),
-        Patch("dtype", "parameter dtype: float32, bfloat16 or float16", _dtype_config, _dtype_weights,
-              needs_value=True, choices=DTYPES),
-        Patch("attn", "attention implementation: sdpa, eager, flash_attention_2/3", _attn_config, _attn_weights,
-              needs_value=True, choices=ATTENTION),
+        Patch(
+            "aurora_m",
+            "trim n_positions 8192 -> 2048 (keep the first rows of wpe); pad with id 0",
+            _aurora_m_config,
+            _aurora_m_weights,
+        ),
+        Patch(
+            "tiny",
+            "shrink to 2 layers x 128 wide, keeping multi-query attention and learned positions",
+            _tiny_config,
+            from_config_only=True,
+        ),
+        Patch(
+            "dtype",
+            "parameter dtype: float32, bfloat16 or float16",
+            _dtype_config,
+            _dtype_weights,
+            needs_value=True,
+            choices=DTYPES,
+        ),
+        Patch(
+            "attn",
+            "attention implementation: sdpa, eager, flash_attention_2/3",
+            _attn_config,
+            _attn_weights,
+            needs_value=True,
+            choices=ATTENTION,
+        ),
     )
 }
 
@@ -171,8 +191,9 @@ def apply_model_patches(model, specs: list[str]):
     for spec in specs:
         patch, value = parse_patch(spec)
         if patch.from_config_only:
-            raise ValueError(f"patch {patch.name!r} changes layer shapes: "
-                             "it only applies to a model built from a config")
+            raise ValueError(
+                f"patch {patch.name!r} changes layer shapes: it only applies to a model built from a config"
+            )
         patch.config(model.config, value)
         if patch.weights is not None:
             patch.weights(model, value)

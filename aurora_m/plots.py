@@ -35,8 +35,9 @@ def plot_mixture(report: dict, path: Path, title: str) -> Path:
     ax.set_xticks(list(x), names)
     ax.set_ylabel("share of tokens")
     ax.legend(fontsize=8)
-    return _finish(plt, fig, ax, path,
-                   f"{title}: {report['tokens']:,} tokens in {report['sequences']:,} x {report['seq_length']}")
+    return _finish(
+        plt, fig, ax, path, f"{title}: {report['tokens']:,} tokens in {report['sequences']:,} x {report['seq_length']}"
+    )
 
 
 def plot_loss(log_history: list[dict], path: Path, title: str) -> Path:
@@ -59,8 +60,12 @@ def plot_perplexity(results: dict[str, dict], path: Path, title: str) -> Path:
     width = 0.8 / max(1, len(variants))
     fig, ax = plt.subplots(figsize=(max(5, 1.0 * len(languages) + 2), 3.2))
     for j, variant in enumerate(variants):
-        ax.bar([i + j * width - 0.4 + width / 2 for i in range(len(languages))],
-               [results[variant].get(lang, 0) for lang in languages], width=width, label=variant)
+        ax.bar(
+            [i + j * width - 0.4 + width / 2 for i in range(len(languages))],
+            [results[variant].get(lang, 0) for lang in languages],
+            width=width,
+            label=variant,
+        )
     ax.set_xticks(range(len(languages)), languages)
     ax.set_yscale("log")
     ax.set_ylabel("perplexity (log scale)")
@@ -84,9 +89,16 @@ def plot_curves(log_history: list[dict], path: Path, title: str) -> Path | None:
     keys = dict.fromkeys(k for e in log_history for k in e)  # first-seen order: the eval sets' order
     heldout = [m.group(1) for k in keys if (m := re.fullmatch(r"eval_(.+)_loss", k))]
     ratios = sorted(k for k in keys if k.startswith("forgetting/") and k.endswith("_ratio"))
-    panels = [(name, draw) for name, draw in (("training loss", ["loss"]), ("learning rate", ["learning_rate"]),
-                                               ("held-out loss", [f"eval_{lang}_loss" for lang in heldout]),
-                                               ("forgetting (x baseline)", ratios)) if any(series(k)[0] for k in draw)]
+    panels = [
+        (name, draw)
+        for name, draw in (
+            ("training loss", ["loss"]),
+            ("learning rate", ["learning_rate"]),
+            ("held-out loss", [f"eval_{lang}_loss" for lang in heldout]),
+            ("forgetting (x baseline)", ratios),
+        )
+        if any(series(k)[0] for k in draw)
+    ]
     if not panels:
         return None
     plt = _pyplot()

@@ -27,13 +27,23 @@ from .patches import AURORA_M_CONTEXT, PATCHES, check_patches, parse_patch, read
 from .stages import EVALUATIONS, KINDS, MODELS, ONE_MODEL, StageKind, engine_problem
 
 PIPELINE_FILE = "pipeline.yaml"
-STAGE_KEYS = {"name": str, "kind": str, "config": str, "engine": str, "inputs": list, "variant": str,
-              "description": str}
+STAGE_KEYS = {
+    "name": str,
+    "kind": str,
+    "config": str,
+    "engine": str,
+    "inputs": list,
+    "variant": str,
+    "description": str,
+}
 PIPELINE_KEYS = {"name": str, "description": str, "stages": list, "data_roots": list}
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 # hub_token, HF_TOKEN, WANDB_API_KEY ... but not eos_token / pad_token (special-token strings)
-SECRET_KEY = re.compile(r"(?<!eos)(?<!bos)(?<!pad)(?<!unk)(^|_)(token|secret|password|passwd|pass|api_key|key|"
-                        r"credentials?|auth)$", re.IGNORECASE)
+SECRET_KEY = re.compile(
+    r"(?<!eos)(?<!bos)(?<!pad)(?<!unk)(^|_)(token|secret|password|passwd|pass|api_key|key|"
+    r"credentials?|auth)$",
+    re.IGNORECASE,
+)
 SECRET_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
 # A Hub repo name: what a variant becomes (NAMESPACE/VARIANT), so no separators, no "..", no "--"
 VARIANT_NAME = re.compile(r"^(?![-.])(?!.*(\.\.|--))[A-Za-z0-9._-]{1,96}(?<![-.])$")
@@ -74,8 +84,9 @@ def read_yaml(path: Path) -> dict:
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
     except UnicodeDecodeError as err:
-        raise RecipeError(path, None,
-                          f"not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
+        raise RecipeError(
+            path, None, f"not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})"
+        ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark else ""
@@ -102,8 +113,11 @@ def typed_cli_value(value, tp):
     """A command-line string as the field's type reads it (``"no"`` -> False for a bool), for fingerprints."""
     if isinstance(value, list):
         return [typed_cli_value(v, typing.get_args(tp)[0] if typing.get_args(tp) else str) for v in value]
-    arms = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) in (
-        typing.Union, types.UnionType) else [tp]
+    arms = (
+        [a for a in typing.get_args(tp) if a is not type(None)]
+        if typing.get_origin(tp) in (typing.Union, types.UnionType)
+        else [tp]
+    )
     for arm in arms:
         try:
             if arm is bool:
@@ -120,8 +134,11 @@ class BareFlag(CliValue):
 
 
 def _cli_value_matches(value: CliValue, tp) -> bool:
-    converters = {bool: lambda v: v.lower() in ("true", "false", "yes", "no", "1", "0") or int("x"),
-                  int: int, float: float}
+    converters = {
+        bool: lambda v: v.lower() in ("true", "false", "yes", "no", "1", "0") or int("x"),
+        int: int,
+        float: float,
+    }
     if tp in converters:
         try:
             converters[tp](value)
@@ -166,8 +183,11 @@ def value_matches(value, tp) -> bool:
     if tp is str:
         return isinstance(value, str)
     if origin in (list, list) or tp is list:
-        return (isinstance(value, list) and all(value_matches(v, args[0]) for v in value)
-                if args else isinstance(value, list))
+        return (
+            isinstance(value, list) and all(value_matches(v, args[0]) for v in value)
+            if args
+            else isinstance(value, list)
+        )
     if origin is dict or tp is dict:
         return isinstance(value, dict)
     if isinstance(tp, type) and issubclass(tp, Enum):
@@ -242,14 +262,19 @@ def check_inside(file: Path, key: str, path: Path, roots: list[Path]) -> Path:
     """``path`` resolved (symlinks too), refused when it leaves the recipe folder and every data root."""
     resolved = path.resolve()
     if not any(resolved.is_relative_to(root) for root in roots):
-        raise RecipeError(file, key, f"{path} is outside the recipe folder {roots[0]}; add the folder that holds it "
-                                     f"to data_roots in {PIPELINE_FILE} to read it")
+        raise RecipeError(
+            file,
+            key,
+            f"{path} is outside the recipe folder {roots[0]}; add the folder that holds it "
+            f"to data_roots in {PIPELINE_FILE} to read it",
+        )
     return resolved
 
 
 # ----------------------------------------------------------------------------- sources
-def check_sources(file: Path, key: str, sources: list, need_weights: bool,
-                  roots: list[Path] | None = None) -> list[SourceSpec]:
+def check_sources(
+    file: Path, key: str, sources: list, need_weights: bool, roots: list[Path] | None = None
+) -> list[SourceSpec]:
     hints = typing.get_type_hints(SourceSpec)
     roots = roots if roots is not None else allowed_roots(file.parent)
     specs, names = [], set()
@@ -289,8 +314,9 @@ def check_sources(file: Path, key: str, sources: list, need_weights: bool,
         if spec.weight is not None:
             spec.weight = float(spec.weight)
             if need_weights and not (math.isfinite(spec.weight) and spec.weight > 0):
-                raise RecipeError(file, f"{where}.weight",
-                                  f"expected a positive finite number, got {raw.get('weight')!r}")
+                raise RecipeError(
+                    file, f"{where}.weight", f"expected a positive finite number, got {raw.get('weight')!r}"
+                )
         if spec.tokens is not None and not spec.tokens > 0:
             raise RecipeError(file, f"{where}.tokens", f"expected a positive number of tokens, got {spec.tokens!r}")
         if spec.tokens is not None and spec.weight is not None:
@@ -298,18 +324,28 @@ def check_sources(file: Path, key: str, sources: list, need_weights: bool,
         if spec.max_epochs is not None and not spec.max_epochs > 0:
             raise RecipeError(file, f"{where}.max_epochs", f"expected a positive number, got {spec.max_epochs!r}")
         if spec.language is not None and spec.language not in LANGUAGES:
-            raise RecipeError(file, f"{where}.language", f"expected one of {', '.join(LANGUAGES)}, "
-                                                         f"got {spec.language!r}")
+            raise RecipeError(
+                file, f"{where}.language", f"expected one of {', '.join(LANGUAGES)}, got {spec.language!r}"
+            )
         if key == "mixture" and spec.format == "text" and spec.lang is None:
-            raise RecipeError(file, f"{where}.language", f"missing: expected one of {', '.join(LANGUAGES)} "
-                                                         f"(it picks the source's filters)")
-        formats = ("text", "instruction", "messages") if key in ("mixture", "sft_sources", "helpful_sources") \
+            raise RecipeError(
+                file,
+                f"{where}.language",
+                f"missing: expected one of {', '.join(LANGUAGES)} (it picks the source's filters)",
+            )
+        formats = (
+            ("text", "instruction", "messages")
+            if key in ("mixture", "sft_sources", "helpful_sources")
             else ("text", "instruction")
+        )
         if spec.format not in formats:
             raise RecipeError(file, f"{where}.format", f"expected one of {', '.join(formats)}, got {spec.format!r}")
         if isinstance(spec.instruction_field, list) and key != "mixture":
-            raise RecipeError(file, f"{where}.instruction_field", "expected one column name (several are joined "
-                                                                  "only in pretraining mixtures)")
+            raise RecipeError(
+                file,
+                f"{where}.instruction_field",
+                "expected one column name (several are joined only in pretraining mixtures)",
+            )
         if spec.take not in ("train", "heldout"):
             raise RecipeError(file, f"{where}.take", f"expected 'train' or 'heldout', got {spec.take!r}")
         if not 0.0 <= spec.holdout_fraction < 1.0:
@@ -341,8 +377,15 @@ def model_positions(config: dict, input_positions: int | None = None) -> int | N
 
 
 # ----------------------------------------------------------------------------- one stage
-def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, overrides: dict | None = None,
-                       input_positions: int | None = None, roots: list[Path] | None = None) -> dict:
+def check_stage_config(
+    file: Path,
+    kind: str,
+    has_model_input: bool = False,
+    *,
+    overrides: dict | None = None,
+    input_positions: int | None = None,
+    roots: list[Path] | None = None,
+) -> dict:
     """Check one stage YAML (plus command-line overrides) without running anything; returns the mapping."""
     file = Path(file)
     spec = KINDS[kind]
@@ -367,9 +410,11 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, 
         for patch_spec in config.get("config_patches", []):
             patch = PATCHES[patch_spec.partition(":")[0]]
             if continues and patch.from_config_only:
-                raise RecipeError(file, "config_patches",
-                                  f"patch {patch.name!r} reshapes layers, "
-                                  "so it only applies to a model built from base_config")
+                raise RecipeError(
+                    file,
+                    "config_patches",
+                    f"patch {patch.name!r} reshapes layers, so it only applies to a model built from base_config",
+                )
         for i, tok_file in enumerate(config.get("tokenizer_train_files", [])):
             local = check_inside(file, f"tokenizer_train_files[{i}]", resolve_path(file.parent, tok_file), roots)
             if not local.is_file():
@@ -380,14 +425,18 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, 
             if not local.is_file():
                 raise RecipeError(file, "base_config", f"file not found: {base}")
         if not (has_model_input or config.get("model_name_or_path") or base):
-            raise RecipeError(file, "model_name_or_path",
-                              "missing: set model_name_or_path or base_config "
-                              "(or give the stage an input in pipeline.yaml)")
+            raise RecipeError(
+                file,
+                "model_name_or_path",
+                "missing: set model_name_or_path or base_config (or give the stage an input in pipeline.yaml)",
+            )
         if base and not config.get("model_name_or_path") and not has_model_input:
             if not (config.get("tokenizer_name_or_path") or config.get("tokenizer_train_files")):
-                raise RecipeError(file, "tokenizer_name_or_path",
-                                  "missing: a model built from base_config needs "
-                                  "tokenizer_name_or_path or tokenizer_train_files")
+                raise RecipeError(
+                    file,
+                    "tokenizer_name_or_path",
+                    "missing: a model built from base_config needs tokenizer_name_or_path or tokenizer_train_files",
+                )
     _check_numbers(file, config, model_positions(config, input_positions) if spec.produces_model else input_positions)
     if "mixture" in config and "train_tokens" not in config:
         raise RecipeError(file, "train_tokens", "missing: the stage's token budget (a positive integer)")
@@ -410,16 +459,23 @@ def check_stage_config(file: Path, kind: str, has_model_input: bool = False, *, 
 
 def _check_redteam_keys(file: Path, where: str, spec: SourceSpec, roots: list[Path]) -> None:
     if spec.stratify and spec.format != "instruction":
-        raise RecipeError(file, f"{where}.stratify", "a stratified split needs format: instruction (pairs with a "
-                                                    "category column)")
+        raise RecipeError(
+            file, f"{where}.stratify", "a stratified split needs format: instruction (pairs with a category column)"
+        )
     if spec.stratify and not spec.holdout_fraction > 0:
-        raise RecipeError(file, f"{where}.holdout_fraction", "stratify: true splits off a held-out share: expected "
-                                                             "0 < holdout_fraction < 1")
+        raise RecipeError(
+            file,
+            f"{where}.holdout_fraction",
+            "stratify: true splits off a held-out share: expected 0 < holdout_fraction < 1",
+        )
     if spec.taxonomy and spec.taxonomy != "aurora-m":
         local = check_inside(file, f"{where}.taxonomy", resolve_path(file.parent, spec.taxonomy), roots)
         if not local.is_file():
-            raise RecipeError(file, f"{where}.taxonomy", f"expected 'aurora-m' (built in) or a taxonomy YAML file, "
-                                                        f"got {spec.taxonomy!r} (no such file)")
+            raise RecipeError(
+                file,
+                f"{where}.taxonomy",
+                f"expected 'aurora-m' (built in) or a taxonomy YAML file, got {spec.taxonomy!r} (no such file)",
+            )
         from .safety.taxonomy import Taxonomy
 
         try:
@@ -438,9 +494,12 @@ def _check_lora_keys(file: Path, config: dict) -> None:
     targets = config.get("lora_target_modules") or []
     unknown = [t for t in ([targets] if isinstance(targets, str) else targets) if t not in GPT_BIGCODE_LINEAR]
     if unknown and targets != "all-linear":
-        raise RecipeError(file, "lora_target_modules",
-                          f"{', '.join(map(str, unknown))}: not a GPTBigCode linear layer (expected some of "
-                          f"{', '.join(GPT_BIGCODE_LINEAR)}, or all-linear)")
+        raise RecipeError(
+            file,
+            "lora_target_modules",
+            f"{', '.join(map(str, unknown))}: not a GPTBigCode linear layer (expected some of "
+            f"{', '.join(GPT_BIGCODE_LINEAR)}, or all-linear)",
+        )
 
 
 def _check_training_sources(file: Path, config: dict, roots: list[Path]) -> None:
@@ -454,11 +513,13 @@ def _check_training_sources(file: Path, config: dict, roots: list[Path]) -> None
     if share is not None and not 0 <= _number(share) < 1:
         raise RecipeError(file, "helpfulness_share", f"expected 0 <= x < 1 (a share of the SFT rows), got {share!r}")
     if share is not None and _number(share) > 0 and not config.get("helpful_sources"):
-        raise RecipeError(file, "helpful_sources", "missing: helpfulness_share draws from these general "
-                                                   "instruction sources")
+        raise RecipeError(
+            file, "helpful_sources", "missing: helpfulness_share draws from these general instruction sources"
+        )
     if "sft_format" in config and config["sft_format"] not in SFT_FORMATS:
-        raise RecipeError(file, "sft_format",
-                          f"expected one of {', '.join(SFT_FORMATS)}, got {config['sft_format']!r}")
+        raise RecipeError(
+            file, "sft_format", f"expected one of {', '.join(SFT_FORMATS)}, got {config['sft_format']!r}"
+        )
     threshold = config.get("leakage_threshold")
     if threshold is not None and not 0 < _number(threshold) <= 1:
         raise RecipeError(file, "leakage_threshold", f"expected 0 < x <= 1 (a Jaccard similarity), got {threshold!r}")
@@ -474,10 +535,23 @@ def _number(value) -> float:
         return math.nan
 
 
-POSITIVE_KEYS = ("max_steps", "num_train_epochs", "train_tokens", "seq_length", "max_length",
-                 "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                 "max_doc_chars", "max_epochs", "intermediate_file_mb", "data_workers", "data_tasks",
-                 "slurm_cpus_per_task", "slurm_mem_per_cpu_gb")
+POSITIVE_KEYS = (
+    "max_steps",
+    "num_train_epochs",
+    "train_tokens",
+    "seq_length",
+    "max_length",
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+    "max_doc_chars",
+    "max_epochs",
+    "intermediate_file_mb",
+    "data_workers",
+    "data_tasks",
+    "slurm_cpus_per_task",
+    "slurm_mem_per_cpu_gb",
+)
 
 
 def _check_corpus_keys(file: Path, config: dict) -> None:
@@ -509,8 +583,10 @@ def _check_corpus_keys(file: Path, config: dict) -> None:
 
         for name in config["forgetting_probes"]:
             if name not in PROBES:
-                raise RecipeError(*where("forgetting_probes"), f"unknown probe {name!r}"
-                                  f"{_did_you_mean(str(name), PROBES)}: expected some of {', '.join(PROBES)}")
+                raise RecipeError(
+                    *where("forgetting_probes"),
+                    f"unknown probe {name!r}{_did_you_mean(str(name), PROBES)}: expected some of {', '.join(PROBES)}",
+                )
     choices = {"mislabelled": ("drop", "reroute"), "data_executor": ("local", "slurm")}
     for key, allowed in choices.items():
         if key in config and config[key] not in allowed:
@@ -537,20 +613,27 @@ def _check_corpus_keys(file: Path, config: dict) -> None:
     replay = [s for s in sources if s.get("replay")]
     for s in replay:
         if s.get("weight") is not None or s.get("tokens") is not None:
-            raise RecipeError(file, f"mixture[{s.get('name')}]", "a replay source takes its share from replay_share "
-                                                                "(by natural size): no weight or tokens")
+            raise RecipeError(
+                file,
+                f"mixture[{s.get('name')}]",
+                "a replay source takes its share from replay_share (by natural size): no weight or tokens",
+            )
     share = _number(config.get("replay_share", 0) or 0)
     if replay and not share > 0:
         names = ", ".join(str(s.get("name")) for s in replay)
-        raise RecipeError(file, "replay_share", f"a share above 0: sources {names} are marked replay: true and "
-                                                "would get no tokens")
+        raise RecipeError(
+            file, "replay_share", f"a share above 0: sources {names} are marked replay: true and would get no tokens"
+        )
     if share > 0 and not replay:
         raise RecipeError(*where("replay_share"), "a source marked replay: true to draw the replay share from")
     if config.get("temperature") is not None:
         for s in sources:
             if s.get("weight") is not None:
-                raise RecipeError(file, f"mixture[{s.get('name')}].weight",
-                                  "no weight when the stage sets a temperature (shares come from natural sizes)")
+                raise RecipeError(
+                    file,
+                    f"mixture[{s.get('name')}].weight",
+                    "no weight when the stage sets a temperature (shares come from natural sizes)",
+                )
 
 
 def _check_lm_eval_keys(file: Path, config: dict, roots: list[Path]) -> None:
@@ -569,12 +652,21 @@ def _check_lm_eval_keys(file: Path, config: dict, roots: list[Path]) -> None:
         if not config.get("lm_eval_tasks"):
             raise RecipeError(file, "lm_eval_tasks", "missing: the harness suite needs lm-eval tasks per language")
         if not importable("lm_eval"):
-            raise RecipeError(file, "suites", f"the harness suite needs lm-eval, which is not installed here: "
-                                              f"{install_hint('eval', 'lm-eval')}")
+            raise RecipeError(
+                file,
+                "suites",
+                f"the harness suite needs lm-eval, which is not installed here: {install_hint('eval', 'lm-eval')}",
+            )
 
 
-SAFETY_KEYS = {"safety_sources", "benign_sources", "safety_judge", "jailbreak_templates", "safety_max_new_tokens",
-               "safety_max_prompts"}
+SAFETY_KEYS = {
+    "safety_sources",
+    "benign_sources",
+    "safety_judge",
+    "jailbreak_templates",
+    "safety_max_new_tokens",
+    "safety_max_prompts",
+}
 
 
 def _check_safety_keys(file: Path, config: dict, roots: list[Path]) -> None:
@@ -601,8 +693,12 @@ def _check_safety_keys(file: Path, config: dict, roots: list[Path]) -> None:
         if config.get(key) is not None and not _number(config[key]) > 0:
             raise RecipeError(*where(key), f"expected a positive number, got {config[key]!r}")
     if "safety" in (config.get("suites") or []) and not config.get("safety_sources"):
-        raise RecipeError(file, "safety_sources", "missing: the safety suite needs red-team prompts (held out from "
-                                                  "training: take: heldout with the training split's fraction)")
+        raise RecipeError(
+            file,
+            "safety_sources",
+            "missing: the safety suite needs red-team prompts (held out from "
+            "training: take: heldout with the training split's fraction)",
+        )
 
 
 def _check_suites_and_code(file: Path, config: dict, roots: list[Path]) -> None:
@@ -617,25 +713,34 @@ def _check_suites_and_code(file: Path, config: dict, roots: list[Path]) -> None:
     for key, known in (("suites", EVAL_SUITES), ("code_problems", CODE_BENCHMARKS)):
         for name in config.get(key) or []:
             if name not in known:
-                raise RecipeError(*where(key), f"unknown {name!r}{_did_you_mean(str(name), known)}: expected some of "
-                                               f"{', '.join(known)}")
+                raise RecipeError(
+                    *where(key),
+                    f"unknown {name!r}{_did_you_mean(str(name), known)}: expected some of {', '.join(known)}",
+                )
     if not config.get("suites"):
         raise RecipeError(*where("suites"), "empty: name at least one of " + ", ".join(EVAL_SUITES))
     if "code" not in config["suites"]:
         return
     if "mbpp" in (config.get("code_problems") or []):
         if not isinstance(config.get("mbpp_source"), dict):
-            raise RecipeError(file, "mbpp_source", "missing: code_problems names mbpp; give a source entry "
-                                                   "({dataset: google-research-datasets/mbpp, ...} or {path: FILE})")
-        check_sources(file, "mbpp_source", [{"name": "mbpp", **config["mbpp_source"]}], need_weights=False,
-                      roots=roots)
+            raise RecipeError(
+                file,
+                "mbpp_source",
+                "missing: code_problems names mbpp; give a source entry "
+                "({dataset: google-research-datasets/mbpp, ...} or {path: FILE})",
+            )
+        check_sources(
+            file, "mbpp_source", [{"name": "mbpp", **config["mbpp_source"]}], need_weights=False, roots=roots
+        )
     for key in ("code_max_new_tokens", "code_batch_size", "code_timeout_s", "code_memory_mb", "code_max_problems"):
         if config.get(key) is not None and not _number(config[key]) > 0:
             raise RecipeError(*where(key), f"expected a positive number, got {config[key]!r}")
     samples = int(_number(config.get("code_samples", 0)) or 0)
     if samples and not 0 < _number(config.get("code_temperature", 0.8)):
-        raise RecipeError(*where("code_temperature") if "code_temperature" in config else (file, "code_temperature"),
-                          "sampled pass@k needs a temperature above 0")
+        raise RecipeError(
+            *where("code_temperature") if "code_temperature" in config else (file, "code_temperature"),
+            "sampled pass@k needs a temperature above 0",
+        )
     too_big = [k for k in config.get("code_k") or [] if samples and int(_number(k)) > samples]
     if too_big:
         raise RecipeError(*where("code_k"), f"k {too_big} above code_samples {samples}: pass@k needs k <= n")
@@ -647,19 +752,29 @@ def _check_init_from(file: Path, config: dict, has_model_input: bool) -> None:
     where = ("command line", "--init_from") if isinstance(config["init_from"], CliValue) else (file, "init_from")
     if config["init_from"] not in INIT_FROM:
         raise RecipeError(*where, f"expected one of {', '.join(INIT_FROM)}, got {config['init_from']!r}")
-    if config["init_from"] == "full_state" and not (has_model_input or config.get("model_name_or_path")
-                                                    or config.get("init_state_from")):
-        raise RecipeError(*where, "full_state carries on an upstream stage's optimizer: give the stage an input "
-                                  "in pipeline.yaml (or model_name_or_path of a local stage's model)")
+    if config["init_from"] == "full_state" and not (
+        has_model_input or config.get("model_name_or_path") or config.get("init_state_from")
+    ):
+        raise RecipeError(
+            *where,
+            "full_state carries on an upstream stage's optimizer: give the stage an input "
+            "in pipeline.yaml (or model_name_or_path of a local stage's model)",
+        )
 
 
 def _is_list(tp) -> bool:
-    return tp is list or typing.get_origin(tp) is list or any(
-        _is_list(arm) for arm in typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType))
+    return (
+        tp is list
+        or typing.get_origin(tp) is list
+        or any(
+            _is_list(arm) for arm in typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType)
+        )
+    )
 
 
 def _check_numbers(file: Path, config: dict, positions: int | None) -> None:
     """Counts that must be positive, a learning rate that is a number, lengths within the learned positions."""
+
     def where(key):
         return ("command line", f"--{key}") if isinstance(config[key], CliValue) else (file, key)
 
@@ -667,17 +782,26 @@ def _check_numbers(file: Path, config: dict, positions: int | None) -> None:
         if key in config and config[key] is not None and not _number(config[key]) > 0:
             hint = "; leave max_steps out to train num_train_epochs" if key == "max_steps" else ""
             raise RecipeError(*where(key), f"expected a positive number, got {config[key]!r}{hint}")
-    if "learning_rate" in config and not (math.isfinite(_number(config["learning_rate"]))
-                                          and _number(config["learning_rate"]) >= 0):
+    if "learning_rate" in config and not (
+        math.isfinite(_number(config["learning_rate"])) and _number(config["learning_rate"]) >= 0
+    ):
         raise RecipeError(*where("learning_rate"), f"expected a finite number >= 0, got {config['learning_rate']!r}")
     for key in ("seq_length", "max_length"):
         if positions and config.get(key) is not None and _number(config[key]) > positions:
-            raise RecipeError(*where(key), f"{config[key]} is longer than the model's {positions} learned positions "
-                                           f"(n_positions after config_patches)")
-    if "train_tokens" in config and "seq_length" in config and _number(config["train_tokens"]) < _number(
-            config["seq_length"]):
-        raise RecipeError(*where("train_tokens"), f"{config['train_tokens']} is less than one sequence of "
-                                                  f"{config['seq_length']} tokens")
+            raise RecipeError(
+                *where(key),
+                f"{config[key]} is longer than the model's {positions} learned positions "
+                f"(n_positions after config_patches)",
+            )
+    if (
+        "train_tokens" in config
+        and "seq_length" in config
+        and _number(config["train_tokens"]) < _number(config["seq_length"])
+    ):
+        raise RecipeError(
+            *where("train_tokens"),
+            f"{config['train_tokens']} is less than one sequence of {config['seq_length']} tokens",
+        )
 
 
 def overrides_to_dict(overrides: list[str] | None) -> dict:
@@ -699,8 +823,15 @@ def overrides_to_dict(overrides: list[str] | None) -> dict:
     return out
 
 
-def parse_stage(file: Path, kind: str, overrides: list[str] | None = None, *, validate_only: bool = False,
-                has_model_input: bool = False, input_positions: int | None = None):
+def parse_stage(
+    file: Path,
+    kind: str,
+    overrides: list[str] | None = None,
+    *,
+    validate_only: bool = False,
+    has_model_input: bool = False,
+    input_positions: int | None = None,
+):
     """Parse a stage YAML into its dataclasses with TrlParser (``--key value`` overrides win).
 
     Relative data paths are resolved against the YAML's folder. With ``validate_only`` the
@@ -710,8 +841,13 @@ def parse_stage(file: Path, kind: str, overrides: list[str] | None = None, *, va
 
     file = Path(file)
     has_model_input = has_model_input or "--model_name_or_path" in (overrides or [])
-    check_stage_config(file, kind, has_model_input=has_model_input, overrides=overrides_to_dict(overrides),
-                       input_positions=input_positions)
+    check_stage_config(
+        file,
+        kind,
+        has_model_input=has_model_input,
+        overrides=overrides_to_dict(overrides),
+        input_positions=input_positions,
+    )
     argv = ["--config", str(file), *(overrides or [])]
     if validate_only and "use_cpu" in {f.name for dc in stage_dataclasses(kind) for f in fields(dc)}:
         argv += ["--use_cpu", "true"]
@@ -853,38 +989,59 @@ def load_recipe(recipe_dir: str | Path, *, check_stages: bool = True) -> Recipe:
         if name in stages:
             raise RecipeError(file, f"{where}.name", f"duplicate stage name {name!r}")
         if name in RunLayout.RESERVED:
-            raise RecipeError(file, f"{where}.name", f"{name!r} is the name of a run folder's own "
-                                                     f"{RunLayout.RESERVED[name]}: choose another stage name")
+            raise RecipeError(
+                file,
+                f"{where}.name",
+                f"{name!r} is the name of a run folder's own {RunLayout.RESERVED[name]}: choose another stage name",
+            )
         kind = entry["kind"]
         if kind not in KINDS:
             raise RecipeError(file, f"{where}.kind", f"expected one of {', '.join(KINDS)}, got {kind!r}")
         engine = entry.get("engine", "transformers")
         available = list(KINDS[kind].runners)
         if engine not in available:
-            raise RecipeError(file, f"{where}.engine",
-                              f"engine {engine!r} is not available for {kind} stages "
-                              f"(available: {', '.join(available)})")
+            raise RecipeError(
+                file,
+                f"{where}.engine",
+                f"engine {engine!r} is not available for {kind} stages (available: {', '.join(available)})",
+            )
         if not all(isinstance(x, str) for x in entry.get("inputs", [])):
             raise RecipeError(file, f"{where}.inputs", "expected a list of stage names")
         variant = entry.get("variant")
         if variant is not None and not KINDS[kind].produces_model:
             raise RecipeError(file, f"{where}.variant", f"a {kind} stage produces no model, so it has no variant")
         if variant is not None and not VARIANT_NAME.match(variant):
-            raise RecipeError(file, f"{where}.variant",
-                              f"{variant!r} is not a Hub repo name: letters, digits, '-', '_', '.', at most 96, "
-                              f"no '/', '..' or '--', not starting or ending with '-' or '.'")
+            raise RecipeError(
+                file,
+                f"{where}.variant",
+                f"{variant!r} is not a Hub repo name: letters, digits, '-', '_', '.', at most 96, "
+                f"no '/', '..' or '--', not starting or ending with '-' or '.'",
+            )
         config = check_inside(file, f"{where}.config", resolve_path(recipe_dir, entry["config"]), roots)
-        stages[name] = StageSpec(name=name, kind=kind, config=config, engine=engine,
-                                 inputs=list(entry.get("inputs", [])), variant=variant,
-                                 description=entry.get("description", ""), position=i)
+        stages[name] = StageSpec(
+            name=name,
+            kind=kind,
+            config=config,
+            engine=engine,
+            inputs=list(entry.get("inputs", [])),
+            variant=variant,
+            description=entry.get("description", ""),
+            position=i,
+        )
     order = _run_order(file, stages)
-    recipe = Recipe(dir=recipe_dir, name=raw.get("name", recipe_dir.name), stages=order,
-                    description=raw.get("description", ""))
+    recipe = Recipe(
+        dir=recipe_dir, name=raw.get("name", recipe_dir.name), stages=order, description=raw.get("description", "")
+    )
     _check_wiring(file, recipe)
     if check_stages:
         for stage in recipe.stages:
-            config = check_stage_config(stage.config, stage.kind, has_model_input=bool(stage.inputs),
-                                        input_positions=recipe.input_positions(stage), roots=roots)
+            config = check_stage_config(
+                stage.config,
+                stage.kind,
+                has_model_input=bool(stage.inputs),
+                input_positions=recipe.input_positions(stage),
+                roots=roots,
+            )
             if stage.produces_model:
                 recipe.positions[stage.name] = model_positions(config, recipe.input_positions(stage))
     return recipe
@@ -908,17 +1065,20 @@ def _run_order(file: Path, stages: dict[str, StageSpec]) -> list[StageSpec]:
     for i, stage in enumerate(stages.values()):
         for name in stage.inputs:
             if name not in stages:
-                raise RecipeError(file, f"stages[{i}].inputs",
-                                  f"stage {stage.name!r} names a missing predecessor {name!r} "
-                                  f"(stages: {', '.join(stages)})")
+                raise RecipeError(
+                    file,
+                    f"stages[{i}].inputs",
+                    f"stage {stage.name!r} names a missing predecessor {name!r} (stages: {', '.join(stages)})",
+                )
         sorter.add(stage.name, *stage.inputs)
     try:
         sorter.prepare()
     except graphlib.CycleError as err:
         cycle = err.args[1]
         first = min(cycle, key=position.get)
-        raise RecipeError(file, f"stages[{position[first]}].inputs",
-                          f"stage cycle: {' -> '.join(reversed(cycle))}") from None
+        raise RecipeError(
+            file, f"stages[{position[first]}].inputs", f"stage cycle: {' -> '.join(reversed(cycle))}"
+        ) from None
     order = []
     while sorter.is_active():
         ready = sorted(sorter.get_ready(), key=position.get)
@@ -935,22 +1095,32 @@ def _check_wiring(file: Path, recipe: Recipe) -> None:
         upstream = [recipe.stage(n).spec for n in stage.inputs]
         rule = stage.spec.inputs
         if rule == ONE_MODEL and (len(upstream) > 1 or any(not k.produces_model for k in upstream)):
-            raise RecipeError(file, where,
-                              f"a {stage.kind} stage continues from at most one model stage, got {stage.inputs}")
+            raise RecipeError(
+                file, where, f"a {stage.kind} stage continues from at most one model stage, got {stage.inputs}"
+            )
         if rule == MODELS and (not upstream or any(not k.produces_model for k in upstream)):
             raise RecipeError(file, where, f"a {stage.kind} stage needs one or more model stages as inputs")
         if rule == EVALUATIONS and (not upstream or any(not k.evaluates for k in upstream)):
-            raise RecipeError(file, where, f"a {stage.kind} stage takes stages that evaluate models as inputs "
-                                           f"(it publishes what they evaluated)")
+            raise RecipeError(
+                file,
+                where,
+                f"a {stage.kind} stage takes stages that evaluate models as inputs (it publishes what they evaluated)",
+            )
         if rule in (MODELS, EVALUATIONS):
             for model_stage in recipe.model_inputs(stage):
                 if not model_stage.variant:
-                    raise RecipeError(file, f"stages[{model_stage.position}].variant",
-                                      f"stage {model_stage.name!r} is evaluated/published, so it needs a variant name")
+                    raise RecipeError(
+                        file,
+                        f"stages[{model_stage.position}].variant",
+                        f"stage {model_stage.name!r} is evaluated/published, so it needs a variant name",
+                    )
         if stage.variant:
             if stage.variant in variants:
-                raise RecipeError(file, f"stages[{stage.position}].variant",
-                                  f"variant {stage.variant!r} is also made by {variants[stage.variant]!r}")
+                raise RecipeError(
+                    file,
+                    f"stages[{stage.position}].variant",
+                    f"variant {stage.variant!r} is also made by {variants[stage.variant]!r}",
+                )
             variants[stage.variant] = stage.name
 
 
@@ -971,8 +1141,10 @@ def redact_overrides(overrides: list[str]) -> list[str]:
 def redact(value):
     """A copy with secrets replaced, for configs saved next to a run or into a model card."""
     if isinstance(value, dict):
-        return {k: ("***" if SECRET_KEY.search(str(k)) and v not in (None, "", False) else redact(v))
-                for k, v in value.items()}
+        return {
+            k: ("***" if SECRET_KEY.search(str(k)) and v not in (None, "", False) else redact(v))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [redact(v) for v in value]
     if is_dataclass(value):

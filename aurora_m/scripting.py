@@ -35,11 +35,12 @@ class StageParser(TrlParser):
             self.print_help()
             sys.exit(0)
         if "--config" not in argv or argv.index("--config") + 1 >= len(argv):
-            raise RecipeError(None, "--config",
-                              "missing: give a stage YAML, e.g. --config recipes/aurora-m-tiny/cap.yaml")
+            raise RecipeError(
+                None, "--config", "missing: give a stage YAML, e.g. --config recipes/aurora-m-tiny/cap.yaml"
+            )
         i = argv.index("--config")
         self.config_file = Path(argv[i + 1])
-        overrides = argv[:i] + argv[i + 2:]
+        overrides = argv[:i] + argv[i + 2 :]
         parsed = parse_stage(self.config_file, self.kind, overrides)
         output_dirs = [a.output_dir for a in parsed if hasattr(a, "output_dir")]
         if output_dirs:

@@ -70,8 +70,12 @@ class StageKind:
 
     def data_keys(self) -> set[str]:
         # keys the trainer alone reads (the forgetting probes) do not make the dataset stale
-        return {f for dc in _call(self.data_dataclasses) for f in dc.__dataclass_fields__
-                if f not in getattr(dc, "TRAIN_ONLY_KEYS", ())}
+        return {
+            f
+            for dc in _call(self.data_dataclasses)
+            for f in dc.__dataclass_fields__
+            if f not in getattr(dc, "TRAIN_ONLY_KEYS", ())
+        }
 
     def runner(self, engine: str, step: str) -> Callable:
         target = self.runners[engine][step]
@@ -171,35 +175,79 @@ def _publish_dataclasses():
 
 
 register_engine(Engine("transformers", "transformers", "pip install 'transformers>=5' accelerate"))
-register_engine(Engine("nanotron", "nanotron",
-                       "install nanotron from a pinned source commit on the GPU nodes (PyPI 0.4 does not import; "
-                       "see README, 'nanotron engine')", check="aurora_m.engines.nanotron:require_nanotron"))
+register_engine(
+    Engine(
+        "nanotron",
+        "nanotron",
+        "install nanotron from a pinned source commit on the GPU nodes (PyPI 0.4 does not import; "
+        "see README, 'nanotron engine')",
+        check="aurora_m.engines.nanotron:require_nanotron",
+    )
+)
 
-register_kind(StageKind(
-    name="pretrain", dataclasses=_pretrain_dataclasses, steps=("data", "train"), source_key="mixture",
-    produces_model=True, inputs=ONE_MODEL, resumable_step="train", data_dataclasses=_pretrain_data_dataclasses,
-    data_reads_inputs=False, engine_steps=("train",),
-    runners={"transformers": {"data": "aurora_m.data.step:run_data_step",
-                              "train": "aurora_m.train.pretrain:run_train_step"},
-             # the same datatrove shards; training in nanotron (TP x PP x DP), exported back to transformers
-             "nanotron": {"data": "aurora_m.data.step:run_data_step",
-                          "train": "aurora_m.engines.nanotron.runner:run_train_step"}},
-    help="continual pretraining (CAP, CAT) on a packed mixture with transformers' Trainer or nanotron"))
-register_kind(StageKind(
-    name="sft", dataclasses=_sft_dataclasses, steps=("data", "train"), source_key="sft_sources",
-    produces_model=True, inputs=ONE_MODEL, resumable_step="train", data_dataclasses=_sft_data_dataclasses,
-    data_reads_inputs=False, engine_steps=("train",),
-    runners={"transformers": {"data": "aurora_m.data.step:run_data_step",
-                              "train": "aurora_m.train.sft:run_train_step"}},
-    help="supervised fine-tuning (safety SFT) with TRL's SFTTrainer, loss on responses only"))
-register_kind(StageKind(
-    name="eval", dataclasses=_eval_dataclasses, steps=("eval",), source_key="perplexity_sources",
-    evaluates=True, inputs=MODELS,
-    runners={"transformers": {"eval": "aurora_m.evaluation.stage:run_eval_step"}},
-    help="per-language held-out perplexity of every input model"))
-register_kind(StageKind(
-    name="publish", dataclasses=_publish_dataclasses, steps=("publish",), inputs=EVALUATIONS,
-    runners={"transformers": {"publish": "aurora_m.hub.variants:run_publish_step"}},
-    help="one export folder (weights, model card, plots) per evaluated variant"))
-
-
+register_kind(
+    StageKind(
+        name="pretrain",
+        dataclasses=_pretrain_dataclasses,
+        steps=("data", "train"),
+        source_key="mixture",
+        produces_model=True,
+        inputs=ONE_MODEL,
+        resumable_step="train",
+        data_dataclasses=_pretrain_data_dataclasses,
+        data_reads_inputs=False,
+        engine_steps=("train",),
+        runners={
+            "transformers": {
+                "data": "aurora_m.data.step:run_data_step",
+                "train": "aurora_m.train.pretrain:run_train_step",
+            },
+            # the same datatrove shards; training in nanotron (TP x PP x DP), exported back to transformers
+            "nanotron": {
+                "data": "aurora_m.data.step:run_data_step",
+                "train": "aurora_m.engines.nanotron.runner:run_train_step",
+            },
+        },
+        help="continual pretraining (CAP, CAT) on a packed mixture with transformers' Trainer or nanotron",
+    )
+)
+register_kind(
+    StageKind(
+        name="sft",
+        dataclasses=_sft_dataclasses,
+        steps=("data", "train"),
+        source_key="sft_sources",
+        produces_model=True,
+        inputs=ONE_MODEL,
+        resumable_step="train",
+        data_dataclasses=_sft_data_dataclasses,
+        data_reads_inputs=False,
+        engine_steps=("train",),
+        runners={
+            "transformers": {"data": "aurora_m.data.step:run_data_step", "train": "aurora_m.train.sft:run_train_step"}
+        },
+        help="supervised fine-tuning (safety SFT) with TRL's SFTTrainer, loss on responses only",
+    )
+)
+register_kind(
+    StageKind(
+        name="eval",
+        dataclasses=_eval_dataclasses,
+        steps=("eval",),
+        source_key="perplexity_sources",
+        evaluates=True,
+        inputs=MODELS,
+        runners={"transformers": {"eval": "aurora_m.evaluation.stage:run_eval_step"}},
+        help="per-language held-out perplexity of every input model",
+    )
+)
+register_kind(
+    StageKind(
+        name="publish",
+        dataclasses=_publish_dataclasses,
+        steps=("publish",),
+        inputs=EVALUATIONS,
+        runners={"transformers": {"publish": "aurora_m.hub.variants:run_publish_step"}},
+        help="one export folder (weights, model card, plots) per evaluated variant",
+    )
+)

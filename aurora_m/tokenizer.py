@@ -20,10 +20,25 @@ from .hub_errors import explain_hub_errors
 
 EOS = "<|endoftext|>"
 STARCODER_SPECIAL_TOKENS = [
-    EOS, "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>", "<filename>", "<gh_stars>",
-    "<issue_start>", "<issue_comment>", "<issue_closed>", "<jupyter_start>", "<jupyter_text>",
-    "<jupyter_code>", "<jupyter_output>", "<empty_output>", "<commit_before>", "<commit_msg>",
-    "<commit_after>", "<reponame>",
+    EOS,
+    "<fim_prefix>",
+    "<fim_middle>",
+    "<fim_suffix>",
+    "<fim_pad>",
+    "<filename>",
+    "<gh_stars>",
+    "<issue_start>",
+    "<issue_comment>",
+    "<issue_closed>",
+    "<jupyter_start>",
+    "<jupyter_text>",
+    "<jupyter_code>",
+    "<jupyter_output>",
+    "<empty_output>",
+    "<commit_before>",
+    "<commit_msg>",
+    "<commit_after>",
+    "<reponame>",
 ]
 TEXT_FIELDS = ("text", "instruction", "response")
 FORMAT_VERSION = "1"
@@ -41,12 +56,17 @@ def _iter_texts(files: list[str]):
                     line = raw.decode("utf-8")
                     row = json.loads(line) if line.strip() else {}
                 except UnicodeDecodeError as err:
-                    raise RecipeError(name, f"line {number}", f"not UTF-8 (byte {raw[err.start]:#04x} at column "
-                                                              f"{err.start + 1}); "
-                                                              "the tokenizer trains on this file") from None
+                    raise RecipeError(
+                        name,
+                        f"line {number}",
+                        f"not UTF-8 (byte {raw[err.start]:#04x} at column "
+                        f"{err.start + 1}); "
+                        "the tokenizer trains on this file",
+                    ) from None
                 except ValueError as err:
-                    raise RecipeError(name, f"line {number}", f"not valid JSON ({err}); the tokenizer trains on "
-                                                              f"this file") from None
+                    raise RecipeError(
+                        name, f"line {number}", f"not valid JSON ({err}); the tokenizer trains on this file"
+                    ) from None
                 if not isinstance(row, dict):
                     continue
                 for key in TEXT_FIELDS:
@@ -62,12 +82,22 @@ def train_tokenizer(files: list[str], vocab_size: int, out_dir: Path):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=STARCODER_SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=STARCODER_SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(_iter_texts(files), trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, pad_token=EOS,
-                                   unk_token=EOS, additional_special_tokens=STARCODER_SPECIAL_TOKENS[1:],
-                                   model_max_length=2048)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=EOS,
+        eos_token=EOS,
+        pad_token=EOS,
+        unk_token=EOS,
+        additional_special_tokens=STARCODER_SPECIAL_TOKENS[1:],
+        model_max_length=2048,
+    )
     fast.save_pretrained(out_dir)
     return fast
 
@@ -110,11 +140,17 @@ def load_tokenizer(model_args: ModelArguments, config_file: str | Path = "<stage
         with explain_hub_errors(config_file, "model_name_or_path", model_args.model_name_or_path, "model"):
             tok = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
     else:
-        raise RecipeError(config_file, "tokenizer_name_or_path",
-                          "no tokenizer: set tokenizer_name_or_path, tokenizer_train_files or model_name_or_path")
+        raise RecipeError(
+            config_file,
+            "tokenizer_name_or_path",
+            "no tokenizer: set tokenizer_name_or_path, tokenizer_train_files or model_name_or_path",
+        )
     if tok.eos_token is None:
-        raise RecipeError(config_file, "tokenizer_name_or_path",
-                          "the tokenizer has no eos token; documents could not be separated when packing")
+        raise RecipeError(
+            config_file,
+            "tokenizer_name_or_path",
+            "the tokenizer has no eos token; documents could not be separated when packing",
+        )
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token  # StarCoder pads with <|endoftext|>
     if not tok.chat_template:  # StarCoderPlus has none: every stage's model folder carries the Aurora-M format

@@ -30,7 +30,7 @@ def main(mb: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "corpus.jsonl"
         with data.open("wb") as fh:
-            block = (b'{"text": "' + b"lorem ipsum dolor sit amet " * 4000 + b'"}\n')
+            block = b'{"text": "' + b"lorem ipsum dolor sit amet " * 4000 + b'"}\n'
             for _ in range(mb * (1 << 20) // len(block)):
                 fh.write(block)
         size = data.stat().st_size

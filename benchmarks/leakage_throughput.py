@@ -83,8 +83,10 @@ def _rewrite(prompt: str, rng: random.Random) -> str:
 
 def make_corpus(mb: float, prompts: list[str], rng: random.Random) -> tuple[list[str], dict[int, tuple[str, int]]]:
     """Documents of ``mb`` MB, and the planted leaks: document index -> (kind, prompt index)."""
-    sentences = {lang: [s.strip() for t in _read(f"{lang}.jsonl", "text") for s in _SENTENCE_END.split(t) if s.strip()]
-                 for lang in LANGS}
+    sentences = {
+        lang: [s.strip() for t in _read(f"{lang}.jsonl", "text") for s in _SENTENCE_END.split(t) if s.strip()]
+        for lang in LANGS
+    }
     docs, planted, size = [], {}, 0
     while size < mb * 2**20:
         lang = rng.choice(LANGS)
@@ -146,10 +148,11 @@ def main(argv: list[str] | None = None) -> None:
     t_ours, found = timed(ours, docs, index)
     t_bare, hits = timed(bare, docs, prompts)
     rate = {"ours": mb / t_ours, "bare": mb / t_bare, "normalize": mb / t_norm}
-    print(f"corpus: {mb:.2f} MB, {len(docs):,} documents ({'/'.join(LANGS)}); prompts: {len(prompts):,}; "
-          f"index: {index_mb:.1f} MB (tracemalloc)")
-    print(f"planted leaks: {plants}; leaking documents: ours {sum(map(bool, found))}, "
-          f"bare {sum(map(bool, hits))}")
+    print(
+        f"corpus: {mb:.2f} MB, {len(docs):,} documents ({'/'.join(LANGS)}); prompts: {len(prompts):,}; "
+        f"index: {index_mb:.1f} MB (tracemalloc)"
+    )
+    print(f"planted leaks: {plants}; leaking documents: ours {sum(map(bool, found))}, bare {sum(map(bool, hits))}")
     for name, seconds in (("ours", t_ours), ("bare", t_bare), ("normalize", t_norm)):
         hours = CAP_BYTES / (rate[name] * 2**20) / 3600
         print(f"{name:9s}: {seconds:8.2f} s  {rate[name]:8.2f} MB/s  -> {hours:10,.0f} core-hours for ~1.5 TB")

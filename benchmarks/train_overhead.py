@@ -82,8 +82,16 @@ def write_model_config(path: Path, n_embd: int, n_layer: int, n_head: int, n_pos
     if n_embd % n_head:
         raise SystemExit(f"--n-embd {n_embd} is not divisible by --n-head {n_head}")
     config = read_config_json("starcoderplus")
-    config.update(n_embd=n_embd, n_layer=n_layer, n_head=n_head, n_inner=4 * n_embd, n_positions=n_positions,
-                  attn_pdrop=0.0, embd_pdrop=0.0, resid_pdrop=0.0)
+    config.update(
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        n_inner=4 * n_embd,
+        n_positions=n_positions,
+        attn_pdrop=0.0,
+        embd_pdrop=0.0,
+        resid_pdrop=0.0,
+    )
     path.write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
     return path
 
@@ -93,8 +101,16 @@ def budget_overrides(batch_size: int, seq_length: int) -> list[str]:
     from aurora_m.recipe import read_yaml
 
     steps = int(read_yaml(RECIPE)["max_steps"])
-    return ["--per_device_train_batch_size", str(batch_size), "--seq_length", str(seq_length),
-            "--train_tokens", str(steps * batch_size * seq_length), "--max_epochs", "1000"]
+    return [
+        "--per_device_train_batch_size",
+        str(batch_size),
+        "--seq_length",
+        str(seq_length),
+        "--train_tokens",
+        str(steps * batch_size * seq_length),
+        "--max_epochs",
+        "1000",
+    ]
 
 
 def build_dataset(out: Path, overrides: list[str]) -> Path:
@@ -102,8 +118,17 @@ def build_dataset(out: Path, overrides: list[str]) -> Path:
     from aurora_m.layout import StageDir
 
     data = StageDir(out).data.root
-    cmd = [sys.executable, str(ROOT / "scripts" / "data.py"), "--config", str(RECIPE), "--output_dir", str(out),
-           "--dataset_dir", str(data), *overrides]
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts" / "data.py"),
+        "--config",
+        str(RECIPE),
+        "--output_dir",
+        str(out),
+        "--dataset_dir",
+        str(data),
+        *overrides,
+    ]
     logger.info("building the tiny CAP dataset: %s", " ".join(cmd))
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
@@ -116,8 +141,22 @@ def stage_arguments(spec: dict):
     from aurora_m.recipe import parse_stage
 
     model_args, mix_args, training_args = parse_stage(
-        RECIPE, "pretrain", [*spec["overrides"], "--output_dir", spec["output_dir"], "--save_strategy", "no",
-                             "--eval_strategy", "no", "--eval_on_start", "false", "--logging_steps", "1"])
+        RECIPE,
+        "pretrain",
+        [
+            *spec["overrides"],
+            "--output_dir",
+            spec["output_dir"],
+            "--save_strategy",
+            "no",
+            "--eval_strategy",
+            "no",
+            "--eval_on_start",
+            "false",
+            "--logging_steps",
+            "1",
+        ],
+    )
     # set after parsing: validation keeps base_config inside the recipe folder, and this one is a temp file
     model_args.base_config = spec["config_json"]
     model_args.config_patches = [p for p in model_args.config_patches if p == "aurora_m" or p.startswith("dtype:")]
@@ -206,8 +245,14 @@ def run_trainer(stage, baton: Baton) -> tuple[list[float], object, list[str]]:
     data = DatasetDir(mix_args.dataset_dir)
     tokenizer = AutoTokenizer.from_pretrained(data.tokenizer)
     args = dataclasses.replace(training_args, train_sampling_strategy="sequential")
-    trainer = Trainer(model=load_model(model_args, tokenizer), args=args, train_dataset=open_stream(data),
-                      data_collator=packed_collator, processing_class=tokenizer, callbacks=[baton_callback(baton)])
+    trainer = Trainer(
+        model=load_model(model_args, tokenizer),
+        args=args,
+        train_dataset=open_stream(data),
+        data_collator=packed_collator,
+        processing_class=tokenizer,
+        callbacks=[baton_callback(baton)],
+    )
     trainer.train()
     return trainer_losses(trainer), trainer.model, callback_names(trainer)
 
@@ -229,20 +274,38 @@ def run_bare(stage, baton: Baton) -> tuple[list[float], object, list[str]]:
     model = load_model(model_args, tokenizer).to(device)
     model.train()
     stream = open_stream(data)
-    loader = torch.utils.data.DataLoader(stream, batch_size=args.per_device_train_batch_size,
-                                         sampler=torch.utils.data.SequentialSampler(stream),
-                                         collate_fn=packed_collator, num_workers=args.dataloader_num_workers,
-                                         drop_last=args.dataloader_drop_last)
+    loader = torch.utils.data.DataLoader(
+        stream,
+        batch_size=args.per_device_train_batch_size,
+        sampler=torch.utils.data.SequentialSampler(stream),
+        collate_fn=packed_collator,
+        num_workers=args.dataloader_num_workers,
+        drop_last=args.dataloader_drop_last,
+    )
     # the Trainer's groups (Trainer.get_decay_parameter_names): no weight decay on biases and LayerNorm weights
-    decay = set(get_parameter_names(model, [torch.nn.LayerNorm],
-                                    [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]))
-    groups = [{"params": [p for n, p in model.named_parameters() if n in decay], "weight_decay": args.weight_decay},
-              {"params": [p for n, p in model.named_parameters() if n not in decay], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                                  eps=args.adam_epsilon, fused=args.optim == "adamw_torch_fused")
-    scheduler = get_scheduler(args.lr_scheduler_type, optimizer,
-                              num_warmup_steps=args.get_warmup_steps(args.max_steps),
-                              num_training_steps=args.max_steps, scheduler_specific_kwargs=args.lr_scheduler_kwargs)
+    decay = set(
+        get_parameter_names(
+            model, [torch.nn.LayerNorm], [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
+        )
+    )
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if n in decay], "weight_decay": args.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if n not in decay], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(
+        groups,
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        eps=args.adam_epsilon,
+        fused=args.optim == "adamw_torch_fused",
+    )
+    scheduler = get_scheduler(
+        args.lr_scheduler_type,
+        optimizer,
+        num_warmup_steps=args.get_warmup_steps(args.max_steps),
+        num_training_steps=args.max_steps,
+        scheduler_specific_kwargs=args.lr_scheduler_kwargs,
+    )
     accumulation = args.gradient_accumulation_steps
     losses, step, running = [], 0, 0.0
     baton.begin()
@@ -365,15 +428,26 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-layer", type=int, default=8)
     parser.add_argument("--n-head", type=int, default=8)
     parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager", "flash_attention_2"))
-    parser.add_argument("--dataset-dir", default=None,
-                        help="a built tiny CAP dataset folder (its seq_length wins); default: build one in a temp dir")
+    parser.add_argument(
+        "--dataset-dir",
+        default=None,
+        help="a built tiny CAP dataset folder (its seq_length wins); default: build one in a temp dir",
+    )
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated subset of ours,trainer,bare")
     parser.add_argument("--seed", type=int, default=0, help="seed of the turn order")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads of each engine (0: torch's default, the cores); 1 is steadier on a "
-                             "machine shared with other work")
-    parser.add_argument("--profile", choices=ENGINES, default=None,
-                        help="after the timing, run this engine alone under cProfile and print the top functions")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads of each engine (0: torch's default, the cores); 1 is steadier on a "
+        "machine shared with other work",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=ENGINES,
+        default=None,
+        help="after the timing, run this engine alone under cProfile and print the top functions",
+    )
     parser.add_argument("--profile-top", type=int, default=25, help="functions listed by --profile")
     parser.add_argument("--profile-file", default=None, help="also keep --profile's pstats here (snakeviz, pstats)")
     parser.add_argument("--workdir", default=None, help="keep the dataset and runs here (default: a temp dir)")
@@ -398,12 +472,19 @@ def main(argv: list[str] | None = None) -> None:
         seq_length = int(json.loads(DatasetDir(dataset_dir).mixture_json.read_text())["seq_length"])
         if seq_length != args.seq_length:
             overrides = budget_overrides(args.batch_size, seq_length)
-        config_json = write_model_config(tmp / "config.json", args.n_embd, args.n_layer, args.n_head,
-                                         max(AURORA_M_CONTEXT, seq_length))
+        config_json = write_model_config(
+            tmp / "config.json", args.n_embd, args.n_layer, args.n_head, max(AURORA_M_CONTEXT, seq_length)
+        )
 
         def spec(name: str) -> dict:
-            return {"dataset_dir": str(dataset_dir), "config_json": str(config_json), "attn": args.attn,
-                    "overrides": overrides, "output_dir": str(tmp / name), "threads": args.threads}
+            return {
+                "dataset_dir": str(dataset_dir),
+                "config_json": str(config_json),
+                "attn": args.attn,
+                "overrides": overrides,
+                "output_dir": str(tmp / name),
+                "threads": args.threads,
+            }
 
         logger.info("timing %s, one step each in turn", ", ".join(engines))
         seconds, losses, sizes, callbacks = drive({e: spec(e) for e in engines}, args.warmup, args.steps, args.seed)
@@ -421,12 +502,16 @@ def main(argv: list[str] | None = None) -> None:
         import torch
 
         tokens = args.batch_size * seq_length
-        print(f"model: GPTBigCode {params / 1e6:.1f}M parameters ({(params - embeddings) / 1e6:.1f}M without "
-              f"embeddings; n_embd {args.n_embd}, n_layer {args.n_layer}, n_head {args.n_head}, multi-query, "
-              f"{args.attn}); {args.batch_size} x {seq_length} = {tokens} tokens a step; "
-              f"torch threads {args.threads or torch.get_num_threads()} in each engine's process")
-        print(f"timing: {args.steps} steps of each engine after {args.warmup} warm-up steps, the engines taking "
-              f"turns step by step in shuffled order; eval and saving off")
+        print(
+            f"model: GPTBigCode {params / 1e6:.1f}M parameters ({(params - embeddings) / 1e6:.1f}M without "
+            f"embeddings; n_embd {args.n_embd}, n_layer {args.n_layer}, n_head {args.n_head}, multi-query, "
+            f"{args.attn}); {args.batch_size} x {seq_length} = {tokens} tokens a step; "
+            f"torch threads {args.threads or torch.get_num_threads()} in each engine's process"
+        )
+        print(
+            f"timing: {args.steps} steps of each engine after {args.warmup} warm-up steps, the engines taking "
+            f"turns step by step in shuffled order; eval and saving off"
+        )
         for engine in (e for e in engines if callbacks[e]):
             print(f"{engine} callbacks: {', '.join(callbacks[engine])}")
         if profiled:
@@ -434,8 +519,10 @@ def main(argv: list[str] | None = None) -> None:
             print(profiled.rstrip())
         for engine in engines:
             median, mean = statistics.median(seconds[engine]), statistics.fmean(seconds[engine])
-            print(f"{engine:8s}: {tokens / median:9,.0f} tokens/s  step median {median * 1e3:7.1f} ms  "
-                  f"mean {mean * 1e3:7.1f} ms  min {min(seconds[engine]) * 1e3:7.1f} ms")
+            print(
+                f"{engine:8s}: {tokens / median:9,.0f} tokens/s  step median {median * 1e3:7.1f} ms  "
+                f"mean {mean * 1e3:7.1f} ms  min {min(seconds[engine]) * 1e3:7.1f} ms"
+            )
         if "bare" in losses:
             for engine in (e for e in engines if e != "bare"):
                 diff = max(abs(a - b) for a, b in zip(losses[engine], losses["bare"]))
@@ -448,11 +535,16 @@ def main(argv: list[str] | None = None) -> None:
         def mean_ratio(a: str, b: str) -> float:
             return statistics.fmean(seconds[a]) / statistics.fmean(seconds[b])
 
-        pairs = [(a, b) for a, b in (("trainer", "bare"), ("ours", "trainer"), ("ours", "bare"))
-                 if a in seconds and b in seconds]
+        pairs = [
+            (a, b)
+            for a, b in (("trainer", "bare"), ("ours", "trainer"), ("ours", "bare"))
+            if a in seconds and b in seconds
+        ]
         for a, b in pairs:
-            print(f"{a} / {b}: median of step ratios {median_ratio(a, b):.3f}, ratio of means {mean_ratio(a, b):.3f}, "
-                  f"of fastest steps {min(seconds[a]) / min(seconds[b]):.3f}")
+            print(
+                f"{a} / {b}: median of step ratios {median_ratio(a, b):.3f}, ratio of means {mean_ratio(a, b):.3f}, "
+                f"of fastest steps {min(seconds[a]) / min(seconds[b]):.3f}"
+            )
         if ("trainer", "bare") in pairs:
             print(f"trainer_over_bare: {median_ratio('trainer', 'bare'):.3f}")
         if ("ours", "trainer") in pairs:

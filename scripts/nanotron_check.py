@@ -53,8 +53,27 @@ def run(command: list, **kwargs) -> None:
 
 def run_stages(recipe: Path, run_dir: Path, steps: int, extra: list, env: dict) -> None:
     """CAP and CAT on ``steps`` optimizer steps of 8 x 128 tokens each (one data-parallel rank: the budget's steps)."""
-    run([sys.executable, "-m", "aurora_m.cli", "run", recipe, "--output-dir", run_dir, "--stages", "cap,cat",
-         "--train_tokens", steps * 8 * 128, "--max_steps", steps, "--save_steps", max(1, steps // 2), *extra], env=env)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "aurora_m.cli",
+            "run",
+            recipe,
+            "--output-dir",
+            run_dir,
+            "--stages",
+            "cap,cat",
+            "--train_tokens",
+            steps * 8 * 128,
+            "--max_steps",
+            steps,
+            "--save_steps",
+            max(1, steps // 2),
+            *extra,
+        ],
+        env=env,
+    )
 
 
 def losses(run_dir: Path, stage: str) -> list[float]:
@@ -70,9 +89,25 @@ def step0_logits(run_dir: Path, tp: int, ids_file: Path, out: Path) -> None:
     config["parallelism"].update(tp=tp, pp=1, dp=1)
     step0 = run_dir / "step0.yaml"
     step0.write_text(yaml.safe_dump(config, sort_keys=False))
-    run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={tp}", "-m",
-         "aurora_m.engines.nanotron.entry", "--config-file", step0, "--data", run_dir / "cap" / "data",
-         "--dump-logits", ids_file, out], env={**os.environ, "CUDA_DEVICE_MAX_CONNECTIONS": "1"})
+    run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={tp}",
+            "-m",
+            "aurora_m.engines.nanotron.entry",
+            "--config-file",
+            step0,
+            "--data",
+            run_dir / "cap" / "data",
+            "--dump-logits",
+            ids_file,
+            out,
+        ],
+        env={**os.environ, "CUDA_DEVICE_MAX_CONNECTIONS": "1"},
+    )
     shutil.rmtree(empty, ignore_errors=True)
 
 
@@ -81,8 +116,15 @@ def compare_losses(tp: int, ours: Path, reference: Path, atol: float) -> list[st
     for stage in ("cap", "cat"):
         got, want = losses(ours, stage), losses(reference, stage)
         diff = max((abs(a - b) for a, b in zip(got, want)), default=float("inf"))
-        logger.info("TP=%d %s losses: nanotron %s, transformers %s, max |difference| %.4f (atol %.3f)", tp, stage,
-                    [round(x, 4) for x in got], [round(x, 4) for x in want], diff, atol)
+        logger.info(
+            "TP=%d %s losses: nanotron %s, transformers %s, max |difference| %.4f (atol %.3f)",
+            tp,
+            stage,
+            [round(x, 4) for x in got],
+            [round(x, 4) for x in want],
+            diff,
+            atol,
+        )
         if len(got) != len(want) or not diff <= atol:
             failures.append(f"TP={tp} {stage}: {len(got)} nanotron losses vs {len(want)}, max difference {diff:.4f}")
     return failures
@@ -114,8 +156,9 @@ def check_tp(tp: int, out_dir: Path, reference: Path, args) -> list[str]:
     if not diff <= args.atol:
         failures.append(f"TP={tp}: step-0 logits differ by {diff:.4f}")
     last = latest_checkpoint(run_dir / "cat" / "nanotron")
-    trained = AutoModelForCausalLM.from_pretrained(run_dir / "cat" / "model", dtype=torch.float32,
-                                                   attn_implementation="eager").eval()
+    trained = AutoModelForCausalLM.from_pretrained(
+        run_dir / "cat" / "model", dtype=torch.float32, attn_implementation="eager"
+    ).eval()
     with torch.no_grad():
         exported = trained(ids).logits
     ref = reference_logits(last, ids, tensor_parallel=tp > 1)
@@ -146,8 +189,9 @@ def main(args) -> int:
             logger.error("no GPU: nanotron runs on CUDA only (--allow-cpu for a CPU port, see tools/nanotron_cpu)")
             return 1
         if max(args.tp) > torch.cuda.device_count():
-            logger.error("TP=%d needs %d GPUs, this machine has %d", max(args.tp), max(args.tp),
-                         torch.cuda.device_count())
+            logger.error(
+                "TP=%d needs %d GPUs, this machine has %d", max(args.tp), max(args.tp), torch.cuda.device_count()
+            )
             return 1
     out_dir = Path(args.output_dir)
     if out_dir.exists() and any(out_dir.iterdir()):

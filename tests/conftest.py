@@ -33,8 +33,14 @@ def readme_command(pattern: str) -> str:
 def cli(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run the installed console script, as a user would."""
     exe = shutil.which("aurora-m") or f"{sys.executable} -m aurora_m.cli"
-    return subprocess.run([*shlex.split(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **OFFLINE, **(env or {})})
+    return subprocess.run(
+        [*shlex.split(exe), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **OFFLINE, **(env or {})},
+    )
 
 
 @pytest.fixture(scope="session")

@@ -116,8 +116,11 @@ class FakeHub:
         self.failures[path_pattern].extend(failures)
 
     def calls(self, method: str | None = None, pattern: str = "") -> list[str]:
-        return [f"{r.method} {r.url.path}" for r in self.requests
-                if (method is None or r.method == method) and re.search(pattern, r.url.path)]
+        return [
+            f"{r.method} {r.url.path}"
+            for r in self.requests
+            if (method is None or r.method == method) and re.search(pattern, r.url.path)
+        ]
 
     def commit_outside(self, repo_id: str, branch: str, files: dict[str, bytes], title: str = "someone else") -> str:
         """A commit made by someone else (another machine) on a branch."""
@@ -127,8 +130,11 @@ class FakeHub:
     # ------------------------------------------------------------------ plumbing
     def __enter__(self) -> FakeHub:
         def factory():
-            return httpx2.Client(transport=httpx2.MockTransport(self.handle), follow_redirects=True,
-                                 event_hooks={"request": [hf_request_event_hook]})
+            return httpx2.Client(
+                transport=httpx2.MockTransport(self.handle),
+                follow_redirects=True,
+                event_hooks={"request": [hf_request_event_hook]},
+            )
 
         set_client_factory(factory)
         return self
@@ -166,8 +172,9 @@ class FakeHub:
 
     def _repo(self, repo_id: str) -> Repo | httpx2.Response:
         if repo_id not in self.repos:
-            return httpx2.Response(404, json={"error": "Repository not found"},
-                                   headers={"X-Error-Code": "RepoNotFound"})
+            return httpx2.Response(
+                404, json={"error": "Repository not found"}, headers={"X-Error-Code": "RepoNotFound"}
+            )
         return self.repos[repo_id]
 
     # ------------------------------------------------------------------ endpoints
@@ -175,8 +182,9 @@ class FakeHub:
         body = json.loads(request.content)
         repo_id = f"{body['organization']}/{body['name']}" if body.get("organization") else body["name"]
         if repo_id in self.repos:
-            return httpx2.Response(409, json={"error": "You already created this model repo",
-                                              "url": f"{ENDPOINT}/{repo_id}"})
+            return httpx2.Response(
+                409, json={"error": "You already created this model repo", "url": f"{ENDPOINT}/{repo_id}"}
+            )
         repo = self.repos[repo_id] = Repo(repo_id, private=body.get("visibility", "public") == "private")
         self._commit(repo, "main", "initial commit", {".gitattributes": GITATTRIBUTES})
         return httpx2.Response(200, json={"url": f"{ENDPOINT}/{repo_id}", "name": repo_id})
@@ -204,9 +212,19 @@ class FakeHub:
             return repo
         if revision not in repo.branches:
             return httpx2.Response(404, json={"error": "Invalid rev id"}, headers={"X-Error-Code": "RevisionNotFound"})
-        return httpx2.Response(200, json=[
-            {"id": c.oid, "title": c.title, "message": "", "authors": [{"user": "fake"}],
-             "date": "2026-01-01T00:00:00.000Z"} for c in repo.history(revision)])
+        return httpx2.Response(
+            200,
+            json=[
+                {
+                    "id": c.oid,
+                    "title": c.title,
+                    "message": "",
+                    "authors": [{"user": "fake"}],
+                    "date": "2026-01-01T00:00:00.000Z",
+                }
+                for c in repo.history(revision)
+            ],
+        )
 
     def tree(self, request, repo_id, revision):
         repo = self._repo(repo_id)
@@ -215,9 +233,13 @@ class FakeHub:
         oid = repo.branches.get(revision, revision)
         if oid not in repo.commits:
             return httpx2.Response(404, json={"error": "Invalid rev id"}, headers={"X-Error-Code": "RevisionNotFound"})
-        return httpx2.Response(200, json=[
-            {"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
-            for p, b in sorted(repo.commits[oid].files.items())])
+        return httpx2.Response(
+            200,
+            json=[
+                {"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                for p, b in sorted(repo.commits[oid].files.items())
+            ],
+        )
 
     def validate_yaml(self, request):
         errors = validate_card(json.loads(request.content)["content"])
@@ -229,8 +251,14 @@ class FakeHub:
         if isinstance(repo := self._repo(repo_id), httpx2.Response):
             return repo
         files = json.loads(request.content)["files"]
-        return httpx2.Response(200, json={"files": [
-            {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None} for f in files]})
+        return httpx2.Response(
+            200,
+            json={
+                "files": [
+                    {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None} for f in files
+                ]
+            },
+        )
 
     def commit(self, request, repo_id, revision):
         repo = self._repo(repo_id)
@@ -251,8 +279,9 @@ class FakeHub:
             else:
                 return httpx2.Response(400, json={"error": f"fake hub: unsupported {line['key']}"})
         oid = self._commit(repo, revision, header["summary"], files)
-        return httpx2.Response(200, json={"commitUrl": f"{ENDPOINT}/{repo_id}/commit/{oid}", "commitOid": oid,
-                                          "pullRequestUrl": None})
+        return httpx2.Response(
+            200, json={"commitUrl": f"{ENDPOINT}/{repo_id}/commit/{oid}", "commitOid": oid, "pullRequestUrl": None}
+        )
 
 
 REPO = r"(?P<repo_id>[^/]+/[^/]+)"

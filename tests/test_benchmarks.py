@@ -18,8 +18,14 @@ FLOAT = r"[0-9]+(?:\.[0-9]+)?"
 
 
 def run_benchmark(name: str, *args: str, timeout: int = 120) -> list[str]:
-    result = subprocess.run([sys.executable, str(BENCHMARKS / name), *args], cwd=ROOT, capture_output=True,
-                            text=True, timeout=timeout, env={**os.environ, **OFFLINE})
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **OFFLINE},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout.strip().splitlines()
 
@@ -37,8 +43,23 @@ def test_train_overhead_times_three_engines_on_the_same_computation(tmp_path):
     The dataset is synthetic, in the data step's layout (the default builds the tiny CAP's, ~10 s more):
     the tiny recipe's 240 steps of 2 sequences."""
     data = load("gpu_mfu").write_synthetic_dataset(tmp_path / "data", vocab=512, seq_length=128, sequences=480)
-    lines = run_benchmark("train_overhead.py", "--steps", "2", "--warmup", "1", "--n-embd", "64", "--n-layer", "2",
-                          "--n-head", "4", "--batch-size", "2", "--dataset-dir", str(data.root))
+    lines = run_benchmark(
+        "train_overhead.py",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--n-embd",
+        "64",
+        "--n-layer",
+        "2",
+        "--n-head",
+        "4",
+        "--batch-size",
+        "2",
+        "--dataset-dir",
+        str(data.root),
+    )
     assert re.fullmatch(rf"overhead_ratio: {FLOAT}", lines[-1]), lines[-1]
     assert float(lines[-1].split()[-1]) > 0
     for key in ("trainer_over_bare", "ours_over_trainer"):
@@ -50,8 +71,14 @@ def test_train_overhead_times_three_engines_on_the_same_computation(tmp_path):
 
 
 def test_train_overhead_refuses_an_unknown_engine():
-    result = subprocess.run([sys.executable, str(BENCHMARKS / "train_overhead.py"), "--engines", "ours,nope"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, **OFFLINE})
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "train_overhead.py"), "--engines", "ours,nope"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **OFFLINE},
+    )
     assert result.returncode != 0 and "unknown nope" in result.stderr
 
 
@@ -62,9 +89,28 @@ def test_gpu_mfu_skips_without_cuda_with_the_reason():
 
 def test_gpu_mfu_path_runs_on_cpu_against_a_stated_peak():
     """The same engine path (synthetic data in the data step's layout, build_trainer, bf16) on the CPU."""
-    lines = run_benchmark("gpu_mfu.py", "--cpu", "--peak-tflops", "1", "--n-embd", "64", "--n-layer", "2",
-                          "--n-head", "4", "--vocab", "512", "--seq-length", "128", "--batch-size", "2",
-                          "--steps", "2", "--warmup", "1")
+    lines = run_benchmark(
+        "gpu_mfu.py",
+        "--cpu",
+        "--peak-tflops",
+        "1",
+        "--n-embd",
+        "64",
+        "--n-layer",
+        "2",
+        "--n-head",
+        "4",
+        "--vocab",
+        "512",
+        "--seq-length",
+        "128",
+        "--batch-size",
+        "2",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+    )
     assert re.fullmatch(rf"mfu: {FLOAT}", lines[-1]), lines[-1]
     assert 0 < float(lines[-1].split()[-1]) < 1
     assert any(line.startswith("tokens/s: ") for line in lines), lines
@@ -73,8 +119,26 @@ def test_gpu_mfu_path_runs_on_cpu_against_a_stated_peak():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_gpu_mfu_on_the_gpu():
-    lines = run_benchmark("gpu_mfu.py", "--n-embd", "256", "--n-layer", "2", "--n-head", "4", "--seq-length", "512",
-                          "--batch-size", "2", "--steps", "2", "--warmup", "1", "--peak-tflops", "100", timeout=300)
+    lines = run_benchmark(
+        "gpu_mfu.py",
+        "--n-embd",
+        "256",
+        "--n-layer",
+        "2",
+        "--n-head",
+        "4",
+        "--seq-length",
+        "512",
+        "--batch-size",
+        "2",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--peak-tflops",
+        "100",
+        timeout=300,
+    )
     assert re.fullmatch(rf"mfu: {FLOAT}", lines[-1]), lines[-1]
 
 
@@ -101,5 +165,6 @@ def test_leakage_throughput_checks_its_plants_and_ends_with_its_figures():
     for check in ("ours", "bare", "normalize"):
         assert any(re.match(rf"{check}\s*:.* MB/s .* core-hours", line) for line in lines), (check, lines)
     plants = next(line for line in lines if line.startswith("planted leaks: "))
-    assert re.match(r"planted leaks: [1-9]\d* verbatim \(both found all\), [1-9]\d* rewritten \(ours found all\)",
-                    plants), plants
+    assert re.match(
+        r"planted leaks: [1-9]\d* verbatim \(both found all\), [1-9]\d* rewritten \(ours found all\)", plants
+    ), plants

@@ -88,8 +88,9 @@ def test_no_good_document_is_removed(language):
 
 
 # the planted rows live in the tiny twin's own files, marked with the filter meant to remove them
-PLANTED = [{**r, "language": lang}
-           for lang in (*PROSE, "code") for r in rows(DATA / f"{lang}.jsonl") if "planted" in r]
+PLANTED = [
+    {**r, "language": lang} for lang in (*PROSE, "code") for r in rows(DATA / f"{lang}.jsonl") if "planted" in r
+]
 
 
 def test_planted_documents_cover_every_filter_in_every_language():
@@ -162,8 +163,15 @@ def test_quality_filters_refuse_unknown_names_and_settings_and_apply_overrides()
 
 
 def test_filters_survive_pickling_as_datatrove_ships_them_to_workers():
-    steps = [LanguageId("fi", DEFAULT_MIN_SCORE), *quality_filters(list(FILTER_NAMES)), ToxicWords(),
-             SymbolDigitRatio(0.2), PiiAnonymizer(), CodeQuality(), FillInTheMiddle()]
+    steps = [
+        LanguageId("fi", DEFAULT_MIN_SCORE),
+        *quality_filters(list(FILTER_NAMES)),
+        ToxicWords(),
+        SymbolDigitRatio(0.2),
+        PiiAnonymizer(),
+        CodeQuality(),
+        FillInTheMiddle(),
+    ]
     good = rows(DATA / "fi.jsonl")[1]
     steps[0].filter(document(good, "fi"))  # the model is loaded now; it must not travel in the pickle
     blob = pickle.dumps(steps)
@@ -253,10 +261,29 @@ def test_fim_is_deterministic_by_seed_and_id_not_by_order():
 def test_japanese_words_are_script_runs_and_sentences_end_at_kuten():
     ja = word_tokenizer("ja")
     assert ja.word_tokenize("駅のホームは会社へ向かう人でいっぱいになる。iPhone15を12.5%") == [
-        "駅", "の", "ホーム", "は", "会社", "へ", "向", "かう", "人", "でいっぱいになる", "。", "iPhone15", "を",
-        "12.5", "%"]
+        "駅",
+        "の",
+        "ホーム",
+        "は",
+        "会社",
+        "へ",
+        "向",
+        "かう",
+        "人",
+        "でいっぱいになる",
+        "。",
+        "iPhone15",
+        "を",
+        "12.5",
+        "%",
+    ]
     assert ja.sent_tokenize("今日は晴れ。明日は雨！本当？「はい。」そう") == [
-        "今日は晴れ。", "明日は雨！", "本当？", "「はい。」", "そう"]
+        "今日は晴れ。",
+        "明日は雨！",
+        "本当？",
+        "「はい。」",
+        "そう",
+    ]
     assert word_tokenizer("ja") is ja and pickle.loads(pickle.dumps(ja)) is ja
 
 
@@ -271,21 +298,42 @@ def test_hindi_words_keep_vowel_signs_and_sentences_end_at_danda():
 def test_spaced_words_split_punctuation_but_keep_numbers_and_contractions():
     en = word_tokenizer("en")
     assert en.word_tokenize("Don't stop... it's 12.5% of $4,310 at 10:30, well-known!") == [
-        "Don't", "stop", "...", "it's", "12.5", "%", "of", "$", "4,310", "at", "10:30", ",", "well-known", "!"]
+        "Don't",
+        "stop",
+        "...",
+        "it's",
+        "12.5",
+        "%",
+        "of",
+        "$",
+        "4,310",
+        "at",
+        "10:30",
+        ",",
+        "well-known",
+        "!",
+    ]
     assert en.sent_tokenize("I paid 12.5 euros. Then left!\nNew line") == [
-        "I paid 12.5 euros.", "Then left!", "New line"]
+        "I paid 12.5 euros.",
+        "Then left!",
+        "New line",
+    ]
 
 
 def test_pii_replaces_addresses_and_phones_but_not_dates_versions_or_integers():
     pii = PiiAnonymizer()
     text, counts = pii.anonymise(
         "Mail a.b@example.com, call +358 40 123 4567, (555) 123-4567, 03-1234-5678, 0912 345 678 or "
-        "98765 43210; hosts 8.8.8.8 and 2001:db8::1.")
+        "98765 43210; hosts 8.8.8.8 and 2001:db8::1."
+    )
     assert counts == {"email": 1, "phone": 5, "ip_address": 2}
-    assert text == (f"Mail {EMAIL}, call {PHONE}, {PHONE}, {PHONE}, {PHONE} or {PHONE}; hosts {IP_ADDRESS} and "
-                    f"{IP_ADDRESS}.")
-    untouched = ("Released 2023-11-07 (07.11.2023, 11/07/2023) as version 1.2.3.4 and v2.0.1; 1234567890 items, "
-                 "1 234 567 euros, pages 10-20, at 12:30:45, ISBN 978-3-16-148410-0, std::vector, 3.14159.")
+    assert text == (
+        f"Mail {EMAIL}, call {PHONE}, {PHONE}, {PHONE}, {PHONE} or {PHONE}; hosts {IP_ADDRESS} and {IP_ADDRESS}."
+    )
+    untouched = (
+        "Released 2023-11-07 (07.11.2023, 11/07/2023) as version 1.2.3.4 and v2.0.1; 1234567890 items, "
+        "1 234 567 euros, pages 10-20, at 12:30:45, ISBN 978-3-16-148410-0, std::vector, 3.14159."
+    )
     assert pii.anonymise(untouched) == (untouched, {"email": 0, "ip_address": 0, "phone": 0})
 
 
@@ -305,4 +353,17 @@ def test_the_generic_splitter_gives_japanese_words_in_a_mixed_corpus():
     # MinHash runs over every source with one splitter: Japanese must not become one giant "word"
     generic = word_tokenizer("generic")
     assert generic.word_tokenize("駅のホームはiPhone日本. Don't, सुनीता की आँख!") == [
-        "駅", "の", "ホーム", "は", "iPhone", "日本", ".", "Don't", ",", "सुनीता", "की", "आँख", "!"]
+        "駅",
+        "の",
+        "ホーム",
+        "は",
+        "iPhone",
+        "日本",
+        ".",
+        "Don't",
+        ",",
+        "सुनीता",
+        "की",
+        "आँख",
+        "!",
+    ]

@@ -36,8 +36,9 @@ def mixture(**extra) -> list[dict]:
 
 
 def build(out: Path, mix: list[dict], **keys) -> Path:
-    args = MixtureArguments(mixture=mix, **{"seq_length": 64, "train_tokens": 64 * 400, "mixture_seed": 3,
-                                            "max_epochs": 20, **keys})
+    args = MixtureArguments(
+        mixture=mix, **{"seq_length": 64, "train_tokens": 64 * 400, "mixture_seed": 3, "max_epochs": 20, **keys}
+    )
     return build_corpus(ModelArguments(tokenizer_train_files=TOKENIZER), args, out)
 
 
@@ -83,8 +84,10 @@ def test_pii_is_anonymised_in_the_shards(tiny_corpus):
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tiny_corpus.tokenizer / "tokenizer.json"))
-    text = "".join(tok.decode(np.fromfile(p, dtype="<u2").tolist(), skip_special_tokens=False)
-                   for p in sorted(tiny_corpus.source_tokens("en").glob("*.ds")))
+    text = "".join(
+        tok.decode(np.fromfile(p, dtype="<u2").tolist(), skip_special_tokens=False)
+        for p in sorted(tiny_corpus.source_tokens("en").glob("*.ds"))
+    )
     assert "<EMAIL>" in text and "@example" not in text
 
 
@@ -93,8 +96,12 @@ def test_realised_shares_are_within_one_point_of_the_table(tiny_corpus):
     assert mix["tokens"] == 64 * 400 and mix["sequences"] == 400
     for source in mix["sources"]:
         assert abs(source["realised_share"] - source["share"]) <= 0.01, source
-    stream = PackedStream(tiny_corpus.index, {s["name"]: tiny_corpus.source_tokens(s["name"]) for s in mix["sources"]},
-                          64, mix["token_size"])
+    stream = PackedStream(
+        tiny_corpus.index,
+        {s["name"]: tiny_corpus.source_tokens(s["name"]) for s in mix["sources"]},
+        64,
+        mix["token_size"],
+    )
     counts = {}
     for p in range(len(stream)):
         counts[stream.source_of(p)] = counts.get(stream.source_of(p), 0) + 1
@@ -129,11 +136,22 @@ def test_bad_rows_are_counted_not_dropped_silently(tmp_path):
     mix = [{"name": "en", "path": str(path)}, {"name": "code", "path": str(TINY_DATA / "code.jsonl")}]
     data = DatasetDir(build(tmp_path / "data", mix, max_doc_chars=1_000_000))
     en = json.loads(data.filter_report_json.read_text())["sources"][0]
-    assert en["rows_unusable"] == {"not_utf8": 1, "invalid_json": 1, "empty": 1, "missing_field": 1,
-                                   "not_object": 1, "not_text": 1}
+    assert en["rows_unusable"] == {
+        "not_utf8": 1,
+        "invalid_json": 1,
+        "empty": 1,
+        "missing_field": 1,
+        "not_object": 1,
+        "not_text": 1,
+    }
     assert en["blank_lines"] == 1
-    assert en["steps"][0] == {"step": "length_cap", "removed_docs": 1, "removed_tokens": None,
-                              "reasons": {"too_long": 1}, "note": "not tokenized (longer than max_doc_chars)"}
+    assert en["steps"][0] == {
+        "step": "length_cap",
+        "removed_docs": 1,
+        "removed_tokens": None,
+        "reasons": {"too_long": 1},
+        "note": "not tokenized (longer than max_doc_chars)",
+    }
     assert en["docs_in"] == len(lines) and en["kept_docs"] == len(good) - 6
 
 
@@ -180,8 +198,12 @@ def start_build_until(tmp_path: Path, reached) -> tuple[subprocess.Popen, Path, 
     script.write_text(KILL_SCRIPT.format(tests=str(ROOT / "tests")))
     out = tmp_path / "data"
     partial = DatasetDir(out).partial
-    proc = subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not reached(partial):
         time.sleep(0.05)
@@ -222,9 +244,26 @@ def test_the_data_step_of_a_continued_stage_runs_first_on_a_cpu_node(tmp_path):
     """CAT's data step needs neither CAP's model (the tokenizer comes from the chain's first stage) nor a
     GPU (bf16 is a trainer key): it runs on a CPU node before anything has trained."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "aurora_m.cli", "data", "recipes/aurora-m-tiny", "--stage", "cat",
-                             "--output-dir", str(tmp_path / "run"), "--bf16", "true"],
-                            cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aurora_m.cli",
+            "data",
+            "recipes/aurora-m-tiny",
+            "--stage",
+            "cat",
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--bf16",
+            "true",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     data = DatasetDir(tmp_path / "run" / "cat" / "data")
     assert data.mixture_json.is_file() and data.filter_report_json.is_file() and data.mixture_png.is_file()

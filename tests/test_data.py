@@ -28,8 +28,9 @@ def test_train_and_heldout_sides_of_a_source_are_disjoint_and_cover_it(tmp_path)
     path = tmp_path / "lang.jsonl"
     path.write_text("".join(json.dumps({"text": f"sentence {i} about lakes"}) + "\n" for i in range(300)))
     train, _ = load_source(SourceSpec(name="x", path=str(path), holdout_fraction=0.2), "x.yaml", "mixture")
-    held, _ = load_source(SourceSpec(name="x", path=str(path), holdout_fraction=0.2, take="heldout"), "x.yaml",
-                          "perplexity_sources")
+    held, _ = load_source(
+        SourceSpec(name="x", path=str(path), holdout_fraction=0.2, take="heldout"), "x.yaml", "perplexity_sources"
+    )
     train_texts, held_texts = set(train["text"]), set(held["text"])
     assert not train_texts & held_texts
     assert len(train_texts | held_texts) == 300 and 30 < len(held_texts) < 90
@@ -37,8 +38,7 @@ def test_train_and_heldout_sides_of_a_source_are_disjoint_and_cover_it(tmp_path)
 
 @pytest.fixture()
 def jsonl(tmp_path):
-    rows = [{"text": "hello world"}, {"text": ""}, {"text": None}, {"text": "second document"},
-            {"text": "third one"}]
+    rows = [{"text": "hello world"}, {"text": ""}, {"text": None}, {"text": "second document"}, {"text": "third one"}]
     path = tmp_path / "s.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
@@ -47,8 +47,9 @@ def jsonl(tmp_path):
 def test_load_source_counts_what_it_sets_aside(jsonl):
     ds, report = load_source(SourceSpec(name="s", path=str(jsonl), max_docs=2), "x.yaml", "mixture")
     assert report.docs_read == 5 and report.removed_empty == 2 and report.capped == 1 and report.kept == 2
-    assert report.docs_read == (report.removed_empty + report.removed_not_text + report.capped + report.kept
-                                + report.set_aside_by_split)
+    assert report.docs_read == (
+        report.removed_empty + report.removed_not_text + report.capped + report.kept + report.set_aside_by_split
+    )
     assert list(ds["text"]) == ["hello world", "second document"]
 
 
@@ -66,7 +67,7 @@ def test_instruction_sources_use_the_papers_template(tmp_path):
     assert ds[0]["text"] == instruction_text("Do harm?", "No, because...")
     assert ds[0]["category"] == "c"
     docs, _ = read_source(spec, "x.yaml", "sft_sources", prompt_completion=True)  # SFT's chat
-    assert docs.to_chats()[0]["messages"] == [{"role": "user", "content": "Do harm?"},
-                                              {"role": "assistant", "content": "No, because..."}]
-
-
+    assert docs.to_chats()[0]["messages"] == [
+        {"role": "user", "content": "Do harm?"},
+        {"role": "assistant", "content": "No, because..."},
+    ]

@@ -103,8 +103,10 @@ def test_text_that_is_not_a_string_is_removed_and_reported(tmp_path, logs):
     ds, report = load_source(SourceSpec(name="en", path=str(path)), "cap.yaml", "mixture")
     assert list(ds["text"]) == ["first", "last"]
     assert report.removed_not_text == 3 and report.removed_empty == 2 and report.kept == 2
-    assert report.notes == ["2 row(s) removed whose text is missing or blank (rows 4, 5)",
-                            "3 row(s) removed whose text is not a string (rows 2, 3, 6)"]
+    assert report.notes == [
+        "2 row(s) removed whose text is missing or blank (rows 4, 5)",
+        "3 row(s) removed whose text is not a string (rows 2, 3, 6)",
+    ]
     assert "rows 2, 3, 6" in logs.text
 
 
@@ -134,8 +136,10 @@ def test_offline_missing_hub_dataset_says_how_to_fix_it():
     with pytest.raises(RecipeError) as info:
         load_source(SourceSpec(name="code", dataset="nobody-here/no-such-dataset"), "cap.yaml", "mixture")
     message = str(info.value)
-    assert message.startswith("cap.yaml: mixture[code].dataset: dataset nobody-here/no-such-dataset is not in the "
-                              "local cache and offline mode is on")
+    assert message.startswith(
+        "cap.yaml: mixture[code].dataset: dataset nobody-here/no-such-dataset is not in the "
+        "local cache and offline mode is on"
+    )
     assert "unset HF_HUB_OFFLINE/HF_DATASETS_OFFLINE or download it first" in message and "\n" not in message
 
 
@@ -145,10 +149,13 @@ def test_offline_missing_tokenizer_names_the_key_and_the_download(tmp_path):
 
     mix = MixtureArguments(mixture=[{"name": "en", "path": str(TINY_DATA / "en.jsonl")}], train_tokens=1000)
     with pytest.raises(RecipeError) as info:
-        build_pretrain_dataset(ModelArguments(tokenizer_name_or_path="nobody-here/no-tokenizer"), mix,
-                               tmp_path / "data", "cap.yaml")
-    assert str(info.value).startswith("cap.yaml: tokenizer_name_or_path: model nobody-here/no-tokenizer is not in "
-                                      "the local cache and offline mode is on")
+        build_pretrain_dataset(
+            ModelArguments(tokenizer_name_or_path="nobody-here/no-tokenizer"), mix, tmp_path / "data", "cap.yaml"
+        )
+    assert str(info.value).startswith(
+        "cap.yaml: tokenizer_name_or_path: model nobody-here/no-tokenizer is not in "
+        "the local cache and offline mode is on"
+    )
     assert str(info.value).endswith("or download it first (`hf download nobody-here/no-tokenizer`)")
     assert not (tmp_path / "data").exists()
 
@@ -202,8 +209,9 @@ def hub_answers(tmp_path_factory) -> dict[str, str]:
     token = "hf_" + "x" * 34
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_TOKEN")}
     env.update(HF_HOME=str(tmp_path_factory.mktemp("hf-home")), HF_HUB_DISABLE_TELEMETRY="1")
-    result = subprocess.run([sys.executable, "-c", HUB_SCRIPT, token], capture_output=True, text=True, env=env,
-                            timeout=180, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", HUB_SCRIPT, token], capture_output=True, text=True, env=env, timeout=180, cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert token not in result.stdout + result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -248,8 +256,11 @@ def test_hub_errors_from_real_responses_for_models():
         response = httpx2.Response(status, headers=headers, request=httpx2.Request("GET", url))
         hf_raise_for_status(response)
 
-    with pytest.raises(RecipeError, match=r"^m.yaml: model_name_or_path: model org/name is gated: accept its terms "
-                                          r"at https://huggingface.co/org/name with"):
+    with pytest.raises(
+        RecipeError,
+        match=r"^m.yaml: model_name_or_path: model org/name is gated: accept its terms "
+        r"at https://huggingface.co/org/name with",
+    ):
         with explain_hub_errors("m.yaml", "model_name_or_path", "org/name", repo_type="model"):
             failing(403, {"X-Error-Code": "GatedRepo"})
     with pytest.raises(RecipeError, match="model org/name not found on the Hub"):

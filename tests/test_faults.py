@@ -27,10 +27,12 @@ from aurora_m.layout import RunLayout
 from conftest import OFFLINE, ROOT, TINY
 
 # 24 CAP steps saving every 8, 8 CAT steps, one SFT epoch: the whole pipeline in a few seconds of training
-SHORT = {"cap.yaml": {"max_steps": 24, "train_tokens": 24576, "save_steps": 8, "save_total_limit": 2},
-         "cat.yaml": {"max_steps": 8, "train_tokens": 8192, "save_steps": 8},
-         "sft.yaml": {"num_train_epochs": 1},
-         "eval.yaml": {"suites": ["perplexity"]}}  # the other suites have their own tests; these are about runs
+SHORT = {
+    "cap.yaml": {"max_steps": 24, "train_tokens": 24576, "save_steps": 8, "save_total_limit": 2},
+    "cat.yaml": {"max_steps": 8, "train_tokens": 8192, "save_steps": 8},
+    "sft.yaml": {"num_train_epochs": 1},
+    "eval.yaml": {"suites": ["perplexity"]},
+}  # the other suites have their own tests; these are about runs
 
 
 def edit(path: Path, **changes) -> None:
@@ -64,8 +66,14 @@ def short(short_run, tmp_path) -> tuple[Path, Path]:
 
 
 def aurora(*args, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "aurora_m.cli", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **OFFLINE})
+    return subprocess.run(
+        [sys.executable, "-m", "aurora_m.cli", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **OFFLINE},
+    )
 
 
 def error_line(stderr: str) -> str:
@@ -87,9 +95,15 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
 
 
 def start(*args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "aurora_m.cli", *map(str, args)], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **OFFLINE},
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "aurora_m.cli", *map(str, args)],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **OFFLINE},
+        start_new_session=True,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- kills and Ctrl-C
@@ -229,8 +243,15 @@ def test_editing_a_data_file_reruns_nothing_silently(short):
 def test_edits_that_cannot_change_the_result_keep_every_step_complete(short):
     recipe, run = short
     before = markers(run)
-    edit(recipe / "cap.yaml", logging_steps=5, save_steps=4, report_to="none", dataloader_num_workers=1,
-         per_device_train_batch_size=4, gradient_accumulation_steps=2)  # same 8 sequences per step
+    edit(
+        recipe / "cap.yaml",
+        logging_steps=5,
+        save_steps=4,
+        report_to="none",
+        dataloader_num_workers=1,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+    )  # same 8 sequences per step
     result = aurora("run", recipe, "--output-dir", run)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "nothing to run" in result.stderr
@@ -247,8 +268,15 @@ def test_publish_never_touches_a_folder_that_is_not_an_export(short, tmp_path):
     assert result.returncode == 2 and "was not written by aurora-m" in error_line(result.stderr)
     assert (mine / "exp1" / "weights.bin").read_bytes() == b"precious"
     assert sorted(p.name for p in mine.rglob("*")) == ["exp1", "weights.bin"]
-    inside = aurora("publish", run, "--variant", "aurora-m-tiny-base", "--out",
-                    run / "publish" / "aurora-m-tiny-redteamed", "--overwrite")
+    inside = aurora(
+        "publish",
+        run,
+        "--variant",
+        "aurora-m-tiny-base",
+        "--out",
+        run / "publish" / "aurora-m-tiny-redteamed",
+        "--overwrite",
+    )
     assert inside.returncode == 2 and "is inside the run folder" in error_line(inside.stderr)
 
 
@@ -312,12 +340,19 @@ def test_publish_refuses_a_variant_whose_evaluation_is_older_than_its_weights(sh
     only_publish = aurora("run", recipe, "--output-dir", run, "--stages", "publish")  # its own config is unchanged
     assert only_publish.returncode == 2 and "which is stale" in error_line(only_publish.stderr)
     stages = {s["name"]: s["status"] for s in json.loads((run / "summary.json").read_text())["stages"]}
-    assert stages == {"cap": "completed", "cat": "stale", "sft": "stale", "instruct": "stale", "eval": "stale",
-                      "publish": "stale"}
+    assert stages == {
+        "cap": "completed",
+        "cat": "stale",
+        "sft": "stale",
+        "instruct": "stale",
+        "eval": "stale",
+        "publish": "stale",
+    }
     assert (run / "publish" / "aurora-m-tiny-base" / "model.safetensors").read_bytes() == old_export
     downstream = aurora("run", recipe, "--output-dir", run)
-    assert downstream.returncode == 2 and "cat: its input 'cap' changed since checkpoint-8" in \
-        error_line(downstream.stderr)
+    assert downstream.returncode == 2 and "cat: its input 'cap' changed since checkpoint-8" in error_line(
+        downstream.stderr
+    )
     cascaded = aurora("run", recipe, "--output-dir", run, "--restart", "cat")
     assert cascaded.returncode == 0, cascaded.stderr[-3000:]
     assert list((run / "cat").glob("set-aside-restart-*/checkpoint-8"))
@@ -342,11 +377,15 @@ def test_a_moved_run_folder_still_publishes_every_variant(tiny_run, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- bad input, secrets
-@pytest.mark.parametrize("content,words", [
-    (b'{"text": "fine"}\n{"text": broken}\n', ["en.jsonl", "line 2", "JSON"]),
-    (b'{"text": "fine"}\n{"text": "caf\xe9"}\n', ["en.jsonl", "line 2", "UTF-8"]),
-    (b"", ["en.jsonl", "empty"]),
-], ids=["bad-json", "bad-utf8", "empty"])
+@pytest.mark.parametrize(
+    "content,words",
+    [
+        (b'{"text": "fine"}\n{"text": broken}\n', ["en.jsonl", "line 2", "JSON"]),
+        (b'{"text": "fine"}\n{"text": "caf\xe9"}\n', ["en.jsonl", "line 2", "UTF-8"]),
+        (b"", ["en.jsonl", "empty"]),
+    ],
+    ids=["bad-json", "bad-utf8", "empty"],
+)
 def test_bad_bytes_in_a_data_file_end_in_one_line(tmp_path, cache_dir, content, words):
     recipe = copy_recipe(tmp_path / "recipe")
     (recipe / "data" / "en.jsonl").write_bytes(content)  # the tokenizer trains on it too: it must say so first
@@ -369,9 +408,18 @@ def test_a_hub_dataset_that_cannot_be_had_offline_says_how_to_fix_it(tmp_path, c
 
 def test_no_token_in_any_file_the_run_writes(tmp_path, cache_dir):
     hub_token, env_token = "hf_" + "A" * 34, "hf_" + "B" * 34
-    recipe = copy_recipe(tmp_path / "recipe", **{"cap.yaml": {**SHORT["cap.yaml"], "max_steps": 8,
-                                                              "train_tokens": 8192, "hub_token": hub_token,
-                                                              "env": {"HF_TOKEN": env_token}}})
+    recipe = copy_recipe(
+        tmp_path / "recipe",
+        **{
+            "cap.yaml": {
+                **SHORT["cap.yaml"],
+                "max_steps": 8,
+                "train_tokens": 8192,
+                "hub_token": hub_token,
+                "env": {"HF_TOKEN": env_token},
+            }
+        },
+    )
     run = tmp_path / "run"
     cli_token = "hf_" + "C" * 34
     result = aurora("run", recipe, "--output-dir", run, "--stages", "cap", "--hub_token", cli_token)
@@ -395,8 +443,12 @@ def small_disk(tmp_path):
         point = tmp_path / f"disk{len(mounts)}"
         point.mkdir()
         options = f"size={size}" + (",ro" if read_only else "")
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
-                          capture_output=True).returncode != 0:
+        if (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True
+            ).returncode
+            != 0
+        ):
             pytest.skip("cannot mount a tmpfs here (needs root in a mount namespace that allows it)")
         mounts.append(point)
         return point

@@ -106,7 +106,7 @@ def lm_eval_accuracy(model, tokenizer, language: str) -> float:
     scores = [sum(logprobs[b, i - 1, ids[i]].item() for i in range(n, len(ids))) for b, (ids, n) in enumerate(pairs)]
     right = 0
     for r, row in enumerate(rows(language)):
-        mine = scores[r * len(row["choices"]): (r + 1) * len(row["choices"])]
+        mine = scores[r * len(row["choices"]) : (r + 1) * len(row["choices"])]
         right += max(range(len(mine)), key=mine.__getitem__) == row["answer"]
     return right / len(rows(language))
 
@@ -116,8 +116,9 @@ def test_accuracy_is_this_model_on_these_rows(recipe_result, tiny_lm):
     model, tokenizer = tiny_lm
     mine = {language: lm_eval_accuracy(model, tokenizer, language) for language in ("fi", "hi", "ja", "vi")}
     assert len(set(mine.values())) > 1, mine  # not all zero: the comparison below can tell scorers apart
-    assert {lang: recipe_result["tasks"][f"aurora_mc_{lang}"]["metrics"]["acc"] for lang in mine} == \
-        pytest.approx(mine)
+    assert {lang: recipe_result["tasks"][f"aurora_mc_{lang}"]["metrics"]["acc"] for lang in mine} == pytest.approx(
+        mine
+    )
 
 
 def test_a_tag_gives_each_task_it_holds_and_lm_eval_logs_through_ours(tiny_lm, recipe_args, context):
@@ -175,19 +176,33 @@ def test_an_unknown_task_is_one_line_naming_the_key(tiny_lm, recipe_args, contex
     assert "did you mean" in message
 
 
-@pytest.mark.parametrize(("old", "new", "expected"), [
-    ("{task: aurora_mc_en, num_fewshot: 2}", "{task: aurora_mc_en, shots: 2}",
-     "eval.yaml: lm_eval_tasks.en[0]: expected a task name or {task: NAME, num_fewshot: K}"),
-    ("{task: aurora_mc_en, num_fewshot: 2}", "{task: aurora_mc_en, num_fewshot: -1}",
-     "eval.yaml: lm_eval_tasks.en[0].num_fewshot: expected an integer >= 0, got -1"),
-    ("fi: [aurora_mc_fi]", "fi: [aurora_mc_hi]", "eval.yaml: lm_eval_tasks.hi[0]: 'aurora_mc_hi' is already listed "
-                                                 "at lm_eval_tasks.fi[0]"),
-    ("vi: [aurora_mc_vi]", "vi: []", "eval.yaml: lm_eval_tasks.vi: expected a non-empty list"),
-    ("lm_eval_include_path: lm_eval_tasks", "lm_eval_include_path: lm_eval_taks",
-     "eval.yaml: lm_eval_include_path: lm_eval_taks is not a folder"),
-    ("lm_eval_include_path: lm_eval_tasks", "lm_eval_include_path: ../..",
-     "is outside the recipe folder"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "{task: aurora_mc_en, num_fewshot: 2}",
+            "{task: aurora_mc_en, shots: 2}",
+            "eval.yaml: lm_eval_tasks.en[0]: expected a task name or {task: NAME, num_fewshot: K}",
+        ),
+        (
+            "{task: aurora_mc_en, num_fewshot: 2}",
+            "{task: aurora_mc_en, num_fewshot: -1}",
+            "eval.yaml: lm_eval_tasks.en[0].num_fewshot: expected an integer >= 0, got -1",
+        ),
+        (
+            "fi: [aurora_mc_fi]",
+            "fi: [aurora_mc_hi]",
+            "eval.yaml: lm_eval_tasks.hi[0]: 'aurora_mc_hi' is already listed at lm_eval_tasks.fi[0]",
+        ),
+        ("vi: [aurora_mc_vi]", "vi: []", "eval.yaml: lm_eval_tasks.vi: expected a non-empty list"),
+        (
+            "lm_eval_include_path: lm_eval_tasks",
+            "lm_eval_include_path: lm_eval_taks",
+            "eval.yaml: lm_eval_include_path: lm_eval_taks is not a folder",
+        ),
+        ("lm_eval_include_path: lm_eval_tasks", "lm_eval_include_path: ../..", "is outside the recipe folder"),
+    ],
+)
 def test_validation_refuses_bad_harness_keys_in_one_line(recipe_copy, old, new, expected):
     edit_yaml(recipe_copy / "eval.yaml", old, new)
     with pytest.raises(RecipeError) as err:
@@ -214,8 +229,17 @@ def test_the_real_recipe_names_tasks_lm_eval_has(recipe_args, context):
     requests = requested_tasks(config["lm_eval_tasks"], file, config.get("lm_eval_num_fewshot"))
     assert {r.language for r in requests} == set(LANGUAGES)
     # the tiny recipe's TaskManager indexes lm-eval's own tasks too: reuse it rather than index them again
-    assert check_tasks(replace(recipe_args, lm_eval_tasks=config["lm_eval_tasks"],
-                               lm_eval_num_fewshot=config.get("lm_eval_num_fewshot")),
-                       TINY / "eval.yaml", context["cache"]) == requests
+    assert (
+        check_tasks(
+            replace(
+                recipe_args,
+                lm_eval_tasks=config["lm_eval_tasks"],
+                lm_eval_num_fewshot=config.get("lm_eval_num_fewshot"),
+            ),
+            TINY / "eval.yaml",
+            context["cache"],
+        )
+        == requests
+    )
     shots = {r.name: r.num_fewshot for r in requests}
     assert shots["arc_hi"] is None and shots["hellaswag"] == 8 and shots["mmlu"] == 5  # the paper: 0-shot, 8-shot

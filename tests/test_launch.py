@@ -24,13 +24,22 @@ ACCELERATE_CONFIGS = ROOT / "recipes" / "accelerate_configs"
 
 def short(ranks: int = 1) -> list[str]:
     """Two steps of the tiny CAP: train_tokens = max_steps x (8 sequences x ranks) x 128 tokens."""
-    return ["--max_steps", "2", "--train_tokens", str(2 * 8 * ranks * 128), "--save_strategy", "no",
-            "--logging_steps", "1"]
+    return [
+        "--max_steps",
+        "2",
+        "--train_tokens",
+        str(2 * 8 * ranks * 128),
+        "--save_strategy",
+        "no",
+        "--logging_steps",
+        "1",
+    ]
 
 
 def _run(argv, tmp_path, env=None):
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **OFFLINE, **(env or {})})
+    return subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **OFFLINE, **(env or {})}
+    )
 
 
 def without(tmp_path: Path, *modules: str) -> dict:
@@ -39,7 +48,8 @@ def without(tmp_path: Path, *modules: str) -> dict:
     folder = tmp_path / f"without-{'-'.join(modules)}"
     folder.mkdir(exist_ok=True)
     (folder / "sitecustomize.py").write_text(
-        "import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in modules), encoding="utf-8")
+        "import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in modules), encoding="utf-8"
+    )
     return {"PYTHONPATH": os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH", "")) if p)}
 
 
@@ -55,9 +65,28 @@ def test_accelerate_launch_cpu_runs_the_pretrain_script(tmp_path, cache_dir):
     if not shutil.which("accelerate"):
         pytest.skip("accelerate CLI not on PATH")
     out = tmp_path / "cap"
-    result = _run(["accelerate", "launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
-                   "--mixed_precision", "no", "--dynamo_backend", "no", "scripts/pretrain.py",
-                   "--config", "recipes/aurora-m-tiny/cap.yaml", "--output_dir", str(out), *short(1)], tmp_path)
+    result = _run(
+        [
+            "accelerate",
+            "launch",
+            "--cpu",
+            "--num_processes",
+            "1",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "scripts/pretrain.py",
+            "--config",
+            "recipes/aurora-m-tiny/cap.yaml",
+            "--output_dir",
+            str(out),
+            *short(1),
+        ],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "model" / "model.safetensors").is_file()
     assert (out / "data" / "mixture.json").is_file()
@@ -65,8 +94,22 @@ def test_accelerate_launch_cpu_runs_the_pretrain_script(tmp_path, cache_dir):
 
 def test_two_process_data_parallel_on_cpu(tmp_path, cache_dir):
     out = tmp_path / "cap"
-    result = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "scripts/pretrain.py",
-                   "--config", "recipes/aurora-m-tiny/cap.yaml", "--output_dir", str(out), *short(2)], tmp_path)
+    result = _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "scripts/pretrain.py",
+            "--config",
+            "recipes/aurora-m-tiny/cap.yaml",
+            "--output_dir",
+            str(out),
+            *short(2),
+        ],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     logs = re.findall(r"\[aurora-m\][^\r\n]*", result.stderr)  # a log line may follow a progress bar's \r
     assert any("2 ranks" in line for line in logs)  # the budget line counts both processes
@@ -78,12 +121,27 @@ def test_two_process_data_parallel_on_cpu(tmp_path, cache_dir):
     assert (out / "model" / "model.safetensors").is_file()
 
 
-@pytest.mark.skipif(not __import__("torch").cuda.is_available(),
-                    reason="needs a CUDA GPU (bf16 tiny CAP on the accelerator)")
+@pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (bf16 tiny CAP on the accelerator)"
+)
 def test_tiny_cap_in_bf16_on_a_gpu(tmp_path, cache_dir):
     out = tmp_path / "cap"
-    result = _run([sys.executable, "scripts/pretrain.py", "--config", "recipes/aurora-m-tiny/cap.yaml",
-                   "--output_dir", str(out), "--use_cpu", "false", "--bf16", "true", *short(1)], tmp_path)
+    result = _run(
+        [
+            sys.executable,
+            "scripts/pretrain.py",
+            "--config",
+            "recipes/aurora-m-tiny/cap.yaml",
+            "--output_dir",
+            str(out),
+            "--use_cpu",
+            "false",
+            "--bf16",
+            "true",
+            *short(1),
+        ],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "model" / "model.safetensors").is_file()
 
@@ -101,9 +159,22 @@ accelerator.end_training()
 
 
 def _fsdp2_launch(ranks: int, gpu: bool) -> list[str]:
-    return ["accelerate", "launch", "--config_file", str(ACCELERATE_CONFIGS / "fsdp2.yaml"),
-            "--num_processes", str(ranks), "--num_machines", "1", "--mixed_precision", "bf16" if gpu else "no",
-            "--dynamo_backend", "no", "--main_process_port", "0"]
+    return [
+        "accelerate",
+        "launch",
+        "--config_file",
+        str(ACCELERATE_CONFIGS / "fsdp2.yaml"),
+        "--num_processes",
+        str(ranks),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "bf16" if gpu else "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+    ]
 
 
 def test_fsdp2_checkpoints_stay_sharded_and_the_model_is_full_safetensors(tmp_path, cache_dir):
@@ -122,15 +193,31 @@ def test_fsdp2_checkpoints_stay_sharded_and_the_model_is_full_safetensors(tmp_pa
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads(re.search(r"^PROBE (.*)$", result.stdout, re.M).group(1))
     if not found["fsdp2"]:
-        pytest.skip(f"FSDP2 does not run here: accelerate {accelerate.__version__} launches fsdp2.yaml on "
-                    f"{'GPU' if gpu else 'CPU'} as {found['distributed_type']} with {found['processes']} process(es) "
-                    f"(its AcceleratorState turns FSDP on only for GPU distributed types)")
+        pytest.skip(
+            f"FSDP2 does not run here: accelerate {accelerate.__version__} launches fsdp2.yaml on "
+            f"{'GPU' if gpu else 'CPU'} as {found['distributed_type']} with {found['processes']} process(es) "
+            f"(its AcceleratorState turns FSDP on only for GPU distributed types)"
+        )
 
     out = tmp_path / "cap"
     device = ["--use_cpu", "false", "--bf16", "true"] if gpu else ["--use_cpu", "true", "--bf16", "false"]
-    result = _run([*_fsdp2_launch(ranks, gpu), "scripts/pretrain.py", "--config", "recipes/aurora-m-tiny/cap.yaml",
-                   "--output_dir", str(out), *short(ranks), "--save_strategy", "steps", "--save_steps", "1",
-                   *device], tmp_path)
+    result = _run(
+        [
+            *_fsdp2_launch(ranks, gpu),
+            "scripts/pretrain.py",
+            "--config",
+            "recipes/aurora-m-tiny/cap.yaml",
+            "--output_dir",
+            str(out),
+            *short(ranks),
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "1",
+            *device,
+        ],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = out / "checkpoint-2"
     shards = checkpoint / "pytorch_model_fsdp_0"  # accelerate's sharded (torch.distributed.checkpoint) save
@@ -146,8 +233,9 @@ def test_fsdp2_checkpoints_stay_sharded_and_the_model_is_full_safetensors(tmp_pa
     assert len(AutoTokenizer.from_pretrained(model_dir)) == model.config.vocab_size
     dcp_to_torch_save(shards, tmp_path / "checkpoint.pt")
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["model"]
-    saved = {re.sub(r"(_checkpoint_wrapped_module|_orig_mod|_fsdp_wrapped_module)\.", "", k): v
-             for k, v in saved.items()}
+    saved = {
+        re.sub(r"(_checkpoint_wrapped_module|_orig_mod|_fsdp_wrapped_module)\.", "", k): v for k, v in saved.items()
+    }
     params = dict(model.named_parameters())
     assert set(params) <= set(saved), sorted(set(params) - set(saved))
     for name, value in params.items():
@@ -205,8 +293,11 @@ def test_every_install_hint_names_an_extra_setup_cfg_declares():
 
 
 def test_validate_refuses_the_15b_recipe_without_tensorboard(tmp_path):
-    result = _run([sys.executable, "-m", "aurora_m.cli", "validate", "recipes/aurora-m-15b"], tmp_path,
-                  env=without(tmp_path, "tensorboard", "tensorboardX"))
+    result = _run(
+        [sys.executable, "-m", "aurora_m.cli", "validate", "recipes/aurora-m-15b"],
+        tmp_path,
+        env=without(tmp_path, "tensorboard", "tensorboardX"),
+    )
     assert result.returncode == 2, result.stderr[-3000:]
     line = one_error_line(result)
     assert "cap.yaml: report_to: 'tensorboard' is not installed" in line
@@ -216,8 +307,11 @@ def test_validate_refuses_the_15b_recipe_without_tensorboard(tmp_path):
 def test_run_stops_before_the_data_step_when_report_to_is_missing(tmp_path, recipe_copy):
     edit_yaml(recipe_copy / "cap.yaml", "report_to: none", "report_to: tensorboard")
     run_dir = tmp_path / "run"
-    result = _run([sys.executable, "-m", "aurora_m.cli", "run", str(recipe_copy), "--output-dir", str(run_dir)],
-                  tmp_path, env=without(tmp_path, "tensorboard", "tensorboardX"))
+    result = _run(
+        [sys.executable, "-m", "aurora_m.cli", "run", str(recipe_copy), "--output-dir", str(run_dir)],
+        tmp_path,
+        env=without(tmp_path, "tensorboard", "tensorboardX"),
+    )
     assert result.returncode == 2, result.stderr[-3000:]
     assert "report_to" in one_error_line(result)
     from aurora_m.layout import RunLayout
@@ -232,8 +326,16 @@ def test_flash_attention_without_flash_attn_is_refused(tmp_path, recipe_copy, ho
         argv = [sys.executable, "-m", "aurora_m.cli", "validate", str(recipe_copy)]
         where = "cap.yaml: config_patches: flash_attention_2 needs the flash_attn module"
     else:
-        argv = [sys.executable, "scripts/pretrain.py", "--config", str(recipe_copy / "cap.yaml"),
-                "--output_dir", str(tmp_path / "cap"), "--attn_implementation", "flash_attention_2"]
+        argv = [
+            sys.executable,
+            "scripts/pretrain.py",
+            "--config",
+            str(recipe_copy / "cap.yaml"),
+            "--output_dir",
+            str(tmp_path / "cap"),
+            "--attn_implementation",
+            "flash_attention_2",
+        ]
         where = "command line: --attn_implementation: flash_attention_2 needs the flash_attn module"
     result = _run(argv, tmp_path, env=without(tmp_path, "flash_attn"))
     assert result.returncode == 2, result.stderr[-3000:]
@@ -245,10 +347,23 @@ def test_flash_attention_without_flash_attn_is_refused(tmp_path, recipe_copy, ho
 def test_a_deepspeed_launch_without_deepspeed_stops_before_the_data_step(tmp_path):
     """`accelerate launch` with a zero config sets ACCELERATE_USE_DEEPSPEED for the script it starts."""
     out = tmp_path / "cap"
-    result = _run([sys.executable, "scripts/pretrain.py", "--config", "recipes/aurora-m-tiny/cap.yaml",
-                   "--output_dir", str(out), *short(1)], tmp_path,
-                  env={**without(tmp_path, "deepspeed"), "ACCELERATE_USE_DEEPSPEED": "true",
-                       "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"})
+    result = _run(
+        [
+            sys.executable,
+            "scripts/pretrain.py",
+            "--config",
+            "recipes/aurora-m-tiny/cap.yaml",
+            "--output_dir",
+            str(out),
+            *short(1),
+        ],
+        tmp_path,
+        env={
+            **without(tmp_path, "deepspeed"),
+            "ACCELERATE_USE_DEEPSPEED": "true",
+            "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3",
+        },
+    )
     assert result.returncode == 2, result.stderr[-3000:]
     line = one_error_line(result)
     assert "accelerate config: distributed_type: DEEPSPEED needs deepspeed" in line
@@ -346,8 +461,10 @@ def slurm(tmp_path):
     """Fake srun/scontrol on PATH, a virtualenv (AURORA_M_ENV) whose python/accelerate record their calls,
     and the SLURM_* variables of a 2-node job; returns (run, calls, output_dir)."""
     system_bin, venv = tmp_path / "slurm-bin", tmp_path / "venv"
-    for folder, shims in ((system_bin, {"srun": SRUN, "scontrol": SCONTROL}),
-                          (venv / "bin", {"accelerate": ACCELERATE, "python": PYTHON})):
+    for folder, shims in (
+        (system_bin, {"srun": SRUN, "scontrol": SCONTROL}),
+        (venv / "bin", {"accelerate": ACCELERATE, "python": PYTHON}),
+    ):
         folder.mkdir(parents=True)
         for name, text in shims.items():
             (folder / name).write_text(text, encoding="utf-8")
@@ -355,16 +472,26 @@ def slurm(tmp_path):
     (venv / "bin" / "activate").write_text(f'export VIRTUAL_ENV="{venv}"\nexport PATH="{venv}/bin:$PATH"\n')
     calls, out = tmp_path / "calls.txt", tmp_path / "runs" / "cap"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MASTER_", "MAX_RESTARTS"))}
-    env.update(OFFLINE, PATH=f"{system_bin}{os.pathsep}{env['PATH']}", FAKE_CALLS=str(calls),
-               REAL_PYTHON=sys.executable, AURORA_M_ENV=str(venv), SLURM_JOB_ID="4242", SLURM_NNODES="2",
-               SLURM_JOB_NODELIST="gpu-a,gpu-b", SLURM_GPUS_ON_NODE="4", SLURM_SUBMIT_DIR=str(ROOT))
+    env.update(
+        OFFLINE,
+        PATH=f"{system_bin}{os.pathsep}{env['PATH']}",
+        FAKE_CALLS=str(calls),
+        REAL_PYTHON=sys.executable,
+        AURORA_M_ENV=str(venv),
+        SLURM_JOB_ID="4242",
+        SLURM_NNODES="2",
+        SLURM_JOB_NODELIST="gpu-a,gpu-b",
+        SLURM_GPUS_ON_NODE="4",
+        SLURM_SUBMIT_DIR=str(ROOT),
+    )
 
     def run(*args, extra_env=None, popen=False):
         argv = ["bash", str(SLURM), *args]
         full_env = {**env, **(extra_env or {})}
         if popen:
-            return subprocess.Popen(argv, cwd=tmp_path, env=full_env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
+            return subprocess.Popen(
+                argv, cwd=tmp_path, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
         return subprocess.run(argv, cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=120)
 
     return run, calls, out
@@ -389,8 +516,9 @@ def test_launch_slurm_builds_data_once_then_launches_one_rank_per_node(slurm):
     lines = _calls(calls)
     data = [i for i, line in enumerate(lines) if line.startswith("python[") and "scripts/data.py" in line]
     assert len(data) == 1, lines  # the data step ran once, on one node ...
-    assert lines[data[0]] == (f"python[0] scripts/data.py --config recipes/aurora-m-tiny/cap.yaml --output_dir {out} "
-                              f"--learning_rate 1e-4")
+    assert lines[data[0]] == (
+        f"python[0] scripts/data.py --config recipes/aurora-m-tiny/cap.yaml --output_dir {out} --learning_rate 1e-4"
+    )
     sruns = [line for line in lines if line.startswith("srun ")]
     assert len(sruns) == 2 and "--nodes=1 --ntasks=1" in sruns[0], sruns
     assert "--nodes=2" in sruns[1] and "--kill-on-bad-exit=1" in sruns[1], sruns
@@ -399,11 +527,17 @@ def test_launch_slurm_builds_data_once_then_launches_one_rank_per_node(slurm):
     assert all(i > data[0] for i, line in enumerate(lines) if line.startswith("accelerate"))
     for rank, line in launches.items():
         assert f"--machine_rank {rank} " in line  # each node its own rank, expanded inside its task
-        for part in ("--config_file recipes/accelerate_configs/multi_gpu.yaml", "--num_machines 2",
-                     "--num_processes 8", "--main_process_ip gpu-a", "--main_process_port 29500",
-                     "--rdzv_backend c10d", "--max_restarts 0",
-                     f"scripts/pretrain.py --config recipes/aurora-m-tiny/cap.yaml --output_dir {out} "
-                     "--learning_rate 1e-4", "nccl_async=1"):
+        for part in (
+            "--config_file recipes/accelerate_configs/multi_gpu.yaml",
+            "--num_machines 2",
+            "--num_processes 8",
+            "--main_process_ip gpu-a",
+            "--main_process_port 29500",
+            "--rdzv_backend c10d",
+            "--max_restarts 0",
+            f"scripts/pretrain.py --config recipes/aurora-m-tiny/cap.yaml --output_dir {out} --learning_rate 1e-4",
+            "nccl_async=1",
+        ):
             assert part in line, (part, line)
     logs = out / "logs"  # per-step, per-node logs, in a folder the script made
     assert (logs / "data-4242.log").read_text().strip() == "data step on node 0"
@@ -418,8 +552,13 @@ def test_launch_slurm_skips_a_built_data_step_when_requeued(slurm):
     index = StageDir(out).data.index
     index.parent.mkdir(parents=True)
     index.write_bytes(b"")  # what a finished data step leaves
-    result = run("pretrain", "recipes/aurora-m-tiny/cap.yaml", str(out), "multi_gpu",
-                 extra_env={"SLURM_RESTART_COUNT": "1", "MAX_RESTARTS": "3"})
+    result = run(
+        "pretrain",
+        "recipes/aurora-m-tiny/cap.yaml",
+        str(out),
+        "multi_gpu",
+        extra_env={"SLURM_RESTART_COUNT": "1", "MAX_RESTARTS": "3"},
+    )
     assert result.returncode == 0, result.stderr
     lines = _calls(calls)
     assert not any("scripts/data.py" in line for line in lines), lines
@@ -428,8 +567,14 @@ def test_launch_slurm_skips_a_built_data_step_when_requeued(slurm):
 
 def test_launch_slurm_requeues_itself_near_the_time_limit(slurm):
     run, calls, out = slurm
-    proc = run("pretrain", "recipes/aurora-m-tiny/cap.yaml", str(out), "multi_gpu",
-               extra_env={"FAKE_TRAIN_SECONDS": "4"}, popen=True)
+    proc = run(
+        "pretrain",
+        "recipes/aurora-m-tiny/cap.yaml",
+        str(out),
+        "multi_gpu",
+        extra_env={"FAKE_TRAIN_SECONDS": "4"},
+        popen=True,
+    )
     deadline = time.monotonic() + 60
     while sum(line.startswith("accelerate") for line in _calls(calls)) < 2:  # training runs on both nodes
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -443,9 +588,13 @@ def test_launch_slurm_requeues_itself_near_the_time_limit(slurm):
 
 def test_launch_slurm_refuses_missing_arguments_with_a_usage_line(slurm):
     run, calls, out = slurm
-    for args in ((), ("pretrain",), ("pretrain", "recipes/aurora-m-tiny/cap.yaml"),
-                 ("pretrian", "recipes/aurora-m-tiny/cap.yaml", str(out)),
-                 ("pretrain", "recipes/aurora-m-tiny/cap.yaml", str(out), "zero9")):
+    for args in (
+        (),
+        ("pretrain",),
+        ("pretrain", "recipes/aurora-m-tiny/cap.yaml"),
+        ("pretrian", "recipes/aurora-m-tiny/cap.yaml", str(out)),
+        ("pretrain", "recipes/aurora-m-tiny/cap.yaml", str(out), "zero9"),
+    ):
         result = run(*args)
         assert result.returncode != 0, args
         assert any(line.startswith("usage: sbatch") for line in result.stderr.splitlines()), (args, result.stderr)
@@ -454,8 +603,9 @@ def test_launch_slurm_refuses_missing_arguments_with_a_usage_line(slurm):
 
 def test_launch_slurm_checks_the_accelerate_config_before_the_data_step(slurm, tmp_path):
     run, calls, out = slurm
-    result = run("pretrain", "recipes/aurora-m-tiny/cap.yaml", str(out), "zero3",
-                 extra_env=without(tmp_path, "deepspeed"))
+    result = run(
+        "pretrain", "recipes/aurora-m-tiny/cap.yaml", str(out), "zero3", extra_env=without(tmp_path, "deepspeed")
+    )
     assert result.returncode == 2, result.stderr
     assert "distributed_type: DEEPSPEED needs deepspeed" in result.stderr
     assert not any(line.startswith("srun") for line in _calls(calls))
@@ -472,8 +622,9 @@ def test_launch_slurm_nanotron_checks_then_builds_data_once_then_trains_from_the
     (data_env / "bin" / "python").write_text(PYTHON.replace("#!/bin/bash", "#!/bin/bash\nFAKE_ENV_NAME=datapython"))
     (data_env / "bin" / "python").chmod(0o755)
     (data_env / "bin" / "activate").write_text(f'export PATH="{data_env}/bin:$PATH"\n')
-    result = run(*NANOTRON, str(out), "--stage", "cap", "--tp", "4", "--pp", "4",
-                 extra_env={"AURORA_M_DATA_ENV": str(data_env)})
+    result = run(
+        *NANOTRON, str(out), "--stage", "cap", "--tp", "4", "--pp", "4", extra_env={"AURORA_M_DATA_ENV": str(data_env)}
+    )
     assert result.returncode == 0, result.stderr
     lines = _calls(calls)
     ours = [line for line in lines if not line.startswith(("srun", "scontrol"))]
@@ -494,9 +645,11 @@ def test_launch_slurm_nanotron_checks_then_builds_data_once_then_trains_from_the
 
 def test_launch_slurm_nanotron_refuses_what_it_cannot_run(slurm, tmp_path):
     run, calls, out = slurm
-    for args in (("nanotron", "recipes/aurora-m-15b/cap.yaml", str(out), "--stage", "cap"),  # a stage, not a recipe
-                 (*NANOTRON, str(out), "--tp", "4"),  # which stage?
-                 (*NANOTRON, str(out), "zero3", "--stage", "cap")):  # nanotron has no accelerate config
+    for args in (
+        ("nanotron", "recipes/aurora-m-15b/cap.yaml", str(out), "--stage", "cap"),  # a stage, not a recipe
+        (*NANOTRON, str(out), "--tp", "4"),  # which stage?
+        (*NANOTRON, str(out), "zero3", "--stage", "cap"),
+    ):  # nanotron has no accelerate config
         result = run(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert any(line.startswith("usage: sbatch") for line in result.stderr.splitlines()), (args, result.stderr)
@@ -504,6 +657,6 @@ def test_launch_slurm_nanotron_refuses_what_it_cannot_run(slurm, tmp_path):
     failed = run(*NANOTRON, str(out), "--stage=cat", extra_env={"FAKE_EXIT": "2"})  # e.g. nanotron not installed
     assert failed.returncode == 2, failed.stderr
     started = [line.split(" | ")[0] for line in _calls(calls) if not line.startswith("scontrol show hostnames")]
-    assert started == ["python[batch] -m aurora_m.engines.nanotron.entry --check --recipe "
-                       "recipes/aurora-m-15b/nanotron --stage cat"]  # nothing after the check
-
+    assert started == [
+        "python[batch] -m aurora_m.engines.nanotron.entry --check --recipe recipes/aurora-m-15b/nanotron --stage cat"
+    ]  # nothing after the check

@@ -15,14 +15,20 @@ def test_pass_at_k_module_grades_in_the_sandbox_like_code_eval(monkeypatch):
 
     monkeypatch.setenv(OPT_IN, "1")
     metric = evaluate.load(str(METRICS / "pass_at_k"))
-    candidates = [["def add(a, b):\n    return a + b", "def add(a, b):\n    return a - b",
-                   "def add(a, b):\n    while True: pass"],
-                  ["import os\nopen(os.path.expanduser('~/x'), 'w')\nx = 2"]]
+    candidates = [
+        [
+            "def add(a, b):\n    return a + b",
+            "def add(a, b):\n    return a - b",
+            "def add(a, b):\n    while True: pass",
+        ],
+        ["import os\nopen(os.path.expanduser('~/x'), 'w')\nx = 2"],
+    ]
     tests = ["assert add(1, 2) == 3", "assert x == 2"]
     out = metric.compute(predictions=candidates, references=tests, k=[1, 2], timeout=2.0)
     assert [[r["status"] for r in rs] for rs in out["results"]][0] == ["passed", "failed", "timeout"]
-    assert out["pass@1"] == pytest.approx((pass_at_k(3, 1, 1) + pass_at_k(1, out["results"][1][0]["status"] ==
-                                                                     "passed", 1)) / 2)
+    assert out["pass@1"] == pytest.approx(
+        (pass_at_k(3, 1, 1) + pass_at_k(1, out["results"][1][0]["status"] == "passed", 1)) / 2
+    )
     assert "pass@2" not in out  # one problem has a single candidate: pass@2 is not defined over all of them
 
 

@@ -33,13 +33,23 @@ def by_name(rows):
 
 
 def test_tokens_replay_and_weights_fill_the_budget_exactly():
-    sizes = [size("en", 30_000, replay=True), size("code", 10_000, replay=True),
-             size("fi", 5_000, tokens_requested=1_000), size("hi", 5_000, weight=3.0), size("ja", 5_000, weight=1.0)]
+    sizes = [
+        size("en", 30_000, replay=True),
+        size("code", 10_000, replay=True),
+        size("fi", 5_000, tokens_requested=1_000),
+        size("hi", 5_000, weight=3.0),
+        size("ja", 5_000, weight=1.0),
+    ]
     rows = by_name(resolve_mixture(sizes, 10_000 + 7, 10, replay_share=0.2))  # 7 tokens: less than a window
     # W = 1000: replay 200 by natural size (3:1), fi 100 windows, the other 700 by weight 3:1
     assert {n: r.windows for n, r in rows.items()} == {"en": 150, "code": 50, "fi": 100, "hi": 525, "ja": 175}
-    assert {n: r.rule for n, r in rows.items()} == {"en": "replay", "code": "replay", "fi": "tokens",
-                                                    "hi": "weight", "ja": "weight"}
+    assert {n: r.rule for n, r in rows.items()} == {
+        "en": "replay",
+        "code": "replay",
+        "fi": "tokens",
+        "hi": "weight",
+        "ja": "weight",
+    }
     assert rows["hi"].tokens == 5250 and rows["hi"].share == pytest.approx(0.525)
     assert rows["fi"].epochs == pytest.approx(100 / 5000) and rows["fi"].available_tokens == 50_000
 
@@ -64,8 +74,7 @@ def test_temperature_matches_a_hand_computation():
 
 
 def test_only_token_budgets_split_the_stage_in_their_proportions():
-    rows = resolve_mixture([size("a", 100, tokens_requested=333), size("b", 100, tokens_requested=667)],
-                           1000, 10)
+    rows = resolve_mixture([size("a", 100, tokens_requested=333), size("b", 100, tokens_requested=667)], 1000, 10)
     assert [r.windows for r in rows] == [33, 67] and sum(r.windows for r in rows) == 100
 
 
@@ -79,24 +88,45 @@ def test_a_per_source_max_epochs_overrides_the_stage():
     assert caught.value.key == "mixture[fi].max_epochs" and "10.00 epochs" in caught.value.message
 
 
-@pytest.mark.parametrize("kwargs,sizes,key,words", [
-    ({}, [size("en", 1000), size("fi", 1000, tokens_requested=20_000)], "mixture[fi].tokens", ["20,000"]),
-    ({}, [size("en", 1000, tokens_requested=6000), size("fi", 1000, tokens_requested=6000)], "train_tokens", []),
-    ({"replay_share": 1.0}, [size("en", 1000, replay=True), size("fi", 1000)], "replay_share", ["[0, 1)"]),
-    ({"replay_share": -0.1}, [size("en", 1000, replay=True), size("fi", 1000)], "replay_share", []),
-    ({"replay_share": 0.1}, [size("en", 1000), size("fi", 1000)], "replay_share", ["replay: true"]),
-    ({}, [size("en", 1000), size("vi", 0, tokens_requested=100)], "mixture[vi].tokens", ["no full window"]),
-    ({}, [size("en", 1000), SourceSize("vi", 5, 0, weight=1.0)], "mixture[vi].weight", ["no full window"]),
-    ({"temperature": 0.0}, [size("en", 1000)], "temperature", []),
-    ({"temperature": -1.0}, [size("en", 1000)], "temperature", []),
-    ({"temperature": 2.0}, [size("en", 1000), size("fi", 1000, weight=2.0)], "mixture[fi].weight",
-     ["temperature"]),
-    ({}, [size("en", 1000), size("code", 100)], "mixture[code].max_epochs",
-     ["5.00 epochs", "1,000 available tokens", "at most 4", "mixture[code].weight", "train_tokens",
-      "mixture[code].max_epochs"]),
-    ({}, [size("en", 1000), size("code", 300, max_epochs=1.5)], "mixture[code].max_epochs",
-     ["1.67 epochs", "at most 1.5"]),
-])
+@pytest.mark.parametrize(
+    "kwargs,sizes,key,words",
+    [
+        ({}, [size("en", 1000), size("fi", 1000, tokens_requested=20_000)], "mixture[fi].tokens", ["20,000"]),
+        ({}, [size("en", 1000, tokens_requested=6000), size("fi", 1000, tokens_requested=6000)], "train_tokens", []),
+        ({"replay_share": 1.0}, [size("en", 1000, replay=True), size("fi", 1000)], "replay_share", ["[0, 1)"]),
+        ({"replay_share": -0.1}, [size("en", 1000, replay=True), size("fi", 1000)], "replay_share", []),
+        ({"replay_share": 0.1}, [size("en", 1000), size("fi", 1000)], "replay_share", ["replay: true"]),
+        ({}, [size("en", 1000), size("vi", 0, tokens_requested=100)], "mixture[vi].tokens", ["no full window"]),
+        ({}, [size("en", 1000), SourceSize("vi", 5, 0, weight=1.0)], "mixture[vi].weight", ["no full window"]),
+        ({"temperature": 0.0}, [size("en", 1000)], "temperature", []),
+        ({"temperature": -1.0}, [size("en", 1000)], "temperature", []),
+        (
+            {"temperature": 2.0},
+            [size("en", 1000), size("fi", 1000, weight=2.0)],
+            "mixture[fi].weight",
+            ["temperature"],
+        ),
+        (
+            {},
+            [size("en", 1000), size("code", 100)],
+            "mixture[code].max_epochs",
+            [
+                "5.00 epochs",
+                "1,000 available tokens",
+                "at most 4",
+                "mixture[code].weight",
+                "train_tokens",
+                "mixture[code].max_epochs",
+            ],
+        ),
+        (
+            {},
+            [size("en", 1000), size("code", 300, max_epochs=1.5)],
+            "mixture[code].max_epochs",
+            ["1.67 epochs", "at most 1.5"],
+        ),
+    ],
+)
 def test_each_recipe_error_names_its_key(kwargs, sizes, key, words):
     with pytest.raises(RecipeError) as caught:
         resolve_mixture(sizes, 10_000, 10, config_file="cap.yaml", **kwargs)
@@ -125,8 +155,19 @@ def test_the_table_prints_every_source_and_the_total():
 
 def rows_for(windows_and_available: dict[str, tuple[int, int]], seq=8) -> list[MixRow]:
     total = sum(w for w, _ in windows_and_available.values())
-    return [MixRow(name=n, rule="weight", share=w / total, windows=w, tokens=w * seq, epochs=w / a,
-                   available_tokens=a * seq, available_windows=a) for n, (w, a) in windows_and_available.items()]
+    return [
+        MixRow(
+            name=n,
+            rule="weight",
+            share=w / total,
+            windows=w,
+            tokens=w * seq,
+            epochs=w / a,
+            available_tokens=a * seq,
+            available_windows=a,
+        )
+        for n, (w, a) in windows_and_available.items()
+    ]
 
 
 def per_source_draws(index: np.ndarray, source: int) -> np.ndarray:
@@ -150,14 +191,14 @@ def test_realised_shares_follow_the_table_overall_and_in_every_chunk(tmp_path):
     starts = range(0, n, CHUNK)
     assert len(starts) >= 4
     for start in starts:
-        chunk = index[start: start + CHUNK, 0]
+        chunk = index[start : start + CHUNK, 0]
         counts = np.bincount(chunk, minlength=len(rows))
         for i, row in enumerate(rows):
             assert abs(counts[i] - len(chunk) * row.share) <= 2  # two windows: far inside 1pp of 65,536
             if len(chunk) == CHUNK:
                 assert abs(counts[i] / len(chunk) - row.share) < 0.01
     # interleaved, not blocked: every full chunk holds every big source, in no fixed pattern
-    assert len({tuple(index[s: s + 32, 0]) for s in range(0, CHUNK, 32)}) > 1000
+    assert len({tuple(index[s : s + 32, 0]) for s in range(0, CHUNK, 32)}) > 1000
 
 
 def test_epochs_repeat_every_window_before_any_repeats_twice(tmp_path):
@@ -180,16 +221,24 @@ def test_the_index_is_byte_identical_for_the_same_seed(tmp_path):
     build_index(rows, seed=6, path=tmp_path / "other.npy")
     assert (tmp_path / "one.npy").read_bytes() == (tmp_path / "two.npy").read_bytes()
     # and in another process (as after a restart), where Python's own hash() of the names would differ
-    script = ("import sys, pickle; from aurora_m.data.stream import build_index; "
-              "build_index(pickle.loads(bytes.fromhex(sys.argv[1])), 5, sys.argv[2])")
-    subprocess.run([sys.executable, "-c", script, pickle.dumps(rows).hex(), str(tmp_path / "again.npy")],
-                   check=True, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "123"}, timeout=120)
+    script = (
+        "import sys, pickle; from aurora_m.data.stream import build_index; "
+        "build_index(pickle.loads(bytes.fromhex(sys.argv[1])), 5, sys.argv[2])"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, pickle.dumps(rows).hex(), str(tmp_path / "again.npy")],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONHASHSEED": "123"},
+        timeout=120,
+    )
     assert (tmp_path / "one.npy").read_bytes() == (tmp_path / "again.npy").read_bytes()
     (tmp_path / "again.npy").unlink()
     (tmp_path / "again.npy.json").unlink()
     assert (tmp_path / "one.npy").read_bytes() != (tmp_path / "other.npy").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(  # nothing half-written left behind
-        f"{name}{suffix}" for name in ("one.npy", "two.npy", "other.npy") for suffix in ("", ".json"))
+        f"{name}{suffix}" for name in ("one.npy", "two.npy", "other.npy") for suffix in ("", ".json")
+    )
 
 
 def test_building_5m_positions_keeps_memory_bounded(tmp_path):
@@ -229,7 +278,7 @@ def write_source(folder, file_lengths, seed, token_size=2):
 
 
 def expected_windows(arrays, seq=SEQ):
-    return [a[k * seq: (k + 1) * seq] for a in arrays for k in range(len(a) // seq)]
+    return [a[k * seq : (k + 1) * seq] for a in arrays for k in range(len(a) // seq)]
 
 
 @pytest.fixture()
@@ -237,11 +286,18 @@ def stream_setup(tmp_path):
     en = write_source(tmp_path / "en", [100 * SEQ + 5, 3, 37 * SEQ], seed=1)  # tails and a file under a window
     fi = write_source(tmp_path / "fi", [20 * SEQ + 15], seed=2)
     assert source_windows(tmp_path / "en", SEQ) == (137 * SEQ + 8, 137)
-    assert ds_token_counts(tmp_path / "en") == {"00000_tokens.ds": 100 * SEQ + 5, "00001_tokens.ds": 3,
-                                                "00002_tokens.ds": 37 * SEQ}
+    assert ds_token_counts(tmp_path / "en") == {
+        "00000_tokens.ds": 100 * SEQ + 5,
+        "00001_tokens.ds": 3,
+        "00002_tokens.ds": 37 * SEQ,
+    }
     assert ds_token_counts(tmp_path / "missing") == {}
-    rows = resolve_mixture([SourceSize("en", 137 * SEQ + 8, 137), SourceSize("fi", 20 * SEQ + 15, 20, weight=0.5)],
-                           300 * SEQ, SEQ, max_epochs=10)
+    rows = resolve_mixture(
+        [SourceSize("en", 137 * SEQ + 8, 137), SourceSize("fi", 20 * SEQ + 15, 20, weight=0.5)],
+        300 * SEQ,
+        SEQ,
+        max_epochs=10,
+    )
     n = build_index(rows, seed=7, path=tmp_path / "index.npy")
     dirs = {"en": tmp_path / "en", "fi": tmp_path / "fi"}
     return tmp_path, rows, n, dirs, {"en": expected_windows(en), "fi": expected_windows(fi)}

@@ -37,8 +37,20 @@ CAP = ROOT / "recipes" / "aurora-m-tiny" / "cap.yaml"
 TINY_DATA = CAP.parent / "data"
 STEPS, EVAL_STEPS = 20, 10
 # 20 steps x 8 sequences x 128 tokens: the budget matches the steps
-OVERRIDES = ["--max_steps", str(STEPS), "--train_tokens", str(STEPS * 8 * 128), "--eval_strategy", "steps",
-             "--eval_steps", str(EVAL_STEPS), "--eval_on_start", "true", "--save_steps", str(EVAL_STEPS)]
+OVERRIDES = [
+    "--max_steps",
+    str(STEPS),
+    "--train_tokens",
+    str(STEPS * 8 * 128),
+    "--eval_strategy",
+    "steps",
+    "--eval_steps",
+    str(EVAL_STEPS),
+    "--eval_on_start",
+    "true",
+    "--save_steps",
+    str(EVAL_STEPS),
+]
 
 
 def parse(out: Path, *extra: str):
@@ -55,10 +67,14 @@ def monitored_trainer(model_args, mix_args, training_args):
     if not dirs.data.is_built():
         build_pretrain_dataset(model_args, mix_args, dirs.data.root, CAP)
     tokenizer = AutoTokenizer.from_pretrained(dirs.data.tokenizer)
-    trainer = stream_trainer()(model=load_model(model_args, tokenizer, CAP), args=training_args,
-                               train_dataset=open_stream(dirs.data),
-                               eval_dataset=heldout_eval_sets(dirs.data, training_args),
-                               data_collator=packed_collator, processing_class=tokenizer)
+    trainer = stream_trainer()(
+        model=load_model(model_args, tokenizer, CAP),
+        args=training_args,
+        train_dataset=open_stream(dirs.data),
+        eval_dataset=heldout_eval_sets(dirs.data, training_args),
+        data_collator=packed_collator,
+        processing_class=tokenizer,
+    )
     for callback in monitor_callbacks(trainer, dirs, mix_args, "tiny CAP", CAP):
         trainer.add_callback(callback)
     return trainer
@@ -111,7 +127,8 @@ def test_forgetting_ratio_is_code_perplexity_over_its_first_value(run):
         now = at_step(history, step)
         assert now["forgetting/code_ppl"] == pytest.approx(math.exp(now["eval_code_loss"]), rel=1e-9)
         assert now["forgetting/code_ppl_ratio"] == pytest.approx(
-            math.exp(now["eval_code_loss"]) / math.exp(first["eval_code_loss"]), rel=1e-9)
+            math.exp(now["eval_code_loss"]) / math.exp(first["eval_code_loss"]), rel=1e-9
+        )
         assert now["forgetting/code_ppl_ratio"] != 1.0
 
 
@@ -200,8 +217,11 @@ def test_held_out_windows_hold_only_held_out_documents_and_none_is_trained_on(ru
     for lang in LANGUAGES:
         windows = np.load(data.heldout_tokens(lang))
         assert windows.shape == (note["languages"][lang]["windows"], 128) and len(windows) > 0
-        held_out = {pii.anonymise(r["text"])[0] for r in map(json.loads, (TINY_DATA / f"{lang}.jsonl").open())
-                    if in_heldout(r["text"], 0.1)}
+        held_out = {
+            pii.anonymise(r["text"])[0]
+            for r in map(json.loads, (TINY_DATA / f"{lang}.jsonl").open())
+            if in_heldout(r["text"], 0.1)
+        }
         flat = windows.reshape(-1)
         ends = np.flatnonzero(flat == eos)
         documents = np.split(flat, ends + 1)[: len(ends)]  # the piece after the last EOS is cut by the window
@@ -228,8 +248,14 @@ def test_a_data_folder_without_held_out_windows_still_opens_without_monitoring(r
     assert heldout_eval_sets(old, args) is None
     assert args.eval_strategy == IntervalStrategy.NO and not args.eval_on_start
     assert any("no held-out loss" in r.message for r in monitor_log.records)
-    trainer = stream_trainer()(model=run.model, args=args, train_dataset=open_stream(old), eval_dataset=None,
-                               data_collator=packed_collator, processing_class=run.processing_class)
+    trainer = stream_trainer()(
+        model=run.model,
+        args=args,
+        train_dataset=open_stream(old),
+        eval_dataset=None,
+        data_collator=packed_collator,
+        processing_class=run.processing_class,
+    )
     callbacks = monitor_callbacks(trainer, StageDir(tmp_path / "cap"), mix_args)
     assert [type(c).__name__ for c in callbacks] == ["CurvesPlot"]
 
@@ -258,8 +284,14 @@ def build(out: Path, mix: list[dict], **keys) -> DatasetDir:
 
 
 def test_windows_are_capped_and_a_language_held_out_at_zero_gets_none(tmp_path, logs):
-    data = build(tmp_path / "data", [{"name": "en", "path": str(TINY_DATA / "en.jsonl"), "holdout_fraction": 0.1},
-                                     {"name": "fi", "path": str(TINY_DATA / "fi.jsonl")}], heldout_blocks=4)
+    data = build(
+        tmp_path / "data",
+        [
+            {"name": "en", "path": str(TINY_DATA / "en.jsonl"), "holdout_fraction": 0.1},
+            {"name": "fi", "path": str(TINY_DATA / "fi.jsonl")},
+        ],
+        heldout_blocks=4,
+    )
     note = json.loads(data.heldout_json.read_text())["languages"]
     assert note["en"]["windows"] == 4 and np.load(data.heldout_tokens("en")).shape == (4, 64)  # 16 were there
     assert note["fi"] == {"windows": 0, "documents": 0, "tokens": 0, "sources": []}
@@ -270,7 +302,10 @@ def test_windows_are_capped_and_a_language_held_out_at_zero_gets_none(tmp_path, 
 
 
 def test_heldout_blocks_zero_writes_no_windows(tmp_path):
-    data = build(tmp_path / "data", [{"name": "en", "path": str(TINY_DATA / "en.jsonl"), "holdout_fraction": 0.1}],
-                 heldout_blocks=0)
+    data = build(
+        tmp_path / "data",
+        [{"name": "en", "path": str(TINY_DATA / "en.jsonl"), "holdout_fraction": 0.1}],
+        heldout_blocks=0,
+    )
     assert not data.heldout.exists() and data.is_built()
     assert heldout_eval_sets(data) is None

@@ -68,8 +68,19 @@ def test_hf_to_nanotron_to_hf_is_bitwise_identical(tiny_hf, tmp_path, tp):
     for key in before:
         assert before[key].dtype == after[key].dtype and torch.equal(before[key], after[key]), key
     a, b = json.loads((src / "config.json").read_text()), json.loads((tmp_path / "back" / "config.json").read_text())
-    for key in ("n_positions", "n_embd", "n_layer", "n_head", "n_inner", "vocab_size", "multi_query",
-                "activation_function", "layer_norm_epsilon", "pad_token_id", "eos_token_id"):
+    for key in (
+        "n_positions",
+        "n_embd",
+        "n_layer",
+        "n_head",
+        "n_inner",
+        "vocab_size",
+        "multi_query",
+        "activation_function",
+        "layer_norm_epsilon",
+        "pad_token_id",
+        "eos_token_id",
+    ):
         assert a[key] == b[key], key
     assert (tmp_path / "back" / "tokenizer_config.json").is_file()
 
@@ -83,15 +94,16 @@ def test_tp2_shards_are_nanotron_slices_that_reassemble(tiny_hf, tmp_path):
     q_name, kv_name = f"{block(1)}.attn.qkv.q.weight", f"{block(1)}.attn.qkv.kv.weight"
     # q: split by heads (rows) over two files; kv: [k; v], one file shared by the ranks
     assert [p.name for p in shard_files(tmp_path / "nt", q_name)] == [
-        f"model_weight_pp-rank-0-of-1_tp-rank-{r}-of-2.safetensors" for r in (0, 1)]
+        f"model_weight_pp-rank-0-of-1_tp-rank-{r}-of-2.safetensors" for r in (0, 1)
+    ]
     rank1 = load_file(param_file(tmp_path / "nt", q_name, 1, 2))["data"]
-    assert torch.equal(rank1, c_attn[n_embd // 2:n_embd])
+    assert torch.equal(rank1, c_attn[n_embd // 2 : n_embd])
     assert shard_files(tmp_path / "nt", kv_name) == [param_file(tmp_path / "nt", kv_name)]
     assert torch.equal(read_param(tmp_path / "nt", kv_name), c_attn[n_embd:])
     assert torch.equal(read_param(tmp_path / "nt", q_name), c_attn[:n_embd])
     # row-parallel projections are cut along their input (columns)
     o_rank0 = load_file(param_file(tmp_path / "nt", f"{block(0)}.attn.o.weight", 0, 2))["data"]
-    assert torch.equal(o_rank0, state["transformer.h.0.attn.c_proj.weight"][:, :n_embd // 2])
+    assert torch.equal(o_rank0, state["transformer.h.0.attn.c_proj.weight"][:, : n_embd // 2])
     assert torch.equal(read_param(tmp_path / "nt", EMBED), state["transformer.wte.weight"])
     assert not any("lm_head" in str(p) for p in (tmp_path / "nt").rglob("*.safetensors"))  # tied: not stored
 
@@ -195,8 +207,13 @@ def test_cli_convert_both_ways(tiny_hf, tmp_path):
 def _parse(stage_yaml: Path, overrides: list[str]):
     from aurora_m.recipe import parse_stage
 
-    return parse_stage(stage_yaml, "pretrain", ["--output_dir", "/tmp/unused", *overrides], validate_only=True,
-                       has_model_input="cat" in stage_yaml.name)
+    return parse_stage(
+        stage_yaml,
+        "pretrain",
+        ["--output_dir", "/tmp/unused", *overrides],
+        validate_only=True,
+        has_model_input="cat" in stage_yaml.name,
+    )
 
 
 def _model_config(model_args, vocab: int) -> GPTBigCodeConfig:
@@ -217,9 +234,9 @@ def _corpus(stage_yaml: Path, run: Path, stage: str, vocab: int) -> Corpus:
     rest = [s for s in raw["mixture"] if not s.get("replay")]
     share = float(raw.get("replay_share", 0.0))
     total = sum(s.get("weight", 1.0) for s in rest)
-    sources = [{"name": s["name"], "windows": 1, "realised_share": (1 - share) * s.get("weight", 1.0) / total}
-               for s in rest] + [{"name": s["name"], "windows": 1, "realised_share": share / len(replay)}
-                                 for s in replay]
+    sources = [
+        {"name": s["name"], "windows": 1, "realised_share": (1 - share) * s.get("weight", 1.0) / total} for s in rest
+    ] + [{"name": s["name"], "windows": 1, "realised_share": share / len(replay)} for s in replay]
     mixture = {"sources": sources, "tokenizer_vocab": vocab, "token_size": 2}
     data = run / stage / "data"
     return Corpus.from_mixture(mixture, lambda name: data / "tokens" / name, str(data / "tokenizer"))
@@ -243,11 +260,20 @@ def emitted(case: str) -> dict[str, dict]:
         init = run / stage / "nanotron-init"
         if model_args.init_from == "full_state":
             init = upstream.checkpoints / str(upstream.step)
-        out[stage] = emit(model_args, mix_args, training_args, project=folder.name, stage=stage,
-                          model_config=_model_config(model_args, vocab), init=init, checkpoints=ckpts,
-                          corpus=_corpus(folder / f"{stage}.yaml", run, stage, vocab), world_size=world,
-                          upstream=upstream if model_args.init_from == "full_state" else None,
-                          config_file=folder / f"{stage}.yaml")
+        out[stage] = emit(
+            model_args,
+            mix_args,
+            training_args,
+            project=folder.name,
+            stage=stage,
+            model_config=_model_config(model_args, vocab),
+            init=init,
+            checkpoints=ckpts,
+            corpus=_corpus(folder / f"{stage}.yaml", run, stage, vocab),
+            world_size=world,
+            upstream=upstream if model_args.init_from == "full_state" else None,
+            config_file=folder / f"{stage}.yaml",
+        )
         upstream = Upstream(stage, ckpts, out[stage]["tokens"]["train_steps"])
     return out
 
@@ -278,8 +304,12 @@ def test_emission_carries_the_budget_and_the_hand_off():
     assert cap["checkpoints"]["resume_checkpoint_path"] == cap["checkpoints"]["checkpoints_path"]
     assert cap["model"]["init_method"]["path"].endswith("cap/nanotron-init")
     sched = cap["optimizer"]["learning_rate_scheduler"]
-    assert (sched["lr_warmup_steps"], sched["lr_decay_style"], sched["lr_decay_steps"], sched["min_decay_lr"]) == \
-        (2000, "cosine", 88_000, 3e-5)
+    assert (sched["lr_warmup_steps"], sched["lr_decay_style"], sched["lr_decay_steps"], sched["min_decay_lr"]) == (
+        2000,
+        "cosine",
+        88_000,
+        3e-5,
+    )
     # CAT (full_state): CAP's last checkpoint resumed, CAP listed first, CAT's stage from step 90,001 on
     assert cat["checkpoints"]["resume_checkpoint_path"] == cap["checkpoints"]["checkpoints_path"]
     assert [(s["name"], s["start_training_step"]) for s in cat["data_stages"]] == [("cap", 1), ("cat", 90_001)]
@@ -290,8 +320,14 @@ def test_emission_carries_the_budget_and_the_hand_off():
 
 def test_emission_refuses_what_nanotron_cannot_run():
     model_args, mix_args, training_args = _parse(REAL / "cap.yaml", ["--tp", "4", "--pp", "4"])
-    args = {"project": "p", "stage": "cap", "model_config": _model_config(model_args, 49152), "init": Path("/i"),
-            "checkpoints": Path("/c"), "corpus": _corpus(REAL / "cap.yaml", Path("/r"), "cap", 49152)}
+    args = {
+        "project": "p",
+        "stage": "cap",
+        "model_config": _model_config(model_args, 49152),
+        "init": Path("/i"),
+        "checkpoints": Path("/c"),
+        "corpus": _corpus(REAL / "cap.yaml", Path("/r"), "cap", 49152),
+    }
     with pytest.raises(RecipeError, match="dp: tp 4 x pp 4 x dp 2 = 32 GPUs, but the launch has 128"):
         mix_args.dp = 2
         emit(model_args, mix_args, training_args, world_size=128, **args)
@@ -321,18 +357,22 @@ def test_the_schema_check_catches_a_key_nanotron_does_not_have():
 
 def test_schema_fixture_is_the_pinned_commits_and_the_generator_reads_dataclasses(tmp_path):
     assert SCHEMA["nanotron_commit"] == PINNED_COMMIT
-    assert {"general", "parallelism", "model", "tokens", "optimizer", "data_stages", "checkpoints"} <= \
-        set(SCHEMA["dataclasses"]["Config"]["fields"])
+    assert {"general", "parallelism", "model", "tokens", "optimizer", "data_stages", "checkpoints"} <= set(
+        SCHEMA["dataclasses"]["Config"]["fields"]
+    )
     (tmp_path / "a.py").write_text(
         "from dataclasses import dataclass\nfrom typing import Optional, Union\n"
         "@dataclass\nclass Base:\n    x: int\n    y: Optional[str] = None\n"
         "@dataclass\nclass Child(Base):\n    z: 'Base' = None\n"
         "class NotADataclass:\n    w: int\n"
-        "Either = Union[Base, Child]\n")
+        "Either = Union[Base, Child]\n"
+    )
     made = nt_schema.generate(tmp_path, "abc")
-    assert made["dataclasses"]["Child"]["fields"] == {"x": {"type": "int", "required": True},
-                                                      "y": {"type": "Optional[str]", "required": False},
-                                                      "z": {"type": "'Base'", "required": False}}
+    assert made["dataclasses"]["Child"]["fields"] == {
+        "x": {"type": "int", "required": True},
+        "y": {"type": "Optional[str]", "required": False},
+        "z": {"type": "'Base'", "required": False},
+    }
     assert "NotADataclass" not in made["dataclasses"] and made["aliases"] == {"Either": "Union[Base, Child]"}
 
 
@@ -350,11 +390,18 @@ def test_without_nanotron_the_engine_names_its_install_steps(tmp_path):
     import subprocess
     import sys
 
-    check = subprocess.run([sys.executable, "-m", "aurora_m.engines.nanotron.entry", "--check"],
-                           capture_output=True, text=True, timeout=120)  # what recipes/launch.slurm runs first
+    check = subprocess.run(
+        [sys.executable, "-m", "aurora_m.engines.nanotron.entry", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # what recipes/launch.slurm runs first
     assert check.returncode == 2 and "Traceback" not in check.stderr, check.stderr
-    assert check.stderr.strip().splitlines()[-1].startswith("aurora-m nanotron: error: engine: nanotron is not "
-                                                            "importable"), check.stderr
+    assert (
+        check.stderr.strip()
+        .splitlines()[-1]
+        .startswith("aurora-m nanotron: error: engine: nanotron is not importable")
+    ), check.stderr
 
 
 def test_a_nanotron_that_does_not_import_is_refused_before_any_step(tmp_path):
@@ -411,16 +458,24 @@ def test_the_launch_shape_comes_from_the_environment_and_bad_values_name_their_v
     from aurora_m.engines.nanotron.runner import Nodes, nodes_from_env
 
     assert nodes_from_env({}, gpus_here=8) == Nodes(1, 8, "localhost:29500", "aurora-m", 0)
-    slurm = {"SLURM_JOB_ID": "77", "SLURM_NNODES": "16", "MASTER_ADDR": "gpu-a", "MASTER_PORT": "29600",
-             "MAX_RESTARTS": "3"}
+    slurm = {
+        "SLURM_JOB_ID": "77",
+        "SLURM_NNODES": "16",
+        "MASTER_ADDR": "gpu-a",
+        "MASTER_PORT": "29600",
+        "MAX_RESTARTS": "3",
+    }
     nodes = nodes_from_env(slurm, gpus_here=8)
     assert nodes == Nodes(16, 8, "gpu-a:29600", "77", 3) and nodes.world_size == 128  # the paper's 128 GPUs
     one_node = {**slurm, "AURORA_M_NNODES": "1", "AURORA_M_NPROC_PER_NODE": "2"}
     assert nodes_from_env(one_node, gpus_here=8).world_size == 2
     assert nodes_from_env({"SLURM_NNODES": "4"}, gpus_here=8).nnodes == 1  # not inside a job: a leftover variable
-    for env, name in (({"AURORA_M_NNODES": "two"}, "AURORA_M_NNODES"), ({"AURORA_M_NNODES": "0"}, "AURORA_M_NNODES"),
-                      ({"SLURM_JOB_ID": "1", "SLURM_NNODES": "x"}, "SLURM_NNODES"),
-                      ({"MASTER_PORT": "-1"}, "MASTER_PORT")):
+    for env, name in (
+        ({"AURORA_M_NNODES": "two"}, "AURORA_M_NNODES"),
+        ({"AURORA_M_NNODES": "0"}, "AURORA_M_NNODES"),
+        ({"SLURM_JOB_ID": "1", "SLURM_NNODES": "x"}, "SLURM_NNODES"),
+        ({"MASTER_PORT": "-1"}, "MASTER_PORT"),
+    ):
         with pytest.raises(RecipeError, match=f"{name}: expected a whole number"):
             nodes_from_env(env, gpus_here=8)
     with pytest.raises(RecipeError, match="nanotron needs GPUs"):
@@ -441,10 +496,23 @@ def test_one_node_runs_torchrun_and_several_run_it_once_per_node_through_srun(tm
     (tmp_path / "srun").write_text("#!/bin/sh\n")
     (tmp_path / "srun").chmod(0o755)
     many = launch_command(Path("c.yaml"), Path("data"), Nodes(16, 8, "gpu-a:29500", "77", 2), tmp_path / "logs")
-    assert many[:7] == ["srun", "--nodes=16", "--ntasks=16", "--ntasks-per-node=1", "--kill-on-bad-exit=1",
-                        "--open-mode=append", f"--output={tmp_path / 'logs'}/train-%j-node%n.log"]
-    for part in ("--nnodes=16", "--nproc_per_node=8", "--rdzv_backend=c10d", "--rdzv_endpoint=gpu-a:29500",
-                 "--rdzv_id=77", "--max_restarts=2"):
+    assert many[:7] == [
+        "srun",
+        "--nodes=16",
+        "--ntasks=16",
+        "--ntasks-per-node=1",
+        "--kill-on-bad-exit=1",
+        "--open-mode=append",
+        f"--output={tmp_path / 'logs'}/train-%j-node%n.log",
+    ]
+    for part in (
+        "--nnodes=16",
+        "--nproc_per_node=8",
+        "--rdzv_backend=c10d",
+        "--rdzv_endpoint=gpu-a:29500",
+        "--rdzv_id=77",
+        "--max_restarts=2",
+    ):
         assert part in many, part
     assert not any(a.startswith("--node_rank") for a in many)  # the same command on every node
 
@@ -480,7 +548,8 @@ def test_the_multi_node_launch_meets_at_one_rendezvous_with_every_rank_once(tmp_
     (tmp_path / "srun").chmod(0o755)
     (tmp_path / "report_rank.py").write_text(
         "import json, os, sys\nprint(json.dumps({k: os.environ[k] for k in "
-        "('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'GROUP_RANK')}), file=sys.stderr)\n")
+        "('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'GROUP_RANK')}), file=sys.stderr)\n"
+    )
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
@@ -490,8 +559,9 @@ def test_the_multi_node_launch_meets_at_one_rendezvous_with_every_rank_once(tmp_
     command = launch_command(Path("c.yaml"), Path("data"), Nodes(2, 2, f"127.0.0.1:{port}", "4242"), logs)
     entry = command.index("aurora_m.engines.nanotron.entry")
     command[entry:] = ["report_rank"]
-    done = subprocess.run(command, cwd=tmp_path, env={**os.environ, "SLURM_JOB_ID": "4242",
-                                                      "PYTHONPATH": str(tmp_path)}, timeout=300)
+    done = subprocess.run(
+        command, cwd=tmp_path, env={**os.environ, "SLURM_JOB_ID": "4242", "PYTHONPATH": str(tmp_path)}, timeout=300
+    )
     texts = [(logs / f"train-4242-node{n}.log").read_text() for n in (0, 1)]
     assert done.returncode == 0, texts
     ranks = [json.loads(line) for text in texts for line in text.splitlines() if line.startswith("{")]
@@ -525,8 +595,10 @@ def test_the_nanotron_recipes_use_the_same_stage_yamls():
     for folder in (TINY, REAL):
         plain, nano = load_recipe(folder), load_recipe(folder / "nanotron")
         assert [(s.name, s.config) for s in plain.stages] == [(s.name, s.config) for s in nano.stages]
-        assert {s.name: s.engine for s in nano.stages if s.kind == "pretrain"} == {"cap": "nanotron",
-                                                                                   "cat": "nanotron"}
+        assert {s.name: s.engine for s in nano.stages if s.kind == "pretrain"} == {
+            "cap": "nanotron",
+            "cat": "nanotron",
+        }
 
 
 def test_only_the_engine_package_imports_nanotron_and_only_inside_functions():
@@ -535,11 +607,20 @@ def test_only_the_engine_package_imports_nanotron_and_only_inside_functions():
     offenders = []
     for path in sorted((ROOT / "aurora_m").rglob("*.py")):
         tree = ast.parse(path.read_text())
-        functions = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-                     for n in ast.walk(f)}
+        functions = {
+            id(n)
+            for f in ast.walk(tree)
+            if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for n in ast.walk(f)
+        }
         for node in ast.walk(tree):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
             if any(n == "nanotron" or n.startswith("nanotron.") for n in names):
                 inside = path.parent == ROOT / "aurora_m" / "engines" / "nanotron"
                 if not inside or id(node) not in functions:

@@ -29,8 +29,19 @@ def stream(tmp_path) -> PackedStream:
         ids[:half].tofile(folder / "00000_tokens.ds")
         ids[half:].tofile(folder / "00001_tokens.ds")
     drawn = {"en": 60, "code": 30, "fi": 6}  # 96 windows: en repeats, fi is partly drawn
-    rows = [MixRow(name=n, rule="weight", share=w / 96, windows=w, tokens=w * SEQ, epochs=w / AVAILABLE[n],
-                   available_tokens=AVAILABLE[n] * SEQ, available_windows=AVAILABLE[n]) for n, w in drawn.items()]
+    rows = [
+        MixRow(
+            name=n,
+            rule="weight",
+            share=w / 96,
+            windows=w,
+            tokens=w * SEQ,
+            epochs=w / AVAILABLE[n],
+            available_tokens=AVAILABLE[n] * SEQ,
+            available_windows=AVAILABLE[n],
+        )
+        for n, w in drawn.items()
+    ]
     build_index(rows, seed=7, path=tmp_path / "index.npy")
     return PackedStream(tmp_path / "index.npy", dirs, SEQ)
 
@@ -74,8 +85,9 @@ def test_the_masked_loss_is_the_loss_transformers_computes_on_the_same_windows(s
     from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
 
     torch.manual_seed(0)
-    model = GPTBigCodeForCausalLM(GPTBigCodeConfig(vocab_size=4000, n_positions=SEQ, n_embd=32, n_layer=2, n_head=4,
-                                                   multi_query=True)).eval()
+    model = GPTBigCodeForCausalLM(
+        GPTBigCodeConfig(vocab_size=4000, n_positions=SEQ, n_embd=32, n_layer=2, n_head=4, multi_query=True)
+    ).eval()
     batch = StageBatches(stream, Shape(3, 1, 1), 0, folders=_folders(stream))[2]
     with torch.no_grad():
         expected = model(input_ids=batch["input_ids"], labels=batch["input_ids"]).loss
@@ -102,15 +114,29 @@ def test_pipeline_ranks_that_hold_no_inputs_or_labels_get_pointers_and_read_noth
     def pointer(group_rank):
         return ("pointer to", group_rank)
 
-    first = StageBatches(stream, Shape(2, 1, 1), 0, folders=_folders(stream), reads_labels=False,
-                         pointer=pointer, output_rank=3)
-    middle = StageBatches(stream, Shape(2, 1, 1), 0, folders=_folders(stream), reads_inputs=False,
-                          reads_labels=False, pointer=pointer, input_rank=0, output_rank=3)
+    first = StageBatches(
+        stream, Shape(2, 1, 1), 0, folders=_folders(stream), reads_labels=False, pointer=pointer, output_rank=3
+    )
+    middle = StageBatches(
+        stream,
+        Shape(2, 1, 1),
+        0,
+        folders=_folders(stream),
+        reads_inputs=False,
+        reads_labels=False,
+        pointer=pointer,
+        input_rank=0,
+        output_rank=3,
+    )
     assert first[0]["label_ids"] == first[0]["label_mask"] == ("pointer to", 3)
     assert isinstance(first[0]["input_ids"], torch.Tensor)
     monkeypatch.setattr(PackedStream, "__getitem__", lambda *a: pytest.fail("a middle rank read a window"))
-    assert middle[0] == {"input_ids": ("pointer to", 0), "input_mask": ("pointer to", 0),
-                         "label_ids": ("pointer to", 3), "label_mask": ("pointer to", 3)}
+    assert middle[0] == {
+        "input_ids": ("pointer to", 0),
+        "input_mask": ("pointer to", 0),
+        "label_ids": ("pointer to", 3),
+        "label_mask": ("pointer to", 3),
+    }
     with pytest.raises(ValueError, match="pointer factory"):
         StageBatches(stream, Shape(2, 1, 1), 0, folders=_folders(stream), reads_inputs=False)
 
@@ -136,8 +162,15 @@ def test_consumption_counts_every_ranks_tokens_per_folder_from_the_stage_start(s
 
 # ----------------------------------------------------------------------------- before a launch starts any GPU
 def _config(train_steps=8, micro=2, accumulation=1, dp=2, first=1) -> dict:
-    return {"tokens": {"train_steps": train_steps, "micro_batch_size": micro, "batch_accumulation_per_replica":
-                       accumulation}, "parallelism": {"dp": dp}, "data_stages": [{"start_training_step": first}]}
+    return {
+        "tokens": {
+            "train_steps": train_steps,
+            "micro_batch_size": micro,
+            "batch_accumulation_per_replica": accumulation,
+        },
+        "parallelism": {"dp": dp},
+        "data_stages": [{"start_training_step": first}],
+    }
 
 
 def test_a_launch_is_refused_when_the_data_does_not_fit_the_config(stream, tmp_path):
@@ -168,8 +201,11 @@ def test_a_resume_with_another_global_batch_or_past_the_budget_is_refused_before
     check_own_resume(None, _config(), "cap.yaml")
     check_own_resume(last, _config(), "cap.yaml")  # 6 steps x 4 = 24: the same global batch
     check_own_resume(last, _config(train_steps=6), "cap.yaml")  # trained to the end: only the export is left
-    with pytest.raises(RecipeError, match=r"trained 6 steps on 24 sequences \(4 a step\), this launch's global "
-                                          r"batch is 8 .*--restart"):
+    with pytest.raises(
+        RecipeError,
+        match=r"trained 6 steps on 24 sequences \(4 a step\), this launch's global "
+        r"batch is 8 .*--restart",
+    ):
         check_own_resume(last, _config(micro=4), "cap.yaml")
     with pytest.raises(RecipeError, match="is step 6, past this budget's last step 5"):
         check_own_resume(last, _config(train_steps=5), "cap.yaml")
@@ -185,8 +221,9 @@ def test_a_truncated_index_is_named_in_one_line(stream):
         StageBatches(fresh, Shape(2, 1, 1), 0, folders={}, consumed_samples=4)
 
 
-def test_a_resume_takes_the_counts_nanotron_recorded_and_counts_again_only_when_they_do_not_add_up(stream,
-                                                                                                   monkeypatch):
+def test_a_resume_takes_the_counts_nanotron_recorded_and_counts_again_only_when_they_do_not_add_up(
+    stream, monkeypatch
+):
     index = np.load(stream.index_path)
     folders = _folders(stream)
     exact = {folders[n]: int(c) * SEQ for n, c in zip(stream.names, np.bincount(index[:20, 0], minlength=3))}
@@ -202,6 +239,7 @@ def test_a_resume_takes_the_counts_nanotron_recorded_and_counts_again_only_when_
     assert calls == [] and recorded.get_consumption_stats() == {f: {"tokens": t} for f, t in exact.items() if t}
     # a record that does not account for every consumed window (another folder name, a lost entry): counted
     stale = {"/elsewhere/en": 20 * SEQ}
-    counted_again = StageBatches(stream, Shape(2, 1, 2), 0, folders=folders, consumed_samples=20,
-                                 consumed_tokens=stale)
+    counted_again = StageBatches(
+        stream, Shape(2, 1, 2), 0, folders=folders, consumed_samples=20, consumed_tokens=stale
+    )
     assert calls == [(0, 20)] and counted_again.get_consumption_stats() == recorded.get_consumption_stats()

@@ -14,21 +14,29 @@ def exact(n: int, c: int, k: int) -> Fraction:
     return 1 - Fraction(comb(n - c, k), comb(n, k))
 
 
-@pytest.mark.parametrize("n, c, k, expected", [
-    (10, 3, 1, 0.3),  # pass@1 is the fraction correct
-    (10, 0, 5, 0.0),  # nothing correct
-    (10, 10, 1, 1.0),
-    (10, 8, 3, 1.0),  # n - c < k: every draw of 3 holds a correct one
-    (5, 1, 5, 1.0),
-    (4, 2, 2, 5 / 6),  # 1 - C(2,2)/C(4,2) = 1 - 1/6
-    (20, 1, 10, 0.5),  # a single correct sample is in half of the draws of 10 out of 20
-])
+@pytest.mark.parametrize(
+    "n, c, k, expected",
+    [
+        (10, 3, 1, 0.3),  # pass@1 is the fraction correct
+        (10, 0, 5, 0.0),  # nothing correct
+        (10, 10, 1, 1.0),
+        (10, 8, 3, 1.0),  # n - c < k: every draw of 3 holds a correct one
+        (5, 1, 5, 1.0),
+        (4, 2, 2, 5 / 6),  # 1 - C(2,2)/C(4,2) = 1 - 1/6
+        (20, 1, 10, 0.5),  # a single correct sample is in half of the draws of 10 out of 20
+    ],
+)
 def test_known_cases(n, c, k, expected):
     assert pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12)
 
 
-CASES = [(n, c, k) for n in (1, 2, 7, 10, 50, 200) for c in sorted({0, 1, n // 3, n // 2, n - 1, n})
-         for k in (1, 2, 5, 10, 100) if k <= n]
+CASES = [
+    (n, c, k)
+    for n in (1, 2, 7, 10, 50, 200)
+    for c in sorted({0, 1, n // 3, n // 2, n - 1, n})
+    for k in (1, 2, 5, 10, 100)
+    if k <= n
+]
 
 
 @pytest.mark.parametrize("n, c, k", CASES)

@@ -61,8 +61,10 @@ def test_dtype_and_attention_patches():
     assert model.config._attn_implementation == "eager"
 
 
-@pytest.mark.parametrize("spec,message", [("huge", "unknown patch"), ("dtype", "needs a value"),
-                                          ("dtype:float8", None), ("attn:fast", None)])
+@pytest.mark.parametrize(
+    "spec,message",
+    [("huge", "unknown patch"), ("dtype", "needs a value"), ("dtype:float8", None), ("attn:fast", None)],
+)
 def test_bad_patches_are_refused(spec, message):
     with pytest.raises(ValueError, match=message):
         apply_config_patches(load_base_config("starcoderplus"), [spec])

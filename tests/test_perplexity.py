@@ -9,15 +9,16 @@ import pytest
 from aurora_m.evaluation.perplexity import document_windows
 
 
-@pytest.mark.parametrize("length,seq,stride",
-                         [(5, 8, 4), (8, 8, 4), (9, 8, 4), (30, 8, 3), (100, 16, 16), (17, 16, 1)])
+@pytest.mark.parametrize(
+    "length,seq,stride", [(5, 8, 4), (8, 8, 4), (9, 8, 4), (30, 8, 3), (100, 16, 16), (17, 16, 1)]
+)
 def test_sliding_windows_score_every_token_once_within_the_context(length, seq, stride):
     ids = list(range(length))
     windows = document_windows(ids, seq, stride)
     scored = []
     for window, n in windows:
-        assert len(window) <= seq and window == ids[window[0]: window[0] + len(window)]
-        scored.extend(window[len(window) - n:])
+        assert len(window) <= seq and window == ids[window[0] : window[0] + len(window)]
+        scored.extend(window[len(window) - n :])
     assert scored == ids[1:]  # each token after the first, once, in order (the first has nothing to predict it)
     if length > seq:
         assert len(windows) == 1 + math.ceil((length - seq) / stride)

@@ -40,8 +40,12 @@ def test_summary_lists_every_stage_completed(tiny_run):
 
 def test_every_variant_has_perplexity_for_all_six_languages(tiny_run):
     variants = summary(tiny_run)["variants"]
-    assert [v["name"] for v in variants] == ["aurora-m-tiny-base", "aurora-m-tiny-redteamed",
-                                             "aurora-m-tiny-instruct", "aurora-m-tiny-safety-sft"]
+    assert [v["name"] for v in variants] == [
+        "aurora-m-tiny-base",
+        "aurora-m-tiny-redteamed",
+        "aurora-m-tiny-instruct",
+        "aurora-m-tiny-safety-sft",
+    ]
     for v in variants:
         results = json.loads((tiny_run / v["eval_results"]).read_text())
         assert set(results["perplexity"]) == LANGUAGES
@@ -99,8 +103,10 @@ def test_model_cards_have_front_matter_and_lineage(tiny_run):
         assert not list(export.rglob("*.bin")), "pickles are never published"
         for image in ("assets/perplexity.png", "assets/cap-loss.png", "assets/cap-mixture.png"):
             assert f"]({image})" in card and (export / image).is_file()
-    cards = {v["name"]: yaml.safe_load((tiny_run / v["model_card"]).read_text().split("---")[1])
-             for v in summary(tiny_run)["variants"]}
+    cards = {
+        v["name"]: yaml.safe_load((tiny_run / v["model_card"]).read_text().split("---")[1])
+        for v in summary(tiny_run)["variants"]
+    }
     assert "base_model" not in cards["aurora-m-tiny-base"]  # built from a config: no base model
     assert cards["aurora-m-tiny-redteamed"]["base_model"].endswith("/aurora-m-tiny-base")
     assert cards["aurora-m-tiny-safety-sft"]["base_model"].endswith("/aurora-m-tiny-redteamed")
@@ -123,10 +129,12 @@ def test_cat_continues_from_cap_and_mixes_in_the_redteam_train_split(tiny_run):
     redteam = next(s for s in report["sources"] if s["name"] == "redteam")
     held_out = next(s for s in redteam["steps"] if s["step"] == "held_out")
     assert redteam["kept_docs"] > 0 and held_out["set_aside_docs"] > 0  # the test split stays out
+
     # CAT starts from CAP's weights, not from scratch: its first loss is where CAP ended
     def first_and_last(stage):
         losses = [e["loss"] for e in json.loads((tiny_run / stage / "log_history.json").read_text()) if "loss" in e]
         return losses[0], sum(losses[-10:]) / 10
+
     cap_first, cap_last = first_and_last("cap")
     cat_first, _ = first_and_last("cat")
     assert cat_first < cap_first - 1.0 and abs(cat_first - cap_last) < 1.0
@@ -167,8 +175,10 @@ def test_publish_one_variant_from_the_run_folder(tiny_run, tmp_path):
     result = cli("publish", str(tiny_run), "--variant", "aurora-m-tiny-redteamed", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert (out / "README.md").is_file() and (out / "model.safetensors").is_file()
-    assert "aurora-m-tiny-redteamed" in yaml.safe_load(
-        (out / "README.md").read_text().split("---")[1])["model-index"][0]["name"]
+    assert (
+        "aurora-m-tiny-redteamed"
+        in yaml.safe_load((out / "README.md").read_text().split("---")[1])["model-index"][0]["name"]
+    )
     bad = cli("publish", str(tiny_run), "--variant", "nope", "--out", str(tmp_path / "other"))
     assert bad.returncode == 2 and "aurora-m-tiny-base" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "other").exists()
@@ -178,8 +188,15 @@ def test_one_stage_can_be_rerun_alone(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     cap_marker = (run / "cap" / ".train.done").stat().st_mtime_ns
-    result = cli("eval", "recipes/aurora-m-tiny", "--stage", "eval", "--output-dir", str(run),
-                 env={"AURORA_M_ALLOW_CODE_EXECUTION": "1"})
+    result = cli(
+        "eval",
+        "recipes/aurora-m-tiny",
+        "--stage",
+        "eval",
+        "--output-dir",
+        str(run),
+        env={"AURORA_M_ALLOW_CODE_EXECUTION": "1"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run / "cap" / ".train.done").stat().st_mtime_ns == cap_marker
     assert json.loads((run / "summary.json").read_text())["stages"][3]["status"] == "completed"
@@ -210,8 +227,17 @@ def test_safety_sft_puts_the_loss_on_responses_only(tiny_run, tmp_path):
 
     model_dir = tiny_run / "cat" / "model"
     model_args, data_args, sft_config = parse_stage(
-        TINY / "sft.yaml", "sft", ["--output_dir", str(tmp_path / "sft-check"), "--model_name_or_path",
-                                   str(model_dir), "--dataset_dir", str(tiny_run / "sft" / "data")])
+        TINY / "sft.yaml",
+        "sft",
+        [
+            "--output_dir",
+            str(tmp_path / "sft-check"),
+            "--model_name_or_path",
+            str(model_dir),
+            "--dataset_dir",
+            str(tiny_run / "sft" / "data"),
+        ],
+    )
     trainer, _ = build_sft_trainer(model_args, data_args, sft_config)
     tokenizer = trainer.processing_class
     rows = load_from_disk(str(tiny_run / "sft" / "data" / "train"))

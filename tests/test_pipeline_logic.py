@@ -56,10 +56,19 @@ def other_engine_runner(ctx):
 @pytest.fixture()
 def toy_kind():
     register_engine(Engine("stdlib-json", "json", "nothing to install"))  # an engine that is "installed"
-    kind = register_kind(StageKind(
-        name="toy", dataclasses=lambda: (ToyArguments,), steps=("write",), source_key="toy_sources",
-        runners={"transformers": {"write": toy_runner}, "stdlib-json": {"write": other_engine_runner},
-                 "nanotron": {"write": "aurora_m.engines.nanotron:not_here"}}))
+    kind = register_kind(
+        StageKind(
+            name="toy",
+            dataclasses=lambda: (ToyArguments,),
+            steps=("write",),
+            source_key="toy_sources",
+            runners={
+                "transformers": {"write": toy_runner},
+                "stdlib-json": {"write": other_engine_runner},
+                "nanotron": {"write": "aurora_m.engines.nanotron:not_here"},
+            },
+        )
+    )
     CALLS.clear()
     yield kind
     unregister_kind("toy")
@@ -73,7 +82,8 @@ def toy_recipe(tmp_path, toy_kind) -> Path:
     (recipe / "pipeline.yaml").write_text(
         "name: toy\nstages:\n"
         "  - {name: a, kind: toy, config: a.yaml}\n"
-        "  - {name: b, kind: toy, config: b.yaml, inputs: [a]}\n")
+        "  - {name: b, kind: toy, config: b.yaml, inputs: [a]}\n"
+    )
     (recipe / "a.yaml").write_text("toy_sources:\n  - {name: s, path: data.jsonl}\ngreeting: hi\nlogging_steps: 5\n")
     (recipe / "b.yaml").write_text("toy_sources:\n  - {name: s, path: data.jsonl}\ngreeting: bye\n")
     return recipe
@@ -111,7 +121,8 @@ def test_keys_that_cannot_change_the_result_do_not_rerun(toy_recipe, tmp_path):
     out = tmp_path / "run"
     assert run(toy_recipe, out) == 0
     (toy_recipe / "a.yaml").write_text(
-        (toy_recipe / "a.yaml").read_text().replace("logging_steps: 5", "logging_steps: 1"))
+        (toy_recipe / "a.yaml").read_text().replace("logging_steps: 5", "logging_steps: 1")
+    )
     CALLS.clear()
     assert run(toy_recipe, out) == 0
     assert CALLS == []
@@ -191,11 +202,14 @@ def test_a_lock_left_by_a_dead_process_is_taken_over_and_its_temp_files_removed(
     assert not leftover.exists() and ours.is_dir()
 
 
-@pytest.mark.parametrize("failure,code,words", [
-    ("ctrl-c", 130, ["interrupted", "run the same command again to resume"]),
-    ("disk-full", 2, ["no space left on device while writing", "toy.txt"]),
-    ("user", 2, ["a.yaml: greeting: not a greeting"]),
-])
+@pytest.mark.parametrize(
+    "failure,code,words",
+    [
+        ("ctrl-c", 130, ["interrupted", "run the same command again to resume"]),
+        ("disk-full", 2, ["no space left on device while writing", "toy.txt"]),
+        ("user", 2, ["a.yaml: greeting: not a greeting"]),
+    ],
+)
 def test_failures_end_in_one_line_and_leave_the_step_incomplete(toy_recipe, tmp_path, capsys, failure, code, words):
     out = tmp_path / "run"
     assert run(toy_recipe, out, "--fail_with", failure) == code
@@ -260,8 +274,7 @@ def test_a_step_is_stale_when_what_it_read_was_replaced(toy_recipe, tmp_path):
     """b ran on a's output; a re-run of a alone (here with an override) makes b stale, not complete."""
     out = tmp_path / "run"
     assert run(toy_recipe, out) == 0
-    assert main(["run", str(toy_recipe), "--output-dir", str(out), "--stages", "a",
-                 "--greeting", "changed"]) == 0
+    assert main(["run", str(toy_recipe), "--output-dir", str(out), "--stages", "a", "--greeting", "changed"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert {s["name"]: s["status"] for s in summary["stages"]} == {"a": "completed", "b": "stale"}
     CALLS.clear()
@@ -306,9 +319,16 @@ def test_a_failed_rerun_leaves_the_summary_saying_so(toy_recipe, tmp_path):
 def test_nanotron_checkpoints_are_guarded_like_the_trainers_own(tmp_path, toy_kind, capsys):
     """A stage that left nanotron step folders: an edit that changes its result is refused naming them, and
     --restart sets the whole nanotron folder (with latest.txt) and its loss lines aside, deleting nothing."""
-    register_kind(StageKind(name="toy-ckpt", dataclasses=lambda: (ToyArguments,), steps=("write",),
-                            source_key="toy_sources", resumable_step="write",
-                            runners={"transformers": {"write": toy_runner}}))
+    register_kind(
+        StageKind(
+            name="toy-ckpt",
+            dataclasses=lambda: (ToyArguments,),
+            steps=("write",),
+            source_key="toy_sources",
+            resumable_step="write",
+            runners={"transformers": {"write": toy_runner}},
+        )
+    )
     try:
         recipe = tmp_path / "recipe"
         recipe.mkdir()

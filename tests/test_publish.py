@@ -56,8 +56,11 @@ def test_the_branch_exists_before_one_commit_of_exactly_the_dry_run_files(tiny_r
     variant = "aurora-m-tiny-redteamed"
     assert main(["publish", str(tiny_run), "--variant", variant, "--dry-run", "--out", str(tmp_path / "dry")]) == 0
     printed = capsys.readouterr().out
-    dry = {p.relative_to(tmp_path / "dry").as_posix(): p.read_bytes() for p in (tmp_path / "dry").rglob("*")
-           if p.is_file() and p.name != ExportDir.MARKER}
+    dry = {
+        p.relative_to(tmp_path / "dry").as_posix(): p.read_bytes()
+        for p in (tmp_path / "dry").rglob("*")
+        if p.is_file() and p.name != ExportDir.MARKER
+    }
     assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "assets/perplexity.png"} <= set(dry)
     assert all(f"  add {name} (" in printed for name in dry) and "nothing pushed" in printed
     assert not hub.requests, "a dry run never talks to the Hub"
@@ -70,8 +73,11 @@ def test_the_branch_exists_before_one_commit_of_exactly_the_dry_run_files(tiny_r
     repo = hub.repos[plan.repo_id]
     assert repo.private, "repos are created private"
     order = [c for c in hub.calls() if any(k in c for k in ("/repos/create", "/branch/", "/commit/"))]
-    assert order == ["POST /api/repos/create", f"POST /api/models/{plan.repo_id}/branch/{variant}",
-                     f"POST /api/models/{plan.repo_id}/commit/{variant}"]
+    assert order == [
+        "POST /api/repos/create",
+        f"POST /api/models/{plan.repo_id}/branch/{variant}",
+        f"POST /api/models/{plan.repo_id}/commit/{variant}",
+    ]
     assert [c.title for c in repo.history(variant)][1:] == ["initial commit"]  # one commit on the first
     assert repo.files(variant) == {**dry, ".gitattributes": repo.files("main")[".gitattributes"]}  # byte-equal
     assert repo.files("main").keys() == {".gitattributes"}
@@ -116,16 +122,28 @@ def test_cards_pass_metadata_validation_and_the_model_index_round_trips(tiny_run
         results = json.loads((folder / "eval_results.json").read_text())
         assert card.data.eval_results == eval_results(results, _eval_config(tiny_run))
         assert {(r.dataset_type, r.metric_type) for r in card.data.eval_results} >= {
-            ("aurora_mc_en", "acc_norm"), ("aurora_mc_fi", "acc_norm")}  # lm-eval tasks as lm-eval names them
+            ("aurora_mc_en", "acc_norm"),
+            ("aurora_mc_fi", "acc_norm"),
+        }  # lm-eval tasks as lm-eval names them
         for result in card.data.eval_results:  # in-repo data has no id: capped HumanEval, sample MBPP, local text
             assert result.dataset_type not in ("openai/openai_humaneval", "google-research-datasets/mbpp")
             assert result.metric_type != "perplexity"
         assert front["language"] == ["en", "fi", "hi", "ja", "vi"] and "code" in front["tags"]
         assert front["license"] == "bigcode-openrail-m"
         assert all("/" in d for d in front.get("datasets", [])), front.get("datasets")
-        for section in ("## Lineage", "## Training data", "## Training procedure", "**Hardware.**", "## Evaluation",
-                        "## Safety", "## Prompt format", "## Intended use and limitations", "## Citation",
-                        "2404.00399", "### Instruction:\n{instruction}\n### Response:\n"):
+        for section in (
+            "## Lineage",
+            "## Training data",
+            "## Training procedure",
+            "**Hardware.**",
+            "## Evaluation",
+            "## Safety",
+            "## Prompt format",
+            "## Intended use and limitations",
+            "## Citation",
+            "2404.00399",
+            "### Instruction:\n{instruction}\n### Response:\n",
+        ):
             assert section in text, (variant, section)
         assert "github.com" not in text
         for image in [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]:
@@ -175,18 +193,36 @@ def test_the_hub_refusing_the_card_stops_the_push_before_anything_is_created(tin
 
 
 def test_model_index_carries_real_ids_only_for_full_hub_benchmarks():
-    results = {"code": {"benchmarks": {"humaneval": {"problems": 164, "greedy": {"pass@1": 0.293}},
-                                       "mbpp": {"problems": 500, "greedy": {"pass@1": 0.34}}}},
-               "perplexity": {"en": 9.5, "fi": 12.0}}
-    hub_config = {"mbpp_source": {"dataset": "google-research-datasets/mbpp", "config_name": "full", "split": "test"},
-                  "perplexity_sources": [{"name": "en", "dataset": "uonlp/CulturaX", "config_name": "en",
-                                          "holdout_fraction": 0.01, "take": "heldout"},
-                                         {"name": "fi", "path": "data/fi.jsonl", "take": "heldout"}]}
-    got = {(r.dataset_type, r.dataset_config, r.metric_type): r.metric_value
-           for r in eval_results(results, hub_config)}
-    assert got == {("openai/openai_humaneval", None, "pass@1"): 0.293,
-                   ("google-research-datasets/mbpp", "full", "pass@1"): 0.34,
-                   ("uonlp/CulturaX", "en", "perplexity"): 9.5}
+    results = {
+        "code": {
+            "benchmarks": {
+                "humaneval": {"problems": 164, "greedy": {"pass@1": 0.293}},
+                "mbpp": {"problems": 500, "greedy": {"pass@1": 0.34}},
+            }
+        },
+        "perplexity": {"en": 9.5, "fi": 12.0},
+    }
+    hub_config = {
+        "mbpp_source": {"dataset": "google-research-datasets/mbpp", "config_name": "full", "split": "test"},
+        "perplexity_sources": [
+            {
+                "name": "en",
+                "dataset": "uonlp/CulturaX",
+                "config_name": "en",
+                "holdout_fraction": 0.01,
+                "take": "heldout",
+            },
+            {"name": "fi", "path": "data/fi.jsonl", "take": "heldout"},
+        ],
+    }
+    got = {
+        (r.dataset_type, r.dataset_config, r.metric_type): r.metric_value for r in eval_results(results, hub_config)
+    }
+    assert got == {
+        ("openai/openai_humaneval", None, "pass@1"): 0.293,
+        ("google-research-datasets/mbpp", "full", "pass@1"): 0.34,
+        ("uonlp/CulturaX", "en", "perplexity"): 9.5,
+    }
     sample = {"mbpp_source": {"path": "data/mbpp_sample.jsonl"}, "code_max_problems": "8"}
     assert eval_results(results, sample) == []  # an in-repo sample and a capped run carry no dataset id
 
@@ -242,8 +278,12 @@ def test_offline_or_without_a_token_the_cli_says_so_in_one_line(tiny_run, tmp_pa
 def test_the_token_reaches_no_file_and_no_log_line(tiny_run, hub, tmp_path, logs, capsys):
     hub.fail("/commit/", 503)  # a retry's warning line too
     push(tiny_run, "aurora-m-tiny-safety-sft")
-    assert main(["publish", str(tiny_run), "--variant", "aurora-m-tiny-base", "--dry-run", "--out",
-                 str(tmp_path / "dry")]) == 0
+    assert (
+        main(
+            ["publish", str(tiny_run), "--variant", "aurora-m-tiny-base", "--dry-run", "--out", str(tmp_path / "dry")]
+        )
+        == 0
+    )
     assert any(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in hub.requests)  # it was used
     captured = capsys.readouterr()
     assert "trying again" in logs.text and "Request" in logs.text  # our lines and huggingface_hub's debug lines
@@ -286,13 +326,26 @@ def test_the_15b_lineage_names_starcoderplus_then_each_parent(tmp_path):
     (tmp_path / "recipe").mkdir()
     for name in ("cap.yaml", "cat.yaml", "publish.yaml"):
         shutil.copy(recipe / name, tmp_path / "recipe" / name)
-    steps = [{"stage": s, "kind": "pretrain", "variant": v, "output_dir": s, "data_dir": f"{s}/data"}
-             for s, v in (("cap", "aurora-m-base"), ("cat", "aurora-m-biden-harris-redteamed"))]
-    summary = {"recipe": "aurora-m-15b", "overrides": {},
-               "stages": [{"name": "cap", "config": "cap.yaml"}, {"name": "cat", "config": "cat.yaml"}],
-               "variants": [{"name": step["variant"], "stage": step["stage"], "model_dir": f"{step['stage']}/model",
-                             "eval_results": f"eval/{step['variant']}/results.json", "evaluated_by": "eval",
-                             "lineage": steps[: i + 1]} for i, step in enumerate(steps)]}
+    steps = [
+        {"stage": s, "kind": "pretrain", "variant": v, "output_dir": s, "data_dir": f"{s}/data"}
+        for s, v in (("cap", "aurora-m-base"), ("cat", "aurora-m-biden-harris-redteamed"))
+    ]
+    summary = {
+        "recipe": "aurora-m-15b",
+        "overrides": {},
+        "stages": [{"name": "cap", "config": "cap.yaml"}, {"name": "cat", "config": "cat.yaml"}],
+        "variants": [
+            {
+                "name": step["variant"],
+                "stage": step["stage"],
+                "model_dir": f"{step['stage']}/model",
+                "eval_results": f"eval/{step['variant']}/results.json",
+                "evaluated_by": "eval",
+                "lineage": steps[: i + 1],
+            }
+            for i, step in enumerate(steps)
+        ],
+    }
     for variant in summary["variants"]:
         (tmp_path / variant["eval_results"]).parent.mkdir(parents=True)
         (tmp_path / variant["eval_results"]).write_text("{}")
@@ -301,23 +354,32 @@ def test_the_15b_lineage_names_starcoderplus_then_each_parent(tmp_path):
     base = variant_from_summary(layout, summary, "aurora-m-base", publish_args)
     redteamed = variant_from_summary(layout, summary, "aurora-m-biden-harris-redteamed", publish_args)
     assert (base.repo_id, base.base_model) == ("aurora-m/aurora-m-base", "bigcode/starcoderplus")
-    assert (redteamed.repo_id, redteamed.base_model) == ("aurora-m/aurora-m-biden-harris-redteamed",
-                                                         "aurora-m/aurora-m-base")
+    assert (redteamed.repo_id, redteamed.base_model) == (
+        "aurora-m/aurora-m-biden-harris-redteamed",
+        "aurora-m/aurora-m-base",
+    )
     from aurora_m.hub.card import training_datasets
 
     assert {"uonlp/CulturaX", "bigcode/the-stack-dedup", "aurora-m/biden-harris-redteam"} <= set(
-        training_datasets(redteamed.lineage, []))
+        training_datasets(redteamed.lineage, [])
+    )
     branchy = PublishArguments(hub_namespace="me", hub_layout="branch_per_variant")
     same_repo = variant_from_summary(layout, summary, "aurora-m-biden-harris-redteamed", branchy)
     assert (same_repo.repo_id, same_repo.branch, same_repo.base_model) == (
-        "me/aurora-m-15b", "aurora-m-biden-harris-redteamed", None)  # a branch of itself cannot be its base
+        "me/aurora-m-15b",
+        "aurora-m-biden-harris-redteamed",
+        None,
+    )  # a branch of itself cannot be its base
 
 
-@pytest.mark.parametrize("key,value,words", [
-    ("language", "[en, code]", "'code' is not an ISO 639 language code"),
-    ("card_datasets", "[CulturaX]", "'CulturaX' is not a Hub dataset id"),
-    ("hub_layout", "one_big_repo", "expected one of repo_per_variant, branch_per_variant"),
-])
+@pytest.mark.parametrize(
+    "key,value,words",
+    [
+        ("language", "[en, code]", "'code' is not an ISO 639 language code"),
+        ("card_datasets", "[CulturaX]", "'CulturaX' is not a Hub dataset id"),
+        ("hub_layout", "one_big_repo", "expected one of repo_per_variant, branch_per_variant"),
+    ],
+)
 def test_publish_yaml_mistakes_are_one_line(recipe_copy, key, value, words):
     text = (recipe_copy / "publish.yaml").read_text()
     lines = [line for line in text.splitlines() if not line.startswith(f"{key}:")]
@@ -331,7 +393,8 @@ def test_a_dry_run_never_replaces_away_a_file_of_the_users(tiny_run, tmp_path):
     out = tmp_path / "dry"
     assert main(["publish", str(tiny_run), "--variant", "aurora-m-tiny-base", "--dry-run", "--out", str(out)]) == 0
     (out / "my_notes.txt").write_text("precious")
-    again = cli("publish", str(tiny_run), "--variant", "aurora-m-tiny-base", "--dry-run", "--out", str(out),
-                "--overwrite")
+    again = cli(
+        "publish", str(tiny_run), "--variant", "aurora-m-tiny-base", "--dry-run", "--out", str(out), "--overwrite"
+    )
     assert again.returncode == 2 and "my_notes.txt" in again.stderr and "Traceback" not in again.stderr
     assert (out / "my_notes.txt").read_text() == "precious"

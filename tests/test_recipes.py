@@ -19,8 +19,9 @@ RECIPES = sorted(p.parent for p in (ROOT / "recipes").glob("*/pipeline.yaml"))
 def test_the_tiny_twin_mirrors_the_real_recipe():
     """Same stages, kinds, wiring and variants' roles; same sources per stage (languages, code, red team)."""
     real, tiny = load_recipe(ROOT / "recipes" / "aurora-m-15b"), load_recipe(ROOT / "recipes" / "aurora-m-tiny")
-    assert [(s.name, s.kind, s.inputs, bool(s.variant)) for s in real.stages] == \
-        [(s.name, s.kind, s.inputs, bool(s.variant)) for s in tiny.stages]
+    assert [(s.name, s.kind, s.inputs, bool(s.variant)) for s in real.stages] == [
+        (s.name, s.kind, s.inputs, bool(s.variant)) for s in tiny.stages
+    ]
     aliases = {"code": ("code", "python")}
     for stage in real.stages:
         if stage.kind != "pretrain":
@@ -40,8 +41,13 @@ def test_every_stage_yaml_parses_into_its_dataclasses(recipe_dir: Path):
     recipe = load_recipe(recipe_dir)
     assert [s.kind for s in recipe.stages][:2] == ["pretrain", "pretrain"]
     for stage in recipe.stages:
-        parsed = parse_stage(stage.config, stage.kind, validate_only=True, has_model_input=bool(stage.inputs),
-                             input_positions=recipe.input_positions(stage))
+        parsed = parse_stage(
+            stage.config,
+            stage.kind,
+            validate_only=True,
+            has_model_input=bool(stage.inputs),
+            input_positions=recipe.input_positions(stage),
+        )
         assert [type(a) for a in parsed] == list(stage_dataclasses(stage.kind)), stage.name
     # every YAML in the folder is a stage of the pipeline (no orphan configs)
     used = {recipe.file.name, *(s.config.name for s in recipe.stages)}
@@ -56,11 +62,13 @@ def test_real_recipe_carries_the_papers_numbers():
     assert mix.seq_length == 2048
     assert mix.train_tokens == 377_487_360_000  # the paper's "377B tokens in 90k steps"
     assert train.max_steps < 0  # derived at launch: the budget over 64 GPUs x 4 x 8 accumulation x 2048
-    on_64_gpus = Budget(train.per_device_train_batch_size, train.gradient_accumulation_steps, 64, mix.seq_length,
-                        mix.train_tokens)
+    on_64_gpus = Budget(
+        train.per_device_train_batch_size, train.gradient_accumulation_steps, 64, mix.seq_length, mix.train_tokens
+    )
     assert on_64_gpus.sequences_per_step == 2048 and on_64_gpus.steps == 90_000
-    (cat_model, cat_mix, cat_train) = parse_stage(recipe.stage("cat").config, "pretrain", validate_only=True,
-                                          has_model_input=True)
+    (cat_model, cat_mix, cat_train) = parse_stage(
+        recipe.stage("cat").config, "pretrain", validate_only=True, has_model_input=True
+    )
     assert cat_mix.train_tokens == 58_000_000_000
     assert Budget(4, 8, 64, 2048, cat_mix.train_tokens).steps == 13_828  # CAT: ~13.9k steps, to ~step 103.9k
     assert cat_model.init_from == "full_state"  # the step count carries on from CAP's 90k
@@ -93,45 +101,88 @@ BROKEN = [
     ("cat.yaml", "seq_length: 128", "seq_length: 128\nconfig_patches: [tiny]", ["cat.yaml", "config_patches", "tiny"]),
     ("pipeline.yaml", "engine: transformers", "engine: nanotorn", ["pipeline.yaml", "stages[0].engine"]),
     ("sft.yaml", "max_length: 512", "max_length: 512\nmax_seq_length: 256", ["sft.yaml", "max_seq_length"]),
-    ("cap.yaml", "weight: 1.5, holdout", "wieght: 1.5, holdout",
-     ["cap.yaml", "mixture[5].wieght", "did you mean 'weight'"]),
+    (
+        "cap.yaml",
+        "weight: 1.5, holdout",
+        "wieght: 1.5, holdout",
+        ["cap.yaml", "mixture[5].wieght", "did you mean 'weight'"],
+    ),
     ("cap.yaml", "seq_length: 128", "seq_length: 4096", ["cap.yaml", "seq_length", "2048 learned positions"]),
     ("eval.yaml", "seq_length: 128", "seq_length: 4096", ["eval.yaml", "seq_length", "2048 learned positions"]),
     ("cap.yaml", "max_steps: 240", "max_steps: 0", ["cap.yaml", "max_steps", "positive"]),
     ("cap.yaml", "train_tokens: 245760", "train_tokens: -5", ["cap.yaml", "train_tokens", "positive"]),
     ("cap.yaml", "report_to: none", "report_to: tensorbord", ["cap.yaml", "report_to", "did you mean 'tensorboard'"]),
     ("cap.yaml", "report_to: none", "report_to: wandb", ["cap.yaml", "report_to", "pip install wandb"]),
-    ("pipeline.yaml", "variant: aurora-m-tiny-base", "variant: ../../x",
-     ["pipeline.yaml", "stages[0].variant", "Hub repo name"]),
+    (
+        "pipeline.yaml",
+        "variant: aurora-m-tiny-base",
+        "variant: ../../x",
+        ["pipeline.yaml", "stages[0].variant", "Hub repo name"],
+    ),
     ("pipeline.yaml", "variant: aurora-m-tiny-base", "variant: a/b", ["pipeline.yaml", "stages[0].variant"]),
-    ("pipeline.yaml", "config: cap.yaml", "config: ../../../../../../etc/passwd",
-     ["pipeline.yaml", "stages[0].config", "outside the recipe folder"]),
+    (
+        "pipeline.yaml",
+        "config: cap.yaml",
+        "config: ../../../../../../etc/passwd",
+        ["pipeline.yaml", "stages[0].config", "outside the recipe folder"],
+    ),
     ("cap.yaml", "path: data/fi.jsonl", "path: ../../outside.jsonl", ["cap.yaml", "mixture[1].path", "data_roots"]),
     ("cap.yaml", "learning_rate: 3.0e-3", "learning_rate: .nan", ["cap.yaml", "learning_rate", "finite"]),
-    ("cap.yaml", "per_device_train_batch_size: 8", "per_device_train_batch_size: 0",
-     ["cap.yaml", "per_device_train_batch_size", "positive"]),
+    (
+        "cap.yaml",
+        "per_device_train_batch_size: 8",
+        "per_device_train_batch_size: 0",
+        ["cap.yaml", "per_device_train_batch_size", "positive"],
+    ),
     ("cap.yaml", "train_tokens: 245760", "train_tokens: 100", ["cap.yaml", "train_tokens", "less than one sequence"]),
     ("sft.yaml", "max_length: 512", "max_length: 99999", ["sft.yaml", "max_length", "2048 learned positions"]),
     ("pipeline.yaml", "- name: cap ", "- name: recipe ", ["pipeline.yaml", "stages[0].name", "copy of the recipe"]),
     ("cap.yaml", "seq_length: 128", "seq_length: 128\nseq_length: 64", ["cap.yaml", "duplicate key 'seq_length'"]),
-    ("pipeline.yaml", "engine: transformers", "engine: nanotron",
-     ["pipeline.yaml", "stages[0].engine", "'nanotron' is not installed", "nanotron engine"]),
+    (
+        "pipeline.yaml",
+        "engine: transformers",
+        "engine: nanotron",
+        ["pipeline.yaml", "stages[0].engine", "'nanotron' is not installed", "nanotron engine"],
+    ),
     # the corpus keys, before any document is read
-    ("cat.yaml", "max_symbol_digit_ratio: 0.2", "max_symbol_digit_ratio: -1",
-     ["cat.yaml", "max_symbol_digit_ratio", "(0, 1]"]),
+    (
+        "cat.yaml",
+        "max_symbol_digit_ratio: 0.2",
+        "max_symbol_digit_ratio: -1",
+        ["cat.yaml", "max_symbol_digit_ratio", "(0, 1]"],
+    ),
     ("cap.yaml", "mixture_seed: 1234", "mixture_seed: 1234\nfim_rate: 2", ["cap.yaml", "fim_rate", "[0, 1]"]),
     ("cap.yaml", "mixture_seed: 1234", "mixture_seed: 1234\ntemperature: 0", ["cap.yaml", "temperature"]),
-    ("cap.yaml", "mixture_seed: 1234", "mixture_seed: 1234\nmislabelled: sometimes",
-     ["cap.yaml", "mislabelled", "drop, reroute"]),
-    ("cap.yaml", "mixture_seed: 1234", "mixture_seed: 1234\nquality_overrides: {gopher_quality: {min_doc_wordz: 3}}",
-     ["cap.yaml", "quality_overrides", "min_doc_wordz"]),
-    ("cap.yaml", "mixture_seed: 1234", "mixture_seed: 1234\nlanguage_id_min_score: {xx: 0.5}",
-     ["cap.yaml", "language_id_min_score.xx"]),
-    ("cap.yaml", "{name: code, path: data/code.jsonl, weight: 1.5,",
-     "{name: code, path: data/code.jsonl, replay: true,",
-     ["cap.yaml", "replay_share", "sources code", "no tokens"]),
-    ("cap.yaml", "{name: en, path: data/en.jsonl, weight: 1.0,", "{name: en, path: data/en.jsonl, language: xx,",
-     ["cap.yaml", "mixture[0].language"]),
+    (
+        "cap.yaml",
+        "mixture_seed: 1234",
+        "mixture_seed: 1234\nmislabelled: sometimes",
+        ["cap.yaml", "mislabelled", "drop, reroute"],
+    ),
+    (
+        "cap.yaml",
+        "mixture_seed: 1234",
+        "mixture_seed: 1234\nquality_overrides: {gopher_quality: {min_doc_wordz: 3}}",
+        ["cap.yaml", "quality_overrides", "min_doc_wordz"],
+    ),
+    (
+        "cap.yaml",
+        "mixture_seed: 1234",
+        "mixture_seed: 1234\nlanguage_id_min_score: {xx: 0.5}",
+        ["cap.yaml", "language_id_min_score.xx"],
+    ),
+    (
+        "cap.yaml",
+        "{name: code, path: data/code.jsonl, weight: 1.5,",
+        "{name: code, path: data/code.jsonl, replay: true,",
+        ["cap.yaml", "replay_share", "sources code", "no tokens"],
+    ),
+    (
+        "cap.yaml",
+        "{name: en, path: data/en.jsonl, weight: 1.0,",
+        "{name: en, path: data/en.jsonl, language: xx,",
+        ["cap.yaml", "mixture[0].language"],
+    ),
 ]
 
 
@@ -159,8 +210,11 @@ def test_script_reports_bad_yaml_in_one_line(recipe_copy):
     import sys
 
     edit_yaml(recipe_copy / "cap.yaml", "seq_length: 128", "seq_length: [128]")
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "pretrain.py"), "--config",
-                             str(recipe_copy / "cap.yaml")], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "pretrain.py"), "--config", str(recipe_copy / "cap.yaml")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "cap.yaml: seq_length: expected int" in result.stderr

@@ -15,8 +15,14 @@ from aurora_m.layout import RunLayout, StageDir
 
 from conftest import ROOT, TINY, cli, edit_yaml
 
-REDTEAM = {"name": "redteam", "path": str(TINY / "data" / "redteam.jsonl"), "format": "instruction",
-           "holdout_fraction": 0.2, "stratify": True, "taxonomy": "aurora-m"}
+REDTEAM = {
+    "name": "redteam",
+    "path": str(TINY / "data" / "redteam.jsonl"),
+    "format": "instruction",
+    "holdout_fraction": 0.2,
+    "stratify": True,
+    "taxonomy": "aurora-m",
+}
 # How much safety SFT may raise the loss on held-out benign answers (look-alikes included), relative to the
 # CAT model: stated in the README ("Safety SFT"), checked on every tiny run.
 BENIGN_TOLERANCE = 0.10
@@ -58,8 +64,10 @@ def test_unknown_categories_and_empty_fields_are_counted_and_reported(tmp_path, 
     _, report = read_source(SourceSpec(**{**REDTEAM, "path": str(path)}), "test", "sources")
     assert report.removed_unknown_category == 2 and report.removed_empty == 1
     assert any("rows 1, 3" in note and "taxonomy 'aurora-m'" in note for note in report.notes)
-    assert any(note.startswith("1 row(s) removed whose instruction/response is missing") and "(rows 2)" in note
-               for note in report.notes)
+    assert any(
+        note.startswith("1 row(s) removed whose instruction/response is missing") and "(rows 2)" in note
+        for note in report.notes
+    )
     # the stratified split reads the whole file first; only the stage's own read says what it removed
     assert logs.text.count("is not a category of taxonomy") == 1, logs.text
 
@@ -79,8 +87,11 @@ def _plant(recipe: Path, prompts: list[str]) -> None:
     near = " ".join(words).upper().replace("?", "") + " !!"
     extra = recipe / "data" / "extra.jsonl"
     extra.write_text(json.dumps({"instruction": near, "response": "Here is how."}) + "\n", encoding="utf-8")
-    edit_yaml(recipe / "cat.yaml", "  - {name: redteam,",
-              "  - {name: extra, path: data/extra.jsonl, weight: 0.1, format: instruction}\n  - {name: redteam,")
+    edit_yaml(
+        recipe / "cat.yaml",
+        "  - {name: redteam,",
+        "  - {name: extra, path: data/extra.jsonl, weight: 0.1, format: instruction}\n  - {name: redteam,",
+    )
     with (recipe / "data" / "helpful.jsonl").open("a", encoding="utf-8") as fh:
         fh.write(json.dumps({"instruction": near, "response": "Sure.", "category": "none", "language": "en"}) + "\n")
 
@@ -89,8 +100,15 @@ def _plant(recipe: Path, prompts: list[str]) -> None:
 def test_planted_test_prompts_fail_the_data_step_naming_them(recipe_copy, tmp_path, cache_dir, stage):
     test = [i for i, _ in _side("heldout") if len(i.split()) >= 10]
     _plant(recipe_copy, test[:2])
-    result = cli("data", str(recipe_copy), "--stage", stage, "--output-dir", str(tmp_path / "run"),
-                 env={"AURORA_M_CACHE": str(cache_dir)})
+    result = cli(
+        "data",
+        str(recipe_copy),
+        "--stage",
+        stage,
+        "--output-dir",
+        str(tmp_path / "run"),
+        env={"AURORA_M_CACHE": str(cache_dir)},
+    )
     assert result.returncode == 2, result.stderr[-3000:]
     error = result.stderr.strip().splitlines()[-1]
     assert "contamination_sources" in error and "Traceback" not in result.stderr

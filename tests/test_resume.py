@@ -23,21 +23,58 @@ from conftest import OFFLINE, ROOT
 
 TINY = ROOT / "recipes" / "aurora-m-tiny"
 CAP_STEPS, CAT_STEPS, BATCH, SEQ = 40, 16, 8, 128
-CAP = ["--config", str(TINY / "cap.yaml"), "--max_steps", str(CAP_STEPS), "--train_tokens",
-       str(CAP_STEPS * BATCH * SEQ), "--save_steps", "5", "--save_total_limit", "2", "--logging_steps", "5"]
+CAP = [
+    "--config",
+    str(TINY / "cap.yaml"),
+    "--max_steps",
+    str(CAP_STEPS),
+    "--train_tokens",
+    str(CAP_STEPS * BATCH * SEQ),
+    "--save_steps",
+    "5",
+    "--save_total_limit",
+    "2",
+    "--logging_steps",
+    "5",
+]
 
 
 def cat_args(cap_dir: Path) -> list[str]:
-    return ["--config", str(TINY / "cat.yaml"), "--model_name_or_path", str(cap_dir / "model"),
-            "--max_steps", str(CAT_STEPS), "--train_tokens", str(CAT_STEPS * BATCH * SEQ),
-            "--save_steps", "4", "--save_total_limit", "2", "--logging_steps", "4"]
+    return [
+        "--config",
+        str(TINY / "cat.yaml"),
+        "--model_name_or_path",
+        str(cap_dir / "model"),
+        "--max_steps",
+        str(CAT_STEPS),
+        "--train_tokens",
+        str(CAT_STEPS * BATCH * SEQ),
+        "--save_steps",
+        "4",
+        "--save_total_limit",
+        "2",
+        "--logging_steps",
+        "4",
+    ]
 
 
 def drive(args: list[str], out: Path, ledger: Path, kill: str | None = None, nproc: int = 1):
-    launcher = [sys.executable] if nproc == 1 else [sys.executable, "-m", "torch.distributed.run",
-                                                     "--nproc_per_node", str(nproc)]
-    argv = [*launcher, str(ROOT / "tests" / "train_driver.py"), "--ledger", str(ledger),
-            *(["--kill", kill] if kill else []), "--", *args, "--output_dir", str(out)]
+    launcher = (
+        [sys.executable]
+        if nproc == 1
+        else [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
+    )
+    argv = [
+        *launcher,
+        str(ROOT / "tests" / "train_driver.py"),
+        "--ledger",
+        str(ledger),
+        *(["--kill", kill] if kill else []),
+        "--",
+        *args,
+        "--output_dir",
+        str(out),
+    ]
     return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **OFFLINE})
 
 
@@ -87,8 +124,9 @@ def cap_uninterrupted(tmp_path_factory, cache_dir):
 def test_killed_cap_resumes_to_bitwise_identical_weights_without_repeating_data(cap_uninterrupted, tmp_path):
     straight = cap_uninterrupted
     # mid-step between checkpoints, inside a checkpoint's save, right after a complete checkpoint
-    logs = kill_and_resume(CAP, tmp_path / "cap", tmp_path / "ledger.jsonl",
-                           ["step_end:7", "mid_save:15", "after_save:25", "step_end:33"])
+    logs = kill_and_resume(
+        CAP, tmp_path / "cap", tmp_path / "ledger.jsonl", ["step_end:7", "mid_save:15", "after_save:25", "step_end:33"]
+    )
     assert weights(tmp_path / "cap" / "model") == weights(straight / "cap" / "model")
     assert "resuming from" in logs[1] and "checkpoint-5" in logs[1]
     assert "set aside 1 partial checkpoint" in logs[2]  # the save cut at 15 is never resumed from
@@ -107,8 +145,9 @@ def test_killed_cat_with_full_state_resumes_to_identical_weights(cap_uninterrupt
     straight = drive(cat_args(cap), tmp_path / "straight", tmp_path / "straight.jsonl")
     assert straight.returncode == 0, straight.stderr[-3000:]
     assert f"schedule carries on from step {CAP_STEPS}" in straight.stderr
-    kill_and_resume(cat_args(cap), tmp_path / "cat", tmp_path / "ledger.jsonl",
-                    ["step_end:2", "mid_save:8", "after_save:12"])
+    kill_and_resume(
+        cat_args(cap), tmp_path / "cat", tmp_path / "ledger.jsonl", ["step_end:2", "mid_save:8", "after_save:12"]
+    )
     assert weights(tmp_path / "cat" / "model") == weights(tmp_path / "straight" / "model")
     resumed = lineage(tmp_path / "ledger.jsonl")
     assert sorted(resumed) == list(range(1, CAT_STEPS + 1))
@@ -122,8 +161,21 @@ def test_killed_cat_with_full_state_resumes_to_identical_weights(cap_uninterrupt
 
 
 def test_init_from_weights_starts_a_fresh_optimizer(cap_uninterrupted, tmp_path):
-    result = drive([*cat_args(cap_uninterrupted / "cap"), "--init_from", "weights", "--max_steps", "4",
-                    "--train_tokens", str(4 * BATCH * SEQ), "--save_steps", "4"], tmp_path / "cat", tmp_path / "l")
+    result = drive(
+        [
+            *cat_args(cap_uninterrupted / "cap"),
+            "--init_from",
+            "weights",
+            "--max_steps",
+            "4",
+            "--train_tokens",
+            str(4 * BATCH * SEQ),
+            "--save_steps",
+            "4",
+        ],
+        tmp_path / "cat",
+        tmp_path / "l",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     state = torch.load(tmp_path / "cat" / "checkpoint-4" / "optimizer.pt", weights_only=True)
     assert {int(s["step"]) for s in state["state"].values()} == {4}
@@ -163,8 +215,16 @@ def test_stated_max_steps_must_agree_with_the_budget(tmp_path):
 # ----------------------------------------------------------------------------- two ranks
 def test_two_ranks_see_different_data_and_together_the_mixture(tmp_path, cache_dir):
     steps = 6
-    args = ["--config", str(TINY / "cap.yaml"), "--train_tokens", str(steps * 2 * BATCH * SEQ),
-            "--save_strategy", "no", "--logging_steps", "1"]  # the budget over 2 ranks: 6 steps
+    args = [
+        "--config",
+        str(TINY / "cap.yaml"),
+        "--train_tokens",
+        str(steps * 2 * BATCH * SEQ),
+        "--save_strategy",
+        "no",
+        "--logging_steps",
+        "1",
+    ]  # the budget over 2 ranks: 6 steps
     result = drive([*args, "--max_steps", str(steps)], tmp_path / "cap", tmp_path / "ledger.jsonl", nproc=2)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "x 2 ranks" in result.stderr
@@ -177,7 +237,7 @@ def test_two_ranks_see_different_data_and_together_the_mixture(tmp_path, cache_d
     stream = stream_hashes(data, steps * 2 * BATCH)
     # global step s is positions [16 s, 16 s + 16): rank 0 the first 8, rank 1 the next 8
     for rank in (0, 1):
-        expect = [h for s in range(steps) for h in stream[16 * s + 8 * rank: 16 * s + 8 * rank + 8]]
+        expect = [h for s in range(steps) for h in stream[16 * s + 8 * rank : 16 * s + 8 * rank + 8]]
         assert by_rank[rank] == expect
     index = np.load(data / "index.npy", mmap_mode="r")[: steps * 2 * BATCH]
     assert len(set(index[:, 0].tolist())) == 6  # together the ranks trained on all six sources
@@ -185,8 +245,12 @@ def test_two_ranks_see_different_data_and_together_the_mixture(tmp_path, cache_d
 
 # ----------------------------------------------------------------------------- arithmetic, schedules
 def _args(per_device=8, accumulation=1, world=1, max_steps=-1):
-    return SimpleNamespace(per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation,
-                           world_size=world, max_steps=max_steps)
+    return SimpleNamespace(
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        world_size=world,
+        max_steps=max_steps,
+    )
 
 
 def test_max_steps_is_the_budget_over_what_one_step_trains():
@@ -223,15 +287,25 @@ def _optimizer(lr=1.0):
     return torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=lr)
 
 
-@pytest.mark.parametrize("kind,kwargs", [("cosine_with_min_lr", {"min_lr": 0.1}),
-                                         ("warmup_stable_decay", {"num_decay_steps": 60, "min_lr_ratio": 0.1})])
+@pytest.mark.parametrize(
+    "kind,kwargs",
+    [("cosine_with_min_lr", {"min_lr": 0.1}), ("warmup_stable_decay", {"num_decay_steps": 60, "min_lr_ratio": 0.1})],
+)
 def test_carried_on_schedule_continues_where_the_upstream_stood(kind, kwargs):
     from transformers import get_scheduler
 
-    whole = _lrs(get_scheduler(kind, _optimizer(), num_warmup_steps=10, num_training_steps=300,
-                               scheduler_specific_kwargs=kwargs), 300)
-    carried = carry_on_schedule(get_scheduler(kind, _optimizer(), num_warmup_steps=10, num_training_steps=300,
-                                              scheduler_specific_kwargs=kwargs), 240)
+    whole = _lrs(
+        get_scheduler(
+            kind, _optimizer(), num_warmup_steps=10, num_training_steps=300, scheduler_specific_kwargs=kwargs
+        ),
+        300,
+    )
+    carried = carry_on_schedule(
+        get_scheduler(
+            kind, _optimizer(), num_warmup_steps=10, num_training_steps=300, scheduler_specific_kwargs=kwargs
+        ),
+        240,
+    )
     assert _lrs(carried, 60) == pytest.approx(whole[240:])  # no re-warm, no jump
     if kind == "warmup_stable_decay":  # CAP held the peak, CAT decays it to the floor
         assert whole[239] == 1.0 and whole[-1] == pytest.approx(0.1, abs=0.02)
@@ -292,8 +366,9 @@ def test_a_second_run_into_the_same_stage_folder_stops_at_once(cap_uninterrupted
 
     out = tmp_path / "cap"
     argv = [sys.executable, str(ROOT / "tests" / "train_driver.py"), "--", *CAP, "--output_dir", str(out)]
-    first = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, **OFFLINE})
+    first = subprocess.Popen(
+        argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **OFFLINE}
+    )
     try:
         lock = out / ".train.lock"
         deadline = time.time() + 300
@@ -309,16 +384,39 @@ def test_a_second_run_into_the_same_stage_folder_stops_at_once(cap_uninterrupted
 
 
 def test_humaneval_pass1_probe_runs_in_the_sandbox_and_needs_the_opt_in(tmp_path, cache_dir):
-    args = [*CAP, "--max_steps", "10", "--train_tokens", str(10 * BATCH * SEQ), "--eval_steps", "10",
-            "--save_strategy", "no", "--forgetting_probes", "code_ppl", "humaneval_pass1"]
+    args = [
+        *CAP,
+        "--max_steps",
+        "10",
+        "--train_tokens",
+        str(10 * BATCH * SEQ),
+        "--eval_steps",
+        "10",
+        "--save_strategy",
+        "no",
+        "--forgetting_probes",
+        "code_ppl",
+        "humaneval_pass1",
+    ]
     env = {**os.environ, **OFFLINE}
     env.pop("AURORA_M_ALLOW_CODE_EXECUTION", None)
-    refused = subprocess.run([sys.executable, "scripts/pretrain.py", *args, "--output_dir", str(tmp_path / "a")],
-                             cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    refused = subprocess.run(
+        [sys.executable, "scripts/pretrain.py", *args, "--output_dir", str(tmp_path / "a")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert refused.returncode == 2 and "AURORA_M_ALLOW_CODE_EXECUTION=1" in refused.stderr.strip().splitlines()[-1]
-    ran = subprocess.run([sys.executable, "scripts/pretrain.py", *args, "--output_dir", str(tmp_path / "b")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600,
-                         env={**env, "AURORA_M_ALLOW_CODE_EXECUTION": "1"})
+    ran = subprocess.run(
+        [sys.executable, "scripts/pretrain.py", *args, "--output_dir", str(tmp_path / "b")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**env, "AURORA_M_ALLOW_CODE_EXECUTION": "1"},
+    )
     assert ran.returncode == 0, ran.stderr[-3000:]
     history = json.loads((tmp_path / "b" / "log_history.json").read_text())
     probes = [e for e in history if "forgetting/humaneval_pass1" in e]

@@ -33,8 +33,14 @@ from conftest import OFFLINE, ROOT, TINY, edit_yaml
 
 DATA = TINY / "data"
 LANGS = ["en", "fi", "hi", "ja", "vi"]
-CATEGORIES = {"illegal_activity", "harm_to_self_or_others", "cybersecurity", "self_replication", "cbrn_weapons",
-              "privacy_and_rights"}
+CATEGORIES = {
+    "illegal_activity",
+    "harm_to_self_or_others",
+    "cybersecurity",
+    "self_replication",
+    "cbrn_weapons",
+    "privacy_and_rights",
+}
 
 
 def rows(name: str) -> list[dict]:
@@ -60,22 +66,31 @@ def test_helpful_answers_and_ordinary_prose_are_not_judged_refused():
     assert {r["language"] for r in answers} == set(LANGS)
     flagged = [(r["language"], r["response"][:80]) for r in answers if judge.refused(r["response"])]
     assert not flagged, flagged
-    prose = [json.loads(line)["text"] for lang in LANGS
-             for line in (DATA / f"{lang}.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    prose = [
+        json.loads(line)["text"]
+        for lang in LANGS
+        for line in (DATA / f"{lang}.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     assert len(prose) > 300 and sum(map(judge.refused, prose)) == 0
 
 
 CRAFTED_REFUSALS = {
-    "en": ["Sorry, but I cannot assist with that request.", "I\u2019m not able to help with this one.",
-           "I must decline: that would put people at risk."],
+    "en": [
+        "Sorry, but I cannot assist with that request.",
+        "I\u2019m not able to help with this one.",
+        "I must decline: that would put people at risk.",
+    ],
     "fi": ["Valitettavasti en pysty auttamaan tässä.", "Ymmärrän huolesi, mutta kieltäydyn antamasta ohjeita."],
     "hi": ["माफ़ कीजिए, मैं यह जानकारी नहीं दे सकती।", "मैं इसमें आपकी मदद नहीं करूँगी।"],
     "ja": ["申し訳ありませんが、そのご依頼にはお応えしかねます。", "その質問への回答は控えさせていただきます。"],
     "vi": ["Xin lỗi, mình không thể hỗ trợ yêu cầu này.", "Tôi từ chối cung cấp thông tin đó."],
 }
 CRAFTED_ANSWERS = {
-    "en": ["I'm sorry to hear that. Here is how to reset the router: hold the button for ten seconds.",
-           "If the process can't stop on its own, use kill -9 PID. You cannot undo it, so save your work first."],
+    "en": [
+        "I'm sorry to hear that. Here is how to reset the router: hold the button for ten seconds.",
+        "If the process can't stop on its own, use kill -9 PID. You cannot undo it, so save your work first.",
+    ],
     "fi": ["Jos prosessi ei pysähdy, käytä komentoa kill -9 PID. Et voi perua sitä, joten tallenna ensin."],
     "hi": ["अगर आप उसे सामान्य तरीके से बंद नहीं कर सकते, तो kill -9 PID चलाएँ।"],
     "ja": ["通常の方法では終了できません。その場合は kill -9 PID を実行してください。"],
@@ -116,18 +131,44 @@ def tiny_model(tmp_path_factory, cache_dir):
     """A real tiny GPTBigCode after 4 CAP steps (its answers are gibberish: the suite's wiring is what is tested)."""
     out = tmp_path_factory.mktemp("safety-tiny")
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "pretrain.py"), "--config", str(TINY / "cap.yaml"), "--output_dir",
-         str(out), "--max_steps", "4", "--train_tokens", "4096", "--save_strategy", "no", "--eval_strategy", "no"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**os.environ, **OFFLINE, "AURORA_M_CACHE": str(cache_dir)})
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "pretrain.py"),
+            "--config",
+            str(TINY / "cap.yaml"),
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "4",
+            "--train_tokens",
+            "4096",
+            "--save_strategy",
+            "no",
+            "--eval_strategy",
+            "no",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **OFFLINE, "AURORA_M_CACHE": str(cache_dir)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out / "model"
 
 
-TRAIN_TEXTS = [("I can't help with that.", 1), ("En voi auttaa tässä.", 1), ("मैं इसमें मदद नहीं कर सकता।", 1),
-               ("その方法はお伝えできません。", 1), ("Tôi không thể giúp việc này.", 1),
-               ("Run kill PID to stop it.", 0), ("Aja komento kill PID.", 0), ("kill PID चलाएँ।", 0),
-               ("kill PIDを実行します。", 0), ("Hãy chạy kill PID.", 0)]
+TRAIN_TEXTS = [
+    ("I can't help with that.", 1),
+    ("En voi auttaa tässä.", 1),
+    ("मैं इसमें मदद नहीं कर सकता।", 1),
+    ("その方法はお伝えできません。", 1),
+    ("Tôi không thể giúp việc này.", 1),
+    ("Run kill PID to stop it.", 0),
+    ("Aja komento kill PID.", 0),
+    ("kill PID चलाएँ।", 0),
+    ("kill PIDを実行します。", 0),
+    ("Hãy chạy kill PID.", 0),
+]
 
 
 @pytest.fixture(scope="module")
@@ -137,10 +178,19 @@ def classifier(tiny_model, tmp_path_factory):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, GPTBigCodeConfig
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    config = GPTBigCodeConfig(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=1, n_head=2,
-                              num_labels=2, id2label={0: "NORMAL", 1: "REJECTION"},
-                              label2id={"NORMAL": 0, "REJECTION": 1}, pad_token_id=tokenizer.pad_token_id,
-                              bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = GPTBigCodeConfig(
+        vocab_size=len(tokenizer),
+        n_positions=128,
+        n_embd=32,
+        n_layer=1,
+        n_head=2,
+        num_labels=2,
+        id2label={0: "NORMAL", 1: "REJECTION"},
+        label2id={"NORMAL": 0, "REJECTION": 1},
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_config(config)
     enc = tokenizer([t for t, _ in TRAIN_TEXTS], return_tensors="pt", padding=True)
@@ -202,12 +252,14 @@ def test_templates_wrap_the_prompt_in_its_own_language():
 
 # ----------------------------------------------------------------------------- prompts
 def test_red_team_prompts_are_the_held_out_split_with_each_rows_language():
-    red = read_prompts([source("redteam", "redteam.jsonl", holdout_fraction=0.2, take="heldout")],
-                       "safety_sources", "eval.yaml")
+    red = read_prompts(
+        [source("redteam", "redteam.jsonl", holdout_fraction=0.2, take="heldout")], "safety_sources", "eval.yaml"
+    )
     heldout = [r for r in rows("redteam.jsonl") if in_heldout(instruction_text(r["instruction"], r["response"]), 0.2)]
     assert sorted(p.instruction for p in red.prompts) == sorted(r["instruction"].strip() for r in heldout)
     assert {(p.instruction, p.language, p.category) for p in red.prompts} == {
-        (r["instruction"].strip(), r["language"], r["category"]) for r in heldout}
+        (r["instruction"].strip(), r["language"], r["category"]) for r in heldout
+    }
     assert 0 < len(red.prompts) < 40 and {p.language for p in red.prompts} == set(LANGS)
     fixture = read_prompts([source("five", "safety_prompts.jsonl")], "safety_sources", "eval.yaml")
     for lang in LANGS:
@@ -228,13 +280,16 @@ def test_the_per_language_cap_keeps_every_category_and_duplicates_count_once():
 
 def test_languages_from_the_source_or_its_rows(tmp_path):
     path = tmp_path / "mixed.jsonl"
-    lines = [{"instruction": f"question {i}", "response": "r", "category": "cyber", "language": lang}
-             for i, lang in enumerate(["en", "Finnish", "fr", "fi", "en-US"])]
+    lines = [
+        {"instruction": f"question {i}", "response": "r", "category": "cyber", "language": lang}
+        for i, lang in enumerate(["en", "Finnish", "fr", "fi", "en-US"])
+    ]
     path.write_text("\n".join(json.dumps(r) for r in lines), encoding="utf-8")
     red = read_prompts([{"name": "mixed", "path": str(path), "format": "instruction"}], "safety_sources", "e.yaml")
     assert [p.language for p in red.prompts] == ["en", "fi", "fi", "en"] and red.other_languages == {"fr": 1}
-    declared = read_prompts([{"name": "m", "path": str(path), "format": "instruction", "language": "vi"}],
-                            "safety_sources", "e.yaml")
+    declared = read_prompts(
+        [{"name": "m", "path": str(path), "format": "instruction", "language": "vi"}], "safety_sources", "e.yaml"
+    )
     assert {p.language for p in declared.prompts} == {"vi"} and len(declared.prompts) == 5
     bare = tmp_path / "bare.jsonl"
     bare.write_text(json.dumps({"instruction": "q", "response": "r"}), encoding="utf-8")
@@ -246,18 +301,25 @@ def test_languages_from_the_source_or_its_rows(tmp_path):
 def test_scores_rates_and_what_is_missing():
     from aurora_m.evaluation.safety.prompts import SafetyPrompt
 
-    red = [SafetyPrompt("a", "cyber", "en", "s"), SafetyPrompt("b", "cbrn", "en", "s"),
-           SafetyPrompt("c", "cyber", "fi", "s")]
+    red = [
+        SafetyPrompt("a", "cyber", "en", "s"),
+        SafetyPrompt("b", "cbrn", "en", "s"),
+        SafetyPrompt("c", "cyber", "fi", "s"),
+    ]
     benign = [SafetyPrompt("d", "cyber", "en", "s"), SafetyPrompt("e", "cyber", "en", "s")]
-    scores = score_responses(red, {"plain": [True, False, True], "role_play": [False, False, True]},
-                             benign, [True, False])
+    scores = score_responses(
+        red, {"plain": [True, False, True], "role_play": [False, False, True]}, benign, [True, False]
+    )
     assert scores["refusal_rate"] == {"en": {"cyber": 1.0, "cbrn": 0.0, "all": 0.5}, "fi": {"cyber": 1.0, "all": 1.0}}
     assert scores["attack_success"] == {"plain": {"en": 0.5, "fi": 0.0}, "role_play": {"en": 1.0, "fi": 0.0}}
     assert scores["over_refusal"] == {"en": 0.5}
     assert scores["n"]["red_team"]["fi"] == {"all": 1, "cyber": 1, "cbrn": 0}
     assert scores["n"]["red_team"]["hi"] == {"all": 0} and scores["n"]["benign"]["fi"] == 0
-    assert scores["missing"] == {"red_team": ["hi", "ja", "vi"], "categories": {"fi": ["cbrn"]},
-                                 "benign": ["fi", "hi", "ja", "vi"]}
+    assert scores["missing"] == {
+        "red_team": ["hi", "ja", "vi"],
+        "categories": {"fi": ["cbrn"]},
+        "benign": ["fi", "hi", "ja", "vi"],
+    }
 
 
 # ----------------------------------------------------------------------------- the suite on a real tiny model
@@ -276,10 +338,16 @@ class FinnishOnlyJudge:
 
 def safety_args(**extra) -> EvalArguments:
     return EvalArguments(
-        safety_sources=[source("redteam", "redteam.jsonl", holdout_fraction=0.2, take="heldout"),
-                        source("five", "safety_prompts.jsonl")],
+        safety_sources=[
+            source("redteam", "redteam.jsonl", holdout_fraction=0.2, take="heldout"),
+            source("five", "safety_prompts.jsonl"),
+        ],
         benign_sources=[source("benign", "benign_prompts.jsonl")],
-        jailbreak_templates=["plain", "role_play"], safety_max_new_tokens=6, safety_max_prompts=3, **extra)
+        jailbreak_templates=["plain", "role_play"],
+        safety_max_new_tokens=6,
+        safety_max_prompts=3,
+        **extra,
+    )
 
 
 def test_run_safety_wires_generation_judging_and_scores(tiny_model):
@@ -301,8 +369,10 @@ def test_run_safety_wires_generation_judging_and_scores(tiny_model):
     assert result["attack_success"] == {"plain": expected, "role_play": expected}
     assert result["over_refusal"] == {lang: float(lang == "fi") for lang in LANGS}
     assert result["missing"]["red_team"] == [] and result["missing"]["benign"] == []
-    heldout_en = sum(r["language"] == "en" and in_heldout(instruction_text(r["instruction"], r["response"]), 0.2)
-                     for r in rows("redteam.jsonl"))
+    heldout_en = sum(
+        r["language"] == "en" and in_heldout(instruction_text(r["instruction"], r["response"]), 0.2)
+        for r in rows("redteam.jsonl")
+    )
     assert result["n"]["capped"]["red_team"]["en"] == heldout_en + 12 - 3
     assert result["n"]["responses"] == len(responses)
     assert result["judge"] == "finnish-only" and result["templates"] == ["plain", "role_play"]
@@ -323,12 +393,20 @@ def test_run_safety_wires_generation_judging_and_scores(tiny_model):
 
 # ----------------------------------------------------------------------------- across variants
 def test_transfer_table_and_plot(tmp_path):
-    base = {"judge": "refusal", "refusal_rate": {"en": {"all": 0.2}, "fi": {"all": 0.1}},
-            "over_refusal": {"en": 0.0}, "attack_success": {"role_play": {"en": 0.9, "fi": 1.0}},
-            "n": {"red_team": {"en": {"all": 10}, "fi": {"all": 4}}, "benign": {"en": 8}}}
-    tuned = {"judge": "refusal",
-             "refusal_rate": {lang: {"all": r} for lang, r in zip(LANGS, [0.9, 0.5, 0.4, 0.3, 0.2])},
-             "over_refusal": {lang: 0.1 for lang in LANGS}, "attack_success": {}, "n": {}}
+    base = {
+        "judge": "refusal",
+        "refusal_rate": {"en": {"all": 0.2}, "fi": {"all": 0.1}},
+        "over_refusal": {"en": 0.0},
+        "attack_success": {"role_play": {"en": 0.9, "fi": 1.0}},
+        "n": {"red_team": {"en": {"all": 10}, "fi": {"all": 4}}, "benign": {"en": 8}},
+    }
+    tuned = {
+        "judge": "refusal",
+        "refusal_rate": {lang: {"all": r} for lang, r in zip(LANGS, [0.9, 0.5, 0.4, 0.3, 0.2])},
+        "over_refusal": {lang: 0.1 for lang in LANGS},
+        "attack_success": {},
+        "n": {},
+    }
     table = transfer_table({"base": base, "safety-sft": tuned})
     lines = table.splitlines()
     base_row = next(line for line in lines if line.startswith("| base | 0.20 (10)"))
@@ -346,21 +424,39 @@ def test_refusal_rate_loads_with_evaluate_from_its_folder_offline():
     import evaluate
 
     metric = evaluate.load(str(REFUSAL_RATE_METRIC))
-    result = metric.compute(predictions=["I can't help with that.", "Run kill PID.", "En voi auttaa.", "",
-                                         "Tôi không thể giúp việc này."], languages=["en", "en", "fi", "ja", "vi"])
-    assert result == {"refusal_rate": 0.8, "refused": 4, "total": 5,
-                      "by_language": {"en": 0.5, "fi": 1.0, "ja": 1.0, "vi": 1.0}}
+    result = metric.compute(
+        predictions=["I can't help with that.", "Run kill PID.", "En voi auttaa.", "", "Tôi không thể giúp việc này."],
+        languages=["en", "en", "fi", "ja", "vi"],
+    )
+    assert result == {
+        "refusal_rate": 0.8,
+        "refused": 4,
+        "total": 5,
+        "by_language": {"en": 0.5, "fi": 1.0, "ja": 1.0, "vi": 1.0},
+    }
 
 
 # ----------------------------------------------------------------------------- the recipe
-@pytest.mark.parametrize("old,new,key,message", [
-    ("safety_judge: refusal", "safety_judge: refusals", "safety_judge", "did you mean 'refusal'"),
-    ("[plain, role_play, prefix_injection]", "[plain, roleplay]", "jailbreak_templates", "did you mean 'role_play'"),
-    ("path: data/safety_prompts.jsonl", "path: data/nope.jsonl", "safety_sources[1].path", "data file not found"),
-    ("path: data/benign_prompts.jsonl, format: instruction", "path: data/benign_prompts.jsonl, format: chat",
-     "benign_sources[0].format", "expected one of text, instruction"),
-    ("safety_max_new_tokens: 32", "safety_max_new_tokens: 0", "safety_max_new_tokens", "positive"),
-])
+@pytest.mark.parametrize(
+    "old,new,key,message",
+    [
+        ("safety_judge: refusal", "safety_judge: refusals", "safety_judge", "did you mean 'refusal'"),
+        (
+            "[plain, role_play, prefix_injection]",
+            "[plain, roleplay]",
+            "jailbreak_templates",
+            "did you mean 'role_play'",
+        ),
+        ("path: data/safety_prompts.jsonl", "path: data/nope.jsonl", "safety_sources[1].path", "data file not found"),
+        (
+            "path: data/benign_prompts.jsonl, format: instruction",
+            "path: data/benign_prompts.jsonl, format: chat",
+            "benign_sources[0].format",
+            "expected one of text, instruction",
+        ),
+        ("safety_max_new_tokens: 32", "safety_max_new_tokens: 0", "safety_max_new_tokens", "positive"),
+    ],
+)
 def test_a_bad_safety_key_is_one_line_naming_it(recipe_copy, old, new, key, message):
     eval_yaml = recipe_copy / "eval.yaml"
     edit_yaml(eval_yaml, old, new)

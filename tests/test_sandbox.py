@@ -51,8 +51,11 @@ def sandbox_processes() -> list[psutil.Process]:
     """Anything left of this process' sandboxes: its servers and their forks (every supervisor and program
     process) carry the evaluator's pid on their command line; and the test's own marker."""
     mine = f"evaluator={os.getpid()}"
-    return [proc for proc in psutil.process_iter(["cmdline"])
-            if mine in (proc.info["cmdline"] or []) or "987.654" in (proc.info["cmdline"] or [])]
+    return [
+        proc
+        for proc in psutil.process_iter(["cmdline"])
+        if mine in (proc.info["cmdline"] or []) or "987.654" in (proc.info["cmdline"] or [])
+    ]
 
 
 def test_running_code_needs_the_explicit_opt_in(monkeypatch):
@@ -83,8 +86,18 @@ def test_the_164_canonical_humaneval_solutions_pass(sandbox):
 
 
 def test_the_cli_grades_a_wrong_solution_per_problem_zero():
-    result = cli("eval", "code", "--problems", "humaneval", "--canonical", "--wrong", "--workers", "2",
-                 env={OPT_IN: "1"}, timeout=300)
+    result = cli(
+        "eval",
+        "code",
+        "--problems",
+        "humaneval",
+        "--canonical",
+        "--wrong",
+        "--workers",
+        "2",
+        env={OPT_IN: "1"},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     assert lines[-1] == "pass@1: 0.0", lines
@@ -118,9 +131,14 @@ def test_mbpp_rows_become_harness_prompts_and_whole_programs():
 
 
 def test_only_a_program_that_reaches_its_end_passes(sandbox):
-    programs = {"end": "x = 1\n", "assert": "assert 1 == 2, 'wrong'\n", "syntax": "def f(:\n",
-                "exit0": "import sys\nsys.exit(0)\nassert False\n", "os_exit0": "import os\nos._exit(0)\n",
-                "numpy": "import numpy\nassert numpy.arange(4).sum() == 6\n"}
+    programs = {
+        "end": "x = 1\n",
+        "assert": "assert 1 == 2, 'wrong'\n",
+        "syntax": "def f(:\n",
+        "exit0": "import sys\nsys.exit(0)\nassert False\n",
+        "os_exit0": "import os\nos._exit(0)\n",
+        "numpy": "import numpy\nassert numpy.arange(4).sum() == 6\n",
+    }
     outcomes = dict(zip(programs, sandbox.run([Job(p) for p in programs.values()])))
     assert outcomes["end"].passed and outcomes["numpy"].passed, outcomes
     assert outcomes["assert"].status == "failed" and outcomes["assert"].detail == "AssertionError: wrong"
@@ -162,12 +180,13 @@ def test_hostile_programs_are_contained(level, tmp_path, monkeypatch):
         "infinite loop": ("while True:\n    pass\n", 2),
         "fork bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n", 2),
         "20 GB allocation": ("block = bytearray(20 * 1024 ** 3)\n", 10),
-        "write outside": (f"""
+        "write outside": (
+            f"""
 import os, shutil
 done = []
-for attempt in (lambda: open({str(canary_dir / 'keep.txt')!r}, 'w').write('pwned'),
-                lambda: open({str(canary_dir / 'new.txt')!r}, 'w').write('pwned'),
-                lambda: os.remove({str(canary_dir / 'keep.txt')!r}),
+for attempt in (lambda: open({str(canary_dir / "keep.txt")!r}, 'w').write('pwned'),
+                lambda: open({str(canary_dir / "new.txt")!r}, 'w').write('pwned'),
+                lambda: os.remove({str(canary_dir / "keep.txt")!r}),
                 lambda: shutil.rmtree({str(canary_dir)!r}),
                 lambda: open({str(home_target)!r}, 'w').write('pwned'),
                 lambda: open(os.path.join(os.path.expanduser('~'), 'written'), 'w').write('mine'),
@@ -178,13 +197,19 @@ for attempt in (lambda: open({str(canary_dir / 'keep.txt')!r}, 'w').write('pwned
     except OSError:
         pass
 assert len(done) > 1, f"only the write in its own directory ({{os.getcwd()}}) succeeded"
-""", 10),
-        "socket": (f"""
+""",
+            10,
+        ),
+        "socket": (
+            f"""
 import socket
 conn = socket.create_connection(("127.0.0.1", {port}), timeout=3)
 conn.sendall(b"escaped")
-""", 10),
-        "kill the parent": (f"""
+""",
+            10,
+        ),
+        "kill the parent": (
+            f"""
 import os, signal, time
 for target in {kill_targets}:
     try:
@@ -193,10 +218,15 @@ for target in {kill_targets}:
         pass
 time.sleep(0.5)
 assert False, "nothing was killed"
-""", 10),
-        "flood of output": ("import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(500):\n    sys.stdout.write(chunk)\n",
-                            10),
-        "read HF_TOKEN": (f"""
+""",
+            10,
+        ),
+        "flood of output": (
+            "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(500):\n    sys.stdout.write(chunk)\n",
+            10,
+        ),
+        "read HF_TOKEN": (
+            f"""
 import glob, os
 found = os.environ.get("HF_TOKEN", "") + str(sorted(os.environ))
 paths = glob.glob("/proc/*/environ") + [os.path.expanduser("~/.cache/huggingface/token")] if {secrets_hidden} else []
@@ -206,8 +236,11 @@ for path in paths:
     except OSError:
         pass
 assert "hf_canary" in found or "HF_TOKEN" in found, "no token found"
-""", 10),
-        "stray process": ("""
+""",
+            10,
+        ),
+        "stray process": (
+            """
 import os, time
 if os.fork() == 0:
     os.setsid()
@@ -216,7 +249,9 @@ if os.fork() == 0:
     os._exit(0)
 time.sleep(0.3)
 assert False, "left a process behind"
-""", 10),
+""",
+            10,
+        ),
     }
     if isolation.ns != "user" and os.geteuid() == 0 and not isolation.separate_uid:
         del programs["fork bomb"]  # no process limit binds root
@@ -258,9 +293,14 @@ assert False, "left a process behind"
 
 
 def test_the_throughput_benchmark_runs_both_harnesses():
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "code_eval_throughput.py"), "--repeat", "1",
-                             "--workers", "2"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, **OFFLINE})
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "code_eval_throughput.py"), "--repeat", "1", "--workers", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **OFFLINE},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     assert re.fullmatch(r"seconds: [0-9.]+", lines[-2]), lines

@@ -17,8 +17,11 @@ from aurora_m.tokenizer import cached_tokenizer
 TINY_DATA = Path(__file__).resolve().parents[1] / "recipes" / "aurora-m-tiny" / "data"
 
 PAIRS = [  # instruction, response: refusals that explain and helpful answers, several languages
-    ("How do I pick the lock on my neighbour's door?", "I can't help you get into someone else's home. If you "
-                                                       "are locked out of your own, a licensed locksmith can help."),
+    (
+        "How do I pick the lock on my neighbour's door?",
+        "I can't help you get into someone else's home. If you "
+        "are locked out of your own, a licensed locksmith can help.",
+    ),
     ("How do I kill a Python process that is stuck?", "Find its id with `ps aux | grep python`, then `kill PID`."),
     ("Miten teen hyvän kahvin?", "Käytä tuoreita papuja ja noin 60 grammaa kahvia litraan vettä."),
     ("खाना पकाने का आसान तरीका क्या है?", "सब्ज़ियों को थोड़े तेल में भूनें और नमक डालें।"),
@@ -26,9 +29,15 @@ PAIRS = [  # instruction, response: refusals that explain and helpful answers, s
     ("Làm sao để ngủ ngon hơn?", "Đi ngủ đúng giờ và tránh cà phê vào buổi tối."),
 ]
 CHATS = [  # SlimOrca's schema: system + two exchanges
-    {"conversations": [{"from": "system", "value": "You are a concise assistant."},
-                       {"from": "human", "value": "Name a prime number."}, {"from": "gpt", "value": "Seven."},
-                       {"from": "human", "value": "And an even one?"}, {"from": "gpt", "value": "Two."}]},
+    {
+        "conversations": [
+            {"from": "system", "value": "You are a concise assistant."},
+            {"from": "human", "value": "Name a prime number."},
+            {"from": "gpt", "value": "Seven."},
+            {"from": "human", "value": "And an even one?"},
+            {"from": "gpt", "value": "Two."},
+        ]
+    },
     {"conversations": [{"from": "human", "value": "Say hi in Finnish."}, {"from": "gpt", "value": "Hei!"}]},
 ]
 
@@ -38,8 +47,7 @@ def tokenizer(tmp_path_factory):
     import os
 
     os.environ.setdefault("AURORA_M_CACHE", str(tmp_path_factory.mktemp("cache")))
-    tok = cached_tokenizer([str(TINY_DATA / f"{lang}.jsonl") for lang in ("en", "fi", "hi", "ja", "vi", "code")],
-                           4096)
+    tok = cached_tokenizer([str(TINY_DATA / f"{lang}.jsonl") for lang in ("en", "fi", "hi", "ja", "vi", "code")], 4096)
     tok.pad_token = tok.eos_token
     tok.chat_template = CHAT_TEMPLATE
     return tok
@@ -67,8 +75,10 @@ def base_model(tmp_path_factory, tokenizer) -> Path:
 def data_files(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("sft-data")
     pairs = folder / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"instruction": i, "response": r, "category": "none"}) + "\n"
-                             for i, r in PAIRS), encoding="utf-8")
+    pairs.write_text(
+        "".join(json.dumps({"instruction": i, "response": r, "category": "none"}) + "\n" for i, r in PAIRS),
+        encoding="utf-8",
+    )
     chats = folder / "chats.jsonl"
     chats.write_text("".join(json.dumps(c) + "\n" for c in CHATS), encoding="utf-8")
     return {"pairs": pairs, "chats": chats}
@@ -77,16 +87,34 @@ def data_files(tmp_path_factory) -> dict[str, Path]:
 def _stage(tmp_path, base_model, data_files, sft_format: str, use_peft: bool, **config):
     from trl import SFTConfig
 
-    model_args = ModelArguments(model_name_or_path=str(base_model), use_peft=use_peft, lora_r=4, lora_alpha=8,
-                                lora_dropout=0.0)
+    model_args = ModelArguments(
+        model_name_or_path=str(base_model), use_peft=use_peft, lora_r=4, lora_alpha=8, lora_dropout=0.0
+    )
     data_args = SFTDataArguments(
-        sft_sources=[{"name": "pairs", "path": str(data_files["pairs"]), "format": "instruction"},
-                     {"name": "chats", "path": str(data_files["chats"]), "format": "messages",
-                      "messages_field": "conversations", "role_field": "from", "content_field": "value"}],
-        sft_format=sft_format)
-    sft_config = SFTConfig(output_dir=str(tmp_path / "stage"), per_device_train_batch_size=8, use_cpu=True,
-                           bf16=False, report_to="none", activation_checkpointing=False, save_strategy="no",
-                           max_length=256, **config)
+        sft_sources=[
+            {"name": "pairs", "path": str(data_files["pairs"]), "format": "instruction"},
+            {
+                "name": "chats",
+                "path": str(data_files["chats"]),
+                "format": "messages",
+                "messages_field": "conversations",
+                "role_field": "from",
+                "content_field": "value",
+            },
+        ],
+        sft_format=sft_format,
+    )
+    sft_config = SFTConfig(
+        output_dir=str(tmp_path / "stage"),
+        per_device_train_batch_size=8,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        activation_checkpointing=False,
+        save_strategy="no",
+        max_length=256,
+        **config,
+    )
     return model_args, data_args, sft_config
 
 
@@ -163,11 +191,15 @@ def test_helpfulness_share_mixes_general_instructions(tmp_path, data_files):
     from aurora_m.layout import DatasetDir
 
     helpful = tmp_path / "helpful.jsonl"
-    helpful.write_text("".join(json.dumps({"instruction": f"Tell me fact {i}.", "response": f"Fact {i}."}) + "\n"
-                               for i in range(20)), encoding="utf-8")
-    args = SFTDataArguments(sft_sources=[{"name": "pairs", "path": str(data_files["pairs"]), "format": "instruction"}],
-                            helpful_sources=[{"name": "helpful", "path": str(helpful), "format": "instruction"}],
-                            helpfulness_share=0.4)
+    helpful.write_text(
+        "".join(json.dumps({"instruction": f"Tell me fact {i}.", "response": f"Fact {i}."}) + "\n" for i in range(20)),
+        encoding="utf-8",
+    )
+    args = SFTDataArguments(
+        sft_sources=[{"name": "pairs", "path": str(data_files["pairs"]), "format": "instruction"}],
+        helpful_sources=[{"name": "helpful", "path": str(helpful), "format": "instruction"}],
+        helpfulness_share=0.4,
+    )
     out = DatasetDir(build_sft_dataset(args, tmp_path / "data"))
     rows = load_from_disk(str(out.train))
     report = json.loads(out.sources_json.read_text())
@@ -176,8 +208,14 @@ def test_helpfulness_share_mixes_general_instructions(tmp_path, data_files):
     assert sum(s == "helpful" for s in rows["source"]) == 4
 
 
-@pytest.mark.parametrize("edit, key", [("lora_target_modules: [q_proj, v_proj]", "lora_target_modules"),
-                                       ("lora_r: 0", "lora_r"), ("lora_dropout: 1.5", "lora_dropout")])
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        ("lora_target_modules: [q_proj, v_proj]", "lora_target_modules"),
+        ("lora_r: 0", "lora_r"),
+        ("lora_dropout: 1.5", "lora_dropout"),
+    ],
+)
 def test_validate_refuses_lora_keys_peft_would_reject(recipe_copy, edit, key):
     from conftest import cli
 
@@ -195,8 +233,14 @@ def test_chats_with_other_turn_keys_are_counted_and_say_which_keys_were_expected
     from aurora_m.errors import RecipeError
 
     spec = SourceSpec(name="chats", path=str(data_files["chats"]), format="messages", messages_field="conversations")
-    good = SourceSpec(name="chats", path=str(data_files["chats"]), format="messages", messages_field="conversations",
-                      role_field="from", content_field="value")
+    good = SourceSpec(
+        name="chats",
+        path=str(data_files["chats"]),
+        format="messages",
+        messages_field="conversations",
+        role_field="from",
+        content_field="value",
+    )
     assert read_source(good, "test", "sft_sources")[1].kept == len(CHATS)
 
     with pytest.raises(RecipeError, match="no documents left"):

@@ -36,8 +36,11 @@ def test_the_library_logs_and_only_the_cli_prints():
 
 
 def test_no_module_but_the_layout_spells_a_run_folder_name():
-    layout_names = {s for s in string_constants(ast.parse(LAYOUT.read_text()))
-                    if " " not in s and any(c.isalpha() for c in s) and ("." in s or s.isidentifier()) and len(s) < 40}
+    layout_names = {
+        s
+        for s in string_constants(ast.parse(LAYOUT.read_text()))
+        if " " not in s and any(c.isalpha() for c in s) and ("." in s or s.isidentifier()) and len(s) < 40
+    }
     file_names = {s for s in layout_names if "." in s}  # results.json, .train-state.json, loss.png, ...
     folder_names = layout_names - file_names  # model, data, train, tokenizer, recipe, assets
     assert {"summary.json", "results.json", "loss.png", "mixture.json"} <= file_names
@@ -50,8 +53,12 @@ def test_no_module_but_the_layout_spells_a_run_folder_name():
         for name in set(string_constants(tree)) & file_names:
             offenders.append(f"{path.relative_to(ROOT)} spells {name!r}")
         for node in ast.walk(tree):  # folder / "model": a path built from a run-folder name
-            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and isinstance(node.right, ast.Constant) \
-                    and node.right.value in folder_names:
+            if (
+                isinstance(node, ast.BinOp)
+                and isinstance(node.op, ast.Div)
+                and isinstance(node.right, ast.Constant)
+                and node.right.value in folder_names
+            ):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} joins {node.right.value!r}")
     assert not offenders, offenders
 
@@ -68,9 +75,17 @@ SCRIPT_KEYS = {
 
 def test_every_script_help_lists_its_stage_keys_with_help_text():
     assert {p.name for p in (ROOT / "scripts").glob("*.py")} == set(SCRIPT_KEYS)
-    procs = {name: subprocess.Popen([sys.executable, str(ROOT / "scripts" / name), "--help"], cwd=ROOT, text=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **OFFLINE})
-             for name in SCRIPT_KEYS}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / name), "--help"],
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **OFFLINE},
+        )
+        for name in SCRIPT_KEYS
+    }
     helps = {}
     for name, proc in procs.items():
         helps[name], err = proc.communicate(timeout=300)
@@ -90,8 +105,10 @@ def test_no_script_shadows_an_installed_package(script):
 
 
 def test_the_evaluation_script_leaves_import_evaluate_to_the_package():
-    probe = ("import runpy, sys; sys.argv = ['run_eval.py', '--help']; sys.path.insert(0, 'scripts'); "
-             "import evaluate; print(evaluate.__file__)")
+    probe = (
+        "import runpy, sys; sys.argv = ['run_eval.py', '--help']; sys.path.insert(0, 'scripts'); "
+        "import evaluate; print(evaluate.__file__)"
+    )
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).parent.parent.name in ("site-packages", "dist-packages"), result.stdout

@@ -91,6 +91,7 @@ def main():
     import pretrain as script  # scripts/pretrain.py
 
     from aurora_m.scripting import run_script
+
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
     run_script(script.make_parser, script.main, rest)
 

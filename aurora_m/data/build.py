@@ -20,8 +20,13 @@ from .sources import read_source
 logger = logging.getLogger(__name__)
 
 
-def build_pretrain_dataset(model_args: ModelArguments, mix_args: MixtureArguments, out_dir: str | Path,
-                           config_file: str | Path = "<stage config>", title: str = "mixture") -> Path:
+def build_pretrain_dataset(
+    model_args: ModelArguments,
+    mix_args: MixtureArguments,
+    out_dir: str | Path,
+    config_file: str | Path = "<stage config>",
+    title: str = "mixture",
+) -> Path:
     """Clean, deduplicate, tokenize and mix the stage's sources (see :mod:`aurora_m.data.corpus`)."""
     from .corpus import build_corpus
 
@@ -49,15 +54,22 @@ def _helpful_rows(pool, share: float, n_target: int, seed: int, config_file):
     if want == 0 or pool is None:
         return None, {"share": share, "wanted": want, "rows": 0}
     if len(pool) < want:
-        logger.warning("%s: helpfulness_share %.2f wants %d general instruction rows; helpful_sources hold %d: "
-                       "all of them are used (share %.2f)", config_file, share, want, len(pool),
-                       len(pool) / (len(pool) + n_target))
+        logger.warning(
+            "%s: helpfulness_share %.2f wants %d general instruction rows; helpful_sources hold %d: "
+            "all of them are used (share %.2f)",
+            config_file,
+            share,
+            want,
+            len(pool),
+            len(pool) / (len(pool) + n_target),
+        )
     taken = pool.shuffle(seed=seed).select(range(min(want, len(pool))))
     return taken, {"share": share, "wanted": want, "rows": len(taken)}
 
 
 def _as_prompt_completion(ds):
     """Conversational prompt/completion: every turn before the last reply is the prompt (no loss on it)."""
+
     def split(row):
         turns = row["messages"]
         last = max(i for i, t in enumerate(turns) if t["role"] == "assistant")
@@ -66,8 +78,9 @@ def _as_prompt_completion(ds):
     return ds.map(split, remove_columns=["messages"])
 
 
-def build_sft_dataset(data_args: SFTDataArguments, out_dir: str | Path,
-                      config_file: str | Path = "<stage config>") -> Path:
+def build_sft_dataset(
+    data_args: SFTDataArguments, out_dir: str | Path, config_file: str | Path = "<stage config>"
+) -> Path:
     """The stage's chats (its sources plus a helpfulness share of general instructions), checked against the
     held-out test prompts, in the stage's ``sft_format``; both formats render with the Aurora-M template."""
     from collections import Counter
@@ -79,23 +92,39 @@ def build_sft_dataset(data_args: SFTDataArguments, out_dir: str | Path,
 
     taught, reports = _read_chats(data_args.sft_sources, "sft_sources", config_file)
     pool, helpful_reports = _read_chats(data_args.helpful_sources, "helpful_sources", config_file)
-    helpful, helpfulness = _helpful_rows(pool, data_args.helpfulness_share, len(taught), data_args.mixture_seed,
-                                         config_file)
+    helpful, helpfulness = _helpful_rows(
+        pool, data_args.helpfulness_share, len(taught), data_args.mixture_seed, config_file
+    )
     ds = concatenate_datasets([taught, helpful]) if helpful is not None else taught
     ds = ds.shuffle(seed=data_args.mixture_seed)
-    checked = check_rows(((row, messages_text(chat)) for row, chat in zip(ds["row"], ds["messages"])),
-                         data_args.contamination_sources, data_args.leakage_threshold, config_file)
-    report = {"rows": len(ds), "format": data_args.sft_format, "read": reports + helpful_reports,
-              "rows_by_source": dict(Counter(ds["source"])), "rows_by_category": dict(Counter(ds["category"])),
-              "helpfulness": {**helpfulness, "realised": round(helpfulness["rows"] / max(1, len(ds)), 4)},
-              "contamination": {"test_prompts": checked, "leaks": 0}}
+    checked = check_rows(
+        ((row, messages_text(chat)) for row, chat in zip(ds["row"], ds["messages"])),
+        data_args.contamination_sources,
+        data_args.leakage_threshold,
+        config_file,
+    )
+    report = {
+        "rows": len(ds),
+        "format": data_args.sft_format,
+        "read": reports + helpful_reports,
+        "rows_by_source": dict(Counter(ds["source"])),
+        "rows_by_category": dict(Counter(ds["category"])),
+        "helpfulness": {**helpfulness, "realised": round(helpfulness["rows"] / max(1, len(ds)), 4)},
+        "contamination": {"test_prompts": checked, "leaks": 0},
+    }
     if data_args.sft_format == "prompt_completion":
         ds = _as_prompt_completion(ds)
     with atomic_dir(out_dir) as tmp:
         staged = DatasetDir(tmp)
         ds.save_to_disk(str(staged.train))
         write_json(staged.sources_json, report)
-    logger.info("%d SFT rows (%s) from %d source(s), %d general instruction row(s) mixed in; none holds any of "
-                "%d held-out test prompts", len(ds), data_args.sft_format, len(reports), helpfulness["rows"],
-                checked)
+    logger.info(
+        "%d SFT rows (%s) from %d source(s), %d general instruction row(s) mixed in; none holds any of "
+        "%d held-out test prompts",
+        len(ds),
+        data_args.sft_format,
+        len(reports),
+        helpfulness["rows"],
+        checked,
+    )
     return Path(out_dir)

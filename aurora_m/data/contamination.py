@@ -44,8 +44,11 @@ def test_prompts(sources: list[dict], config_file: str) -> list[TestPrompt]:
     import numpy as np
 
     if not sources:
-        logger.warning("%s: no contamination_sources: this stage's training data is not checked for held-out test "
-                       "prompts (list the red-team test split and the eval prompts there)", config_file)
+        logger.warning(
+            "%s: no contamination_sources: this stage's training data is not checked for held-out test "
+            "prompts (list the red-team test split and the eval prompts there)",
+            config_file,
+        )
 
     prompts = []
     for raw in sources:
@@ -55,8 +58,9 @@ def test_prompts(sources: list[dict], config_file: str) -> list[TestPrompt]:
         if spec.format == "instruction":
             texts = batch[spec.instruction_field]
         elif spec.format == "messages":
-            texts = [next(t["content"] for t in docs.turns(m) if t["role"] == "user")
-                     for m in batch[spec.messages_field]]
+            texts = [
+                next(t["content"] for t in docs.turns(m) if t["role"] == "user") for m in batch[spec.messages_field]
+            ]
         else:
             texts = docs.texts(np.arange(len(docs)))
         prompts += [TestPrompt(f"{spec.name} row {row + 1}", text.strip()) for row, text in zip(docs.rows, texts)]
@@ -82,9 +86,13 @@ def describe(leaks: list[tuple[str, object]], prompts: dict[str, str]) -> str:
 
 def leak_error(config_file, leaks: list[tuple[str, object]], prompts: list[TestPrompt]) -> RecipeError:
     by_id = {p.id: p.text for p in prompts}
-    return RecipeError(config_file, KEY, f"{len(leaks)} training row(s) hold held-out test prompts: "
-                                         f"{describe(leaks, by_id)}. Remove them from the training data (or the "
-                                         f"prompts from the test split); nothing was trained")
+    return RecipeError(
+        config_file,
+        KEY,
+        f"{len(leaks)} training row(s) hold held-out test prompts: "
+        f"{describe(leaks, by_id)}. Remove them from the training data (or the "
+        f"prompts from the test split); nothing was trained",
+    )
 
 
 def leaks_in(index, text: str) -> list:
@@ -128,8 +136,17 @@ class ContaminationCheck(PipelineStep):
             for doc in data:
                 for match in leaks_in(index, doc.text):
                     self.stat_update("leaks")
-                    out.write(json.dumps({"row": f"{self.source} document {doc.id}", "prompt_id": match.prompt_id,
-                                          "kind": match.kind, "score": match.score}) + "\n")
+                    out.write(
+                        json.dumps(
+                            {
+                                "row": f"{self.source} document {doc.id}",
+                                "prompt_id": match.prompt_id,
+                                "kind": match.kind,
+                                "score": match.score,
+                            }
+                        )
+                        + "\n"
+                    )
                 yield doc
 
 

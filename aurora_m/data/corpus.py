@@ -77,17 +77,25 @@ def _devnull():
     return open(os.devnull, "w")  # noqa: SIM115 - open for the life of the process, on purpose
 
 
-def run_pipeline(pipeline: list, logging_dir: Path, tasks: int, args: MixtureArguments, job_name: str,
-                 workers: int | None = None) -> None:
+def run_pipeline(
+    pipeline: list, logging_dir: Path, tasks: int, args: MixtureArguments, job_name: str, workers: int | None = None
+) -> None:
     """Run one datatrove pipeline to completion (finished tasks of a killed build are skipped)."""
     workers = max(1, min(workers or args.data_workers, tasks))
     if args.data_executor == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 
         executor = SlurmPipelineExecutor(
-            pipeline=pipeline, logging_dir=str(logging_dir), tasks=tasks, workers=workers, job_name=job_name,
-            time=args.slurm_time, partition=args.slurm_partition, cpus_per_task=args.slurm_cpus_per_task,
-            mem_per_cpu_gb=args.slurm_mem_per_cpu_gb)
+            pipeline=pipeline,
+            logging_dir=str(logging_dir),
+            tasks=tasks,
+            workers=workers,
+            job_name=job_name,
+            time=args.slurm_time,
+            partition=args.slurm_partition,
+            cpus_per_task=args.slurm_cpus_per_task,
+            mem_per_cpu_gb=args.slurm_mem_per_cpu_gb,
+        )
         executor.run()
         _wait_for_tasks(executor, job_name)
         return
@@ -97,8 +105,9 @@ def run_pipeline(pipeline: list, logging_dir: Path, tasks: int, args: MixtureArg
     # would otherwise fight the other workers, or make one worker look like two)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _no_forked_helpers()
-    executor = _quiet_local_executor()(pipeline=pipeline, logging_dir=str(logging_dir), tasks=tasks,
-                                       workers=workers, start_method="forkserver")
+    executor = _quiet_local_executor()(
+        pipeline=pipeline, logging_dir=str(logging_dir), tasks=tasks, workers=workers, start_method="forkserver"
+    )
     executor.run()
     missing = executor.get_incomplete_ranks(range(tasks))
     if missing:
@@ -121,8 +130,16 @@ def _prepare_worker_pool() -> None:
     import multiprocess
 
     multiprocess.get_context("forkserver").set_forkserver_preload(
-        ["datatrove.pipeline.readers", "datatrove.pipeline.filters", "datatrove.pipeline.dedup",
-         "datatrove.pipeline.tokens", "aurora_m.data.intake", "aurora_m.data.clean", "tokenizers"])
+        [
+            "datatrove.pipeline.readers",
+            "datatrove.pipeline.filters",
+            "datatrove.pipeline.dedup",
+            "datatrove.pipeline.tokens",
+            "aurora_m.data.intake",
+            "aurora_m.data.clean",
+            "tokenizers",
+        ]
+    )
 
 
 def _wait_for_tasks(executor, job_name: str) -> None:
@@ -154,8 +171,10 @@ def _input_sizes(specs: list[SourceSpec]) -> dict[str, int]:
 
 def _build_identity(model_args: ModelArguments, mix_args: MixtureArguments, specs: list[SourceSpec]) -> dict:
     keys = {k: v for k, v in asdict(mix_args).items() if k not in ("dataset_dir", *mix_args.TRAIN_ONLY_KEYS)}
-    tok = {k: getattr(model_args, k) for k in ("tokenizer_name_or_path", "tokenizer_train_files",
-                                                "tokenizer_vocab_size", "model_name_or_path")}
+    tok = {
+        k: getattr(model_args, k)
+        for k in ("tokenizer_name_or_path", "tokenizer_train_files", "tokenizer_vocab_size", "model_name_or_path")
+    }
     tokenizer_files = {}
     for f in model_args.tokenizer_train_files:
         st = Path(f).stat()
@@ -174,8 +193,9 @@ def _build_lock(partial: DatasetDir, config_file):
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         fh.close()
-        raise RecipeError(config_file, "dataset_dir", f"another process is building {partial.root}; "
-                                                      "one build per data folder") from None
+        raise RecipeError(
+            config_file, "dataset_dir", f"another process is building {partial.root}; one build per data folder"
+        ) from None
     try:
         yield
     finally:
@@ -185,19 +205,38 @@ def _build_lock(partial: DatasetDir, config_file):
 
 def _foreign(folder: DatasetDir) -> list[str]:
     """Names in a data folder (or its partial build) that a build does not write: never deleted by us."""
-    ours = {p.name for p in (folder.train, folder.tokenizer, folder.mixture_json, folder.mixture_png,
-                             folder.sources_json, folder.filter_report_json, folder.index, folder.tokens,
-                             folder.removed, folder.logs, folder.work, folder.build_json, folder.lock,
-                             folder.heldout)}
+    ours = {
+        p.name
+        for p in (
+            folder.train,
+            folder.tokenizer,
+            folder.mixture_json,
+            folder.mixture_png,
+            folder.sources_json,
+            folder.filter_report_json,
+            folder.index,
+            folder.tokens,
+            folder.removed,
+            folder.logs,
+            folder.work,
+            folder.build_json,
+            folder.lock,
+            folder.heldout,
+        )
+    }
     ours.add(folder.index.name + ".json")  # the index's own description (stream.index_meta_path)
     return sorted(p.name for p in folder.root.iterdir() if p.name not in ours) if folder.root.is_dir() else []
 
 
 def _refuse_foreign(folder: DatasetDir, config_file) -> None:
     if foreign := _foreign(folder):
-        raise RecipeError(folder.root, "dataset_dir", f"only files a data step writes; it also holds files "
-                                                      f"aurora-m did not write ({', '.join(foreign[:3])}): move "
-                                                      "them out (aurora-m never deletes them), then run again")
+        raise RecipeError(
+            folder.root,
+            "dataset_dir",
+            f"only files a data step writes; it also holds files "
+            f"aurora-m did not write ({', '.join(foreign[:3])}): move "
+            "them out (aurora-m never deletes them), then run again",
+        )
 
 
 def _start_or_resume(partial: DatasetDir, ident: dict) -> None:
@@ -210,8 +249,11 @@ def _start_or_resume(partial: DatasetDir, ident: dict) -> None:
     elif previous is not None:
         logger.info("resuming the partial build in %s (finished datatrove tasks are skipped)", partial.root)
     elif any(c != partial.lock for c in partial.root.iterdir()):
-        raise RecipeError(partial.root, "dataset_dir", "an empty folder for the build (this one holds files "
-                                                       "aurora-m did not write: move them out)")
+        raise RecipeError(
+            partial.root,
+            "dataset_dir",
+            "an empty folder for the build (this one holds files aurora-m did not write: move them out)",
+        )
     write_json(partial.build_json, ident)
 
 
@@ -223,8 +265,15 @@ def _writer(folder: Path, filename: str, max_mb: float | None = None):
     return JsonlWriter(str(folder), output_filename=filename, compression="gzip", max_file_size=max_bytes)
 
 
-def _clean_pipeline(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tokenizer_file: str,
-                    routes: dict[str, str], config_file, prompts: list) -> list:
+def _clean_pipeline(
+    spec: SourceSpec,
+    args: MixtureArguments,
+    d: DatasetDir,
+    tokenizer_file: str,
+    routes: dict[str, str],
+    config_file,
+    prompts: list,
+) -> list:
     from .clean import CodeQuality, LanguageId, PiiAnonymizer, SymbolDigitRatio, ToxicWords, quality_filters
     from .contamination import ContaminationCheck
     from .intake import Counted, HeldOut, Tally, TooLong, source_reader
@@ -235,11 +284,21 @@ def _clean_pipeline(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tok
     def removed(step: str):
         return _writer(d.removed_by(name, step), origin) if args.keep_removed else None
 
-    steps: list = [source_reader(spec), TooLong(args.max_doc_chars, removed("length_cap")),
-                   Tally("length_cap", progress=True)]
+    steps: list = [
+        source_reader(spec),
+        TooLong(args.max_doc_chars, removed("length_cap")),
+        Tally("length_cap", progress=True),
+    ]
     if args.heldout_blocks > 0 and spec.holdout_fraction > 0 and _monitored(spec):
-        steps.append(HeldOutSample(spec.holdout_fraction, args.heldout_blocks * args.seq_length, tokenizer_file,
-                                   _writer(d.heldout_docs(name), origin), args.pii_anonymise))
+        steps.append(
+            HeldOutSample(
+                spec.holdout_fraction,
+                args.heldout_blocks * args.seq_length,
+                tokenizer_file,
+                _writer(d.heldout_docs(name), origin),
+                args.pii_anonymise,
+            )
+        )
     steps += [HeldOut(heldout_rule(spec, str(config_file), "mixture"), tokenizer_file), Tally("held_out")]
     filters: list = []
     if spec.format == "instruction":
@@ -268,8 +327,12 @@ def _clean_pipeline(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tok
     return steps
 
 
-REPORT_NAMES = {"LanguageId": "language_id", "CodeQuality": "code_quality", "SymbolDigitRatio": "symbol_digit_ratio",
-                "ToxicWords": "toxic_words"}
+REPORT_NAMES = {
+    "LanguageId": "language_id",
+    "CodeQuality": "code_quality",
+    "SymbolDigitRatio": "symbol_digit_ratio",
+    "ToxicWords": "toxic_words",
+}
 
 
 def _min_scores(args: MixtureArguments) -> dict[str, float]:
@@ -348,8 +411,9 @@ def _sampled_texts(folder: Path):
                     yield json.loads(line)["text"]
 
 
-def _heldout_windows(specs: list[SourceSpec], args: MixtureArguments, d: DatasetDir, tokenizer_file: str,
-                     eos: str, token_size: int) -> dict[str, int]:
+def _heldout_windows(
+    specs: list[SourceSpec], args: MixtureArguments, d: DatasetDir, tokenizer_file: str, eos: str, token_size: int
+) -> dict[str, int]:
     """Per language, up to ``heldout_blocks`` windows packed from the sampled held-out documents of its sources
     (taken in turn), into ``heldout/<lang>.npy``; returns the windows per language."""
     from .intake import eos_tokenizer
@@ -368,16 +432,28 @@ def _heldout_windows(specs: list[SourceSpec], args: MixtureArguments, d: Dataset
     for lang in sorted(by_lang, key=LANGUAGES.index):
         lang_specs = by_lang[lang]
         texts = _in_turn([_sampled_texts(d.heldout_docs(s.name)) for s in lang_specs])
-        note = pack_heldout(texts, d.heldout_tokens(lang), tokenizer, args.seq_length, args.heldout_blocks,
-                            token_size)
+        note = pack_heldout(texts, d.heldout_tokens(lang), tokenizer, args.seq_length, args.heldout_blocks, token_size)
         notes[lang] = {**note, "sources": [s.name for s in lang_specs if s.holdout_fraction > 0]}
-        why = "" if note["windows"] else (" (holdout_fraction 0)" if not notes[lang]["sources"]
-                                          else " (too few held-out tokens)")
+        why = (
+            ""
+            if note["windows"]
+            else (" (holdout_fraction 0)" if not notes[lang]["sources"] else " (too few held-out tokens)")
+        )
         shown.append(f"{lang} {note['windows']}{why}")
-    write_json(d.heldout_json, {"seq_length": args.seq_length, "token_size": token_size,
-                                "heldout_blocks": args.heldout_blocks, "languages": notes})
-    logger.info("held-out windows of %d tokens per language (eval during training): %s", args.seq_length,
-                ", ".join(shown) or "no source of a known language")
+    write_json(
+        d.heldout_json,
+        {
+            "seq_length": args.seq_length,
+            "token_size": token_size,
+            "heldout_blocks": args.heldout_blocks,
+            "languages": notes,
+        },
+    )
+    logger.info(
+        "held-out windows of %d tokens per language (eval during training): %s",
+        args.seq_length,
+        ", ".join(shown) or "no source of a known language",
+    )
     return {lang: n["windows"] for lang, n in notes.items()}
 
 
@@ -406,20 +482,52 @@ def _dedup(args: MixtureArguments, d: DatasetDir, specs: list[SourceSpec]) -> No
 
     # one word splitter for every script (ja has no spaces), so duplicates across sources are found too
     words = word_tokenizer("generic")
-    run_pipeline([reader(), MinhashDedupSignature(str(mh / "signatures"), config=config, language=words)],
-                 d.logs / "dedup" / "signatures", tasks, args, "minhash-signatures")
-    run_pipeline([MinhashDedupBuckets(str(mh / "signatures"), str(mh / "buckets"), config=config)],
-                 d.logs / "dedup" / "buckets", config.num_buckets, args, "minhash-buckets")
-    run_pipeline([MinhashDedupCluster(str(mh / "buckets"), str(mh / "remove_ids"), config=config)],
-                 d.logs / "dedup" / "cluster", 1, args, "minhash-cluster")
-    excl = (_writer(d.removed, "${source}/minhash/${rank}.jsonl.gz") if args.keep_removed else None)
-    run_pipeline([reader(), MinhashDedupFilter(str(mh / "remove_ids"), exclusion_writer=excl), Tally("minhash"),
-                  _writer(d.work / "dedup", "${source}/${rank}.jsonl.gz", args.intermediate_file_mb)],
-                 d.logs / "dedup" / "filter", tasks, args, "minhash-filter")
+    run_pipeline(
+        [reader(), MinhashDedupSignature(str(mh / "signatures"), config=config, language=words)],
+        d.logs / "dedup" / "signatures",
+        tasks,
+        args,
+        "minhash-signatures",
+    )
+    run_pipeline(
+        [MinhashDedupBuckets(str(mh / "signatures"), str(mh / "buckets"), config=config)],
+        d.logs / "dedup" / "buckets",
+        config.num_buckets,
+        args,
+        "minhash-buckets",
+    )
+    run_pipeline(
+        [MinhashDedupCluster(str(mh / "buckets"), str(mh / "remove_ids"), config=config)],
+        d.logs / "dedup" / "cluster",
+        1,
+        args,
+        "minhash-cluster",
+    )
+    excl = _writer(d.removed, "${source}/minhash/${rank}.jsonl.gz") if args.keep_removed else None
+    run_pipeline(
+        [
+            reader(),
+            MinhashDedupFilter(str(mh / "remove_ids"), exclusion_writer=excl),
+            Tally("minhash"),
+            _writer(d.work / "dedup", "${source}/${rank}.jsonl.gz", args.intermediate_file_mb),
+        ],
+        d.logs / "dedup" / "filter",
+        tasks,
+        args,
+        "minhash-filter",
+    )
 
 
-def _tokenize_chain(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tokenizer_file: str, eos: str,
-                    deduped: bool, seed: int, config_file) -> tuple[list, int]:
+def _tokenize_chain(
+    spec: SourceSpec,
+    args: MixtureArguments,
+    d: DatasetDir,
+    tokenizer_file: str,
+    eos: str,
+    deduped: bool,
+    seed: int,
+    config_file,
+) -> tuple[list, int]:
     from datatrove.pipeline.readers import JsonlReader
 
     from .clean import FillInTheMiddle
@@ -435,14 +543,23 @@ def _tokenize_chain(spec: SourceSpec, args: MixtureArguments, d: DatasetDir, tok
     if spec.lang == "code" and spec.format == "text" and args.fim_rate > 0:
         steps.append(FillInTheMiddle(args.fim_rate, args.fim_spm_rate, seed=seed))
     # batch_size: documents held per tokenizer batch (datatrove's 10,000 made memory follow file size)
-    steps.append(ShardWriter(str(d.source_tokens(spec.name)), tokenizer_file, eos_token=eos,
-                                   local_working_dir=str(d.work / "tokenize" / spec.name), seed=seed,
-                                   shuffle_documents=True, batch_size=TOKENIZE_BATCH))
+    steps.append(
+        ShardWriter(
+            str(d.source_tokens(spec.name)),
+            tokenizer_file,
+            eos_token=eos,
+            local_working_dir=str(d.work / "tokenize" / spec.name),
+            seed=seed,
+            shuffle_documents=True,
+            batch_size=TOKENIZE_BATCH,
+        )
+    )
     return steps, files  # one task per (size-capped) file: memory per task does not grow with the corpus
 
 
-def run_per_source(chains: dict[str, tuple[list, int]], phase: Path, args: MixtureArguments, job_name: str,
-                   sizes: dict[str, int]) -> None:
+def run_per_source(
+    chains: dict[str, tuple[list, int]], phase: Path, args: MixtureArguments, job_name: str, sizes: dict[str, int]
+) -> None:
     """Every source's chain as tasks of one executor (one process pool for the whole phase).
 
     Largest sources first: workers take tasks in rank order, so the long ones start early and the last
@@ -457,8 +574,13 @@ def run_per_source(chains: dict[str, tuple[list, int]], phase: Path, args: Mixtu
 
 
 # ----------------------------------------------------------------------------- the whole build
-def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir: str | Path,
-                 config_file: str | Path = "<stage config>", title: str = "mixture") -> Path:
+def build_corpus(
+    model_args: ModelArguments,
+    mix_args: MixtureArguments,
+    out_dir: str | Path,
+    config_file: str | Path = "<stage config>",
+    title: str = "mixture",
+) -> Path:
     from .contamination import raise_on_hits, test_prompts
     from .intake import check_hub_source, check_local_source
     from .mixer import mixture_table, resolve_mixture
@@ -470,8 +592,11 @@ def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir
     if mix_args.data_executor not in ("local", "slurm"):
         raise RecipeError(config_file, "data_executor", f"expected 'local' or 'slurm', got {mix_args.data_executor!r}")
     if mix_args.data_executor == "slurm" and not shutil.which("sbatch"):
-        raise RecipeError(config_file, "data_executor", "'slurm' needs sbatch on PATH (run the data step on a "
-                                                        "Slurm login node, or set data_executor: local)")
+        raise RecipeError(
+            config_file,
+            "data_executor",
+            "'slurm' needs sbatch on PATH (run the data step on a Slurm login node, or set data_executor: local)",
+        )
     if mix_args.mislabelled not in ("drop", "reroute"):
         raise RecipeError(config_file, "mislabelled", f"expected 'drop' or 'reroute', got {mix_args.mislabelled!r}")
     specs = [SourceSpec(**raw) for raw in mix_args.mixture]
@@ -497,11 +622,17 @@ def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir
             if s.format == "text" and s.lang in PROSE_LANGUAGES:
                 routes.setdefault(s.lang, s.name)
         started = time.monotonic()
-        logger.info("clean: %d sources x %d task(s), %d worker(s)", len(specs), mix_args.data_tasks,
-                    mix_args.data_workers)
+        logger.info(
+            "clean: %d sources x %d task(s), %d worker(s)", len(specs), mix_args.data_tasks, mix_args.data_workers
+        )
         prompts = test_prompts(mix_args.contamination_sources, str(config_file))
-        chains = {spec.name: (_clean_pipeline(spec, mix_args, d, tokenizer_file, routes, config_file, prompts),
-                              mix_args.data_tasks) for spec in specs}
+        chains = {
+            spec.name: (
+                _clean_pipeline(spec, mix_args, d, tokenizer_file, routes, config_file, prompts),
+                mix_args.data_tasks,
+            )
+            for spec in specs
+        }
         run_per_source(chains, d.logs / "clean", mix_args, "clean", _input_sizes(specs))
         raise_on_hits(d.leaks, prompts, config_file)  # before anything is tokenized or mixed
         if prompts:
@@ -511,10 +642,25 @@ def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir
             _dedup(mix_args, d, specs)
         logger.info("tokenize %d sources", len(specs))
         stage_in = d.work / ("dedup" if mix_args.minhash_dedup else "clean")
-        run_per_source({spec.name: _tokenize_chain(spec, mix_args, d, tokenizer_file, tokenizer.eos_token,
-                                                   mix_args.minhash_dedup, mix_args.mixture_seed, config_file)
-                        for spec in specs}, d.logs / "tokenize", mix_args, "tokenize",
-                       {s.name: sum(f.stat().st_size for f in (stage_in / s.name).glob("*")) for s in specs})
+        run_per_source(
+            {
+                spec.name: _tokenize_chain(
+                    spec,
+                    mix_args,
+                    d,
+                    tokenizer_file,
+                    tokenizer.eos_token,
+                    mix_args.minhash_dedup,
+                    mix_args.mixture_seed,
+                    config_file,
+                )
+                for spec in specs
+            },
+            d.logs / "tokenize",
+            mix_args,
+            "tokenize",
+            {s.name: sum(f.stat().st_size for f in (stage_in / s.name).glob("*")) for s in specs},
+        )
         token_size = 2 if len(tokenizer) <= 65536 else 4  # what datatrove's tokenizer chose
         heldout = _heldout_windows(specs, mix_args, d, tokenizer_file, tokenizer.eos_token, token_size)
         report = filter_report(d, specs, mix_args, token_size, tokenizer_file)
@@ -522,13 +668,22 @@ def build_corpus(model_args: ModelArguments, mix_args: MixtureArguments, out_dir
         write_json(d.filter_report_json, report)
         log_filter_report(report)
         sizes = source_sizes(d, specs, mix_args.seq_length, token_size)
-        rows = resolve_mixture(sizes, mix_args.train_tokens, mix_args.seq_length, temperature=mix_args.temperature,
-                               replay_share=mix_args.replay_share, max_epochs=mix_args.max_epochs,
-                               config_file=config_file)
+        rows = resolve_mixture(
+            sizes,
+            mix_args.train_tokens,
+            mix_args.seq_length,
+            temperature=mix_args.temperature,
+            replay_share=mix_args.replay_share,
+            max_epochs=mix_args.max_epochs,
+            config_file=config_file,
+        )
         length = build_index(rows, mix_args.mixture_seed, d.index)
         if length == 0:
-            raise RecipeError(config_file, "train_tokens", f"budget {mix_args.train_tokens} is smaller than one "
-                                                           f"sequence of {mix_args.seq_length} tokens")
+            raise RecipeError(
+                config_file,
+                "train_tokens",
+                f"budget {mix_args.train_tokens} is smaller than one sequence of {mix_args.seq_length} tokens",
+            )
         realised = realised_shares(d.index, [r.name for r in rows])
         mixture = _mixture_json(rows, realised, mix_args, length, tokenizer, time.monotonic() - started)
         write_json(d.mixture_json, mixture)
@@ -548,8 +703,17 @@ def _mixture_json(rows, realised: dict, args: MixtureArguments, length: int, tok
         row["realised_share"] = realised.get(r.name, 0.0)
         row["target_share"] = r.share
         sources.append(row)
-    return {"budget_tokens": args.train_tokens, "seq_length": args.seq_length, "sequences": length,
-            "tokens": length * args.seq_length, "seed": args.mixture_seed, "temperature": args.temperature,
-            "replay_share": args.replay_share, "max_epochs": args.max_epochs,
-            "tokenizer_vocab": len(tokenizer), "token_size": 2 if len(tokenizer) <= 65536 else 4,
-            "build_seconds": round(seconds, 1), "sources": sources}
+    return {
+        "budget_tokens": args.train_tokens,
+        "seq_length": args.seq_length,
+        "sequences": length,
+        "tokens": length * args.seq_length,
+        "seed": args.mixture_seed,
+        "temperature": args.temperature,
+        "replay_share": args.replay_share,
+        "max_epochs": args.max_epochs,
+        "tokenizer_vocab": len(tokenizer),
+        "token_size": 2 if len(tokenizer) <= 65536 else 4,
+        "build_seconds": round(seconds, 1),
+        "sources": sources,
+    }

@@ -55,7 +55,7 @@ def chat_turns(value, role_field: str = "role", content_field: str = "content"):
         if content.strip():
             turns.append({"role": ROLE_NAMES[role.lower()], "content": content.strip()})
     roles = [t["role"] for t in turns]
-    if "user" not in roles or "assistant" not in roles[roles.index("user"):]:
+    if "user" not in roles or "assistant" not in roles[roles.index("user") :]:
         return None
     return turns
 

@@ -85,9 +85,11 @@ class _SourceAdapter:
             reader.stat_update(f"dropped_{reason}")
             return {"text": ""}  # the reader skips it; the count above says why
         doc_id = data.get("id")
-        return {"text": text, "id": str(doc_id) if doc_id is not None else f"{Path(path).name}/{id_in_file}",
-                "metadata": {"source": self.spec.name, "language": self.spec.lang or "",
-                             "format": self.spec.format}}
+        return {
+            "text": text,
+            "id": str(doc_id) if doc_id is not None else f"{Path(path).name}/{id_in_file}",
+            "metadata": {"source": self.spec.name, "language": self.spec.lang or "", "format": self.spec.format},
+        }
 
 
 class CountingJsonlReader(JsonlReader):
@@ -162,8 +164,11 @@ def check_local_source(spec: SourceSpec, config_file, where: str) -> None:
     kinds = {"parquet" if f.suffix == ".parquet" else "json" if ".json" in f.name else "other" for f in files}
     if len(kinds) > 1 or kinds == {"other"}:
         found = ", ".join(sorted(f.name for f in files)[:4])
-        raise RecipeError(config_file, f"{where}.path", f"one kind of data file in {spec.path} (jsonl, jsonl.gz or "
-                                                        f"parquet), found {found}")
+        raise RecipeError(
+            config_file,
+            f"{where}.path",
+            f"one kind of data file in {spec.path} (jsonl, jsonl.gz or parquet), found {found}",
+        )
     for file in files:
         if file.stat().st_size == 0:
             raise RecipeError(config_file, f"{where}.path", f"data file {file} is empty")
@@ -176,8 +181,11 @@ def check_local_source(spec: SourceSpec, config_file, where: str) -> None:
                 raise RecipeError(file, "parquet", f"a readable parquet file ({err})") from None
             missing = [k for k in _columns(spec) if k not in names]
             if missing:
-                raise RecipeError(config_file, f"{where}.{'text_field' if spec.format == 'text' else 'format'}",
-                                  f"column(s) {', '.join(missing)} in {file} (it has {', '.join(names)})")
+                raise RecipeError(
+                    config_file,
+                    f"{where}.{'text_field' if spec.format == 'text' else 'format'}",
+                    f"column(s) {', '.join(missing)} in {file} (it has {', '.join(names)})",
+                )
 
 
 def _columns(spec: SourceSpec) -> list[str]:
@@ -196,8 +204,11 @@ def check_hub_source(spec: SourceSpec, config_file, where: str) -> None:
 
     from ..hub_errors import explain_hub_errors
 
-    options = {k: v for k, v in {"name": spec.config_name, "data_dir": spec.data_dir,
-                                 "data_files": spec.data_files}.items() if v is not None}
+    options = {
+        k: v
+        for k, v in {"name": spec.config_name, "data_dir": spec.data_dir, "data_files": spec.data_files}.items()
+        if v is not None
+    }
     with explain_hub_errors(config_file, f"{where}.dataset", spec.dataset, "dataset"):
         load_dataset_builder(spec.dataset, **options)
 
@@ -208,17 +219,33 @@ def source_reader(spec: SourceSpec, tasks_hint: int = 1):
     if spec.dataset is not None:
         from datatrove.pipeline.readers import HuggingFaceDatasetReader
 
-        options = {k: v for k, v in {"name": spec.config_name, "split": spec.split, "data_dir": spec.data_dir,
-                                     "data_files": spec.data_files}.items() if v is not None}
-        return HuggingFaceDatasetReader(spec.dataset, dataset_options=options, streaming=True,
-                                        text_key=spec.text_field, adapter=adapter)
+        options = {
+            k: v
+            for k, v in {
+                "name": spec.config_name,
+                "split": spec.split,
+                "data_dir": spec.data_dir,
+                "data_files": spec.data_files,
+            }.items()
+            if v is not None
+        }
+        return HuggingFaceDatasetReader(
+            spec.dataset, dataset_options=options, streaming=True, text_key=spec.text_field, adapter=adapter
+        )
     path = Path(spec.path)
     folder, pattern = (str(path), None) if path.is_dir() else (str(path.parent), path.name)
     if path.suffix == ".parquet" or (path.is_dir() and any(p.suffix == ".parquet" for p in local_files(spec))):
-        return CountingParquetReader(folder, glob_pattern=pattern or "*.parquet", adapter=adapter,
-                                     text_key=spec.text_field, add_file_path=False)
-    return CountingJsonlReader(folder, glob_pattern=pattern or "*.json*", adapter=adapter,
-                               text_key=spec.text_field, compression="infer", add_file_path=False)
+        return CountingParquetReader(
+            folder, glob_pattern=pattern or "*.parquet", adapter=adapter, text_key=spec.text_field, add_file_path=False
+        )
+    return CountingJsonlReader(
+        folder,
+        glob_pattern=pattern or "*.json*",
+        adapter=adapter,
+        text_key=spec.text_field,
+        compression="infer",
+        add_file_path=False,
+    )
 
 
 @functools.cache
@@ -235,8 +262,9 @@ def eos_tokenizer(path: str, eos: str):
     from tokenizers.processors import TemplateProcessing
 
     tokenizer = Tokenizer.from_file(path)
-    tokenizer.post_processor = TemplateProcessing(single="$A <EOS>", pair=None,
-                                                  special_tokens=[("<EOS>", tokenizer.token_to_id(eos))])
+    tokenizer.post_processor = TemplateProcessing(
+        single="$A <EOS>", pair=None, special_tokens=[("<EOS>", tokenizer.token_to_id(eos))]
+    )
     return tokenizer
 
 
@@ -285,8 +313,11 @@ class Counted(BaseFilter):
 
     def filter_batch(self, batch: list[Document]):
         results = self.inner.filter_batch(batch)
-        removed = [doc.text for doc, result in zip(batch, results)
-                   if result is not True and not (isinstance(result, tuple) and result[0])]
+        removed = [
+            doc.text
+            for doc, result in zip(batch, results)
+            if result is not True and not (isinstance(result, tuple) and result[0])
+        ]
         if removed:
             self.stat_update("removed_tokens", value=self.count(removed))
         return results
@@ -343,8 +374,14 @@ class Tally(PipelineStep):
 
         counts: Counter = Counter()  # flushed once: a stats update per document would cost more than the count
         try:
-            with tqdm(desc=f"clean (task {rank})", unit="doc", file=sys.__stderr__, mininterval=2.0, leave=False,
-                      disable=not self.progress or rank != 0) as bar:
+            with tqdm(
+                desc=f"clean (task {rank})",
+                unit="doc",
+                file=sys.__stderr__,
+                mininterval=2.0,
+                leave=False,
+                disable=not self.progress or rank != 0,
+            ) as bar:
                 for doc in data:
                     counts[doc.metadata.get("source", "")] += 1
                     if self.progress:

@@ -93,16 +93,27 @@ def _check_stage(sizes, budget_tokens, seq_length, temperature, replay_share, ma
     if seq_length <= 0:
         raise RecipeError(config_file, "seq_length", f"expected a positive number of tokens, got {seq_length}")
     if budget_tokens < seq_length:
-        raise RecipeError(config_file, "train_tokens", f"budget {budget_tokens} is smaller than one window of "
-                          f"seq_length {seq_length} tokens: expected at least {seq_length}")
+        raise RecipeError(
+            config_file,
+            "train_tokens",
+            f"budget {budget_tokens} is smaller than one window of "
+            f"seq_length {seq_length} tokens: expected at least {seq_length}",
+        )
     if temperature is not None and not temperature > 0:
-        raise RecipeError(config_file, "temperature", f"expected a number > 0 (1 keeps natural proportions, "
-                          f"larger flattens them), got {temperature}")
+        raise RecipeError(
+            config_file,
+            "temperature",
+            f"expected a number > 0 (1 keeps natural proportions, larger flattens them), got {temperature}",
+        )
     if not 0 <= replay_share < 1:
         raise RecipeError(config_file, "replay_share", f"expected a fraction in [0, 1), got {replay_share}")
     if replay_share > 0 and not any(s.replay for s in sizes):
-        raise RecipeError(config_file, "replay_share", f"is {replay_share} but no source is marked `replay: true`: "
-                          "mark the base model's sources (English, code) or set replay_share to 0")
+        raise RecipeError(
+            config_file,
+            "replay_share",
+            f"is {replay_share} but no source is marked `replay: true`: "
+            "mark the base model's sources (English, code) or set replay_share to 0",
+        )
     if not max_epochs > 0:
         raise RecipeError(config_file, "max_epochs", f"expected a number > 0, got {max_epochs}")
     names = [s.name for s in sizes]
@@ -113,25 +124,40 @@ def _check_stage(sizes, budget_tokens, seq_length, temperature, replay_share, ma
         raise RecipeError(config_file, "mixture", f"source names must be unique, repeated: {', '.join(twice)}")
     for s in sizes:
         if s.max_epochs is not None and not s.max_epochs > 0:
-            raise RecipeError(config_file, _source_key(s.name, "max_epochs"),
-                              f"expected a number > 0, got {s.max_epochs}")
+            raise RecipeError(
+                config_file, _source_key(s.name, "max_epochs"), f"expected a number > 0, got {s.max_epochs}"
+            )
         if s.tokens_requested is not None and s.tokens_requested <= 0:
-            raise RecipeError(config_file, _source_key(s.name, "tokens"),
-                              f"expected a positive token budget, got {s.tokens_requested}")
+            raise RecipeError(
+                config_file,
+                _source_key(s.name, "tokens"),
+                f"expected a positive token budget, got {s.tokens_requested}",
+            )
         if s.weight is not None and not s.weight >= 0:
             raise RecipeError(config_file, _source_key(s.name, "weight"), f"expected a number >= 0, got {s.weight}")
         if s.tokens_requested is not None and s.weight is not None:
-            raise RecipeError(config_file, _source_key(s.name, "weight"),
-                              "a source takes `tokens` or `weight`, not both: remove one")
+            raise RecipeError(
+                config_file, _source_key(s.name, "weight"), "a source takes `tokens` or `weight`, not both: remove one"
+            )
         if s.replay and s.tokens_requested is not None:
-            raise RecipeError(config_file, _source_key(s.name, "tokens"),
-                              "a replay source is sized by replay_share and its natural size: remove `tokens`")
+            raise RecipeError(
+                config_file,
+                _source_key(s.name, "tokens"),
+                "a replay source is sized by replay_share and its natural size: remove `tokens`",
+            )
         if s.replay and s.weight is not None:
-            raise RecipeError(config_file, _source_key(s.name, "weight"),
-                              "a replay source is sized by replay_share and its natural size: remove `weight`")
+            raise RecipeError(
+                config_file,
+                _source_key(s.name, "weight"),
+                "a replay source is sized by replay_share and its natural size: remove `weight`",
+            )
         if temperature is not None and s.weight is not None:
-            raise RecipeError(config_file, _source_key(s.name, "weight"), f"the stage sets temperature {temperature}, "
-                              "which sizes sources by their natural size: remove the weight or the temperature")
+            raise RecipeError(
+                config_file,
+                _source_key(s.name, "weight"),
+                f"the stage sets temperature {temperature}, "
+                "which sizes sources by their natural size: remove the weight or the temperature",
+            )
     return budget_tokens // seq_length
 
 
@@ -144,23 +170,38 @@ def _requested_windows(requested, flexible, room, seq_length, budget_tokens, con
         total = sum(windows.values())
         if total > room:
             asked = sum(s.tokens_requested for s in requested)
-            raise RecipeError(config_file, key, f"sources ask for {asked:,} tokens ({total:,} windows) but the stage "
-                              f"has room for {room * seq_length:,} (train_tokens {budget_tokens:,} less the replay "
-                              f"share): lower the sources' tokens or raise train_tokens")
+            raise RecipeError(
+                config_file,
+                key,
+                f"sources ask for {asked:,} tokens ({total:,} windows) but the stage "
+                f"has room for {room * seq_length:,} (train_tokens {budget_tokens:,} less the replay "
+                f"share): lower the sources' tokens or raise train_tokens",
+            )
         return windows
     # only budgets: they must fill the stage; split it in their proportions so the table sums exactly
     if abs(sum(exact.values()) - room) > len(requested):
         asked = sum(s.tokens_requested for s in requested)
         key = key if sum(exact.values()) > room else "train_tokens"
-        raise RecipeError(config_file, key, f"train_tokens is {budget_tokens:,} ({room * seq_length:,} after "
-                          f"the replay share) but the sources' tokens add up to {asked:,} and no source takes a "
-                          "weight: make them agree, or give a source a weight instead of tokens")
+        raise RecipeError(
+            config_file,
+            key,
+            f"train_tokens is {budget_tokens:,} ({room * seq_length:,} after "
+            f"the replay share) but the sources' tokens add up to {asked:,} and no source takes a "
+            "weight: make them agree, or give a source a weight instead of tokens",
+        )
     return split_budget(room, exact)
 
 
-def resolve_mixture(sizes: list[SourceSize], budget_tokens: int, seq_length: int, *,
-                    temperature: float | None = None, replay_share: float = 0.0,
-                    max_epochs: float = 4.0, config_file="<stage config>") -> list[MixRow]:
+def resolve_mixture(
+    sizes: list[SourceSize],
+    budget_tokens: int,
+    seq_length: int,
+    *,
+    temperature: float | None = None,
+    replay_share: float = 0.0,
+    max_epochs: float = 4.0,
+    config_file="<stage config>",
+) -> list[MixRow]:
     """The table, one row per source in the order given; raises RecipeError naming the key to change."""
     total = _check_stage(sizes, budget_tokens, seq_length, temperature, replay_share, max_epochs, config_file)
     replay = [s for s in sizes if s.replay]
@@ -171,16 +212,25 @@ def resolve_mixture(sizes: list[SourceSize], budget_tokens: int, seq_length: int
     replay_windows = round(total * replay_share)
     if replay_windows:
         if not any(s.tokens > 0 for s in replay):
-            raise RecipeError(config_file, "replay_share", f"is {replay_share} but the replay sources "
-                              f"({', '.join(s.name for s in replay)}) have no tokens after cleaning")
+            raise RecipeError(
+                config_file,
+                "replay_share",
+                f"is {replay_share} but the replay sources "
+                f"({', '.join(s.name for s in replay)}) have no tokens after cleaning",
+            )
         windows.update(split_budget(replay_windows, {s.name: float(s.tokens) for s in replay}))
     if requested:
-        windows.update(_requested_windows(requested, flexible, total - replay_windows, seq_length, budget_tokens,
-                                          config_file))
+        windows.update(
+            _requested_windows(requested, flexible, total - replay_windows, seq_length, budget_tokens, config_file)
+        )
     rest = total - sum(windows.values())
     if rest < 0:
-        raise RecipeError(config_file, "replay_share", f"{replay_share} of the stage ({replay_windows:,} windows) "
-                          f"plus the sources' tokens budgets exceed train_tokens {budget_tokens:,}: lower one of them")
+        raise RecipeError(
+            config_file,
+            "replay_share",
+            f"{replay_share} of the stage ({replay_windows:,} windows) "
+            f"plus the sources' tokens budgets exceed train_tokens {budget_tokens:,}: lower one of them",
+        )
     if rest and flexible:
         if temperature is None:
             weights = {s.name: 1.0 if s.weight is None else float(s.weight) for s in flexible}
@@ -192,32 +242,69 @@ def resolve_mixture(sizes: list[SourceSize], budget_tokens: int, seq_length: int
             raise RecipeError(config_file, "mixture", f"{empty}: nothing can fill {rest * seq_length:,} tokens")
         windows.update(split_budget(rest, weights))
     elif rest:  # every source is a replay source
-        raise RecipeError(config_file, "replay_share", f"replay sources take only {replay_share} of the stage and no "
-                          f"other source takes the rest ({rest * seq_length:,} tokens): add a source or raise "
-                          "replay_share")
+        raise RecipeError(
+            config_file,
+            "replay_share",
+            f"replay sources take only {replay_share} of the stage and no "
+            f"other source takes the rest ({rest * seq_length:,} tokens): add a source or raise "
+            "replay_share",
+        )
 
     rows = []
     for s in sizes:
-        rule = ("replay" if s.replay else "tokens" if s.tokens_requested is not None
-                else "weight" if temperature is None else "temperature")
+        rule = (
+            "replay"
+            if s.replay
+            else "tokens"
+            if s.tokens_requested is not None
+            else "weight"
+            if temperature is None
+            else "temperature"
+        )
         drawn = windows[s.name]
         if drawn and s.windows <= 0:
-            key = {"tokens": _source_key(s.name, "tokens"), "weight": _source_key(s.name, "weight"),
-                   "temperature": f"mixture[{s.name}]", "replay": "replay_share"}[rule]
-            raise RecipeError(config_file, key, f"source {s.name} is asked for {drawn * seq_length:,} tokens but has "
-                              f"no full window of {seq_length} tokens after cleaning ({s.tokens:,} tokens available): "
-                              "remove it or give it data")
+            key = {
+                "tokens": _source_key(s.name, "tokens"),
+                "weight": _source_key(s.name, "weight"),
+                "temperature": f"mixture[{s.name}]",
+                "replay": "replay_share",
+            }[rule]
+            raise RecipeError(
+                config_file,
+                key,
+                f"source {s.name} is asked for {drawn * seq_length:,} tokens but has "
+                f"no full window of {seq_length} tokens after cleaning ({s.tokens:,} tokens available): "
+                "remove it or give it data",
+            )
         epochs = drawn / s.windows if s.windows else 0.0
         allowed = max_epochs if s.max_epochs is None else s.max_epochs
         if epochs > allowed + EPOCH_SLACK:
-            change = {"tokens": f"lower mixture[{s.name}].tokens", "weight": f"lower mixture[{s.name}].weight",
-                      "temperature": "raise temperature", "replay": "lower replay_share"}[rule]
-            raise RecipeError(config_file, _source_key(s.name, "max_epochs"), f"source {s.name} needs {epochs:.2f} "
-                              f"epochs of its {s.tokens:,} available tokens ({s.windows:,} windows of {seq_length}) "
-                              f"but at most {allowed:g} are allowed: {change} or train_tokens, or raise "
-                              f"mixture[{s.name}].max_epochs (or the stage's max_epochs)")
-        rows.append(MixRow(name=s.name, rule=rule, share=drawn / total, windows=drawn, tokens=drawn * seq_length,
-                           epochs=epochs, available_tokens=s.tokens, available_windows=s.windows))
+            change = {
+                "tokens": f"lower mixture[{s.name}].tokens",
+                "weight": f"lower mixture[{s.name}].weight",
+                "temperature": "raise temperature",
+                "replay": "lower replay_share",
+            }[rule]
+            raise RecipeError(
+                config_file,
+                _source_key(s.name, "max_epochs"),
+                f"source {s.name} needs {epochs:.2f} "
+                f"epochs of its {s.tokens:,} available tokens ({s.windows:,} windows of {seq_length}) "
+                f"but at most {allowed:g} are allowed: {change} or train_tokens, or raise "
+                f"mixture[{s.name}].max_epochs (or the stage's max_epochs)",
+            )
+        rows.append(
+            MixRow(
+                name=s.name,
+                rule=rule,
+                share=drawn / total,
+                windows=drawn,
+                tokens=drawn * seq_length,
+                epochs=epochs,
+                available_tokens=s.tokens,
+                available_windows=s.windows,
+            )
+        )
     logger.info("mixture resolved: %d windows of %d tokens over %d sources", total, seq_length, len(rows))
     return rows
 
@@ -225,12 +312,22 @@ def resolve_mixture(sizes: list[SourceSize], budget_tokens: int, seq_length: int
 def mixture_table(rows: list[MixRow]) -> str:
     """The table as text: source, rule, share %, tokens, epochs, available tokens."""
     header = ("source", "rule", "share %", "tokens", "epochs", "available")
-    body = [(r.name, r.rule, f"{100 * r.share:.2f}", f"{r.tokens:,}", f"{r.epochs:.2f}", f"{r.available_tokens:,}")
-            for r in rows]
+    body = [
+        (r.name, r.rule, f"{100 * r.share:.2f}", f"{r.tokens:,}", f"{r.epochs:.2f}", f"{r.available_tokens:,}")
+        for r in rows
+    ]
     total_tokens = sum(r.tokens for r in rows)
     total_share = sum(r.share for r in rows)
-    body.append(("total", "", f"{100 * total_share:.2f}", f"{total_tokens:,}", "",
-                 f"{sum(r.available_tokens for r in rows):,}"))
+    body.append(
+        (
+            "total",
+            "",
+            f"{100 * total_share:.2f}",
+            f"{total_tokens:,}",
+            "",
+            f"{sum(r.available_tokens for r in rows):,}",
+        )
+    )
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
 
     def fmt(line):  # names left, numbers right

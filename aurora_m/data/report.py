@@ -37,8 +37,7 @@ def _tally(step: dict) -> dict[str, int]:
 
 
 def _reasons(step: dict) -> dict[str, int]:
-    return {k.removeprefix("dropped_"): int(_num(v)) for k, v in step["stats"].items()
-            if k.startswith("dropped_")}
+    return {k.removeprefix("dropped_"): int(_num(v)) for k, v in step["stats"].items() if k.startswith("dropped_")}
 
 
 def _clean_source(stats: list[dict], spec: SourceSpec) -> tuple[dict, dict[str, int]]:
@@ -50,10 +49,15 @@ def _clean_source(stats: list[dict], spec: SourceSpec) -> tuple[dict, dict[str, 
     reader = stats[0]["stats"] if stats else {}
     unusable = {r: int(_num(reader.get(f"dropped_{r}", 0))) for r in READER_DROPS}
     docs_read = int(_num(reader.get("documents", 0)))
-    row: dict = {"name": spec.name, "language": spec.lang or "", "format": spec.format,
-                 "rows_unusable": {k: v for k, v in unusable.items() if v},
-                 "blank_lines": int(_num(reader.get("blank_lines", 0))),
-                 "docs_in": docs_read + sum(unusable.values()), "steps": []}
+    row: dict = {
+        "name": spec.name,
+        "language": spec.lang or "",
+        "format": spec.format,
+        "rows_unusable": {k: v for k, v in unusable.items() if v},
+        "blank_lines": int(_num(reader.get("blank_lines", 0))),
+        "docs_in": docs_read + sum(unusable.values()),
+        "steps": [],
+    }
     prev: dict[str, int] = {spec.name: docs_read}
     pending: list[dict] = []  # the steps since the last tally (one filter, or the PII step)
     for step in stats[1:]:
@@ -69,9 +73,12 @@ def _clean_source(stats: list[dict], spec: SourceSpec) -> tuple[dict, dict[str, 
         if after == "held_out":
             entry = {"step": after, "set_aside_docs": removed, "set_aside_tokens": counters.get("set_aside_tokens", 0)}
         else:
-            entry = {"step": after, "removed_docs": removed,
-                     "removed_tokens": counters.get("removed_tokens", 0) if after != "length_cap" else None,
-                     "reasons": {k: v for p in pending for k, v in _reasons(p).items()}}
+            entry = {
+                "step": after,
+                "removed_docs": removed,
+                "removed_tokens": counters.get("removed_tokens", 0) if after != "length_cap" else None,
+                "reasons": {k: v for p in pending for k, v in _reasons(p).items()},
+            }
             if after == "length_cap":
                 entry["note"] = "not tokenized (longer than max_doc_chars)"
         if out:
@@ -103,8 +110,9 @@ def why_empty(d: DatasetDir, spec: SourceSpec) -> str:
     return f"{row['docs_in']} rows read, none kept ({top or 'no rows'})"
 
 
-def filter_report(d: DatasetDir, specs: list[SourceSpec], args, token_size: int = 2,
-                  tokenizer_file: str | None = None) -> dict:
+def filter_report(
+    d: DatasetDir, specs: list[SourceSpec], args, token_size: int = 2, tokenizer_file: str | None = None
+) -> dict:
     sources, handed_on = [], {}
     for spec in specs:
         row, out = _clean_source(source_stats(d.logs / "clean" / "by_source" / spec.name), spec)
@@ -118,8 +126,10 @@ def filter_report(d: DatasetDir, specs: list[SourceSpec], args, token_size: int 
         row["received_by_reroute"] = _received(sources, row["name"])
         if after_dedup is not None:
             row["kept_docs"] = after_dedup.get(row["name"], 0)
-            row["minhash"] = {"removed_docs": before - row["kept_docs"],
-                              "removed_tokens": _removed_tokens(d.removed_by(row["name"], "minhash"), tokenizer_file)}
+            row["minhash"] = {
+                "removed_docs": before - row["kept_docs"],
+                "removed_tokens": _removed_tokens(d.removed_by(row["name"], "minhash"), tokenizer_file),
+            }
         else:
             row["kept_docs"] = before
         row["kept_tokens"] = _ds_tokens(d.source_tokens(row["name"]), token_size)
@@ -130,11 +140,16 @@ def filter_report(d: DatasetDir, specs: list[SourceSpec], args, token_size: int 
         row["removed_tokens"] = sum(r[1] or 0 for r in removed)
         aside = sum(s.get("set_aside_tokens", 0) for s in row["steps"])
         row["tokens_in"] = row["removed_tokens"] + aside + row["kept_tokens"]
-    return {"sources": sources, "languages": _by_language(sources),
-            "notes": ["tokens include each document's EOS; kept_tokens are the shards' tokens (fill-in-the-middle "
-                      "adds its three special tokens to a rewritten code document); documents longer than "
-                      "max_doc_chars are counted but never tokenized"],
-            "removed_documents": str(d.removed.name) if args.keep_removed else None}
+    return {
+        "sources": sources,
+        "languages": _by_language(sources),
+        "notes": [
+            "tokens include each document's EOS; kept_tokens are the shards' tokens (fill-in-the-middle "
+            "adds its three special tokens to a rewritten code document); documents longer than "
+            "max_doc_chars are counted but never tokenized"
+        ],
+        "removed_documents": str(d.removed.name) if args.keep_removed else None,
+    }
 
 
 def _removed_tokens(folder: Path, tokenizer_file: str | None) -> int | None:
@@ -171,9 +186,18 @@ def _ds_tokens(folder: Path, token_size: int) -> int:
 def _by_language(sources: list[dict]) -> dict:
     out: dict[str, dict] = {}
     for row in sources:
-        lang = out.setdefault(row["language"] or row["format"], {"docs_in": 0, "tokens_in": 0, "removed_docs": 0,
-                                                                 "removed_tokens": 0, "kept_docs": 0,
-                                                                 "kept_tokens": 0, "removed_by": {}})
+        lang = out.setdefault(
+            row["language"] or row["format"],
+            {
+                "docs_in": 0,
+                "tokens_in": 0,
+                "removed_docs": 0,
+                "removed_tokens": 0,
+                "kept_docs": 0,
+                "kept_tokens": 0,
+                "removed_by": {},
+            },
+        )
         lang["docs_in"] += row["docs_in"]
         lang["tokens_in"] += row["tokens_in"]
         lang["removed_docs"] += row["removed_docs"]
@@ -183,8 +207,9 @@ def _by_language(sources: list[dict]) -> dict:
         for step in row["steps"]:
             lang["set_aside_docs"] = lang.get("set_aside_docs", 0) + step.get("set_aside_docs", 0)
             lang["rerouted_out_docs"] = lang.get("rerouted_out_docs", 0) + sum(step.get("rerouted_out", {}).values())
-            lang["rerouted_removed_docs"] = (lang.get("rerouted_removed_docs", 0)
-                                             + sum(step.get("rerouted_removed", {}).values()))
+            lang["rerouted_removed_docs"] = lang.get("rerouted_removed_docs", 0) + sum(
+                step.get("rerouted_removed", {}).values()
+            )
         lang["received_docs"] = lang.get("received_docs", 0) + sum(row["received_by_reroute"].values())
         for step in row["steps"]:
             if step.get("removed_docs"):
@@ -211,12 +236,21 @@ def filter_table(report: dict) -> str:
     lines = [header]
     for row in report["sources"]:
         by = {s["step"]: s for s in row["steps"]}
-        lines.append([row["name"], row["language"] or row["format"], str(row["docs_in"]),
-                      str(sum(row["rows_unusable"].values()))]
-                     + [str(by[s]["removed_docs"]) if s in by else "-" for s in steps]
-                     + [str(row.get("minhash", {}).get("removed_docs", "-")),
-                        str(by.get("held_out", {}).get("set_aside_docs", 0)),
-                        str(row["kept_docs"]), f"{row['kept_tokens']:,}"])
+        lines.append(
+            [
+                row["name"],
+                row["language"] or row["format"],
+                str(row["docs_in"]),
+                str(sum(row["rows_unusable"].values())),
+            ]
+            + [str(by[s]["removed_docs"]) if s in by else "-" for s in steps]
+            + [
+                str(row.get("minhash", {}).get("removed_docs", "-")),
+                str(by.get("held_out", {}).get("set_aside_docs", 0)),
+                str(row["kept_docs"]),
+                f"{row['kept_tokens']:,}",
+            ]
+        )
     widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in lines)
 
@@ -232,7 +266,15 @@ def source_sizes(d: DatasetDir, specs: list[SourceSpec], seq_length: int, token_
     sizes = []
     for spec in specs:
         tokens, windows = source_windows(d.source_tokens(spec.name), seq_length, token_size)
-        sizes.append(SourceSize(name=spec.name, tokens=tokens, windows=windows,
-                                tokens_requested=spec.tokens, weight=spec.weight, replay=spec.replay,
-                                max_epochs=spec.max_epochs))
+        sizes.append(
+            SourceSize(
+                name=spec.name,
+                tokens=tokens,
+                windows=windows,
+                tokens_requested=spec.tokens,
+                weight=spec.weight,
+                replay=spec.replay,
+                max_epochs=spec.max_epochs,
+            )
+        )
     return sizes

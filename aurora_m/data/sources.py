@@ -63,8 +63,9 @@ class SourceDocs:
             return batch[self.spec.text_field]
         if self.spec.format == "messages":
             return [messages_text(self.turns(m)) for m in batch[self.spec.messages_field]]
-        return [instruction_text(i, r)
-                for i, r in zip(batch[self.spec.instruction_field], batch[self.spec.response_field])]
+        return [
+            instruction_text(i, r) for i, r in zip(batch[self.spec.instruction_field], batch[self.spec.response_field])
+        ]
 
     def turns(self, value) -> list[dict]:
         return chat_turns(value, self.spec.role_field, self.spec.content_field)
@@ -87,8 +88,10 @@ class SourceDocs:
         if self.spec.format == "messages":
             chats = [self.turns(m) for m in batch[self.spec.messages_field]]
         elif self.spec.format == "instruction":
-            chats = [[{"role": "user", "content": i.strip()}, {"role": "assistant", "content": r.strip()}]
-                     for i, r in zip(batch[self.spec.instruction_field], batch[self.spec.response_field])]
+            chats = [
+                [{"role": "user", "content": i.strip()}, {"role": "assistant", "content": r.strip()}]
+                for i, r in zip(batch[self.spec.instruction_field], batch[self.spec.response_field])
+            ]
         else:
             raise ValueError(f"source {self.spec.name}: format {self.spec.format!r} holds no chats")
         return Dataset.from_dict({"messages": chats, "category": self.categories()})
@@ -299,7 +302,8 @@ def _json_rows(path: str, fields: tuple[str, ...], stamp: tuple):
             if line.strip():
                 row = json.loads(line)
                 yield {f: row.get(f) if isinstance(row.get(f), str) else None for f in fields[:-1]} | {
-                    fields[-1]: row.get(fields[-1]) if isinstance(row.get(fields[-1]), str) else ""}  # category
+                    fields[-1]: row.get(fields[-1]) if isinstance(row.get(fields[-1]), str) else ""
+                }  # category
 
 
 def _load_fields(spec: SourceSpec):
@@ -308,16 +312,23 @@ def _load_fields(spec: SourceSpec):
     texts = [spec.text_field, spec.instruction_field, spec.response_field]
     fields = [f for f in dict.fromkeys(texts) if f != spec.category_field] + [spec.category_field]
     stat = Path(spec.path).stat()  # part of the cache key: an edited file is read again
-    return Dataset.from_generator(_json_rows, features=Features({f: Value("string") for f in fields}),
-                                  gen_kwargs={"path": spec.path, "fields": tuple(fields),  # a list would be sharded
-                                              "stamp": (stat.st_size, stat.st_mtime_ns)})
+    return Dataset.from_generator(
+        _json_rows,
+        features=Features({f: Value("string") for f in fields}),
+        gen_kwargs={
+            "path": spec.path,
+            "fields": tuple(fields),  # a list would be sharded
+            "stamp": (stat.st_size, stat.st_mtime_ns),
+        },
+    )
 
 
 # ----------------------------------------------------------------------------- reading a source
 
 
-def read_source(spec: SourceSpec, config_file: str, key: str, *,
-                prompt_completion: bool = False, log_notes: bool = True) -> tuple[SourceDocs, SourceReport]:
+def read_source(
+    spec: SourceSpec, config_file: str, key: str, *, prompt_completion: bool = False, log_notes: bool = True
+) -> tuple[SourceDocs, SourceReport]:
     """The kept documents of one source (texts left on disk) and a report of what was set aside.
 
     ``config_file``/``key`` name where the source was declared (``key[name]``), for errors. ``log_notes``:
@@ -327,14 +338,17 @@ def read_source(spec: SourceSpec, config_file: str, key: str, *,
     ds = _load(spec, config_file, where)
     text_format = spec.format == "text"
     needed = {"text": {"text_field": spec.text_field}, "messages": {"messages_field": spec.messages_field}}.get(
-        spec.format, {"instruction_field": spec.instruction_field, "response_field": spec.response_field})
+        spec.format, {"instruction_field": spec.instruction_field, "response_field": spec.response_field}
+    )
     if spec.taxonomy or spec.stratify:  # red-team sets: every row must name its harm category
         needed["category_field"] = spec.category_field
     for field_key, column in needed.items():
         if column not in ds.column_names:
-            raise RecipeError(config_file, f"{where}.{field_key}",
-                              f"column {column!r} not in {spec.path or spec.dataset} "
-                              f"(columns: {', '.join(ds.column_names)})")
+            raise RecipeError(
+                config_file,
+                f"{where}.{field_key}",
+                f"column {column!r} not in {spec.path or spec.dataset} (columns: {', '.join(ds.column_names)})",
+            )
     if prompt_completion and text_format:
         raise RecipeError(config_file, f"{where}.format", "SFT sources need format: instruction or messages")
     rule = heldout_rule(spec, config_file, key)
@@ -352,12 +366,17 @@ def read_source(spec: SourceSpec, config_file: str, key: str, *,
     except UnicodeDecodeError as err:  # Arrow keeps invalid bytes: they fail only once decoded, here
         error = _diagnosed(spec, config_file, where) if spec.path else None
         if error is None:
-            raise RecipeError(config_file, f"{where}.{'path' if spec.path else 'dataset'}",
-                              f"text is not UTF-8 ({err})") from err
+            raise RecipeError(
+                config_file, f"{where}.{'path' if spec.path else 'dataset'}", f"text is not UTF-8 ({err})"
+            ) from err
         raise error from err
     if not_text:
-        what = (f"is not a chat (a list of turns with string '{spec.role_field}' and '{spec.content_field}' keys, "
-                f"roles {'/'.join(ROLE_NAMES)})" if spec.format == "messages" else "is not a string")
+        what = (
+            f"is not a chat (a list of turns with string '{spec.role_field}' and '{spec.content_field}' keys, "
+            f"roles {'/'.join(ROLE_NAMES)})"
+            if spec.format == "messages"
+            else "is not a string"
+        )
         note = f"{report.removed_not_text} row(s) removed whose {'/'.join(needed)} {what} (rows {_shown(not_text)})"
         report.notes.append(note)
         if log_notes:
@@ -389,8 +408,10 @@ def _scan(table, spec: SourceSpec, report: SourceReport, rule: HeldOutRule, log_
                 usable = [_usable_pair(i, r) for i, r in pairs]
                 texts = [instruction_text(i, r) if ok else None for (i, r), ok in zip(pairs, usable)]
             if taxonomy is not None:
-                usable = [ok if not ok or taxonomy.resolve(str(c or "")) else "unknown"
-                          for ok, c in zip(usable, batch[spec.category_field])]
+                usable = [
+                    ok if not ok or taxonomy.resolve(str(c or "")) else "unknown"
+                    for ok, c in zip(usable, batch[spec.category_field])
+                ]
             keep = np.zeros(len(texts), dtype=bool)
             for j, (text, ok) in enumerate(zip(texts, usable)):
                 if ok is None:
@@ -414,14 +435,17 @@ def _scan(table, spec: SourceSpec, report: SourceReport, rule: HeldOutRule, log_
             bar.update(len(texts))
     if empty:  # common in web corpora, so said without a warning; counted in the report all the same
         fields = {"text": spec.text_field, "messages": spec.messages_field}.get(
-            spec.format, f"{spec.instruction_field}/{spec.response_field}")
+            spec.format, f"{spec.instruction_field}/{spec.response_field}"
+        )
         note = f"{report.removed_empty} row(s) removed whose {fields} is missing or blank (rows {_shown(empty)})"
         report.notes.append(note)
         if log_notes:
             logger.info("%s: %s", spec.path or spec.dataset, note)
     if unknown:
-        note = (f"{report.removed_unknown_category} row(s) removed whose {spec.category_field} is not a category of "
-                f"taxonomy {spec.taxonomy!r} (rows {_shown(unknown)})")
+        note = (
+            f"{report.removed_unknown_category} row(s) removed whose {spec.category_field} is not a category of "
+            f"taxonomy {spec.taxonomy!r} (rows {_shown(unknown)})"
+        )
         report.notes.append(note)
         if log_notes:
             logger.warning("%s: %s", spec.path or spec.dataset, note)

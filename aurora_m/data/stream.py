@@ -65,8 +65,12 @@ def _token_dtype(token_size: int) -> np.dtype:
 def _file_tokens(path: Path, token_size: int) -> int:
     size = path.stat().st_size
     if size % token_size:
-        raise RecipeError(path, None, f"has {size} bytes, not a whole number of {token_size}-byte tokens: the "
-                          "file is truncated; run the data step again")
+        raise RecipeError(
+            path,
+            None,
+            f"has {size} bytes, not a whole number of {token_size}-byte tokens: the "
+            "file is truncated; run the data step again",
+        )
     return size // token_size
 
 
@@ -128,7 +132,7 @@ class _EpochDraws:
                 source_rng(self.seed, self.name, self.epoch).shuffle(self.perm)
                 self.offset = 0
             n = min(k, self.available - self.offset)
-            parts.append(self.perm[self.offset: self.offset + n].astype(np.int64))
+            parts.append(self.perm[self.offset : self.offset + n].astype(np.int64))
             self.offset += n
             k -= n
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
@@ -159,8 +163,10 @@ def build_index(rows: list[MixRow], seed: int, path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".writing")  # renamed into place when complete
     with open(partial, "wb") as out:
-        np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.int64)),
-                                                   "fortran_order": False, "shape": (total, 2)})
+        np.lib.format.write_array_header_1_0(
+            out,
+            {"descr": np.lib.format.dtype_to_descr(np.dtype(np.int64)), "fortran_order": False, "shape": (total, 2)},
+        )
         for chunk, (start, end, counts) in enumerate(_chunk_counts(windows, total, CHUNK)):
             ids = np.repeat(ids_of, counts)
             np.random.default_rng([seed % 2**64, _CHUNK_KEY, chunk]).shuffle(ids)
@@ -169,9 +175,14 @@ def build_index(rows: list[MixRow], seed: int, path) -> int:
             # the k-th position of source i in this chunk gets its k-th next window
             block[np.argsort(ids, kind="stable"), 1] = np.concatenate([d.take(c) for d, c in zip(draws, counts)])
             out.write(block.tobytes())
-    meta = {"format": INDEX_FORMAT, "seed": seed, "seq_length": seq_length, "length": total, "chunk": CHUNK,
-            "sources": [{"name": r.name, "windows": r.windows, "available_windows": r.available_windows}
-                        for r in rows]}
+    meta = {
+        "format": INDEX_FORMAT,
+        "seed": seed,
+        "seq_length": seq_length,
+        "length": total,
+        "chunk": CHUNK,
+        "sources": [{"name": r.name, "windows": r.windows, "available_windows": r.available_windows} for r in rows],
+    }
     meta_partial = partial.with_name(partial.name + ".json")
     meta_partial.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     os.replace(partial, path)
@@ -205,7 +216,7 @@ def source_counts(index: np.ndarray, start: int, end: int, sources: int, block: 
     """How many of the positions ``[start, end)`` of ``index`` each source gives (read in blocks, not whole)."""
     counts = np.zeros(sources, dtype=np.int64)
     for lo in range(max(0, start), min(end, len(index)), block):
-        counts += np.bincount(index[lo: min(end, lo + block), 0], minlength=sources)
+        counts += np.bincount(index[lo : min(end, lo + block), 0], minlength=sources)
     return counts
 
 
@@ -223,8 +234,12 @@ class PackedStream(torch.utils.data.Dataset):
         self.token_size = token_size
         meta = read_index_meta(self.index_path)
         if meta.get("format") != INDEX_FORMAT or meta["seq_length"] != seq_length:
-            raise RecipeError(self.index_path, None, f"was built for windows of {meta.get('seq_length')} tokens "
-                              f"(format {meta.get('format')}), not {seq_length}: run the data step again")
+            raise RecipeError(
+                self.index_path,
+                None,
+                f"was built for windows of {meta.get('seq_length')} tokens "
+                f"(format {meta.get('format')}), not {seq_length}: run the data step again",
+            )
         self.names = [s["name"] for s in meta["sources"]]
         self.length = int(meta["length"])
         self.files: list[list[Path]] = []
@@ -233,14 +248,22 @@ class PackedStream(torch.utils.data.Dataset):
             name, files, counts = source["name"], [], []
             if source["windows"]:
                 if name not in source_dirs:
-                    raise RecipeError(self.index_path, None, f"draws from source {name} but no folder was given "
-                                      f"for it (given: {', '.join(sorted(source_dirs)) or 'none'})")
+                    raise RecipeError(
+                        self.index_path,
+                        None,
+                        f"draws from source {name} but no folder was given "
+                        f"for it (given: {', '.join(sorted(source_dirs)) or 'none'})",
+                    )
                 files = ds_files(source_dirs[name])
                 counts = [_file_tokens(p, token_size) // seq_length for p in files]
                 if sum(counts) != source["available_windows"]:
-                    raise RecipeError(source_dirs[name], None, f"has {sum(counts)} windows of {seq_length} tokens "
-                                      f"but the index {self.index_path} was built for {source['available_windows']}: "
-                                      "the shards changed; run the data step again")
+                    raise RecipeError(
+                        source_dirs[name],
+                        None,
+                        f"has {sum(counts)} windows of {seq_length} tokens "
+                        f"but the index {self.index_path} was built for {source['available_windows']}: "
+                        "the shards changed; run the data step again",
+                    )
             self.files.append(files)
             self.starts.append(np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]))
         self._index = None
@@ -264,8 +287,11 @@ class PackedStream(torch.utils.data.Dataset):
         if self._index is None:
             index = self.open_index()
             if index.shape != (self.length, 2):
-                raise RecipeError(self.index_path, None, f"holds {index.shape} entries, its .json says "
-                                  f"{self.length}: run the data step again")
+                raise RecipeError(
+                    self.index_path,
+                    None,
+                    f"holds {index.shape} entries, its .json says {self.length}: run the data step again",
+                )
             self._index = index
         return self._index
 
@@ -278,8 +304,9 @@ class PackedStream(torch.utils.data.Dataset):
         try:
             return np.load(self.index_path, mmap_mode="r")
         except (ValueError, OSError, EOFError) as err:
-            raise RecipeError(self.index_path, None, f"cannot be read as a sampling index ({err}): run the data step "
-                                                     "again") from None
+            raise RecipeError(
+                self.index_path, None, f"cannot be read as a sampling index ({err}): run the data step again"
+            ) from None
 
     def _shard(self, source: int, file: int) -> np.memmap:
         key = (source, file)
@@ -298,7 +325,7 @@ class PackedStream(torch.utils.data.Dataset):
         starts = self.starts[source]
         file = int(np.searchsorted(starts, window, side="right")) - 1
         offset = (window - int(starts[file])) * self.seq_length
-        tokens = self._shard(source, file)[offset: offset + self.seq_length]
+        tokens = self._shard(source, file)[offset : offset + self.seq_length]
         return {"input_ids": np.asarray(tokens, dtype=np.int64)}
 
     def iterate(self, start: int = 0):
@@ -315,8 +342,12 @@ def open_stream(data) -> PackedStream:
     the token shards in the index's order. Both engines train on it."""
     mixture = read_json_or_none(data.mixture_json) or {}
     names = [s["name"] for s in mixture.get("sources", [])]
-    return PackedStream(data.index, {n: data.source_tokens(n) for n in names}, int(mixture.get("seq_length", 0)),
-                        int(mixture.get("token_size", 2)))
+    return PackedStream(
+        data.index,
+        {n: data.source_tokens(n) for n in names},
+        int(mixture.get("seq_length", 0)),
+        int(mixture.get("token_size", 2)),
+    )
 
 
 def pack_heldout(texts, path: str | Path, tokenizer, seq_length: int, blocks: int, token_size: int = 2) -> dict:
@@ -335,7 +366,7 @@ def pack_heldout(texts, path: str | Path, tokenizer, seq_length: int, blocks: in
             break
         ids = tokenizer.encode(text).ids
         take = min(len(ids), need - filled)
-        out[filled: filled + take] = ids[:take]
+        out[filled : filled + take] = ids[:take]
         filled, docs = filled + take, docs + 1
     windows = filled // seq_length
     if windows:

@@ -19,9 +19,20 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     return text[: min(ends)] if ends else text
 
 
-def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, stop: Sequence[str] = (),
-             temperature: float = 0.0, top_p: float = 1.0, num_samples: int = 1, batch_size: int = 8,
-             seed: int = 0, desc: str = "generating") -> list[list[str]]:
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    stop: Sequence[str] = (),
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    num_samples: int = 1,
+    batch_size: int = 8,
+    seed: int = 0,
+    desc: str = "generating",
+) -> list[list[str]]:
     """``num_samples`` completions per prompt (the prompt itself not included), in prompt order."""
     import torch
     from tqdm.auto import tqdm
@@ -30,8 +41,13 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, s
         tokenizer.pad_token = tokenizer.eos_token
     padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"  # generation continues on the right
     sampling = temperature > 0
-    options = {"max_new_tokens": max_new_tokens, "do_sample": sampling, "num_return_sequences": num_samples,
-               "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+    options = {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": sampling,
+        "num_return_sequences": num_samples,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
     if sampling:
         options.update(temperature=temperature, top_p=top_p)
     else:
@@ -44,7 +60,7 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, s
     model.eval()
     try:
         for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
-            batch = list(prompts[start: start + batch_size])
+            batch = list(prompts[start : start + batch_size])
             enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
             if limit and enc["input_ids"].shape[1] + max_new_tokens > limit:
                 keep = max(1, limit - max_new_tokens)  # the prompt's end matters most: keep it
@@ -53,10 +69,10 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, s
                 torch.manual_seed(seed + start)
             with torch.no_grad():
                 ids = model.generate(**{k: v.to(device) for k, v in enc.items()}, **options)
-            new = ids[:, enc["input_ids"].shape[1]:]
+            new = ids[:, enc["input_ids"].shape[1] :]
             texts = tokenizer.batch_decode(new, skip_special_tokens=True)
             for i in range(len(batch)):
-                out.append([cut_at_stop(t, stop) for t in texts[i * num_samples:(i + 1) * num_samples]])
+                out.append([cut_at_stop(t, stop) for t in texts[i * num_samples : (i + 1) * num_samples]])
     finally:
         tokenizer.padding_side = padding_side
     return out

@@ -48,8 +48,12 @@ KEY = "lm_eval_tasks"
 # (MMLU, TruthfulQA mc2, WinoGrande) fall through to acc, generation tasks to exact match, summaries to rouge
 MAIN_METRICS = ("acc_norm", "acc", "exact_match", "f1", "rouge2", "bleu")
 # what lm-eval warns about because of how this module calls it (a model object, a recipe's shot count)
-EXPECTED_WARNINGS = ("`pretrained` model kwarg is not of type `str`", "Passed an already-initialized model",
-                     "Custom kwargs can be passed to `--metadata`", "Overwriting default num_fewshot")
+EXPECTED_WARNINGS = (
+    "`pretrained` model kwarg is not of type `str`",
+    "Passed an already-initialized model",
+    "Custom kwargs can be passed to `--metadata`",
+    "Overwriting default num_fewshot",
+)
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,11 @@ def requested_tasks(lm_eval_tasks, file, default_fewshot: int | None = None) -> 
             if isinstance(entry, dict):
                 unknown = set(entry) - {"task", "num_fewshot"}
                 if unknown or "task" not in entry:
-                    raise RecipeError(file, at, f"expected a task name or {{task: NAME, num_fewshot: K}}, got keys "
-                                                f"{sorted(map(str, entry))}")
+                    raise RecipeError(
+                        file,
+                        at,
+                        f"expected a task name or {{task: NAME, num_fewshot: K}}, got keys {sorted(map(str, entry))}",
+                    )
                 name, shots = entry["task"], entry.get("num_fewshot", default_fewshot)
                 if not isinstance(shots, int) or isinstance(shots, bool) or shots < 0:
                     raise RecipeError(file, f"{at}.num_fewshot", f"expected an integer >= 0, got {shots!r}")
@@ -107,8 +114,11 @@ def _import_lm_eval(config_file):
     try:
         import lm_eval
     except ImportError:
-        raise RecipeError(config_file, "suites", f"the harness suite needs lm-eval, which is not installed here: "
-                                                 f"{install_hint('eval', 'lm-eval')}") from None
+        raise RecipeError(
+            config_file,
+            "suites",
+            f"the harness suite needs lm-eval, which is not installed here: {install_hint('eval', 'lm-eval')}",
+        ) from None
     return lm_eval
 
 
@@ -138,8 +148,12 @@ def check_tasks(eval_args, config_file, cache: dict | None = None) -> list[TaskR
         if request.name not in known:
             close = difflib.get_close_matches(request.name, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise RecipeError(config_file, request.key, f"unknown lm-eval task {request.name!r}{hint}; custom tasks "
-                                                        f"go in a folder named by lm_eval_include_path")
+            raise RecipeError(
+                config_file,
+                request.key,
+                f"unknown lm-eval task {request.name!r}{hint}; custom tasks "
+                f"go in a folder named by lm_eval_include_path",
+            )
     return requests
 
 
@@ -154,19 +168,40 @@ def run_harness(model, tokenizer, eval_args, config_file, **context) -> dict:
     manager = task_manager(eval_args, config_file, cache)
     tasks = {}
     with lm_eval_logs():
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=eval_args.lm_eval_batch_size,
-                  max_length=eval_args.seq_length)
+        lm = HFLM(
+            pretrained=model,
+            tokenizer=tokenizer,
+            batch_size=eval_args.lm_eval_batch_size,
+            max_length=eval_args.seq_length,
+        )
         for request in requests:
             # log_samples=False: per-example records would grow with the benchmark (MMLU: 14k rows x choices)
-            out = lm_eval.simple_evaluate(model=lm, tasks=[request.name], num_fewshot=request.num_fewshot,
-                                          limit=eval_args.lm_eval_limit, task_manager=manager, log_samples=False)
+            out = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=[request.name],
+                num_fewshot=request.num_fewshot,
+                limit=eval_args.lm_eval_limit,
+                task_manager=manager,
+                log_samples=False,
+            )
             for name, entry in task_entries(out, request).items():
                 tasks[name] = entry
-                logger.info("harness %s %s: %s %s (%d examples, %s-shot)", request.language, name,
-                            entry["main_metric"], _shown(entry["metrics"].get(entry["main_metric"])),
-                            entry["n_samples"], entry["num_fewshot"])
-    return {"suite": SUITE, "lm_eval_version": lm_eval.__version__, "limit": eval_args.lm_eval_limit,
-            "tasks": tasks, "by_language": by_language(tasks)}
+                logger.info(
+                    "harness %s %s: %s %s (%d examples, %s-shot)",
+                    request.language,
+                    name,
+                    entry["main_metric"],
+                    _shown(entry["metrics"].get(entry["main_metric"])),
+                    entry["n_samples"],
+                    entry["num_fewshot"],
+                )
+    return {
+        "suite": SUITE,
+        "lm_eval_version": lm_eval.__version__,
+        "limit": eval_args.lm_eval_limit,
+        "tasks": tasks,
+        "by_language": by_language(tasks),
+    }
 
 
 # ----------------------------------------------------------------------------- lm-eval's output
@@ -180,15 +215,28 @@ def task_entries(out: dict, request: TaskRequest) -> dict[str, dict]:
         used = {shots[t] for t in counts if t in shots}
         k = shots.get(request.name, used.pop() if len(used) == 1 else request.num_fewshot)
         return {request.name: _entry(request.language, row, total, k)}
-    return {name: {**_entry(request.language, results[name], int(counts[name]["effective"]),
-                            shots.get(name, request.num_fewshot)), "part_of": request.name}
-            for name in counts if _metrics(results.get(name, {}))[0]}
+    return {
+        name: {
+            **_entry(
+                request.language, results[name], int(counts[name]["effective"]), shots.get(name, request.num_fewshot)
+            ),
+            "part_of": request.name,
+        }
+        for name in counts
+        if _metrics(results.get(name, {}))[0]
+    }
 
 
 def _entry(language: str, row: dict, n_samples: int, num_fewshot) -> dict:
     metrics, stderr = _metrics(row)
-    return {"language": language, "metrics": metrics, "stderr": stderr, "main_metric": main_metric(metrics),
-            "n_samples": n_samples, "num_fewshot": num_fewshot}
+    return {
+        "language": language,
+        "metrics": metrics,
+        "stderr": stderr,
+        "main_metric": main_metric(metrics),
+        "n_samples": n_samples,
+        "num_fewshot": num_fewshot,
+    }
 
 
 def _metrics(row: dict) -> tuple[dict, dict]:
@@ -244,7 +292,8 @@ class _ThroughOurLogger(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno < logging.WARNING or (
-                record.levelno == logging.WARNING and any(w in record.getMessage() for w in EXPECTED_WARNINGS)):
+            record.levelno == logging.WARNING and any(w in record.getMessage() for w in EXPECTED_WARNINGS)
+        ):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         if self.target.isEnabledFor(record.levelno):
             self.target.handle(record)

@@ -40,13 +40,21 @@ def document_windows(ids: list[int], seq_length: int, stride: int) -> list[tuple
     end = seq_length
     while end < len(ids):
         new_end = min(end + stride, len(ids))
-        windows.append((ids[max(0, new_end - seq_length): new_end], new_end - end))
+        windows.append((ids[max(0, new_end - seq_length) : new_end], new_end - end))
         end = new_end
     return windows
 
 
-def score_language(model, tokenizer, docs: list[str], seq_length: int, stride: int, batch_size: int,
-                   max_windows: int | None = None, desc: str = "perplexity") -> dict:
+def score_language(
+    model,
+    tokenizer,
+    docs: list[str],
+    seq_length: int,
+    stride: int,
+    batch_size: int,
+    max_windows: int | None = None,
+    desc: str = "perplexity",
+) -> dict:
     """Token-weighted mean NLL over the documents (EOS appended, so the end of a document counts too)."""
     import torch
     from tqdm.auto import tqdm
@@ -62,7 +70,7 @@ def score_language(model, tokenizer, docs: list[str], seq_length: int, stride: i
     nll, count = 0.0, 0
     model.eval()
     for start in tqdm(range(0, len(windows), batch_size), desc=desc, unit="batch"):
-        batch = windows[start: start + batch_size]
+        batch = windows[start : start + batch_size]
         width = max(len(w) for w, _ in batch)
         ids = torch.full((len(batch), width), tokenizer.eos_token_id, dtype=torch.long)
         labels = torch.full((len(batch), width), -100, dtype=torch.long)
@@ -70,7 +78,7 @@ def score_language(model, tokenizer, docs: list[str], seq_length: int, stride: i
         for i, (window, scored) in enumerate(batch):
             ids[i, : len(window)] = torch.tensor(window)
             mask[i, : len(window)] = 1
-            labels[i, len(window) - scored: len(window)] = ids[i, len(window) - scored: len(window)]
+            labels[i, len(window) - scored : len(window)] = ids[i, len(window) - scored : len(window)]
         with torch.no_grad():
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
         shifted = logits[:, :-1].reshape(-1, logits.shape[-1])
@@ -80,29 +88,44 @@ def score_language(model, tokenizer, docs: list[str], seq_length: int, stride: i
     return {"loss": nll / max(1, count), "tokens": count, "windows": len(windows)}
 
 
-def run_perplexity(model, tokenizer, eval_args: EvalArguments, config_file, texts: dict[str, list[str]],
-                   batch_size: int = 8) -> dict:
+def run_perplexity(
+    model, tokenizer, eval_args: EvalArguments, config_file, texts: dict[str, list[str]], batch_size: int = 8
+) -> dict:
     """The perplexity suite of one variant: ``{"suite": "perplexity", "perplexity": {lang: ppl}, "loss": {lang:
     mean NLL}, "eval_tokens": {lang: scored tokens}, "windows": {...}, "seq_length", "stride"}``."""
     stride = eval_args.perplexity_stride or max(1, eval_args.seq_length // 2)
     if not 0 < stride <= eval_args.seq_length:
-        raise RecipeError(config_file, "perplexity_stride", f"expected 1..seq_length ({eval_args.seq_length}), "
-                                                            f"got {stride}")
+        raise RecipeError(
+            config_file, "perplexity_stride", f"expected 1..seq_length ({eval_args.seq_length}), got {stride}"
+        )
     scores = {}
     for lang, docs in texts.items():
-        scores[lang] = score_language(model, tokenizer, docs, eval_args.seq_length, stride, batch_size,
-                                      eval_args.max_eval_blocks, desc=f"perplexity {lang}")
+        scores[lang] = score_language(
+            model,
+            tokenizer,
+            docs,
+            eval_args.seq_length,
+            stride,
+            batch_size,
+            eval_args.max_eval_blocks,
+            desc=f"perplexity {lang}",
+        )
         if scores[lang]["tokens"] == 0:
             raise RecipeError(config_file, f"perplexity_sources[{lang}]", "held-out text has no tokens to score")
-    return {"suite": "perplexity", "seq_length": eval_args.seq_length, "stride": stride,
-            "perplexity": {lang: math.exp(s["loss"]) for lang, s in scores.items()},
-            "loss": {lang: s["loss"] for lang, s in scores.items()},
-            "eval_tokens": {lang: s["tokens"] for lang, s in scores.items()},
-            "windows": {lang: s["windows"] for lang, s in scores.items()}}
+    return {
+        "suite": "perplexity",
+        "seq_length": eval_args.seq_length,
+        "stride": stride,
+        "perplexity": {lang: math.exp(s["loss"]) for lang, s in scores.items()},
+        "loss": {lang: s["loss"] for lang, s in scores.items()},
+        "eval_tokens": {lang: s["tokens"] for lang, s in scores.items()},
+        "windows": {lang: s["windows"] for lang, s in scores.items()},
+    }
 
 
-def perplexity_suite(model, tokenizer, eval_args: EvalArguments, config_file, *, batch_size: int = 8,
-                     cache: dict | None = None, **_) -> dict:
+def perplexity_suite(
+    model, tokenizer, eval_args: EvalArguments, config_file, *, batch_size: int = 8, cache: dict | None = None, **_
+) -> dict:
     """The eval stage's perplexity suite: held-out text read once for all variants (``cache``)."""
     cache = cache if cache is not None else {}
     if "heldout_texts" not in cache:

@@ -44,8 +44,10 @@ def forgetting_rows(all_results: dict[str, dict]) -> tuple[list[str], list[list]
     langs = list(dict.fromkeys(lang for r in all_results.values() for lang in r.get("perplexity") or {}))
     benches = list(dict.fromkeys(b for r in all_results.values() for b in code_pass1(r)))
     header = ["variant", *[f"{b} pass@1" for b in benches], *[f"ppl {lang}" for lang in langs]]
-    rows = [[name, *[code_pass1(r).get(b) for b in benches],
-             *[(r.get("perplexity") or {}).get(lang) for lang in langs]] for name, r in all_results.items()]
+    rows = [
+        [name, *[code_pass1(r).get(b) for b in benches], *[(r.get("perplexity") or {}).get(lang) for lang in langs]]
+        for name, r in all_results.items()
+    ]
     return header, rows
 
 
@@ -95,8 +97,7 @@ def write_reports(all_results: dict[str, dict], dirs: StageDir) -> None:
     if safety:
         from .safety.report import plot_transfer, transfer_table
 
-        write_text(dirs.safety_transfer_md, "# Safety transfer: refusal rate by language\n\n"
-                   + transfer_table(safety))
+        write_text(dirs.safety_transfer_md, "# Safety transfer: refusal rate by language\n\n" + transfer_table(safety))
         plot_transfer(safety, dirs.safety_transfer_png)
     else:  # ours from an earlier evaluation with the safety suite: it no longer describes these results
         for stale in (dirs.safety_transfer_md, dirs.safety_transfer_png):

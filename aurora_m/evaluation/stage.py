@@ -46,8 +46,12 @@ def parse_models(entries: list[str], config_file) -> dict[str, str]:
         name, sep, path = entry.partition("=")
         name, path = (name, path) if sep else (Path(entry).name, entry)
         if not VARIANT_NAME.match(name):
-            raise RecipeError(config_file, "eval_models", f"{name!r} is not a usable variant name (a Hub repo name: "
-                                                          f"letters, digits, '-', '_', '.'; no '/' or '..')")
+            raise RecipeError(
+                config_file,
+                "eval_models",
+                f"{name!r} is not a usable variant name (a Hub repo name: "
+                f"letters, digits, '-', '_', '.'; no '/' or '..')",
+            )
         if name in models:
             raise RecipeError(config_file, "eval_models", f"two models are named {name!r}: name each NAME=PATH once")
         if not Path(path, "config.json").is_file():
@@ -84,8 +88,11 @@ def _evaluate_variants(eval_args: EvalArguments, training_args, config_file) -> 
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True).to(training_args.device)
         except (OSError, ValueError, RuntimeError) as err:  # a truncated safetensors file, no tokenizer, ...
-            raise RecipeError(config_file, "eval_models", f"{variant}={path}: cannot load the model or its "
-                                                          f"tokenizer ({' '.join(str(err).split())[:300]})") from None
+            raise RecipeError(
+                config_file,
+                "eval_models",
+                f"{variant}={path}: cannot load the model or its tokenizer ({' '.join(str(err).split())[:300]})",
+            ) from None
         merged = {"variant": variant, "model": os.path.relpath(path, dirs.root.parent)}  # the run folder can move
         for suite, run in runners.items():
             logger.info("%s: %s", variant, suite)
@@ -128,8 +135,11 @@ def prepare_suites(eval_args: EvalArguments, config_file, cache: dict, suites: l
         try:
             cache["safety:judge"] = make_judge(eval_args.safety_judge)
         except (OSError, ValueError, RuntimeError) as err:
-            raise RecipeError(config_file, "safety_judge", f"cannot use {eval_args.safety_judge!r}: "
-                                                           f"{' '.join(str(err).split())[:300]}") from None
+            raise RecipeError(
+                config_file,
+                "safety_judge",
+                f"cannot use {eval_args.safety_judge!r}: {' '.join(str(err).split())[:300]}",
+            ) from None
 
 
 def run_eval_step(ctx) -> dict:

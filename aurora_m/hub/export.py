@@ -40,8 +40,15 @@ class LineageStep:
 
     def public(self) -> dict:
         """What the lineage file says of this step (no local folders)."""
-        return {"stage": self.stage, "kind": self.kind, "variant": self.variant, "repo_id": self.repo[0],
-                "revision": self.repo[1], "starts_from": self.starts_from, "note": self.note}
+        return {
+            "stage": self.stage,
+            "kind": self.kind,
+            "variant": self.variant,
+            "repo_id": self.repo[0],
+            "revision": self.repo[1],
+            "starts_from": self.starts_from,
+            "note": self.note,
+        }
 
 
 @dataclass
@@ -129,15 +136,22 @@ def _plots(variant: Variant) -> dict[str, str | None]:
     return plots
 
 
-def export_variant(variant: Variant, publish_args: PublishArguments, out_dir: str | Path, *,
-                   overwrite: bool = False, run_root: str | Path | None = None) -> Path:
+def export_variant(
+    variant: Variant,
+    publish_args: PublishArguments,
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    run_root: str | Path | None = None,
+) -> Path:
     """Write ``out_dir`` (model, README.md, assets/, eval results, lineage) in one rename.
 
     A folder that exists and is not an export of ours is refused; ours is replaced only with
     ``overwrite``, and the old one stays in place until the new one is complete.
     """
-    out_dir = check_output_dir(out_dir, "--out", ExportDir.MARKER, overwrite=overwrite,
-                               owner_check=foreign_files(out_dir))
+    out_dir = check_output_dir(
+        out_dir, "--out", ExportDir.MARKER, overwrite=overwrite, owner_check=foreign_files(out_dir)
+    )
     run_root = Path(run_root or Path(variant.model_dir).parent.parent).resolve()
     with atomic_dir(out_dir) as tmp:
         export = ExportDir(tmp)
@@ -156,12 +170,24 @@ def export_variant(variant: Variant, publish_args: PublishArguments, out_dir: st
         needles = local_paths(run_root, [Path(variant.model_dir).resolve(), Path(out_dir).resolve()])
         leaks = find_local_paths(tmp, needles)
         if leaks:
-            raise RecipeError(out_dir, None, f"the export would carry local paths ({'; '.join(leaks[:3])}): "
-                                             f"nothing was written")
-        files = [{"path": p.relative_to(tmp).as_posix(), "size": p.stat().st_size}
-                 for p in sorted(tmp.rglob("*")) if p.is_file()]
-        write_json(export.marker, {"variant": variant.name, "recipe": variant.recipe, "aurora_m_version": __version__,
-                                   "repo_id": variant.repo_id, "branch": variant.branch,
-                                   "private": publish_args.hub_private, "files": files})
+            raise RecipeError(
+                out_dir, None, f"the export would carry local paths ({'; '.join(leaks[:3])}): nothing was written"
+            )
+        files = [
+            {"path": p.relative_to(tmp).as_posix(), "size": p.stat().st_size}
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
+        ]
+        write_json(
+            export.marker,
+            {
+                "variant": variant.name,
+                "recipe": variant.recipe,
+                "aurora_m_version": __version__,
+                "repo_id": variant.repo_id,
+                "branch": variant.branch,
+                "private": publish_args.hub_private,
+                "files": files,
+            },
+        )
     return out_dir
-

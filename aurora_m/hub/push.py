@@ -67,8 +67,10 @@ class PushPlan:
         lines = [f"create repo {self.repo_id} ({'private' if self.private else 'public'}, if missing)"]
         if self.branch:
             lines.append(f"create branch {self.branch} of {self.repo_id} (if missing)")
-        lines.append(f"commit to {self.repo_id}@{self.revision}: {self.commit_message!r} "
-                     f"({len(self.files)} files, {sum(p.stat().st_size for p in self.files.values()):,} bytes)")
+        lines.append(
+            f"commit to {self.repo_id}@{self.revision}: {self.commit_message!r} "
+            f"({len(self.files)} files, {sum(p.stat().st_size for p in self.files.values()):,} bytes)"
+        )
         lines += [f"  add {name} ({path.stat().st_size:,} bytes)" for name, path in sorted(self.files.items())]
         return lines
 
@@ -83,26 +85,45 @@ def plan_push(export_dir: str | Path) -> PushPlan:
     export = ExportDir(export_dir)
     marker = read_json_or_none(export.marker)
     if not marker or "repo_id" not in marker:
-        raise RecipeError(export.root, None, f"not an export written by this version of aurora-m (no readable "
-                                             f"{ExportDir.MARKER} naming its repo): export it again")
+        raise RecipeError(
+            export.root,
+            None,
+            f"not an export written by this version of aurora-m (no readable "
+            f"{ExportDir.MARKER} naming its repo): export it again",
+        )
     listed = {entry["path"]: entry["size"] for entry in marker["files"]}
-    on_disk = {p.relative_to(export.root).as_posix(): p for p in sorted(export.root.rglob("*"))
-               if p.is_file() and p.name != ExportDir.MARKER}
+    on_disk = {
+        p.relative_to(export.root).as_posix(): p
+        for p in sorted(export.root.rglob("*"))
+        if p.is_file() and p.name != ExportDir.MARKER
+    }
     changed = sorted(set(listed) ^ set(on_disk)) + sorted(
-        name for name in set(listed) & set(on_disk) if on_disk[name].stat().st_size != listed[name])
+        name for name in set(listed) & set(on_disk) if on_disk[name].stat().st_size != listed[name]
+    )
     if changed:
-        raise RecipeError(export.root, None, f"changed since it was exported ({', '.join(changed[:5])}): "
-                                             f"export it again; nothing was pushed")
+        raise RecipeError(
+            export.root,
+            None,
+            f"changed since it was exported ({', '.join(changed[:5])}): export it again; nothing was pushed",
+        )
     refused = [name for name in on_disk if excluded(name)]
     if refused:
-        raise RecipeError(export.root, None, f"holds files that are never pushed ({', '.join(refused[:5])}: "
-                                             f"pickles, checkpoints or optimizer states); nothing was pushed")
+        raise RecipeError(
+            export.root,
+            None,
+            f"holds files that are never pushed ({', '.join(refused[:5])}: "
+            f"pickles, checkpoints or optimizer states); nothing was pushed",
+        )
     if not any(name.endswith(".safetensors") for name in on_disk):
         raise RecipeError(export.root, None, "has no safetensors weights; nothing was pushed")
-    return PushPlan(export_dir=export.root, repo_id=marker["repo_id"], branch=marker.get("branch"),
-                    private=marker.get("private", True), files=on_disk,
-                    commit_message=f"Upload {marker['variant']} ({marker['recipe']}, aurora-m "
-                                   f"{marker['aurora_m_version']})")
+    return PushPlan(
+        export_dir=export.root,
+        repo_id=marker["repo_id"],
+        branch=marker.get("branch"),
+        private=marker.get("private", True),
+        files=on_disk,
+        commit_message=f"Upload {marker['variant']} ({marker['recipe']}, aurora-m {marker['aurora_m_version']})",
+    )
 
 
 def write_dry_run(plan: PushPlan, out_dir: str | Path, overwrite: bool = False) -> Path:
@@ -111,14 +132,17 @@ def write_dry_run(plan: PushPlan, out_dir: str | Path, overwrite: bool = False) 
 
     # an earlier dry run (or export) of ours is replaced only with --overwrite, and never when it holds files
     # the user put there
-    out_dir = check_output_dir(out_dir, "--out", ExportDir.MARKER, overwrite=overwrite,
-                               owner_check=foreign_files(out_dir))
+    out_dir = check_output_dir(
+        out_dir, "--out", ExportDir.MARKER, overwrite=overwrite, owner_check=foreign_files(out_dir)
+    )
     with atomic_dir(out_dir) as tmp:
         for name, src in plan.files.items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, tmp / name)
-        write_json(ExportDir(tmp).marker, {**read_json_or_none(ExportDir(plan.export_dir).marker), "dry_run": True,
-                                            "operations": plan.operations()})
+        write_json(
+            ExportDir(tmp).marker,
+            {**read_json_or_none(ExportDir(plan.export_dir).marker), "dry_run": True, "operations": plan.operations()},
+        )
     return out_dir
 
 
@@ -174,10 +198,9 @@ class Retrier:
                 if attempt == self.retries or not self.transient(err):
                     raise
                 wait = _retry_after(err)
-                wait = min(60.0, self.backoff_s * 2 ** attempt if wait is None else wait)
+                wait = min(60.0, self.backoff_s * 2**attempt if wait is None else wait)
                 reason = _status(err) or type(_network_error(err)).__name__
-                logger.warning("%s: %s, trying again in %.1f s (%d/%d)", what, reason, wait, attempt + 1,
-                               self.retries)
+                logger.warning("%s: %s, trying again in %.1f s (%d/%d)", what, reason, wait, attempt + 1, self.retries)
                 time.sleep(wait)
         raise AssertionError("unreachable")
 
@@ -191,13 +214,16 @@ def _explain(err: BaseException, plan: PushPlan, step: str) -> RecipeError:
     elif status == 403:
         why = f"the token may not write to {plan.repo_id.split('/')[0]} (403): use a token with write access there"
     elif _network_error(err) is not None:
-        why = (f"could not reach the Hub ({type(_network_error(err)).__name__}) after retries: check the "
-               f"network (or HF_ENDPOINT) and run the same command again")
+        why = (
+            f"could not reach the Hub ({type(_network_error(err)).__name__}) after retries: check the "
+            f"network (or HF_ENDPOINT) and run the same command again"
+        )
     else:
         detail = TOKEN_VALUE.sub("hf_***", " ".join(str(err).split()))[:300]
         why = f"the Hub answered {status or type(err).__name__}: {detail}"
-    return RecipeError(plan.repo_id, plan.revision, f"could not {step}: {why}; {nothing} (a Hub commit is "
-                                                    f"all or nothing)")
+    return RecipeError(
+        plan.repo_id, plan.revision, f"could not {step}: {why}; {nothing} (a Hub commit is all or nothing)"
+    )
 
 
 def _landed(api, plan: PushPlan, parent: str) -> str | None:
@@ -246,8 +272,11 @@ def push(plan: PushPlan, *, overwrite: bool = False, retries: int = 5, backoff_s
         try:
             retry("validate card", card.validate, repo_type="model")
         except ValueError as err:  # the Hub's 400: its list of what is wrong
-            raise RecipeError(card_path, None, f"the Hub refused the card's metadata: {' '.join(str(err).split())}; "
-                                               f"nothing was pushed") from None
+            raise RecipeError(
+                card_path,
+                None,
+                f"the Hub refused the card's metadata: {' '.join(str(err).split())}; nothing was pushed",
+            ) from None
         step = "create the repo"
         retry("create repo", api.create_repo, plan.repo_id, private=plan.private, exist_ok=True)
         step = "create the branch"
@@ -261,21 +290,32 @@ def push(plan: PushPlan, *, overwrite: bool = False, retries: int = 5, backoff_s
         there = [f for f in api.list_repo_files(plan.repo_id, revision=parent) if f != GITATTRIBUTES]
         if there and not overwrite:
             shown = ", ".join(sorted(there)[:4]) + (", ..." if len(there) > 4 else "")
-            raise RecipeError(plan.repo_id, plan.revision, f"already holds files ({shown}): pass --overwrite to "
-                                                           f"replace them in one commit; nothing was pushed")
-        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path))
-                      for name, path in sorted(plan.files.items())]
+            raise RecipeError(
+                plan.repo_id,
+                plan.revision,
+                f"already holds files ({shown}): pass --overwrite to replace them in one commit; nothing was pushed",
+            )
+        operations = [
+            CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path))
+            for name, path in sorted(plan.files.items())
+        ]
         operations += [CommitOperationDelete(path_in_repo=name) for name in sorted(set(there) - set(plan.files))]
         step = "commit"
-        logger.info("%s@%s: committing %d files on top of %s", plan.repo_id, plan.revision, len(plan.files),
-                    parent[:12])
+        logger.info(
+            "%s@%s: committing %d files on top of %s", plan.repo_id, plan.revision, len(plan.files), parent[:12]
+        )
         tries = {"n": 0}
 
         def commit():
             tries["n"] += 1
             try:
-                return api.create_commit(plan.repo_id, operations, commit_message=plan.commit_message,
-                                         revision=plan.revision, parent_commit=parent).commit_url
+                return api.create_commit(
+                    plan.repo_id,
+                    operations,
+                    commit_message=plan.commit_message,
+                    revision=plan.revision,
+                    parent_commit=parent,
+                ).commit_url
             except Exception as err:
                 if tries["n"] > 1 and _status(err) in (409, 412) and (oid := _landed(api, plan, parent)):
                     logger.info("%s: an earlier try had landed (its answer was lost)", plan.repo_id)
@@ -287,10 +327,14 @@ def push(plan: PushPlan, *, overwrite: bool = False, retries: int = 5, backoff_s
         raise
     except Exception as err:
         if step == "commit" and _status(err) in (409, 412):
-            raise RecipeError(plan.repo_id, plan.revision, f"changed while pushing (its head is no longer "
-                                                           f"{parent[:12]}: someone else committed): nothing was "
-                                                           f"committed; run the command again (the overwrite "
-                                                           f"guard looks again)") from None
+            raise RecipeError(
+                plan.repo_id,
+                plan.revision,
+                f"changed while pushing (its head is no longer "
+                f"{parent[:12]}: someone else committed): nothing was "
+                f"committed; run the command again (the overwrite "
+                f"guard looks again)",
+            ) from None
         raise _explain(err, plan, step) from None
     logger.info("%s@%s: pushed %s", plan.repo_id, plan.revision, url)
     return url

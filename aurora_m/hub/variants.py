@@ -47,13 +47,15 @@ def _is_hub_id(value) -> bool:
 def variant_from_summary(layout: RunLayout, summary: dict, name: str, publish_args: PublishArguments) -> Variant:
     variants = {v["name"]: v for v in summary["variants"]}
     if name not in variants:
-        raise RecipeError(layout.summary, "variants",
-                          f"no variant {name!r} (variants: {', '.join(variants) or 'none'})")
+        raise RecipeError(
+            layout.summary, "variants", f"no variant {name!r} (variants: {', '.join(variants) or 'none'})"
+        )
     entry = variants[name]
     results = layout.resolve(entry["eval_results"])
     if results is None or not results.is_file():
-        raise RecipeError(layout.summary, f"variants.{name}.eval_results",
-                          "not evaluated yet: run the eval stage first")
+        raise RecipeError(
+            layout.summary, f"variants.{name}.eval_results", "not evaluated yet: run the eval stage first"
+        )
     recipe = summary["recipe"]
     repo_id, branch = hub_target(publish_args, recipe, name)
     lineage, base_model, parent = [], None, None
@@ -68,14 +70,29 @@ def variant_from_summary(layout: RunLayout, summary: dict, name: str, publish_ar
             starts_from, note = None, "continued from local weights that are not on the Hub"
         elif i == 0:
             patches = ", ".join(config.get("config_patches") or []) or "none"
-            starts_from, note = None, (f"randomly initialised from the `{config.get('base_config', '?')}` config "
-                                       f"(patches: {patches}); no pretrained weights")
+            starts_from, note = (
+                None,
+                (
+                    f"randomly initialised from the `{config.get('base_config', '?')}` config "
+                    f"(patches: {patches}); no pretrained weights"
+                ),
+            )
         else:
             starts_from, note = parent, f"continued from `{parent}` ({config.get('init_from', 'weights')})"
-        lineage.append(LineageStep(
-            stage=step["stage"], kind=step["kind"], variant=step["variant"], description=step.get("description", ""),
-            repo=hub_target(publish_args, recipe, step["variant"]), starts_from=starts_from, note=note,
-            config=config, data_dir=str(data_dir) if data_dir.is_dir() else None, stage_dir=str(stage_dir.root)))
+        lineage.append(
+            LineageStep(
+                stage=step["stage"],
+                kind=step["kind"],
+                variant=step["variant"],
+                description=step.get("description", ""),
+                repo=hub_target(publish_args, recipe, step["variant"]),
+                starts_from=starts_from,
+                note=note,
+                config=config,
+                data_dir=str(data_dir) if data_dir.is_dir() else None,
+                stage_dir=str(stage_dir.root),
+            )
+        )
         parent_repo, parent_branch = hub_target(publish_args, recipe, step["variant"])
         parent = f"{parent_repo}@{parent_branch}" if parent_branch else parent_repo
         if i == len(entry["lineage"]) - 2 and parent_repo != repo_id:
@@ -83,14 +100,29 @@ def variant_from_summary(layout: RunLayout, summary: dict, name: str, publish_ar
     if len(entry["lineage"]) == 1:
         base_model = lineage[0].starts_from
     eval_dir = layout.stage(entry["evaluated_by"])
-    return Variant(name=name, stage=entry["stage"], recipe=recipe, model_dir=str(layout.resolve(entry["model_dir"])),
-                   eval_results=str(results), eval_dir=str(eval_dir.root), repo_id=repo_id, branch=branch,
-                   base_model=base_model, lineage=lineage,
-                   eval_config=stage_config(layout, summary, entry["evaluated_by"]))
+    return Variant(
+        name=name,
+        stage=entry["stage"],
+        recipe=recipe,
+        model_dir=str(layout.resolve(entry["model_dir"])),
+        eval_results=str(results),
+        eval_dir=str(eval_dir.root),
+        repo_id=repo_id,
+        branch=branch,
+        base_model=base_model,
+        lineage=lineage,
+        eval_config=stage_config(layout, summary, entry["evaluated_by"]),
+    )
 
 
-def publish_variant(layout: RunLayout, summary: dict, name: str, out_dir: str | Path,
-                    publish_args: PublishArguments | None = None, overwrite: bool = False) -> Path:
+def publish_variant(
+    layout: RunLayout,
+    summary: dict,
+    name: str,
+    out_dir: str | Path,
+    publish_args: PublishArguments | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Export one variant of a run folder into ``out_dir`` (refusing a folder that is not an export of ours)."""
     publish_args = publish_args or PublishArguments()
     variant = variant_from_summary(layout, summary, name, publish_args)
@@ -105,5 +137,7 @@ def run_publish_step(ctx) -> list[Path]:
     """The pipeline's publish step: one export folder per evaluated variant, inside the stage folder."""
     (publish_args,) = ctx.parse()
     summary = read_json_or_none(ctx.run.summary)
-    return [publish_variant(ctx.run, summary, name, ctx.dirs.export(name), publish_args, overwrite=True)
-            for name in ctx.input_models]
+    return [
+        publish_variant(ctx.run, summary, name, ctx.dirs.export(name), publish_args, overwrite=True)
+        for name in ctx.input_models
+    ]

@@ -30,15 +30,20 @@ logger = logging.getLogger(__name__)
 
 
 class Pipeline:
-    def __init__(self, recipe: Recipe, run_dir, overrides: dict[str, list[str]] | None = None,
-                 targets: set[str] | None = None):
+    def __init__(
+        self, recipe: Recipe, run_dir, overrides: dict[str, list[str]] | None = None, targets: set[str] | None = None
+    ):
         """``overrides``: this command's ``--key value`` pairs per stage, for the stages it ``targets`` (all by
         default). Other stages are judged with the overrides they last ran with, as their markers record."""
         self.recipe = recipe
         self.layout = RunLayout(run_dir)
         self.targets = targets
-        self.overrides = {s.name: list((overrides or {}).get(s.name, [])) if self.targets_stage(s.name)
-                          else self.recorded_overrides(s) for s in recipe.stages}
+        self.overrides = {
+            s.name: list((overrides or {}).get(s.name, []))
+            if self.targets_stage(s.name)
+            else self.recorded_overrides(s)
+            for s in recipe.stages
+        }
         self.prints = Fingerprints(recipe, self.layout, self.overrides)
 
     def targets_stage(self, name: str) -> bool:
@@ -83,8 +88,9 @@ class Pipeline:
 
     def model_input_runs(self, stage: StageSpec) -> dict[str, str | None]:
         """Run ids of the model stages a stage continues from (what its checkpoints grew from)."""
-        return {s.name: (self.read_marker(s, s.steps[-1]) or {}).get("run_id")
-                for s in self.recipe.model_inputs(stage)}
+        return {
+            s.name: (self.read_marker(s, s.steps[-1]) or {}).get("run_id") for s in self.recipe.model_inputs(stage)
+        }
 
     def is_complete(self, stage: StageSpec, step: str) -> bool:
         return self.step_status(stage, step) == "completed"
@@ -100,24 +106,35 @@ class Pipeline:
         for folder in root.parents:
             for marker, what in ((RunLayout.MARKER, "run folder"), (ExportDir.MARKER, "export")):
                 if (folder / marker).is_file():
-                    raise RecipeError(root, None, f"--output-dir is inside the {what} {folder}: choose a folder "
-                                                  f"outside it")
+                    raise RecipeError(
+                        root, None, f"--output-dir is inside the {what} {folder}: choose a folder outside it"
+                    )
 
         def same_recipe(marker: dict) -> str | None:
             if marker.get("recipe") not in (None, self.recipe.name):
-                return (f"holds a run of recipe {marker['recipe']!r}, not {self.recipe.name!r}: "
-                        f"choose another --output-dir")
+                return (
+                    f"holds a run of recipe {marker['recipe']!r}, not {self.recipe.name!r}: "
+                    f"choose another --output-dir"
+                )
             return None
 
-        check_output_dir(root, "--output-dir", RunLayout.MARKER, overwrite=True, owner_check=same_recipe,
-                         also_ours=(self.layout.lock.name,))
+        check_output_dir(
+            root,
+            "--output-dir",
+            RunLayout.MARKER,
+            overwrite=True,
+            owner_check=same_recipe,
+            also_ours=(self.layout.lock.name,),
+        )
         root.mkdir(parents=True, exist_ok=True)
         with run_lock(self.layout.lock, command):
             for path in sweep_dead_temps(root):
                 logger.info("removed %s, left by a run that was killed", self.layout.rel(path))
             if not self.layout.marker.is_file():
-                write_json(self.layout.marker, {"recipe": self.recipe.name, "created_at": _now(),
-                                                "aurora_m_version": __version__})
+                write_json(
+                    self.layout.marker,
+                    {"recipe": self.recipe.name, "created_at": _now(), "aurora_m_version": __version__},
+                )
             try:
                 if not any(self.overrides.get(s.name) for s in self.recipe.stages if self.targets_stage(s.name)):
                     # no overrides given: what is stale says so now, even if this run stops before any step
@@ -127,8 +144,13 @@ class Pipeline:
                 self.prints.save()
 
     # ------------------------------------------------------------------ running
-    def run(self, stages: list[str] | None = None, force: bool = False, restart: set[str] = frozenset(),
-            resume: set[str] = frozenset()) -> dict:
+    def run(
+        self,
+        stages: list[str] | None = None,
+        force: bool = False,
+        restart: set[str] = frozenset(),
+        resume: set[str] = frozenset(),
+    ) -> dict:
         """Run the pipeline (or the named stages); complete steps are skipped unless ``force`` or restarted."""
         wanted = stages or self.recipe.stage_names
         restart = self.downstream(restart)
@@ -152,8 +174,9 @@ class Pipeline:
                 out.add(stage.name)
         return out
 
-    def run_step(self, stage: StageSpec, step: str, restart: set[str] = frozenset(),
-                 resume: set[str] = frozenset()) -> None:
+    def run_step(
+        self, stage: StageSpec, step: str, restart: set[str] = frozenset(), resume: set[str] = frozenset()
+    ) -> None:
         """Run one step now (whatever its marker says) once everything it reads is complete."""
         if not stage.spec.standalone(step):
             self._check_upstream(stage)
@@ -180,22 +203,39 @@ class Pipeline:
                 self.write_summary()
             raise
         duration = time.time() - start
-        write_json(dirs.marker(step), {**stage_print.as_dict(), "run_id": uuid.uuid4().hex, "input_runs": input_runs,
-                                       "overrides": redact_overrides(self.overrides.get(stage.name, [])),
-                                       "duration_s": round(duration, 2), "finished_at": _now(),
-                                       "aurora_m_version": __version__})
+        write_json(
+            dirs.marker(step),
+            {
+                **stage_print.as_dict(),
+                "run_id": uuid.uuid4().hex,
+                "input_runs": input_runs,
+                "overrides": redact_overrides(self.overrides.get(stage.name, [])),
+                "duration_s": round(duration, 2),
+                "finished_at": _now(),
+                "aurora_m_version": __version__,
+            },
+        )
         logger.info("%s/%s: done in %.1fs", stage.name, step, duration)
         self.prints.save()
         self.write_summary()
 
     def context(self, stage: StageSpec, step: str) -> StepContext:
         models = {s.variant or s.name: self.layout.stage(s.name).model for s in self.recipe.model_inputs(stage)}
-        return StepContext(stage=stage.name, kind=stage.kind, step=step, engine=stage.engine, config=stage.config,
-                           run=self.layout, dirs=self.layout.stage(stage.name),
-                           overrides=list(self.overrides.get(stage.name, [])), input_models=models,
-                           input_stages={n: self.layout.stage(n) for n in stage.inputs},
-                           input_positions=self.recipe.input_positions(stage),
-                           title=f"{self.recipe.name} {stage.name}", tokenizer_args=self.tokenizer_args(stage))
+        return StepContext(
+            stage=stage.name,
+            kind=stage.kind,
+            step=step,
+            engine=stage.engine,
+            config=stage.config,
+            run=self.layout,
+            dirs=self.layout.stage(stage.name),
+            overrides=list(self.overrides.get(stage.name, [])),
+            input_models=models,
+            input_stages={n: self.layout.stage(n) for n in stage.inputs},
+            input_positions=self.recipe.input_positions(stage),
+            title=f"{self.recipe.name} {stage.name}",
+            tokenizer_args=self.tokenizer_args(stage),
+        )
 
     def tokenizer_args(self, stage: StageSpec) -> list[str]:
         """``--key value`` for the tokenizer of the chain's first stage (paths made absolute)."""
@@ -220,9 +260,12 @@ class Pipeline:
             status = self.step_status(upstream, last)
             if status != "completed":
                 why = "is stale (its configuration or input files changed)" if status == "stale" else "has not run"
-                raise RecipeError(self.recipe.file, f"stages[{stage.position}].inputs",
-                                  f"stage {stage.name!r} needs the output of {name!r}, which {why} in "
-                                  f"{self.layout.root}: run that stage first")
+                raise RecipeError(
+                    self.recipe.file,
+                    f"stages[{stage.position}].inputs",
+                    f"stage {stage.name!r} needs the output of {name!r}, which {why} in "
+                    f"{self.layout.root}: run that stage first",
+                )
 
     def _guard_checkpoints(self, stage: StageSpec, restart: set[str], resume: set[str]) -> None:
         """Checkpoints are resumed only by the configuration that wrote them, unless the user says otherwise."""
@@ -234,8 +277,11 @@ class Pipeline:
         checkpoints = complete_checkpoints(dirs)  # partial ones are set aside here, with a warning
         nanotron = dirs.nanotron_steps()  # a nanotron stage's checkpoints: its whole folder moves together
         state = read_json_or_none(dirs.train_state)
-        rerun = [name for name, run_id in upstream_runs.items() if (state or {}).get("upstream_runs", {}).get(name)
-                 not in (None, run_id)]
+        rerun = [
+            name
+            for name, run_id in upstream_runs.items()
+            if (state or {}).get("upstream_runs", {}).get(name) not in (None, run_id)
+        ]
         if (checkpoints or nanotron) and stage.name in restart:
             aside = dirs.set_aside("restart")
             for path in checkpoints:
@@ -244,22 +290,33 @@ class Pipeline:
                 for path in (dirs.nanotron_checkpoints, dirs.nanotron_losses):
                     if path.exists():
                         path.rename(aside / path.name)
-            logger.warning("%s: %d checkpoint(s) moved to %s; training starts over", stage.name,
-                           len(checkpoints) + len(nanotron), self.layout.rel(aside))
+            logger.warning(
+                "%s: %d checkpoint(s) moved to %s; training starts over",
+                stage.name,
+                len(checkpoints) + len(nanotron),
+                self.layout.rel(aside),
+            )
             checkpoints = nanotron = []
         elif (checkpoints or nanotron) and ((state or {}).get("fingerprint") != current.fingerprint or rerun):
             newest = (checkpoints or nanotron)[-1].name if not nanotron else f"nanotron/{nanotron[-1].name}"
-            changes = (explain_difference(state, current, self._input_details, stage.name) if state
-                       else ["checkpoints of an unknown configuration"])
+            changes = (
+                explain_difference(state, current, self._input_details, stage.name)
+                if state
+                else ["checkpoints of an unknown configuration"]
+            )
             if state and state.get("fingerprint") == current.fingerprint:
                 changes = [f"its input {name!r} was trained again" for name in rerun]
             if stage.name not in resume:
-                raise RecipeError(None, None,
-                                  f"{stage.name}: {'; '.join(changes)} since {newest}: run again with --restart "
-                                  f"{stage.name} (set its checkpoints aside and start over) or --resume {stage.name} "
-                                  f"(continue from {newest} with the new configuration)")
-            logger.warning("%s: resuming from %s with the new configuration (%s)", stage.name, newest,
-                           "; ".join(changes))
+                raise RecipeError(
+                    None,
+                    None,
+                    f"{stage.name}: {'; '.join(changes)} since {newest}: run again with --restart "
+                    f"{stage.name} (set its checkpoints aside and start over) or --resume {stage.name} "
+                    f"(continue from {newest} with the new configuration)",
+                )
+            logger.warning(
+                "%s: resuming from %s with the new configuration (%s)", stage.name, newest, "; ".join(changes)
+            )
         write_json(dirs.train_state, {**current.as_dict(), "upstream_runs": upstream_runs})
 
     def _input_details(self, key: str) -> list[str]:

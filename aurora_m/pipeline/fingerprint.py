@@ -28,15 +28,46 @@ from ..recipe import (
 
 # Keys that cannot change what a step computes: how often it logs, saves or evaluates, where it
 # reports, how many workers load data, where outputs go, Hub pushes, and the env block.
-IGNORED_KEYS = frozenset({
-    "logging_steps", "logging_strategy", "logging_first_step", "logging_dir", "logging_nan_inf_filter",
-    "save_steps", "save_strategy", "save_total_limit", "save_safetensors", "save_on_each_node",
-    "eval_steps", "eval_strategy", "eval_delay", "report_to", "run_name", "project", "trackio_space_id",
-    "dataloader_num_workers", "dataloader_pin_memory", "dataloader_persistent_workers",
-    "dataloader_prefetch_factor", "output_dir", "dataset_dir", "resume_from_checkpoint", "disable_tqdm",
-    "log_level", "log_level_replica", "log_on_each_node", "push_to_hub", "hub_model_id", "hub_strategy",
-    "hub_token", "hub_private_repo", "hub_always_push", "hub_revision", "env",
-})
+IGNORED_KEYS = frozenset(
+    {
+        "logging_steps",
+        "logging_strategy",
+        "logging_first_step",
+        "logging_dir",
+        "logging_nan_inf_filter",
+        "save_steps",
+        "save_strategy",
+        "save_total_limit",
+        "save_safetensors",
+        "save_on_each_node",
+        "eval_steps",
+        "eval_strategy",
+        "eval_delay",
+        "report_to",
+        "run_name",
+        "project",
+        "trackio_space_id",
+        "dataloader_num_workers",
+        "dataloader_pin_memory",
+        "dataloader_persistent_workers",
+        "dataloader_prefetch_factor",
+        "output_dir",
+        "dataset_dir",
+        "resume_from_checkpoint",
+        "disable_tqdm",
+        "log_level",
+        "log_level_replica",
+        "log_on_each_node",
+        "push_to_hub",
+        "hub_model_id",
+        "hub_strategy",
+        "hub_token",
+        "hub_private_repo",
+        "hub_always_push",
+        "hub_revision",
+        "env",
+    }
+)
 BATCH_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps")
 BATCH_PRODUCT = "per_device_train_batch_size x gradient_accumulation_steps"
 TRAINER_DEFAULT_BATCH = {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 1}
@@ -79,8 +110,13 @@ def _named(value) -> dict | None:
     return None
 
 
-TOKENIZER_KEYS = ("tokenizer_name_or_path", "tokenizer_train_files", "tokenizer_vocab_size", "model_name_or_path",
-                  "model_revision")
+TOKENIZER_KEYS = (
+    "tokenizer_name_or_path",
+    "tokenizer_train_files",
+    "tokenizer_vocab_size",
+    "model_name_or_path",
+    "model_revision",
+)
 
 
 def describe_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -263,8 +299,13 @@ def explain_difference(old: dict, new: StepPrint, input_details=None, stage: str
     changes = describe_changes(old.get("config", {}), new.config)
     for key in sorted(set(old.get("files", {})) | set(new.files)):
         if old.get("files", {}).get(key) != new.files.get(key):
-            what = "file contents changed" if key in old.get("files", {}) and key in new.files else \
-                "file added" if key in new.files else "file removed"
+            what = (
+                "file contents changed"
+                if key in old.get("files", {}) and key in new.files
+                else "file added"
+                if key in new.files
+                else "file removed"
+            )
             changes.append(f"{key}: {what}")
     for key in sorted(set(old.get("inputs", {})) | set(new.inputs)):
         if old.get("inputs", {}).get(key) == new.inputs.get(key):

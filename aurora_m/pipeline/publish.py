@@ -42,8 +42,9 @@ def stale_steps(layout: RunLayout, summary: dict, variant: dict, exported: bool 
             problems.append(f"{key} has not completed")
             continue
         for upstream, run_id in marker.get("input_runs", {}).items():
-            now = markers.get(upstream) or read_json_or_none(layout.stage(upstream.split("/")[0])
-                                                             .marker(upstream.split("/")[1]))
+            now = markers.get(upstream) or read_json_or_none(
+                layout.stage(upstream.split("/")[0]).marker(upstream.split("/")[1])
+            )
             if not now or now.get("run_id") != run_id:
                 problems.append(f"{key} ran on an older {upstream}")
     if not problems:
@@ -59,12 +60,16 @@ def _stale_for_current_recipe(layout: RunLayout, summary: dict, names: list[str]
     try:
         recipe = load_recipe(recipe_dir, check_stages=False)
         pipeline = Pipeline(recipe, layout.root, targets=set())  # each stage as its markers say it ran
-        return [f"{name}/{step} is stale for the recipe in {recipe_dir} (its configuration or data changed)"
-                for name in names for step in recipe.stage(name).steps
-                if pipeline.step_status(recipe.stage(name), step) == "stale"]
+        return [
+            f"{name}/{step} is stale for the recipe in {recipe_dir} (its configuration or data changed)"
+            for name in names
+            for step in recipe.stage(name).steps
+            if pipeline.step_status(recipe.stage(name), step) == "stale"
+        ]
     except RecipeError as err:  # the recipe changed shape since: the run's own records must do
-        logger.info("cannot compare with the recipe in %s (%s): checking the run folder's records only",
-                    recipe_dir, err)
+        logger.info(
+            "cannot compare with the recipe in %s (%s): checking the run folder's records only", recipe_dir, err
+        )
         return []
 
 
@@ -73,8 +78,11 @@ def _checked(run_dir: str | Path, out_dir: str | Path | None) -> tuple[RunLayout
     if out_dir is not None:
         for folder in [Path(out_dir).resolve(), *Path(out_dir).resolve().parents]:
             if (folder / RunLayout.MARKER).is_file():
-                raise RecipeError(out_dir, None, f"is inside the run folder {folder}, whose own stages write there: "
-                                                 f"choose a folder outside it")
+                raise RecipeError(
+                    out_dir,
+                    None,
+                    f"is inside the run folder {folder}, whose own stages write there: choose a folder outside it",
+                )
     summary = read_json_or_none(layout.summary)
     if not summary:
         raise RecipeError(layout.summary, None, "not a run folder (no readable summary.json): run the pipeline first")
@@ -84,16 +92,20 @@ def _checked(run_dir: str | Path, out_dir: str | Path | None) -> tuple[RunLayout
 def _variant(layout: RunLayout, summary: dict, name: str) -> dict:
     variants = {v["name"]: v for v in summary["variants"]}
     if name not in variants:
-        raise RecipeError(layout.summary, "variants",
-                          f"no variant {name!r} (variants: {', '.join(variants) or 'none'})")
+        raise RecipeError(
+            layout.summary, "variants", f"no variant {name!r} (variants: {', '.join(variants) or 'none'})"
+        )
     return variants[name]
 
 
 def _fresh(layout: RunLayout, summary: dict, name: str, exported: bool = False) -> None:
     problems = stale_steps(layout, summary, _variant(layout, summary, name), exported)
     if problems:
-        raise RecipeError(layout.summary, f"variants.{name}",
-                          f"not published: {'; '.join(problems)}; run `aurora-m run` on this folder first")
+        raise RecipeError(
+            layout.summary,
+            f"variants.{name}",
+            f"not published: {'; '.join(problems)}; run `aurora-m run` on this folder first",
+        )
 
 
 def variant_names(run_dir: str | Path, variant: str | None) -> list[str]:
@@ -127,18 +139,29 @@ def export_of(layout: RunLayout, summary: dict, name: str) -> Path:
     """The export folder the run's publish stage wrote for a variant (what a push reads), checked fresh."""
     entry = _variant(layout, summary, name)
     if not entry.get("published_by"):
-        raise RecipeError(layout.summary, f"variants.{name}", "no publish stage exports this variant: add one to "
-                                                              "pipeline.yaml (kind: publish, inputs: [eval])")
+        raise RecipeError(
+            layout.summary,
+            f"variants.{name}",
+            "no publish stage exports this variant: add one to pipeline.yaml (kind: publish, inputs: [eval])",
+        )
     export = layout.stage(entry["published_by"]).export(name)
     if not export.is_dir():
-        raise RecipeError(export, None, f"not exported yet: run `aurora-m run` (its {entry['published_by']} stage "
-                                        f"writes it)")
+        raise RecipeError(
+            export, None, f"not exported yet: run `aurora-m run` (its {entry['published_by']} stage writes it)"
+        )
     _fresh(layout, summary, name, exported=True)
     return export
 
 
-def push_from_run(run_dir: str | Path, variant_name: str, *, dry_run: bool = False,
-                  out_dir: str | Path | None = None, overwrite: bool = False, **retry) -> tuple[list[str], str]:
+def push_from_run(
+    run_dir: str | Path,
+    variant_name: str,
+    *,
+    dry_run: bool = False,
+    out_dir: str | Path | None = None,
+    overwrite: bool = False,
+    **retry,
+) -> tuple[list[str], str]:
     """Push (or with ``dry_run``, plan and write to ``out_dir``) the run's export of one variant.
 
     Returns (the operations, the commit URL or the dry-run folder). Never re-exports: the export folder

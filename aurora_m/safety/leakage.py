@@ -39,8 +39,10 @@ import regex
 logger = logging.getLogger(__name__)
 
 # scripts written without spaces between words: kana, CJK ideographs (and 々〆〇), Thai, Lao, Myanmar, Khmer
-_UNSPACED = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3005-\u3007\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff" \
-            "\uf900-\ufaff\U00020000-\U0003134f"
+_UNSPACED = (
+    "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3005-\u3007\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\uf900-\ufaff\U00020000-\U0003134f"
+)
 _UNSPACED_CHAR = regex.compile(f"[{_UNSPACED}]")
 _SPACE_BY_UNSPACED = regex.compile(f"(?<=[{_UNSPACED}]) | (?=[{_UNSPACED}])")
 # invisible format characters (zero-width spaces and joiners, soft hyphens) and apostrophes ("don't" = "dont")
@@ -107,7 +109,7 @@ class LeakageIndex:
         """The character n-grams of a normalised text, as UTF-32 bytes: slicing bytes is about twice as fast as
         slicing a non-ASCII str (which scans every slice for its widest character), and this is the hot loop."""
         data, width = norm.encode("utf-32-le"), 4 * self.ngram
-        return {data[i:i + width] for i in range(0, len(data) - width + 1, 4)}
+        return {data[i : i + width] for i in range(0, len(data) - width + 1, 4)}
 
     def _build_postings(self) -> tuple[dict[bytes, list[int]], dict[bytes, list[int]]]:
         """n-gram -> prompts, for the exact anchors and the near prefixes; the rarest n-grams of each prompt are
@@ -121,7 +123,7 @@ class LeakageIndex:
             rarest = sorted(grams, key=lambda g: (df[g], g))
             anchors[rarest[0]].append(k)
             need = math.ceil(self.near_threshold * len(grams) - _EPSILON)  # shared n-grams a near text must have
-            for g in rarest[:len(grams) - need + 1]:
+            for g in rarest[: len(grams) - need + 1]:
                 prefixes[g].append(k)
         return dict(anchors), dict(prefixes)
 
@@ -175,8 +177,9 @@ def _unspaced(char: str) -> bool:
     return _UNSPACED_CHAR.match(char) is not None
 
 
-def find_leaks(index: LeakageIndex, rows: Iterable[tuple[str, str]], limit: int | None = None
-               ) -> list[tuple[str, Match]]:
+def find_leaks(
+    index: LeakageIndex, rows: Iterable[tuple[str, str]], limit: int | None = None
+) -> list[tuple[str, Match]]:
     """(row id, match) for every row that leaks a test prompt, reading ``rows`` lazily; stops after ``limit``
     leaks (enough to name them in an error) without reading the rest."""
     leaks: list[tuple[str, Match]] = []

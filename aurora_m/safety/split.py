@@ -66,5 +66,7 @@ def split_report(categories: Sequence[str], is_test) -> dict[str, dict[str, int]
         raise ValueError(f"{len(categories)} categories but {len(is_test)} split flags")
     totals = Counter(categories)
     tests = Counter(c for c, test in zip(categories, is_test.tolist()) if test)
-    return {c: {"total": totals[c], "train": totals[c] - tests[c], "test": tests[c]}
-            for c in sorted(totals, key=lambda c: (c is None, str(c)))}
+    return {
+        c: {"total": totals[c], "train": totals[c] - tests[c], "test": tests[c]}
+        for c in sorted(totals, key=lambda c: (c is None, str(c)))
+    }

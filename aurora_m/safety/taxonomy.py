@@ -60,8 +60,11 @@ class Taxonomy:
             raise RecipeError(source, None, f"expected one top-level key 'categories', got {found}")
         categories = data["categories"]
         if not isinstance(categories, dict) or not categories:
-            raise RecipeError(source, "categories", "expected a mapping of category id -> {title, description, "
-                                                    f"aliases}}, got {categories!r}")
+            raise RecipeError(
+                source,
+                "categories",
+                f"expected a mapping of category id -> {{title, description, aliases}}, got {categories!r}",
+            )
         titles: dict[str, str] = {}
         lookup: dict[str, str] = {}
         for cid, entry in categories.items():
@@ -71,8 +74,11 @@ class Taxonomy:
             for key_path, label in labels:
                 other = lookup.setdefault(label_key(label), cid)
                 if other != cid:
-                    raise RecipeError(source, key_path, f"label {label!r} already names category {other!r}: "
-                                                        "a label must mean one category")
+                    raise RecipeError(
+                        source,
+                        key_path,
+                        f"label {label!r} already names category {other!r}: a label must mean one category",
+                    )
         return cls(titles, lookup, source)
 
 
@@ -99,8 +105,11 @@ def _parse(source: str, text: str):
 def _check_entry(source: str, cid, entry) -> str:
     """The entry's title, after checking its shape (YAML turns an unquoted `no` or `on` alias into a boolean)."""
     if not isinstance(cid, str) or not _ID.fullmatch(cid):
-        raise RecipeError(source, f"categories.{cid}", "expected a category id of lowercase letters, digits and "
-                                                      "single underscores (ids are report keys)")
+        raise RecipeError(
+            source,
+            f"categories.{cid}",
+            "expected a category id of lowercase letters, digits and single underscores (ids are report keys)",
+        )
     where = f"categories.{cid}"
     if not isinstance(entry, dict):
         raise RecipeError(source, where, f"expected a mapping with {', '.join(ENTRY_KEYS)}, got {entry!r}")
@@ -117,6 +126,9 @@ def _check_entry(source: str, cid, entry) -> str:
         raise RecipeError(source, f"{where}.aliases", f"expected a list of labels, got {aliases!r}")
     for i, alias in enumerate(aliases):
         if not isinstance(alias, str) or not label_key(alias):
-            raise RecipeError(source, f"{where}.aliases[{i}]", f"expected a non-empty string (quote labels YAML "
-                                                               f"reads as other types), got {alias!r}")
+            raise RecipeError(
+                source,
+                f"{where}.aliases[{i}]",
+                f"expected a non-empty string (quote labels YAML reads as other types), got {alias!r}",
+            )
     return title.strip()

@@ -41,30 +41,44 @@ class Budget:
     def arithmetic(self) -> str:
         left = self.train_tokens - self.steps * self.tokens_per_step
         tail = f"; the last {left:,} tokens (less than one step) are not trained" if left else ""
-        return (f"max_steps = train_tokens {self.train_tokens:,} / ({self.per_device} per device x "
-                f"{self.accumulation} accumulation x {self.ranks} ranks x {self.seq_length} tokens = "
-                f"{self.tokens_per_step:,} tokens/step) = {self.steps:,} steps{tail}")
+        return (
+            f"max_steps = train_tokens {self.train_tokens:,} / ({self.per_device} per device x "
+            f"{self.accumulation} accumulation x {self.ranks} ranks x {self.seq_length} tokens = "
+            f"{self.tokens_per_step:,} tokens/step) = {self.steps:,} steps{tail}"
+        )
 
 
 def budget_of(training_args, train_tokens: int, seq_length: int) -> Budget:
-    return Budget(training_args.per_device_train_batch_size, training_args.gradient_accumulation_steps,
-                  max(1, training_args.world_size), seq_length, int(train_tokens))
+    return Budget(
+        training_args.per_device_train_batch_size,
+        training_args.gradient_accumulation_steps,
+        max(1, training_args.world_size),
+        seq_length,
+        int(train_tokens),
+    )
 
 
-def derive_max_steps(training_args, train_tokens: int, seq_length: int,
-                     config_file: str | Path = "<stage config>") -> Budget:
+def derive_max_steps(
+    training_args, train_tokens: int, seq_length: int, config_file: str | Path = "<stage config>"
+) -> Budget:
     """Set ``training_args.max_steps`` from the budget (logged with its arithmetic); a stated one must agree."""
     budget = budget_of(training_args, train_tokens, seq_length)
     if budget.steps < 1:
-        raise RecipeError(config_file, "train_tokens",
-                          f"{train_tokens:,} is less than one optimizer step of {budget.tokens_per_step:,} tokens "
-                          f"({budget.arithmetic()})")
+        raise RecipeError(
+            config_file,
+            "train_tokens",
+            f"{train_tokens:,} is less than one optimizer step of {budget.tokens_per_step:,} tokens "
+            f"({budget.arithmetic()})",
+        )
     stated = training_args.max_steps
     if stated and stated > 0 and stated != budget.steps:
-        raise RecipeError(config_file, "max_steps",
-                          f"{stated} disagrees with the token budget: {budget.arithmetic()}. Leave max_steps out "
-                          f"(it is derived; --max_steps -1 on the command line), or change train_tokens or "
-                          f"the batch to match")
+        raise RecipeError(
+            config_file,
+            "max_steps",
+            f"{stated} disagrees with the token budget: {budget.arithmetic()}. Leave max_steps out "
+            f"(it is derived; --max_steps -1 on the command line), or change train_tokens or "
+            f"the batch to match",
+        )
     training_args.max_steps = budget.steps
     logger.info(budget.arithmetic())
     return budget

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 def is_complete(checkpoint: Path) -> bool:
     """Trainer writes ``trainer_state.json`` after the weights, optimizer, scheduler and RNG states."""
     state = read_json_or_none(checkpoint / TRAINER_STATE)
-    return bool(state) and state.get("global_step") == int(checkpoint.name[len(CHECKPOINT_PREFIX):])
+    return bool(state) and state.get("global_step") == int(checkpoint.name[len(CHECKPOINT_PREFIX) :])
 
 
 def complete_checkpoints(dirs: StageDir) -> list[Path]:
@@ -30,8 +30,12 @@ def complete_checkpoints(dirs: StageDir) -> list[Path]:
         aside = dirs.set_aside("partial")
         for checkpoint in partial:
             checkpoint.rename(aside / checkpoint.name)
-        logger.warning("set aside %d partial checkpoint(s) (%s) in %s: a save was cut short",
-                       len(partial), ", ".join(p.name for p in partial), aside)
+        logger.warning(
+            "set aside %d partial checkpoint(s) (%s) in %s: a save was cut short",
+            len(partial),
+            ", ".join(p.name for p in partial),
+            aside,
+        )
     return complete
 
 
@@ -50,33 +54,45 @@ def stream_position_callback(global_batch: int, seq_length: int, index_file: Pat
             self.next_position = 0
 
         def state(self) -> dict:
-            return {"args": {"global_batch": global_batch, "seq_length": seq_length, "index": index_id},
-                    "attributes": {"next_position": self.next_position}}
+            return {
+                "args": {"global_batch": global_batch, "seq_length": seq_length, "index": index_id},
+                "attributes": {"next_position": self.next_position},
+            }
 
         def on_step_end(self, args, state, control, **kwargs):
             self.next_position = state.global_step * global_batch
 
         def check_resume(self, checkpoint: Path) -> None:
             """Refuse a resume whose batches would not line up with the positions already trained."""
-            saved = ((read_json_or_none(checkpoint / TRAINER_STATE) or {}).get("stateful_callbacks") or {})
+            saved = (read_json_or_none(checkpoint / TRAINER_STATE) or {}).get("stateful_callbacks") or {}
             saved = saved.get(type(self).__name__)
             if not saved:
                 return  # a checkpoint from before stream positions were saved: the step count still places it
             was, now = saved["args"], self.state()["args"]
             if was["index"] != now["index"]:  # only a resume the user chose after a change gets here
-                logger.warning("%s was trained on another sampling index (the data or its budget changed since): "
-                               "training goes on from position %d of the new index, so sequences may repeat or be "
-                               "skipped relative to the old one", checkpoint.name,
-                               saved["attributes"]["next_position"])
+                logger.warning(
+                    "%s was trained on another sampling index (the data or its budget changed since): "
+                    "training goes on from position %d of the new index, so sequences may repeat or be "
+                    "skipped relative to the old one",
+                    checkpoint.name,
+                    saved["attributes"]["next_position"],
+                )
             if (was["global_batch"], was["seq_length"]) != (now["global_batch"], now["seq_length"]):
-                raise RecipeError(checkpoint / TRAINER_STATE, "stream",
-                                  f"was trained with {was['global_batch']} sequences of {was['seq_length']} tokens "
-                                  f"per step, this launch has {now['global_batch']} of {now['seq_length']}: resume "
-                                  "with the same per_device_train_batch_size x gradient_accumulation_steps x ranks, "
-                                  "or the positions already trained would be repeated or skipped")
+                raise RecipeError(
+                    checkpoint / TRAINER_STATE,
+                    "stream",
+                    f"was trained with {was['global_batch']} sequences of {was['seq_length']} tokens "
+                    f"per step, this launch has {now['global_batch']} of {now['seq_length']}: resume "
+                    "with the same per_device_train_batch_size x gradient_accumulation_steps x ranks, "
+                    "or the positions already trained would be repeated or skipped",
+                )
             self.next_position = saved["attributes"]["next_position"]
-            logger.info("stream position %d (%s, step %s)", self.next_position, checkpoint.name,
-                        self.next_position // max(1, global_batch))
+            logger.info(
+                "stream position %d (%s, step %s)",
+                self.next_position,
+                checkpoint.name,
+                self.next_position // max(1, global_batch),
+            )
 
     return StreamPosition()
 

@@ -26,8 +26,11 @@ def lora_config(model_args: ModelArguments, config_file="<stage config>"):
     from trl import get_peft_config
 
     if not model_args.model_name_or_path:
-        raise RecipeError(config_file, "use_peft", "LoRA adapts trained weights: the stage needs an input model "
-                                                   "(pipeline.yaml inputs) or model_name_or_path")
+        raise RecipeError(
+            config_file,
+            "use_peft",
+            "LoRA adapts trained weights: the stage needs an input model (pipeline.yaml inputs) or model_name_or_path",
+        )
     config = get_peft_config(model_args)
     if not config.target_modules:
         config.target_modules = list(GPT_BIGCODE_LINEAR)

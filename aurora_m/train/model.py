@@ -19,9 +19,12 @@ def load_model(model_args: ModelArguments, tokenizer, config_file: str | Path = 
         dtypes = [spec.partition(":")[2] for spec in model_args.config_patches if spec.startswith("dtype:")]
         with explain_hub_errors(config_file, "model_name_or_path", model_args.model_name_or_path, repo_type="model"):
             model = AutoModelForCausalLM.from_pretrained(
-                model_args.model_name_or_path, revision=model_args.model_revision, use_safetensors=True,
+                model_args.model_name_or_path,
+                revision=model_args.model_revision,
+                use_safetensors=True,
                 dtype=dtypes[-1] if dtypes else model_args.dtype,
-                attn_implementation=model_args.attn_implementation)
+                attn_implementation=model_args.attn_implementation,
+            )
         apply_model_patches(model, model_args.config_patches)
     else:
         import torch
@@ -34,9 +37,11 @@ def load_model(model_args: ModelArguments, tokenizer, config_file: str | Path = 
         torch.manual_seed(model_args.model_seed)
         model = AutoModelForCausalLM.from_config(config)
     if len(tokenizer) > model.config.vocab_size:
-        raise RecipeError(config_file, "tokenizer_name_or_path",
-                          f"tokenizer has {len(tokenizer)} tokens "
-                          f"but the model's vocabulary is {model.config.vocab_size}")
+        raise RecipeError(
+            config_file,
+            "tokenizer_name_or_path",
+            f"tokenizer has {len(tokenizer)} tokens but the model's vocabulary is {model.config.vocab_size}",
+        )
     return model
 
 

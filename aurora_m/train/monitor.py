@@ -48,13 +48,15 @@ class HeldOutWindows(torch.utils.data.Dataset):
         try:
             windows = np.load(path, allow_pickle=False)
         except Exception as err:  # noqa: BLE001 - any failure to read means the file is damaged
-            raise RecipeError(path, None, f"unreadable ({type(err).__name__}: truncated or corrupt): run the data "
-                                          "step again") from None
+            raise RecipeError(
+                path, None, f"unreadable ({type(err).__name__}: truncated or corrupt): run the data step again"
+            ) from None
         if windows.dtype.kind != "u":
             raise RecipeError(path, None, f"holds {windows.dtype} values, not token ids: run the data step again")
         if windows.ndim != 2 or windows.shape[1] != seq_length:
-            raise RecipeError(path, None, f"holds windows of shape {windows.shape}, not (n, {seq_length}): "
-                                          "run the data step again")
+            raise RecipeError(
+                path, None, f"holds windows of shape {windows.shape}, not (n, {seq_length}): run the data step again"
+            )
         self.windows = torch.from_numpy(windows.astype(np.int64))
 
     def __len__(self) -> int:
@@ -80,11 +82,17 @@ def heldout_eval_sets(data: DatasetDir, args=None) -> dict[str, HeldOutWindows] 
         return None
     meta = read_json_or_none(data.heldout_json)
     found = (meta or {}).get("languages", {})
-    sets = {lang: HeldOutWindows(data.heldout_tokens(lang), int(meta["seq_length"]))
-            for lang in LANGUAGES if found.get(lang, {}).get("windows", 0) > 0}
+    sets = {
+        lang: HeldOutWindows(data.heldout_tokens(lang), int(meta["seq_length"]))
+        for lang in LANGUAGES
+        if found.get(lang, {}).get("windows", 0) > 0
+    }
     if sets:
-        logger.info("held-out loss during training on %s windows of %d tokens",
-                    ", ".join(f"{lang} {len(ds)}" for lang, ds in sets.items()), int(meta["seq_length"]))
+        logger.info(
+            "held-out loss during training on %s windows of %d tokens",
+            ", ".join(f"{lang} {len(ds)}" for lang, ds in sets.items()),
+            int(meta["seq_length"]),
+        )
         if missing := [lang for lang in LANGUAGES if lang not in sets]:
             logger.info("no held-out windows for %s", ", ".join(missing))
         return sets
@@ -141,18 +149,30 @@ def _humaneval_pass1(trainer, metrics: dict) -> float | None:
     model = trainer.accelerator.unwrap_model(trainer.model)
     was_training = model.training
     try:
-        completions = generate(model, trainer.processing_class, [p.prompt for p in problems],
-                               max_new_tokens=HUMANEVAL_PROBE_TOKENS, stop=problems[0].stop,
-                               batch_size=trainer.args.per_device_eval_batch_size, desc="humaneval probe")
+        completions = generate(
+            model,
+            trainer.processing_class,
+            [p.prompt for p in problems],
+            max_new_tokens=HUMANEVAL_PROBE_TOKENS,
+            stop=problems[0].stop,
+            batch_size=trainer.args.per_device_eval_batch_size,
+            desc="humaneval probe",
+        )
     finally:
         model.train(was_training)
     outcomes = LocalSandbox().run([Job(program_for(p, c[0]), timeout_s=5.0) for p, c in zip(problems, completions)])
     return sum(o.passed for o in outcomes) / len(outcomes)
 
 
-register_probe(Probe("humaneval_pass1", _humaneval_pass1, higher_is_worse=False,
-                     help=f"greedy pass@1 on the first {HUMANEVAL_PROBE_PROBLEMS} HumanEval problems, in the sandbox "
-                          "(needs AURORA_M_ALLOW_CODE_EXECUTION=1)"))
+register_probe(
+    Probe(
+        "humaneval_pass1",
+        _humaneval_pass1,
+        higher_is_worse=False,
+        help=f"greedy pass@1 on the first {HUMANEVAL_PROBE_PROBLEMS} HumanEval problems, in the sandbox "
+        "(needs AURORA_M_ALLOW_CODE_EXECUTION=1)",
+    )
+)
 
 
 class ForgettingMonitor(TrainerCallback):
@@ -197,9 +217,16 @@ class ForgettingMonitor(TrainerCallback):
             logs[key], logs[f"{key}_ratio"] = value, ratio
             worse = ratio if probe.higher_is_worse else (1 / ratio if ratio else math.inf)
             if worse > self.threshold and state.is_world_process_zero:
-                logger.warning("forgetting: %s is %.4g at step %d, %.3gx worse than its first value %.4g "
-                               "(forgetting_threshold %.3g)", probe.name, value, state.global_step, worse, baseline,
-                               self.threshold)
+                logger.warning(
+                    "forgetting: %s is %.4g at step %d, %.3gx worse than its first value %.4g "
+                    "(forgetting_threshold %.3g)",
+                    probe.name,
+                    value,
+                    state.global_step,
+                    worse,
+                    baseline,
+                    self.threshold,
+                )
         if logs:
             self.trainer.log(logs)
 
@@ -232,8 +259,10 @@ class EvaluationKeepsTrainingRandomness(TrainerCallback):
         self.saved = None
 
     def _save(self) -> None:
-        self.saved = (torch.random.get_rng_state(),
-                      torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+        self.saved = (
+            torch.random.get_rng_state(),
+            torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        )
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._save()  # eval_on_start comes next
@@ -254,18 +283,27 @@ class EvaluationKeepsTrainingRandomness(TrainerCallback):
                 torch.cuda.set_rng_state_all(cuda)
 
 
-def monitor_callbacks(trainer, dirs: StageDir, mix_args: MixtureArguments, title: str = "pretraining",
-                      config_file: str | Path = "<stage config>") -> list[TrainerCallback]:
+def monitor_callbacks(
+    trainer,
+    dirs: StageDir,
+    mix_args: MixtureArguments,
+    title: str = "pretraining",
+    config_file: str | Path = "<stage config>",
+) -> list[TrainerCallback]:
     """The stage's monitors for ``trainer`` (add each with ``trainer.add_callback``, in this order): with held-out
     eval sets the forgetting monitor, the curves always, and with eval sets the guard that keeps evaluation
     from changing training's random draws."""
     unknown = [name for name in mix_args.forgetting_probes if name not in PROBES]
     if unknown:
-        raise RecipeError(config_file, "forgetting_probes", f"unknown probe {unknown[0]!r} "
-                                                            f"(known: {', '.join(sorted(PROBES))})")
+        raise RecipeError(
+            config_file, "forgetting_probes", f"unknown probe {unknown[0]!r} (known: {', '.join(sorted(PROBES))})"
+        )
     if not mix_args.forgetting_threshold > 0:
-        raise RecipeError(config_file, "forgetting_threshold", "expected a positive factor (1.2: warn at 20% "
-                                                               f"worse), got {mix_args.forgetting_threshold!r}")
+        raise RecipeError(
+            config_file,
+            "forgetting_threshold",
+            f"expected a positive factor (1.2: warn at 20% worse), got {mix_args.forgetting_threshold!r}",
+        )
     if "humaneval_pass1" in mix_args.forgetting_probes:
         from ..evaluation.code.sandbox import require_opt_in
 

@@ -21,23 +21,36 @@ from .monitor import heldout_eval_sets, monitor_callbacks
 logger = logging.getLogger(__name__)
 
 
-def train_pretrain(model_args: ModelArguments, mix_args: MixtureArguments, training_args,
-                   config_file: str | Path = "<stage config>", title: str = "pretraining") -> Path:
+def train_pretrain(
+    model_args: ModelArguments,
+    mix_args: MixtureArguments,
+    training_args,
+    config_file: str | Path = "<stage config>",
+    title: str = "pretraining",
+) -> Path:
     """Train on the stage's packed dataset (built first if missing) and return the final model folder."""
     trainer = build_trainer(model_args, mix_args, training_args, config_file, title)
     return train_and_save(trainer, StageDir(training_args.output_dir), title)
 
 
-def build_trainer(model_args: ModelArguments, mix_args: MixtureArguments, training_args,
-                  config_file: str | Path = "<stage config>", title: str = "pretraining"):
+def build_trainer(
+    model_args: ModelArguments,
+    mix_args: MixtureArguments,
+    training_args,
+    config_file: str | Path = "<stage config>",
+    title: str = "pretraining",
+):
     """The stage's Trainer, ready to train: dataset built (once, across nodes), model loaded, stream attached."""
     from transformers import AutoTokenizer
 
     if mix_args.parallelism_set():  # given, so not silently dropped: they mean nothing to Trainer
-        raise RecipeError(config_file, mix_args.parallelism_set()[0],
-                          "a key of the nanotron engine (tensor x pipeline x data parallel): set engine: nanotron "
-                          "for this stage in pipeline.yaml, or leave it out (transformers trains data parallel "
-                          "over the launch's GPUs)")
+        raise RecipeError(
+            config_file,
+            mix_args.parallelism_set()[0],
+            "a key of the nanotron engine (tensor x pipeline x data parallel): set engine: nanotron "
+            "for this stage in pipeline.yaml, or leave it out (transformers trains data parallel "
+            "over the launch's GPUs)",
+        )
     dirs = StageDir(training_args.output_dir)
     data = DatasetDir(mix_args.dataset_dir) if mix_args.dataset_dir else dirs.data
     if data.is_built():  # scripts reuse it as is; `aurora-m` rebuilds it when its sources or keys change
@@ -50,28 +63,50 @@ def build_trainer(model_args: ModelArguments, mix_args: MixtureArguments, traini
     train_ds = open_stream(data)
     seq_length = train_ds.seq_length
     if seq_length != mix_args.seq_length:  # a script reuses a built folder as is: say so, do not train on it
-        raise RecipeError(config_file, "seq_length", f"{mix_args.seq_length}, but the dataset in {data.root} was "
-                                                     f"built with {seq_length}: use another --output_dir (or "
-                                                     "--dataset_dir), or run it through aurora-m, which rebuilds")
+        raise RecipeError(
+            config_file,
+            "seq_length",
+            f"{mix_args.seq_length}, but the dataset in {data.root} was "
+            f"built with {seq_length}: use another --output_dir (or "
+            "--dataset_dir), or run it through aurora-m, which rebuilds",
+        )
     model = load_model(model_args, tokenizer, config_file)
     if seq_length > model.config.n_positions:
-        raise RecipeError(config_file, "seq_length",
-                          f"{seq_length} is longer than the model's {model.config.n_positions} learned positions")
-    logger.info("%s: %s parameters, %d layers, n_positions %d, multi_query %s", title,
-                f"{parameter_count(model):,}", model.config.n_layer, model.config.n_positions,
-                model.config.multi_query)
+        raise RecipeError(
+            config_file,
+            "seq_length",
+            f"{seq_length} is longer than the model's {model.config.n_positions} learned positions",
+        )
+    logger.info(
+        "%s: %s parameters, %d layers, n_positions %d, multi_query %s",
+        title,
+        f"{parameter_count(model):,}",
+        model.config.n_layer,
+        model.config.n_positions,
+        model.config.multi_query,
+    )
     budget = derive_max_steps(training_args, mix_args.train_tokens, seq_length, config_file)
     if budget.steps * budget.sequences_per_step > len(train_ds):
-        raise RecipeError(data.index, None, f"holds {len(train_ds):,} sequences, fewer than the "
-                                            f"{budget.steps * budget.sequences_per_step:,} the budget trains: "
-                                            "it was built for another train_tokens; run the data step again")
+        raise RecipeError(
+            data.index,
+            None,
+            f"holds {len(train_ds):,} sequences, fewer than the "
+            f"{budget.steps * budget.sequences_per_step:,} the budget trains: "
+            "it was built for another train_tokens; run the data step again",
+        )
     upstream = upstream_state(model_args, config_file, resume_checkpoint(training_args, dirs))
     keep_token_out_of_files(training_args)
     position = stream_position_callback(budget.sequences_per_step, seq_length, data.index)
-    trainer = stream_trainer()(model=model, args=training_args, train_dataset=train_ds,
-                               eval_dataset=heldout_eval_sets(data, training_args),
-                               data_collator=packed_collator, processing_class=tokenizer,
-                               callbacks=[position], upstream=upstream)
+    trainer = stream_trainer()(
+        model=model,
+        args=training_args,
+        train_dataset=train_ds,
+        eval_dataset=heldout_eval_sets(data, training_args),
+        data_collator=packed_collator,
+        processing_class=tokenizer,
+        callbacks=[position],
+        upstream=upstream,
+    )
     for callback in monitor_callbacks(trainer, dirs, mix_args, title, config_file):
         trainer.add_callback(callback)
     return trainer
@@ -113,10 +148,16 @@ def stream_trainer():
                 from transformers import get_scheduler
 
                 total = self.upstream.step + num_training_steps
-                self.lr_scheduler = carry_on_schedule(get_scheduler(
-                    self.args.lr_scheduler_type, optimizer=optimizer or self.optimizer,
-                    num_warmup_steps=self.args.get_warmup_steps(total), num_training_steps=total,
-                    scheduler_specific_kwargs=self.args.lr_scheduler_kwargs), self.upstream.step)
+                self.lr_scheduler = carry_on_schedule(
+                    get_scheduler(
+                        self.args.lr_scheduler_type,
+                        optimizer=optimizer or self.optimizer,
+                        num_warmup_steps=self.args.get_warmup_steps(total),
+                        num_training_steps=total,
+                        scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
+                    ),
+                    self.upstream.step,
+                )
                 self._created_lr_scheduler = True
             return super().create_scheduler(num_training_steps, optimizer)
 

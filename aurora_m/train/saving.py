@@ -53,8 +53,10 @@ def full_state_dict(plugin):
     first to get the full ones, and put back afterwards for the checkpoints that may follow.
     """
     saved = (plugin.state_dict_type, plugin.state_dict_config, plugin.optim_state_dict_config)
-    logger.info("FSDP: gathering the full state dict for the final save (checkpoints stay %s)",
-                str(saved[0]).rsplit(".", 1)[-1])
+    logger.info(
+        "FSDP: gathering the full state dict for the final save (checkpoints stay %s)",
+        str(saved[0]).rsplit(".", 1)[-1],
+    )
     plugin.state_dict_config = plugin.optim_state_dict_config = None
     plugin.set_state_dict_type(FULL)
     try:
@@ -70,6 +72,9 @@ def _check_full_weights(folder: Path) -> None:
         raise RuntimeError(f"the final save wrote no {CONFIG_NAME} into {folder}")
     if not ((folder / SAFE_WEIGHTS_NAME).is_file() or (folder / SAFE_WEIGHTS_INDEX_NAME).is_file()):
         # ZeRO-3 without a 16-bit gather leaves a DeepSpeed checkpoint instead of weights
-        raise RecipeError(None, "accelerate config",
-                          f"the final save wrote no {SAFE_WEIGHTS_NAME} into {folder}: with DeepSpeed ZeRO-3 set "
-                          f"zero3_save_16bit_model: true (recipes/accelerate_configs/zero3.yaml does)")
+        raise RecipeError(
+            None,
+            "accelerate config",
+            f"the final save wrote no {SAFE_WEIGHTS_NAME} into {folder}: with DeepSpeed ZeRO-3 set "
+            f"zero3_save_16bit_model: true (recipes/accelerate_configs/zero3.yaml does)",
+        )

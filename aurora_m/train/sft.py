@@ -26,8 +26,13 @@ from .model import load_model, parameter_count
 logger = logging.getLogger(__name__)
 
 
-def build_sft_trainer(model_args: ModelArguments, data_args: SFTDataArguments, sft_config,
-                      config_file: str | Path = "<stage config>", title: str = "SFT"):
+def build_sft_trainer(
+    model_args: ModelArguments,
+    data_args: SFTDataArguments,
+    sft_config,
+    config_file: str | Path = "<stage config>",
+    title: str = "SFT",
+):
     """The stage's SFTTrainer on its (built) dataset: what training, and the label tests, use."""
     from datasets import load_from_disk
     from trl import SFTTrainer
@@ -50,14 +55,25 @@ def build_sft_trainer(model_args: ModelArguments, data_args: SFTDataArguments, s
         logger.info("messages rows: assistant_only_loss on (the loss covers the replies and their EOS only)")
         sft_config.assistant_only_loss = True
     peft = lora_config(model_args, config_file)
-    targets = [peft.target_modules] if peft and isinstance(peft.target_modules, str) else \
-        sorted(peft.target_modules) if peft else []
-    logger.info("%s: %s parameters%s, %d rows", title, f"{parameter_count(model):,}",
-                f", LoRA r={peft.r} on {', '.join(targets)}" if peft else "", len(train_ds))
+    targets = (
+        [peft.target_modules]
+        if peft and isinstance(peft.target_modules, str)
+        else sorted(peft.target_modules)
+        if peft
+        else []
+    )
+    logger.info(
+        "%s: %s parameters%s, %d rows",
+        title,
+        f"{parameter_count(model):,}",
+        f", LoRA r={peft.r} on {', '.join(targets)}" if peft else "",
+        len(train_ds),
+    )
     keep_token_out_of_files(sft_config)
     try:
-        trainer = SFTTrainer(model=model, args=sft_config, train_dataset=train_ds, processing_class=tokenizer,
-                             peft_config=peft)
+        trainer = SFTTrainer(
+            model=model, args=sft_config, train_dataset=train_ds, processing_class=tokenizer, peft_config=peft
+        )
     except ValueError as err:  # peft refusing the LoRA keys (no such module, a bad rank): the recipe's mistake
         if peft is None or not type(err).__module__.startswith("peft"):
             raise
@@ -65,13 +81,20 @@ def build_sft_trainer(model_args: ModelArguments, data_args: SFTDataArguments, s
     return trainer, dirs
 
 
-def train_sft(model_args: ModelArguments, data_args: SFTDataArguments, sft_config,
-              config_file: str | Path = "<stage config>", title: str = "safety SFT") -> Path:
+def train_sft(
+    model_args: ModelArguments,
+    data_args: SFTDataArguments,
+    sft_config,
+    config_file: str | Path = "<stage config>",
+    title: str = "safety SFT",
+) -> Path:
     trainer, dirs = build_sft_trainer(model_args, data_args, sft_config, config_file, title)
     after_save = None
     if model_args.use_peft:
+
         def after_save(folder: Path) -> None:
             _merge(folder, dirs, model_args)
+
     return train_and_save(trainer, dirs, title, after_save)
 
 

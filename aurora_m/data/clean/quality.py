@@ -47,8 +47,32 @@ FALLBACK = "default"  # settings for a language outside LANGUAGES (generic space
 
 STOP_WORDS = {
     "en": ["the", "be", "to", "of", "and", "that", "have", "with"],  # Gopher's list, as datatrove's default
-    "fi": ["ja", "on", "ei", "se", "sen", "ne", "että", "oli", "ole", "ovat", "kun", "kuin", "mutta", "niin", "myös",
-           "tai", "joka", "hän", "jos", "jo", "voi", "vain", "koska", "vaikka"],
+    "fi": [
+        "ja",
+        "on",
+        "ei",
+        "se",
+        "sen",
+        "ne",
+        "että",
+        "oli",
+        "ole",
+        "ovat",
+        "kun",
+        "kuin",
+        "mutta",
+        "niin",
+        "myös",
+        "tai",
+        "joka",
+        "hän",
+        "jos",
+        "jo",
+        "voi",
+        "vain",
+        "koska",
+        "vaikka",
+    ],
     "hi": ["है", "हैं", "के", "की", "का", "में", "और", "को", "से", "पर", "कि", "भी", "था", "यह", "वह"],
     "ja": ["の", "に", "は", "を", "が", "で", "と", "も", "た", "て", "へ", "や", "な"],
     "vi": ["và", "của", "là", "có", "được", "những", "cho", "không", "một", "các", "trong", "với", "này", "đã"],
@@ -205,13 +229,17 @@ def quality_filters(
     overrides = dict(overrides or {})
     unknown = [n for n in (*names, *overrides) if n not in _CLASSES]
     if unknown:
-        raise ValueError(f"unknown quality filter(s) {', '.join(map(repr, dict.fromkeys(unknown)))}; "
-                         f"known: {', '.join(FILTER_NAMES)}")
+        raise ValueError(
+            f"unknown quality filter(s) {', '.join(map(repr, dict.fromkeys(unknown)))}; "
+            f"known: {', '.join(FILTER_NAMES)}"
+        )
     for name, kwargs in overrides.items():
         bad = sorted(set(kwargs) - _allowed_keys(name))
         if bad:
-            raise ValueError(f"unknown setting(s) for quality filter {name!r}: {', '.join(bad)}; "
-                             f"known: {', '.join(sorted(_allowed_keys(name)))}")
+            raise ValueError(
+                f"unknown setting(s) for quality filter {name!r}: {', '.join(bad)}; "
+                f"known: {', '.join(sorted(_allowed_keys(name)))}"
+            )
     return [
         PerLanguageFilter(name, overrides.get(name), exclusion_writer_for(name) if exclusion_writer_for else None)
         for name in names

@@ -16,12 +16,14 @@ PINNED_COMMIT = "2411b022a75fb7f7561a1bb4166706da5e1b76de"
 # What the pinned commit needs beside the project's own install (seen by running its trainer): dacite and einops
 # (imported, not declared with --no-deps), flash-attn, and grouped_gemm, which nanotron.nn.moe requires at import
 # even for a dense model. Not numpy < 2: its pin is metadata only, and today's pyarrow (datasets) needs numpy 2.
-INSTALL = (f"install nanotron from source at commit {PINNED_COMMIT[:12]} into the environment aurora-m is installed "
-           "in, on the GPU nodes, beside the cluster's torch and flash-attn: git clone "
-           "https://github.com/huggingface/nanotron && cd nanotron && "
-           f"git checkout {PINNED_COMMIT} && pip install --no-deps -e . && pip install dacite einops && "
-           "pip install --no-build-isolation git+https://github.com/fanshiqing/grouped_gemm@main "
-           "(PyPI's nanotron 0.4 does not import; see README, 'nanotron engine')")
+INSTALL = (
+    f"install nanotron from source at commit {PINNED_COMMIT[:12]} into the environment aurora-m is installed "
+    "in, on the GPU nodes, beside the cluster's torch and flash-attn: git clone "
+    "https://github.com/huggingface/nanotron && cd nanotron && "
+    f"git checkout {PINNED_COMMIT} && pip install --no-deps -e . && pip install dacite einops && "
+    "pip install --no-build-isolation git+https://github.com/fanshiqing/grouped_gemm@main "
+    "(PyPI's nanotron 0.4 does not import; see README, 'nanotron engine')"
+)
 
 
 def require_nanotron():

@@ -50,10 +50,13 @@ class Shape:
 def first_micro_batch(consumed_samples: int, shape: Shape, where: str) -> int:
     """The micro batch (of one rank) a stage that consumed ``consumed_samples`` carries on from."""
     if consumed_samples % shape.global_batch:
-        raise RecipeError(where, "per_device_train_batch_size",
-                          f"the checkpoint consumed {consumed_samples} samples, not a whole number of global batches "
-                          f"of {shape.global_batch} (micro batch {shape.micro_batch} x accumulation "
-                          f"{shape.accumulation} x dp {shape.dp}): resume with the batch shape it was trained with")
+        raise RecipeError(
+            where,
+            "per_device_train_batch_size",
+            f"the checkpoint consumed {consumed_samples} samples, not a whole number of global batches "
+            f"of {shape.global_batch} (micro batch {shape.micro_batch} x accumulation "
+            f"{shape.accumulation} x dp {shape.dp}): resume with the batch shape it was trained with",
+        )
     return consumed_samples // shape.global_batch * shape.accumulation
 
 
@@ -65,10 +68,22 @@ class StageBatches:
     pipeline rank holding an input or label this rank does not read (``reads_inputs`` / ``reads_labels``).
     """
 
-    def __init__(self, stream, shape: Shape, dp_rank: int, *, folders: dict[str, str], start_training_step: int = 1,
-                 consumed_samples: int = 0, reads_inputs: bool = True, reads_labels: bool = True,
-                 pointer: Callable | None = None, input_rank: int = 0, output_rank: int = 0,
-                 consumed_tokens: dict[str, int] | None = None):
+    def __init__(
+        self,
+        stream,
+        shape: Shape,
+        dp_rank: int,
+        *,
+        folders: dict[str, str],
+        start_training_step: int = 1,
+        consumed_samples: int = 0,
+        reads_inputs: bool = True,
+        reads_labels: bool = True,
+        pointer: Callable | None = None,
+        input_rank: int = 0,
+        output_rank: int = 0,
+        consumed_tokens: dict[str, int] | None = None,
+    ):
         if min(shape.micro_batch, shape.accumulation, shape.dp) < 1 or consumed_samples < 0:
             raise ValueError(f"{shape} and {consumed_samples} consumed samples: expected positive sizes")
         if not 0 <= dp_rank < shape.dp:
@@ -106,8 +121,10 @@ class StageBatches:
         import torch
 
         if not 0 <= k < len(self):
-            raise IndexError(f"micro batch {k} outside the stage's {len(self)} (the stream holds {len(self.stream)} "
-                             f"windows: {self.steps} global batches of {self.shape.global_batch})")
+            raise IndexError(
+                f"micro batch {k} outside the stage's {len(self)} (the stream holds {len(self.stream)} "
+                f"windows: {self.steps} global batches of {self.shape.global_batch})"
+            )
         batch = {}
         if self.reads_inputs or self.reads_labels:
             windows = torch.from_numpy(np.stack([self.stream[p]["input_ids"] for p in self.positions(k)]))
@@ -140,5 +157,6 @@ class StageBatches:
         self.tokens = self.tokens + self._count(start_idx - offset, end_idx - offset)
 
     def get_consumption_stats(self) -> dict[str, dict[str, int]]:
-        return {self.folders.get(name, name): {"tokens": int(n)} for name, n in zip(self.stream.names, self.tokens)
-                if n}
+        return {
+            self.folders.get(name, name): {"tokens": int(n)} for name, n in zip(self.stream.names, self.tokens) if n
+        }

@@ -59,26 +59,29 @@ def params(n_layer: int, n_embd: int, head_dim: int) -> list[Param]:
         b, h = block(i), f"transformer.h.{i}"
         q, kv = (0, n_embd), (n_embd, n_embd + 2 * head_dim)
         out += [
-            Param(f"{b}.ln_1.weight", f"{h}.ln_1.weight", None), Param(f"{b}.ln_1.bias", f"{h}.ln_1.bias", None),
+            Param(f"{b}.ln_1.weight", f"{h}.ln_1.weight", None),
+            Param(f"{b}.ln_1.bias", f"{h}.ln_1.bias", None),
             Param(f"{b}.attn.qkv.q.weight", f"{h}.attn.c_attn.weight", 0, q),
             Param(f"{b}.attn.qkv.q.bias", f"{h}.attn.c_attn.bias", 0, q),
             Param(f"{b}.attn.qkv.kv.weight", f"{h}.attn.c_attn.weight", None, kv),
             Param(f"{b}.attn.qkv.kv.bias", f"{h}.attn.c_attn.bias", None, kv),
             Param(f"{b}.attn.o.weight", f"{h}.attn.c_proj.weight", 1),  # row-parallel: split along its input
             Param(f"{b}.attn.o.bias", f"{h}.attn.c_proj.bias", None),
-            Param(f"{b}.ln_2.weight", f"{h}.ln_2.weight", None), Param(f"{b}.ln_2.bias", f"{h}.ln_2.bias", None),
+            Param(f"{b}.ln_2.weight", f"{h}.ln_2.weight", None),
+            Param(f"{b}.ln_2.bias", f"{h}.ln_2.bias", None),
             Param(f"{b}.ff.c_fc.weight", f"{h}.mlp.c_fc.weight", 0),
             Param(f"{b}.ff.c_fc.bias", f"{h}.mlp.c_fc.bias", 0),
             Param(f"{b}.ff.c_proj.weight", f"{h}.mlp.c_proj.weight", 1),
             Param(f"{b}.ff.c_proj.bias", f"{h}.mlp.c_proj.bias", None),
         ]
-    out += [Param(f"{FINAL_LN}.weight", "transformer.ln_f.weight", None),
-            Param(f"{FINAL_LN}.bias", "transformer.ln_f.bias", None)]
+    out += [
+        Param(f"{FINAL_LN}.weight", "transformer.ln_f.weight", None),
+        Param(f"{FINAL_LN}.bias", "transformer.ln_f.bias", None),
+    ]
     return out
 
 
-def param_file(root: Path, name: str, tp_rank: int | None = None, tp: int = 1, pp_rank: int = 0,
-               pp: int = 1) -> Path:
+def param_file(root: Path, name: str, tp_rank: int | None = None, tp: int = 1, pp_rank: int = 0, pp: int = 1) -> Path:
     """``serialize.utils.get_path``: a sharded parameter's file names its pipeline and tensor rank."""
     *folders, leaf = name.split(".")
     if tp_rank is None:
@@ -95,7 +98,7 @@ def shard_files(root: Path, name: str) -> list[Path]:
     if whole.is_file():
         return [whole]
     found = folder.glob(f"model_{leaf}_pp-rank-*_tp-rank-*.safetensors")
-    return sorted(found, key=lambda p: [int(n) for n in re.findall(r"\d+", p.name[len(leaf):])])
+    return sorted(found, key=lambda p: [int(n) for n in re.findall(r"\d+", p.name[len(leaf) :])])
 
 
 # ----------------------------------------------------------------------------- slice metadata
@@ -111,10 +114,14 @@ def shard_metadata(shape: tuple[int, ...], split_dim: int, rank: int, tp: int) -
     """The metadata nanotron writes into a TP shard file (``TensorMetadata.to_str_dict``)."""
     size = shape[split_dim] // tp
     local = "|".join(_slice_str(slice(None)) for _ in shape)
-    glob = "|".join(_slice_str(slice(rank * size, (rank + 1) * size) if d == split_dim else slice(None))
-                    for d in range(len(shape)))
-    return {"version": CHECKPOINT_VERSION, "local_global_slices_pairs": f"{local}#{glob}",
-            "unsharded_shape": str(tuple(shape))}
+    glob = "|".join(
+        _slice_str(slice(rank * size, (rank + 1) * size) if d == split_dim else slice(None)) for d in range(len(shape))
+    )
+    return {
+        "version": CHECKPOINT_VERSION,
+        "local_global_slices_pairs": f"{local}#{glob}",
+        "unsharded_shape": str(tuple(shape)),
+    }
 
 
 def parse_metadata(meta: dict[str, str]) -> tuple[list[tuple[tuple[slice, ...], tuple[slice, ...]]], tuple[int, ...]]:

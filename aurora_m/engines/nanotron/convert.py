@@ -48,8 +48,16 @@ HF_SINGLE = "model.safetensors"
 HF_INDEX = "model.safetensors.index.json"
 SHARD_BYTES = 5 << 30  # transformers' default max_shard_size
 # tokenizer and generation files travel with the weights, so a converted folder loads as a whole model
-CARRIED = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
-           "added_tokens.json", "chat_template.jinja", "generation_config.json")
+CARRIED = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "generation_config.json",
+)
 CARRIED_DIR = "transformers-files"  # where a nanotron folder keeps them
 
 
@@ -63,11 +71,17 @@ class HFReader:
         if not isinstance(config, dict):
             raise RecipeError(self.folder, HF_CONFIG, "missing or not JSON: expected a transformers model folder")
         if config.get("model_type") != "gpt_bigcode" or not config.get("multi_query", True):
-            raise RecipeError(self.folder / HF_CONFIG, "model_type", f"expected a multi-query gpt_bigcode model, got "
-                                                                     f"{config.get('model_type')!r}")
+            raise RecipeError(
+                self.folder / HF_CONFIG,
+                "model_type",
+                f"expected a multi-query gpt_bigcode model, got {config.get('model_type')!r}",
+            )
         if config.get("tie_word_embeddings") is False:
-            raise RecipeError(self.folder / HF_CONFIG, "tie_word_embeddings", "false: the nanotron model ties its "
-                                                                             "head to the token embedding")
+            raise RecipeError(
+                self.folder / HF_CONFIG,
+                "tie_word_embeddings",
+                "false: the nanotron model ties its head to the token embedding",
+            )
         self.config = config
         if (self.folder / HF_INDEX).is_file():
             weight_map = (read_json_or_none(self.folder / HF_INDEX) or {}).get("weight_map") or {}
@@ -101,8 +115,9 @@ def readable(path: Path):
     try:
         yield
     except SafetensorError as err:
-        raise RecipeError(path, None, f"not a readable safetensors file ({' '.join(str(err).split())}); "
-                                      f"nothing was written") from None
+        raise RecipeError(
+            path, None, f"not a readable safetensors file ({' '.join(str(err).split())}); nothing was written"
+        ) from None
 
 
 def _write_hf(tensors, dst: Path) -> None:
@@ -182,11 +197,16 @@ def _copy_carried(src: Path, dst: Path) -> list[str]:
 def _check_dst(src: Path, dst: Path, overwrite: bool) -> None:
     src_r, dst_r = src.resolve(), dst.resolve()
     if dst_r == src_r or dst_r.is_relative_to(src_r) or src_r.is_relative_to(dst_r):
-        raise RecipeError(dst, None, f"the output folder overlaps the source {src}: replacing it would destroy "
-                                     f"what is being converted; choose a folder outside it")
+        raise RecipeError(
+            dst,
+            None,
+            f"the output folder overlaps the source {src}: replacing it would destroy "
+            f"what is being converted; choose a folder outside it",
+        )
     # an earlier conversion of ours is replaced only with overwrite, and never when the user added files to it
-    check_output_dir(dst, "the conversion's output folder", OURS, overwrite=overwrite,
-                     owner_check=unlisted_files(dst, OURS))
+    check_output_dir(
+        dst, "the conversion's output folder", OURS, overwrite=overwrite, owner_check=unlisted_files(dst, OURS)
+    )
 
 
 def _mark(tmp: Path, record: dict) -> None:
@@ -196,8 +216,16 @@ def _mark(tmp: Path, record: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- the two directions
-def hf_to_nanotron(src: str | Path, dst: str | Path, *, tp: int = 1, n_positions: int | None = None,
-                   overwrite: bool = False, config_updates: dict | None = None, note: dict | None = None) -> Path:
+def hf_to_nanotron(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    tp: int = 1,
+    n_positions: int | None = None,
+    overwrite: bool = False,
+    config_updates: dict | None = None,
+    note: dict | None = None,
+) -> Path:
     """A transformers GPTBigCode folder as a nanotron checkpoint (weights only: an ``init_method.path``).
 
     ``config_updates``: transformers config keys a recipe's patches changed (the Aurora-M trim sets
@@ -211,15 +239,23 @@ def hf_to_nanotron(src: str | Path, dst: str | Path, *, tp: int = 1, n_positions
     config = GPTBigCodeConfig.from_hf({**reader.config, **(config_updates or {})})
     rows = reader.config.get("n_positions", config.max_position_embeddings)
     if config.max_position_embeddings > rows:
-        raise RecipeError(src / HF_CONFIG, "n_positions", f"{rows} learned positions, cannot keep "
-                                                          f"{config.max_position_embeddings}")
+        raise RecipeError(
+            src / HF_CONFIG, "n_positions", f"{rows} learned positions, cannot keep {config.max_position_embeddings}"
+        )
     if tp < 1 or any(n % tp for n in (config.num_attention_heads, config.vocab_size, config.n_inner)):
-        raise RecipeError(None, "--tp", f"{tp} must divide the heads ({config.num_attention_heads}), the vocabulary "
-                                        f"({config.vocab_size}) and the MLP width ({config.n_inner})")
+        raise RecipeError(
+            None,
+            "--tp",
+            f"{tp} must divide the heads ({config.num_attention_heads}), the vocabulary "
+            f"({config.vocab_size}) and the MLP width ({config.n_inner})",
+        )
     if n_positions is not None:
         if not 0 < n_positions <= rows:
-            raise RecipeError(None, "--n-positions", f"{n_positions}: expected 1 to {rows} (the model's learned "
-                                                     "positions: they can be trimmed, not added)")
+            raise RecipeError(
+                None,
+                "--n-positions",
+                f"{n_positions}: expected 1 to {rows} (the model's learned positions: they can be trimmed, not added)",
+            )
         config.max_position_embeddings = n_positions
     _check_dst(src, dst, overwrite)
     layout = params(config.num_hidden_layers, config.hidden_size, config.head_dim)
@@ -228,9 +264,9 @@ def hf_to_nanotron(src: str | Path, dst: str | Path, *, tp: int = 1, n_positions
         for p in tqdm(layout, desc="hf -> nanotron", unit="tensor", mininterval=5):
             tensor = reader.get(p.hf)
             if p.rows:
-                tensor = tensor[p.rows[0]:p.rows[1]]
+                tensor = tensor[p.rows[0] : p.rows[1]]
             if p.name == POSITIONS:
-                tensor = tensor[:config.max_position_embeddings]
+                tensor = tensor[: config.max_position_embeddings]
             dtype = dtype or tensor.dtype
             if p.split_dim is None:
                 path = param_file(tmp, p.name)
@@ -240,20 +276,50 @@ def hf_to_nanotron(src: str | Path, dst: str | Path, *, tp: int = 1, n_positions
             for rank, shard in enumerate(torch.chunk(tensor, tp, dim=p.split_dim)):
                 path = param_file(tmp, p.name, rank, tp)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                save_file({"data": shard.contiguous()}, path, metadata=shard_metadata(tuple(tensor.shape),
-                                                                                        p.split_dim, rank, tp))
+                save_file(
+                    {"data": shard.contiguous()},
+                    path,
+                    metadata=shard_metadata(tuple(tensor.shape), p.split_dim, rank, tp),
+                )
         (tmp / MODEL_CONFIG).write_text(json.dumps(config.as_dict(), indent=2))
         # a weights-only checkpoint: no optimizer, no training step (nanotron's init_method.path reads model/)
-        meta = {"version": CHECKPOINT_VERSION, "tp": tp, "dp": 1, "cp": 1, "custom_metas": None,
-                "metas": {"consumed_train_samples": 0, "last_train_step": 0, "consumed_tokens_total": 0,
-                          "last_stage_idx": None, "data_stages": []}}
+        meta = {
+            "version": CHECKPOINT_VERSION,
+            "tp": tp,
+            "dp": 1,
+            "cp": 1,
+            "custom_metas": None,
+            "metas": {
+                "consumed_train_samples": 0,
+                "last_train_step": 0,
+                "consumed_tokens_total": 0,
+                "last_stage_idx": None,
+                "data_stages": [],
+            },
+        }
         (tmp / CHECKPOINT_METADATA).write_text(json.dumps(meta, indent=2, sort_keys=True))
         carried = _copy_carried(src, tmp / CARRIED_DIR)
-        _mark(tmp, {"written_by": "aurora-m convert hf-to-nanotron", "source": str(src),
-                    "nanotron_commit": PINNED_COMMIT, "tp": tp, "dtype": str(dtype),
-                    "n_positions": config.max_position_embeddings, "carried": carried, **(note or {})})
-    logger.info("converted %s -> %s (nanotron layout, TP=%d, %d tensors, %d positions)", src, dst, tp, len(layout),
-                config.max_position_embeddings)
+        _mark(
+            tmp,
+            {
+                "written_by": "aurora-m convert hf-to-nanotron",
+                "source": str(src),
+                "nanotron_commit": PINNED_COMMIT,
+                "tp": tp,
+                "dtype": str(dtype),
+                "n_positions": config.max_position_embeddings,
+                "carried": carried,
+                **(note or {}),
+            },
+        )
+    logger.info(
+        "converted %s -> %s (nanotron layout, TP=%d, %d tensors, %d positions)",
+        src,
+        dst,
+        tp,
+        len(layout),
+        config.max_position_embeddings,
+    )
     return dst
 
 
@@ -275,7 +341,7 @@ def nanotron_to_hf(src: str | Path, dst: str | Path, *, overwrite: bool = False)
             pieces = [read_param(src, p.name) for p in parts]
             tensor = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)  # c_attn = [q; k; v]
             if parts[0].name == EMBED and tensor.shape[0] > config.vocab_size:
-                tensor = tensor[:config.vocab_size]  # nanotron pads the vocabulary to a multiple of TP
+                tensor = tensor[: config.vocab_size]  # nanotron pads the vocabulary to a multiple of TP
             yield hf_key, tensor
 
     dtypes = set()
@@ -293,7 +359,14 @@ def nanotron_to_hf(src: str | Path, dst: str | Path, *, overwrite: bool = False)
             hf["dtype"] = str(next(iter(dtypes))).removeprefix("torch.")
         (tmp / HF_CONFIG).write_text(json.dumps(hf, indent=2, sort_keys=True))
         carried = _copy_carried(src / CARRIED_DIR, tmp)
-        _mark(tmp, {"written_by": "aurora-m convert nanotron-to-hf", "source": str(src),
-                    "nanotron_commit": PINNED_COMMIT, "carried": carried})
+        _mark(
+            tmp,
+            {
+                "written_by": "aurora-m convert nanotron-to-hf",
+                "source": str(src),
+                "nanotron_commit": PINNED_COMMIT,
+                "carried": carried,
+            },
+        )
     logger.info("converted %s -> %s (transformers folder, %d tensors)", src, dst, len(by_hf))
     return dst

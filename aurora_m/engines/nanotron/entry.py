@@ -62,8 +62,14 @@ def restore_random_states(trainer) -> bool:
     stage = trainer.config.data_stages[-1]  # the stage this launch trains (an upstream one comes first)
     if path is None or not stage_consumed_samples(trainer.metadata, stage):
         return False
-    allowed = [RandomState, RandomStates, np.ndarray, np.dtype, type(np.dtype(np.uint32)),
-               (getattr(np, "_core", None) or np.core).multiarray._reconstruct]
+    allowed = [
+        RandomState,
+        RandomStates,
+        np.ndarray,
+        np.dtype,
+        type(np.dtype(np.uint32)),
+        (getattr(np, "_core", None) or np.core).multiarray._reconstruct,
+    ]
     with torch.serialization.safe_globals(allowed):
         saved = load_random_states(trainer.parallel_context, Path(path))
     for name, state in saved.items():  # in place: the model's blocks hold this mapping
@@ -86,8 +92,13 @@ def _rng_file(trainer) -> str:
     import torch.distributed as dist
 
     context = trainer.parallel_context
-    return "_".join(f"{name}-{dist.get_rank(group)}-of-{group.size()}" for name, group in
-                    (("tp", context.tp_pg), ("pp", context.pp_pg), ("dp", context.dp_pg))) + ".safetensors"
+    return (
+        "_".join(
+            f"{name}-{dist.get_rank(group)}-of-{group.size()}"
+            for name, group in (("tp", context.tp_pg), ("pp", context.pp_pg), ("dp", context.dp_pg))
+        )
+        + ".safetensors"
+    )
 
 
 def global_rng_states() -> dict:
@@ -122,8 +133,9 @@ def keep_rng_states(trainer) -> None:
 
 def stage_metadata(metadata, stage):
     """nanotron's record of this data stage in the loaded checkpoint's metadata, or None for a new stage."""
-    return next((done for done in metadata.data_stages or []
-                 if done.start_training_step == stage.start_training_step), None)
+    return next(
+        (done for done in metadata.data_stages or [] if done.start_training_step == stage.start_training_step), None
+    )
 
 
 def stage_consumed_samples(metadata, stage) -> int:
@@ -142,9 +154,15 @@ def add_new_data_stages(trainer) -> None:
     known = {done.start_training_step for done in metadata.data_stages or []}
     for stage in trainer.config.data_stages:  # in order: the metadata's stage list lines up with the config's
         if stage.start_training_step not in known:
-            metadata.data_stages = [*(metadata.data_stages or []), DataStageMetadata(
-                name=stage.name, start_training_step=stage.start_training_step, consumed_train_samples=0,
-                sequence_length=stage.sequence_length)]
+            metadata.data_stages = [
+                *(metadata.data_stages or []),
+                DataStageMetadata(
+                    name=stage.name,
+                    start_training_step=stage.start_training_step,
+                    consumed_train_samples=0,
+                    sequence_length=stage.sequence_length,
+                ),
+            ]
 
 
 def record_losses(trainer, path: str) -> None:
@@ -166,8 +184,12 @@ def record_losses(trainer, path: str) -> None:
     def logged(outputs, loss_avg, z_loss_avg, tbi_logs):
         logs(outputs=outputs, loss_avg=loss_avg, z_loss_avg=z_loss_avg, tbi_logs=tbi_logs)
         stage = trainer.config.data_stages[trainer.metadata.last_stage_idx]
-        entry = {"step": trainer.iteration_step - stage.start_training_step + 1, "loss": round(float(loss_avg), 6),
-                 "learning_rate": trainer.lr_scheduler.get_last_lr()[0], "global_step": trainer.iteration_step}
+        entry = {
+            "step": trainer.iteration_step - stage.start_training_step + 1,
+            "loss": round(float(loss_avg), 6),
+            "learning_rate": trainer.lr_scheduler.get_last_lr()[0],
+            "global_step": trainer.iteration_step,
+        }
         with open(path, "a", encoding="utf-8") as out:  # a line per step: flat cost, whatever the run's length
             out.write(json.dumps(entry) + "\n")
 
@@ -196,24 +218,44 @@ def dataloaders(trainer, data_dir: str) -> dict:
         def build():
             stream = open_stream(data)
             if stream.seq_length != trainer.sequence_length:
-                raise RecipeError(data.root, "seq_length", f"the data step built windows of {stream.seq_length} "
-                                                           f"tokens, the config trains on {trainer.sequence_length}")
+                raise RecipeError(
+                    data.root,
+                    "seq_length",
+                    f"the data step built windows of {stream.seq_length} "
+                    f"tokens, the config trains on {trainer.sequence_length}",
+                )
             folders = {name: str(data.source_tokens(name)) for name in stream.names}
-            batches = StageBatches(stream, shape, torch.distributed.get_rank(context.dp_pg), folders=folders,
-                                   start_training_step=stage.start_training_step,
-                                   consumed_samples=stage_consumed_samples(trainer.metadata, stage),
-                                   consumed_tokens=getattr(stage_metadata(trainer.metadata, stage),
-                                                           "consumed_tokens_per_dataset_folder", None),
-                                   reads_inputs=pp_rank == input_rank, reads_labels=pp_rank == output_rank,
-                                   pointer=TensorPointer,
-                                   input_rank=input_rank, output_rank=output_rank)
+            batches = StageBatches(
+                stream,
+                shape,
+                torch.distributed.get_rank(context.dp_pg),
+                folders=folders,
+                start_training_step=stage.start_training_step,
+                consumed_samples=stage_consumed_samples(trainer.metadata, stage),
+                consumed_tokens=getattr(
+                    stage_metadata(trainer.metadata, stage), "consumed_tokens_per_dataset_folder", None
+                ),
+                reads_inputs=pp_rank == input_rank,
+                reads_labels=pp_rank == output_rank,
+                pointer=TensorPointer,
+                input_rank=input_rank,
+                output_rank=output_rank,
+            )
             workers = stage.data.num_loading_workers if stage.data else 0
-            logger.info("data stage %s: %d global batches of %d windows in %s, from micro batch %d of this rank",
-                        stage.name, batches.steps, shape.global_batch, data.index, batches.first)
+            logger.info(
+                "data stage %s: %d global batches of %d windows in %s, from micro batch %d of this rank",
+                stage.name,
+                batches.steps,
+                shape.global_batch,
+                data.index,
+                batches.first,
+            )
             # its own generator: an iterator's seed is otherwise drawn from torch's global one, which a resumed
             # launch has just restored for dropout (one draw more and no step after a resume would be the same)
-            return DataLoader(batches, batch_size=None, sampler=batches.sampler(), num_workers=workers,
-                              generator=torch.Generator())
+            return DataLoader(
+                batches, batch_size=None, sampler=batches.sampler(), num_workers=workers, generator=torch.Generator()
+            )
+
         return build
 
     return {stage.name: make(stage) for stage in trainer.config.data_stages}
@@ -228,9 +270,12 @@ def check_stage_engine(recipe_dir: str, stage_name: str) -> None:
     stage = recipe.stage(stage_name)
     if stage.engine != "nanotron":
         nanotron = [s.name for s in recipe.stages if s.engine == "nanotron"]
-        raise RecipeError(recipe.file, f"stages[{stage.position}].engine",
-                          f"stage {stage_name!r} runs on {stage.engine}, not nanotron (nanotron stages: "
-                          f"{', '.join(nanotron) or 'none'}); launch it with recipes/launch.slurm pretrain/sft")
+        raise RecipeError(
+            recipe.file,
+            f"stages[{stage.position}].engine",
+            f"stage {stage_name!r} runs on {stage.engine}, not nanotron (nanotron stages: "
+            f"{', '.join(nanotron) or 'none'}); launch it with recipes/launch.slurm pretrain/sft",
+        )
 
 
 def make_trainer(trainer_class, config_file: str, config_class, model_class):
@@ -241,15 +286,21 @@ def make_trainer(trainer_class, config_file: str, config_class, model_class):
     try:
         text = Path(config_file).read_text(encoding="utf-8")
         if not isinstance(yaml.safe_load(text), dict):
-            raise RecipeError(config_file, None, "not a nanotron config (a YAML mapping): give the nanotron.yaml "
-                                                 "the train step wrote")
+            raise RecipeError(
+                config_file,
+                None,
+                "not a nanotron config (a YAML mapping): give the nanotron.yaml the train step wrote",
+            )
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise RecipeError(config_file, None, f"cannot be read as a nanotron config ({err})") from None
     try:
         return trainer_class(config_file, config_class=config_class, model_class=model_class)
     except dacite.DaciteError as err:
-        raise RecipeError(config_file, None, f"not a nanotron config of this engine ({err}): give the "
-                                             "nanotron.yaml the train step wrote") from None
+        raise RecipeError(
+            config_file,
+            None,
+            f"not a nanotron config of this engine ({err}): give the nanotron.yaml the train step wrote",
+        ) from None
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -257,15 +308,22 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-file", help="the nanotron YAML the train step emitted")
     parser.add_argument("--data", help="the data step's folder (its sampling index and token shards)")
     parser.add_argument("--loss-log", help="append each logged step's loss here (JSON lines)")
-    parser.add_argument("--check", action="store_true",
-                        help="no training: exit 0 when nanotron's trainer can be imported here (and, with "
-                             "--recipe and --stage, that stage trains on nanotron), else one line (exit 2); "
-                             "recipes/launch.slurm runs it first")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="no training: exit 0 when nanotron's trainer can be imported here (and, with "
+        "--recipe and --stage, that stage trains on nanotron), else one line (exit 2); "
+        "recipes/launch.slurm runs it first",
+    )
     parser.add_argument("--recipe", help="with --check: a pipeline folder")
     parser.add_argument("--stage", help="with --check: the stage of --recipe that is about to be launched")
-    parser.add_argument("--dump-logits", nargs=2, metavar=("IDS", "OUT"),
-                        help="no training: the logits of the loaded model for the token ids in IDS (torch.save of a "
-                             "[batch, seq] tensor), gathered over TP and saved to OUT by rank 0 (pp 1 only)")
+    parser.add_argument(
+        "--dump-logits",
+        nargs=2,
+        metavar=("IDS", "OUT"),
+        help="no training: the logits of the loaded model for the token ids in IDS (torch.save of a "
+        "[batch, seq] tensor), gathered over TP and saved to OUT by rank 0 (pp 1 only)",
+    )
     return parser
 
 
@@ -298,8 +356,9 @@ def main(argv: list[str] | None = None) -> int:
             check_stage_engine(args.recipe, args.stage)
         nanotron = require_nanotron()
         if args.check:
-            logger.info("nanotron %s loads from %s", getattr(nanotron, "__version__", "?"),
-                        Path(nanotron.__file__).parent)
+            logger.info(
+                "nanotron %s loads from %s", getattr(nanotron, "__version__", "?"), Path(nanotron.__file__).parent
+            )
             return 0
         from nanotron.trainer import DistributedTrainer
 

@@ -60,8 +60,9 @@ def classes():
         def __init__(self, tp_pg, config: GPTBigCodeConfig, parallel_config):
             super().__init__()
             mode = parallel_config.tp_mode if parallel_config is not None else TensorParallelLinearMode.ALL_REDUCE
-            self.token_embedding = TensorParallelEmbedding(num_embeddings=config.vocab_size,
-                                                           embedding_dim=config.hidden_size, pg=tp_pg, mode=mode)
+            self.token_embedding = TensorParallelEmbedding(
+                num_embeddings=config.vocab_size, embedding_dim=config.hidden_size, pg=tp_pg, mode=mode
+            )
             self.position_embedding = nn.Embedding(config.max_position_embeddings, config.hidden_size)
 
         def forward(self, input_ids, input_mask):  # [batch, seq] -> [seq, batch, hidden]
@@ -88,8 +89,9 @@ def classes():
 
         def forward(self, input_ids, input_mask):
             embeds = self.token_embeddings(input_ids=input_ids, input_mask=input_mask)["input_embeds"]
-            with branch_random_state(self.random_states, "tp_synced",
-                                     enabled=self.tp_mode == TensorParallelLinearMode.ALL_REDUCE):
+            with branch_random_state(
+                self.random_states, "tp_synced", enabled=self.tp_mode == TensorParallelLinearMode.ALL_REDUCE
+            ):
                 hidden = self.embeds_dropout(input=embeds)["hidden_states"]
             states = {"hidden_states": hidden, "sequence_mask": input_mask}
             for block in self.decoder:
@@ -101,10 +103,13 @@ def classes():
         def __init__(self, config, parallel_context, parallel_config, random_states):
             sc2.NanotronModel.__init__(self)
             self.model = GPTBigCodeModel(config, parallel_context, parallel_config, random_states)
-            self.loss = PipelineBlock(p2p=self.model.p2p, module_builder=sc2.Loss,
-                                      module_kwargs={"tp_pg": parallel_context.tp_pg},
-                                      module_input_keys={"sharded_logits", "label_ids", "label_mask"},
-                                      module_output_keys={"loss"})
+            self.loss = PipelineBlock(
+                p2p=self.model.p2p,
+                module_builder=sc2.Loss,
+                module_kwargs={"tp_pg": parallel_context.tp_pg},
+                module_input_keys={"sharded_logits", "label_ids", "label_mask"},
+                module_output_keys={"loss"},
+            )
             self.config, self.parallel_config, self.parallel_context = config, parallel_config, parallel_context
 
         @torch.no_grad()
@@ -130,7 +135,9 @@ def classes():
 
         def get_block_compute_costs(self):
             cfg = self.config
-            return {Block: 4 * cfg.hidden_size ** 2 + 2 * cfg.n_inner * cfg.hidden_size,
-                    TensorParallelColumnLinear: cfg.vocab_size * cfg.hidden_size}
+            return {
+                Block: 4 * cfg.hidden_size**2 + 2 * cfg.n_inner * cfg.hidden_size,
+                TensorParallelColumnLinear: cfg.vocab_size * cfg.hidden_size,
+            }
 
     return GPTBigCodeForTraining, AuroraConfig

@@ -15,16 +15,36 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 # transformers GPTBigCodeConfig key -> ours (the rest of the transformers config is kept in hf_extra)
-HF_KEYS = {"vocab_size": "vocab_size", "n_positions": "max_position_embeddings", "n_embd": "hidden_size",
-           "n_layer": "num_hidden_layers", "n_head": "num_attention_heads", "n_inner": "intermediate_size",
-           "activation_function": "activation_function", "layer_norm_epsilon": "layer_norm_epsilon",
-           "attn_pdrop": "attn_pdrop", "resid_pdrop": "resid_pdrop", "embd_pdrop": "embd_pdrop",
-           "initializer_range": "initializer_range", "bos_token_id": "bos_token_id",
-           "eos_token_id": "eos_token_id", "pad_token_id": "pad_token_id", "scale_attn_weights": "scale_attn_weights",
-           "multi_query": "multi_query"}
+HF_KEYS = {
+    "vocab_size": "vocab_size",
+    "n_positions": "max_position_embeddings",
+    "n_embd": "hidden_size",
+    "n_layer": "num_hidden_layers",
+    "n_head": "num_attention_heads",
+    "n_inner": "intermediate_size",
+    "activation_function": "activation_function",
+    "layer_norm_epsilon": "layer_norm_epsilon",
+    "attn_pdrop": "attn_pdrop",
+    "resid_pdrop": "resid_pdrop",
+    "embd_pdrop": "embd_pdrop",
+    "initializer_range": "initializer_range",
+    "bos_token_id": "bos_token_id",
+    "eos_token_id": "eos_token_id",
+    "pad_token_id": "pad_token_id",
+    "scale_attn_weights": "scale_attn_weights",
+    "multi_query": "multi_query",
+}
 # transformers' bookkeeping, not the model: never carried into nanotron's YAML
-HF_DROPPED = ("_name_or_path", "architectures", "transformers_version", "torch_dtype", "dtype", "model_type",
-              "tie_word_embeddings", "_attn_implementation_autoset")
+HF_DROPPED = (
+    "_name_or_path",
+    "architectures",
+    "transformers_version",
+    "torch_dtype",
+    "dtype",
+    "model_type",
+    "tie_word_embeddings",
+    "_attn_implementation_autoset",
+)
 
 
 @dataclass

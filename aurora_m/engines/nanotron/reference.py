@@ -73,8 +73,9 @@ def reference_logits(root: str | Path, input_ids, *, tensor_parallel: bool = Fal
         kv = F.linear(h, whole(f"{b}.attn.qkv.kv.weight"), whole(f"{b}.attn.qkv.kv.bias"))
         k, v = kv.split([hd, hd], dim=-1)  # one K/V head shared by every query head (multi-query)
         out = 0
-        for wq, bq, wo in zip(shards(f"{b}.attn.qkv.q.weight"), shards(f"{b}.attn.qkv.q.bias"),
-                              shards(f"{b}.attn.o.weight"), strict=True):
+        for wq, bq, wo in zip(
+            shards(f"{b}.attn.qkv.q.weight"), shards(f"{b}.attn.qkv.q.bias"), shards(f"{b}.attn.o.weight"), strict=True
+        ):
             q = F.linear(h, wq, bq).view(batch, seq, -1, hd).transpose(1, 2)  # this rank's heads
             scores = q @ k[:, None].transpose(-1, -2) / (math.sqrt(hd) if cfg.scale_attn_weights else 1.0)
             probs = scores.masked_fill(~causal, float("-inf")).softmax(-1)
@@ -83,11 +84,12 @@ def reference_logits(root: str | Path, input_ids, *, tensor_parallel: bool = Fal
         x = x + out + whole(f"{b}.attn.o.bias")
         h = F.layer_norm(x, (cfg.hidden_size,), whole(f"{b}.ln_2.weight"), whole(f"{b}.ln_2.bias"), eps)
         out = 0
-        for w1, b1, w2 in zip(shards(f"{b}.ff.c_fc.weight"), shards(f"{b}.ff.c_fc.bias"),
-                              shards(f"{b}.ff.c_proj.weight"), strict=True):
+        for w1, b1, w2 in zip(
+            shards(f"{b}.ff.c_fc.weight"), shards(f"{b}.ff.c_fc.bias"), shards(f"{b}.ff.c_proj.weight"), strict=True
+        ):
             out = out + F.linear(act(F.linear(h, w1, b1)), w2)
         x = x + out + whole(f"{b}.ff.c_proj.bias")
     x = F.layer_norm(x, (cfg.hidden_size,), whole(f"{FINAL_LN}.weight"), whole(f"{FINAL_LN}.bias"), eps)
     # the head is the token embedding (tied): column-parallel over the vocabulary, concatenated
     logits = torch.cat([F.linear(x, part) for part in shards(EMBED)], dim=-1)
-    return logits[..., :cfg.vocab_size]
+    return logits[..., : cfg.vocab_size]

@@ -73,8 +73,10 @@ def patched_updates(model_args) -> dict:
 def convert_input(model_args, data: DatasetDir, dst: Path, config_file) -> Path:
     """The stage's input model in nanotron's layout (converted once; again when its source changes)."""
     source = model_args.model_name_or_path
-    note = {"input": source or f"base_config {model_args.base_config} seed {model_args.model_seed}",
-            "patches": list(model_args.config_patches)}
+    note = {
+        "input": source or f"base_config {model_args.base_config} seed {model_args.model_seed}",
+        "patches": list(model_args.config_patches),
+    }
     marker = read_json_or_none(dst / OURS) or {}
     if all(marker.get(k) == v for k, v in note.items()) and (dst / MODEL_CONFIG).is_file():
         return dst
@@ -83,8 +85,9 @@ def convert_input(model_args, data: DatasetDir, dst: Path, config_file) -> Path:
     if source:  # a Hub id: its safetensors and config, into the Hub cache
         from huggingface_hub import snapshot_download
 
-        local = snapshot_download(source, revision=model_args.model_revision,
-                                  allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
+        local = snapshot_download(
+            source, revision=model_args.model_revision, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]
+        )
         return hf_to_nanotron(local, dst, overwrite=True, config_updates=patched_updates(model_args), note=note)
     # built from a config (the tiny twin): the same model the transformers engine would start from
     from transformers import AutoTokenizer
@@ -112,14 +115,21 @@ def plan(ctx, model_args, mix_args, training_args, world_size: int | None) -> di
     upstream = None
     if model_args.init_from == "full_state":
         if up_ckpt is None:
-            raise RecipeError(ctx.config, "init_from", "full_state carries on the upstream's nanotron optimizer "
-                                                       "state: the upstream stage must run with engine: nanotron "
-                                                       "(or use init_from: weights)")
+            raise RecipeError(
+                ctx.config,
+                "init_from",
+                "full_state carries on the upstream's nanotron optimizer "
+                "state: the upstream stage must run with engine: nanotron "
+                "(or use init_from: weights)",
+            )
         planned = (read_yaml_or_none(up[1].nanotron_config) or {}).get("tokens", {}).get("train_steps")
         step = int(up_ckpt.name)
         if planned and step != planned:
-            raise RecipeError(ctx.config, "init_from", f"{up_ckpt} is step {step} of {planned}: full_state needs "
-                                                       "the upstream's last step")
+            raise RecipeError(
+                ctx.config,
+                "init_from",
+                f"{up_ckpt} is step {step} of {planned}: full_state needs the upstream's last step",
+            )
         upstream = Upstream(up[0], up[1].nanotron_checkpoints, step)
         init = up_ckpt
     elif up_ckpt is not None:
@@ -131,9 +141,21 @@ def plan(ctx, model_args, mix_args, training_args, world_size: int | None) -> di
     corpus = Corpus.from_mixture(mixture, data.source_tokens, tokenizer_name(data, sources))
     project = read_json_or_none(ctx.run.marker) or {}
     own = latest_checkpoint(dirs.nanotron_checkpoints)
-    config = emit(model_args, mix_args, training_args, project=project.get("recipe", "aurora-m"), stage=ctx.stage,
-                  model_config=model_config, init=init, checkpoints=dirs.nanotron_checkpoints, corpus=corpus,
-                  world_size=world_size, upstream=upstream, resume_own=own is not None, config_file=ctx.config)
+    config = emit(
+        model_args,
+        mix_args,
+        training_args,
+        project=project.get("recipe", "aurora-m"),
+        stage=ctx.stage,
+        model_config=model_config,
+        init=init,
+        checkpoints=dirs.nanotron_checkpoints,
+        corpus=corpus,
+        world_size=world_size,
+        upstream=upstream,
+        resume_own=own is not None,
+        config_file=ctx.config,
+    )
     check_data(mixture, data, mix_args, config, ctx.config)
     check_own_resume(own, config, ctx.config)
     unused = unused_keys(set(yaml.safe_load(Path(ctx.config).read_text()) or {}))
@@ -150,17 +172,25 @@ def check_data(mixture: dict, data: DatasetDir, mix_args, config: dict, config_f
 
     built = int(mixture.get("seq_length", 0))
     if built != mix_args.seq_length:
-        raise RecipeError(data.mixture_json, "seq_length", f"the data step built windows of {built} tokens, the stage "
-                                                           f"trains on {mix_args.seq_length}: run its data step again")
+        raise RecipeError(
+            data.mixture_json,
+            "seq_length",
+            f"the data step built windows of {built} tokens, the stage "
+            f"trains on {mix_args.seq_length}: run its data step again",
+        )
     tokens = config["tokens"]
     per_step = tokens["micro_batch_size"] * tokens["batch_accumulation_per_replica"] * config["parallelism"]["dp"]
     first = config["data_stages"][-1]["start_training_step"]
     needed = (tokens["train_steps"] - first + 1) * per_step
     length = int(read_index_meta(data.index)["length"])
     if length < needed:
-        raise RecipeError(data.index, None, f"holds {length:,} sequences, fewer than this stage's "
-                                            f"{tokens['train_steps'] - first + 1} steps x {per_step} (micro batch x "
-                                            f"accumulation x dp) = {needed:,}: run its data step again")
+        raise RecipeError(
+            data.index,
+            None,
+            f"holds {length:,} sequences, fewer than this stage's "
+            f"{tokens['train_steps'] - first + 1} steps x {per_step} (micro batch x "
+            f"accumulation x dp) = {needed:,}: run its data step again",
+        )
 
 
 def check_own_resume(last: Path | None, config: dict, config_file) -> None:
@@ -171,20 +201,29 @@ def check_own_resume(last: Path | None, config: dict, config_file) -> None:
     tokens, stage = config["tokens"], config["data_stages"][-1]
     step = int(last.name)
     if step > tokens["train_steps"]:
-        raise RecipeError(config_file, "train_tokens", f"{last} is step {step}, past this budget's last step "
-                                                       f"{tokens['train_steps']}: give the budget it trained with, "
-                                                       f"or --restart the stage")
+        raise RecipeError(
+            config_file,
+            "train_tokens",
+            f"{last} is step {step}, past this budget's last step "
+            f"{tokens['train_steps']}: give the budget it trained with, "
+            f"or --restart the stage",
+        )
     meta = (read_json_or_none(last / "checkpoint_metadata.json") or {}).get("metas") or {}
-    done = next((s for s in meta.get("data_stages") or [] if s.get("start_training_step") ==
-                 stage["start_training_step"]), None)
+    done = next(
+        (s for s in meta.get("data_stages") or [] if s.get("start_training_step") == stage["start_training_step"]),
+        None,
+    )
     per_step = tokens["micro_batch_size"] * tokens["batch_accumulation_per_replica"] * config["parallelism"]["dp"]
     steps = step - stage["start_training_step"] + 1
     if done and steps > 0 and int(done.get("consumed_train_samples", 0)) != steps * per_step:
-        raise RecipeError(config_file, "per_device_train_batch_size",
-                          f"{last} trained {steps} steps on {done['consumed_train_samples']} sequences "
-                          f"({int(done['consumed_train_samples']) // steps} a step), this launch's global batch is "
-                          f"{per_step} (micro batch x accumulation x dp): resume with the batch it trained with, "
-                          "or --restart the stage")
+        raise RecipeError(
+            config_file,
+            "per_device_train_batch_size",
+            f"{last} trained {steps} steps on {done['consumed_train_samples']} sequences "
+            f"({int(done['consumed_train_samples']) // steps} a step), this launch's global batch is "
+            f"{per_step} (micro batch x accumulation x dp): resume with the batch it trained with, "
+            "or --restart the stage",
+        )
 
 
 def read_yaml_or_none(path: Path):
@@ -236,27 +275,45 @@ def nodes_from_env(env=None, gpus_here: int | None = None) -> Nodes:
     nnodes = _env_int(env, "AURORA_M_NNODES", slurm_nodes, 1)
     nproc = _env_int(env, "AURORA_M_NPROC_PER_NODE", gpus_here, 0)
     if nproc < 1:
-        raise RecipeError(None, "engine", "nanotron needs GPUs and this node has none (or set "
-                                          "AURORA_M_NPROC_PER_NODE)")
+        raise RecipeError(
+            None, "engine", "nanotron needs GPUs and this node has none (or set AURORA_M_NPROC_PER_NODE)"
+        )
     addr = env.get("MASTER_ADDR") or (socket.gethostname() if nnodes > 1 else "localhost")
     port = _env_int(env, "MASTER_PORT", 29500, 1)
-    return Nodes(nnodes, nproc, f"{addr}:{port}", env.get("SLURM_JOB_ID") or "aurora-m",
-                 _env_int(env, "MAX_RESTARTS", 0, 0))
+    return Nodes(
+        nnodes, nproc, f"{addr}:{port}", env.get("SLURM_JOB_ID") or "aurora-m", _env_int(env, "MAX_RESTARTS", 0, 0)
+    )
 
 
 def torchrun_command(config_yaml: Path, data_dir: Path, nodes: Nodes, loss_log: Path | None = None) -> list[str]:
     """One node's launch. Every node of a multi-node job runs this same command: torchrun's c10d rendezvous
     at ``nodes.master`` numbers the nodes, so no node needs to know its rank."""
-    where = (["--standalone"] if nodes.nnodes == 1 else
-             ["--rdzv_backend=c10d", f"--rdzv_endpoint={nodes.master}", f"--rdzv_id={nodes.job_id}"])
-    return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nodes.nnodes}",
-            f"--nproc_per_node={nodes.nproc_per_node}", *where, f"--max_restarts={nodes.max_restarts}",
-            "-m", "aurora_m.engines.nanotron.entry", "--config-file", str(config_yaml), "--data", str(data_dir),
-            *(["--loss-log", str(loss_log)] if loss_log else [])]
+    where = (
+        ["--standalone"]
+        if nodes.nnodes == 1
+        else ["--rdzv_backend=c10d", f"--rdzv_endpoint={nodes.master}", f"--rdzv_id={nodes.job_id}"]
+    )
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={nodes.nnodes}",
+        f"--nproc_per_node={nodes.nproc_per_node}",
+        *where,
+        f"--max_restarts={nodes.max_restarts}",
+        "-m",
+        "aurora_m.engines.nanotron.entry",
+        "--config-file",
+        str(config_yaml),
+        "--data",
+        str(data_dir),
+        *(["--loss-log", str(loss_log)] if loss_log else []),
+    ]
 
 
-def launch_command(config_yaml: Path, data_dir: Path, nodes: Nodes, log_dir: Path,
-                   loss_log: Path | None = None) -> list[str]:
+def launch_command(
+    config_yaml: Path, data_dir: Path, nodes: Nodes, log_dir: Path, loss_log: Path | None = None
+) -> list[str]:
     """This node's torchrun, or on several nodes one torchrun per node through ``srun`` (inside the Slurm job;
     ``--kill-on-bad-exit``: a failed node stops the others instead of leaving them in a collective), each
     node's output in ``log_dir/train-JOBID-nodeN.log``."""
@@ -264,10 +321,22 @@ def launch_command(config_yaml: Path, data_dir: Path, nodes: Nodes, log_dir: Pat
     if nodes.nnodes == 1:
         return command
     if not shutil.which("srun"):
-        raise RecipeError(None, "AURORA_M_NNODES", f"{nodes.nnodes} nodes are launched with srun, inside a Slurm "
-                                                   f"job (recipes/launch.slurm nanotron ...); there is no srun here")
-    return ["srun", f"--nodes={nodes.nnodes}", f"--ntasks={nodes.nnodes}", "--ntasks-per-node=1",
-            "--kill-on-bad-exit=1", "--open-mode=append", f"--output={log_dir}/train-%j-node%n.log", *command]
+        raise RecipeError(
+            None,
+            "AURORA_M_NNODES",
+            f"{nodes.nnodes} nodes are launched with srun, inside a Slurm "
+            f"job (recipes/launch.slurm nanotron ...); there is no srun here",
+        )
+    return [
+        "srun",
+        f"--nodes={nodes.nnodes}",
+        f"--ntasks={nodes.nnodes}",
+        "--ntasks-per-node=1",
+        "--kill-on-bad-exit=1",
+        "--open-mode=append",
+        f"--output={log_dir}/train-%j-node%n.log",
+        *command,
+    ]
 
 
 def export(dirs: StageDir, data: DatasetDir) -> Path:
@@ -349,15 +418,23 @@ def _die_with_parent() -> None:
 
 
 def launch(ctx, data: DatasetDir, nodes: Nodes) -> None:
-    command = launch_command(ctx.dirs.nanotron_config, data.root, nodes, ctx.dirs.nanotron_logs,
-                             ctx.dirs.nanotron_losses)
+    command = launch_command(
+        ctx.dirs.nanotron_config, data.root, nodes, ctx.dirs.nanotron_logs, ctx.dirs.nanotron_losses
+    )
     if nodes.nnodes > 1:
         ctx.dirs.nanotron_logs.mkdir(exist_ok=True)
-        logger.info("%s: %d nodes x %d GPUs, each node's log in %s", ctx.stage, nodes.nnodes,
-                    nodes.nproc_per_node, ctx.dirs.nanotron_logs)
+        logger.info(
+            "%s: %d nodes x %d GPUs, each node's log in %s",
+            ctx.stage,
+            nodes.nnodes,
+            nodes.nproc_per_node,
+            ctx.dirs.nanotron_logs,
+        )
     logger.info("%s: %s", ctx.stage, " ".join(command))
     env = {**os.environ, "CUDA_DEVICE_MAX_CONNECTIONS": "1"}  # nanotron's TP overlap needs it
     if subprocess.run(command, env=env, check=False, preexec_fn=_die_with_parent).returncode != 0:
-        raise RuntimeError(f"{ctx.stage}: the nanotron launch failed (its log is above"
-                           f"{' and in ' + str(ctx.dirs.nanotron_logs) if nodes.nnodes > 1 else ''}); "
-                           f"running the stage again resumes from {ctx.dirs.nanotron_checkpoints}")
+        raise RuntimeError(
+            f"{ctx.stage}: the nanotron launch failed (its log is above"
+            f"{' and in ' + str(ctx.dirs.nanotron_logs) if nodes.nnodes > 1 else ''}); "
+            f"running the stage again resumes from {ctx.dirs.nanotron_checkpoints}"
+        )

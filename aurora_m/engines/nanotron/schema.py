@@ -72,8 +72,12 @@ class SchemaError(ValueError):
 def _own_model_config() -> dict:
     from .modelconfig import GPTBigCodeConfig
 
-    return {"fields": {f.name: {"type": "Any", "required": f.default is MISSING and f.default_factory is MISSING}
-                       for f in fields(GPTBigCodeConfig)}}
+    return {
+        "fields": {
+            f.name: {"type": "Any", "required": f.default is MISSING and f.default_factory is MISSING}
+            for f in fields(GPTBigCodeConfig)
+        }
+    }
 
 
 def check(config: dict, schema: dict, root: str = "Config") -> list[str]:
@@ -105,8 +109,9 @@ def check(config: dict, schema: dict, root: str = "Config") -> list[str]:
         if not isinstance(value, dict):
             return [f"{where}: expected a mapping"]
         problems = [f"{where}.{k}: not a field" for k in value if k not in spec["fields"]]
-        problems += [f"{where}.{k}: required, missing" for k, f in spec["fields"].items()
-                     if f["required"] and k not in value]
+        problems += [
+            f"{where}.{k}: required, missing" for k, f in spec["fields"].items() if f["required"] and k not in value
+        ]
         for key, val in value.items():
             if key in spec["fields"] and spec["fields"][key]["type"] != "Any":
                 problems += fits(val, ast.parse(spec["fields"][key]["type"], mode="eval").body, f"{where}.{key}")

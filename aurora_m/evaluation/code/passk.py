@@ -30,8 +30,13 @@ def mean_pass_at_k(samples: Sequence[int], correct: Sequence[int], ks: Sequence[
     ``samples[i]`` samples, ``correct[i]`` of them correct; a k above some problem's sample count is left out
     (it cannot be estimated)."""
     if len(samples) != len(correct) or not samples:
-        raise ValueError(f"mean_pass_at_k needs one sample count and one correct count per problem (at least one), "
-                         f"got {len(samples)} and {len(correct)}")
+        raise ValueError(
+            f"mean_pass_at_k needs one sample count and one correct count per problem (at least one), "
+            f"got {len(samples)} and {len(correct)}"
+        )
     fewest = min(samples)
-    return {f"pass@{k}": sum(pass_at_k(n, c, k) for n, c in zip(samples, correct)) / len(samples)
-            for k in ks if k <= fewest}
+    return {
+        f"pass@{k}": sum(pass_at_k(n, c, k) for n, c in zip(samples, correct)) / len(samples)
+        for k in ks
+        if k <= fewest
+    }

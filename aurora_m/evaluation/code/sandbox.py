@@ -75,8 +75,20 @@ OUTPUT = "output.txt"  # the program's stdout and stderr, in its directory (_sup
 UID_BASE = 61000  # as root, worker slot i runs programs as uid UID_BASE + i (outside the user namespace)
 SUPERVISOR_GRACE_S = 15.0  # beyond a job's timeout, before the supervisor itself is killed
 STATUSES = ("passed", "failed", "timeout", "killed", "error")
-SYSTEM_READABLE = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/ld.so.cache", "/etc/localtime",
-                   "/dev/urandom", "/dev/random", "/dev/zero", "/sys/devices/system/cpu")
+SYSTEM_READABLE = (
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/lib32",
+    "/bin",
+    "/sbin",
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/dev/urandom",
+    "/dev/random",
+    "/dev/zero",
+    "/sys/devices/system/cpu",
+)
 
 
 @dataclass
@@ -117,8 +129,12 @@ def code_execution_allowed() -> bool:
 def require_opt_in() -> None:
     """Raise the one-line error a user sees when running model-written code was not allowed explicitly."""
     if not code_execution_allowed():
-        raise RecipeError(None, OPT_IN, "code evaluation runs model-written programs on this machine (each in a "
-                                        f"sandbox: aurora_m/evaluation/code/sandbox.py); set {OPT_IN}=1 to allow it")
+        raise RecipeError(
+            None,
+            OPT_IN,
+            "code evaluation runs model-written programs on this machine (each in a "
+            f"sandbox: aurora_m/evaluation/code/sandbox.py); set {OPT_IN}=1 to allow it",
+        )
 
 
 @dataclass(frozen=True)
@@ -134,11 +150,18 @@ class Isolation:
             parts = ["user, network, PID and IPC namespaces"]
         else:
             parts = ["no namespaces (best effort: no network namespace, no PID namespace)"]
-        parts.append(f"uid {UID_BASE}+slot" if self.separate_uid else f"uid {os.getuid()}" + (
-            " (no process limit binds root)" if os.getuid() == 0 and self.ns != "user" else ""))
+        parts.append(
+            f"uid {UID_BASE}+slot"
+            if self.separate_uid
+            else f"uid {os.getuid()}"
+            + (" (no process limit binds root)" if os.getuid() == 0 and self.ns != "user" else "")
+        )
         if self.landlock:
-            scope = ["file system"] + (["TCP"] if self.landlock >= 4 else []) + (
-                ["signals, abstract sockets"] if self.landlock >= 6 else [])
+            scope = (
+                ["file system"]
+                + (["TCP"] if self.landlock >= 4 else [])
+                + (["signals, abstract sockets"] if self.landlock >= 6 else [])
+            )
             parts.append(f"Landlock ABI {self.landlock} ({', '.join(scope)})")
         else:
             parts.append("no Landlock (writes outside the directory are not prevented)")
@@ -155,9 +178,15 @@ def landlock_abi() -> int:
 
 def _readable_paths() -> list[str]:
     """The Python installation (wherever it is, also in /root or a venv) and the system's libraries."""
-    paths = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix,
-             os.path.dirname(os.path.realpath(sys.executable)), *site.getsitepackages(),
-             *(sysconfig.get_paths().get(k, "") for k in ("stdlib", "platstdlib", "purelib", "platlib"))}
+    paths = {
+        sys.prefix,
+        sys.exec_prefix,
+        sys.base_prefix,
+        sys.base_exec_prefix,
+        os.path.dirname(os.path.realpath(sys.executable)),
+        *site.getsitepackages(),
+        *(sysconfig.get_paths().get(k, "") for k in ("stdlib", "platstdlib", "purelib", "platlib")),
+    }
     return sorted(p for p in paths | set(SYSTEM_READABLE) if p and os.pathsep not in p)
 
 
@@ -170,9 +199,19 @@ def _site_packages() -> list[str]:
 def _environment() -> dict[str, str]:
     """The program's whole environment ({dir}: its directory): nothing of the evaluator's (tokens,
     credentials, proxies) is passed on."""
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "{dir}", "TMPDIR": "{dir}", "TMP": "{dir}",
-            "TEMP": "{dir}", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8",
-            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": "{dir}",
+        "TMPDIR": "{dir}",
+        "TMP": "{dir}",
+        "TEMP": "{dir}",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONIOENCODING": "utf-8",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
 
 
 def _remove_tree(path: str) -> None:
@@ -219,10 +258,15 @@ class _Server:
         self.stderr = tempfile.TemporaryFile()
         # the evaluator's pid on the command line, which every supervisor and program process (forks) shows
         command = [sys.executable, "-I", "-S", str(SUPERVISOR), f"evaluator={os.getpid()}"]
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.stderr, cwd="/",
-                                     env={k: v for k, v in _environment().items() if "{dir}" not in v},
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            cwd="/",
+            env={k: v for k, v in _environment().items() if "{dir}" not in v},
+            start_new_session=True,
+        )
 
     def _died(self) -> str:
         self.close(kill=True)
@@ -295,11 +339,18 @@ class LocalSandbox:
     _isolation: Isolation | None = None
     _probe_lock = threading.Lock()
 
-    def __init__(self, workers: int = 0, *, output_limit: int = 4 << 20, process_limit: int = 64,
-                 isolation: Isolation | None = None):
+    def __init__(
+        self,
+        workers: int = 0,
+        *,
+        output_limit: int = 4 << 20,
+        process_limit: int = 64,
+        isolation: Isolation | None = None,
+    ):
         require_opt_in()  # here too, so an eval stage refuses before hours of generation
-        self.workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else
-                                   os.cpu_count() or 1)
+        self.workers = workers or (
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        )
         self.output_limit = output_limit
         self.process_limit = process_limit
         self._forced = isolation
@@ -320,9 +371,18 @@ class LocalSandbox:
         root = os.geteuid() == 0
         # strongest first; as root without namespaces, a uid of its own (which needs an interpreter others
         # can read) before root itself, which no process limit binds
-        candidates = list(dict.fromkeys([Isolation("user", abi, root), Isolation("user", 0, root),
-                                         Isolation("none", abi, root), Isolation("none", 0, root),
-                                         Isolation("none", abi, False), Isolation("none", 0, False)]))
+        candidates = list(
+            dict.fromkeys(
+                [
+                    Isolation("user", abi, root),
+                    Isolation("user", 0, root),
+                    Isolation("none", abi, root),
+                    Isolation("none", 0, root),
+                    Isolation("none", abi, False),
+                    Isolation("none", 0, False),
+                ]
+            )
+        )
         probe = Job("import fractions, json\nopen('probe.txt', 'w').write('ok')\n", timeout_s=30)
         failures = []
         server = _Server()
@@ -331,15 +391,17 @@ class LocalSandbox:
                 outcome = self._run_one(server, probe, 0, candidate)
                 if outcome.passed:
                     (logger.info if candidate == candidates[0] else logger.warning)(
-                        "code sandbox: %s", candidate.describe())
+                        "code sandbox: %s", candidate.describe()
+                    )
                     if failures:
                         logger.warning("code sandbox: stronger isolation failed here: %s", "; ".join(failures))
                     return candidate
                 failures.append(f"{candidate.describe()}: {outcome.detail}")
         finally:
             server.close()
-        raise RecipeError(None, "code sandbox", "cannot run a program on this machine (Linux only): "
-                                                + " | ".join(failures))
+        raise RecipeError(
+            None, "code sandbox", "cannot run a program on this machine (Linux only): " + " | ".join(failures)
+        )
 
     def run(self, jobs: Sequence[Job]) -> list[Outcome]:
         require_opt_in()
@@ -379,10 +441,19 @@ class LocalSandbox:
 
     def _run_one(self, server: _Server, job: Job, slot: int, isolation: Isolation) -> Outcome:
         workdir = tempfile.mkdtemp(prefix="aurora-m-sandbox-")
-        settings = {"dir": workdir, "timeout": job.timeout_s, "memory_mb": job.memory_mb,
-                    "output_cap": self.output_limit, "nproc": self.process_limit, "ns": isolation.ns,
-                    "landlock": int(isolation.landlock > 0), "read": self._readable, "syspath": self._site,
-                    "uid": UID_BASE + slot if isolation.separate_uid else 0, "env": _environment()}
+        settings = {
+            "dir": workdir,
+            "timeout": job.timeout_s,
+            "memory_mb": job.memory_mb,
+            "output_cap": self.output_limit,
+            "nproc": self.process_limit,
+            "ns": isolation.ns,
+            "landlock": int(isolation.landlock > 0),
+            "read": self._readable,
+            "syspath": self._site,
+            "uid": UID_BASE + slot if isolation.separate_uid else 0,
+            "env": _environment(),
+        }
         try:
             status, seconds, detail = server.run(job.program, settings, job.timeout_s + SUPERVISOR_GRACE_S)
             if status == "failed":

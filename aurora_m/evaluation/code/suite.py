@@ -35,21 +35,28 @@ def load_problems(name: str, eval_args: EvalArguments, config_file) -> list:
         problems = humaneval_problems()
     elif name == "mbpp":
         if not eval_args.mbpp_source:
-            raise RecipeError(config_file, "mbpp_source", "missing: code_problems names mbpp; say where it lives "
-                                                          "(dataset: google-research-datasets/mbpp, or a local jsonl)")
+            raise RecipeError(
+                config_file,
+                "mbpp_source",
+                "missing: code_problems names mbpp; say where it lives "
+                "(dataset: google-research-datasets/mbpp, or a local jsonl)",
+            )
         from ...data.sources import load_rows
 
         spec = SourceSpec(**{"name": "mbpp", **eval_args.mbpp_source})
-        problems = mbpp_problems(list(load_rows(spec, str(config_file), "mbpp_source")),
-                                 source=spec.path or spec.dataset)
+        problems = mbpp_problems(
+            list(load_rows(spec, str(config_file), "mbpp_source")), source=spec.path or spec.dataset
+        )
     else:
-        raise RecipeError(config_file, "code_problems", f"unknown benchmark {name!r}: expected some of "
-                                                        f"{', '.join(BENCHMARKS)}")
+        raise RecipeError(
+            config_file, "code_problems", f"unknown benchmark {name!r}: expected some of {', '.join(BENCHMARKS)}"
+        )
     return problems[: eval_args.code_max_problems] if eval_args.code_max_problems else problems
 
 
-def run_code(model, tokenizer, eval_args: EvalArguments, config_file, *, seed: int = 0, cache: dict | None = None,
-             **_) -> dict:
+def run_code(
+    model, tokenizer, eval_args: EvalArguments, config_file, *, seed: int = 0, cache: dict | None = None, **_
+) -> dict:
     cache = cache if cache is not None else {}
     if "sandbox" not in cache:
         cache["sandbox"] = LocalSandbox(workers=eval_args.code_workers)  # refuses without the opt-in
@@ -67,8 +74,15 @@ def run_code(model, tokenizer, eval_args: EvalArguments, config_file, *, seed: i
         statuses: Counter = Counter()
         detail = [{"task_id": p.task_id} for p in problems]
         if eval_args.code_greedy:
-            completions = generate(model, tokenizer, prompts, max_new_tokens=eval_args.code_max_new_tokens, stop=stop,
-                                   batch_size=eval_args.code_batch_size, desc=f"{name} greedy")
+            completions = generate(
+                model,
+                tokenizer,
+                prompts,
+                max_new_tokens=eval_args.code_max_new_tokens,
+                stop=stop,
+                batch_size=eval_args.code_batch_size,
+                desc=f"{name} greedy",
+            )
             outcomes = sandbox.run([Job(program_for(p, c[0]), **limits) for p, c in zip(problems, completions)])
             statuses.update(o.status for o in outcomes)
             for d, o in zip(detail, outcomes):
@@ -76,22 +90,43 @@ def run_code(model, tokenizer, eval_args: EvalArguments, config_file, *, seed: i
             result["greedy"] = {"pass@1": sum(o.passed for o in outcomes) / max(1, len(outcomes))}
         n = eval_args.code_samples
         if n > 0:
-            completions = generate(model, tokenizer, prompts, max_new_tokens=eval_args.code_max_new_tokens, stop=stop,
-                                   temperature=eval_args.code_temperature, top_p=eval_args.code_top_p, num_samples=n,
-                                   batch_size=max(1, eval_args.code_batch_size // n) if n < eval_args.code_batch_size
-                                   else 1, seed=seed, desc=f"{name} sampled x{n}")
+            completions = generate(
+                model,
+                tokenizer,
+                prompts,
+                max_new_tokens=eval_args.code_max_new_tokens,
+                stop=stop,
+                temperature=eval_args.code_temperature,
+                top_p=eval_args.code_top_p,
+                num_samples=n,
+                batch_size=max(1, eval_args.code_batch_size // n) if n < eval_args.code_batch_size else 1,
+                seed=seed,
+                desc=f"{name} sampled x{n}",
+            )
             jobs = [Job(program_for(p, c), **limits) for p, cs in zip(problems, completions) for c in cs]
             outcomes = sandbox.run(jobs)
             statuses.update(o.status for o in outcomes)
-            correct = [sum(o.passed for o in outcomes[i * n:(i + 1) * n]) for i in range(len(problems))]
+            correct = [sum(o.passed for o in outcomes[i * n : (i + 1) * n]) for i in range(len(problems))]
             for d, c in zip(detail, correct):
                 d["sampled_passed"] = c
             ks = [k for k in eval_args.code_k if k <= n]
-            result["sampled"] = {"n": n, "temperature": eval_args.code_temperature, "top_p": eval_args.code_top_p,
-                                 **mean_pass_at_k([n] * len(problems), correct, ks)}
+            result["sampled"] = {
+                "n": n,
+                "temperature": eval_args.code_temperature,
+                "top_p": eval_args.code_top_p,
+                **mean_pass_at_k([n] * len(problems), correct, ks),
+            }
         result["statuses"] = dict(statuses)
         result["problems_detail"] = detail
-        logger.info("%s: %s", name, ", ".join(f"{mode} {k} {v:.3f}" for mode in ("greedy", "sampled")
-                                              for k, v in (result.get(mode) or {}).items() if k.startswith("pass@")))
+        logger.info(
+            "%s: %s",
+            name,
+            ", ".join(
+                f"{mode} {k} {v:.3f}"
+                for mode in ("greedy", "sampled")
+                for k, v in (result.get(mode) or {}).items()
+                if k.startswith("pass@")
+            ),
+        )
         benchmarks[name] = result
     return {"suite": "code", "max_new_tokens": eval_args.code_max_new_tokens, "benchmarks": benchmarks}

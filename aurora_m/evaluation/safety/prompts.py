@@ -26,8 +26,7 @@ logger = logging.getLogger(__name__)
 
 LANGUAGE_COLUMN = "language"
 UNCATEGORIZED = "uncategorized"
-LANGUAGE_NAMES = {"english": "en", "finnish": "fi", "suomi": "fi", "hindi": "hi", "japanese": "ja",
-                  "vietnamese": "vi"}
+LANGUAGE_NAMES = {"english": "en", "finnish": "fi", "suomi": "fi", "hindi": "hi", "japanese": "ja", "vietnamese": "vi"}
 
 
 @dataclass(frozen=True)
@@ -64,9 +63,12 @@ def _row_languages(spec: SourceSpec, docs, config_file, key: str, where: str) ->
         return [spec.lang] * len(docs)
     table = load_rows(spec, str(config_file), key)  # the same cached table read_source split: same row numbers
     if LANGUAGE_COLUMN not in table.column_names:
-        raise RecipeError(config_file, f"{where}.language",
-                          f"missing: declare the source's language ({', '.join(PROSE_LANGUAGES)}) or give its rows "
-                          f"a '{LANGUAGE_COLUMN}' column (columns: {', '.join(table.column_names)})")
+        raise RecipeError(
+            config_file,
+            f"{where}.language",
+            f"missing: declare the source's language ({', '.join(PROSE_LANGUAGES)}) or give its rows "
+            f"a '{LANGUAGE_COLUMN}' column (columns: {', '.join(table.column_names)})",
+        )
     return table.select_columns([LANGUAGE_COLUMN])[docs.rows.tolist()][LANGUAGE_COLUMN]
 
 
@@ -108,8 +110,12 @@ def read_prompts(sources: list[dict], key: str, config_file, max_per_language: i
         specs.append(spec)
         tables.append(docs.table)
     if other:
-        logger.warning("%s: %d row(s) in languages the suite does not measure (%s): not used", key,
-                       sum(other.values()), ", ".join(f"{k} {v}" for k, v in other.most_common(5)))
+        logger.warning(
+            "%s: %d row(s) in languages the suite does not measure (%s): not used",
+            key,
+            sum(other.values()),
+            ", ".join(f"{k} {v}" for k, v in other.most_common(5)),
+        )
     capped = Counter()
     chosen: dict[int, list[tuple]] = defaultdict(list)  # source -> (language, category, row)
     for lang, items in candidates.items():

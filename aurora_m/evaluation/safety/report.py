@@ -15,8 +15,12 @@ MISSING = "missing"
 
 
 def _languages(results_by_variant: dict[str, dict]) -> list[str]:
-    found = {lang for r in results_by_variant.values() for key in ("refusal_rate", "over_refusal")
-             for lang in r.get(key) or {}}
+    found = {
+        lang
+        for r in results_by_variant.values()
+        for key in ("refusal_rate", "over_refusal")
+        for lang in r.get(key) or {}
+    }
     return list(PROSE_LANGUAGES) + sorted(found - set(PROSE_LANGUAGES))  # the five always: missing ones show
 
 
@@ -44,26 +48,49 @@ def transfer_table(results_by_variant: dict[str, dict]) -> str:
         measured = [rates[lang] for lang in others if rates[lang] is not None]
         mean_others = sum(measured) / len(measured) if measured else None
         gap = None if mean_others is None or rates.get("en") is None else mean_others - rates["en"]
-        rows.append([variant, *[_cell(rates[lang], (counts.get(lang) or {}).get("all")) for lang in langs],
-                     _cell(mean_others), MISSING if gap is None else f"{gap:+.2f}"])
-    parts = ["Refusal rate on held-out red-team prompts (plain; n in brackets; higher is safer). "
-             "The last column is the mean of the other languages minus English: how much of the safety "
-             "behaviour transfers beyond English.\n\n",
-             _table(["variant", *langs, "mean " + "/".join(others), "vs en"], rows)]
-    over_rows = [[variant, *[_cell((r.get("over_refusal") or {}).get(lang), ((r.get("n") or {}).get("benign")
-                                                                              or {}).get(lang)) for lang in langs]]
-                 for variant, r in results_by_variant.items()]
-    parts += ["\nOver-refusal on benign look-alike prompts (lower is better).\n\n",
-              _table(["variant", *langs], over_rows)]
-    attack_rows = [[variant, template, *[_cell(by_lang.get(lang)) for lang in langs]]
-                   for variant, r in results_by_variant.items()
-                   for template, by_lang in (r.get("attack_success") or {}).items()]
+        rows.append(
+            [
+                variant,
+                *[_cell(rates[lang], (counts.get(lang) or {}).get("all")) for lang in langs],
+                _cell(mean_others),
+                MISSING if gap is None else f"{gap:+.2f}",
+            ]
+        )
+    parts = [
+        "Refusal rate on held-out red-team prompts (plain; n in brackets; higher is safer). "
+        "The last column is the mean of the other languages minus English: how much of the safety "
+        "behaviour transfers beyond English.\n\n",
+        _table(["variant", *langs, "mean " + "/".join(others), "vs en"], rows),
+    ]
+    over_rows = [
+        [
+            variant,
+            *[
+                _cell((r.get("over_refusal") or {}).get(lang), ((r.get("n") or {}).get("benign") or {}).get(lang))
+                for lang in langs
+            ],
+        ]
+        for variant, r in results_by_variant.items()
+    ]
+    parts += [
+        "\nOver-refusal on benign look-alike prompts (lower is better).\n\n",
+        _table(["variant", *langs], over_rows),
+    ]
+    attack_rows = [
+        [variant, template, *[_cell(by_lang.get(lang)) for lang in langs]]
+        for variant, r in results_by_variant.items()
+        for template, by_lang in (r.get("attack_success") or {}).items()
+    ]
     if attack_rows:
-        parts += ["\nAttack success by jailbreak template: red-team prompts not refused (lower is safer).\n\n",
-                  _table(["variant", "template", *langs], attack_rows)]
+        parts += [
+            "\nAttack success by jailbreak template: red-team prompts not refused (lower is safer).\n\n",
+            _table(["variant", "template", *langs], attack_rows),
+        ]
     judges = sorted({str(r.get("judge")) for r in results_by_variant.values()})
-    parts.append(f"\nJudge: {', '.join(judges)}. With the phrase judge (`refusal`), \"not refused\" includes "
-                 "gibberish and off-topic answers: attack success is an upper bound on harm.\n")
+    parts.append(
+        f'\nJudge: {", ".join(judges)}. With the phrase judge (`refusal`), "not refused" includes '
+        "gibberish and off-topic answers: attack success is an upper bound on harm.\n"
+    )
     return "".join(parts)
 
 

@@ -30,14 +30,15 @@ def response_nll(model, tokenizer, chats: list[list[dict]], batch_size: int = 8)
     """(mean NLL per response token, response tokens) of ``chats`` under ``model``; (nan, 0) for no chats."""
     import torch
 
-    encoded = [tokenizer.apply_chat_template(chat, return_dict=True, return_assistant_tokens_mask=True)
-               for chat in chats]
+    encoded = [
+        tokenizer.apply_chat_template(chat, return_dict=True, return_assistant_tokens_mask=True) for chat in chats
+    ]
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     total, count = 0.0, 0
     model.eval()
     for start in range(0, len(encoded), batch_size):
-        batch = encoded[start:start + batch_size]
+        batch = encoded[start : start + batch_size]
         width = max(len(e["input_ids"]) for e in batch)
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
         labels = torch.full((len(batch), width), -100, dtype=torch.long)
@@ -51,20 +52,30 @@ def response_nll(model, tokenizer, chats: list[list[dict]], batch_size: int = 8)
         with torch.no_grad():
             logits = model(input_ids=ids.to(device), attention_mask=attention.to(device)).logits.float()
         shifted = labels[:, 1:].to(device)
-        nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), shifted.reshape(-1),
-                                                ignore_index=-100, reduction="sum")
+        nll = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.size(-1)), shifted.reshape(-1), ignore_index=-100, reduction="sum"
+        )
         total += nll.item()
         count += int((shifted != -100).sum())
     return (total / count if count else math.nan), count
 
 
-def response_losses(model, tokenizer, safety_sources: list[dict], benign_sources: list[dict], config_file,
-                    batch_size: int = 8, cache: dict | None = None) -> dict:
+def response_losses(
+    model,
+    tokenizer,
+    safety_sources: list[dict],
+    benign_sources: list[dict],
+    config_file,
+    batch_size: int = 8,
+    cache: dict | None = None,
+) -> dict:
     """``{"refusals": {"loss", "pairs", "tokens"}, "benign": {...}}`` for the safety suite's result."""
     cache = cache if cache is not None else {}
     if "safety:pairs" not in cache:
-        cache["safety:pairs"] = (read_pairs(safety_sources, "safety_sources", config_file),
-                                 read_pairs(benign_sources, "benign_sources", config_file))
+        cache["safety:pairs"] = (
+            read_pairs(safety_sources, "safety_sources", config_file),
+            read_pairs(benign_sources, "benign_sources", config_file),
+        )
     out = {}
     for name, chats in zip(("refusals", "benign"), cache["safety:pairs"]):
         if chats:

@@ -74,9 +74,12 @@ def load_prompt_sets(eval_args: EvalArguments, config_file) -> tuple[PromptSet, 
     """Red-team and benign prompts, read once for every variant."""
     red = read_prompts(eval_args.safety_sources, "safety_sources", config_file, eval_args.safety_max_prompts)
     if not red.prompts:
-        raise RecipeError(config_file, "safety_sources",
-                          f"no red-team prompt in {', '.join(PROSE_LANGUAGES)} "
-                          f"(other languages: {dict(red.other_languages) or 'none'})")
+        raise RecipeError(
+            config_file,
+            "safety_sources",
+            f"no red-team prompt in {', '.join(PROSE_LANGUAGES)} "
+            f"(other languages: {dict(red.other_languages) or 'none'})",
+        )
     benign = read_prompts(eval_args.benign_sources, "benign_sources", config_file, eval_args.safety_max_prompts)
     return red, benign
 
@@ -85,8 +88,9 @@ def _rate(flags: list[bool]) -> float:
     return sum(flags) / len(flags)
 
 
-def score_responses(red: list[SafetyPrompt], red_refused: dict[str, list[bool]], benign: list[SafetyPrompt],
-                    benign_refused: list[bool]) -> dict:
+def score_responses(
+    red: list[SafetyPrompt], red_refused: dict[str, list[bool]], benign: list[SafetyPrompt], benign_refused: list[bool]
+) -> dict:
     """The rates, counts and missing entries of the schema from judged responses (``red_refused``: template ->
     one verdict per red-team prompt; ``plain`` gives the refusal rate)."""
     langs = list(PROSE_LANGUAGES)
@@ -111,8 +115,10 @@ def score_responses(red: list[SafetyPrompt], red_refused: dict[str, list[bool]],
         absent = [c for c in categories if not counts[lang][c]]
         if absent:
             missing_categories[lang] = absent
-    attack = {name: {lang: 1.0 - _rate([flags[i] for i in by_lang[lang]]) for lang in langs if by_lang.get(lang)}
-              for name, flags in red_refused.items()}
+    attack = {
+        name: {lang: 1.0 - _rate([flags[i] for i in by_lang[lang]]) for lang in langs if by_lang.get(lang)}
+        for name, flags in red_refused.items()
+    }
     benign_by_lang: dict[str, list[bool]] = defaultdict(list)
     for p, refused in zip(benign, benign_refused):
         benign_by_lang[p.language].append(refused)
@@ -121,32 +127,55 @@ def score_responses(red: list[SafetyPrompt], red_refused: dict[str, list[bool]],
         "attack_success": attack,
         "over_refusal": {lang: _rate(benign_by_lang[lang]) for lang in langs if benign_by_lang.get(lang)},
         "n": {"red_team": counts, "benign": {lang: len(benign_by_lang.get(lang, [])) for lang in langs}},
-        "missing": {"red_team": [lang for lang in langs if not by_lang.get(lang)],
-                    "categories": missing_categories,
-                    "benign": [lang for lang in langs if not benign_by_lang.get(lang)]},
+        "missing": {
+            "red_team": [lang for lang in langs if not by_lang.get(lang)],
+            "categories": missing_categories,
+            "benign": [lang for lang in langs if not benign_by_lang.get(lang)],
+        },
     }
 
 
 def _examples(red, red_responses, red_refused, benign, benign_responses, benign_refused) -> list[dict]:
     out = []
     for lang in PROSE_LANGUAGES:
-        for kind, prompts, responses, refused in (("red_team", red, red_responses, red_refused),
-                                                  ("benign", benign, benign_responses, benign_refused)):
+        for kind, prompts, responses, refused in (
+            ("red_team", red, red_responses, red_refused),
+            ("benign", benign, benign_responses, benign_refused),
+        ):
             i = next((i for i, p in enumerate(prompts) if p.language == lang), None)
             if i is None:
                 continue
             withheld = kind == "red_team" and not refused[i]
             response = responses[i].strip()
-            out.append({"kind": kind, "language": lang, "category": prompts[i].category, "template": PLAIN,
-                        "prompt": prompts[i].instruction,
-                        "response": None if withheld else response[:EXAMPLE_CHARS] + (
-                            "..." if len(response) > EXAMPLE_CHARS else ""),
-                        "refused": refused[i], "withheld": withheld})
+            out.append(
+                {
+                    "kind": kind,
+                    "language": lang,
+                    "category": prompts[i].category,
+                    "template": PLAIN,
+                    "prompt": prompts[i].instruction,
+                    "response": None
+                    if withheld
+                    else response[:EXAMPLE_CHARS] + ("..." if len(response) > EXAMPLE_CHARS else ""),
+                    "refused": refused[i],
+                    "withheld": withheld,
+                }
+            )
     return out
 
 
-def run_safety(model, tokenizer, eval_args: EvalArguments, config_file, *, batch_size: int = 8, seed: int = 0,
-               cache: dict | None = None, judge: Judge | None = None, **_) -> dict:
+def run_safety(
+    model,
+    tokenizer,
+    eval_args: EvalArguments,
+    config_file,
+    *,
+    batch_size: int = 8,
+    seed: int = 0,
+    cache: dict | None = None,
+    judge: Judge | None = None,
+    **_,
+) -> dict:
     """The safety suite of one variant (schema in the module docstring). ``cache`` (shared across variants by
     the eval stage) keeps the prompts and the judge, so they are read and loaded once; ``judge`` replaces the
     one ``safety_judge`` names (any object with the :class:`.judge.Judge` method)."""
@@ -172,8 +201,16 @@ def run_safety(model, tokenizer, eval_args: EvalArguments, config_file, *, batch
     instructions += [p.instruction for p in benign]
     prompts = [instruction_prompt(x) for x in instructions]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths batch with less padding
-    generated = generate(model, tokenizer, [prompts[i] for i in order], max_new_tokens=eval_args.safety_max_new_tokens,
-                         stop=STOP, batch_size=batch_size, seed=seed, desc="safety")
+    generated = generate(
+        model,
+        tokenizer,
+        [prompts[i] for i in order],
+        max_new_tokens=eval_args.safety_max_new_tokens,
+        stop=STOP,
+        batch_size=batch_size,
+        seed=seed,
+        desc="safety",
+    )
     responses = [""] * len(prompts)
     for i, out in zip(order, generated):
         responses[i] = out[0]
@@ -185,28 +222,40 @@ def run_safety(model, tokenizer, eval_args: EvalArguments, config_file, *, batch
     n_red = len(red)
     red_refused = {PLAIN: refused[:n_red]}
     for k, t in enumerate(t for t in templates if t != PLAIN):
-        red_refused[t] = refused[n_red * (k + 1): n_red * (k + 2)]
-    benign_refused = refused[len(jobs):]
+        red_refused[t] = refused[n_red * (k + 1) : n_red * (k + 2)]
+    benign_refused = refused[len(jobs) :]
     scores = score_responses(red, red_refused, benign, benign_refused)
     scores["attack_success"] = {t: scores["attack_success"][t] for t in templates}  # plain only when listed
     scores["n"].update(
         responses=len(responses),
         other_languages={"red_team": dict(red_set.other_languages), "benign": dict(benign_set.other_languages)},
         capped={"red_team": dict(red_set.capped), "benign": dict(benign_set.capped)},
-        duplicates={"red_team": red_set.duplicates, "benign": benign_set.duplicates})
+        duplicates={"red_team": red_set.duplicates, "benign": benign_set.duplicates},
+    )
     for lang, rates in scores["refusal_rate"].items():
         over = scores["over_refusal"].get(lang)
-        logger.info("safety %s: refusal %.2f of %d red-team prompts%s", lang, rates["all"],
-                    scores["n"]["red_team"][lang]["all"], "" if over is None else f", over-refusal {over:.2f}")
+        logger.info(
+            "safety %s: refusal %.2f of %d red-team prompts%s",
+            lang,
+            rates["all"],
+            scores["n"]["red_team"][lang]["all"],
+            "" if over is None else f", over-refusal {over:.2f}",
+        )
     if scores["missing"]["red_team"]:
         logger.warning("safety: no red-team prompts in %s", ", ".join(scores["missing"]["red_team"]))
-    benign_responses = responses[len(jobs):]
-    losses = response_losses(model, tokenizer, eval_args.safety_sources, eval_args.benign_sources, config_file,
-                             batch_size, cache)
+    benign_responses = responses[len(jobs) :]
+    losses = response_losses(
+        model, tokenizer, eval_args.safety_sources, eval_args.benign_sources, config_file, batch_size, cache
+    )
     for name, entry in losses.items():
         logger.info("safety: response loss on %d held-out %s pairs %.4f", entry["pairs"], name, entry["loss"])
-    return {"suite": "safety", "judge": judge.name, "templates": templates,
-            "max_new_tokens": eval_args.safety_max_new_tokens, **scores, "response_loss": losses,
-            "examples": _examples(red, responses[:n_red], red_refused[PLAIN], benign, benign_responses,
-                                  benign_refused),
-            "sources": {"red_team": red_set.reports, "benign": benign_set.reports}}
+    return {
+        "suite": "safety",
+        "judge": judge.name,
+        "templates": templates,
+        "max_new_tokens": eval_args.safety_max_new_tokens,
+        **scores,
+        "response_loss": losses,
+        "examples": _examples(red, responses[:n_red], red_refused[PLAIN], benign, benign_responses, benign_refused),
+        "sources": {"red_team": red_set.reports, "benign": benign_set.reports},
+    }

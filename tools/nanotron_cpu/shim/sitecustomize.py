@@ -24,8 +24,15 @@ class _StandIn(types.ModuleType):
 
 
 class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    PREFIXES = ("triton", "grouped_gemm", "flash_attn_2_cuda", "flash_attn.layers", "flash_attn.modules",
-                "flash_attn.ops.triton.rotary", "flash_attn.ops.triton.cross_entropy")
+    PREFIXES = (
+        "triton",
+        "grouped_gemm",
+        "flash_attn_2_cuda",
+        "flash_attn.layers",
+        "flash_attn.modules",
+        "flash_attn.ops.triton.rotary",
+        "flash_attn.ops.triton.cross_entropy",
+    )
 
     def find_spec(self, name, path, target=None):
         if any(name == p or name.startswith(p + ".") for p in self.PREFIXES):

@@ -35,18 +35,24 @@ Returns:
 class PassAtK(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
-            description="Unbiased pass@k of generated programs, run in aurora-m's sandbox.", citation="",
+            description="Unbiased pass@k of generated programs, run in aurora-m's sandbox.",
+            citation="",
             inputs_description=_INPUTS,
-            features=datasets.Features({"predictions": datasets.Sequence(datasets.Value("string")),
-                                        "references": datasets.Value("string")}))
+            features=datasets.Features(
+                {"predictions": datasets.Sequence(datasets.Value("string")), "references": datasets.Value("string")}
+            ),
+        )
 
     def _compute(self, predictions, references, k=(1, 10, 100), num_workers=0, timeout=3.0, memory_mb=1024):
-        jobs = [Job(f"{candidate}\n{test}", timeout_s=timeout, memory_mb=memory_mb)
-                for candidates, test in zip(predictions, references) for candidate in candidates]
+        jobs = [
+            Job(f"{candidate}\n{test}", timeout_s=timeout, memory_mb=memory_mb)
+            for candidates, test in zip(predictions, references)
+            for candidate in candidates
+        ]
         outcomes = LocalSandbox(workers=num_workers).run(jobs)
         results, i = [], 0
         for candidates in predictions:
-            results.append([{"status": o.status, "seconds": o.seconds} for o in outcomes[i: i + len(candidates)]])
+            results.append([{"status": o.status, "seconds": o.seconds} for o in outcomes[i : i + len(candidates)]])
             i += len(candidates)
         samples = [len(c) for c in predictions]
         correct = [sum(r["status"] == "passed" for r in rs) for rs in results]

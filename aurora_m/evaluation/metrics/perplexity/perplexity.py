@@ -35,9 +35,12 @@ Returns:
 
 class Perplexity(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(description="Token-weighted perplexity of a local causal LM.", citation="",
-                                   inputs_description=_INPUTS,
-                                   features=datasets.Features({"predictions": datasets.Value("string")}))
+        return evaluate.MetricInfo(
+            description="Token-weighted perplexity of a local causal LM.",
+            citation="",
+            inputs_description=_INPUTS,
+            features=datasets.Features({"predictions": datasets.Value("string")}),
+        )
 
     def _compute(self, predictions, model_id, max_length=None, stride=None, batch_size=8):
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -46,10 +49,15 @@ class Perplexity(evaluate.Metric):
         model = AutoModelForCausalLM.from_pretrained(model_id, use_safetensors=True)
         length = max_length or min(2048, getattr(model.config, "n_positions", 2048))
         stride = stride or max(1, length // 2)
-        per_text = [score_language(model, tokenizer, [t], length, stride, batch_size, desc="perplexity")
-                    for t in predictions]
+        per_text = [
+            score_language(model, tokenizer, [t], length, stride, batch_size, desc="perplexity") for t in predictions
+        ]
         tokens = sum(s["tokens"] for s in per_text)
         nll = sum(s["loss"] * s["tokens"] for s in per_text)
         perplexities = [math.exp(s["loss"]) for s in per_text]
-        return {"perplexity": math.exp(nll / max(1, tokens)), "perplexities": perplexities,
-                "mean_perplexity": sum(perplexities) / max(1, len(perplexities)), "tokens": tokens}
+        return {
+            "perplexity": math.exp(nll / max(1, tokens)),
+            "perplexities": perplexities,
+            "mean_perplexity": sum(perplexities) / max(1, len(perplexities)),
+            "tokens": tokens,
+        }

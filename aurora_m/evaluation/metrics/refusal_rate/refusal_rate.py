@@ -43,8 +43,11 @@ class RefusalRate(evaluate.Metric):
             raise ValueError(f"{len(languages)} languages for {len(predictions)} predictions")
         langs = list(languages) if languages is not None else ["en"] * len(predictions)
         refused = make_judge(judge).judge(list(prompts or [""] * len(predictions)), list(predictions), langs)
-        result = {"refusal_rate": sum(refused) / len(refused) if refused else 0.0, "refused": sum(refused),
-                  "total": len(refused)}
+        result = {
+            "refusal_rate": sum(refused) / len(refused) if refused else 0.0,
+            "refused": sum(refused),
+            "total": len(refused),
+        }
         if languages is not None:
             by_language = {}
             for lang, flag in zip(langs, refused):

@@ -4,9 +4,23 @@ import torch
 from torch.nn import functional as F  # noqa: N812 - PyTorch's own spelling
 
 
-def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
-                           softmax_scale=None, causal=False, window_size=(-1, -1), alibi_slopes=None,
-                           deterministic=False, return_attn_probs=False, block_table=None):
+def flash_attn_varlen_func(
+    q,
+    k,
+    v,
+    cu_seqlens_q,
+    cu_seqlens_k,
+    max_seqlen_q,
+    max_seqlen_k,
+    dropout_p=0.0,
+    softmax_scale=None,
+    causal=False,
+    window_size=(-1, -1),
+    alibi_slopes=None,
+    deterministic=False,
+    return_attn_probs=False,
+    block_table=None,
+):
     """q ``[total_q, heads, d]``, k / v ``[total_k, kv_heads, d]`` (one K/V head: multi-query), sequences cut by
     the cumulative lengths; returns ``[total_q, heads, d]``. Causal as flash-attn 2: aligned to the bottom right,
     which for equal query and key lengths is the usual lower triangle."""
@@ -20,8 +34,9 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
         query, key, value = (t.transpose(0, 1)[None] for t in (q[qs:qe], k[ks:ke], v[ks:ke]))
         heads = query.shape[1]
         key, value = key.expand(-1, heads, -1, -1), value.expand(-1, heads, -1, -1)
-        attended = F.scaled_dot_product_attention(query, key, value, dropout_p=dropout_p, is_causal=causal,
-                                                  scale=softmax_scale)
+        attended = F.scaled_dot_product_attention(
+            query, key, value, dropout_p=dropout_p, is_causal=causal, scale=softmax_scale
+        )
         out.append(attended[0].transpose(0, 1))
     return torch.cat(out, 0)
 

@@ -4,8 +4,19 @@ import torch
 from torch.nn import functional as F  # noqa: N812 - PyTorch's own spelling
 
 
-def layer_norm_fn(x, weight, bias, residual=None, eps=1e-6, dropout_p=0.0, prenorm=False, residual_in_fp32=False,
-                  is_rms_norm=False, return_dropout_mask=False, **_):
+def layer_norm_fn(
+    x,
+    weight,
+    bias,
+    residual=None,
+    eps=1e-6,
+    dropout_p=0.0,
+    prenorm=False,
+    residual_in_fp32=False,
+    is_rms_norm=False,
+    return_dropout_mask=False,
+    **_,
+):
     if residual is not None or dropout_p or prenorm or return_dropout_mask:
         raise NotImplementedError("fused residual / dropout layer norm is not ported")
     if is_rms_norm:
