@@ -9,7 +9,7 @@ Relative paths are relative to the YAML file's folder, so a recipe folder can be
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from trl import ModelConfig
@@ -72,94 +72,13 @@ class ModelArguments(ModelConfig):
     )
 
 
-@dataclass
-class SourceSpec:
-    """One entry of a ``mixture`` / ``sft_sources`` / ``perplexity_sources`` list."""
-
-    name: str
-    weight: float | None = None  # relative share of what the stage's budget leaves (1.0 when unset)
-    tokens: int | None = None  # an absolute token budget for this source (pretraining mixtures)
-    language: str | None = None  # en | fi | hi | ja | vi | code; defaults to the name when it is one of those
-    replay: bool = False  # part of the base model's original distribution (English + code): the replay pool
-    max_epochs: float | None = None  # this source's own cap on repeats (the stage's max_epochs otherwise)
-    path: str | None = None  # local .jsonl / .json / .parquet file
-    dataset: str | None = None  # Hub dataset id (the real recipes)
-    config_name: str | None = None
-    data_dir: str | None = None  # a folder inside a Hub dataset (the-stack-dedup: data/python)
-    data_files: str | list[str] | None = None  # files inside a Hub dataset (a script-only dataset's raw files)
-    split: str = "train"
-    format: str = "text"  # text | instruction (Instruction/Response template) | messages (chat turns, mixtures)
-    text_field: str = "text"
-    # several columns (natural-instructions: [definition, inputs]) are joined with a blank line (mixtures)
-    instruction_field: str | list[str] = "instruction"
-    response_field: str = "response"
-    category_field: str = "category"
-    messages_field: str = "messages"  # format: messages: a list of {role, content}
-    role_field: str = "role"  # the role key of a chat turn (SlimOrca/ShareGPT: from, with human/gpt/system)
-    content_field: str = "content"  # the text key of a chat turn (SlimOrca/ShareGPT: value)
-    # red-team sets: the held-out split is stratified by category_field (every category's test share within one
-    # row of holdout_fraction), and labels are mapped through a harm-category taxonomy ("aurora-m": the built-in
-    # one, or a YAML file); rows whose category it does not know are counted and removed
-    stratify: bool = False
-    taxonomy: str | None = None
-    holdout_fraction: float = 0.0  # documents set aside by a stable hash of their text
-    take: str = "train"  # train | heldout: which side of the hash split this entry reads
-    max_docs: int | None = None
-
-    @classmethod
-    def keys(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
-
-    @property
-    def lang(self) -> str | None:
-        """The source's declared language (its name when that is a language code)."""
-        return self.language or (self.name if self.name in LANGUAGES else None)
-
-
-LANGUAGES = ("en", "fi", "hi", "ja", "vi", "code")
 INIT_FROM = ("weights", "full_state")  # ModelArguments.init_from
-# local inputs an eval stage names besides its perplexity_sources: resolved against the YAML's folder and
-# fingerprinted like them (a changed fixture reruns the evaluation)
-EXTRA_SOURCE_LISTS = ("safety_sources", "benign_sources", "helpful_sources", "contamination_sources")
-# source lists a training stage reads besides its own: general instructions (SFT) and the held-out test prompts
-# its data must not contain (every training stage)
-TRAINING_SOURCE_LISTS = ("helpful_sources", "contamination_sources")
 SFT_FORMATS = ("messages", "prompt_completion")  # SFTDataArguments.sft_format
-SINGLE_SOURCE_KEYS = ("mbpp_source",)
-EVAL_SUITES = ("perplexity", "code", "harness", "safety")  # EvalArguments.suites
-CODE_BENCHMARKS = ("humaneval", "mbpp")  # EvalArguments.code_problems
 LOCAL_PATH_KEYS = ("lm_eval_include_path",)
-PROSE_LANGUAGES = LANGUAGES[:-1]
 
 
 @dataclass
-class ParallelismArguments:
-    """How an ``engine: nanotron`` stage splits the model over GPUs (tensor x pipeline x data parallel). The
-    transformers engine refuses them: it is data parallel only, set by the launch."""
-
-    tp: int = field(default=1, metadata={"help": "nanotron: tensor-parallel size (Aurora-M: 4)."})
-    pp: int = field(default=1, metadata={"help": "nanotron: pipeline-parallel size (Aurora-M: 4)."})
-    dp: int | None = field(
-        default=None,
-        metadata={
-            "help": "nanotron: data-parallel size (default: the launch's GPUs / (tp x pp); the "
-            "token budget's step count follows it)."
-        },
-    )
-    pp_engine: str = field(default="1f1b", metadata={"help": "nanotron: pipeline schedule, 1f1b or afab."})
-    tp_mode: str = field(
-        default="all_reduce", metadata={"help": "nanotron: all_reduce, or reduce_scatter (sequence parallel)."}
-    )
-    zero_stage: int = field(default=0, metadata={"help": "nanotron: 0, or 1 (optimizer state sharded over dp)."})
-    PARALLEL_KEYS: ClassVar[tuple[str, ...]] = ("tp", "pp", "dp", "pp_engine", "tp_mode", "zero_stage")
-
-    def parallelism_set(self) -> list[str]:
-        """The keys given a value other than their default (what the transformers engine refuses)."""
-        return [f.name for f in fields(ParallelismArguments) if getattr(self, f.name) != f.default]
-
-
-@dataclass
-class MixtureArguments(ParallelismArguments):
+class MixtureArguments:
     mixture: list[dict] = field(
         default_factory=list, metadata={"help": "Sources with weights; see SourceSpec for the keys of one source."}
     )
@@ -306,7 +225,6 @@ class MixtureArguments(ParallelismArguments):
     TRAIN_ONLY_KEYS: ClassVar[tuple[str, ...]] = (
         "forgetting_probes",
         "forgetting_threshold",
-        *ParallelismArguments.PARALLEL_KEYS,
     )
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .errors import RecipeError, exit_on_failure
 from .logs import setup_logging
+from .stages import engines
 
 logger = logging.getLogger("aurora_m.cli")  # not __name__: that is "__main__" under python -m
 
@@ -85,32 +86,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("patches", help="list the GPTBigCode config patches")
 
     convert = sub.add_parser(
-        "convert",
-        help="convert a GPTBigCode checkpoint between transformers and nanotron (on a CPU, no nanotron needed)",
+        "convert", help="convert a GPTBigCode checkpoint between transformers and another engine's layout"
     )
-    direction = convert.add_subparsers(dest="direction", required=True)
-    to_nt = direction.add_parser("hf-to-nanotron", help="a transformers folder as a nanotron checkpoint")
-    to_nt.add_argument(
-        "--tp", type=int, default=1, help="tensor-parallel shards to write (nanotron re-shards on load; default 1)"
-    )
-    to_nt.add_argument("--n-positions", type=int, help="keep the first N learned positions (Aurora-M: 2048)")
-    to_hf = direction.add_parser("nanotron-to-hf", help="a nanotron checkpoint (any TP) as a transformers folder")
-    for p in (to_nt, to_hf):
-        p.add_argument("src")
-        p.add_argument("dst", help="a new or empty folder (or one this command wrote, with --overwrite)")
-        p.add_argument("--overwrite", action="store_true", help="replace a folder this command wrote before")
+    directions = convert.add_subparsers(dest="direction", required=True)
+    for engine in engines():
+        if add_directions := engine.hook("convert"):
+            add_directions(directions)
     return parser
 
 
 def split_overrides(recipe, overrides: list[str], only: str | None = None) -> dict[str, list[str]]:
     """``--key value`` pairs for each stage that has the key (or for ``only``); a key no stage has is an error."""
-    from .recipe import BareFlag, overrides_to_dict, stage_dataclasses
+    from .overrides import BareFlag, overrides_to_dict
+    from .stage_checks import stage_dataclasses
 
     if not overrides:
         return {}
     values = overrides_to_dict(overrides)
     stages = [recipe.stage(only)] if only else recipe.stages
-    known = {s.name: {f.name for dc in stage_dataclasses(s.kind) for f in fields(dc)} for s in stages}
+    known = {s.name: {f.name for dc in stage_dataclasses(s.kind, s.engine) for f in fields(dc)} for s in stages}
     out: dict[str, list[str]] = {}
     for key, value in values.items():
         takers = [name for name, keys in known.items() if key in keys]
@@ -129,8 +123,10 @@ def split_overrides(recipe, overrides: list[str], only: str | None = None) -> di
 def _pipeline(args, overrides: list[str], check: bool = True, only: str | None = None):
     """The recipe, checked (with the overrides, before anything runs or moves), as a Pipeline on the run folder.
     ``only``: the one stage whose step ``args.command`` runs (its engine is needed only for an engine step)."""
+    from .overrides import overrides_to_dict
     from .pipeline import Pipeline
-    from .recipe import check_engines, check_stage_config, load_recipe, overrides_to_dict
+    from .recipe import check_engines, load_recipe
+    from .stage_checks import check_stage_config
 
     recipe = load_recipe(args.recipe_dir, check_stages=check)
     restart, resume = _stage_list(getattr(args, "restart", None)), _stage_list(getattr(args, "resume", None))
@@ -162,6 +158,7 @@ def _pipeline(args, overrides: list[str], check: bool = True, only: str | None =
             has_model_input=bool(stage.inputs),
             overrides=overrides_to_dict(stage_overrides),
             input_positions=recipe.input_positions(stage),
+            engine=stage.engine,
         )
     return Pipeline(recipe, args.output_dir, per_stage, targets={only} if only else None)
 
@@ -187,7 +184,8 @@ def _run(args, overrides) -> int:
 
 
 def _validate(args, overrides) -> int:
-    from .recipe import check_engines, load_recipe, parse_stage
+    from .recipe import check_engines, load_recipe
+    from .stage_checks import parse_stage
 
     recipe = load_recipe(args.recipe_dir)
     check_engines(recipe)
@@ -198,6 +196,7 @@ def _validate(args, overrides) -> int:
             validate_only=True,
             has_model_input=bool(stage.inputs),
             input_positions=recipe.input_positions(stage),
+            engine=stage.engine,
         )
     print(f"{recipe.file}: valid ({len(recipe.stages)} stages: {' -> '.join(recipe.stage_names)})")
     return 0
@@ -252,21 +251,16 @@ def _publish(args, overrides) -> int:
 
 
 def _convert(args, overrides) -> int:
-    from .engines.nanotron.convert import hf_to_nanotron, nanotron_to_hf
     from .layout import RunLayout
 
     for folder in [Path(args.dst).resolve(), *Path(args.dst).resolve().parents]:
-        if (folder / RunLayout.MARKER).is_file():  # a run's stages own their folders (nanotron stages convert too)
+        if (folder / RunLayout.MARKER).is_file():  # a run's stages own their folders (engine stages convert too)
             raise RecipeError(
                 args.dst,
                 None,
                 f"is inside the run folder {folder}, whose stages write there: choose a folder outside it",
             )
-    if args.direction == "hf-to-nanotron":
-        out = hf_to_nanotron(args.src, args.dst, tp=args.tp, n_positions=args.n_positions, overwrite=args.overwrite)
-    else:
-        out = nanotron_to_hf(args.src, args.dst, overwrite=args.overwrite)
-    print(f"converted: {out}")
+    print(f"converted: {args.convert(args)}")
     return 0
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .layout import RunLayout, StageDir
-from .recipe import parse_stage, stage_dataclasses
+from .stage_checks import parse_stage, stage_dataclasses
 
 
 @dataclass
@@ -36,7 +36,7 @@ class StepContext:
         Order of precedence: ``extra`` (what the runner wires, e.g. the input model) over the user's
         overrides over the YAML.
         """
-        known = {f.name for dc in stage_dataclasses(self.kind) for f in fields(dc)}
+        known = {f.name for dc in stage_dataclasses(self.kind, self.engine) for f in fields(dc)}
         wired = ["--output_dir", str(self.dirs.root)] if "output_dir" in known else []
         return parse_stage(
             self.config,
@@ -44,4 +44,5 @@ class StepContext:
             [*wired, *self.overrides, *extra],
             has_model_input=self.has_model_input,
             input_positions=self.input_positions,
+            engine=self.engine,
         )

@@ -85,7 +85,7 @@ def check_extras(config_file, *settings, launch: bool = False) -> None:
 
 def _settings(config_file, settings):
     """One mapping of key -> value over dicts and dataclasses, and where each key came from (file or flag)."""
-    from .recipe import CliValue
+    from .overrides import CliValue
 
     values, from_cli = {}, set()
     for item in settings:

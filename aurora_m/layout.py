@@ -15,6 +15,7 @@ folder can be moved or copied to another machine and still be published.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -22,6 +23,9 @@ CHECKPOINT_PREFIX = "checkpoint-"  # transformers' PREFIX_CHECKPOINT_DIR
 TRAINER_STATE = "trainer_state.json"  # the last file Trainer writes into a checkpoint
 TRAINING_ARGS_JSON = "training_args.json"  # a readable, redacted copy of the trainer's arguments, kept with a model
 TRAINING_ARGS_PICKLE = "training_args.bin"  # transformers' pickle of them: never kept with a model
+# A variant's name: a folder here (eval/<variant>, publish/<variant>) and a Hub repo name (NAMESPACE/VARIANT), so
+# no separators, no "..", no "--"
+VARIANT_NAME = re.compile(r"^(?![-.])(?!.*(\.\.|--))[A-Za-z0-9._-]{1,96}(?<![-.])$")
 
 
 class DatasetDir:

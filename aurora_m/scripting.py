@@ -17,7 +17,8 @@ from .errors import RecipeError, exit_on_failure
 from .extras import check_extras
 from .io import check_writable
 from .logs import setup_logging
-from .recipe import parse_stage, read_yaml, source_keys, stage_dataclasses
+from .overrides import read_yaml
+from .stage_checks import parse_stage, source_keys, stage_dataclasses
 
 
 class StageParser(TrlParser):

@@ -1,10 +1,16 @@
-"""THE table of stage kinds and engines. Adding a kind is one :func:`register_kind` call plus its module.
+"""THE table of stage kinds and engines. Adding a kind is one :func:`register_kind` call plus its module; adding
+an engine is one :func:`register_engine` entry plus its package.
 
 A kind declares the dataclasses its YAML fills, its steps (each with its own completion marker),
 the list of sources it requires, whether it produces a model (and so may name a variant), which
-stages it accepts as inputs, and one runner per step for each engine it supports. Runners are named
-lazily (``"package.module:function"``), so this table never imports the stage packages; a runner
-receives a :class:`aurora_m.context.StepContext` and nothing else.
+stages it accepts as inputs, the checks of its own keys, and one runner per step for its default engine.
+Runners and checks are named lazily (``"package.module:function"``), so this table never imports the stage
+packages; a runner receives a :class:`aurora_m.context.StepContext` and nothing else.
+
+An engine (``engines/<name>/`` exports one :class:`Engine`, listed here by ``"module:ENGINE"``) declares the
+steps of existing kinds it runs instead of the default, the keys a stage on it adds, the checkpoint folders it
+resumes from (and how they are set aside), and the ``aurora-m convert`` directions between its checkpoints and
+transformers'. The pipeline and the CLI reach engines only through these hooks and never spell their names.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # What a stage may take as inputs: nothing or one model stage (it continues from its weights), one or
 # more model stages (it evaluates them), stages that evaluate models (it publishes what they evaluated).
@@ -20,6 +26,9 @@ ONE_MODEL = "one_model_or_none"
 MODELS = "models"
 EVALUATIONS = "evaluations"
 ANY = "any"
+
+
+DEFAULT_ENGINE = "transformers"
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,20 @@ class Engine:
     # "module:function" that raises a RecipeError when the installed engine cannot run here (a broken or partial
     # install: PyPI's nanotron 0.4, a node without flash-attn); checked before any step runs
     check: str | None = None
+    # kind -> step -> runner(ctx) or "module:function": the steps of existing kinds this engine runs (the kind's
+    # own runners serve the rest, e.g. the data step, which runs in any environment)
+    runners: dict[str, dict[str, Callable | str]] = field(default_factory=dict)
+    # the hooks, each a callable or "module:name", all optional:
+    arguments: Callable | str | None = None  # a dataclass of the keys a stage on this engine adds (nanotron: tp, pp)
+    checkpoints: Callable | str | None = None  # (StageDir) -> [Path]: what a stage resumes from, oldest first
+    set_aside: Callable | str | None = None  # (StageDir, folder) -> None: move those (and what belongs) into folder
+    convert: Callable | str | None = None  # (argparse subparsers) -> None: its `aurora-m convert` directions
+    help: str = ""
+
+    def hook(self, name: str):
+        """The hook ``name`` (imported on first use), or None when the engine has none."""
+        target = getattr(self, name)
+        return _load(target) if isinstance(target, str) else target
 
 
 @dataclass(frozen=True)
@@ -38,6 +61,7 @@ class StageKind:
     dataclasses: Callable[[], tuple[type, ...]] | str  # lazily: the dataclasses a stage YAML fills
     steps: tuple[str, ...]
     runners: dict[str, dict[str, Callable | str]]  # engine -> step -> runner(ctx) or "module:function"
+    # (the default engine's here; another engine lists the steps it takes over in its own Engine.runners)
     source_key: str | None = None  # the list of sources a stage of this kind must have
     produces_model: bool = False
     evaluates: bool = False  # a publish stage takes the stages of kinds that evaluate
@@ -52,6 +76,9 @@ class StageKind:
     # The steps that run on the stage's engine; the others (the data step: datatrove and a tokenizer) run in
     # any environment, so a nanotron stage's data can be built where nanotron is not installed.
     engine_steps: tuple[str, ...] | None = None  # None: every step
+    # "module:function" checks of the kind's own keys, each called with a stage_checks.StageConfig after the
+    # checks every kind shares; they live in the package that owns the keys (named lazily, as runners are)
+    checks: tuple[str, ...] = ()
     help: str = ""
 
     @property
@@ -61,8 +88,19 @@ class StageKind:
     def runs_on_engine(self, step: str) -> bool:
         return step in (self.steps if self.engine_steps is None else self.engine_steps)
 
-    def dataclass_types(self) -> tuple[type, ...]:
-        return _call(self.dataclasses)
+    def dataclass_types(self, engine: str = DEFAULT_ENGINE) -> tuple[type, ...]:
+        """The dataclasses a stage of this kind fills on ``engine``: the kind's, then the engine's own keys."""
+        extra = get_engine(engine).hook("arguments") if engine in ENGINES else None
+        return _call(self.dataclasses) + ((extra,) if extra else ())
+
+    def engines(self) -> list[str]:
+        """The engines a stage of this kind may name: those with a runner for each of its engine steps."""
+        steps = set(self.steps if self.engine_steps is None else self.engine_steps)
+        own = [name for name in self.runners if name in ENGINES]
+        taken = [
+            name for name in ENGINES if name not in own and steps <= set(get_engine(name).runners.get(self.name, {}))
+        ]
+        return own + taken
 
     def standalone(self, step: str) -> bool:
         """Whether ``step`` runs without its stage's inputs being complete."""
@@ -77,8 +115,15 @@ class StageKind:
             if f not in getattr(dc, "TRAIN_ONLY_KEYS", ())
         }
 
+    def key_checks(self) -> list[Callable]:
+        return [_load(target) for target in self.checks]
+
     def runner(self, engine: str, step: str) -> Callable:
-        target = self.runners[engine][step]
+        """The runner of ``step`` on ``engine``: the kind's own for that engine, the engine's for this kind, or
+        (for a step that does not run on the engine, the data step) the default engine's."""
+        target = self.runners.get(engine, {}).get(step) or get_engine(engine).runners.get(self.name, {}).get(step)
+        if target is None and not self.runs_on_engine(step):
+            target = self.runners[DEFAULT_ENGINE][step]
         return _load(target) if isinstance(target, str) else target
 
 
@@ -91,13 +136,30 @@ def _load(target: str):
     return getattr(importlib.import_module(module), name)
 
 
-ENGINES: dict[str, Engine] = {}
+ENGINES: dict[str, Engine | str] = {}  # name -> the engine, or "module:ENGINE" until first used
 KINDS: dict[str, StageKind] = {}
 
 
-def register_engine(engine: Engine) -> Engine:
-    ENGINES[engine.name] = engine
+def register_engine(engine: Engine | str, name: str | None = None) -> Engine | str:
+    """Add (or replace) an engine: an :class:`Engine`, or ``"module:ENGINE"`` with its ``name`` (loaded when
+    first used, so listing an engine imports nothing)."""
+    ENGINES[name or engine.name] = engine
     return engine
+
+
+def unregister_engine(name: str) -> None:
+    ENGINES.pop(name, None)
+
+
+def get_engine(name: str) -> Engine:
+    engine = ENGINES[name]
+    if isinstance(engine, str):
+        engine = ENGINES[name] = _load(engine)
+    return engine
+
+
+def engines() -> list[Engine]:
+    return [get_engine(name) for name in ENGINES]
 
 
 def register_kind(kind: StageKind) -> StageKind:
@@ -120,7 +182,7 @@ def engine_problem(engine_name: str) -> str | None:
     """Why an engine cannot run here (with the install hint), or None."""
     from .errors import RecipeError
 
-    engine = ENGINES[engine_name]
+    engine = get_engine(engine_name)
     if importlib.util.find_spec(engine.module) is None:
         return f"engine {engine_name!r} is not installed: {engine.install}"
     if engine.check:
@@ -174,16 +236,8 @@ def _publish_dataclasses():
     return (PublishArguments,)
 
 
-register_engine(Engine("transformers", "transformers", "pip install 'transformers>=5' accelerate"))
-register_engine(
-    Engine(
-        "nanotron",
-        "nanotron",
-        "install nanotron from a pinned source commit on the GPU nodes (PyPI 0.4 does not import; "
-        "see README, 'nanotron engine')",
-        check="aurora_m.engines.nanotron:require_nanotron",
-    )
-)
+register_engine("aurora_m.engines.transformers:ENGINE", "transformers")
+register_engine("aurora_m.engines.nanotron:ENGINE", "nanotron")
 
 register_kind(
     StageKind(
@@ -199,15 +253,18 @@ register_kind(
         engine_steps=("train",),
         runners={
             "transformers": {
-                "data": "aurora_m.data.step:run_data_step",
+                "data": "aurora_m.data.step:run_pretrain_data_step",
                 "train": "aurora_m.train.pretrain:run_train_step",
             },
-            # the same datatrove shards; training in nanotron (TP x PP x DP), exported back to transformers
-            "nanotron": {
-                "data": "aurora_m.data.step:run_data_step",
-                "train": "aurora_m.engines.nanotron.runner:run_train_step",
-            },
         },
+        checks=(
+            "aurora_m.data.checks:check_corpus_keys",
+            "aurora_m.data.checks:check_training_data_keys",
+            "aurora_m.safety.checks:check_taxonomies",
+            "aurora_m.train.checks:check_init_from",
+            "aurora_m.train.checks:check_lora_keys",
+            "aurora_m.train.checks:check_forgetting_probes",
+        ),
         help="continual pretraining (CAP, CAT) on a packed mixture with transformers' Trainer or nanotron",
     )
 )
@@ -224,8 +281,17 @@ register_kind(
         data_reads_inputs=False,
         engine_steps=("train",),
         runners={
-            "transformers": {"data": "aurora_m.data.step:run_data_step", "train": "aurora_m.train.sft:run_train_step"}
+            "transformers": {
+                "data": "aurora_m.data.step:run_sft_data_step",
+                "train": "aurora_m.train.sft:run_train_step",
+            }
         },
+        checks=(
+            "aurora_m.data.checks:check_training_data_keys",
+            "aurora_m.safety.checks:check_taxonomies",
+            "aurora_m.train.checks:check_init_from",
+            "aurora_m.train.checks:check_lora_keys",
+        ),
         help="supervised fine-tuning (safety SFT) with TRL's SFTTrainer, loss on responses only",
     )
 )
@@ -238,6 +304,7 @@ register_kind(
         evaluates=True,
         inputs=MODELS,
         runners={"transformers": {"eval": "aurora_m.evaluation.stage:run_eval_step"}},
+        checks=("aurora_m.safety.checks:check_taxonomies", "aurora_m.evaluation.checks:check_eval_keys"),
         help="per-language held-out perplexity of every input model",
     )
 )

@@ -154,7 +154,7 @@ def load_tokenizer(model_args: ModelArguments, config_file: str | Path = "<stage
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token  # StarCoder pads with <|endoftext|>
     if not tok.chat_template:  # StarCoderPlus has none: every stage's model folder carries the Aurora-M format
-        from .data.formats import CHAT_TEMPLATE
+        from .prompt import CHAT_TEMPLATE
 
         tok.chat_template = CHAT_TEMPLATE
     return tok

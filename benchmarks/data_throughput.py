@@ -162,7 +162,6 @@ def run_hand_wired(job: dict) -> None:
     from datatrove.pipeline.writers import JsonlWriter
     from datatrove.utils.hashing import HashConfig
 
-    from aurora_m.args import SourceSpec
     from aurora_m.data.clean import (
         CodeQuality,
         FillInTheMiddle,
@@ -175,6 +174,7 @@ def run_hand_wired(job: dict) -> None:
     )
     from aurora_m.data.corpus import TOKENIZE_BATCH
     from aurora_m.data.intake import TooLong
+    from aurora_m.source_spec import source_specs
 
     _, args = _args(job)
     out = Path(job["out"])
@@ -201,7 +201,7 @@ def run_hand_wired(job: dict) -> None:
             max_file_size=int(max_mb * 2**20) if max_mb else -1,
         )
 
-    specs = [SourceSpec(**raw) for raw in args.mixture]
+    specs = source_specs(args.mixture, "mixture")
     routes = {s.lang: s.name for s in specs if s.lang != "code"}
     for spec in specs:
         name, origin = spec.name, f"{spec.name}_${{rank}}.jsonl.gz"

@@ -94,7 +94,7 @@ def flops_per_token(n_params: int, embedding_params: int, n_layer: int, n_embd: 
 # ----------------------------------------------------------------------------- set-up
 def write_model_config(path: Path, n_embd: int, n_layer: int, n_head: int, n_positions: int) -> Path:
     """StarCoderPlus' config (multi-query, learned positions, its dropout) at the benchmark's shape."""
-    from aurora_m.recipe import read_config_json
+    from aurora_m.patches import read_config_json
 
     if n_embd % n_head:
         raise SystemExit(f"--n-embd {n_embd} is not divisible by --n-head {n_head}")
@@ -161,7 +161,7 @@ def stage_arguments(args, config_json: Path, data_root: Path, output_dir: Path, 
     from transformers import TrainingArguments
 
     from aurora_m.args import MixtureArguments, ModelArguments
-    from aurora_m.recipe import read_yaml
+    from aurora_m.overrides import read_yaml
 
     recipe = read_yaml(RECIPE)
     model_args = ModelArguments(

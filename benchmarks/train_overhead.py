@@ -77,7 +77,7 @@ logger = logging.getLogger("train_overhead")
 # ----------------------------------------------------------------------------- set-up
 def write_model_config(path: Path, n_embd: int, n_layer: int, n_head: int, n_positions: int) -> Path:
     """A StarCoderPlus-shaped config (multi-query, learned positions) at benchmark size, dropout off."""
-    from aurora_m.recipe import read_config_json
+    from aurora_m.patches import read_config_json
 
     if n_embd % n_head:
         raise SystemExit(f"--n-embd {n_embd} is not divisible by --n-head {n_head}")
@@ -98,7 +98,7 @@ def write_model_config(path: Path, n_embd: int, n_layer: int, n_head: int, n_pos
 
 def budget_overrides(batch_size: int, seq_length: int) -> list[str]:
     """The recipe's step count at this batch and length: the token budget follows (the tiny corpus repeats)."""
-    from aurora_m.recipe import read_yaml
+    from aurora_m.overrides import read_yaml
 
     steps = int(read_yaml(RECIPE)["max_steps"])
     return [
@@ -138,7 +138,7 @@ def build_dataset(out: Path, overrides: list[str]) -> Path:
 
 def stage_arguments(spec: dict):
     """The tiny CAP's dataclasses with the benchmark's model, dataset and a fresh output folder."""
-    from aurora_m.recipe import parse_stage
+    from aurora_m.stage_checks import parse_stage
 
     model_args, mix_args, training_args = parse_stage(
         RECIPE,

@@ -10,7 +10,6 @@ recipe needs ``--use_cpu true`` (the trainer keys are parsed, not used).
 
 import sys
 
-from aurora_m.args import SFTDataArguments
 from aurora_m.data.build import build_pretrain_dataset, build_sft_dataset
 from aurora_m.layout import StageDir
 from aurora_m.scripting import StageParser, kind_of, run_script
@@ -22,7 +21,7 @@ def make_parser():
 
 def main(model_args, data_args, training_args, config_file="<stage config>"):
     out = data_args.dataset_dir or StageDir(training_args.output_dir).data.root
-    if isinstance(data_args, SFTDataArguments):
+    if kind_of(["--config", str(config_file)], default="pretrain") == "sft":
         return build_sft_dataset(data_args, out, config_file)
     return build_pretrain_dataset(model_args, data_args, out, config_file)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from aurora_m.args import SourceSpec
-from aurora_m.data.formats import instruction_text
 from aurora_m.data.sources import in_heldout, load_source, read_source
 from aurora_m.errors import RecipeError
+from aurora_m.prompt import instruction_text
+from aurora_m.source_spec import SourceSpec
 
 TINY_DATA = Path(__file__).resolve().parents[1] / "recipes" / "aurora-m-tiny" / "data"
 

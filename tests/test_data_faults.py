@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from aurora_m.args import SourceSpec
 from aurora_m.data.sources import load_source, read_source
 from aurora_m.errors import RecipeError
 from aurora_m.hub_errors import explain_hub_errors
+from aurora_m.source_spec import SourceSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_DATA = ROOT / "recipes" / "aurora-m-tiny" / "data"
@@ -181,7 +181,7 @@ HUB_SCRIPT = textwrap.dedent("""
 
     huggingface_hub.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(answer)))
     from transformers import AutoConfig
-    from aurora_m.args import SourceSpec
+    from aurora_m.source_spec import SourceSpec
     from aurora_m.data.sources import load_source
     from aurora_m.errors import RecipeError
     from aurora_m.hub_errors import explain_hub_errors

@@ -15,7 +15,7 @@ import yaml
 
 from aurora_m.errors import RecipeError
 from aurora_m.evaluation.harness import lm_eval_logs, run_harness
-from aurora_m.recipe import check_stage_config, parse_stage
+from aurora_m.stage_checks import check_stage_config, parse_stage
 
 from conftest import TINY, edit_yaml
 

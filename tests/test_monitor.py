@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aurora_m.args import LANGUAGES, MixtureArguments, ModelArguments
+from aurora_m.args import MixtureArguments, ModelArguments
 from aurora_m.data.build import build_pretrain_dataset
 from aurora_m.data.corpus import build_corpus
 from aurora_m.data.mixture import packed_collator
@@ -21,7 +21,8 @@ from aurora_m.data.stream import ds_files, open_stream
 from aurora_m.errors import RecipeError
 from aurora_m.layout import DatasetDir, StageDir
 from aurora_m.plots import plot_curves
-from aurora_m.recipe import parse_stage
+from aurora_m.source_spec import LANGUAGES
+from aurora_m.stage_checks import parse_stage
 from aurora_m.train.monitor import (
     PROBES,
     ForgettingMonitor,

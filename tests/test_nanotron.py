@@ -204,8 +204,8 @@ def test_cli_convert_both_ways(tiny_hf, tmp_path):
 
 
 # ----------------------------------------------------------------------------- config emission
-def _parse(stage_yaml: Path, overrides: list[str]):
-    from aurora_m.recipe import parse_stage
+def _parse(stage_yaml: Path, overrides: list[str], engine: str = "nanotron"):
+    from aurora_m.stage_checks import parse_stage
 
     return parse_stage(
         stage_yaml,
@@ -213,6 +213,7 @@ def _parse(stage_yaml: Path, overrides: list[str]):
         ["--output_dir", "/tmp/unused", *overrides],
         validate_only=True,
         has_model_input="cat" in stage_yaml.name,
+        engine=engine,
     )
 
 
@@ -255,7 +256,7 @@ def emitted(case: str) -> dict[str, dict]:
     out = {}
     upstream = None
     for stage in ("cap", "cat"):
-        model_args, mix_args, training_args = _parse(folder / f"{stage}.yaml", overrides)
+        model_args, mix_args, training_args, parallel = _parse(folder / f"{stage}.yaml", overrides)
         ckpts = run / stage / "nanotron"
         init = run / stage / "nanotron-init"
         if model_args.init_from == "full_state":
@@ -264,6 +265,7 @@ def emitted(case: str) -> dict[str, dict]:
             model_args,
             mix_args,
             training_args,
+            parallel,
             project=folder.name,
             stage=stage,
             model_config=_model_config(model_args, vocab),
@@ -319,7 +321,7 @@ def test_emission_carries_the_budget_and_the_hand_off():
 
 
 def test_emission_refuses_what_nanotron_cannot_run():
-    model_args, mix_args, training_args = _parse(REAL / "cap.yaml", ["--tp", "4", "--pp", "4"])
+    model_args, mix_args, training_args, parallel = _parse(REAL / "cap.yaml", ["--tp", "4", "--pp", "4"])
     args = {
         "project": "p",
         "stage": "cap",
@@ -329,18 +331,18 @@ def test_emission_refuses_what_nanotron_cannot_run():
         "corpus": _corpus(REAL / "cap.yaml", Path("/r"), "cap", 49152),
     }
     with pytest.raises(RecipeError, match="dp: tp 4 x pp 4 x dp 2 = 32 GPUs, but the launch has 128"):
-        mix_args.dp = 2
-        emit(model_args, mix_args, training_args, world_size=128, **args)
-    mix_args.dp = None
+        parallel.dp = 2
+        emit(model_args, mix_args, training_args, parallel, world_size=128, **args)
+    parallel.dp = None
     with pytest.raises(RecipeError, match="does not divide the launch's 24 GPUs"):
-        emit(model_args, mix_args, training_args, world_size=24, **args)
+        emit(model_args, mix_args, training_args, parallel, world_size=24, **args)
     with pytest.raises(RecipeError, match="max_steps: 5 disagrees with the token budget"):
         training_args.max_steps = 5
-        emit(model_args, mix_args, training_args, world_size=128, **args)
+        emit(model_args, mix_args, training_args, parallel, world_size=128, **args)
     training_args.max_steps = -1
     training_args.lr_scheduler_type = "polynomial"
     with pytest.raises(RecipeError, match="lr_scheduler_type: 'polynomial' has no nanotron equivalent"):
-        emit(model_args, mix_args, training_args, world_size=128, **args)
+        emit(model_args, mix_args, training_args, parallel, world_size=128, **args)
 
 
 def test_the_schema_check_catches_a_key_nanotron_does_not_have():
@@ -582,11 +584,9 @@ def test_a_nanotron_launch_is_refused_for_a_stage_that_does_not_train_on_nanotro
 
 
 def test_the_transformers_engine_refuses_parallelism_keys():
-    from aurora_m.train.pretrain import build_trainer
-
-    model_args, mix_args, training_args = _parse(TINY / "cap.yaml", ["--tp", "2"])
-    with pytest.raises(RecipeError, match="tp: a key of the nanotron engine"):
-        build_trainer(model_args, mix_args, training_args, TINY / "cap.yaml")
+    with pytest.raises(RecipeError, match="--tp: a key of the nanotron engine: set engine: nanotron"):
+        _parse(TINY / "cap.yaml", ["--tp", "2"], engine="transformers")
+    assert _parse(TINY / "cap.yaml", ["--tp", "2"])[-1].tp == 2  # the nanotron engine's own key
 
 
 def test_the_nanotron_recipes_use_the_same_stage_yamls():

@@ -59,8 +59,8 @@ def test_perplexity_matches_a_bare_forward_pass(tiny_run):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from aurora_m.args import SourceSpec
     from aurora_m.data.sources import load_source
+    from aurora_m.source_spec import SourceSpec
 
     variant = summary(tiny_run)["variants"][1]
     results = json.loads((tiny_run / variant["eval_results"]).read_text())
@@ -222,7 +222,7 @@ def test_safety_sft_puts_the_loss_on_responses_only(tiny_run, tmp_path):
     """With the recipe's own stage keys (as the sft stage parses them), only the replies and their EOS train."""
     from datasets import load_from_disk
 
-    from aurora_m.recipe import parse_stage
+    from aurora_m.stage_checks import parse_stage
     from aurora_m.train.sft import build_sft_trainer
 
     model_dir = tiny_run / "cat" / "model"

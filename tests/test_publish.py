@@ -318,7 +318,7 @@ def test_the_15b_lineage_names_starcoderplus_then_each_parent(tmp_path):
     from aurora_m.args import PublishArguments
     from aurora_m.hub.variants import variant_from_summary
     from aurora_m.layout import RunLayout
-    from aurora_m.recipe import parse_stage
+    from aurora_m.stage_checks import parse_stage
 
     from conftest import ROOT
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from aurora_m.args import SourceSpec
 from aurora_m.data.sources import read_source
 from aurora_m.layout import RunLayout, StageDir
+from aurora_m.source_spec import SourceSpec
 
 from conftest import ROOT, TINY, cli, edit_yaml
 

@@ -12,7 +12,6 @@ import sys
 import pytest
 
 from aurora_m.args import EvalArguments
-from aurora_m.data.formats import instruction_text
 from aurora_m.data.sources import in_heldout
 from aurora_m.errors import RecipeError
 from aurora_m.evaluation.safety import REFUSAL_RATE_METRIC
@@ -27,7 +26,9 @@ from aurora_m.evaluation.safety.prompts import read_prompts
 from aurora_m.evaluation.safety.report import plot_transfer, transfer_table
 from aurora_m.evaluation.safety.suite import run_safety, score_responses
 from aurora_m.evaluation.safety.templates import TEMPLATES, get_template, template_name_problem
-from aurora_m.recipe import CliValue, check_stage_config
+from aurora_m.overrides import CliValue
+from aurora_m.prompt import instruction_text
+from aurora_m.stage_checks import check_stage_config
 
 from conftest import OFFLINE, ROOT, TINY, edit_yaml
 

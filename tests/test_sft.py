@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from aurora_m.args import ModelArguments, SFTDataArguments
-from aurora_m.data.formats import CHAT_TEMPLATE, instruction_text
 from aurora_m.layout import StageDir
+from aurora_m.prompt import CHAT_TEMPLATE, instruction_text
 from aurora_m.tokenizer import cached_tokenizer
 
 TINY_DATA = Path(__file__).resolve().parents[1] / "recipes" / "aurora-m-tiny" / "data"
@@ -228,9 +228,9 @@ def test_validate_refuses_lora_keys_peft_would_reject(recipe_copy, edit, key):
 
 
 def test_chats_with_other_turn_keys_are_counted_and_say_which_keys_were_expected(data_files, logs):
-    from aurora_m.args import SourceSpec
     from aurora_m.data.sources import read_source
     from aurora_m.errors import RecipeError
+    from aurora_m.source_spec import SourceSpec
 
     spec = SourceSpec(name="chats", path=str(data_files["chats"]), format="messages", messages_field="conversations")
     good = SourceSpec(

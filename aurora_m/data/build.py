@@ -12,9 +12,10 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from ..args import MixtureArguments, ModelArguments, SFTDataArguments, SourceSpec
+from ..args import MixtureArguments, ModelArguments, SFTDataArguments
 from ..io import atomic_dir, write_json
 from ..layout import DatasetDir
+from ..source_spec import source_specs
 from .sources import read_source
 
 logger = logging.getLogger(__name__)
@@ -38,8 +39,7 @@ def _read_chats(sources: list[dict], key: str, config_file):
     from datasets import concatenate_datasets
 
     parts, reports = [], []
-    for raw in sources:
-        spec = SourceSpec(**raw)
+    for spec in source_specs(sources, key, config_file):
         docs, report = read_source(spec, str(config_file), key, prompt_completion=True)
         ds = docs.to_chats()
         ds = ds.add_column("source", [spec.name] * len(ds))
@@ -87,8 +87,8 @@ def build_sft_dataset(
 
     from datasets import concatenate_datasets
 
+    from ..prompt import messages_text
     from .contamination import check_rows
-    from .formats import messages_text
 
     taught, reports = _read_chats(data_args.sft_sources, "sft_sources", config_file)
     pool, helpful_reports = _read_chats(data_args.helpful_sources, "helpful_sources", config_file)

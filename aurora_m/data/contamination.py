@@ -21,9 +21,9 @@ from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
 
-from ..args import SourceSpec
 from ..errors import RecipeError
-from .formats import instructions_in
+from ..prompt import instructions_in
+from ..source_spec import source_specs
 from .sources import read_source
 
 logger = logging.getLogger(__name__)
@@ -40,9 +40,7 @@ class TestPrompt:
 
 
 def test_prompts(sources: list[dict], config_file: str) -> list[TestPrompt]:
-    """The prompts of every contamination source: instructions (format: instruction), texts, first user turns."""
-    import numpy as np
-
+    """The prompts of every contamination source: what each source's format gives as a prompt."""
     if not sources:
         logger.warning(
             "%s: no contamination_sources: this stage's training data is not checked for held-out test "
@@ -51,18 +49,9 @@ def test_prompts(sources: list[dict], config_file: str) -> list[TestPrompt]:
         )
 
     prompts = []
-    for raw in sources:
-        spec = SourceSpec(**raw)
+    for spec in source_specs(sources, KEY, config_file):
         docs, _ = read_source(spec, config_file, KEY)
-        batch = docs.table[docs.rows.tolist()]
-        if spec.format == "instruction":
-            texts = batch[spec.instruction_field]
-        elif spec.format == "messages":
-            texts = [
-                next(t["content"] for t in docs.turns(m) if t["role"] == "user") for m in batch[spec.messages_field]
-            ]
-        else:
-            texts = docs.texts(np.arange(len(docs)))
+        texts = docs.give("prompt")  # the request alone: an instruction, a text, a chat's first user turn
         prompts += [TestPrompt(f"{spec.name} row {row + 1}", text.strip()) for row, text in zip(docs.rows, texts)]
     return prompts
 

@@ -39,11 +39,12 @@ from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
 
-from ..args import LANGUAGES, PROSE_LANGUAGES, MixtureArguments, ModelArguments, SourceSpec
+from ..args import MixtureArguments, ModelArguments
 from ..errors import RecipeError
 from ..io import read_json_or_none, replace_dir, write_json
 from ..layout import DatasetDir
 from ..plots import plot_mixture
+from ..source_spec import LANGUAGES, PROSE_LANGUAGES, SourceSpec, source_specs
 from ..tokenizer import load_tokenizer
 from .sources import heldout_rule
 
@@ -301,8 +302,8 @@ def _clean_pipeline(
         )
     steps += [HeldOut(heldout_rule(spec, str(config_file), "mixture"), tokenizer_file), Tally("held_out")]
     filters: list = []
-    if spec.format == "instruction":
-        pass  # curated pairs (the red-team set): prose heuristics would drop short prompts and refusals
+    if not spec.source_format.free_text:
+        pass  # curated pairs and chats (the red-team set): prose heuristics would drop short prompts and refusals
     elif spec.lang == "code":
         filters.append(CodeQuality())
     else:
@@ -387,7 +388,7 @@ class HeldOutSample(PipelineStep):
 
 def _monitored(spec: SourceSpec) -> bool:
     """Plain text of one of the six languages (instruction pairs and chats would skew a language's loss)."""
-    return spec.format == "text" and spec.lang in LANGUAGES
+    return spec.source_format.free_text and spec.lang in LANGUAGES
 
 
 def _in_turn(iterators: list):
@@ -540,7 +541,7 @@ def _tokenize_chain(
 
         raise RecipeError(config_file, f"mixture[{spec.name}]", f"documents to train on: {why_empty(d, spec)}")
     steps: list = [JsonlReader(str(folder), glob_pattern="*.jsonl.gz", add_file_path=False)]
-    if spec.lang == "code" and spec.format == "text" and args.fim_rate > 0:
+    if spec.lang == "code" and spec.source_format.free_text and args.fim_rate > 0:
         steps.append(FillInTheMiddle(args.fim_rate, args.fim_spm_rate, seed=seed))
     # batch_size: documents held per tokenizer batch (datatrove's 10,000 made memory follow file size)
     steps.append(
@@ -599,7 +600,7 @@ def build_corpus(
         )
     if mix_args.mislabelled not in ("drop", "reroute"):
         raise RecipeError(config_file, "mislabelled", f"expected 'drop' or 'reroute', got {mix_args.mislabelled!r}")
-    specs = [SourceSpec(**raw) for raw in mix_args.mixture]
+    specs = source_specs(mix_args.mixture, "mixture", config_file)
     for i, spec in enumerate(specs):
         if spec.path is not None:
             check_local_source(spec, config_file, f"mixture[{i}]")
@@ -610,7 +611,9 @@ def build_corpus(
     _refuse_foreign(final, config_file)  # the finished folder is replaced at the end: it must hold only ours
     with _build_lock(d, config_file):
         _refuse_foreign(d, config_file)
-        tests = [SourceSpec(**raw) for raw in mix_args.contamination_sources]  # their files are inputs too
+        tests = source_specs(
+            mix_args.contamination_sources, "contamination_sources", config_file
+        )  # their files are inputs too
         _start_or_resume(d, _build_identity(model_args, mix_args, specs + tests))
         tokenizer = load_tokenizer(model_args, config_file)
         if not (d.tokenizer / "tokenizer.json").is_file():
@@ -619,7 +622,7 @@ def build_corpus(
         # the first text source of each language receives documents of that language found elsewhere
         routes: dict[str, str] = {}
         for s in specs:
-            if s.format == "text" and s.lang in PROSE_LANGUAGES:
+            if s.source_format.free_text and s.lang in PROSE_LANGUAGES:
                 routes.setdefault(s.lang, s.name)
         started = time.monotonic()
         logger.info(

@@ -8,7 +8,6 @@ that reaches ``filter_report.json``; line numbers of the first few go to the tas
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import sys
 from pathlib import Path
@@ -20,57 +19,23 @@ from datatrove.pipeline.readers import JsonlReader, ParquetReader
 from datatrove.pipeline.tokens import DocumentTokenizer
 from loguru import logger as task_log
 
-from ..args import SourceSpec
 from ..errors import RecipeError
-from .formats import chat_turns, instruction_text, messages_text
+from ..source_spec import SourceSpec
 from .sources import HeldOutRule, source_taxonomy
 
 NOTED_LINES = 5  # bad lines named in the task log per file; the count covers the rest
 COUNT_BATCH = 256  # documents per filter batch
 
 
-def _usable_text(value) -> str | None:
-    """The reason a field's value cannot be a document, or None when it is a non-blank string."""
-    if value is None:
-        return "empty"
-    if not isinstance(value, str):
-        return "not_text"
-    return None if value.strip() else "empty"
-
-
 def document_fields(spec: SourceSpec, row: dict) -> tuple[str | None, str | None]:
-    """(training text, None) for a usable row, (None, reason) for one that is not."""
-    if spec.format == "messages":
-        if spec.messages_field not in row:
-            return None, "missing_field"
-        turns = chat_turns(row[spec.messages_field], spec.role_field, spec.content_field)
-        if turns is False:
-            return None, "not_text"
-        text = messages_text(turns) if turns else None
-        return (text, None) if text else (None, "empty")
-    if isinstance(spec.instruction_field, list):
-        parts = []
-        for key in spec.instruction_field:
-            if key not in row:
-                return None, "missing_field"
-            if bad := _usable_text(row[key]):
-                return None, bad
-            parts.append(row[key].strip())
-        row = {**row, "\0instruction": "\n\n".join(parts)}
-        spec = dataclasses.replace(spec, instruction_field="\0instruction")
-    if spec.format == "text":
-        if spec.text_field not in row:
-            return None, "missing_field"
-        bad = _usable_text(row[spec.text_field])
-        return (None, bad) if bad else (row[spec.text_field], None)
-    for key in (spec.instruction_field, spec.response_field):
-        if key not in row:
-            return None, "missing_field"
-        if bad := _usable_text(row[key]):
-            return None, bad
+    """(training text, None) for a usable row, (None, reason) for one that is not (the source's format decides)."""
+    fmt = spec.source_format
+    record, reason = fmt.read(spec, row)
+    if reason:
+        return None, reason
     if (taxonomy := source_taxonomy(spec)) and not taxonomy.resolve(str(row.get(spec.category_field) or "")):
         return None, "unknown_category"
-    return instruction_text(row[spec.instruction_field], row[spec.response_field]), None
+    return fmt.give("text", record), None
 
 
 class _SourceAdapter:
@@ -179,22 +144,18 @@ def check_local_source(spec: SourceSpec, config_file, where: str) -> None:
                 names = pq.ParquetFile(file).schema_arrow.names
             except (OSError, ValueError) as err:
                 raise RecipeError(file, "parquet", f"a readable parquet file ({err})") from None
-            missing = [k for k in _columns(spec) if k not in names]
-            if missing:
-                raise RecipeError(
-                    config_file,
-                    f"{where}.{'text_field' if spec.format == 'text' else 'format'}",
-                    f"column(s) {', '.join(missing)} in {file} (it has {', '.join(names)})",
-                )
+            for key, columns in _columns(spec).items():
+                if missing := [c for c in columns if c not in names]:
+                    raise RecipeError(
+                        config_file,
+                        f"{where}.{key}",
+                        f"column(s) {', '.join(missing)} in {file} (it has {', '.join(names)})",
+                    )
 
 
-def _columns(spec: SourceSpec) -> list[str]:
-    if spec.format == "text":
-        return [spec.text_field]
-    if spec.format == "messages":
-        return [spec.messages_field]
-    fields = spec.instruction_field if isinstance(spec.instruction_field, list) else [spec.instruction_field]
-    return [*fields, spec.response_field]
+def _columns(spec: SourceSpec) -> dict[str, list[str]]:
+    """The columns every row must hold, by the source key that names them."""
+    return spec.source_format.columns(spec)
 
 
 def check_hub_source(spec: SourceSpec, config_file, where: str) -> None:

@@ -13,8 +13,8 @@ import json
 import logging
 from pathlib import Path
 
-from ..args import SourceSpec
 from ..layout import DatasetDir
+from ..source_spec import SourceSpec
 from .multisource import source_stats
 
 logger = logging.getLogger(__name__)

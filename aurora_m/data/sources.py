@@ -20,16 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..args import SourceSpec
 from ..errors import RecipeError
 from ..hub_errors import explain_hub_errors
-from .formats import ROLE_NAMES, chat_turns, instruction_text, messages_text
+from ..source_formats import EMPTY, MISSING_FIELD, NOT_TEXT
+from ..source_spec import SourceSpec
 
 logger = logging.getLogger(__name__)
 
 HASH_SPACE = 2**64
 SCAN_BATCH = 1000  # rows per batch when deciding which documents are kept
 MAX_NOTED_ROWS = 5  # rows named in a report note; the count covers the rest
+# a format's reason a row gives no record, as the scan counts it: None removed empty, False removed not text
+USABLE = {None: True, EMPTY: None, MISSING_FIELD: None, NOT_TEXT: False}
 
 
 @dataclass
@@ -56,19 +58,22 @@ class SourceDocs:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def records(self, file_rows) -> list:
+        """The format's records of the kept rows numbered ``file_rows`` (row numbers in the file)."""
+        fmt = self.spec.source_format
+        batch = self.table[list(file_rows)]
+        return [fmt.read(self.spec, row)[0] for row in _rows_of(batch)]
+
+    def give(self, product: str, positions=None) -> list:
+        """What the format makes of the kept rows at ``positions`` (indices into the kept rows; all by default):
+        ``text`` for training, ``chat``, ``prompt``, or a product a new format offers."""
+        rows = self.rows if positions is None else self.rows[np.asarray(positions, dtype=np.int64)]
+        fmt = self.spec.source_format
+        return [fmt.give(product, record) for record in self.records(rows.tolist())]
+
     def texts(self, positions) -> list[str]:
         """The documents at ``positions`` (indices into the kept rows), as training text."""
-        batch = self.table[self.rows[np.asarray(positions, dtype=np.int64)].tolist()]
-        if self.spec.format == "text":
-            return batch[self.spec.text_field]
-        if self.spec.format == "messages":
-            return [messages_text(self.turns(m)) for m in batch[self.spec.messages_field]]
-        return [
-            instruction_text(i, r) for i, r in zip(batch[self.spec.instruction_field], batch[self.spec.response_field])
-        ]
-
-    def turns(self, value) -> list[dict]:
-        return chat_turns(value, self.spec.role_field, self.spec.content_field)
+        return self.give("text", positions)
 
     def categories(self) -> list[str]:
         """Each kept row's category: the taxonomy's id when the source names a taxonomy, else as written."""
@@ -84,23 +89,21 @@ class SourceDocs:
         ``category`` (SFT: rendered by the chat template, or split into prompt/completion)."""
         from datasets import Dataset
 
-        batch = self.table[self.rows.tolist()]
-        if self.spec.format == "messages":
-            chats = [self.turns(m) for m in batch[self.spec.messages_field]]
-        elif self.spec.format == "instruction":
-            chats = [
-                [{"role": "user", "content": i.strip()}, {"role": "assistant", "content": r.strip()}]
-                for i, r in zip(batch[self.spec.instruction_field], batch[self.spec.response_field])
-            ]
-        else:
+        if not self.spec.source_format.can_give("chat"):
             raise ValueError(f"source {self.spec.name}: format {self.spec.format!r} holds no chats")
-        return Dataset.from_dict({"messages": chats, "category": self.categories()})
+        return Dataset.from_dict({"messages": self.give("chat"), "category": self.categories()})
 
     def to_dataset(self):
         """The kept documents in memory as training text, with their ``category``."""
         from datasets import Dataset
 
         return Dataset.from_dict({"text": self.texts(np.arange(len(self))), "category": self.categories()})
+
+
+def _rows_of(batch: dict) -> list[dict]:
+    """A column batch (``{column: [values]}``) as rows."""
+    columns = list(batch)
+    return [dict(zip(columns, values)) for values in zip(*batch.values())]
 
 
 def text_hash(text: str) -> int:
@@ -163,9 +166,8 @@ def heldout_rule(spec: SourceSpec, config_file: str, key: str) -> HeldOutRule:
 def stratified_rule(docs: SourceDocs, fraction: float) -> HeldOutRule:
     from ..safety.split import stratified_split
 
-    batch = docs.table[docs.rows.tolist()]
-    instructions = batch[docs.spec.instruction_field]
-    texts = docs.texts(np.arange(len(docs)))
+    instructions = docs.give("prompt")
+    texts = docs.give("text")
     is_test = stratified_split(instructions, docs.categories(), fraction)
     return HeldOutRule(fraction, frozenset(text_hash(t) for t, test in zip(texts, is_test) if test))
 
@@ -309,7 +311,7 @@ def _json_rows(path: str, fields: tuple[str, ...], stamp: tuple):
 def _load_fields(spec: SourceSpec):
     from datasets import Dataset, Features, Value
 
-    texts = [spec.text_field, spec.instruction_field, spec.response_field]
+    texts = [c for names in spec.source_format.columns(spec).values() for c in names]
     fields = [f for f in dict.fromkeys(texts) if f != spec.category_field] + [spec.category_field]
     stat = Path(spec.path).stat()  # part of the cache key: an edited file is read again
     return Dataset.from_generator(
@@ -336,23 +338,22 @@ def read_source(
     """
     where = f"{key}[{spec.name}]"
     ds = _load(spec, config_file, where)
-    text_format = spec.format == "text"
-    needed = {"text": {"text_field": spec.text_field}, "messages": {"messages_field": spec.messages_field}}.get(
-        spec.format, {"instruction_field": spec.instruction_field, "response_field": spec.response_field}
-    )
+    fmt = spec.source_format
+    columns = fmt.columns(spec)
     if spec.taxonomy or spec.stratify:  # red-team sets: every row must name its harm category
-        needed["category_field"] = spec.category_field
-    for field_key, column in needed.items():
-        if column not in ds.column_names:
-            raise RecipeError(
-                config_file,
-                f"{where}.{field_key}",
-                f"column {column!r} not in {spec.path or spec.dataset} (columns: {', '.join(ds.column_names)})",
-            )
-    if prompt_completion and text_format:
-        raise RecipeError(config_file, f"{where}.format", "SFT sources need format: instruction or messages")
+        columns = {**columns, "category_field": [spec.category_field]}
+    for field_key, names in columns.items():
+        for column in names:
+            if column not in ds.column_names:
+                raise RecipeError(
+                    config_file,
+                    f"{where}.{field_key}",
+                    f"column {column!r} not in {spec.origin} (columns: {', '.join(ds.column_names)})",
+                )
+    if prompt_completion and not fmt.can_give("chat"):
+        raise RecipeError(config_file, f"{where}.format", f"SFT sources need a chat: format {spec.format!r} has none")
     rule = heldout_rule(spec, config_file, key)
-    needed = list(dict.fromkeys(v for k, v in needed.items() if k != "category_field"))
+    needed = list(dict.fromkeys(c for k, names in columns.items() if k != "category_field" for c in names))
     if len(ds) == 0:
         if spec.path:
             raise _data_file_error(spec, config_file, where, None, "empty data file (no rows)")
@@ -371,12 +372,7 @@ def read_source(
             ) from err
         raise error from err
     if not_text:
-        what = (
-            f"is not a chat (a list of turns with string '{spec.role_field}' and '{spec.content_field}' keys, "
-            f"roles {'/'.join(ROLE_NAMES)})"
-            if spec.format == "messages"
-            else "is not a string"
-        )
+        what = f"is not {fmt.shape(spec)}" if fmt.shape else "is not a string"
         note = f"{report.removed_not_text} row(s) removed whose {'/'.join(needed)} {what} (rows {_shown(not_text)})"
         report.notes.append(note)
         if log_notes:
@@ -393,20 +389,13 @@ def _scan(table, spec: SourceSpec, report: SourceReport, rule: HeldOutRule, log_
     kept, not_text, unknown, empty = [], [], [], []  # the first rows of each kind, for the notes
     heldout = spec.take == "heldout"
     taxonomy = source_taxonomy(spec)
+    fmt = spec.source_format
     row = 0
     with tqdm(total=len(table), desc=f"read {spec.name}", unit="doc", leave=False, mininterval=1.0) as bar:
         for batch in table.iter(batch_size=SCAN_BATCH):
-            if spec.format == "text":
-                texts = batch[spec.text_field]
-                usable = [_usable(t) for t in texts]
-            elif spec.format == "messages":
-                chats = [chat_turns(m, spec.role_field, spec.content_field) for m in batch[spec.messages_field]]
-                usable = [c if c is False else (None if c is None else True) for c in chats]
-                texts = [messages_text(c) if ok else None for c, ok in zip(chats, usable)]
-            else:
-                pairs = list(zip(batch[spec.instruction_field], batch[spec.response_field]))
-                usable = [_usable_pair(i, r) for i, r in pairs]
-                texts = [instruction_text(i, r) if ok else None for (i, r), ok in zip(pairs, usable)]
+            records = [fmt.read(spec, row) for row in _rows_of(batch)]
+            usable = [USABLE.get(reason, reason) for _, reason in records]
+            texts = [fmt.give("text", record) if reason is None else None for record, reason in records]
             if taxonomy is not None:
                 usable = [
                     ok if not ok or taxonomy.resolve(str(c or "")) else "unknown"
@@ -434,9 +423,7 @@ def _scan(table, spec: SourceSpec, report: SourceReport, rule: HeldOutRule, log_
             row += len(texts)
             bar.update(len(texts))
     if empty:  # common in web corpora, so said without a warning; counted in the report all the same
-        fields = {"text": spec.text_field, "messages": spec.messages_field}.get(
-            spec.format, f"{spec.instruction_field}/{spec.response_field}"
-        )
+        fields = "/".join(c for names in fmt.columns(spec).values() for c in names)
         note = f"{report.removed_empty} row(s) removed whose {fields} is missing or blank (rows {_shown(empty)})"
         report.notes.append(note)
         if log_notes:
@@ -460,21 +447,6 @@ def _note_row(rows: list[int], row: int) -> None:
 
 def _shown(rows: list[int]) -> str:
     return ", ".join(map(str, rows[:MAX_NOTED_ROWS])) + (", ..." if len(rows) > MAX_NOTED_ROWS else "")
-
-
-def _usable(value) -> bool | None:
-    """True for a non-blank string, None for a missing or blank one, False for a value that is not text."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        return False
-    return None if not value or value.isspace() else True
-
-
-def _usable_pair(instruction, response) -> bool | None:
-    """An instruction/response pair: not text if either side is not text, else empty if either is empty."""
-    sides = (_usable(instruction), _usable(response))
-    return False if False in sides else (None if None in sides else True)
 
 
 def load_rows(spec: SourceSpec, config_file: str, key: str):

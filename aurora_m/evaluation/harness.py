@@ -313,3 +313,14 @@ def lm_eval_logs():
         source.setLevel(saved[0])
         source.propagate = saved[1]
         source.handlers = saved[2]
+
+
+def check_harness_keys(stage) -> None:
+    """The harness suite's keys: entries well formed, the include folder there. Task names are checked when the
+    stage starts (:func:`check_tasks`): indexing lm-eval's thousands of task YAMLs takes seconds."""
+    config = stage.config
+    requested_tasks(config.get("lm_eval_tasks") or {}, stage.file)
+    if config.get("lm_eval_include_path"):
+        stage.local("lm_eval_include_path", config["lm_eval_include_path"], folder=True)
+    if "harness" in (config.get("suites") or []) and not config.get("lm_eval_tasks"):
+        raise RecipeError(stage.file, "lm_eval_tasks", "missing: the harness suite needs lm-eval tasks per language")

@@ -12,9 +12,10 @@ import logging
 import math
 from dataclasses import asdict
 
-from ..args import EvalArguments, SourceSpec
+from ..args import EvalArguments
 from ..data.sources import load_source
 from ..errors import RecipeError
+from ..source_spec import source_specs
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +23,7 @@ logger = logging.getLogger(__name__)
 def heldout_texts(eval_args: EvalArguments, config_file) -> tuple[dict[str, list[str]], list]:
     """Held-out documents per language, read once for every variant."""
     texts, reports = {}, []
-    for raw in eval_args.perplexity_sources:
-        spec = SourceSpec(**raw)
+    for spec in source_specs(eval_args.perplexity_sources, "perplexity_sources", config_file):
         docs, report = load_source(spec, str(config_file), "perplexity_sources")
         texts[spec.name] = list(docs["text"])
         reports.append(asdict(report))

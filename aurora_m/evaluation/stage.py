@@ -10,7 +10,6 @@ suite's result; ``VARIANT/results.json`` all of them merged (the publishing stag
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 from pathlib import Path
@@ -18,26 +17,18 @@ from pathlib import Path
 from ..args import EvalArguments
 from ..errors import RecipeError
 from ..io import atomic_dir, write_json
-from ..layout import StageDir
+from ..layout import VARIANT_NAME, StageDir
 from ..locking import run_lock
-from ..recipe import VARIANT_NAME
 from .reports import write_reports
+from .suites import SUITES
 
 logger = logging.getLogger(__name__)
-
-SUITES = {  # name -> "module:function(model, tokenizer, eval_args, config_file, **context) -> dict"
-    "perplexity": "aurora_m.evaluation.perplexity:perplexity_suite",
-    "code": "aurora_m.evaluation.code.suite:run_code",
-    "harness": "aurora_m.evaluation.harness:run_harness",
-    "safety": "aurora_m.evaluation.safety.suite:run_safety",
-}
 
 
 def suite_runner(name: str, config_file):
     if name not in SUITES:
         raise RecipeError(config_file, "suites", f"unknown suite {name!r}: expected some of {', '.join(SUITES)}")
-    module, _, function = SUITES[name].partition(":")
-    return getattr(importlib.import_module(module), function)
+    return SUITES[name].load("runner")
 
 
 def parse_models(entries: list[str], config_file) -> dict[str, str]:
@@ -116,30 +107,11 @@ def _evaluate_variants(eval_args: EvalArguments, training_args, config_file) -> 
 
 
 def prepare_suites(eval_args: EvalArguments, config_file, cache: dict, suites: list[str]) -> None:
-    """What a suite would otherwise find wrong only after models load and earlier suites run: the code opt-in,
-    the problem sets, lm-eval task names, the safety judge (loaded once, kept in ``cache``)."""
-    if "code" in suites:
-        from .code.sandbox import require_opt_in
-        from .code.suite import load_problems
-
-        require_opt_in()
-        for name in eval_args.code_problems:
-            cache.setdefault(f"problems:{name}", load_problems(name, eval_args, config_file))
-    if "harness" in suites:
-        from .harness import check_tasks
-
-        check_tasks(eval_args, config_file, cache)
-    if "safety" in suites and eval_args.safety_judge != "refusal" and "safety:judge" not in cache:
-        from .safety.judge import make_judge
-
-        try:
-            cache["safety:judge"] = make_judge(eval_args.safety_judge)
-        except (OSError, ValueError, RuntimeError) as err:
-            raise RecipeError(
-                config_file,
-                "safety_judge",
-                f"cannot use {eval_args.safety_judge!r}: {' '.join(str(err).split())[:300]}",
-            ) from None
+    """What a suite would otherwise find wrong only after models load and earlier suites run (the code opt-in,
+    the problem sets, lm-eval task names, the safety judge): each suite's ``prepare``, results kept in ``cache``."""
+    for name in suites:
+        if prepare := SUITES[name].load("prepare"):
+            prepare(eval_args, config_file, cache)
 
 
 def run_eval_step(ctx) -> dict:

@@ -147,9 +147,9 @@ def eval_results(results: dict, eval_config: dict) -> list:
 def training_datasets(lineage, extra: list[str]) -> list[str]:
     """The Hub datasets the variant's stages trained on (not held-out or test sources), then ``extra``."""
     from ..args import HUB_ID
-    from ..recipe import source_keys
+    from ..source_spec import SOURCE_LISTS
 
-    keys = [key for key, kind in source_keys().items() if kind.produces_model] + ["helpful_sources"]
+    keys = [key for key, source_list in SOURCE_LISTS.items() if source_list.trains]
     found = [
         source.get("dataset")
         for step in lineage
@@ -243,7 +243,7 @@ def build_card(variant, publish_args: PublishArguments, results: dict, assets: d
     """The ModelCard of one variant, from its lineage, its evaluation results and the plots in ``assets``."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from ..data.formats import INSTRUCTION_PROMPT
+    from ..prompt import INSTRUCTION_PROMPT
 
     last = variant.lineage[-1]
     kind_tag = last.kind if last.kind != "pretrain" else "continual-pretraining"

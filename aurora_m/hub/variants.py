@@ -26,7 +26,7 @@ def hub_target(publish_args: PublishArguments, recipe: str, variant: str) -> tup
 
 def stage_config(layout: RunLayout, summary: dict, stage: str) -> dict:
     """A stage's YAML as the run saved it, with the command-line overrides it ran with ({} when unreadable)."""
-    from ..recipe import overrides_to_dict, read_yaml
+    from ..overrides import overrides_to_dict, read_yaml
 
     entry = next((s for s in summary["stages"] if s["name"] == stage), None)
     if entry is None:

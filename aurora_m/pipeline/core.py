@@ -22,7 +22,10 @@ from ..errors import RecipeError
 from ..io import check_output_dir, read_json_or_none, sweep_dead_temps, write_json
 from ..layout import ExportDir, RunLayout
 from ..locking import run_lock
-from ..recipe import Recipe, StageSpec, read_yaml, redact, redact_overrides
+from ..overrides import read_yaml
+from ..recipe import Recipe, StageSpec
+from ..redaction import redact, redact_overrides
+from ..stages import engines, get_engine
 from .fingerprint import Fingerprints, StepPrint, explain_difference
 from .summary import build_summary
 
@@ -269,36 +272,32 @@ class Pipeline:
 
     def _guard_checkpoints(self, stage: StageSpec, restart: set[str], resume: set[str]) -> None:
         """Checkpoints are resumed only by the configuration that wrote them, unless the user says otherwise."""
-        from ..train.checkpoints import complete_checkpoints
-
         dirs = self.layout.stage(stage.name)
         current = self.print_of(stage, stage.spec.resumable_step)
         upstream_runs = self.model_input_runs(stage)
-        checkpoints = complete_checkpoints(dirs)  # partial ones are set aside here, with a warning
-        nanotron = dirs.nanotron_steps()  # a nanotron stage's checkpoints: its whole folder moves together
+        # every engine's checkpoints in the folder (a stage that changed engine left the other's), oldest first
+        # within each; partial Trainer checkpoints are set aside here, with a warning
+        states = {engine.name: engine.hook("checkpoints")(dirs) for engine in engines() if engine.checkpoints}
+        states = {name: found for name, found in states.items() if found}
         state = read_json_or_none(dirs.train_state)
         rerun = [
             name
             for name, run_id in upstream_runs.items()
             if (state or {}).get("upstream_runs", {}).get(name) not in (None, run_id)
         ]
-        if (checkpoints or nanotron) and stage.name in restart:
+        if states and stage.name in restart:
             aside = dirs.set_aside("restart")
-            for path in checkpoints:
-                path.rename(aside / path.name)
-            if nanotron:  # with its latest.txt, and the loss lines of the launches that wrote it
-                for path in (dirs.nanotron_checkpoints, dirs.nanotron_losses):
-                    if path.exists():
-                        path.rename(aside / path.name)
+            for name in states:
+                get_engine(name).hook("set_aside")(dirs, aside)
             logger.warning(
                 "%s: %d checkpoint(s) moved to %s; training starts over",
                 stage.name,
-                len(checkpoints) + len(nanotron),
+                sum(map(len, states.values())),
                 self.layout.rel(aside),
             )
-            checkpoints = nanotron = []
-        elif (checkpoints or nanotron) and ((state or {}).get("fingerprint") != current.fingerprint or rerun):
-            newest = (checkpoints or nanotron)[-1].name if not nanotron else f"nanotron/{nanotron[-1].name}"
+        elif states and ((state or {}).get("fingerprint") != current.fingerprint or rerun):
+            _, found = next(reversed(states.items()))  # another engine's over the default's, as it resumes
+            newest = self.layout.rel(found[-1]).removeprefix(f"{stage.name}/")
             changes = (
                 explain_difference(state, current, self._input_details, stage.name)
                 if state

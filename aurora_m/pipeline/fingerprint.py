@@ -15,16 +15,11 @@ from pathlib import Path
 
 from ..io import read_json_or_none, write_json
 from ..layout import RunLayout
-from ..recipe import (
-    Recipe,
-    StageSpec,
-    field_types,
-    overrides_to_dict,
-    read_yaml,
-    resolve_path,
-    source_keys,
-    typed_cli_value,
-)
+from ..overrides import field_types, overrides_to_dict, read_yaml, typed_cli_value
+from ..recipe import Recipe, StageSpec
+from ..roots import resolve_path
+from ..source_spec import BUILTIN_TAXONOMY
+from ..stage_checks import source_list_keys
 
 # Keys that cannot change what a step computes: how often it logs, saves or evaluates, where it
 # reports, how many workers load data, where outputs go, Hub pushes, and the env block.
@@ -185,15 +180,15 @@ class FileHashes:
 
 def local_files(config: dict, base: Path, has_model_input: bool) -> dict[str, Path]:
     """Every local file or folder a stage reads, by the key that names it."""
-    from ..args import EXTRA_SOURCE_LISTS, LOCAL_PATH_KEYS, SINGLE_SOURCE_KEYS
+    from ..args import LOCAL_PATH_KEYS
 
     files = {}
-    for key in [*source_keys(), *EXTRA_SOURCE_LISTS, *SINGLE_SOURCE_KEYS]:
+    for key in source_list_keys():
         value = config.get(key) or []
         for i, source in enumerate([value] if isinstance(value, dict) else value):
             if isinstance(source, dict) and source.get("path"):
                 files[f"{key}[{i}] {source['path']}"] = resolve_path(base, source["path"])
-            if isinstance(source, dict) and source.get("taxonomy") not in (None, "aurora-m"):
+            if isinstance(source, dict) and source.get("taxonomy") not in (None, BUILTIN_TAXONOMY):
                 files[f"{key}[{i}] {source['taxonomy']}"] = resolve_path(base, source["taxonomy"])
     for key in LOCAL_PATH_KEYS:
         if config.get(key):
@@ -236,7 +231,7 @@ class Fingerprints:
     def stage_config(self, stage: StageSpec) -> dict:
         overrides = overrides_to_dict(self.overrides.get(stage.name))
         if overrides:  # typed as the dataclasses read them: `--bf16 no` is the YAML's `bf16: false`
-            types = field_types(stage.spec.dataclass_types())
+            types = field_types(stage.spec.dataclass_types(stage.engine))
             overrides = {k: typed_cli_value(v, types.get(k, str)) for k, v in overrides.items()}
         return {**read_yaml(stage.config), **overrides}
 

@@ -17,7 +17,8 @@ from ..errors import RecipeError
 from ..io import read_json_or_none
 from ..layout import RunLayout
 from ..locking import run_lock
-from ..recipe import load_recipe, parse_stage
+from ..recipe import load_recipe
+from ..stage_checks import parse_stage
 from .core import Pipeline
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from ..layout import TRAINING_ARGS_JSON, TRAINING_ARGS_PICKLE, StageDir
 from ..locking import run_lock
 from ..logs import log_through_logging
 from ..plots import plot_loss
-from ..recipe import redact
+from ..redaction import redact
 from .checkpoints import resume_checkpoint
 from .saving import save_full_model
 

@@ -25,11 +25,12 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import IntervalStrategy
 
-from ..args import LANGUAGES, MixtureArguments
+from ..args import MixtureArguments
 from ..errors import RecipeError
 from ..io import read_json_or_none
 from ..layout import DatasetDir, StageDir
 from ..plots import plot_curves
+from ..source_spec import LANGUAGES
 
 logger = logging.getLogger(__name__)
 PREFIX = "forgetting/"

@@ -43,14 +43,6 @@ def build_trainer(
     """The stage's Trainer, ready to train: dataset built (once, across nodes), model loaded, stream attached."""
     from transformers import AutoTokenizer
 
-    if mix_args.parallelism_set():  # given, so not silently dropped: they mean nothing to Trainer
-        raise RecipeError(
-            config_file,
-            mix_args.parallelism_set()[0],
-            "a key of the nanotron engine (tensor x pipeline x data parallel): set engine: nanotron "
-            "for this stage in pipeline.yaml, or leave it out (transformers trains data parallel "
-            "over the launch's GPUs)",
-        )
     dirs = StageDir(training_args.output_dir)
     data = DatasetDir(mix_args.dataset_dir) if mix_args.dataset_dir else dirs.data
     if data.is_built():  # scripts reuse it as is; `aurora-m` rebuilds it when its sources or keys change

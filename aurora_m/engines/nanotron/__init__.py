@@ -10,6 +10,8 @@ the GPTBigCode model (:mod:`.model`) and the torchrun entry point (:mod:`.entry`
 
 from __future__ import annotations
 
+from ...stages import Engine
+
 # The nanotron source commit this engine was written and checked against (github.com/huggingface/nanotron):
 # its config schema is recorded in tests/fixtures/nanotron/schema.json.
 PINNED_COMMIT = "2411b022a75fb7f7561a1bb4166706da5e1b76de"
@@ -40,3 +42,30 @@ def require_nanotron():
     except (ImportError, RuntimeError) as err:
         raise RecipeError(None, "engine", f"nanotron is not importable here ({err}): {INSTALL}") from None
     return nanotron
+
+
+def checkpoints(dirs):
+    """nanotron's step folders (``nanotron/N``), oldest first: what a nanotron stage resumes from."""
+    return dirs.nanotron_steps()
+
+
+def set_aside(dirs, folder) -> None:
+    """The whole checkpoints folder (with its latest.txt) and the loss lines of the launches that wrote it."""
+    for path in (dirs.nanotron_checkpoints, dirs.nanotron_losses):
+        if path.exists():
+            path.rename(folder / path.name)
+
+
+ENGINE = Engine(
+    name="nanotron",
+    module="nanotron",
+    install=INSTALL,
+    check="aurora_m.engines.nanotron:require_nanotron",
+    # the same datatrove shards (the kind's own data step); training in nanotron, exported back to transformers
+    runners={"pretrain": {"train": "aurora_m.engines.nanotron.runner:run_train_step"}},
+    arguments="aurora_m.engines.nanotron.arguments:ParallelismArguments",
+    checkpoints=checkpoints,
+    set_aside=set_aside,
+    convert="aurora_m.engines.nanotron.convert:add_convert_commands",
+    help="nanotron: tensor x pipeline x data parallel CAP and CAT (GPU nodes)",
+)

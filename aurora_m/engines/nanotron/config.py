@@ -105,8 +105,8 @@ class Corpus:
         )
 
 
-def parallel_sizes(mix_args, world_size: int | None, config_file) -> tuple[int, int, int]:
-    tp, pp, dp = mix_args.tp, mix_args.pp, mix_args.dp
+def parallel_sizes(parallel, world_size: int | None, config_file) -> tuple[int, int, int]:
+    tp, pp, dp = parallel.tp, parallel.pp, parallel.dp
     for key, value in (("tp", tp), ("pp", pp), ("dp", dp)):
         if value is not None and value < 1:
             raise RecipeError(config_file, key, f"expected a positive integer, got {value}")
@@ -177,6 +177,7 @@ def emit(
     model_args,
     mix_args,
     training_args,
+    parallel,
     *,
     project: str,
     stage: str,
@@ -193,13 +194,13 @@ def emit(
     optim = str(getattr(training_args.optim, "value", training_args.optim))
     if "adamw" not in optim:
         raise RecipeError(config_file, "optim", f"{optim!r}: the nanotron engine trains with AdamW")
-    if mix_args.pp_engine not in ("1f1b", "afab"):
-        raise RecipeError(config_file, "pp_engine", f"expected 1f1b or afab, got {mix_args.pp_engine!r}")
-    if mix_args.tp_mode not in ("all_reduce", "reduce_scatter"):
-        raise RecipeError(config_file, "tp_mode", f"expected all_reduce or reduce_scatter, got {mix_args.tp_mode!r}")
-    if mix_args.zero_stage not in (0, 1):
-        raise RecipeError(config_file, "zero_stage", f"expected 0 or 1, got {mix_args.zero_stage}")
-    tp, pp, dp = parallel_sizes(mix_args, world_size, config_file)
+    if parallel.pp_engine not in ("1f1b", "afab"):
+        raise RecipeError(config_file, "pp_engine", f"expected 1f1b or afab, got {parallel.pp_engine!r}")
+    if parallel.tp_mode not in ("all_reduce", "reduce_scatter"):
+        raise RecipeError(config_file, "tp_mode", f"expected all_reduce or reduce_scatter, got {parallel.tp_mode!r}")
+    if parallel.zero_stage not in (0, 1):
+        raise RecipeError(config_file, "zero_stage", f"expected 0 or 1, got {parallel.zero_stage}")
+    tp, pp, dp = parallel_sizes(parallel, world_size, config_file)
     if model_config.num_attention_heads % tp or model_config.vocab_size % tp:
         raise RecipeError(
             config_file,
@@ -278,9 +279,9 @@ def emit(
             "tp": tp,
             "pp": pp,
             "dp": dp,
-            "pp_engine": mix_args.pp_engine,
-            "tp_mode": mix_args.tp_mode,
-            "tp_linear_async_communication": mix_args.tp_mode == "reduce_scatter",
+            "pp_engine": parallel.pp_engine,
+            "tp_mode": parallel.tp_mode,
+            "tp_linear_async_communication": parallel.tp_mode == "reduce_scatter",
             "recompute_layer": bool(
                 getattr(training_args, "activation_checkpointing", False) or training_args.gradient_checkpointing
             ),
@@ -326,7 +327,7 @@ def emit(
                 "adam_eps": training_args.adam_epsilon,
                 "torch_adam_is_fused": True,
             },
-            "zero_stage": mix_args.zero_stage,
+            "zero_stage": parallel.zero_stage,
             "weight_decay": training_args.weight_decay,
             "clip_grad": training_args.max_grad_norm or None,
             "accumulate_grad_in_fp32": True,

@@ -370,3 +370,21 @@ def nanotron_to_hf(src: str | Path, dst: str | Path, *, overwrite: bool = False)
         )
     logger.info("converted %s -> %s (transformers folder, %d tensors)", src, dst, len(by_hf))
     return dst
+
+
+def add_convert_commands(directions) -> None:
+    """``aurora-m convert hf-to-nanotron`` and ``nanotron-to-hf`` (the engine's convert hook)."""
+    to_nt = directions.add_parser("hf-to-nanotron", help="a transformers folder as a nanotron checkpoint")
+    to_nt.add_argument(
+        "--tp", type=int, default=1, help="tensor-parallel shards to write (nanotron re-shards on load; default 1)"
+    )
+    to_nt.add_argument("--n-positions", type=int, help="keep the first N learned positions (Aurora-M: 2048)")
+    to_nt.set_defaults(
+        convert=lambda a: hf_to_nanotron(a.src, a.dst, tp=a.tp, n_positions=a.n_positions, overwrite=a.overwrite)
+    )
+    to_hf = directions.add_parser("nanotron-to-hf", help="a nanotron checkpoint (any TP) as a transformers folder")
+    to_hf.set_defaults(convert=lambda a: nanotron_to_hf(a.src, a.dst, overwrite=a.overwrite))
+    for p in (to_nt, to_hf):
+        p.add_argument("src")
+        p.add_argument("dst", help="a new or empty folder (or one this command wrote, with --overwrite)")
+        p.add_argument("--overwrite", action="store_true", help="replace a folder this command wrote before")

@@ -104,7 +104,7 @@ def _upstream_stage(ctx) -> tuple[str, StageDir] | None:
     return next(iter(ctx.input_stages.items()), None)
 
 
-def plan(ctx, model_args, mix_args, training_args, world_size: int | None) -> dict:
+def plan(ctx, model_args, mix_args, training_args, parallel, world_size: int | None) -> dict:
     """Convert what the stage starts from and emit its nanotron config (written to ``<stage>/nanotron.yaml``)."""
     dirs, data = ctx.dirs, DatasetDir(mix_args.dataset_dir) if mix_args.dataset_dir else ctx.dirs.data
     mixture = read_json_or_none(data.mixture_json)
@@ -145,6 +145,7 @@ def plan(ctx, model_args, mix_args, training_args, world_size: int | None) -> di
         model_args,
         mix_args,
         training_args,
+        parallel,
         project=project.get("recipe", "aurora-m"),
         stage=ctx.stage,
         model_config=model_config,
@@ -390,10 +391,10 @@ def run_train_step(ctx) -> Path:
     from ...train.common import wired_arguments
 
     require_nanotron()
-    model_args, mix_args, training_args = ctx.parse(*wired_arguments(ctx))
+    model_args, mix_args, training_args, parallel = ctx.parse(*wired_arguments(ctx))
     nodes = nodes_from_env()
     with run_lock(ctx.dirs.train_lock, "training"):
-        config = plan(ctx, model_args, mix_args, training_args, world_size=nodes.world_size)
+        config = plan(ctx, model_args, mix_args, training_args, parallel, world_size=nodes.world_size)
         data = DatasetDir(mix_args.dataset_dir) if mix_args.dataset_dir else ctx.dirs.data
         last = latest_checkpoint(ctx.dirs.nanotron_checkpoints)
         if last is not None and int(last.name) >= config["tokens"]["train_steps"]:

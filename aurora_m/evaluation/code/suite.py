@@ -19,8 +19,10 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from ...args import EvalArguments, SourceSpec
+from ...args import EvalArguments
 from ...errors import RecipeError
+from ...overrides import check_choice, check_positive, number
+from ...source_spec import source_specs
 from ..generation import generate
 from .passk import mean_pass_at_k
 from .problems import humaneval_problems, mbpp_problems, program_for
@@ -43,7 +45,7 @@ def load_problems(name: str, eval_args: EvalArguments, config_file) -> list:
             )
         from ...data.sources import load_rows
 
-        spec = SourceSpec(**{"name": "mbpp", **eval_args.mbpp_source})
+        (spec,) = source_specs(eval_args.mbpp_source, "mbpp_source", config_file)
         problems = mbpp_problems(
             list(load_rows(spec, str(config_file), "mbpp_source")), source=spec.path or spec.dataset
         )
@@ -130,3 +132,42 @@ def run_code(
         )
         benchmarks[name] = result
     return {"suite": "code", "max_new_tokens": eval_args.code_max_new_tokens, "benchmarks": benchmarks}
+
+
+def check_code_keys(stage) -> None:
+    """Benchmark names known; MBPP has a source; sampling settings that make sense."""
+    config = stage.config
+    check_choice(stage.file, config, "code_problems", list(BENCHMARKS))
+    check_positive(
+        stage.file,
+        config,
+        "code_max_new_tokens",
+        "code_batch_size",
+        "code_timeout_s",
+        "code_memory_mb",
+        "code_max_problems",
+    )
+    if "code" not in (config.get("suites") or []):
+        return
+    if "mbpp" in (config.get("code_problems") or []) and not isinstance(config.get("mbpp_source"), dict):
+        raise RecipeError(
+            stage.file,
+            "mbpp_source",
+            "missing: code_problems names mbpp; give a source entry "
+            "({dataset: google-research-datasets/mbpp, ...} or {path: FILE})",
+        )
+    samples = int(number(config.get("code_samples", 0)) or 0)
+    if samples and not 0 < number(config.get("code_temperature", 0.8)):
+        raise RecipeError(*stage.origin("code_temperature"), "sampled pass@k needs a temperature above 0")
+    too_big = [k for k in config.get("code_k") or [] if samples and int(number(k)) > samples]
+    if too_big:
+        raise RecipeError(*stage.origin("code_k"), f"k {too_big} above code_samples {samples}: pass@k needs k <= n")
+
+
+def prepare_code(eval_args: EvalArguments, config_file, cache: dict) -> None:
+    """The opt-in to run model-written code, and the problem sets, before any model loads."""
+    from .sandbox import require_opt_in
+
+    require_opt_in()
+    for name in eval_args.code_problems:
+        cache.setdefault(f"problems:{name}", load_problems(name, eval_args, config_file))

@@ -18,9 +18,9 @@ import logging
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 
-from ...args import PROSE_LANGUAGES, SourceSpec
 from ...data.sources import load_rows, read_source
 from ...errors import RecipeError
+from ...source_spec import PROSE_LANGUAGES, SourceSpec, source_specs
 
 logger = logging.getLogger(__name__)
 
@@ -91,11 +91,10 @@ def _stratified(items: list[tuple], cap: int | None) -> list[tuple]:
 
 def read_prompts(sources: list[dict], key: str, config_file, max_per_language: int | None = None) -> PromptSet:
     """The prompts of ``sources`` (the ``safety_sources`` or ``benign_sources`` list), in source and file order."""
-    specs, tables, reports = [], [], []
+    specs, docs_of, reports = [], [], []
     candidates: dict[str, list[tuple]] = defaultdict(list)  # language -> (source, category, row number)
     other = Counter()
-    for raw in sources:
-        spec = SourceSpec(**raw)
+    for spec in source_specs(sources, key, config_file):
         where = f"{key}[{spec.name}]"
         docs, report = read_source(spec, str(config_file), key)
         reports.append(asdict(report))
@@ -108,7 +107,7 @@ def read_prompts(sources: list[dict], key: str, config_file, max_per_language: i
                 continue
             candidates[lang].append((len(specs), str(category or "").strip() or UNCATEGORIZED, row))
         specs.append(spec)
-        tables.append(docs.table)
+        docs_of.append(docs)
     if other:
         logger.warning(
             "%s: %d row(s) in languages the suite does not measure (%s): not used",
@@ -127,8 +126,8 @@ def read_prompts(sources: list[dict], key: str, config_file, max_per_language: i
     for source, items in sorted(chosen.items()):
         items.sort(key=lambda item: item[2])  # file order, whatever the language
         spec = specs[source]
-        column = spec.text_field if spec.format == "text" else spec.instruction_field
-        texts = tables[source].select_columns([column])[[row for _, _, row in items]][column]
+        fmt = spec.source_format
+        texts = [fmt.give("prompt", record) for record in docs_of[source].records([row for _, _, row in items])]
         for (lang, category, _), text in zip(items, texts):
             text = text.strip()
             if (lang, text) in seen:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...args import PROSE_LANGUAGES
+from ...source_spec import PROSE_LANGUAGES
 
 MISSING = "missing"
 

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import math
 
-from ...args import SourceSpec
 from ...data.sources import read_source
+from ...source_spec import source_specs
 
 
 def read_pairs(sources: list[dict], key: str, config_file) -> list[list[dict]]:
-    """The held-out chats of every ``format: instruction`` source of a list (prompt-only sources hold none)."""
+    """The held-out chats of every source of a list whose format holds chats (prompt-only sources hold none)."""
     chats = []
-    for raw in sources:
-        spec = SourceSpec(**raw)
-        if spec.format != "instruction":
+    for spec in source_specs(sources, key, config_file):
+        if not spec.source_format.can_give("chat"):  # prompts alone: no response to score
             continue
         docs, _ = read_source(spec, str(config_file), key)
         chats += docs.to_chats()["messages"]

@@ -38,9 +38,11 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
-from ...args import PROSE_LANGUAGES, EvalArguments
-from ...data.formats import instruction_prompt
+from ...args import EvalArguments
 from ...errors import RecipeError
+from ...overrides import check_positive
+from ...prompt import instruction_prompt
+from ...source_spec import PROSE_LANGUAGES
 from ..generation import generate
 from .judge import Judge, judge_name_problem, make_judge
 from .prompts import PromptSet, SafetyPrompt, read_prompts
@@ -259,3 +261,36 @@ def run_safety(
         "examples": _examples(red, responses[:n_red], red_refused[PLAIN], benign, benign_responses, benign_refused),
         "sources": {"red_team": red_set.reports, "benign": benign_set.reports},
     }
+
+
+def check_safety_keys(stage) -> None:
+    """The judge and the jailbreak template names known (a classifier id is only loaded when the stage runs);
+    the red-team sources there when the suite is named (the lists themselves are checked like any source list)."""
+    config = stage.config
+    if "safety_judge" in config and (problem := judge_name_problem(str(config["safety_judge"]))):
+        raise RecipeError(*stage.origin("safety_judge"), problem)
+    for name in config.get("jailbreak_templates") or []:
+        if problem := template_name_problem(str(name)):
+            raise RecipeError(*stage.origin("jailbreak_templates"), problem)
+    check_positive(stage.file, config, "safety_max_new_tokens", "safety_max_prompts")
+    if "safety" in (config.get("suites") or []) and not config.get("safety_sources"):
+        raise RecipeError(
+            stage.file,
+            "safety_sources",
+            "missing: the safety suite needs red-team prompts (held out from "
+            "training: take: heldout with the training split's fraction)",
+        )
+
+
+def prepare_safety(eval_args: EvalArguments, config_file, cache: dict) -> None:
+    """The judge, loaded once before any model (a classifier that cannot load is one line, not a late crash)."""
+    if eval_args.safety_judge == "refusal" or "safety:judge" in cache:
+        return
+    try:
+        cache["safety:judge"] = make_judge(eval_args.safety_judge)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise RecipeError(
+            config_file,
+            "safety_judge",
+            f"cannot use {eval_args.safety_judge!r}: {' '.join(str(err).split())[:300]}",
+        ) from None

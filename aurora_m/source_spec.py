@@ -1,0 +1,269 @@
+"""One source of a stage (``mixture``, ``sft_sources``, ``perplexity_sources``, ...): its keys, built and checked once.
+
+:meth:`SourceSpec.from_config` is the one place a source entry of a YAML becomes a :class:`SourceSpec`: unknown
+keys (with the closest known one), wrong types, values out of range and files that are not there become one
+line naming the file and ``key[i].field``. Readers build specs with :func:`source_specs`, which runs the same
+code, so a spec that validated is the spec that runs.
+
+Which lists exist, and what their sources must give, is the table :data:`SOURCE_LISTS` (a list asks for a
+product of its sources' format: text, chat, prompt, ...; ``source_formats.FORMATS``). A new kind with its own list
+of sources registers it with :func:`register_source_list`; nothing here changes.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .errors import RecipeError
+from .overrides import type_name, unknown_key, value_matches
+from .roots import allowed_roots, check_inside, resolve_path
+from .source_formats import FORMATS
+
+LANGUAGES = ("en", "fi", "hi", "ja", "vi", "code")
+PROSE_LANGUAGES = LANGUAGES[:-1]
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
+CORPUS_SUFFIXES = (".jsonl.gz", ".json.gz")  # datatrove reads compressed JSON lines too
+BUILTIN_TAXONOMY = "aurora-m"
+
+
+@dataclass
+class SourceSpec:
+    """One entry of a ``mixture`` / ``sft_sources`` / ``perplexity_sources`` list."""
+
+    name: str
+    weight: float | None = None  # relative share of what the stage's budget leaves (1.0 when unset)
+    tokens: int | None = None  # an absolute token budget for this source (pretraining mixtures)
+    language: str | None = None  # en | fi | hi | ja | vi | code; defaults to the name when it is one of those
+    replay: bool = False  # part of the base model's original distribution (English + code): the replay pool
+    max_epochs: float | None = None  # this source's own cap on repeats (the stage's max_epochs otherwise)
+    path: str | None = None  # local .jsonl / .json / .parquet file
+    dataset: str | None = None  # Hub dataset id (the real recipes)
+    config_name: str | None = None
+    data_dir: str | None = None  # a folder inside a Hub dataset (the-stack-dedup: data/python)
+    data_files: str | list[str] | None = None  # files inside a Hub dataset (a script-only dataset's raw files)
+    split: str = "train"
+    format: str = "text"  # a name in source_formats.FORMATS: text | instruction | messages | ...
+    text_field: str = "text"
+    # several columns (natural-instructions: [definition, inputs]) are joined with a blank line (mixtures)
+    instruction_field: str | list[str] = "instruction"
+    response_field: str = "response"
+    category_field: str = "category"
+    messages_field: str = "messages"  # format: messages: a list of {role, content}
+    role_field: str = "role"  # the role key of a chat turn (SlimOrca/ShareGPT: from, with human/gpt/system)
+    content_field: str = "content"  # the text key of a chat turn (SlimOrca/ShareGPT: value)
+    # red-team sets: the held-out split is stratified by category_field (every category's test share within one
+    # row of holdout_fraction), and labels are mapped through a harm-category taxonomy ("aurora-m": the built-in
+    # one, or a YAML file); rows whose category it does not know are counted and removed
+    stratify: bool = False
+    taxonomy: str | None = None
+    holdout_fraction: float = 0.0  # documents set aside by a stable hash of their text
+    take: str = "train"  # train | heldout: which side of the hash split this entry reads
+    max_docs: int | None = None
+    options: dict = field(default_factory=dict)  # keys a format of its own declares (chosen_field: ...)
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name != "options"]
+
+    @property
+    def lang(self) -> str | None:
+        """The source's declared language (its name when that is a language code)."""
+        return self.language or (self.name if self.name in LANGUAGES else None)
+
+    @property
+    def source_format(self):
+        return FORMATS[self.format]
+
+    def option(self, key: str):
+        """A key the source's format declares (its value here, else the format's default)."""
+        return self.options.get(key, self.source_format.options[key])
+
+    @property
+    def origin(self) -> str:
+        return self.path or self.dataset
+
+    @classmethod
+    def from_config(cls, raw, *, file=None, where: str = "source", list_key: str | None = None, roots=None):
+        """The spec of one source entry, checked: a RecipeError names ``file`` and ``where.key`` otherwise. With
+        ``roots`` (validation), local files must exist inside them; readers resolve paths beforehand."""
+        file = file if file is not None else "<source>"
+        if not isinstance(raw, dict):
+            raise RecipeError(file, where, f"expected a mapping with name/path/weight, got {type(raw).__name__}")
+        fmt = FORMATS.get(raw.get("format", "text"))
+        if fmt is None:
+            raise RecipeError(file, f"{where}.format", f"expected one of {', '.join(FORMATS)}, got {raw['format']!r}")
+        hints = typing.get_type_hints(cls)
+        known, options = {}, {}
+        for k, v in raw.items():
+            if k in fmt.options:
+                options[k] = v
+                continue
+            if k not in hints or k == "options":
+                raise unknown_key(file, f"{where}.{k}", [*cls.keys(), *fmt.options])
+            if not value_matches(v, hints[k]):
+                raise RecipeError(file, f"{where}.{k}", f"expected {type_name(hints[k])}, got {v!r}")
+            known[k] = v
+        if "name" not in known:
+            raise RecipeError(file, f"{where}.name", "missing: every source needs a name")
+        spec = cls(**known, options=options)
+        spec.check(file, where, find_source_list(list_key) if list_key else None, roots)
+        return spec
+
+    def check(self, file, where: str, source_list: SourceList | None, roots) -> None:
+        """Values that make sense on their own and for the list that holds the source."""
+        if (self.path is None) == (self.dataset is None):
+            raise RecipeError(file, where, "expected exactly one of 'path' (local file) or 'dataset' (Hub id)")
+        if self.weight is not None:
+            self.weight = float(self.weight)
+            if source_list and source_list.weights and not (math.isfinite(self.weight) and self.weight > 0):
+                raise RecipeError(file, f"{where}.weight", f"expected a positive finite number, got {self.weight!r}")
+        for key in ("tokens", "max_epochs", "max_docs"):
+            if getattr(self, key) is not None and not getattr(self, key) > 0:
+                raise RecipeError(file, f"{where}.{key}", f"expected a positive number, got {getattr(self, key)!r}")
+        if self.tokens is not None and self.weight is not None:
+            raise RecipeError(file, where, "expected one of 'tokens' (absolute budget) or 'weight' (share), not both")
+        if self.language is not None and self.language not in LANGUAGES:
+            raise RecipeError(
+                file, f"{where}.language", f"expected one of {', '.join(LANGUAGES)}, got {self.language!r}"
+            )
+        if self.take not in ("train", "heldout"):
+            raise RecipeError(file, f"{where}.take", f"expected 'train' or 'heldout', got {self.take!r}")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise RecipeError(file, f"{where}.holdout_fraction", f"expected 0 <= x < 1, got {self.holdout_fraction}")
+        if self.take == "heldout" and self.holdout_fraction == 0:
+            raise RecipeError(file, f"{where}.holdout_fraction", "take: heldout needs a holdout_fraction above 0")
+        if self.stratify and not self.holdout_fraction > 0:
+            raise RecipeError(
+                file,
+                f"{where}.holdout_fraction",
+                "stratify: true splits off a held-out share: expected 0 < holdout_fraction < 1",
+            )
+        if self.stratify and not (self.source_format.can_give("prompt") and self.source_format.can_give("chat")):
+            raise RecipeError(
+                file,
+                f"{where}.stratify",
+                "a stratified split needs format: instruction (pairs with a category column)",
+            )
+        if source_list is not None:
+            source_list.check(self, file, where)
+        if roots is not None:
+            self._check_files(file, where, source_list, roots)
+
+    def _check_files(self, file, where: str, source_list: SourceList | None, roots) -> None:
+        base = Path(file).parent
+        corpus = bool(source_list and source_list.corpus)
+        if self.path is not None:
+            local = resolve_path(base, self.path)
+            if corpus and local.is_dir():  # datatrove reads a folder of files
+                check_inside(file, f"{where}.path", local, roots)
+            else:
+                suffixes = DATA_SUFFIXES + (CORPUS_SUFFIXES if corpus else ())
+                if not local.name.endswith(suffixes):
+                    kinds = "/".join(suffixes) + (" file or a folder of them" if corpus else " file")
+                    raise RecipeError(file, f"{where}.path", f"expected a {kinds}, got {self.path!r}")
+                check_inside(file, f"{where}.path", local, roots)
+                if not local.is_file():
+                    raise RecipeError(file, f"{where}.path", f"data file not found: {local}")
+        if self.taxonomy and self.taxonomy != BUILTIN_TAXONOMY:
+            local = check_inside(file, f"{where}.taxonomy", resolve_path(base, self.taxonomy), roots)
+            if not local.is_file():
+                raise RecipeError(
+                    file,
+                    f"{where}.taxonomy",
+                    f"expected '{BUILTIN_TAXONOMY}' (built in) or a taxonomy YAML file, got {self.taxonomy!r} "
+                    "(no such file)",
+                )
+
+
+@dataclass(frozen=True)
+class SourceList:
+    """A key of a stage YAML that holds sources, and what it asks of them."""
+
+    key: str
+    product: str  # what every source's format must give: text | chat | prompt | ...
+    weights: bool = False  # a training mix: weights must be positive
+    corpus: bool = False  # read by datatrove: a folder or .jsonl.gz allowed, several instruction columns joined
+    single: bool = False  # one source (a mapping), not a list
+    trains: bool = False  # a model trains on it: its Hub datasets are named on the model card
+    help: str = ""
+
+    def check(self, spec: SourceSpec, file, where: str) -> None:
+        fmt = spec.source_format
+        if not fmt.can_give(self.product):
+            formats = [name for name, f in FORMATS.items() if f.can_give(self.product)]
+            raise RecipeError(
+                file,
+                f"{where}.format",
+                f"{self.key} needs sources that give {self.product}: expected one of {', '.join(formats)}, "
+                f"got {spec.format!r}",
+            )
+        if isinstance(spec.instruction_field, list) and not self.corpus:
+            raise RecipeError(
+                file,
+                f"{where}.instruction_field",
+                "expected one column name (several are joined only in pretraining mixtures)",
+            )
+        if self.corpus and fmt.free_text and spec.lang is None:
+            raise RecipeError(
+                file, f"{where}.language", f"missing: expected one of {', '.join(LANGUAGES)} (it picks the filters)"
+            )
+
+
+SOURCE_LISTS: dict[str, SourceList] = {}
+
+
+def register_source_list(source_list: SourceList) -> SourceList:
+    SOURCE_LISTS[source_list.key] = source_list
+    return source_list
+
+
+for _entry in (
+    SourceList("mixture", "text", weights=True, corpus=True, trains=True, help="a pretraining mixture (datatrove)"),
+    SourceList("sft_sources", "chat", weights=True, trains=True, help="SFT chats"),
+    SourceList("helpful_sources", "chat", trains=True, help="general instructions mixed into SFT (helpfulness_share)"),
+    SourceList("contamination_sources", "prompt", help="held-out test prompts training data must not contain"),
+    SourceList("perplexity_sources", "text", help="held-out text per language"),
+    SourceList("safety_sources", "prompt", help="red-team prompts (held out from training)"),
+    SourceList("benign_sources", "prompt", help="benign prompts (over-refusal)"),
+    SourceList("mbpp_source", "text", single=True, help="MBPP problems (a local file or the Hub dataset)"),
+):
+    register_source_list(_entry)
+
+
+def find_source_list(key: str) -> SourceList:
+    """The list ``key`` as registered; a kind's list that nobody registered holds documents (text)."""
+    return SOURCE_LISTS.get(key) or SourceList(key, "text")
+
+
+def check_sources(file: Path, key: str, sources, roots: list[Path] | None = None) -> list[SourceSpec]:
+    """Every source of the list ``key`` in a stage YAML, checked (files inside ``roots``), names unique."""
+    roots = roots if roots is not None else allowed_roots(Path(file).parent)
+    source_list = find_source_list(key)
+    if source_list.single:
+        if not isinstance(sources, dict):
+            raise RecipeError(file, key, "expected a source entry ({dataset: ...} or {path: FILE})")
+        return [SourceSpec.from_config({"name": key, **sources}, file=file, where=key, list_key=key, roots=roots)]
+    if not isinstance(sources, list) or not sources:
+        raise RecipeError(file, key, "expected a non-empty list of sources")
+    specs, names = [], set()
+    for i, raw in enumerate(sources):
+        spec = SourceSpec.from_config(raw, file=file, where=f"{key}[{i}]", list_key=key, roots=roots)
+        if spec.name in names:
+            raise RecipeError(file, f"{key}[{i}].name", f"duplicate source name {spec.name!r}")
+        names.add(spec.name)
+        specs.append(spec)
+    return specs
+
+
+def source_specs(sources, key: str | None = None, config_file=None) -> list[SourceSpec]:
+    """Specs of a parsed stage's list (or single entry) of sources, as readers build them (paths already
+    resolved by the parser): the same checks as validation, without looking for files."""
+    if isinstance(sources, dict):
+        sources = [{"name": key or "source", **sources}]
+    return [
+        SourceSpec.from_config(raw, file=config_file, where=f"{key or 'source'}[{i}]", list_key=key)
+        for i, raw in enumerate(sources or [])
+    ]
