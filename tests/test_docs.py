@@ -349,9 +349,6 @@ def uses_nanotron(path: str) -> bool:
     return any(s.get("engine") == "nanotron" for s in recipe(path)["stages"])
 
 
-KIND_SCRIPTS = {"pretrain": "scripts/pretrain.py", "sft": "scripts/sft.py", "eval": "scripts/run_eval.py"}
-
-
 def flags(tokens: list[str]) -> list[str]:
     return [t.split("=")[0] for t in tokens if t.startswith("-") and not re.fullmatch(r"-\d.*", t)]
 
@@ -396,8 +393,8 @@ class Check:
 
     command: Command
     needs: dict[tuple[str, ...], list[str]] = field(default_factory=dict)  # help target -> flags it must list
-    overrides: list[str] = field(default_factory=list)  # --key flags that must be stage keys of...
-    override_scripts: list[str] = field(default_factory=list)  # ...one of these scripts' helps
+    # --key value stage keys, as the CLI splits them: (recipe folders, one of which must take them, the stage)
+    overrides: tuple[list[str], str | None, list[str]] | None = None
     problems: list[str] = field(default_factory=list)
     how: str = ""
 
@@ -422,6 +419,28 @@ def check_recipe_args(check: Check, recipe_path: str | None, tokens: list[str]) 
             check.expect(not name or name in stages, f"{flag} {name}: not a stage of {recipe_path}")
 
 
+def split_known(tokens: list[str], help_text: str) -> tuple[list[str], list[str]]:
+    """(the subcommand's own flags, the ``--key value`` stage keys) of the tokens after the positionals."""
+    known, rest, i = [], [], 0
+    while i < len(tokens):
+        flag = tokens[i].split("=")[0]
+        takes_value = re.search(rf"(?<![\w-]){re.escape(flag)} [A-Z_]+", help_text) is not None
+        if flag in subcommand_flags(help_text):
+            known.append(flag)
+            i += 1 + (takes_value and "=" not in tokens[i])
+        else:
+            rest.append(tokens[i])
+            i += 1
+    return known, rest
+
+
+def stage_keys(check: Check, recipe_path: str | None, only: str | None, tokens: list[str]) -> None:
+    """``--key value`` tokens that must be keys of the recipe's stages (or of ``only``), as the CLI checks them."""
+    if any(t.startswith("--") for t in tokens):
+        candidates = [recipe_path] if recipe_path and recipe(recipe_path) else recipe_dirs()
+        check.overrides = (candidates, only if recipe_path and recipe(recipe_path) else None, tokens)
+
+
 def plan_aurora_m(check: Check) -> None:
     args = [a for a in check.command.argv[1:] if a not in ("-v", "-q", "--verbose", "--quiet")]
     sub = args[0]
@@ -438,15 +457,12 @@ def plan_aurora_m(check: Check) -> None:
         return
     rest = args[1:]
     target = positionals(rest)
-    known = [f for f in flags(rest) if f in SUBCOMMAND_FLAGS.get(sub, set()) or sub not in STEP_AND_RUN]
-    check.need(("aurora-m", sub), known)
     if sub in STEP_AND_RUN:
-        check.overrides = [f for f in flags(rest) if f not in known]
-        spec = recipe(target[0]) if target and recipe(target[0]) else None
-        kinds = {s["kind"] for s in spec["stages"]} if spec else set(KIND_SCRIPTS)
-        if spec and sub != "run" and value(rest, "--stage"):
-            kinds = {s["kind"] for s in spec["stages"] if s["name"] == value(rest, "--stage")}
-        check.override_scripts = sorted(KIND_SCRIPTS[k] for k in kinds if k in KIND_SCRIPTS)
+        known, keys = split_known(rest[len(target) :], SUBCOMMAND_HELP[sub])
+        check.need(("aurora-m", sub), known)
+        stage_keys(check, target[0] if target else None, None if sub == "run" else value(rest, "--stage"), keys)
+    else:
+        check.need(("aurora-m", sub), flags(rest))
     if sub in STEP_AND_RUN or sub == "validate":
         check_recipe_args(check, target[0] if target else None, rest)
     if sub == "publish":
@@ -487,9 +503,9 @@ def plan_sbatch(check: Check) -> None:
     if script == "nanotron":
         check_recipe_args(check, config, rest)
         check.expect(value(rest, "--stage") is not None, "launch.slurm nanotron needs --stage")
-        check.need(("aurora-m", "train"), [f for f in flags(run_args) if f in SUBCOMMAND_FLAGS["train"]])
-        check.overrides = [f for f in flags(run_args) if f not in SUBCOMMAND_FLAGS["train"]]
-        check.override_scripts = [KIND_SCRIPTS["pretrain"]]
+        known, keys = split_known(run_args, SUBCOMMAND_HELP["train"])
+        check.need(("aurora-m", "train"), known)
+        stage_keys(check, config, value(rest, "--stage"), keys)
     else:
         if not (ROOT / "scripts" / f"{script}.py").is_file():
             check.problems.append(f"launch.slurm {script}: no scripts/{script}.py")
@@ -570,8 +586,8 @@ def plan(cmd: Command) -> Check:
 
 COMMAND_NAMES = {"run", "validate", "data", "train", "eval", "publish", "patches", "convert"}
 STEP_AND_RUN = {"run", "data", "train", "eval"}
-# the flags of each subcommand that are aurora-m's own (the rest, after run/data/train/eval, are stage keys)
-SUBCOMMAND_FLAGS: dict[str, set[str]] = {}
+# each subcommand's --help: its own flags (the rest, after run/data/train/eval, are stage keys)
+SUBCOMMAND_HELP: dict[str, str] = {}
 
 
 def subcommand_flags(help_text: str) -> set[str]:
@@ -598,6 +614,22 @@ def run_all(argvs: list[list[str]], env: dict | None = None, timeout: int = 300)
     return results
 
 
+# Stage keys given as --key value, split over a recipe's stages by the CLI's own function, in one process
+OVERRIDES = """
+import json, sys
+from aurora_m.cli import split_overrides
+from aurora_m.errors import RecipeError
+from aurora_m.recipe import load_recipe
+problems = []
+for recipe_dir, only, tokens in json.loads(sys.argv[1]):
+    try:
+        split_overrides(load_recipe(recipe_dir, check_stages=False), tokens, only)
+        problems.append(None)
+    except RecipeError as err:
+        problems.append(str(err))
+print(json.dumps(problems))
+"""
+
 # The scripts' parsers in one process (each script's --help imports torch, transformers and trl: ~6 s apiece)
 SCRIPT_HELPS = """
 import importlib.util, json, sys
@@ -618,16 +650,29 @@ def checks() -> list[Check]:
         sorted(COMMAND_NAMES), run_all([[*AURORA_M, s, "--help"] for s in sorted(COMMAND_NAMES)])
     ):
         assert rc == 0, (sub, err[-2000:])
-        SUBCOMMAND_FLAGS[sub] = subcommand_flags(out)
+        SUBCOMMAND_HELP[sub] = out
     planned = [plan(c) for c in COMMANDS]
-    targets = sorted({t for c in planned for t in c.needs} | {(s,) for c in planned for s in c.override_scripts})
+    targets = sorted({t for c in planned for t in c.needs})
     scripts = [t[0] for t in targets if t[0].startswith("scripts/")]
     others = [t for t in targets if not t[0].startswith("scripts/")]
-    results = run_all([[sys.executable, "-c", SCRIPT_HELPS, *scripts], *[help_argv(t) for t in others]])
-    rc, out, err = results[0]
+    keyed = [c for c in planned if c.overrides]
+    asked = [[d, c.overrides[1], c.overrides[2]] for c in keyed for d in c.overrides[0]]
+    results = run_all(
+        [
+            [sys.executable, "-c", SCRIPT_HELPS, *scripts],
+            [sys.executable, "-c", OVERRIDES, json.dumps(asked)],
+            *[help_argv(t) for t in others],
+        ]
+    )
+    (rc, out, err), (keys_rc, keys_out, keys_err) = results[:2]
     assert rc == 0, f"the scripts' parsers: {err[-2000:]}"
+    assert keys_rc == 0, f"the stage keys: {keys_err[-2000:]}"
     helps = {(path,): text for path, text in json.loads(out).items()}
-    for target, (rc, out, err) in zip(others, results[1:]):
+    answers = iter(json.loads(keys_out))
+    for check in keyed:
+        found = [next(answers) for _ in check.overrides[0]]
+        check.expect(None in found, f"{' '.join(check.overrides[2])}: {found[0]}")
+    for target, (rc, out, err) in zip(others, results[2:]):
         assert rc == 0, f"{' '.join(help_argv(target))} failed: {err[-2000:]}"
         helps[target] = out + err
     for check in planned:
@@ -637,9 +682,6 @@ def checks() -> list[Check]:
                     re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", helps[target]) is not None,
                     f"{flag}: not an option of {' '.join(target)} (see its --help)",
                 )
-        for flag in check.overrides:
-            takers = [s for s in check.override_scripts if re.search(rf"(?<![\w-]){flag}(?![\w-])", helps[(s,)])]
-            check.expect(bool(takers), f"{flag}: neither an option nor a key of the stages it applies to")
     top = helps[("aurora-m",)]
     for check in planned:
         if check.command.argv[0] == "aurora-m":
