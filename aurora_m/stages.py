@@ -222,20 +222,6 @@ def _sft_dataclasses():
     return ModelArguments, SFTDataArguments, SFTConfig
 
 
-def _eval_dataclasses():
-    from transformers import TrainingArguments
-
-    from .args import EvalArguments
-
-    return EvalArguments, TrainingArguments
-
-
-def _publish_dataclasses():
-    from .args import PublishArguments
-
-    return (PublishArguments,)
-
-
 register_engine("aurora_m.engines.transformers:ENGINE", "transformers")
 register_engine("aurora_m.engines.nanotron:ENGINE", "nanotron")
 
@@ -298,7 +284,7 @@ register_kind(
 register_kind(
     StageKind(
         name="eval",
-        dataclasses=_eval_dataclasses,
+        dataclasses="aurora_m.evaluation.arguments:eval_dataclasses",
         steps=("eval",),
         source_key="perplexity_sources",
         evaluates=True,
@@ -311,7 +297,7 @@ register_kind(
 register_kind(
     StageKind(
         name="publish",
-        dataclasses=_publish_dataclasses,
+        dataclasses="aurora_m.hub.arguments:publish_dataclasses",
         steps=("publish",),
         inputs=EVALUATIONS,
         runners={"transformers": {"publish": "aurora_m.hub.variants:run_publish_step"}},

@@ -172,8 +172,8 @@ def run_hand_wired(job: dict) -> None:
         quality_filters,
         word_tokenizer,
     )
-    from aurora_m.data.corpus import TOKENIZE_BATCH
     from aurora_m.data.intake import TooLong
+    from aurora_m.data.tokenize_shards import TOKENIZE_BATCH
     from aurora_m.source_spec import source_specs
 
     _, args = _args(job)

@@ -457,7 +457,7 @@ def test_the_loss_record_of_relaunches_gives_one_history_and_plot(tmp_path):
 
 
 def test_the_launch_shape_comes_from_the_environment_and_bad_values_name_their_variable():
-    from aurora_m.engines.nanotron.runner import Nodes, nodes_from_env
+    from aurora_m.engines.nanotron.launch import Nodes, nodes_from_env
 
     assert nodes_from_env({}, gpus_here=8) == Nodes(1, 8, "localhost:29500", "aurora-m", 0)
     slurm = {
@@ -485,7 +485,7 @@ def test_the_launch_shape_comes_from_the_environment_and_bad_values_name_their_v
 
 
 def test_one_node_runs_torchrun_and_several_run_it_once_per_node_through_srun(tmp_path, monkeypatch):
-    from aurora_m.engines.nanotron.runner import Nodes, launch_command
+    from aurora_m.engines.nanotron.launch import Nodes, launch_command
 
     one = launch_command(Path("c.yaml"), Path("data"), Nodes(1, 8), tmp_path)
     assert one[1:4] == ["-m", "torch.distributed.run", "--nnodes=1"] and "--standalone" in one
@@ -544,7 +544,7 @@ def test_the_multi_node_launch_meets_at_one_rendezvous_with_every_rank_once(tmp_
     import socket
     import subprocess
 
-    from aurora_m.engines.nanotron.runner import Nodes, launch_command
+    from aurora_m.engines.nanotron.launch import Nodes, launch_command
 
     (tmp_path / "srun").write_text(FAKE_SRUN)
     (tmp_path / "srun").chmod(0o755)

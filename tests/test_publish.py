@@ -315,7 +315,7 @@ def test_the_15b_lineage_names_starcoderplus_then_each_parent(tmp_path):
     """The real recipe's CAP continues bigcode/starcoderplus's weights; later stages name their parent's repo."""
     import shutil
 
-    from aurora_m.args import PublishArguments
+    from aurora_m.hub.arguments import PublishArguments
     from aurora_m.hub.variants import variant_from_summary
     from aurora_m.layout import RunLayout
     from aurora_m.stage_checks import parse_stage

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from aurora_m.args import EvalArguments
 from aurora_m.data.sources import in_heldout
 from aurora_m.errors import RecipeError
+from aurora_m.evaluation.arguments import EvalArguments
 from aurora_m.evaluation.safety import REFUSAL_RATE_METRIC
 from aurora_m.evaluation.safety.judge import (
     ClassifierJudge,

@@ -28,7 +28,7 @@ from aurora_m.evaluation.code import (
     pass_rates,
     program_for,
 )
-from aurora_m.evaluation.code.sandbox import Isolation
+from aurora_m.evaluation.code.sandbox_isolation import Isolation
 
 from conftest import OFFLINE, ROOT, cli
 

@@ -1,29 +1,28 @@
 """Read one source of a mixture into documents, counting everything that is set aside.
 
 A source is read with ``datasets.load_dataset`` (local jsonl/json/parquet files, or a Hub dataset)
-into its memory-mapped Arrow cache. One pass over the needed columns decides which rows are kept
-(non-empty text, the right side of the held-out split, within ``max_docs``); the texts themselves
+into its memory-mapped Arrow cache (:mod:`.source_tables`). One pass over the needed columns decides which
+rows are kept (non-empty text, the right side of the held-out split, within ``max_docs``); the texts themselves
 stay on disk until the mixer asks for the ones it draws (:meth:`SourceDocs.texts`).
 
-When reading fails, the local file is diagnosed here (only then: a healthy file is never scanned
-twice) so the user gets one line naming the file, the line and what is wrong with it.
+When reading fails, the local file is diagnosed (:mod:`.bad_data_files`; only then: a healthy file is never
+scanned twice) so the user gets one line naming the file, the line and what is wrong with it.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import RecipeError
-from ..hub_errors import explain_hub_errors
 from ..source_formats import EMPTY, MISSING_FIELD, NOT_TEXT
 from ..source_spec import SourceSpec
+from .bad_data_files import _data_file_error, _diagnosed
+from .source_tables import _load
 
 logger = logging.getLogger(__name__)
 
@@ -170,159 +169,6 @@ def stratified_rule(docs: SourceDocs, fraction: float) -> HeldOutRule:
     texts = docs.give("text")
     is_test = stratified_split(instructions, docs.categories(), fraction)
     return HeldOutRule(fraction, frozenset(text_hash(t) for t, test in zip(texts, is_test) if test))
-
-
-# ----------------------------------------------------------------------------- diagnosing a bad file
-
-
-def _json_type(value) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    return {list: "a list", str: "a string", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def _not_utf8(byte: int, column: int) -> str:
-    return f"not UTF-8 (byte 0x{byte:02x} at column {column})"
-
-
-def _not_json(err: json.JSONDecodeError) -> str:
-    # json's messages that point at the position end in " at" ("Invalid control character at")
-    return f"not valid JSON ({err.msg.removesuffix(' at')} at column {err.colno})"
-
-
-def _diagnose_json_document(path: Path) -> tuple[int | None, str] | None:
-    """A .json file holding one array of rows (rather than one row per line)."""
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line_start = raw.rfind(b"\n", 0, err.start) + 1
-        return raw.count(b"\n", 0, err.start) + 1, _not_utf8(raw[err.start], err.start - line_start + 1)
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as err:
-        return err.lineno, _not_json(err)
-    if isinstance(rows, list):
-        if not rows:
-            return None, "empty data file (no rows)"
-        bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
-        if bad is not None:
-            return None, f"item {bad + 1} of the array is {_json_type(rows[bad])}, not a JSON object"
-    return None
-
-
-def diagnose_data_file(path: str | Path) -> tuple[int | None, str] | None:
-    """(line or None, what is wrong) for a local data file that ``datasets`` could not read; None if it
-    looks fine. Reads the whole file, so call it only once reading has already failed."""
-    path = Path(path)
-    if not path.is_file():
-        return None, "no such file" if not path.exists() else "not a file"
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            parquet = pq.ParquetFile(path)
-            if parquet.metadata.num_rows == 0:
-                return None, "empty data file (no rows)"
-            for _ in parquet.iter_batches():
-                pass
-        except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ... for the same kinds of damage
-            return None, f"not a readable parquet file ({' '.join(str(err).split())})"
-        return None
-    rows = 0
-    with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                return number, _not_utf8(raw[err.start], err.start + 1)
-            if not line.strip():
-                continue
-            if rows == 0 and path.suffix == ".json" and line.lstrip().startswith("["):
-                return _diagnose_json_document(path)  # a .json array; in .jsonl a list is a bad row
-            rows += 1
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                return number, _not_json(err)
-            if not isinstance(row, dict):
-                return number, f"{_json_type(row)}, not a JSON object with named fields"
-    if rows == 0:
-        return None, "empty data file (no rows)"
-    return None
-
-
-def _data_file_error(spec: SourceSpec, config_file: str, where: str, line: int | None, problem: str) -> RecipeError:
-    """One line naming the data file, the line, the problem and the recipe key that named the file."""
-    return RecipeError(spec.path, f"line {line}" if line else None, f"{problem}; source {where}.path in {config_file}")
-
-
-def _diagnosed(spec: SourceSpec, config_file: str, where: str) -> RecipeError | None:
-    """The error for a local file that failed to read, or None if the file looks fine."""
-    found = diagnose_data_file(spec.path)
-    return None if found is None else _data_file_error(spec, config_file, where, *found)
-
-
-def _root_message(err: BaseException) -> str:
-    while err.__cause__ is not None:
-        err = err.__cause__
-    return f"{type(err).__name__}: {err}"
-
-
-def _load(spec: SourceSpec, config_file: str, where: str):
-    from datasets import load_dataset
-
-    if spec.path is None:
-        with explain_hub_errors(config_file, f"{where}.dataset", spec.dataset, "dataset"):
-            return load_dataset(spec.dataset, spec.config_name, data_dir=spec.data_dir, split=spec.split)
-    kind = "parquet" if spec.path.endswith(".parquet") else "json"
-    try:
-        return load_dataset(kind, data_files=spec.path, split=spec.split)
-    except Exception as err:
-        error = _diagnosed(spec, config_file, where)
-        if error is not None:
-            raise error from err
-        if kind == "json" and "column names don't match" in _root_message(err):
-            # a key that appears only in late rows (real corpora have optional fields): the json builder fixes
-            # its schema on the first block, so read just the fields this source uses instead
-            return _load_fields(spec)
-        import pyarrow as pa
-        from datasets.exceptions import DatasetsError
-
-        if isinstance(err, (DatasetsError, pa.ArrowException)):  # the file's fault, in words we did not find
-            problem = f"could not be read ({_root_message(err)})"
-            raise _data_file_error(spec, config_file, where, None, problem) from err
-        raise
-
-
-def _json_rows(path: str, fields: tuple[str, ...], stamp: tuple):
-    """Rows of a jsonl file reduced to ``fields`` (the category last); non-string texts become None (removed)."""
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                row = json.loads(line)
-                yield {f: row.get(f) if isinstance(row.get(f), str) else None for f in fields[:-1]} | {
-                    fields[-1]: row.get(fields[-1]) if isinstance(row.get(fields[-1]), str) else ""
-                }  # category
-
-
-def _load_fields(spec: SourceSpec):
-    from datasets import Dataset, Features, Value
-
-    texts = [c for names in spec.source_format.columns(spec).values() for c in names]
-    fields = [f for f in dict.fromkeys(texts) if f != spec.category_field] + [spec.category_field]
-    stat = Path(spec.path).stat()  # part of the cache key: an edited file is read again
-    return Dataset.from_generator(
-        _json_rows,
-        features=Features({f: Value("string") for f in fields}),
-        gen_kwargs={
-            "path": spec.path,
-            "fields": tuple(fields),  # a list would be sharded
-            "stamp": (stat.st_size, stat.st_mtime_ns),
-        },
-    )
 
 
 # ----------------------------------------------------------------------------- reading a source

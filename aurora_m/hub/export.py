@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..args import PublishArguments
 from ..errors import RecipeError
 from ..io import atomic_dir, check_output_dir, read_json, unlisted_files, write_json
 from ..layout import DatasetDir, ExportDir, StageDir
+from .arguments import PublishArguments
 from .card import build_card
 
 # weights as safetensors, configs and tokenizer files; pickles (training_args.bin, *.pt) never match

@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..args import HUB_ID, PublishArguments
 from ..errors import RecipeError
 from ..io import read_json_or_none
 from ..layout import RunLayout, StageDir
+from .arguments import HUB_ID, PublishArguments
 from .export import LineageStep, Variant, export_variant
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,8 @@ pass_rates(outcomes, ks=(1, 10))                   # {"pass@1": ..., "pass@10": 
 from .grading import grade, grade_reference, load_problem_set, pass_rates, status_counts
 from .passk import mean_pass_at_k, pass_at_k
 from .problems import HUMANEVAL_STOP, MBPP_STOP, Problem, humaneval_problems, mbpp_problems, program_for
-from .sandbox import OPT_IN, STATUSES, Executor, Job, LocalSandbox, Outcome, code_execution_allowed, require_opt_in
+from .sandbox import OPT_IN, Executor, Job, LocalSandbox, Outcome, code_execution_allowed, require_opt_in
+from .sandbox_server import STATUSES
 
 __all__ = [
     "HUMANEVAL_STOP",

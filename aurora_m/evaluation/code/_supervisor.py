@@ -1,5 +1,8 @@
 """The process side of the code sandbox, started by ``sandbox.LocalSandbox`` as ``python -I -S _supervisor.py``.
 
+This file stays whole: it runs as a standalone script (no ``site``, standard library only, no project imports),
+so it cannot import a sibling module, and everything it runs must be in this one file.
+
 Standard library only and no ``site``: nothing of the evaluator (its environment, imports, open files)
 reaches a program. It is a fork server: each stdin line is a job (JSON: ``settings`` and ``program``), each
 stdout line the result of one, ``STATUS<TAB>SECONDS<TAB>DETAIL``. Each job runs in a fresh child.

@@ -5,7 +5,8 @@ remote executor (a sandbox service at scale, a VM or gVisor per program) replace
 Running model-written code needs an explicit opt-in: ``AURORA_M_ALLOW_CODE_EXECUTION=1``.
 
 Each worker is a fork server (``_supervisor.py``, started as ``python -I -S``: no site, no user environment,
-a fixed minimal environment), so a program starts as a fork of a small warm interpreter, not a new one.
+a fixed minimal environment), so a program starts as a fork of a small warm interpreter, not a new one
+(:mod:`.sandbox_server` starts and talks to it; :mod:`.sandbox_isolation` finds what this machine gives).
 What a program gets (``isolation()`` names the level this machine gives; it is probed once and logged):
 
 - always: its own processes, in a new temporary directory that is its working directory, HOME and TMPDIR,
@@ -40,55 +41,25 @@ Grading needs the program to reach its end: ``passed`` is exit status 0 after it
 
 from __future__ import annotations
 
-import ctypes
-import json
 import logging
 import os
 import queue
-import re
-import select
-import shutil
-import signal
-import site
-import stat
-import subprocess
-import sys
-import sysconfig
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from tqdm.auto import tqdm
 
 from ...errors import RecipeError
+from .sandbox_isolation import UID_BASE, Isolation, _readable_paths, _site_packages, landlock_abi
+from .sandbox_server import SUPERVISOR_GRACE_S, _environment, _output_detail, _remove_tree, _Server
 
 logger = logging.getLogger(__name__)
 
 OPT_IN = "AURORA_M_ALLOW_CODE_EXECUTION"
-SUPERVISOR = Path(__file__).with_name("_supervisor.py")
-OUTPUT = "output.txt"  # the program's stdout and stderr, in its directory (_supervisor.OUTPUT)
-UID_BASE = 61000  # as root, worker slot i runs programs as uid UID_BASE + i (outside the user namespace)
-SUPERVISOR_GRACE_S = 15.0  # beyond a job's timeout, before the supervisor itself is killed
-STATUSES = ("passed", "failed", "timeout", "killed", "error")
-SYSTEM_READABLE = (
-    "/usr",
-    "/lib",
-    "/lib64",
-    "/lib32",
-    "/bin",
-    "/sbin",
-    "/etc/ld.so.cache",
-    "/etc/localtime",
-    "/dev/urandom",
-    "/dev/random",
-    "/dev/zero",
-    "/sys/devices/system/cpu",
-)
 
 
 @dataclass
@@ -135,202 +106,6 @@ def require_opt_in() -> None:
             "code evaluation runs model-written programs on this machine (each in a "
             f"sandbox: aurora_m/evaluation/code/sandbox.py); set {OPT_IN}=1 to allow it",
         )
-
-
-@dataclass(frozen=True)
-class Isolation:
-    """What this machine gives the sandbox: ``ns`` "user" (namespaces) or "none"; ``landlock`` ABI (0: none)."""
-
-    ns: str
-    landlock: int
-    separate_uid: bool
-
-    def describe(self) -> str:
-        if self.ns == "user":
-            parts = ["user, network, PID and IPC namespaces"]
-        else:
-            parts = ["no namespaces (best effort: no network namespace, no PID namespace)"]
-        parts.append(
-            f"uid {UID_BASE}+slot"
-            if self.separate_uid
-            else f"uid {os.getuid()}"
-            + (" (no process limit binds root)" if os.getuid() == 0 and self.ns != "user" else "")
-        )
-        if self.landlock:
-            scope = (
-                ["file system"]
-                + (["TCP"] if self.landlock >= 4 else [])
-                + (["signals, abstract sockets"] if self.landlock >= 6 else [])
-            )
-            parts.append(f"Landlock ABI {self.landlock} ({', '.join(scope)})")
-        else:
-            parts.append("no Landlock (writes outside the directory are not prevented)")
-        return "; ".join(parts)
-
-
-def landlock_abi() -> int:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return max(libc.syscall(ctypes.c_long(444), None, ctypes.c_size_t(0), ctypes.c_uint32(1)), 0)
-    except (OSError, AttributeError):
-        return 0
-
-
-def _readable_paths() -> list[str]:
-    """The Python installation (wherever it is, also in /root or a venv) and the system's libraries."""
-    paths = {
-        sys.prefix,
-        sys.exec_prefix,
-        sys.base_prefix,
-        sys.base_exec_prefix,
-        os.path.dirname(os.path.realpath(sys.executable)),
-        *site.getsitepackages(),
-        *(sysconfig.get_paths().get(k, "") for k in ("stdlib", "platstdlib", "purelib", "platlib")),
-    }
-    return sorted(p for p in paths | set(SYSTEM_READABLE) if p and os.pathsep not in p)
-
-
-def _site_packages() -> list[str]:
-    """Installed packages stay importable (numpy in a completion works), without running ``site``."""
-    paths = [*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
-    return list(dict.fromkeys(p for p in paths if os.path.isdir(p) and os.pathsep not in p))
-
-
-def _environment() -> dict[str, str]:
-    """The program's whole environment ({dir}: its directory): nothing of the evaluator's (tokens,
-    credentials, proxies) is passed on."""
-    return {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": "{dir}",
-        "TMPDIR": "{dir}",
-        "TMP": "{dir}",
-        "TEMP": "{dir}",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "PYTHONIOENCODING": "utf-8",
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-    }
-
-
-def _remove_tree(path: str) -> None:
-    def retry_writable(function, name, _exc):
-        parent = os.path.dirname(name)
-        for p in (parent, name):  # a program may have taken its own permissions away
-            try:
-                os.chmod(p, stat.S_IRWXU)
-            except OSError:
-                pass
-        function(name)
-
-    shutil.rmtree(path, **{"onexc" if sys.version_info >= (3, 12) else "onerror": retry_writable})
-
-
-def _output_detail(workdir: str, output_limit: int) -> str:
-    """The last line the program wrote (a traceback ends with the exception), marked when output was cut."""
-    try:  # the program may have swapped the file for a link to one it cannot read: only its own file counts
-        fd = os.open(os.path.join(workdir, OUTPUT), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return ""
-    with open(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-            return ""
-        size = f.seek(0, os.SEEK_END)
-        f.seek(max(0, size - 4096))
-        tail = f.read().decode("utf-8", errors="replace")
-    lines = [line.strip() for line in tail.splitlines() if line.strip()]
-    last = lines[-1][:300] if lines else ""
-    if size >= output_limit:
-        return f"output limit of {output_limit} bytes reached; last line: {last[:120]}"
-    return last
-
-
-class _Server:
-    """One worker's fork server (``_supervisor.py``): started on first use, and again after it failed."""
-
-    def __init__(self):
-        self.proc: subprocess.Popen | None = None
-        self.stderr = None
-
-    def _start(self) -> None:
-        self.stderr = tempfile.TemporaryFile()
-        # the evaluator's pid on the command line, which every supervisor and program process (forks) shows
-        command = [sys.executable, "-I", "-S", str(SUPERVISOR), f"evaluator={os.getpid()}"]
-        self.proc = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            cwd="/",
-            env={k: v for k, v in _environment().items() if "{dir}" not in v},
-            start_new_session=True,
-        )
-
-    def _died(self) -> str:
-        self.close(kill=True)
-        self.stderr.seek(0)
-        lines = self.stderr.read().decode(errors="replace").strip().splitlines()
-        return lines[-1][:300] if lines else "no message"
-
-    def run(self, program: str, settings: dict, wait_s: float) -> tuple[str, float, str]:
-        if self.proc is None or self.proc.poll() is not None:
-            self._start()
-        proc = self.proc
-        request = json.dumps({"settings": settings, "program": program}).encode() + b"\n"
-        try:
-            proc.stdin.write(request)
-            proc.stdin.flush()
-        except (OSError, ValueError):  # ValueError: closed meanwhile (Ctrl-C)
-            return "error", 0.0, f"the sandbox server ended: {self._died()}"
-        fd, line, deadline = proc.stdout.fileno(), b"", time.monotonic() + wait_s
-        while not line.endswith(b"\n"):
-            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
-                self.close(kill=True)
-                return "timeout", wait_s, "the sandbox server did not answer in time; killed"
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return "error", 0.0, f"the sandbox server ended: {self._died()}"
-            line += chunk
-        match = re.fullmatch(rb"(\w+)\t([0-9.]+)\t(.*)\n", line)
-        if not match or match[1].decode() not in STATUSES:
-            return "error", 0.0, f"the sandbox server answered {line[:200]!r}"
-        return match[1].decode(), float(match[2]), match[3].decode(errors="replace")
-
-    def interrupt(self) -> None:
-        """Kill the server from another thread: the worker using it reads the end and cleans up."""
-        proc = self.proc
-        if proc is not None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-
-    def close(self, kill: bool = False) -> None:
-        proc, self.proc = self.proc, None  # once, also when a worker and Ctrl-C close it together
-        if proc is None:
-            return
-        if kill:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-        else:
-            try:
-                proc.stdin.close()  # the server ends at end of input
-            except OSError:
-                pass
-        try:
-            proc.wait(timeout=SUPERVISOR_GRACE_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
 
 
 class LocalSandbox:

@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from ...args import EvalArguments
 from ...errors import RecipeError
 from ...overrides import check_choice, check_positive, number
 from ...source_spec import source_specs
+from ..arguments import EvalArguments
 from ..generation import generate
 from .passk import mean_pass_at_k
 from .problems import humaneval_problems, mbpp_problems, program_for

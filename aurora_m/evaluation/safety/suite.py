@@ -38,11 +38,11 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
-from ...args import EvalArguments
 from ...errors import RecipeError
 from ...overrides import check_positive
 from ...prompt import instruction_prompt
 from ...source_spec import PROSE_LANGUAGES
+from ..arguments import EvalArguments
 from ..generation import generate
 from .judge import Judge, judge_name_problem, make_judge
 from .prompts import PromptSet, SafetyPrompt, read_prompts

@@ -1,0 +1,66 @@
+"""Loading a source's table with ``datasets.load_dataset`` (local jsonl/json/parquet files, or a Hub dataset)
+into its memory-mapped Arrow cache; a file that fails to load is diagnosed (:mod:`.bad_data_files`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..hub_errors import explain_hub_errors
+from ..source_spec import SourceSpec
+from .bad_data_files import _data_file_error, _diagnosed, _root_message
+
+
+def _load(spec: SourceSpec, config_file: str, where: str):
+    from datasets import load_dataset
+
+    if spec.path is None:
+        with explain_hub_errors(config_file, f"{where}.dataset", spec.dataset, "dataset"):
+            return load_dataset(spec.dataset, spec.config_name, data_dir=spec.data_dir, split=spec.split)
+    kind = "parquet" if spec.path.endswith(".parquet") else "json"
+    try:
+        return load_dataset(kind, data_files=spec.path, split=spec.split)
+    except Exception as err:
+        error = _diagnosed(spec, config_file, where)
+        if error is not None:
+            raise error from err
+        if kind == "json" and "column names don't match" in _root_message(err):
+            # a key that appears only in late rows (real corpora have optional fields): the json builder fixes
+            # its schema on the first block, so read just the fields this source uses instead
+            return _load_fields(spec)
+        import pyarrow as pa
+        from datasets.exceptions import DatasetsError
+
+        if isinstance(err, (DatasetsError, pa.ArrowException)):  # the file's fault, in words we did not find
+            problem = f"could not be read ({_root_message(err)})"
+            raise _data_file_error(spec, config_file, where, None, problem) from err
+        raise
+
+
+def _json_rows(path: str, fields: tuple[str, ...], stamp: tuple):
+    """Rows of a jsonl file reduced to ``fields`` (the category last); non-string texts become None (removed)."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                yield {f: row.get(f) if isinstance(row.get(f), str) else None for f in fields[:-1]} | {
+                    fields[-1]: row.get(fields[-1]) if isinstance(row.get(fields[-1]), str) else ""
+                }  # category
+
+
+def _load_fields(spec: SourceSpec):
+    from datasets import Dataset, Features, Value
+
+    texts = [c for names in spec.source_format.columns(spec).values() for c in names]
+    fields = [f for f in dict.fromkeys(texts) if f != spec.category_field] + [spec.category_field]
+    stat = Path(spec.path).stat()  # part of the cache key: an edited file is read again
+    return Dataset.from_generator(
+        _json_rows,
+        features=Features({f: Value("string") for f in fields}),
+        gen_kwargs={
+            "path": spec.path,
+            "fields": tuple(fields),  # a list would be sharded
+            "stamp": (stat.st_size, stat.st_mtime_ns),
+        },
+    )
