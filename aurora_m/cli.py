@@ -19,15 +19,16 @@ the user gave print one line on stderr and exit with code 2; Ctrl-C exits 130 sa
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import logging
 import sys
-from dataclasses import fields
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .errors import RecipeError, exit_on_failure
 from .logs import setup_logging
+from .overrides import did_you_mean
 from .stages import engines
 
 logger = logging.getLogger("aurora_m.cli")  # not __name__: that is "__main__" under python -m
@@ -43,55 +44,54 @@ def _stage_list(text: str | None) -> set[str]:
     return {s.strip() for s in text.split(",") if s.strip()} if text else set()
 
 
+def _checkpoint_options(p) -> None:
+    p.add_argument("--restart", help="comma-separated stages whose checkpoints are set aside (start over)")
+    p.add_argument(
+        "--resume",
+        help="comma-separated stages that continue from their checkpoints even though their configuration changed",
+    )
+
+
+def _run_arguments(p) -> None:
+    p.add_argument("recipe_dir")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--stages", help="comma-separated stage names to run (default: all)")
+    p.add_argument("--force", action="store_true", help="run steps again even if complete")
+    _checkpoint_options(p)
+
+
+def _step_arguments(name: str):
+    def add(p) -> None:
+        p.add_argument("recipe_dir")
+        p.add_argument("--stage", required=name != "eval", help="stage name in pipeline.yaml")
+        p.add_argument("--output-dir", required=True, help="the run folder (stage outputs go in DIR/<stage>)")
+        _checkpoint_options(p)
+
+    return add
+
+
+def _publish_arguments(p) -> None:
+    from .hub.options import add_publish_arguments
+
+    add_publish_arguments(p)
+
+
+def _convert_arguments(p) -> None:
+    """Every engine's conversion directions (its convert hook): ``hf-to-nanotron``, ``nanotron-to-hf``, ..."""
+    directions = p.add_subparsers(dest="direction", required=True)
+    for engine in engines():
+        if add_directions := engine.hook("convert"):
+            add_directions(directions)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aurora-m", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log lines (debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    def checkpoint_options(p):
-        p.add_argument("--restart", help="comma-separated stages whose checkpoints are set aside (start over)")
-        p.add_argument(
-            "--resume",
-            help="comma-separated stages that continue from their checkpoints even though their configuration changed",
-        )
-
-    run = sub.add_parser("run", help="run every stage of a recipe in order (takes --key value overrides)")
-    run.add_argument("recipe_dir")
-    run.add_argument("--output-dir", required=True)
-    run.add_argument("--stages", help="comma-separated stage names to run (default: all)")
-    run.add_argument("--force", action="store_true", help="run steps again even if complete")
-    checkpoint_options(run)
-
-    validate = sub.add_parser("validate", help="check a recipe without running it")
-    validate.add_argument("recipe_dir")
-
-    for name, help_text in STEP_COMMANDS.items():
-        step = sub.add_parser(name, help=f"{help_text} (takes --key value overrides)")
-        step.add_argument("recipe_dir")
-        step.add_argument("--stage", required=name != "eval", help="stage name in pipeline.yaml")
-        step.add_argument("--output-dir", required=True, help="the run folder (stage outputs go in DIR/<stage>)")
-        checkpoint_options(step)
-
-    from .hub.options import add_publish_arguments
-
-    add_publish_arguments(
-        sub.add_parser(
-            "publish",
-            help="push variants of a run to the Hub, one commit each "
-            "(--dry-run --out DIR: write the commit; --out DIR: export)",
-        )
-    )
-
-    sub.add_parser("patches", help="list the GPTBigCode config patches")
-
-    convert = sub.add_parser(
-        "convert", help="convert a GPTBigCode checkpoint between transformers and another engine's layout"
-    )
-    directions = convert.add_subparsers(dest="direction", required=True)
-    for engine in engines():
-        if add_directions := engine.hook("convert"):
-            add_directions(directions)
+    for command in COMMANDS:
+        help_text = command.help + (" (takes --key value overrides)" if command.takes_overrides else "")
+        command.arguments(sub.add_parser(command.name, help=help_text))
     return parser
 
 
@@ -110,8 +110,7 @@ def split_overrides(recipe, overrides: list[str], only: str | None = None) -> di
         takers = [name for name, keys in known.items() if key in keys]
         if not takers:
             every = set().union(*known.values())
-            close = difflib.get_close_matches(key, list(every), n=1)
-            hint = f" (did you mean '--{close[0]}'?)" if close else ""
+            hint = did_you_mean(f"--{key}", [f"--{k}" for k in every])
             where = f"stage {only!r}" if only else "any stage"
             raise RecipeError(None, f"--{key}", f"not a key of {where}{hint}")
         for name in takers:
@@ -272,17 +271,37 @@ def _patches(args, overrides) -> int:
     return 0
 
 
-COMMANDS = {
-    "run": _run,
-    "validate": _validate,
-    "data": _step,
-    "train": _step,
-    "eval": _step,
-    "publish": _publish,
-    "patches": _patches,
-    "convert": _convert,
-}
-TAKES_OVERRIDES = {"run", *STEP_COMMANDS}
+@dataclass(frozen=True)
+class Command:
+    """One ``aurora-m`` command: its arguments, and what runs it (with the ``--key value`` overrides it takes)."""
+
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace, list[str]], int]
+    arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None
+    takes_overrides: bool = False
+
+
+# THE list of commands: `aurora-m --help` shows them in this order
+COMMANDS = [
+    Command("run", "run every stage of a recipe in order", _run, _run_arguments, takes_overrides=True),
+    Command("validate", "check a recipe without running it", _validate, lambda p: p.add_argument("recipe_dir")),
+    *(Command(name, text, _step, _step_arguments(name), takes_overrides=True) for name, text in STEP_COMMANDS.items()),
+    Command(
+        "publish",
+        "push variants of a run to the Hub, one commit each "
+        "(--dry-run --out DIR: write the commit; --out DIR: export)",
+        _publish,
+        _publish_arguments,
+    ),
+    Command("patches", "list the GPTBigCode config patches", _patches),
+    Command(
+        "convert",
+        "convert a GPTBigCode checkpoint between transformers and another engine's layout",
+        _convert,
+        _convert_arguments,
+    ),
+]
 
 
 def build_eval_code_parser() -> argparse.ArgumentParser:
@@ -352,11 +371,12 @@ def main(argv: list[str] | None = None) -> int:
         return _eval_code(rest)
     parser = build_parser()
     args, overrides = parser.parse_known_args(argv)
-    if overrides and args.command not in TAKES_OVERRIDES:
+    command = next(c for c in COMMANDS if c.name == args.command)
+    if overrides and not command.takes_overrides:
         parser.error(f"unrecognized arguments: {' '.join(overrides)}")
     setup_logging(-1 if args.quiet else args.verbose)
     try:
-        return COMMANDS[args.command](args, overrides)
+        return command.run(args, overrides)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - re-raised unless it is the user's to fix
         return exit_on_failure("aurora-m", exc, getattr(args, "output_dir", None) or getattr(args, "out", None))
 

@@ -15,7 +15,6 @@ accelerate config file before a job starts (recipes/launch.slurm runs it before 
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import logging
 import os
@@ -25,6 +24,7 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 from .errors import RecipeError
+from .overrides import did_you_mean, origin
 
 logger = logging.getLogger(__name__)
 
@@ -85,22 +85,16 @@ def check_extras(config_file, *settings, launch: bool = False) -> None:
 
 def _settings(config_file, settings):
     """One mapping of key -> value over dicts and dataclasses, and where each key came from (file or flag)."""
-    from .overrides import CliValue
-
-    values, from_cli = {}, set()
+    values, given = {}, {}
     for item in settings:
         if isinstance(item, dict):
-            for key, value in item.items():
-                values[key] = value
-                if isinstance(value, CliValue) or (
-                    isinstance(value, list) and any(isinstance(v, CliValue) for v in value)
-                ):
-                    from_cli.add(key)
+            values.update(item)
+            given.update(item)  # as YAML or the command line gave them: origin() tells which
         elif is_dataclass(item):
             values.update({f.name: getattr(item, f.name) for f in fields(item) if f.init})
 
     def where(key):
-        return ("command line", f"--{key}") if key in from_cli else (config_file, key)
+        return origin(given, key, config_file)
 
     return values, where
 
@@ -123,8 +117,7 @@ def _check_report_to(values: dict, where) -> None:
         if name in ("none", "all"):
             continue
         if name not in INTEGRATION_TO_CALLBACK:
-            close = difflib.get_close_matches(name, list(INTEGRATION_TO_CALLBACK), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(name, INTEGRATION_TO_CALLBACK)
             raise RecipeError(*where("report_to"), f"unknown integration {name!r}{hint}")
         if name in REPORTERS:
             if not any(importable(m) for m in REPORTERS[name]):

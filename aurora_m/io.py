@@ -1,7 +1,9 @@
 """Writing outputs so that a crash never leaves something that looks complete, and nothing of the user's is lost.
 
-Temporary siblings are named ``.NAME.tmp-PID-XXXX``: the next run removes those whose process is
-dead (:func:`sweep_dead_temps`). Finished files and folders get the user's umask, not mkstemp's 0600.
+Every write of a finished output goes through here: a file through :func:`atomic_file` (or write_bytes,
+write_text, write_json), a folder through :func:`atomic_dir`. Temporary siblings are named
+``.NAME.tmp-PID-XXXX`` (one style): the next run removes those whose process is dead
+(:func:`sweep_dead_temps`). Finished files and folders get the user's umask, not mkstemp's 0600.
 """
 
 from __future__ import annotations
@@ -129,35 +131,35 @@ def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def write_bytes(path: str | Path, data: bytes) -> None:
-    """Write bytes through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path))
+@contextlib.contextmanager
+def atomic_file(target: str | Path):
+    """Yield a temporary sibling path (``.NAME.tmp-PID-XXXX.SUFFIX``: the suffix kept for writers that go by it,
+    such as matplotlib); on success it becomes ``target`` in one rename, with the user's umask. A kill leaves
+    only the temporary, which the next run's sweep removes."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=_temp_prefix(target), suffix=target.suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write bytes through a temporary file and a rename."""
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_json(path: str | Path, obj) -> None:
     """Write JSON through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, ensure_ascii=False, default=str)
-            fh.write("\n")
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2, ensure_ascii=False, default=str)
+        fh.write("\n")
 
 
 def read_json(path: str | Path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .io import atomic_file
+
 
 def _pyplot():
     import matplotlib
@@ -79,7 +81,6 @@ def plot_curves(log_history: list[dict], path: Path, title: str) -> Path | None:
 
     Redrawn during training, so written under a temporary name and renamed: a reader never sees half a file.
     """
-    import os
     import re
 
     def series(key: str) -> tuple[list, list]:
@@ -117,8 +118,7 @@ def plot_curves(log_history: list[dict], path: Path, title: str) -> Path | None:
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # the dead-temp sweep's naming (io.TEMP_TAG)
-    fig.savefig(partial, dpi=100, format="png")
+    with atomic_file(path) as partial:
+        fig.savefig(partial, dpi=100, format="png")
     plt.close(fig)
-    os.replace(partial, path)
     return path

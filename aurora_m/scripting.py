@@ -8,6 +8,7 @@ flag prints one line naming the file and key and exits with code 2.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 
@@ -22,12 +23,15 @@ from .stage_checks import parse_stage, source_keys, stage_dataclasses
 
 
 class StageParser(TrlParser):
-    """TrlParser over a stage kind's dataclasses, parsing through the recipe checks."""
+    """TrlParser over a stage kind's dataclasses, parsing through the recipe checks. Given several kinds (a script
+    serving pretrain and SFT stages), ``--help`` lists the first kind's keys and the ``--config`` YAML's list of
+    sources picks the kind when parsing: building the parser reads no file and no command line."""
 
-    def __init__(self, kind: str, description: str | None = None):
-        super().__init__(stage_dataclasses(kind), description=description)
+    def __init__(self, kind: str | tuple[str, ...], description: str | None = None):
+        self.kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+        super().__init__(stage_dataclasses(self.kinds[0]), description=description)
         self.add_argument("--config", help="a stage YAML of a recipe folder (required)")
-        self.kind = kind
+        self.kind = self.kinds[0]
         self.config_file: Path | None = None
 
     def parse_args_and_config(self, args=None, return_remaining_strings=False, fail_with_unknown_args=True):
@@ -42,6 +46,8 @@ class StageParser(TrlParser):
         i = argv.index("--config")
         self.config_file = Path(argv[i + 1])
         overrides = argv[:i] + argv[i + 2 :]
+        if len(self.kinds) > 1:
+            self.kind = kind_of(argv, default=self.kinds[0])
         parsed = parse_stage(self.config_file, self.kind, overrides)
         output_dirs = [a.output_dir for a in parsed if hasattr(a, "output_dir")]
         if output_dirs:
@@ -52,7 +58,7 @@ class StageParser(TrlParser):
 
 
 def kind_of(argv: list[str], default: str) -> str:
-    """pretrain or sft, from which list of sources the ``--config`` YAML holds (for scripts serving both)."""
+    """The kind whose list of sources the ``--config`` YAML holds (pretrain: mixture, sft: sft_sources, ...)."""
     if "--config" in argv and argv.index("--config") + 1 < len(argv):
         keys = read_yaml(argv[argv.index("--config") + 1])
         for key, kind in source_keys().items():
@@ -70,6 +76,8 @@ def run_script(make_parser, main, argv: list[str] | None = None):
         parser = make_parser()
         parsed = parser.parse_args_and_config(argv)
         check_extras(parser.config_file, *parsed, launch=True)  # this machine and its accelerate launch
-        return main(*parsed, config_file=parser.config_file)
+        # a script serving several kinds (scripts/data.py) is told which one the --config YAML is
+        serves_kinds = "kind" in inspect.signature(main).parameters and hasattr(parser, "kind")
+        return main(*parsed, config_file=parser.config_file, **({"kind": parser.kind} if serves_kinds else {}))
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - re-raised unless it is the user's to fix
         sys.exit(exit_on_failure(Path(sys.argv[0]).name, exc, output_dir))

@@ -136,7 +136,7 @@ def check_stage_config(
     overrides = dict(overrides or {})
     for key, value in overrides.items():
         if key in source_list_keys():
-            raise RecipeError("command line", f"--{key}", "lists of sources are edited in the stage YAML")
+            raise RecipeError(*origin(overrides, key, file), "lists of sources are edited in the stage YAML")
         if isinstance(value, CliValue) and is_list(known_types.get(key)):
             overrides[key] = [value]  # argparse reads `--config_patches tiny` as a list of one
     config = {**read_yaml(file), **overrides}

@@ -291,7 +291,7 @@ register_kind(
         inputs=MODELS,
         runners={"transformers": {"eval": "aurora_m.evaluation.stage:run_eval_step"}},
         checks=("aurora_m.safety.checks:check_taxonomies", "aurora_m.evaluation.checks:check_eval_keys"),
-        help="per-language held-out perplexity of every input model",
+        help="every input model through the suites the stage names (perplexity, code, harness, safety)",
     )
 )
 register_kind(

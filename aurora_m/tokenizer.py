@@ -10,13 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from .args import ModelArguments
 from .errors import RecipeError
 from .hub_errors import explain_hub_errors
+from .io import atomic_dir
 
 EOS = "<|endoftext|>"
 STARCODER_SPECIAL_TOKENS = [
@@ -111,16 +110,8 @@ def cached_tokenizer(files: list[str], vocab_size: int):
         digest.update(Path(name).read_bytes())
     target = cache_root() / "tokenizers" / digest.hexdigest()[:16]
     if not (target / "tokenizer.json").is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
-        try:
+        with atomic_dir(target) as tmp:  # another process finishing first wrote the same tokenizer
             train_tokenizer(files, vocab_size, tmp)
-            try:
-                os.replace(tmp, target)
-            except OSError:  # another process finished first: theirs is the same tokenizer
-                pass
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return AutoTokenizer.from_pretrained(target)
 
 

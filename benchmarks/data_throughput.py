@@ -443,6 +443,8 @@ def _report_steps(label: str, seconds: dict[str, float], top: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from aurora_m.layout import DatasetDir
+
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     if args.child:
@@ -481,7 +483,7 @@ def main(argv: list[str] | None = None) -> None:
         mem_small = build("ours", job(small, "ours-mem-1x", 2, est_budget), tmp, memory=True)
         mem_large = build("ours", job(large, "ours-mem-big", 2, est_budget), tmp, memory=True)
 
-        mixture = json.loads((tmp / "ours-w1" / "mixture.json").read_text())
+        mixture = json.loads(DatasetDir(tmp / "ours-w1").mixture_json.read_text())
         docs = sum(1 for _ in corpus_texts(small))
         print(
             f"corpus: {args.mb:.1f} MB, {docs:,} documents, {tokens:,} tokens (raw tokenizer, EOS included), "

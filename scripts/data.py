@@ -8,22 +8,20 @@ recipe needs ``--use_cpu true`` (the trainer keys are parsed, not used).
     python scripts/data.py --config recipes/aurora-m-tiny/cap.yaml --output_dir runs/tiny/cap
 """
 
-import sys
-
 from aurora_m.data.build import build_pretrain_dataset, build_sft_dataset
 from aurora_m.layout import StageDir
-from aurora_m.scripting import StageParser, kind_of, run_script
+from aurora_m.scripting import StageParser, run_script
+
+BUILDERS = {"pretrain": build_pretrain_dataset, "sft": lambda model_args, *rest: build_sft_dataset(*rest)}
 
 
 def make_parser():
-    return StageParser(kind_of(sys.argv[1:], default="pretrain"), description=__doc__.split("\n\n")[0])
+    return StageParser(tuple(BUILDERS), description=__doc__.split("\n\n")[0])
 
 
-def main(model_args, data_args, training_args, config_file="<stage config>"):
+def main(model_args, data_args, training_args, config_file="<stage config>", kind="pretrain"):
     out = data_args.dataset_dir or StageDir(training_args.output_dir).data.root
-    if kind_of(["--config", str(config_file)], default="pretrain") == "sft":
-        return build_sft_dataset(data_args, out, config_file)
-    return build_pretrain_dataset(model_args, data_args, out, config_file)
+    return BUILDERS[kind](model_args, data_args, out, config_file)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from aurora_m.layout import StageDir
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "recipes" / "aurora-m-tiny"
 logger = logging.getLogger("nanotron_check")
@@ -53,61 +55,27 @@ def run(command: list, **kwargs) -> None:
 
 def run_stages(recipe: Path, run_dir: Path, steps: int, extra: list, env: dict) -> None:
     """CAP and CAT on ``steps`` optimizer steps of 8 x 128 tokens each (one data-parallel rank: the budget's steps)."""
-    run(
-        [
-            sys.executable,
-            "-m",
-            "aurora_m.cli",
-            "run",
-            recipe,
-            "--output-dir",
-            run_dir,
-            "--stages",
-            "cap,cat",
-            "--train_tokens",
-            steps * 8 * 128,
-            "--max_steps",
-            steps,
-            "--save_steps",
-            max(1, steps // 2),
-            *extra,
-        ],
-        env=env,
-    )
+    budget = ["--train_tokens", steps * 8 * 128, "--max_steps", steps, "--save_steps", max(1, steps // 2)]
+    cli = [sys.executable, "-m", "aurora_m.cli", "run", recipe, "--output-dir", run_dir, "--stages", "cap,cat"]
+    run([*cli, *budget, *extra], env=env)
 
 
 def losses(run_dir: Path, stage: str) -> list[float]:
-    return [e["loss"] for e in json.loads((run_dir / stage / "log_history.json").read_text()) if "loss" in e]
+    return [e["loss"] for e in json.loads(StageDir(run_dir / stage).log_history.read_text()) if "loss" in e]
 
 
 def step0_logits(run_dir: Path, tp: int, ids_file: Path, out: Path) -> None:
     """nanotron's logits of CAP's converted start: CAP's config, resuming from nothing (init_method only)."""
-    config = yaml.safe_load((run_dir / "cap" / "nanotron.yaml").read_text())
+    config = yaml.safe_load(StageDir(run_dir / "cap").nanotron_config.read_text())
     empty = Path(tempfile.mkdtemp(dir=run_dir, prefix=".step0-"))
     config["checkpoints"]["resume_checkpoint_path"] = str(empty)
     config["checkpoints"]["checkpoints_path"] = str(empty)
     config["parallelism"].update(tp=tp, pp=1, dp=1)
     step0 = run_dir / "step0.yaml"
     step0.write_text(yaml.safe_dump(config, sort_keys=False))
-    run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc_per_node={tp}",
-            "-m",
-            "aurora_m.engines.nanotron.entry",
-            "--config-file",
-            step0,
-            "--data",
-            run_dir / "cap" / "data",
-            "--dump-logits",
-            ids_file,
-            out,
-        ],
-        env={**os.environ, "CUDA_DEVICE_MAX_CONNECTIONS": "1"},
-    )
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={tp}"]
+    entry = ["-m", "aurora_m.engines.nanotron.entry", "--config-file", step0, "--data", run_dir / "cap" / "data"]
+    run([*torchrun, *entry, "--dump-logits", ids_file, out], env={**os.environ, "CUDA_DEVICE_MAX_CONNECTIONS": "1"})
     shutil.rmtree(empty, ignore_errors=True)
 
 

@@ -10,13 +10,13 @@ so N workers stay busy whatever the mix of source sizes. Each task writes its ch
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import deque
 from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.stats import PipelineStats
+
+from ..io import write_text
 
 
 class SourceTasks(PipelineStep):
@@ -51,10 +51,7 @@ class SourceTasks(PipelineStep):
             deque(pipelined, maxlen=0)
         folder = Path(self.stats_dir) / source
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".stats-")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(PipelineStats(steps).to_json())
-        os.replace(tmp, folder / f"{local:05d}.json")
+        write_text(folder / f"{local:05d}.json", PipelineStats(steps).to_json())
         yield from ()
 
 

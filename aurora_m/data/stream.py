@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import OrderedDict
 from pathlib import Path
 
@@ -39,7 +38,7 @@ import numpy as np
 import torch
 
 from ..errors import RecipeError
-from ..io import read_json_or_none
+from ..io import atomic_file, read_json_or_none, write_text
 from .mixer import MixRow, name_key, source_rng
 
 logger = logging.getLogger(__name__)
@@ -160,9 +159,8 @@ def build_index(rows: list[MixRow], seed: int, path) -> int:
     draws = [_EpochDraws(r.name, r.available_windows, seed) for r in rows]
     ids_of = np.arange(len(rows), dtype=np.int64)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".writing")  # renamed into place when complete
-    with open(partial, "wb") as out:
+    # the index, then its .json (which says it is complete), each renamed into place when written
+    with atomic_file(path) as partial, open(partial, "wb") as out:
         np.lib.format.write_array_header_1_0(
             out,
             {"descr": np.lib.format.dtype_to_descr(np.dtype(np.int64)), "fortran_order": False, "shape": (total, 2)},
@@ -183,10 +181,7 @@ def build_index(rows: list[MixRow], seed: int, path) -> int:
         "chunk": CHUNK,
         "sources": [{"name": r.name, "windows": r.windows, "available_windows": r.available_windows} for r in rows],
     }
-    meta_partial = partial.with_name(partial.name + ".json")
-    meta_partial.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    os.replace(partial, path)
-    os.replace(meta_partial, index_meta_path(path))
+    write_text(index_meta_path(path), json.dumps(meta, indent=1) + "\n")
     logger.info("sampling index: %d windows of %d tokens from %d sources -> %s", total, seq_length, len(rows), path)
     return total
 
@@ -371,8 +366,6 @@ def pack_heldout(texts, path: str | Path, tokenizer, seq_length: int, blocks: in
     windows = filled // seq_length
     if windows:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".writing")
-        with open(partial, "wb") as fh:
+        with atomic_file(path) as partial, open(partial, "wb") as fh:
             np.save(fh, out[: windows * seq_length].reshape(windows, seq_length))
-        os.replace(partial, path)
     return {"windows": windows, "documents": docs, "tokens": windows * seq_length}

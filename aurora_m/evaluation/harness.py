@@ -30,7 +30,6 @@ A stderr lm-eval cannot compute is null.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
 from contextlib import contextmanager
@@ -39,6 +38,7 @@ from pathlib import Path
 
 from ..errors import RecipeError
 from ..extras import install_hint
+from ..overrides import did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +146,7 @@ def check_tasks(eval_args, config_file, cache: dict | None = None) -> list[TaskR
     known = set(task_manager(eval_args, config_file, cache).all_tasks)
     for request in requests:
         if request.name not in known:
-            close = difflib.get_close_matches(request.name, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(request.name, known)
             raise RecipeError(
                 config_file,
                 request.key,

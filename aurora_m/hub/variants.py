@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import RecipeError
 from ..io import read_json_or_none
 from ..layout import RunLayout, StageDir
+from ..overrides import did_you_mean
 from .arguments import HUB_ID, PublishArguments
 from .export import LineageStep, Variant, export_variant
 
@@ -44,13 +45,20 @@ def _is_hub_id(value) -> bool:
     return isinstance(value, str) and bool(HUB_ID.match(value)) and not Path(value).exists()
 
 
-def variant_from_summary(layout: RunLayout, summary: dict, name: str, publish_args: PublishArguments) -> Variant:
+def summary_variant(layout: RunLayout, summary: dict, name: str) -> dict:
+    """The entry of variant ``name`` in a run's summary.json; one line naming the variants there otherwise."""
     variants = {v["name"]: v for v in summary["variants"]}
     if name not in variants:
         raise RecipeError(
-            layout.summary, "variants", f"no variant {name!r} (variants: {', '.join(variants) or 'none'})"
+            layout.summary,
+            "variants",
+            f"no variant {name!r}{did_you_mean(name, variants)} (variants: {', '.join(variants) or 'none'})",
         )
-    entry = variants[name]
+    return variants[name]
+
+
+def variant_from_summary(layout: RunLayout, summary: dict, name: str, publish_args: PublishArguments) -> Variant:
+    entry = summary_variant(layout, summary, name)
     results = layout.resolve(entry["eval_results"])
     if results is None or not results.is_file():
         raise RecipeError(

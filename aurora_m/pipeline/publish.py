@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 from ..errors import RecipeError
+from ..hub.variants import publish_variant, summary_variant
 from ..io import read_json_or_none
 from ..layout import RunLayout
 from ..locking import run_lock
@@ -90,17 +91,8 @@ def _checked(run_dir: str | Path, out_dir: str | Path | None) -> tuple[RunLayout
     return layout, summary
 
 
-def _variant(layout: RunLayout, summary: dict, name: str) -> dict:
-    variants = {v["name"]: v for v in summary["variants"]}
-    if name not in variants:
-        raise RecipeError(
-            layout.summary, "variants", f"no variant {name!r} (variants: {', '.join(variants) or 'none'})"
-        )
-    return variants[name]
-
-
 def _fresh(layout: RunLayout, summary: dict, name: str, exported: bool = False) -> None:
-    problems = stale_steps(layout, summary, _variant(layout, summary, name), exported)
+    problems = stale_steps(layout, summary, summary_variant(layout, summary, name), exported)
     if problems:
         raise RecipeError(
             layout.summary,
@@ -113,7 +105,7 @@ def variant_names(run_dir: str | Path, variant: str | None) -> list[str]:
     """``[variant]``, or (``None``: --all) every variant the run evaluated."""
     layout, summary = _checked(run_dir, None)
     if variant is not None:
-        _variant(layout, summary, variant)
+        summary_variant(layout, summary, variant)
         return [variant]
     names = [v["name"] for v in summary["variants"] if v.get("evaluated_by")]
     if not names:
@@ -123,10 +115,8 @@ def variant_names(run_dir: str | Path, variant: str | None) -> list[str]:
 
 def publish_from_run(run_dir: str | Path, variant_name: str, out_dir: str | Path, overwrite: bool = False) -> Path:
     """Export one fresh variant of a run into ``out_dir`` (no push)."""
-    from ..hub.variants import publish_variant
-
     layout, summary = _checked(run_dir, out_dir)
-    _variant(layout, summary, variant_name)
+    summary_variant(layout, summary, variant_name)
     with run_lock(layout.lock, "aurora-m publish"):
         _fresh(layout, summary, variant_name)
         publish_args = None
@@ -138,7 +128,7 @@ def publish_from_run(run_dir: str | Path, variant_name: str, out_dir: str | Path
 
 def export_of(layout: RunLayout, summary: dict, name: str) -> Path:
     """The export folder the run's publish stage wrote for a variant (what a push reads), checked fresh."""
-    entry = _variant(layout, summary, name)
+    entry = summary_variant(layout, summary, name)
     if not entry.get("published_by"):
         raise RecipeError(
             layout.summary,

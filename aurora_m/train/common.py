@@ -8,8 +8,8 @@ import os
 import shutil
 from pathlib import Path
 
-from ..io import apply_umask, write_json
-from ..layout import TRAINING_ARGS_JSON, TRAINING_ARGS_PICKLE, StageDir
+from ..io import apply_umask, replace_dir, write_json
+from ..layout import TRAINING_ARGS_JSON, TRAINING_ARGS_PICKLE, DatasetDir, StageDir
 from ..locking import run_lock
 from ..logs import log_through_logging
 from ..plots import plot_loss
@@ -40,6 +40,21 @@ def wired_arguments(ctx) -> list[str]:
     if ctx.input_models:
         extra += ["--model_name_or_path", str(next(iter(ctx.input_models.values())))]
     return extra
+
+
+def stage_dataset(training_args, dataset_dir: str | None, build) -> DatasetDir:
+    """The stage's dataset (``dataset_dir``, else the stage folder's ``data/``), built by ``build(folder)`` when it
+    is not: once per launch, by the main process of the first node, while every other rank of every node waits
+    (a shared filesystem holds one dataset, so one builder). A dataset already built is reused as is (scripts);
+    ``aurora-m`` rebuilds it beforehand when its sources or keys change."""
+    data = DatasetDir(dataset_dir) if dataset_dir else StageDir(training_args.output_dir).data
+    if data.is_built():
+        logger.info("training on the dataset in %s", data.root)
+        return data
+    with training_args.main_process_first(local=False, desc="build dataset"):  # one builder, all nodes
+        if not data.is_built():
+            build(data.root)
+    return data
 
 
 def keep_token_out_of_files(args) -> None:
@@ -89,17 +104,9 @@ def _train_and_save(trainer, dirs: StageDir, title: str, after_save) -> Path:
             after_save(partial)
         saved_args = {k: v for k, v in args.to_dict().items() if k not in MACHINE_PATHS}
         write_json(partial / TRAINING_ARGS_JSON, redact(saved_args))
-        apply_umask(partial)
-        if dirs.model.exists():
-            old = dirs.model_previous
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(dirs.model, old)
-            os.replace(partial, dirs.model)
-            shutil.rmtree(old)
-        else:
-            os.replace(partial, dirs.model)
-            # a kill between the two renames above, in an earlier run, left the older model here
-            shutil.rmtree(dirs.model_previous, ignore_errors=True)
+        # an older model a kill left moved aside by an earlier version of this swap
+        shutil.rmtree(dirs.model_previous, ignore_errors=True)
+        replace_dir(partial, dirs.model)  # the old model moved aside (restored by the sweep if killed), then gone
         history = trainer.state.log_history
         write_json(dirs.log_history, history)
         if any("loss" in e for e in history):

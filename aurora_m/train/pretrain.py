@@ -10,10 +10,10 @@ from ..data.build import build_pretrain_dataset
 from ..data.mixture import packed_collator
 from ..data.stream import open_stream
 from ..errors import RecipeError
-from ..layout import DatasetDir, StageDir
+from ..layout import StageDir
 from .budget import derive_max_steps
 from .checkpoints import resume_checkpoint, stream_position_callback
-from .common import keep_token_out_of_files, train_and_save, wired_arguments
+from .common import keep_token_out_of_files, stage_dataset, train_and_save, wired_arguments
 from .handoff import UpstreamState, carry_on_schedule, load_upstream_optimizer, upstream_state
 from .model import load_model, parameter_count
 from .monitor import heldout_eval_sets, monitor_callbacks
@@ -44,13 +44,11 @@ def build_trainer(
     from transformers import AutoTokenizer
 
     dirs = StageDir(training_args.output_dir)
-    data = DatasetDir(mix_args.dataset_dir) if mix_args.dataset_dir else dirs.data
-    if data.is_built():  # scripts reuse it as is; `aurora-m` rebuilds it when its sources or keys change
-        logger.info("training on the dataset in %s", data.root)
-    else:
-        with training_args.main_process_first(local=False, desc="build dataset"):  # one builder, all nodes
-            if not data.is_built():
-                build_pretrain_dataset(model_args, mix_args, data.root, config_file, title)
+    data = stage_dataset(
+        training_args,
+        mix_args.dataset_dir,
+        lambda folder: build_pretrain_dataset(model_args, mix_args, folder, config_file, title),
+    )
     tokenizer = AutoTokenizer.from_pretrained(data.tokenizer)
     train_ds = open_stream(data)
     seq_length = train_ds.seq_length

@@ -9,7 +9,6 @@ prompt/completion rows with completion-only loss. With ``use_peft`` the adapter 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -17,9 +16,9 @@ from ..args import ModelArguments, SFTDataArguments
 from ..data.build import build_sft_dataset
 from ..errors import RecipeError
 from ..io import replace_dir
-from ..layout import TRAINING_ARGS_PICKLE, DatasetDir, StageDir
+from ..layout import TRAINING_ARGS_PICKLE, StageDir
 from ..tokenizer import load_tokenizer
-from .common import keep_token_out_of_files, train_and_save, wired_arguments
+from .common import keep_token_out_of_files, stage_dataset, train_and_save, wired_arguments
 from .lora import lora_config, merge_adapter
 from .model import load_model, parameter_count
 
@@ -38,13 +37,9 @@ def build_sft_trainer(
     from trl import SFTTrainer
 
     dirs = StageDir(sft_config.output_dir)
-    data = DatasetDir(data_args.dataset_dir) if data_args.dataset_dir else dirs.data
-    if data.is_built():  # scripts reuse it as is; `aurora-m` rebuilds it when its sources or keys change
-        logger.info("training on the dataset in %s", data.root)
-    else:
-        with sft_config.main_process_first(desc="build dataset"):
-            if not data.is_built():
-                build_sft_dataset(data_args, data.root, config_file)
+    data = stage_dataset(
+        sft_config, data_args.dataset_dir, lambda folder: build_sft_dataset(data_args, folder, config_file)
+    )
     tokenizer = load_tokenizer(model_args, config_file)
     model = load_model(model_args, tokenizer, config_file)
     train_ds = load_from_disk(str(data.train))
@@ -103,7 +98,7 @@ def _merge(folder: Path, dirs: StageDir, model_args: ModelArguments) -> None:
     adapter = dirs.adapter_partial
     if adapter.exists():
         shutil.rmtree(adapter)  # left by a merge that was killed
-    os.replace(folder, adapter)
+    folder.rename(adapter)  # the saved folder (ours, unfinished) becomes the adapter's; published by replace_dir
     (adapter / TRAINING_ARGS_PICKLE).unlink(missing_ok=True)
     merge_adapter(adapter, model_args.model_name_or_path, folder, model_args.dtype)
     replace_dir(adapter, dirs.adapter)

@@ -24,7 +24,7 @@ INSTALL = (
     "https://github.com/huggingface/nanotron && cd nanotron && "
     f"git checkout {PINNED_COMMIT} && pip install --no-deps -e . && pip install dacite einops && "
     "pip install --no-build-isolation git+https://github.com/fanshiqing/grouped_gemm@main "
-    "(PyPI's nanotron 0.4 does not import; see README, 'nanotron engine')"
+    "(PyPI's nanotron 0.4 does not import; see docs/nanotron.md)"
 )
 
 

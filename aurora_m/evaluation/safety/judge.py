@@ -20,6 +20,8 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Protocol
 
+from ...overrides import did_you_mean
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_JUDGE = "refusal"
@@ -213,10 +215,7 @@ def judge_name_problem(name: str) -> str | None:
     model_id, labels = parse_classifier_name(name)
     if "/" in model_id and model_id.strip("/") and not model_id.endswith("/"):
         return None
-    import difflib
-
-    close = difflib.get_close_matches(name, list(JUDGES), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    hint = did_you_mean(name, JUDGES)
     return (
         f"expected {' or '.join(repr(j) for j in JUDGES)} or a text-classification model id "
         f"(org/name, or a local folder; ':LABEL' names the refusal label), got {name!r}{hint}"

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...overrides import did_you_mean
+
 
 @dataclass(frozen=True)
 class Template:
@@ -106,10 +108,7 @@ def template_name_problem(name: str) -> str | None:
     """Why ``name`` is not a template (with the closest one), or None."""
     if name in TEMPLATES:
         return None
-    import difflib
-
-    close = difflib.get_close_matches(name, list(TEMPLATES), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    hint = did_you_mean(name, TEMPLATES)
     return f"unknown jailbreak template {name!r}{hint}: expected some of {', '.join(TEMPLATES)}"
 
 
