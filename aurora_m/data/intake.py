@@ -9,6 +9,7 @@ that reaches ``filter_report.json``; line numbers of the first few go to the tas
 from __future__ import annotations
 
 import functools
+import glob
 import sys
 from pathlib import Path
 
@@ -174,6 +175,13 @@ def check_hub_source(spec: SourceSpec, config_file, where: str) -> None:
         load_dataset_builder(spec.dataset, **options)
 
 
+def exact_name_pattern(name: str) -> str:
+    """A glob that matches the file ``name`` and nothing else. datatrove turns a pattern without a wildcard into
+    ``*NAME`` (``de.jsonl`` would also read ``code.jsonl`` beside it): the last character as a one-letter class
+    is a wildcard to datatrove and matches that character alone; the rest is escaped."""
+    return glob.escape(name[:-1]) + f"[{name[-1]}]"
+
+
 def source_reader(spec: SourceSpec, tasks_hint: int = 1):
     """A datatrove reader for one source: local jsonl/parquet (file or folder), or a Hub dataset streamed."""
     adapter = _SourceAdapter(spec)
@@ -194,7 +202,7 @@ def source_reader(spec: SourceSpec, tasks_hint: int = 1):
             spec.dataset, dataset_options=options, streaming=True, text_key=spec.text_field, adapter=adapter
         )
     path = Path(spec.path)
-    folder, pattern = (str(path), None) if path.is_dir() else (str(path.parent), path.name)
+    folder, pattern = (str(path), None) if path.is_dir() else (str(path.parent), exact_name_pattern(path.name))
     if path.suffix == ".parquet" or (path.is_dir() and any(p.suffix == ".parquet" for p in local_files(spec))):
         return CountingParquetReader(
             folder, glob_pattern=pattern or "*.parquet", adapter=adapter, text_key=spec.text_field, add_file_path=False
