@@ -73,7 +73,8 @@ def run_pipeline(
     executor = _quiet_local_executor()(
         pipeline=pipeline, logging_dir=str(logging_dir), tasks=tasks, workers=workers, start_method="forkserver"
     )
-    executor.run()
+    with _main_script_not_rerun():
+        executor.run()
     missing = executor.get_incomplete_ranks(range(tasks))
     if missing:
         raise RuntimeError(f"{job_name}: tasks {missing} did not complete; see {logging_dir}/logs")
@@ -87,6 +88,27 @@ def _no_forked_helpers() -> None:
     import multiprocess
 
     multiprocess.set_start_method("forkserver", force=True)
+
+
+@contextlib.contextmanager
+def _main_script_not_rerun():
+    """Every process the fork server starts runs the parent's main *script* again (its preload of ``__main__``
+    never happens: Python looks for the script under another key than the one it is given). Under
+    ``python scripts/pretrain.py`` or ``accelerate launch`` that re-imported torch, transformers and trl in each
+    of datatrove's helper processes, seconds apiece: a tiny data step took 36 s instead of 5. Nothing those
+    processes run comes from the script, so they start without it (a ``python -m`` main is left as it is)."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 @functools.cache
