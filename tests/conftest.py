@@ -17,6 +17,19 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "recipes" / "aurora-m-tiny"
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
 os.environ.update(OFFLINE)
+# Tiny models on a 2-core machine: torch's intra-op threads cost more than they give (they spin and wait on
+# each other, and on the pipeline's own worker processes); one thread per process, inherited by every
+# subprocess a test starts, set before torch loads. A machine's own setting wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# The end-to-end tests: `python -m pytest -m "not slow"` leaves them out while developing (CI runs everything)
+SLOW_MODULES = {"test_pipeline", "test_resume", "test_launch", "test_faults", "test_redteam", "test_publish"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tiny_run" in item.fixturenames or item.module.__name__ in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
 
 
 def readme_command(pattern: str) -> str:

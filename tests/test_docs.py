@@ -545,6 +545,14 @@ def plan_module(check: Check) -> None:
         check.how = "--help"
 
 
+def markers() -> set[str]:
+    """The pytest markers setup.cfg registers."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    lines = config.get("tool:pytest", "markers", fallback="").strip().splitlines()
+    return {line.split(":")[0].strip() for line in lines if line.strip()}
+
+
 def extras() -> set[str]:
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
@@ -576,7 +584,12 @@ def plan(cmd: Command) -> Check:
                 check.expect(not unknown, f"pip install {token}: no extra {sorted(unknown)} in setup.cfg")
         check.how = "extras exist"
     elif kind == "pytest":
-        for token in argv[3:]:
+        args = argv[3:]
+        for i, token in enumerate(args):
+            if i and args[i - 1] == "-m":  # a marker expression: its markers are registered in setup.cfg
+                unknown = set(re.findall(r"\w+", token)) - {"not", "and", "or"} - markers()
+                check.expect(not unknown, f"-m {token}: no marker {sorted(unknown)} in setup.cfg")
+                continue
             check.expect(token.startswith("-") or (ROOT / token.split("::")[0]).exists(), f"{token}: no such test")
         check.how = "test paths exist"
     else:
