@@ -74,8 +74,10 @@ def check_extras(config_file, *settings, launch: bool = False) -> None:
     environment asks for (DeepSpeed, FSDP) is checked every time: only a launcher sets it.
     """
     # set only under `accelerate launch`, and TrainingArguments already needs deepspeed when it is: check it first
-    _check_distributed(ACCELERATE_CONFIG, _launch_needs(os.environ))
+    needs = _launch_needs(os.environ)
+    _check_distributed(ACCELERATE_CONFIG, needs)
     values, where = _settings(config_file, settings)
+    check_launch_fits(values, where, needs.get("distributed_type"), ACCELERATE_CONFIG)
     _check_report_to(values, where)
     _check_attention(values, where, launch)
     if launch:
@@ -203,6 +205,78 @@ def _check_compile(values: dict, where) -> None:
 
 
 # ----------------------------------------------------------------------------- accelerate launch
+# stage settings a kind of launch cannot carry out: (key, value, distributed_type) -> why, and the fix. Each is
+# otherwise found only once training starts, after the data step and a 15.5B model load.
+LAUNCH_CONFLICTS = {
+    ("init_from", "full_state", "DEEPSPEED"): (
+        "carries the upstream stage's AdamW state on, which DeepSpeed keeps in its own checkpoint format: launch "
+        "this stage and its upstream with recipes/accelerate_configs/fsdp2.yaml, or set init_from: weights"
+    ),
+}
+
+
+def check_launch_fits(values: dict, where, distributed_type: str | None, launch: str | Path) -> None:
+    """Refuse a stage whose settings the launch (an accelerate config's ``distributed_type``) cannot carry out."""
+    kind = str(distributed_type or "").upper()
+    for (key, value, conflict), why in LAUNCH_CONFLICTS.items():
+        if kind == conflict and str(values.get(key)) == value:
+            file, name = where(key)
+            raise RecipeError(file, name, f"{value} under {launch} ({kind}) {why}")
+
+
+def check_launches(stages: list[tuple[str, Path]], given: list[str] | None) -> None:
+    """``aurora-m validate --accelerate-config [STAGE=]CONFIG``: each stage (name, YAML) against the launch it will
+    run under; a CONFIG without a stage is every stage's. CONFIG: a file or a name of recipes/accelerate_configs/."""
+    from .overrides import read_yaml
+
+    names = [name for name, _ in stages]
+    for item in given or []:
+        stage, eq, config = item.rpartition("=")
+        if eq and stage not in names:
+            raise RecipeError(
+                "command line", "--accelerate-config", f"no stage {stage!r} (stages: {', '.join(names)})"
+            )
+        launch = accelerate_config_path(config)
+        for name, file in stages:
+            if not eq or name == stage:
+                check_launch_fits(
+                    read_yaml(Path(file)), lambda key, file=file: (file, key), distributed_type(launch), launch
+                )
+
+
+def accelerate_config_path(config: str) -> Path:
+    """A file, or a name of recipes/accelerate_configs/ (of the working folder, then of this checkout)."""
+    for path in (
+        Path(config),
+        Path("recipes") / "accelerate_configs" / f"{config}.yaml",
+        Path(__file__).resolve().parents[1] / "recipes" / "accelerate_configs" / f"{config}.yaml",
+    ):
+        if path.is_file():
+            return path
+    raise RecipeError(
+        "command line",
+        "--accelerate-config",
+        f"no accelerate config {config!r} (a file, or a name of recipes/accelerate_configs/)",
+    )
+
+
+def distributed_type(path: str | Path) -> str | None:
+    """The ``distributed_type`` of an accelerate config: a file, or a name of recipes/accelerate_configs/."""
+    return _read_accelerate_config(path).get("distributed_type")
+
+
+def _read_accelerate_config(path: str | Path) -> dict:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(path, None, "accelerate config not found")
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(config, dict):
+        raise RecipeError(path, None, "expected an accelerate config (a mapping of keys to values)")
+    return config
+
+
 def _warn_fsdp_on_cpu(env) -> None:
     if _truthy(env.get("ACCELERATE_USE_FSDP", "false")):
         import torch
@@ -227,16 +301,15 @@ def _launch_needs(env) -> dict:
     return needs
 
 
-def check_accelerate_config(path: str | Path) -> None:
-    """An accelerate config file's needs, checked on this machine before a job spends time on its data step."""
-    import yaml
+def check_accelerate_config(path: str | Path, stage_config: str | Path | None = None, overrides=()) -> None:
+    """An accelerate config file's needs, checked on this machine before a job spends time on its data step;
+    with ``stage_config`` (and its ``--key value`` overrides), whether the stage's settings fit that launch."""
+    config = _read_accelerate_config(path)
+    if stage_config is not None:
+        from .overrides import overrides_to_dict, read_yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(path, None, "accelerate config not found")
-    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(config, dict):
-        raise RecipeError(path, None, "expected an accelerate config (a mapping of keys to values)")
+        stage = {**read_yaml(Path(stage_config)), **overrides_to_dict(list(overrides))}
+        check_launch_fits(stage, lambda key: origin(stage, key, stage_config), config.get("distributed_type"), path)
     deepspeed = config.get("deepspeed_config") or {}
     fsdp = config.get("fsdp_config") or {}
     _check_distributed(
@@ -286,16 +359,19 @@ def _has_fully_shard() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m aurora_m.extras ACCELERATE_CONFIG``: exit 0 when this machine has what the config needs."""
+    """``python -m aurora_m.extras ACCELERATE_CONFIG [STAGE_CONFIG [--key value ...]]``: exit 0 when this machine
+    has what the accelerate config needs (and the stage's settings fit that launch)."""
     from .errors import exit_on_failure
     from .logs import setup_logging
 
     setup_logging()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) != 1 or argv[0].startswith("-"):
-        raise SystemExit("usage: python -m aurora_m.extras ACCELERATE_CONFIG.yaml")
+    if not argv or any(a.startswith("-") for a in argv[:2]):
+        raise SystemExit(
+            "usage: python -m aurora_m.extras ACCELERATE_CONFIG.yaml [STAGE_CONFIG.yaml [--key value ...]]"
+        )
     try:
-        check_accelerate_config(argv[0])
+        check_accelerate_config(argv[0], argv[1] if len(argv) > 1 else None, argv[2:])
     except Exception as exc:  # noqa: BLE001 - re-raised unless it is the user's to fix
         return exit_on_failure("aurora_m.extras", exc)
     logger.info("%s: this machine has what it needs", argv[0])

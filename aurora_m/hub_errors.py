@@ -22,6 +22,7 @@ from .errors import RecipeError, exception_chain
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 TRUE_VALUES = {"1", "ON", "YES", "TRUE"}  # how huggingface_hub reads its boolean variables
 LOGIN = "(`hf auth login` or HF_TOKEN)"
+SCRIPT_REFUSED = "Dataset scripts are no longer supported"  # datasets/load.py's message, followed by the file
 TOKEN_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
 
 
@@ -70,6 +71,13 @@ def explain(err: BaseException, repo_id: str, repo_type: str = "dataset") -> str
     def first(types):
         return next((e for e in chain if isinstance(e, types)), None)
 
+    script = next((e for e in chain if SCRIPT_REFUSED in str(e)), None)
+    if script is not None:  # datasets >= 4 (load.py): a repo that ships a loading script, data_files or not
+        found = str(script).rsplit(" ", 1)[-1]
+        return (
+            f"{kind} {repo_id} ships a loading script ({found}), which datasets >= 4 refuses: read its data files "
+            "through a packaged builder (builder: json or parquet, data_files: the repo's files; docs/data.md)"
+        )
     if (gated := first(GatedRepoError)) is not None or "is a gated dataset" in datasets_messages:
         unauthenticated = (gated is not None and _status(gated) == 401) or "must be authenticated" in datasets_messages
         if unauthenticated:

@@ -44,6 +44,10 @@ class SourceSpec:
     config_name: str | None = None
     data_dir: str | None = None  # a folder inside a Hub dataset (the-stack-dedup: data/python)
     data_files: str | list[str] | None = None  # files inside a Hub dataset (a script-only dataset's raw files)
+    # a packaged builder of `datasets` (json, parquet, csv, text) reading data_files of the Hub dataset on
+    # hf://datasets/<dataset>/<file> paths: how a repo that ships a loading script is read (datasets >= 4 refuses
+    # the repo by id, data_files or not)
+    builder: str | None = None
     split: str = "train"
     format: str = "text"  # a name in source_formats.FORMATS: text | instruction | messages | ...
     text_field: str = "text"
@@ -147,10 +151,40 @@ class SourceSpec:
                 f"{where}.stratify",
                 "a stratified split needs format: instruction (pairs with a category column)",
             )
+        if self.dataset is not None:
+            self._check_hub_read(file, where)
         if source_list is not None:
             source_list.check(self, file, where)
         if roots is not None:
             self._check_files(file, where, source_list, roots)
+
+    def _check_hub_read(self, file, where: str) -> None:
+        """How a Hub dataset is read: streamed (a split slice counts rows), by id or through a packaged builder."""
+        if self.builder is not None and self.builder not in PACKAGED_BUILDERS:
+            raise RecipeError(
+                file, f"{where}.builder", f"expected one of {', '.join(PACKAGED_BUILDERS)}, got {self.builder!r}"
+            )
+        if self.builder is not None and not self.data_files:
+            raise RecipeError(
+                file, f"{where}.data_files", f"builder: {self.builder} reads the files it is given: list them"
+            )
+        if self.builder is not None and (self.config_name or self.data_dir):
+            raise RecipeError(
+                file, f"{where}.builder", "reads data_files only: give the folder in data_files, not config/data_dir"
+            )
+        script = SCRIPT_REPOS.get(self.dataset)
+        if script is not None and self.builder is None:
+            raise RecipeError(
+                file,
+                f"{where}.dataset",
+                f"{self.dataset} ships a loading script ({script[0]}), which datasets >= 4 refuses with or without "
+                f"data_files: read its data files through a packaged builder, e.g. builder: {script[1]} and "
+                f"data_files: {script[2]}",
+            )
+        try:
+            streamed_split(self.split)
+        except ValueError as err:
+            raise RecipeError(file, f"{where}.split", str(err)) from None
 
     def _check_files(self, file, where: str, source_list: SourceList | None, roots) -> None:
         base = Path(file).parent
@@ -176,6 +210,40 @@ class SourceSpec:
                     f"expected '{BUILTIN_TAXONOMY}' (built in) or a taxonomy YAML file, got {self.taxonomy!r} "
                     "(no such file)",
                 )
+
+
+# ----------------------------------------------------------------------------- reading a Hub dataset
+PACKAGED_BUILDERS = ("json", "parquet", "csv", "text")
+# Hub datasets that ship a loading script (datasets >= 4 refuses them by id: load.py raises "Dataset scripts are
+# no longer supported"): repo -> (script, builder, an example of data_files), each from the repo's file listing
+SCRIPT_REPOS = {
+    # https://huggingface.co/datasets/bigscience/xP3/tree/main (xP3.py; <lang>/merged_<lang>.jsonl per language)
+    "bigscience/xP3": ("xP3.py", "json", "en/merged_en.jsonl"),
+}
+
+
+def streamed_split(split: str) -> tuple[str, int | None]:
+    """A Hub source is streamed: its ``split`` is a split name, or ``name[:N]`` for its first N rows. A slice that
+    is not a leading row count (a percentage, a start) would make `datasets` prepare the whole split first."""
+    name, bracket, rest = split.partition("[")
+    if not bracket:
+        return split, None
+    count = rest.removesuffix("]").removeprefix(":")
+    if not rest.endswith("]") or not rest.startswith(":") or not count.isdigit() or int(count) <= 0:
+        raise ValueError(
+            f"a Hub source is streamed: expected a split name or 'NAME[:N]' (its first N rows), got {split!r}"
+        )
+    return name, int(count)
+
+
+def hub_read_args(spec: SourceSpec) -> tuple[str, dict]:
+    """``load_dataset``'s path and options for a Hub source (split and streaming are the reader's): the repo by id,
+    or a packaged builder on the repo's files as ``hf://datasets/<repo>/<file>`` paths."""
+    if spec.builder is not None:
+        files = [spec.data_files] if isinstance(spec.data_files, str) else list(spec.data_files)
+        return spec.builder, {"data_files": [f"hf://datasets/{spec.dataset}/{f.lstrip('/')}" for f in files]}
+    options = {"name": spec.config_name, "data_dir": spec.data_dir, "data_files": spec.data_files}
+    return spec.dataset, {k: v for k, v in options.items() if v is not None}
 
 
 @dataclass(frozen=True)

@@ -611,6 +611,21 @@ def test_launch_slurm_checks_the_accelerate_config_before_the_data_step(slurm, t
     assert not any(line.startswith("srun") for line in _calls(calls))
 
 
+def test_launch_slurm_refuses_full_state_under_deepspeed_before_the_data_step(slurm):
+    """The launch the README once documented for CAT (zero3, init_from: full_state) failed in on_train_begin, after
+    the data step and the model load; now it stops first, in one line, and fsdp2 (what the README says) passes."""
+    run, calls, out = slurm
+    cat = ("pretrain", "recipes/aurora-m-15b/cat.yaml", str(out))
+    result = run(*cat, "zero3", "--model_name_or_path", "runs/cap/model")
+    assert result.returncode == 2, result.stderr
+    assert "cat.yaml: init_from: full_state under recipes/accelerate_configs/zero3.yaml (DEEPSPEED)" in result.stderr
+    assert "fsdp2" in result.stderr
+    assert not any(line.startswith("srun") for line in _calls(calls))
+    # the override is what the stage runs with (zero3 may still want deepspeed installed here)
+    assert "full_state" not in run(*cat, "zero3", "--init_from", "weights").stderr
+    assert run(*cat, "fsdp2").returncode == 0
+
+
 # ----------------------------------------------------------------------------- launch.slurm, nanotron stages
 NANOTRON = ("nanotron", "recipes/aurora-m-15b/nanotron")
 

@@ -21,7 +21,7 @@ from datatrove.pipeline.tokens import DocumentTokenizer
 from loguru import logger as task_log
 
 from ..errors import RecipeError
-from ..source_spec import SourceSpec
+from ..source_spec import SourceSpec, hub_read_args, streamed_split
 from .sources import HeldOutRule, source_taxonomy
 
 NOTED_LINES = 5  # bad lines named in the task log per file; the count covers the rest
@@ -166,13 +166,9 @@ def check_hub_source(spec: SourceSpec, config_file, where: str) -> None:
 
     from ..hub_errors import explain_hub_errors
 
-    options = {
-        k: v
-        for k, v in {"name": spec.config_name, "data_dir": spec.data_dir, "data_files": spec.data_files}.items()
-        if v is not None
-    }
+    path, options = hub_read_args(spec)
     with explain_hub_errors(config_file, f"{where}.dataset", spec.dataset, "dataset"):
-        load_dataset_builder(spec.dataset, **options)
+        load_dataset_builder(path, **options)
 
 
 def exact_name_pattern(name: str) -> str:
@@ -188,18 +184,15 @@ def source_reader(spec: SourceSpec, tasks_hint: int = 1):
     if spec.dataset is not None:
         from datatrove.pipeline.readers import HuggingFaceDatasetReader
 
-        options = {
-            k: v
-            for k, v in {
-                "name": spec.config_name,
-                "split": spec.split,
-                "data_dir": spec.data_dir,
-                "data_files": spec.data_files,
-            }.items()
-            if v is not None
-        }
+        path, options = hub_read_args(spec)
+        split, rows = streamed_split(spec.split)
         return HuggingFaceDatasetReader(
-            spec.dataset, dataset_options=options, streaming=True, text_key=spec.text_field, adapter=adapter
+            path,
+            dataset_options={**options, "split": split},
+            streaming=True,
+            limit=rows or -1,
+            text_key=spec.text_field,
+            adapter=adapter,
         )
     path = Path(spec.path)
     folder, pattern = (str(path), None) if path.is_dir() else (str(path.parent), exact_name_pattern(path.name))

@@ -1,5 +1,9 @@
 """Loading a source's table with ``datasets.load_dataset`` (local jsonl/json/parquet files, or a Hub dataset)
 into its memory-mapped Arrow cache; a file that fails to load is diagnosed (:mod:`.bad_data_files`).
+
+A Hub dataset is always streamed (``split: "train[:N]"`` takes its first N rows) and the rows read are written
+to an Arrow table in the cache: reading a bounded part never prepares the whole config (CulturaX's is
+terabytes), and a second read of the same rows is served from the cache.
 """
 
 from __future__ import annotations
@@ -8,7 +12,7 @@ import json
 from pathlib import Path
 
 from ..hub_errors import explain_hub_errors
-from ..source_spec import SourceSpec
+from ..source_spec import SourceSpec, hub_read_args, streamed_split
 from .bad_data_files import _data_file_error, _diagnosed, _root_message
 
 
@@ -16,8 +20,7 @@ def _load(spec: SourceSpec, config_file: str, where: str):
     from datasets import load_dataset
 
     if spec.path is None:
-        with explain_hub_errors(config_file, f"{where}.dataset", spec.dataset, "dataset"):
-            return load_dataset(spec.dataset, spec.config_name, data_dir=spec.data_dir, split=spec.split)
+        return _load_hub(spec, config_file, where)
     kind = "parquet" if spec.path.endswith(".parquet") else "json"
     try:
         return load_dataset(kind, data_files=spec.path, split=spec.split)
@@ -36,6 +39,28 @@ def _load(spec: SourceSpec, config_file: str, where: str):
             problem = f"could not be read ({_root_message(err)})"
             raise _data_file_error(spec, config_file, where, None, problem) from err
         raise
+
+
+def _load_hub(spec: SourceSpec, config_file: str, where: str):
+    """A Hub source streamed (its first N rows with ``split: NAME[:N]``) into a cached Arrow table."""
+    from datasets import Dataset
+
+    path, options = hub_read_args(spec)
+    split, rows = streamed_split(spec.split)
+    with explain_hub_errors(config_file, f"{where}.dataset", spec.dataset, "dataset"):
+        return Dataset.from_generator(
+            _streamed_rows,
+            gen_kwargs={"path": path, "options": json.dumps(options, sort_keys=True), "split": split, "rows": rows},
+        )
+
+
+def _streamed_rows(path: str, options: str, split: str, rows: int | None):
+    """Rows of a Hub dataset, streamed (``rows``: the first ones only); the options come as JSON, since a list in
+    ``gen_kwargs`` would be sharded."""
+    from datasets import load_dataset
+
+    stream = load_dataset(path, **json.loads(options), split=split, streaming=True)
+    yield from stream.take(rows) if rows is not None else stream
 
 
 def _json_rows(path: str, fields: tuple[str, ...], stamp: tuple):

@@ -1,0 +1,141 @@
+"""The 15B recipe as the libraries it runs on would read it: what only a cluster run used to show, refused or
+fixed here, each in a fast test (no model, no download: the Hub is faked at `datasets`' door or not reached)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from aurora_m.cli import main
+from aurora_m.errors import RecipeError
+from aurora_m.hub_errors import explain_hub_errors
+from aurora_m.source_spec import SourceSpec, hub_read_args
+
+from conftest import ROOT, edit_yaml
+
+REAL = ROOT / "recipes" / "aurora-m-15b"
+
+
+@pytest.fixture()
+def real_copy(tmp_path):
+    dest = tmp_path / "aurora-m-15b"
+    shutil.copytree(REAL, dest)
+    return dest
+
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+# ----------------------------------------------------------------------------- repos that ship a loading script
+def test_a_loading_script_repo_read_by_id_is_refused_by_validate(real_copy, capsys):
+    """bigscience/xP3 ships xP3.py: datasets >= 4 refuses the repo by id, data_files or not."""
+    edit_yaml(real_copy / "cat.yaml", "dataset: bigscience/xP3, builder: json,", "dataset: bigscience/xP3,")
+    assert main(["validate", str(real_copy)]) == 2
+    err = one_line(capsys)
+    for words in ("cat.yaml", "mixture[16].dataset", "bigscience/xP3", "xP3.py", "builder: json"):
+        assert words in err, (words, err)
+
+
+def test_datasets_own_refusal_of_a_loading_script_becomes_one_line(tmp_path):
+    """What datasets itself raises for a folder that ships its script (as it does for the Hub repo)."""
+    from datasets import load_dataset
+
+    repo = tmp_path / "xP3"
+    repo.mkdir()
+    (repo / "xP3.py").write_text("import datasets\n")
+    with pytest.raises(RecipeError) as caught:
+        with explain_hub_errors("cat.yaml", "mixture[xp3-en].dataset", "bigscience/xP3"):
+            load_dataset(str(repo), data_files="en/merged_en.jsonl")
+    message = str(caught.value)
+    assert message.startswith("cat.yaml: mixture[xp3-en].dataset: dataset bigscience/xP3 ships a loading script")
+    assert "(xP3.py)" in message and "builder: json" in message
+
+
+def test_the_packaged_builder_reads_the_repo_files_on_hf_paths():
+    spec = SourceSpec.from_config(
+        {"name": "xp3", "dataset": "bigscience/xP3", "builder": "json", "data_files": ["en/merged_en.jsonl"]}
+    )
+    assert hub_read_args(spec) == ("json", {"data_files": ["hf://datasets/bigscience/xP3/en/merged_en.jsonl"]})
+    with pytest.raises(RecipeError, match=r"builder: json reads the files it is given"):
+        SourceSpec.from_config({"name": "x", "dataset": "a/b", "builder": "json"})
+    with pytest.raises(RecipeError, match=r"builder: expected one of json, parquet"):
+        SourceSpec.from_config({"name": "x", "dataset": "a/b", "builder": "arrowz", "data_files": "x"})
+
+
+# ----------------------------------------------------------------------------- Hub reads are streamed and bounded
+class StreamingOnlyHub:
+    """`datasets.load_dataset` for a Hub corpus far larger than any read: a non-streaming call would prepare the
+    whole config (CulturaX's are terabytes), so it is refused as a failure; rows handed out are counted."""
+
+    def __init__(self, rows: int = 100_000):
+        self.rows, self.served, self.calls = rows, 0, []
+
+    def __call__(self, path, *args, streaming=False, split=None, **options):
+        from datasets import IterableDataset
+
+        self.calls.append((path, split, options))
+        if not streaming:
+            raise AssertionError(
+                f"load_dataset({path!r}, split={split!r}) without streaming prepares the whole config"
+            )
+        if "[" in str(split):
+            raise ValueError(f"streaming takes a split name, got {split!r}")  # as datasets' IterableDataset does
+
+        def rows():
+            for i in range(self.rows):
+                self.served += 1
+                yield {"text": f"document number {i} of the web corpus"}
+
+        return IterableDataset.from_generator(rows)
+
+
+def test_an_eval_source_reads_its_first_rows_streaming(monkeypatch, tmp_path):
+    """eval.yaml's perplexity_sources (`split: "train[:N]"`) used to call load_dataset without streaming."""
+    import datasets
+
+    from aurora_m.data.sources import read_source
+
+    hub = StreamingOnlyHub()
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    spec = SourceSpec.from_config(
+        {
+            "name": "en",
+            "dataset": "uonlp/CulturaX",
+            "config_name": "en",
+            "split": "train[:300]",
+            "holdout_fraction": 0.5,
+            "take": "heldout",
+        },
+        list_key="perplexity_sources",
+    )
+    docs, report = read_source(spec, "eval.yaml", "perplexity_sources")
+    assert hub.calls[0] == ("uonlp/CulturaX", "train", {"name": "en"})
+    assert report.docs_read == 300 and 0 < len(docs) < 300  # the held-out half of the first 300 rows
+    assert hub.served <= 300 + 1  # the stream stops at the bound (one row may be pulled to find the end)
+
+
+def test_a_hub_split_that_cannot_be_streamed_is_refused():
+    with pytest.raises(RecipeError, match=r"perplexity_sources\[0\].split: a Hub source is streamed"):
+        SourceSpec.from_config(
+            {"name": "en", "dataset": "uonlp/CulturaX", "split": "train[:1%]"},
+            where="perplexity_sources[0]",
+            list_key="perplexity_sources",
+        )
+
+
+# ----------------------------------------------------------------------------- the launch each stage runs under
+def test_validate_checks_the_stages_against_their_launch(capsys):
+    """README once launched CAT with zero3: init_from full_state was refused only in on_train_begin."""
+    assert main(["validate", str(REAL), "--accelerate-config", "zero3"]) == 2
+    err = one_line(capsys)
+    assert "cat.yaml: init_from: full_state under recipes/accelerate_configs/zero3.yaml (DEEPSPEED)" in err
+    assert main(["validate", str(REAL), "--accelerate-config", "cap=fsdp2", "--accelerate-config", "cat=fsdp2"]) == 0
+    assert main(["validate", str(REAL), "--accelerate-config", "sft=zero3"]) == 0  # SFT starts fresh: fine
+    capsys.readouterr()
+    assert main(["validate", str(REAL), "--accelerate-config", "kat=fsdp2"]) == 2
+    assert "no stage 'kat'" in one_line(capsys)
