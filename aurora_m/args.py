@@ -123,8 +123,18 @@ class MixtureArguments:
     )
     # --- cleaning (datatrove): what each document goes through, in this order
     language_id_min_score: dict = field(
-        default_factory=lambda: {"en": 0.65, "fi": 0.65, "hi": 0.65, "ja": 0.65, "vi": 0.65},
-        metadata={"help": "Per-language confidence a prose document needs from language id (LID-176, offline)."},
+        default_factory=dict,
+        metadata={
+            "help": "Per-language confidence a prose document needs from language id (LID-176, offline), "
+            "e.g. {en: 0.5}; a language not named has the measured default floor (0.1)."
+        },
+    )
+    language_settings: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "Per-language filter settings over the defaults, e.g. {ko: {gopher_quality: "
+            "{min_avg_word_length: 1}}}; keys: the quality filters' names."
+        },
     )
     mislabelled: str = field(
         default="drop",
@@ -143,7 +153,8 @@ class MixtureArguments:
     quality_overrides: dict = field(
         default_factory=dict,
         metadata={
-            "help": "Per-filter keyword arguments for every language, e.g. {gopher_quality: {min_doc_words: 30}}."
+            "help": "Per-filter keyword arguments for every language, e.g. {gopher_quality: {min_doc_words: 30}} "
+            "(one language: language_settings)."
         },
     )
     max_symbol_digit_ratio: float | None = field(

@@ -18,12 +18,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .errors import RecipeError
+from .languages import CODE, PAPER_LANGUAGES, is_language, language_hint
 from .overrides import type_name, unknown_key, value_matches
 from .roots import allowed_roots, check_inside, resolve_path
 from .source_formats import FORMATS
 
-LANGUAGES = ("en", "fi", "hi", "ja", "vi", "code")
-PROSE_LANGUAGES = LANGUAGES[:-1]
+# the paper's languages (the shipped recipes'); a recipe may name any LID-176 language (languages.is_language)
+LANGUAGES = (*PAPER_LANGUAGES, CODE)
+PROSE_LANGUAGES = PAPER_LANGUAGES
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 CORPUS_SUFFIXES = (".jsonl.gz", ".json.gz")  # datatrove reads compressed JSON lines too
 BUILTIN_TAXONOMY = "aurora-m"
@@ -36,7 +38,7 @@ class SourceSpec:
     name: str
     weight: float | None = None  # relative share of what the stage's budget leaves (1.0 when unset)
     tokens: int | None = None  # an absolute token budget for this source (pretraining mixtures)
-    language: str | None = None  # en | fi | hi | ja | vi | code; defaults to the name when it is one of those
+    language: str | None = None  # a LID-176 code (en, de, ko, sw, ...) or code; defaults to the name if it is one
     replay: bool = False  # part of the base model's original distribution (English + code): the replay pool
     max_epochs: float | None = None  # this source's own cap on repeats (the stage's max_epochs otherwise)
     path: str | None = None  # local .jsonl / .json / .parquet file
@@ -75,7 +77,7 @@ class SourceSpec:
     @property
     def lang(self) -> str | None:
         """The source's declared language (its name when that is a language code)."""
-        return self.language or (self.name if self.name in LANGUAGES else None)
+        return self.language or (self.name if is_language(self.name) else None)
 
     @property
     def source_format(self):
@@ -129,10 +131,8 @@ class SourceSpec:
                 raise RecipeError(file, f"{where}.{key}", f"expected a positive number, got {getattr(self, key)!r}")
         if self.tokens is not None and self.weight is not None:
             raise RecipeError(file, where, "expected one of 'tokens' (absolute budget) or 'weight' (share), not both")
-        if self.language is not None and self.language not in LANGUAGES:
-            raise RecipeError(
-                file, f"{where}.language", f"expected one of {', '.join(LANGUAGES)}, got {self.language!r}"
-            )
+        if self.language is not None and not is_language(self.language):
+            raise RecipeError(file, f"{where}.language", f"expected {language_hint()}, got {self.language!r}")
         if self.take not in ("train", "heldout"):
             raise RecipeError(file, f"{where}.take", f"expected 'train' or 'heldout', got {self.take!r}")
         if not 0.0 <= self.holdout_fraction < 1.0:
@@ -275,9 +275,7 @@ class SourceList:
                 "expected one column name (several are joined only in pretraining mixtures)",
             )
         if self.corpus and fmt.free_text and spec.lang is None:
-            raise RecipeError(
-                file, f"{where}.language", f"missing: expected one of {', '.join(LANGUAGES)} (it picks the filters)"
-            )
+            raise RecipeError(file, f"{where}.language", f"missing: expected {language_hint()} (it picks the filters)")
 
 
 SOURCE_LISTS: dict[str, SourceList] = {}

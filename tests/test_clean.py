@@ -14,7 +14,6 @@ from datatrove.data import Document
 from datatrove.pipeline.writers import JsonlWriter
 
 from aurora_m.data.clean import (
-    DEFAULT_MIN_SCORE,
     EMAIL,
     FILTER_NAMES,
     FIM_MIDDLE,
@@ -55,7 +54,7 @@ def chain(language: str) -> list[tuple[str, object]]:
     """(planted-name, datatrove step) in the order the clean phase runs them."""
     if language == "code":
         return [("code_quality", CodeQuality()), ("pii", PiiAnonymizer())]
-    steps = [("language_id", LanguageId(language, DEFAULT_MIN_SCORE))]
+    steps = [("language_id", LanguageId(language))]
     steps += list(zip(FILTER_NAMES, quality_filters(list(FILTER_NAMES))))
     steps += [("symbol_digit_ratio", SymbolDigitRatio(CAT_MAX_RATIO)), ("toxic_words", ToxicWords())]
     return [*steps, ("pii", PiiAnonymizer())]
@@ -164,7 +163,7 @@ def test_quality_filters_refuse_unknown_names_and_settings_and_apply_overrides()
 
 def test_filters_survive_pickling_as_datatrove_ships_them_to_workers():
     steps = [
-        LanguageId("fi", DEFAULT_MIN_SCORE),
+        LanguageId("fi"),
         *quality_filters(list(FILTER_NAMES)),
         ToxicWords(),
         SymbolDigitRatio(0.2),
@@ -182,25 +181,25 @@ def test_filters_survive_pickling_as_datatrove_ships_them_to_workers():
 
 def test_language_id_drops_or_reroutes_mislabelled_text():
     english = document({"id": "x", "text": rows(DATA / "en.jsonl")[0]["text"]}, "fi")
-    drop = LanguageId("fi", DEFAULT_MIN_SCORE)
+    drop = LanguageId("fi")
     assert drop.filter(english) == (False, "wrong_language")
     assert english.metadata["language_detected"] == "en" and english.metadata["language_score"] > 0.8
 
-    reroute = LanguageId("fi", DEFAULT_MIN_SCORE, mislabelled="reroute", routes={"en": "web-en"})
+    reroute = LanguageId("fi", mislabelled="reroute", routes={"en": "web-en"})
     assert reroute.filter(english) is True
     assert english.metadata == {**english.metadata, "source": "web-en", "language": "en", "rerouted_from": "fi"}
     assert counts(reroute)["rerouted_to_en"] == 1
 
     hindi = document({"id": "h", "text": rows(DATA / "hi.jsonl")[0]["text"]}, "fi")
     assert reroute.filter(hindi) == (False, "wrong_language")  # no route for hi
-    unsure = LanguageId("fi", DEFAULT_MIN_SCORE, mislabelled="reroute", routes={"en": "web-en"})
+    unsure = LanguageId("fi", mislabelled="reroute", routes={"en": "web-en"})
     unsure.min_score["en"] = 1.01
     assert unsure.filter(document({"id": "e", "text": english.text}, "fi")) == (False, "wrong_language")
 
     strict = LanguageId("fi", {"fi": 1.01})
     assert strict.filter(document(rows(DATA / "fi.jsonl")[0], "fi")) == (False, "low_language_score")
     with pytest.raises(ValueError, match="mislabelled"):
-        LanguageId("fi", DEFAULT_MIN_SCORE, mislabelled="keep")
+        LanguageId("fi", mislabelled="keep")
 
 
 def test_symbol_digit_ratio():

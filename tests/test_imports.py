@@ -21,6 +21,7 @@ GROUND = {
     "extras",
     "hub_errors",
     "io",
+    "languages",
     "layout",
     "locking",
     "logs",

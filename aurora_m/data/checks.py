@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 from ..errors import RecipeError
+from ..languages import CODE, is_language, language_hint
 from ..overrides import check_choice, check_range, number
-from ..source_spec import PROSE_LANGUAGES
+
+logger = logging.getLogger(__name__)
 
 
 def check_corpus_keys(stage) -> None:
@@ -24,12 +27,66 @@ def check_corpus_keys(stage) -> None:
     check_choice(file, config, "mislabelled", ("drop", "reroute"))
     check_choice(file, config, "data_executor", ("local", "slurm"))
     for lang, score in (config.get("language_id_min_score") or {}).items():
-        if lang not in PROSE_LANGUAGES:
-            raise RecipeError(file, f"language_id_min_score.{lang}", f"expected one of {', '.join(PROSE_LANGUAGES)}")
+        if not is_language(lang) or lang == CODE:
+            raise RecipeError(file, f"language_id_min_score.{lang}", f"expected {language_hint()} other than code")
         if not 0 <= number(score) <= 1:
             raise RecipeError(file, f"language_id_min_score.{lang}", f"expected a score in [0, 1], got {score!r}")
     _check_quality(file, config)
+    _check_language_settings(file, config)
     _check_shares(stage)
+    for note in stage_language_notes(config):
+        logger.warning("%s: %s", file, note)
+
+
+def prose_languages(config: dict) -> list[str]:
+    """The languages of a mixture's free-text sources (code aside), in the mixture's order."""
+    from ..source_formats import FORMATS
+
+    out = []
+    for raw in config.get("mixture") or []:
+        if not isinstance(raw, dict) or not FORMATS.get(raw.get("format", "text"), FORMATS["text"]).free_text:
+            continue
+        lang = raw.get("language") or (raw.get("name") if is_language(raw.get("name")) else None)
+        if lang and lang != CODE and lang not in out:
+            out.append(lang)
+    return out
+
+
+def stage_language_notes(config: dict) -> list[str]:
+    """What the project has no setting for, per language of the stage: one line each (validate, report)."""
+    from .clean import FILTER_NAMES, language_notes
+
+    return language_notes(
+        prose_languages(config),
+        toxicity=config.get("toxicity_filter", True),
+        quality_filters=tuple(config.get("quality_filters", FILTER_NAMES)),
+    )
+
+
+def _check_language_settings(file, config: dict) -> None:
+    """``language_settings: {ko: {gopher_quality: {...}}}``: a language of the mixture, filters datatrove knows."""
+    from .clean.quality import check_settings
+
+    settings = config.get("language_settings") or {}
+    if not isinstance(settings, dict):
+        raise RecipeError(file, "language_settings", "expected a mapping of language -> {filter: {setting: value}}")
+    languages = prose_languages(config)
+    for lang, by_filter in settings.items():
+        where = f"language_settings.{lang}"
+        if lang not in languages:
+            raise RecipeError(
+                file, where, f"expected a prose language of this stage's mixture ({', '.join(languages)})"
+            )
+        if not isinstance(by_filter, dict):
+            raise RecipeError(file, where, "expected a mapping of filter name -> {setting: value}")
+        try:
+            check_settings(by_filter)
+        except ValueError as err:
+            raise RecipeError(file, where, str(err)) from None
+        for name, kwargs in by_filter.items():
+            for k, v in (kwargs or {}).items():
+                if not (v is None or isinstance(v, (int, float, list, tuple)) and not isinstance(v, bool)):
+                    raise RecipeError(file, f"{where}.{name}.{k}", f"expected a number or a list, got {v!r}")
 
 
 def _check_quality(file, config: dict) -> None:

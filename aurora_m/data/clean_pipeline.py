@@ -55,9 +55,13 @@ def _clean_pipeline(
     elif spec.lang == "code":
         filters.append(CodeQuality())
     else:
-        filters.append(LanguageId(spec.lang, _min_scores(args), args.mislabelled, routes))
+        filters.append(LanguageId(spec.lang, dict(args.language_id_min_score or {}), args.mislabelled, routes))
         try:
-            filters += quality_filters(list(args.quality_filters), dict(args.quality_overrides))
+            filters += quality_filters(
+                list(args.quality_filters),
+                dict(args.quality_overrides),
+                language_overrides=dict(args.language_settings or {}),
+            )
         except ValueError as err:
             raise RecipeError(config_file, "quality_filters", str(err)) from None
         if args.max_symbol_digit_ratio is not None:
@@ -82,14 +86,6 @@ REPORT_NAMES = {
     "SymbolDigitRatio": "symbol_digit_ratio",
     "ToxicWords": "toxic_words",
 }
-
-
-def _min_scores(args: MixtureArguments) -> dict[str, float]:
-    """The recipe's language-id thresholds over the defaults: naming one language keeps the others'."""
-    from dataclasses import fields
-
-    default = next(f for f in fields(MixtureArguments) if f.name == "language_id_min_score").default_factory()
-    return {**default, **(args.language_id_min_score or {})}
 
 
 def _step_name(step) -> str:

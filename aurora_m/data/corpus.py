@@ -34,9 +34,10 @@ from pathlib import Path
 from ..args import MixtureArguments, ModelArguments
 from ..errors import RecipeError
 from ..io import replace_dir, write_json
+from ..languages import CODE
 from ..layout import DatasetDir
 from ..plots import plot_mixture
-from ..source_spec import PROSE_LANGUAGES, source_specs
+from ..source_spec import source_specs
 from ..tokenizer import load_tokenizer
 from .clean_pipeline import _clean_pipeline
 from .dedup import _dedup
@@ -95,7 +96,7 @@ def build_corpus(
         # the first text source of each language receives documents of that language found elsewhere
         routes: dict[str, str] = {}
         for s in specs:
-            if s.source_format.free_text and s.lang in PROSE_LANGUAGES:
+            if s.source_format.free_text and s.lang not in (None, CODE):
                 routes.setdefault(s.lang, s.name)
         started = time.monotonic()
         logger.info(

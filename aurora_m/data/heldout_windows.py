@@ -13,8 +13,9 @@ from datatrove.pipeline.base import PipelineStep
 
 from ..args import MixtureArguments
 from ..io import write_json
+from ..languages import language_order
 from ..layout import DatasetDir
-from ..source_spec import LANGUAGES, SourceSpec
+from ..source_spec import SourceSpec
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +57,8 @@ class HeldOutSample(PipelineStep):
 
 
 def _monitored(spec: SourceSpec) -> bool:
-    """Plain text of one of the six languages (instruction pairs and chats would skew a language's loss)."""
-    return spec.source_format.free_text and spec.lang in LANGUAGES
+    """Plain text of a declared language (instruction pairs and chats would skew a language's loss)."""
+    return spec.source_format.free_text and spec.lang is not None
 
 
 def _in_turn(iterators: list):
@@ -99,7 +100,7 @@ def _heldout_windows(
             by_lang.setdefault(spec.lang, []).append(spec)
     tokenizer = eos_tokenizer(tokenizer_file, eos)
     notes, shown = {}, []
-    for lang in sorted(by_lang, key=LANGUAGES.index):
+    for lang in language_order(by_lang):
         lang_specs = by_lang[lang]
         texts = _in_turn([_sampled_texts(d.heldout_docs(s.name)) for s in lang_specs])
         note = pack_heldout(texts, d.heldout_tokens(lang), tokenizer, args.seq_length, args.heldout_blocks, token_size)

@@ -140,13 +140,20 @@ def filter_report(
         row["removed_tokens"] = sum(r[1] or 0 for r in removed)
         aside = sum(s.get("set_aside_tokens", 0) for s in row["steps"])
         row["tokens_in"] = row["removed_tokens"] + aside + row["kept_tokens"]
+    from .clean import language_notes
+
+    prose = [s.lang for s in specs if s.source_format.free_text and s.lang not in (None, "code")]
     return {
         "sources": sources,
         "languages": _by_language(sources),
         "notes": [
             "tokens include each document's EOS; kept_tokens are the shards' tokens (fill-in-the-middle "
             "adds its three special tokens to a rewritten code document); documents longer than "
-            "max_doc_chars are counted but never tokenized"
+            "max_doc_chars are counted but never tokenized",
+            # what the project has no setting for, per language (the same lines validate printed)
+            *language_notes(
+                dict.fromkeys(prose), toxicity=args.toxicity_filter, quality_filters=tuple(args.quality_filters)
+            ),
         ],
         "removed_documents": str(d.removed.name) if args.keep_removed else None,
     }
@@ -257,6 +264,8 @@ def filter_table(report: dict) -> str:
 
 def log_filter_report(report: dict) -> None:
     logger.info("documents removed by each filter (filter_report.json):\n%s", filter_table(report))
+    for note in report["notes"][1:]:
+        logger.warning("%s", note)
 
 
 def source_sizes(d: DatasetDir, specs: list[SourceSpec], seq_length: int, token_size: int = 2):

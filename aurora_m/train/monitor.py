@@ -28,9 +28,9 @@ from transformers.trainer_utils import IntervalStrategy
 from ..args import MixtureArguments
 from ..errors import RecipeError
 from ..io import read_json_or_none
+from ..languages import language_order
 from ..layout import DatasetDir, StageDir
 from ..plots import plot_curves
-from ..source_spec import LANGUAGES
 
 logger = logging.getLogger(__name__)
 PREFIX = "forgetting/"
@@ -68,8 +68,9 @@ class HeldOutWindows(torch.utils.data.Dataset):
 
 
 def heldout_eval_sets(data: DatasetDir, args=None) -> dict[str, HeldOutWindows] | None:
-    """language -> its held-out windows, in ``LANGUAGES`` order; None when the data step wrote none (a folder
-    built before held-out monitoring, ``heldout_blocks: 0``, nothing held out).
+    """language -> its held-out windows, in ``language_order`` (the paper's five first, then the others); None
+    when the data step wrote none (a folder built before held-out monitoring, ``heldout_blocks: 0``, nothing held
+    out).
 
     With ``args`` (TrainingArguments), evaluation is switched off there when there is nothing to evaluate:
     Trainer refuses an ``eval_strategy`` without an eval set, and an old data folder must still train. And
@@ -85,7 +86,7 @@ def heldout_eval_sets(data: DatasetDir, args=None) -> dict[str, HeldOutWindows] 
     found = (meta or {}).get("languages", {})
     sets = {
         lang: HeldOutWindows(data.heldout_tokens(lang), int(meta["seq_length"]))
-        for lang in LANGUAGES
+        for lang in language_order(found)
         if found.get(lang, {}).get("windows", 0) > 0
     }
     if sets:
@@ -94,7 +95,7 @@ def heldout_eval_sets(data: DatasetDir, args=None) -> dict[str, HeldOutWindows] 
             ", ".join(f"{lang} {len(ds)}" for lang, ds in sets.items()),
             int(meta["seq_length"]),
         )
-        if missing := [lang for lang in LANGUAGES if lang not in sets]:
+        if missing := [lang for lang in language_order(found) if lang not in sets]:
             logger.info("no held-out windows for %s", ", ".join(missing))
         return sets
     why = "held-out windows are empty" if meta else "it has no held-out windows (built before held-out monitoring?)"

@@ -38,53 +38,26 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.filters.c4_filters import CITATION_REGEX, ELLIPSIS, POLICY_SUBSTRINGS
 from datatrove.utils.text import PUNCTUATION_SET, TERMINAL_PUNCTUATION, split_into_sentences
 
-from aurora_m.data.clean.words import LANGUAGES, word_tokenizer
+from aurora_m.data.clean.languages import script_of, splitter_of, stop_words
+from aurora_m.data.clean.words import word_tokenizer
 
 logger = logging.getLogger(__name__)
 
 FILTER_NAMES = ("gopher_quality", "gopher_repetition", "c4", "fineweb")
-FALLBACK = "default"  # settings for a language outside LANGUAGES (generic spaced-language rules)
+FALLBACK = "default"  # the settings every language starts from (datatrove's defaults, a few loosened)
 
-STOP_WORDS = {
-    "en": ["the", "be", "to", "of", "and", "that", "have", "with"],  # Gopher's list, as datatrove's default
-    "fi": [
-        "ja",
-        "on",
-        "ei",
-        "se",
-        "sen",
-        "ne",
-        "että",
-        "oli",
-        "ole",
-        "ovat",
-        "kun",
-        "kuin",
-        "mutta",
-        "niin",
-        "myös",
-        "tai",
-        "joka",
-        "hän",
-        "jos",
-        "jo",
-        "voi",
-        "vain",
-        "koska",
-        "vaikka",
-    ],
-    "hi": ["है", "हैं", "के", "की", "का", "में", "और", "को", "से", "पर", "कि", "भी", "था", "यह", "वह"],
-    "ja": ["の", "に", "は", "を", "が", "で", "と", "も", "た", "て", "へ", "や", "な"],
-    "vi": ["và", "của", "là", "có", "được", "những", "cho", "không", "một", "các", "trong", "với", "này", "đã"],
-}
-STOP_WORDS[FALLBACK] = STOP_WORDS["en"]
 
 _QUOTES = ('"', "'", "”", "’", "»")  # C4 keeps lines that end in a quote
 END_PUNCTUATION = {
     FALLBACK: (".", "?", "!", *_QUOTES),
     "hi": (".", "?", "!", "।", "॥", *_QUOTES),
     "ja": ("。", "！", "？", ".", "?", "!", "」", "』", *_QUOTES),
+    "Arab": (".", "?", "!", "؟", "۔", *_QUOTES),  # Arabic question mark, Urdu full stop
+    "Armn": (".", "?", "!", "։", *_QUOTES),
+    "Ethi": (".", "?", "!", "።", "፧", *_QUOTES),
 }
+for _script, _lang in (("Deva", "hi"), ("Beng", "hi"), ("Jpan", "ja"), ("Hani", "ja")):
+    END_PUNCTUATION[_script] = END_PUNCTUATION[_lang]
 # FineWeb counts lines that end in any terminal mark (datatrove's set has 。 and । already) or a quote
 _FINEWEB_STOP_CHARS = tuple(sorted(TERMINAL_PUNCTUATION)) + _QUOTES + ("」", "』")
 
@@ -99,7 +72,7 @@ class C4Quality(C4QualityFilter):
     def __init__(self, end_punctuation: tuple[str, ...] = END_PUNCTUATION[FALLBACK], **kwargs):
         super().__init__(**kwargs)
         self.end_punctuation = tuple(end_punctuation)
-        self._spaced = not (hasattr(self.language, "language") and self.language.language == "ja")
+        self._spaced = splitter_of(getattr(self.language, "language", None) or "") not in ("ja", "han")
 
     def _line_words(self, line: str) -> list[str]:
         if self._spaced:
@@ -161,10 +134,22 @@ _SETTINGS: dict[str, dict[str, dict]] = {
         "hi": {"min_avg_word_length": 2},
         "ja": {"min_avg_word_length": 1, "max_avg_word_length": 8, "max_non_alpha_words_ratio": 0.7},
         "vi": {"min_avg_word_length": 2},
+        # by script, for the languages not tuned by name: Devanagari as Hindi, Japanese as ja; Chinese words
+        # are single characters; a Korean eojeol is a word with its particles: 2.5-3.1 characters on average, 46-61
+        # of them in a 5-sentence paragraph, stop words seldom bare (1-6 of stopwords-iso's per paragraph)
+        "Deva": {"min_avg_word_length": 2},
+        "Jpan": {"min_avg_word_length": 1, "max_avg_word_length": 8, "max_non_alpha_words_ratio": 0.7},
+        "Hani": {"min_avg_word_length": 1, "max_avg_word_length": 3, "max_non_alpha_words_ratio": 0.7},
+        "Hang": {"min_avg_word_length": 1.5, "min_doc_words": 30, "min_stop_words": 1},
     },
     "gopher_repetition": {FALLBACK: {}},
     "c4": {FALLBACK: {"min_num_sentences": 3}},
-    "fineweb": {FALLBACK: {"stop_chars": _FINEWEB_STOP_CHARS}, "ja": {"short_line_length": 12}},
+    "fineweb": {
+        FALLBACK: {"stop_chars": _FINEWEB_STOP_CHARS},
+        "ja": {"short_line_length": 12},
+        "Jpan": {"short_line_length": 12},
+        "Hani": {"short_line_length": 12},
+    },
 }
 
 
@@ -178,37 +163,70 @@ def _allowed_keys(name: str) -> set[str]:
     return keys - {"self", "args", "kwargs", "exclusion_writer", "language"}
 
 
-def language_settings(name: str, language: str, overrides: dict | None = None) -> dict:
-    """The keyword arguments heuristic ``name`` gets for ``language`` (defaults, then ``overrides``)."""
+def _by_name_or_script(table: dict, language: str):
+    """A language's own entry, else its script's (Korean: Hang), else the default."""
+    if language in table:
+        return table[language]
+    return table.get(script_of(language) or "", table.get(FALLBACK))
+
+
+def language_settings(
+    name: str, language: str, overrides: dict | None = None, language_overrides: dict | None = None
+) -> dict:
+    """The keyword arguments heuristic ``name`` gets for ``language``: the defaults, its language's (or script's)
+    settings, then ``overrides`` (every language), then ``language_overrides`` (``{lang: {name: {...}}}``)."""
     table = _SETTINGS[name]
     kwargs = dict(table[FALLBACK])
-    kwargs.update(table.get(language, {}))
+    if language in table or script_of(language) in table:
+        kwargs.update(_by_name_or_script(table, language))
     if name == "gopher_quality":
-        kwargs["stop_words"] = STOP_WORDS.get(language, STOP_WORDS[FALLBACK])
+        words = stop_words(language)
+        kwargs["stop_words"] = list(words[0]) if words else []
+        if not words:
+            kwargs["min_stop_words"] = None  # no list for this language: the rule is off (said at validate)
     elif name == "c4":
-        kwargs["end_punctuation"] = END_PUNCTUATION.get(language, END_PUNCTUATION[FALLBACK])
+        kwargs["end_punctuation"] = _by_name_or_script(END_PUNCTUATION, language)
     kwargs.update(overrides or {})
+    kwargs.update(((language_overrides or {}).get(language) or {}).get(name) or {})
     return kwargs
 
 
 class PerLanguageFilter(BaseFilter):
     """One heuristic, configured per language; dispatches on ``doc.metadata["language"]``."""
 
-    def __init__(self, name: str, overrides: dict | None = None, exclusion_writer=None):
+    def __init__(
+        self,
+        name: str,
+        overrides: dict | None = None,
+        exclusion_writer=None,
+        language_overrides: dict | None = None,
+    ):
         cls = _CLASSES[name]
         self.name = cls.name  # read by PipelineStep.__init__ to name this step's stats
         super().__init__(exclusion_writer)
         self.filter_name = name
-        self.by_language = {
-            language: cls(language=word_tokenizer(language), **language_settings(name, language, overrides))
-            for language in (*LANGUAGES, FALLBACK)
-        }
-        for inner in self.by_language.values():
-            inner.stats = self.stats  # the inner filters' line counters (C4) land in this step's stats
+        self.overrides = dict(overrides or {})
+        self.language_overrides = dict(language_overrides or {})
+        self.by_language: dict[str, BaseFilter | None] = {}
+
+    def inner(self, language: str) -> BaseFilter | None:
+        """The configured datatrove filter for ``language``, built on first use; None where the language has no
+        word splitter (Thai...): word counts would be wrong, so the heuristic passes its documents through."""
+        if language not in self.by_language:
+            inner = None
+            if splitter_of(language) is not None:
+                kwargs = language_settings(self.filter_name, language, self.overrides, self.language_overrides)
+                inner = _CLASSES[self.filter_name](language=word_tokenizer(language), **kwargs)
+                inner.stats = self.stats  # the inner filters' line counters (C4) land in this step's stats
+            self.by_language[language] = inner
+        return self.by_language[language]
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         language = doc.metadata.get("language")
-        inner = self.by_language.get(language) or self.by_language[FALLBACK]
+        inner = self.inner(language) if language else None
+        if inner is None:
+            self.stat_update(f"language_{language}_unfiltered")
+            return True
         result = inner.filter(doc)
         if result is not True:
             self.stat_update(f"language_{language}_dropped")
@@ -219,31 +237,51 @@ def quality_filters(
     names: list[str],
     overrides: dict[str, dict] | None = None,
     exclusion_writer_for: Callable[[str], object] | None = None,
+    language_overrides: dict[str, dict] | None = None,
 ) -> list[BaseFilter]:
     """One datatrove filter per name (in the order given), each with per-language settings.
 
     ``overrides`` maps a filter name to keyword arguments that replace the defaults for every language,
-    e.g. ``{"gopher_quality": {"min_doc_words": 30}}``; ``exclusion_writer_for(name)`` gives the
-    datatrove writer that keeps what that filter removes (or None). Unknown names or keys: ValueError.
+    e.g. ``{"gopher_quality": {"min_doc_words": 30}}``; ``language_overrides`` does the same for one language,
+    ``{"ko": {"gopher_quality": {...}}}``; ``exclusion_writer_for(name)`` gives the datatrove writer that keeps
+    what that filter removes (or None). Unknown names or keys: ValueError.
     """
     overrides = dict(overrides or {})
-    unknown = [n for n in (*names, *overrides) if n not in _CLASSES]
+    for language, by_filter in (language_overrides or {}).items():
+        check_settings({k: v for k, v in (by_filter or {}).items() if k in _CLASSES}, f"{language}: ")
+    check_settings(overrides)
+    unknown = [n for n in names if n not in _CLASSES]
     if unknown:
         raise ValueError(
             f"unknown quality filter(s) {', '.join(map(repr, dict.fromkeys(unknown)))}; "
             f"known: {', '.join(FILTER_NAMES)}"
         )
-    for name, kwargs in overrides.items():
-        bad = sorted(set(kwargs) - _allowed_keys(name))
-        if bad:
-            raise ValueError(
-                f"unknown setting(s) for quality filter {name!r}: {', '.join(bad)}; "
-                f"known: {', '.join(sorted(_allowed_keys(name)))}"
-            )
     return [
-        PerLanguageFilter(name, overrides.get(name), exclusion_writer_for(name) if exclusion_writer_for else None)
+        PerLanguageFilter(
+            name,
+            overrides.get(name),
+            exclusion_writer_for(name) if exclusion_writer_for else None,
+            language_overrides,
+        )
         for name in names
     ]
+
+
+def check_settings(overrides: dict, where: str = "") -> None:
+    """Filter names and their keyword arguments, known to datatrove's filters, or ValueError."""
+    unknown = [n for n in overrides if n not in _CLASSES]
+    if unknown:
+        raise ValueError(
+            f"{where}unknown quality filter(s) {', '.join(map(repr, dict.fromkeys(unknown)))}; "
+            f"known: {', '.join(FILTER_NAMES)}"
+        )
+    for name, kwargs in overrides.items():
+        bad = sorted(set(kwargs or {}) - _allowed_keys(name))
+        if bad:
+            raise ValueError(
+                f"{where}unknown setting(s) for quality filter {name!r}: {', '.join(bad)}; "
+                f"known: {', '.join(sorted(_allowed_keys(name)))}"
+            )
 
 
 # digits (any script), punctuation and symbols; whitespace is left out of the denominator

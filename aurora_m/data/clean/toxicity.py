@@ -1,4 +1,6 @@
-"""Toxic-word filter: per-language word lists (LDNOOBW style) in ``wordlists/<lang>.txt``."""
+"""Toxic-word filter: per-language word lists, the project's own in ``wordlists/<lang>.txt`` (the paper's five),
+else LDNOOBW's (``languages.py`` says where each comes from); a language with neither has no list, said at
+validate and in the filter report: another language's list is never used in its place."""
 
 from __future__ import annotations
 
@@ -11,11 +13,14 @@ import regex
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
+from aurora_m.data.clean.languages import UNSPACED_SCRIPTS, WORDLIST_DIR, ldnoobw_terms, script_of
+
 logger = logging.getLogger(__name__)
 
-WORDLIST_DIR = Path(__file__).resolve().parent / "wordlists"
-SUBSTRING_LANGUAGES = frozenset({"ja"})  # no spaces between words: a term matches anywhere
-FALLBACK_LANGUAGE = "en"
+# no spaces between words: a term matches anywhere
+SUBSTRING_SCRIPTS = frozenset({"Jpan", "Hani", *UNSPACED_SCRIPTS})
+# Korean writes particles onto the word (씨발놈아): a term matches at the start of a word, any ending after it
+PREFIX_SCRIPTS = frozenset({"Hang"})
 
 
 def load_wordlist(path: Path) -> list[str]:
@@ -32,18 +37,21 @@ def load_wordlist(path: Path) -> list[str]:
 def _pattern(wordlist_dir: str, language: str) -> regex.Pattern | None:
     """One alternation per language, compiled once per process (the filter pickles without it)."""
     path = Path(wordlist_dir) / f"{language}.txt"
-    if not path.is_file():
-        path = Path(wordlist_dir) / f"{FALLBACK_LANGUAGE}.txt"
-    terms = load_wordlist(path) if path.is_file() else []
+    if path.is_file():
+        terms = load_wordlist(path)
+    else:
+        terms = [unicodedata.normalize("NFC", t) for t in ldnoobw_terms(language)]
     if not terms:
-        logger.warning("no toxic-word list for %r in %s: nothing is matched", language, wordlist_dir)
-        return None
+        return None  # said once, at validate and in the filter report (languages.language_notes)
     # longest first so "motherfucker" wins over "fucker"; spaces in a term match any whitespace
     alternation = "|".join(regex.escape(t).replace(r"\ ", r"\s+") for t in sorted(set(terms), key=len, reverse=True))
-    if language in SUBSTRING_LANGUAGES:
+    script = script_of(language)
+    if script in SUBSTRING_SCRIPTS:
         return regex.compile(alternation, regex.IGNORECASE)
     # a word boundary that also holds for Devanagari vowel signs and Vietnamese tone marks (\p{M})
     boundary = r"[\p{L}\p{M}\p{N}]"
+    if script in PREFIX_SCRIPTS:
+        return regex.compile(rf"(?<!{boundary})(?:{alternation})", regex.IGNORECASE)
     return regex.compile(rf"(?<!{boundary})(?:{alternation})(?!{boundary})", regex.IGNORECASE)
 
 
@@ -51,7 +59,8 @@ class ToxicWords(BaseFilter):
     """Drops a document as soon as it has ``max_hits`` matches of its language's list ("toxic_words").
 
     ``max_hits=1`` is C4's rule (any listed word removes the page). Spaced languages match whole words;
-    Japanese matches substrings. The list is chosen by ``doc.metadata["language"]`` (English for others).
+    Japanese and Chinese match substrings, Korean word starts. The list is chosen by
+    ``doc.metadata["language"]``; a document of a language with no list passes.
     """
 
     name = "☣️ Toxic words"
@@ -78,7 +87,7 @@ class ToxicWords(BaseFilter):
         return found
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        language = doc.metadata.get("language") or FALLBACK_LANGUAGE
+        language = doc.metadata.get("language") or ""
         if self.hits(doc.text, language) >= self.max_hits:
             self.stat_update(f"language_{language}_dropped")
             return False, "toxic_words"

@@ -21,7 +21,7 @@ import functools
 import regex
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-LANGUAGES = ("en", "fi", "hi", "ja", "vi")
+from aurora_m.data.clean.languages import script_of, splitter_of
 
 _CJK_RUNS = r"\p{Han}+|\p{Hiragana}+|[\p{Katakana}ー・]+"  # one script per run; ー (Common) joins katakana
 # letters, marks and digits of the spaced scripts (V1 set difference: CJK never glues onto a Latin word)
@@ -54,8 +54,16 @@ def _sentence_end(language: str) -> str:
     return rf"[{terminals}]+[{closers}]*{follow}|\n+"
 
 
-_WORD_PATTERNS = {"ja": regex.compile(_JA_WORD), "default": regex.compile(_SPACED_WORD, regex.V1)}
+# Chinese (Han script without kana): no spaces and no segmenter here, so one Han character is one word
+_HAN_WORD = rf"\p{{Han}}|{_JA_WORD.split('|', 3)[-1]}"
+_WORD_PATTERNS = {
+    "ja": regex.compile(_JA_WORD),
+    "han": regex.compile(_HAN_WORD),
+    "spaced": regex.compile(_SPACED_WORD, regex.V1),
+}
 _SENTENCE_PATTERNS = {lang: regex.compile(_sentence_end(lang)) for lang in ("ja", "hi", "default")}
+# sentence marks by script: Devanagari (and Bengali) dandas, CJK full stops
+_SCRIPT_TERMINALS = {"Deva": "hi", "Beng": "hi", "Jpan": "ja", "Hani": "ja"}
 
 
 class RegexWordTokenizer(WordTokenizer):
@@ -66,11 +74,13 @@ class RegexWordTokenizer(WordTokenizer):
 
     @property
     def _words(self) -> regex.Pattern:
-        return _WORD_PATTERNS.get(self.language, _WORD_PATTERNS["default"])
+        # a language with no splitter of its own (Thai...) is split as spaced text; the quality filters do not
+        # ask it (languages.py), but MinHash over a mixed corpus still needs words
+        return _WORD_PATTERNS[splitter_of(self.language) or "spaced"]
 
     @property
     def _sentence_ends(self) -> regex.Pattern:
-        return _SENTENCE_PATTERNS.get(self.language, _SENTENCE_PATTERNS["default"])
+        return _SENTENCE_PATTERNS[_SCRIPT_TERMINALS.get(script_of(self.language), "default")]
 
     def word_tokenize(self, text: str) -> list[str]:
         return [m.group(0) for m in self._words.finditer(text)]
