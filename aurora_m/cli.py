@@ -10,6 +10,7 @@
     aurora-m publish RUN_DIR --variant NAME --dry-run --out DIR    write that commit to DIR, print its operations
     aurora-m publish RUN_DIR --variant NAME --out DIR  export a variant into a folder of its own (no push)
     aurora-m patches                                  the GPTBigCode config patches a recipe can name
+    aurora-m plan RECIPE_DIR --gpus N --gpu KIND      what the recipe costs on a cluster: days, memory, disk, data
 
 ``run`` and the step commands take ``--key value`` overrides of stage keys (``--learning_rate 2e-4``):
 a step command applies them to its stage, ``run`` to every stage that has the key. Mistakes in what
@@ -29,6 +30,7 @@ from pathlib import Path
 from .errors import RecipeError, exit_on_failure
 from .logs import setup_logging
 from .overrides import did_you_mean
+from .plan.command import add_plan_arguments, plan_text
 from .stages import engines
 
 logger = logging.getLogger("aurora_m.cli")  # not __name__: that is "__main__" under python -m
@@ -285,6 +287,11 @@ def _patches(args, overrides) -> int:
     return 0
 
 
+def _plan(args, overrides) -> int:
+    print(plan_text(args))
+    return 0
+
+
 @dataclass(frozen=True)
 class Command:
     """One ``aurora-m`` command: its arguments, and what runs it (with the ``--key value`` overrides it takes)."""
@@ -309,6 +316,9 @@ COMMANDS = [
         _publish_arguments,
     ),
     Command("patches", "list the GPTBigCode config patches", _patches),
+    Command(
+        "plan", "what a recipe costs on a cluster: days, memory per launch, disk, data", _plan, add_plan_arguments
+    ),
     Command(
         "convert",
         "convert a GPTBigCode checkpoint between transformers and another engine's layout",

@@ -469,7 +469,7 @@ def plan_aurora_m(check: Check) -> None:
         variant = value(rest, "--variant")
         check.expect(variant is None or variant in all_variants(), f"--variant {variant}: no recipe has it")
     tiny = target[:1] == ["recipes/aurora-m-tiny"] or target[:1] == [TINY_RUN]
-    if sub == "patches" or (sub == "validate" and target and recipe(target[0])):
+    if sub in ("patches", "plan") or (sub == "validate" and target and recipe(target[0])):
         check.how = "run"
     elif tiny and sub == "run" and flags(rest) == ["--output-dir"] and value(rest, "--output-dir") == TINY_RUN:
         check.how = "run on a copy of tiny_run"  # every step complete: nothing trains
@@ -597,7 +597,7 @@ def plan(cmd: Command) -> Check:
     return check
 
 
-COMMAND_NAMES = {"run", "validate", "data", "train", "eval", "publish", "patches", "convert"}
+COMMAND_NAMES = {"run", "validate", "data", "train", "eval", "publish", "patches", "convert", "plan"}
 STEP_AND_RUN = {"run", "data", "train", "eval"}
 # each subcommand's --help: its own flags (the rest, after run/data/train/eval, are stage keys)
 SUBCOMMAND_HELP: dict[str, str] = {}

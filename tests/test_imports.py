@@ -38,7 +38,7 @@ GROUND = {
 }
 RECIPE_LAYER = {"recipe", "stage_checks", "context", "scripting"}
 STAGE_PACKAGES = {"data", "train", "safety", "evaluation", "hub", "engines"}
-TOP = {"pipeline", "cli"}
+TOP = {"pipeline", "cli", "plan"}
 ENGINE_LIBRARIES = {"nanotron": "engines/nanotron"}  # a third-party library -> the only folder that imports it
 
 

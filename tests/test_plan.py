@@ -1,0 +1,167 @@
+"""`aurora-m plan` checked against measurement, not against itself: FLOPs against torch's FlopCounterMode on
+real forward+backward passes, parameter/gradient/optimizer bytes against the objects after a real AdamW step,
+activation memory against the tensors autograd saves (saved-tensor hooks); and its one-line refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
+
+from aurora_m.cli import main
+from aurora_m.patches import apply_config_patches, load_base_config
+from aurora_m.plan.activations import cpu_setting, saved_bytes
+from aurora_m.plan.flops import training_flops_per_token
+from aurora_m.plan.memory import Launch, memory_per_rank
+from aurora_m.plan.shape import shape_from_config
+
+from conftest import TINY
+
+# (n_layer, n_embd, n_head, n_inner, vocab, seq_length, micro-batch): small, unlike shapes
+SHAPES = [(2, 64, 4, 256, 512, 32, 2), (3, 96, 6, 384, 1000, 64, 1), (2, 128, 2, 200, 300, 48, 3)]
+
+
+def build(shape, attn="eager", dropout=0.0, dtype=torch.float32):
+    n_layer, n_embd, n_head, n_inner, vocab = shape[:5]
+    config = dict(
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_head=n_head,
+        n_inner=n_inner,
+        vocab_size=vocab,
+        n_positions=128,
+        multi_query=True,
+        bos_token_id=0,
+        eos_token_id=0,
+        attn_pdrop=dropout,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+    )
+    model_config = GPTBigCodeConfig(**config)
+    model_config._attn_implementation = attn
+    torch.manual_seed(0)
+    model = GPTBigCodeForCausalLM(model_config).to(dtype)
+    model.train()
+    return model, shape_from_config(config, param_bytes=2 if dtype == torch.bfloat16 else 4, attn=attn)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_flops_per_step_match_torch_flop_counter(shape):
+    model, planned = build(shape)  # eager attention: its matmuls are counted (CPU SDPA has no FLOP formula)
+    seq, batch = shape[5], shape[6]
+    ids = torch.randint(0, shape[4], (batch, seq))
+    with FlopCounterMode(display=False) as counter:
+        model(input_ids=ids, labels=ids).loss.backward()
+    measured = counter.get_total_flops()
+    assert measured > 0
+    assert abs(training_flops_per_token(planned, seq) * seq * batch / measured - 1) < 0.05
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_weights_gradients_and_optimizer_bytes_match_the_objects_after_a_step(dtype):
+    model, planned = build(SHAPES[0], dtype=dtype)
+    ids = torch.randint(0, SHAPES[0][4], (2, 32))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    grads = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters())
+    states = sum(
+        t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t)
+    )
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    memory = memory_per_rank(planned, Launch("ddp", "ddp"), 1, 32, 2, cpu_setting(planned, 4, False))
+    assert sum(p.numel() for p in model.parameters()) == planned.params()
+    assert memory.weights == weights and memory.gradients == grads
+    assert abs(memory.optimizer / states - 1) < 0.15  # + one step counter per tensor, not modelled
+    assert planned.buffer_bytes() == buffers
+
+
+def saved_during_forward(model, ids) -> int:
+    """Bytes of the distinct storages autograd saves for backward, parameters left out."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    return sum(seen.values())
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+@pytest.mark.parametrize(
+    "attn,dropout,dtype",
+    [
+        ("sdpa", 0.0, torch.float32),
+        ("sdpa", 0.1, torch.bfloat16),
+        ("eager", 0.1, torch.float32),
+        ("eager", 0.0, torch.bfloat16),
+    ],
+)
+@pytest.mark.parametrize("shape", SHAPES[:2])
+def test_activation_memory_matches_what_autograd_saves(shape, attn, dropout, dtype, checkpointing):
+    model, planned = build(shape, attn, dropout, dtype)
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    seq, batch = shape[5], shape[6]
+    measured = saved_during_forward(model, torch.randint(0, shape[4], (batch, seq)))
+    act_bytes = 2 if dtype == torch.bfloat16 else 4
+    predicted = saved_bytes(planned, seq, batch, cpu_setting(planned, act_bytes, checkpointing))
+    assert abs(predicted / measured - 1) < 0.15, (predicted, measured)
+
+
+def plan(*args, capsys) -> tuple[int, str, str]:
+    code = main(["plan", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+CPU_ONE = ["--gpus", "1", "--gpu", "cpu", "--gpu-memory", "24", "--peak-tflops", "0.5"]
+
+
+def test_the_tiny_recipe_on_a_cpu_cluster_of_one(tmp_path, capsys):
+    out_json = tmp_path / "plan.json"
+    code, out, _ = plan(str(TINY), *CPU_ONE, "--json", str(out_json), capsys=capsys)
+    assert code == 0 and "assumptions:" in out
+    stages = {s["name"]: s for s in json.loads(out_json.read_text())["stages"]}
+    cap = stages["cap"]
+    assert (cap["tokens"], cap["steps"], cap["global_batch"]) == (245760, 240, 8)  # the YAML's own arithmetic
+    assert {x["name"] for x in cap["launches"]} >= {"ddp", "zero3", "fsdp2"}
+    assert all(x["fits"] and x["memory_gib_per_rank"] > 0 for x in cap["launches"])
+    # the FLOPs of one of its steps, measured on the model the recipe builds (its config and patches)
+    config = apply_config_patches(load_base_config("starcoderplus"), ["aurora_m", "tiny", "attn:eager"])
+    config.vocab_size = 4096
+    model = GPTBigCodeForCausalLM(config)
+    ids = torch.randint(0, 4096, (8, 128))
+    with FlopCounterMode(display=False) as counter:
+        model(input_ids=ids, labels=ids).loss.backward()
+    assert abs(cap["flops_per_step"] / counter.get_total_flops() - 1) < 0.05
+    assert cap["days"] == pytest.approx(240 * cap["flops_per_step"] / (0.5e12 * stages_mfu(out_json)) / 86400)
+
+
+def stages_mfu(path) -> float:
+    return json.loads(path.read_text())["cluster"]["mfu"]
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--gpus", "8", "--gpu", "tpu-v9"], "--gpu: unknown GPU kind 'tpu-v9' (known: h100,"),
+        (["--gpus", "8", "--gpu", "h100", "--mfu", "0"], "--mfu: expected a fraction in (0, 1], got 0.0"),
+        (["--gpus", "8", "--gpu", "h100", "--mfu", "1.5"], "--mfu: expected a fraction in (0, 1], got 1.5"),
+        (["--gpus", "3", "--gpu", "h100"], "the global batch of 8 sequences cannot be split over 3"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, expected, capsys):
+    code, out, err = plan(str(TINY), *args, capsys=capsys)
+    assert code == 2 and out == ""
+    assert expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
