@@ -5,8 +5,8 @@ bytes per token, the share of documents its filters kept, its cleaning seconds p
 recorded Hub knew the files' real sizes, the bytes to read); the files themselves for a local source
 (their size on disk); else the benchmark's defaults (``docs/benchmarks.md``, ``data_throughput.py``:
 167,108 tokens/s per core, 3.26 bytes of text per token, every document kept) and, for a Hub source
-whose size is unknown here, the least it must hold: its share of the budget over the times it may repeat
-(``max_epochs``). The step reads each source whole, so a larger source costs more than that least.
+whose size is unknown here, what its share of the budget takes read once (a source may repeat up to
+``max_epochs`` times, so less can serve; the step reads what its split names, which may be more).
 
 Shares: a source's ``tokens`` over the budget, else its weight's share of what replay leaves; the replay
 pool (``replay_share``) is split by the sources' natural sizes, unknown before the step: evenly here.
@@ -30,7 +30,7 @@ class SourceCost:
     share: float
     tokens_needed: int
     bytes_to_read: int
-    bytes_known: bool  # False: the least the source must hold (its size is unknown here)
+    bytes_known: bool  # False: what its share takes read once (its size is unknown here)
     bytes_per_token: float
     keep: float
     core_hours: float
@@ -100,8 +100,7 @@ def data_cost(stage_name: str, mix_args, vocab: int, rehearsal: dict | None) -> 
         per_core = m.get("bytes_per_core_second") or DEFAULT_TOKENS_PER_CORE_SECOND * bpt
         local = _local_bytes(source["path"]) if source.get("path") else None
         full = m.get("bytes_to_read") or local
-        epochs = source.get("max_epochs") or mix_args.max_epochs
-        least = int(needed / max(epochs, 1e-9) / keep * bpt)
+        least = int(needed / keep * bpt)
         read = full if full is not None else least
         origin = "rehearsal" if m else "local files" if local is not None else "defaults"
         cost.sources.append(

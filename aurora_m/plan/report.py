@@ -73,7 +73,7 @@ def render(recipe: str, plans: list[StagePlan], cluster: Cluster, mfu_text: str,
             f"shards {size(p.data.shard_bytes)}"
         )
         for s in p.data.sources:
-            least = "" if s.bytes_known else " (at least)"
+            least = "" if s.bytes_known else " (share)"
             lines.append(
                 f"  {s.name:<22} share {s.share:6.1%}  read {size(s.bytes_to_read):>9}{least:<11} "
                 f"{s.core_hours:>10,.1f} core-h  shards {size(s.shard_bytes):>9}  [{s.origin}]"
@@ -106,7 +106,7 @@ def standard_assumptions(mfu_text: str) -> list[str]:
         "for 16-bit models); disk = save_total_limit checkpoints + the final model",
         f"data step without a rehearsal: the benchmark's {DEFAULT_TOKENS_PER_CORE_SECOND:,} tokens/s per core and "
         f"{DEFAULT_BYTES_PER_TOKEN} bytes per token (docs/benchmarks.md), every document kept: a Hub source of "
-        "unknown size is shown at the least its share needs; --rehearsal FILE uses measured figures",
+        "unknown size is shown at what its share takes read once (share); --rehearsal FILE uses measured figures",
     ]
 
 
