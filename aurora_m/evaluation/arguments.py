@@ -58,6 +58,13 @@ class EvalArguments:
     code_timeout_s: float = field(default=10.0, metadata={"help": "Wall-clock limit of one program in the sandbox."})
     code_memory_mb: int = field(default=1024, metadata={"help": "Address-space limit of one program (MB)."})
     code_workers: int = field(default=0, metadata={"help": "Programs run at once (0: one per core)."})
+    code_min_isolation: str | None = field(
+        default=None,
+        metadata={
+            "help": "Refuse to run programs below this sandbox isolation: full (namespaces + Landlock), "
+            "namespaces, landlock or none (default: whatever this machine gives, on the record)."
+        },
+    )
     # --- multilingual benchmarks through lm-eval (the [eval] extra)
     lm_eval_tasks: dict = field(
         default_factory=dict, metadata={"help": "language -> lm-eval task names (e.g. {hi: [arc_hi, hellaswag_hi]})."}

@@ -63,7 +63,14 @@ register_suite(
     Suite(
         "code",
         "aurora_m.evaluation.code.suite:run_code",
-        keys=("code_problems", "mbpp_source", "code_max_new_tokens", "code_batch_size", "code_timeout_s"),
+        keys=(
+            "code_problems",
+            "mbpp_source",
+            "code_max_new_tokens",
+            "code_batch_size",
+            "code_timeout_s",
+            "code_min_isolation",
+        ),
         check="aurora_m.evaluation.code.suite:check_code_keys",
         prepare="aurora_m.evaluation.code.suite:prepare_code",
         help="HumanEval / MBPP pass@k, programs run in the sandbox",

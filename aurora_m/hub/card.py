@@ -279,6 +279,7 @@ def build_card(variant, publish_args: PublishArguments, results: dict, assets: d
         perplexity=results.get("perplexity") or {},
         eval_tokens=results.get("eval_tokens") or {},
         code=_code_rows(results, variant.eval_config),
+        code_isolation=(results.get("code") or {}).get("isolation"),
         harness=(results.get("harness") or {}).get("tasks") or {},
         safety=_safety_facts(results.get("safety")),
         assets=assets,

@@ -25,11 +25,18 @@ What a program gets (``isolation()`` names the level this machine gives; it is p
   and runs only the Python installation and the system's libraries and programs (/usr, /lib, ...: no token
   files, no other process' /proc/<pid>/environ); ABI 4+: no TCP connect or bind; ABI 6+: no signals to and
   no abstract unix sockets of processes outside its own.
-- fallbacks, each logged with what failed: without namespaces, the network is cut by Landlock's TCP rule
-  (ABI 4+) or else only Python's socket API refuses (best effort: UDP and raw syscalls remain); leftover
+- fallbacks, each logged with what failed: without namespaces, TCP is cut by Landlock's TCP rule (ABI 4+;
+  UDP stays open: Landlock has no UDP rule) or else only Python's socket API refuses (``_socket`` and raw
+  system calls get through: tests/test_sandbox.py shows both); leftover
   processes are found through the supervisor (a subreaper) and killed; RLIMIT_NPROC becomes the user's
   process count plus ``process_limit`` (root is exempt from RLIMIT_NPROC); without Landlock, writes outside
   the directory are stopped only by file permissions.
+
+The level a run got goes on the record (``isolation_record()``: in ``code.json``, ``results.json`` and the
+card, with what the kernel refused of the stronger ones), and a user may require one: ``require(minimum)``
+(``code_min_isolation`` in the eval stage, ``--min-isolation`` on ``aurora-m eval code``) refuses to run below
+it. Levels (``sandbox_isolation.LEVELS``): ``full`` (namespaces + Landlock), ``namespaces``, ``landlock``,
+``none``.
 
 Not enforced: memory across processes (RLIMIT_AS is per process: at most ``process_limit`` x ``memory_mb``),
 disk use by many files (each is capped, their number is bounded by the time limit), and anything a kernel
@@ -54,7 +61,7 @@ from typing import Protocol
 from tqdm.auto import tqdm
 
 from ...errors import RecipeError
-from .sandbox_isolation import UID_BASE, Isolation, _readable_paths, _site_packages, landlock_abi
+from .sandbox_isolation import LEVELS, UID_BASE, Isolation, _readable_paths, _site_packages, landlock_abi
 from .sandbox_server import SUPERVISOR_GRACE_S, _environment, _output_detail, _remove_tree, _Server
 
 logger = logging.getLogger(__name__)
@@ -112,6 +119,7 @@ class LocalSandbox:
     """Runs each job in its own confined process on this machine, ``workers`` at a time (0: one per core)."""
 
     _isolation: Isolation | None = None
+    _refused: list[str] = []  # what the kernel refused of the stronger levels, as the probe found
     _probe_lock = threading.Lock()
 
     def __init__(
@@ -138,10 +146,33 @@ class LocalSandbox:
             return self._forced
         with LocalSandbox._probe_lock:
             if LocalSandbox._isolation is None:
-                LocalSandbox._isolation = self._probe()
+                LocalSandbox._isolation, LocalSandbox._refused = self._probe()
         return LocalSandbox._isolation
 
-    def _probe(self) -> Isolation:
+    def isolation_record(self) -> dict:
+        """The isolation programs run under, for the results: level, parts, what the kernel refused."""
+        isolation = self.isolation()
+        return isolation.record([] if self._forced else LocalSandbox._refused, forced=self._forced is not None)
+
+    def require(self, minimum: str | None, config_file=None, key: str = "code_min_isolation") -> None:
+        """Refuse (one line) to run anything when this machine's isolation is below ``minimum`` (a level of
+        :data:`~.sandbox_isolation.LEVELS`; None: any)."""
+        if not minimum:
+            return
+        if minimum not in LEVELS:
+            raise RecipeError(config_file, key, f"unknown {minimum!r}: expected one of {', '.join(LEVELS)}")
+        isolation = self.isolation()
+        if not isolation.satisfies(minimum):
+            refused = self.isolation_record()["refused"]
+            why = f"; the kernel refused: {' | '.join(r[:160] for r in refused)}" if refused else ""
+            raise RecipeError(
+                config_file,
+                key,
+                f"requires sandbox isolation {minimum!r} ({' + '.join(sorted(LEVELS[minimum])) or 'limits'}), but "
+                f"this machine gives {isolation.level!r} ({isolation.describe()}){why}; nothing was run",
+            )
+
+    def _probe(self) -> tuple[Isolation, list[str]]:
         abi = landlock_abi()
         root = os.geteuid() == 0
         # strongest first; as root without namespaces, a uid of its own (which needs an interpreter others
@@ -170,7 +201,7 @@ class LocalSandbox:
                     )
                     if failures:
                         logger.warning("code sandbox: stronger isolation failed here: %s", "; ".join(failures))
-                    return candidate
+                    return candidate, failures
                 failures.append(f"{candidate.describe()}: {outcome.detail}")
         finally:
             server.close()

@@ -30,6 +30,18 @@ SYSTEM_READABLE = (
 )
 
 
+# The isolation levels a user can require (``code_min_isolation``, ``eval code --min-isolation``), by what each
+# has: a level satisfies a minimum when it has everything the minimum has ("landlock" and "namespaces" are not
+# ordered: each has what the other lacks). Every level has the process limits, no_new_privs and the fixed
+# environment of sandbox.py's docstring.
+LEVELS: dict[str, frozenset[str]] = {
+    "none": frozenset(),  # own process and limits only: Python's socket API refused, nothing else
+    "landlock": frozenset({"landlock"}),  # files confined; TCP too from ABI 4; UDP and the PID space are open
+    "namespaces": frozenset({"namespaces"}),  # no network at all, own PID space; files by permissions only
+    "full": frozenset({"namespaces", "landlock"}),  # both
+}
+
+
 @dataclass(frozen=True)
 class Isolation:
     """What this machine gives the sandbox: ``ns`` "user" (namespaces) or "none"; ``landlock`` ABI (0: none)."""
@@ -37,6 +49,29 @@ class Isolation:
     ns: str
     landlock: int
     separate_uid: bool
+
+    @property
+    def level(self) -> str:
+        """The name of this isolation in :data:`LEVELS`."""
+        if self.ns == "user":
+            return "full" if self.landlock else "namespaces"
+        return "landlock" if self.landlock else "none"
+
+    def satisfies(self, minimum: str) -> bool:
+        return LEVELS[minimum] <= LEVELS[self.level]
+
+    def record(self, refused: list[str], forced: bool = False) -> dict:
+        """What goes on the record (``code.json``, ``results.json``, the card): the level, its parts, and what
+        the kernel refused of the stronger levels tried first (each with its reason)."""
+        return {
+            "level": self.level,
+            "namespaces": self.ns == "user",
+            "landlock_abi": self.landlock,
+            "separate_uid": self.separate_uid,
+            "description": self.describe(),
+            "refused": list(refused),
+            "chosen_by": "the caller" if forced else "probe (the strongest this machine runs)",
+        }
 
     def describe(self) -> str:
         if self.ns == "user":

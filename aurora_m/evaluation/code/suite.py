@@ -3,6 +3,8 @@
 Result schema (``VARIANT/code.json``)::
 
     {"suite": "code", "max_new_tokens": 512,
+     "isolation": {"level": "full", "namespaces": true, "landlock_abi": 6, "separate_uid": false,
+                   "description": "...", "refused": [], "chosen_by": "probe ..."},   # what programs ran under
      "benchmarks": {"humaneval": {"problems": 164,
                                   "greedy": {"pass@1": 0.29},                       # code_greedy
                                   "sampled": {"n": 200, "temperature": 0.8, "top_p": 0.95,
@@ -11,7 +13,8 @@ Result schema (``VARIANT/code.json``)::
                                   "problems_detail": [{"task_id": ..., "greedy": "passed", "sampled_passed": 31}]}}}
 
 pass@k is the unbiased estimator over n samples (k > n is not reported). Programs run only in the sandbox,
-which needs the explicit opt-in (``AURORA_M_ALLOW_CODE_EXECUTION=1``); it is checked before generating.
+which needs the explicit opt-in (``AURORA_M_ALLOW_CODE_EXECUTION=1``); it is checked before generating, and
+so is ``code_min_isolation`` (the sandbox's isolation on this machine, refused below that level).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ..generation import generate
 from .passk import mean_pass_at_k
 from .problems import humaneval_problems, mbpp_problems, program_for
 from .sandbox import Job, LocalSandbox
+from .sandbox_isolation import LEVELS
 
 logger = logging.getLogger(__name__)
 BENCHMARKS = ("humaneval", "mbpp")
@@ -60,9 +64,7 @@ def run_code(
     model, tokenizer, eval_args: EvalArguments, config_file, *, seed: int = 0, cache: dict | None = None, **_
 ) -> dict:
     cache = cache if cache is not None else {}
-    if "sandbox" not in cache:
-        cache["sandbox"] = LocalSandbox(workers=eval_args.code_workers)  # refuses without the opt-in
-    sandbox = cache["sandbox"]
+    sandbox = _sandbox(eval_args, config_file, cache)
     limits = {"timeout_s": eval_args.code_timeout_s, "memory_mb": eval_args.code_memory_mb}
     benchmarks = {}
     for name in eval_args.code_problems:
@@ -131,13 +133,28 @@ def run_code(
             ),
         )
         benchmarks[name] = result
-    return {"suite": "code", "max_new_tokens": eval_args.code_max_new_tokens, "benchmarks": benchmarks}
+    return {
+        "suite": "code",
+        "max_new_tokens": eval_args.code_max_new_tokens,
+        "isolation": sandbox.isolation_record(),
+        "benchmarks": benchmarks,
+    }
+
+
+def _sandbox(eval_args: EvalArguments, config_file, cache: dict) -> LocalSandbox:
+    """One sandbox per stage (refuses without the opt-in), checked against ``code_min_isolation`` once."""
+    if "sandbox" not in cache:
+        sandbox = LocalSandbox(workers=eval_args.code_workers)
+        sandbox.require(eval_args.code_min_isolation, config_file)
+        cache["sandbox"] = sandbox
+    return cache["sandbox"]
 
 
 def check_code_keys(stage) -> None:
     """Benchmark names known; MBPP has a source; sampling settings that make sense."""
     config = stage.config
     check_choice(stage.file, config, "code_problems", list(BENCHMARKS))
+    check_choice(stage.file, config, "code_min_isolation", list(LEVELS))
     check_positive(
         stage.file,
         config,
@@ -165,9 +182,11 @@ def check_code_keys(stage) -> None:
 
 
 def prepare_code(eval_args: EvalArguments, config_file, cache: dict) -> None:
-    """The opt-in to run model-written code, and the problem sets, before any model loads."""
+    """The opt-in to run model-written code, the sandbox's isolation against ``code_min_isolation``, and the
+    problem sets, before any model loads."""
     from .sandbox import require_opt_in
 
     require_opt_in()
+    _sandbox(eval_args, config_file, cache)
     for name in eval_args.code_problems:
         cache.setdefault(f"problems:{name}", load_problems(name, eval_args, config_file))
