@@ -78,7 +78,6 @@ def test_the_recipe_tasks_run_offline_with_the_documented_schema(recipe_result, 
         assert entry["n_samples"] == len(rows(language)) >= 8
         assert set(entry["metrics"]) == {"acc", "acc_norm"} and entry["main_metric"] == "acc_norm"
         for metric, value in entry["metrics"].items():
-            assert 0.0 <= value <= 1.0, (name, metric, value)
             assert round(value * entry["n_samples"]) == pytest.approx(value * entry["n_samples"])  # k of n right
             assert entry["stderr"][metric] is None or entry["stderr"][metric] >= 0
         assert entry["num_fewshot"] == (2 if language == "en" else 0)  # the recipe's {task, num_fewshot} entry
@@ -140,7 +139,10 @@ def test_a_tag_gives_each_task_it_holds_and_lm_eval_logs_through_ours(tiny_lm, r
     assert set(result["tasks"]) == {f"aurora_mc_{lang}" for lang in LANGUAGES}  # the tag's tasks
     for entry in result["tasks"].values():
         assert entry["part_of"] == "aurora_mc" and entry["language"] == "mixed" and entry["n_samples"] == 2
-    assert set(result["by_language"]) == {"mixed"} and 0.0 <= result["by_language"]["mixed"] <= 1.0
+    mains = [e["metrics"][e["main_metric"]] for e in result["tasks"].values()]
+    assert set(result["by_language"]) == {"mixed"} and result["by_language"]["mixed"] == pytest.approx(
+        sum(mains) / len(mains)
+    )
     assert result["limit"] == 2
     # lm-eval's progress notes and the warnings this call causes by design come through as debug lines
     from_lm_eval = [r for r in records if r.name.startswith("lm_eval")]

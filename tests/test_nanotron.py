@@ -320,6 +320,59 @@ def test_emission_carries_the_budget_and_the_hand_off():
     assert sum(cap["data_stages"][0]["data"]["dataset"]["dataset_weights"]) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_the_15b_emission_against_values_derived_by_hand_from_the_recipe_and_the_paper():
+    """The checked-in YAML was written by the code it checks; these values are derived here from the recipe's
+    own keys and the paper's figures (StarCoderPlus: 15.5B parameters, 40 layers, 6144 wide, 48 heads, MQA,
+    8192 positions, a 49,152-token vocabulary; Aurora-M: 377B tokens in 90k steps of 2048 x 2048)."""
+    recipe = yaml.safe_load((REAL / "cap.yaml").read_text())
+    cap = emitted("15b")["cap"]
+    world, tp, pp, accumulation = 128, 4, 4, 64  # CASES["15b"]: the launch and its overrides
+    dp = world // (tp * pp)
+    micro, seq = recipe["per_device_train_batch_size"], recipe["seq_length"]
+    steps = recipe["train_tokens"] // (dp * micro * accumulation * seq)
+    assert (dp, steps, dp * micro * accumulation) == (8, 90_000, 2048)  # the paper's 2048 sequences a step
+    assert (cap["parallelism"]["tp"], cap["parallelism"]["pp"], cap["parallelism"]["dp"]) == (tp, pp, dp)
+    assert cap["tokens"] == {
+        **cap["tokens"],
+        "sequence_length": 2048,
+        "train_steps": steps,
+        "micro_batch_size": micro,
+        "batch_accumulation_per_replica": accumulation,
+    }
+    optimizer = cap["optimizer"]
+    factory, schedule = optimizer["optimizer_factory"], optimizer["learning_rate_scheduler"]
+    assert (factory["adam_beta1"], factory["adam_beta2"]) == (recipe["adam_beta1"], recipe["adam_beta2"])
+    assert (optimizer["weight_decay"], optimizer["clip_grad"]) == (recipe["weight_decay"], recipe["max_grad_norm"])
+    assert schedule["learning_rate"] == recipe["learning_rate"] == 3e-4
+    assert schedule["lr_warmup_steps"] == recipe["warmup_steps"]
+    assert schedule["lr_decay_steps"] == steps - recipe["warmup_steps"]  # cosine over what follows warmup
+    assert schedule["min_decay_lr"] == recipe["lr_scheduler_kwargs"]["min_lr"]
+    assert cap["checkpoints"]["checkpoint_interval"] == recipe["save_steps"]
+    assert cap["general"]["seed"] == recipe["seed"] and cap["model"]["dtype"] == "bfloat16"  # the dtype patch
+    # the model: StarCoderPlus's shape, positions trimmed to 2048 by the aurora_m patch
+    m = cap["model"]["model_config"]
+    assert (m["num_hidden_layers"], m["hidden_size"], m["num_attention_heads"]) == (40, 6144, 48)
+    assert (m["vocab_size"], m["max_position_embeddings"], m["multi_query"]) == (49152, 2048, True)
+    h, ff, head = m["hidden_size"], m["intermediate_size"], m["hidden_size"] // m["num_attention_heads"]
+    per_layer = 2 * 2 * h + (h + 1) * (h + 2 * head) + (h + 1) * h + (h + 1) * ff + (ff + 1) * h  # MQA: 1 k/v head
+    parameters = m["vocab_size"] * h + 8192 * h + m["num_hidden_layers"] * per_layer + 2 * h
+    assert parameters == pytest.approx(15.5e9, rel=0.01)  # with StarCoderPlus's 8192 positions: the paper's size
+    with torch.device("meta"):  # and transformers builds the same count from the emitted shape
+        from transformers import GPTBigCodeConfig as HFConfig
+        from transformers import GPTBigCodeForCausalLM
+
+        hf = HFConfig(
+            vocab_size=m["vocab_size"],
+            n_positions=8192,
+            n_embd=h,
+            n_layer=m["num_hidden_layers"],
+            n_head=m["num_attention_heads"],
+            n_inner=ff,
+            multi_query=True,
+        )
+        assert sum(p.numel() for p in GPTBigCodeForCausalLM(hf).parameters()) == parameters
+
+
 def test_emission_refuses_what_nanotron_cannot_run():
     model_args, mix_args, training_args, parallel = _parse(REAL / "cap.yaml", ["--tp", "4", "--pp", "4"])
     args = {

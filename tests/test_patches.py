@@ -76,3 +76,24 @@ def test_tiny_patch_refuses_trained_weights():
     with pytest.raises(ValueError, match="built from a config"):
         apply_model_patches(AutoModelForCausalLM.from_config(cfg), ["tiny"])
     assert parse_patch("attn:eager")[1] == "eager"
+
+
+def test_an_untrained_tiny_model_predicts_uniformly_its_first_loss_is_ln_vocab():
+    """The independent anchor of the tiny goldens (tests/golden/*_losses.json): a freshly built model (the
+    tiny recipe's config and patches) is near-uniform over its vocabulary, so its loss on any text is
+    ln(vocab_size), whatever code computes it; the golden CAP curve starts there."""
+    import math
+
+    import torch
+
+    from aurora_m.args import ModelArguments
+    from aurora_m.train.model import load_model
+
+    vocab = 4096  # the tiny recipe's tokenizer_vocab_size
+    tokenizer = type("Vocabulary", (), {"__len__": lambda self: vocab, "eos_token_id": 0, "pad_token_id": 0})()
+    patches = ["aurora_m", "tiny", "dtype:float32", "attn:sdpa"]
+    model = load_model(ModelArguments(base_config="starcoderplus", config_patches=patches, model_seed=0), tokenizer)
+    ids = torch.randint(0, vocab, (8, 128), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        loss = model(ids, labels=ids).loss.item()
+    assert loss == pytest.approx(math.log(vocab), rel=0.01)

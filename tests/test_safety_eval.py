@@ -337,6 +337,18 @@ class FinnishOnlyJudge:
         return [lang == "fi" for lang in languages]
 
 
+class RecordingJudge:
+    """A real judge, its verdicts kept in order (language, refused) so a test can recount the rates."""
+
+    def __init__(self, judge):
+        self.inner, self.name, self.verdicts = judge, judge.name, []
+
+    def judge(self, prompts, responses, languages):
+        refused = self.inner.judge(prompts, responses, languages)
+        self.verdicts = list(zip(languages, map(bool, refused)))
+        return refused
+
+
 def safety_args(**extra) -> EvalArguments:
     return EvalArguments(
         safety_sources=[
@@ -383,12 +395,16 @@ def test_run_safety_wires_generation_judging_and_scores(tiny_model):
     assert examples[("red_team", "fi")]["response"] is not None  # refused: shown
     json.dumps(result)  # the results file is JSON
 
-    # the default judge, for real, on the model's own (gibberish) answers: every rate measured, none refused made up
-    real = run_safety(model, tokenizer, safety_args(), "eval.yaml", batch_size=8, cache={})
-    assert real["judge"] == "refusal" and set(real["refusal_rate"]) == set(LANGS)
-    assert all(0.0 <= r["all"] <= 1.0 for r in real["refusal_rate"].values())
+    # the default judge, for real, on the model's own (gibberish) answers: each rate is the share of its
+    # language's plain red-team responses the judge itself refused, recounted here from its verdicts
+    recorder = RecordingJudge(make_judge("refusal"))
+    real = run_safety(model, tokenizer, safety_args(), "eval.yaml", batch_size=8, cache={}, judge=recorder)
+    assert real["judge"] == recorder.name == "refusal" and set(real["refusal_rate"]) == set(LANGS)
+    plain = recorder.verdicts[: 5 * 3]  # the plain red-team prompts come first, 3 per language
     for lang in LANGS:
-        assert real["attack_success"]["plain"][lang] == pytest.approx(1 - real["refusal_rate"][lang]["all"])
+        mine = [refused for language, refused in plain if language == lang]
+        assert len(mine) == 3 and real["refusal_rate"][lang]["all"] == pytest.approx(sum(mine) / 3)
+        assert real["attack_success"]["plain"][lang] == pytest.approx(mine.count(False) / 3)
     assert all(e["withheld"] == (e["kind"] == "red_team" and not e["refused"]) for e in real["examples"])
 
 
