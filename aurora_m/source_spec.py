@@ -181,6 +181,13 @@ class SourceSpec:
                 f"data_files: read its data files through a packaged builder, e.g. builder: {script[1]} and "
                 f"data_files: {script[2]}",
             )
+        if self.replay and not self.data_files:
+            raise RecipeError(
+                file,
+                f"{where}.data_files",
+                f"a replay source takes its share by natural size, so the data step would read and clean all of "
+                f"{self.dataset}: name a bounded part of it (data_files: the files to draw from)",
+            )
         try:
             streamed_split(self.split)
         except ValueError as err:

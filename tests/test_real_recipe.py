@@ -139,3 +139,57 @@ def test_validate_checks_the_stages_against_their_launch(capsys):
     capsys.readouterr()
     assert main(["validate", str(REAL), "--accelerate-config", "kat=fsdp2"]) == 2
     assert "no stage 'kat'" in one_line(capsys)
+
+
+# ----------------------------------------------------------------------------- replay and epochs, as budgeted
+def test_a_replay_source_that_names_a_whole_corpus_is_refused(real_copy, capsys):
+    """Replay takes its share by natural size: without files, the data step cleaned all of the-stack-dedup."""
+    edit_yaml(real_copy / "cat.yaml", 'data_files: "data/*/data-00000-of-*.parquet", ', "")
+    assert main(["validate", str(real_copy)]) == 2
+    err = one_line(capsys)
+    assert "cat.yaml: mixture[19].data_files" in err and "bigcode/the-stack-dedup" in err
+
+
+# Sizes of the small sources, from their cards (the large web, wiki and code sources are given room to spare):
+# rows x tokens a row are the recipe comments' estimates; APIBench's from its files' bytes (36.8 MB of JSON,
+# https://huggingface.co/datasets/gorilla-llm/APIBench/tree/main) with `code` half of them, ~3.5 bytes a token.
+SMALL_SOURCES = {
+    "gorilla": 36_800_000 // 2 // 3.5,
+    "redteam": 5_000 * 0.8 * 200,  # paper.md: ~5,000 instructions; 80% trains
+    "ultrachat": 207_865 * 1_300,
+    "tulu-v2": 326_154 * 900,
+    "metamath": 395_000 * 250,
+    "helpsteer": 35_331 * 800,
+}
+
+
+@pytest.mark.parametrize("stage", ["cap", "cat"])
+def test_the_budget_fits_every_sources_epoch_cap(stage):
+    """The red-team train split (CAT) and APIBench (CAP) need more passes than the stage's max_epochs: 4."""
+    from aurora_m.data.mixer import SourceSize, resolve_mixture
+    from aurora_m.overrides import read_yaml
+
+    config = read_yaml(REAL / f"{stage}.yaml")
+    plenty = 10**12
+    sizes = []
+    for source in config["mixture"]:
+        tokens = int(SMALL_SOURCES.get(source["name"], plenty))
+        sizes.append(
+            SourceSize(
+                source["name"],
+                tokens,
+                tokens // config["seq_length"],
+                weight=source.get("weight"),
+                replay=source.get("replay", False),
+                max_epochs=source.get("max_epochs"),
+            )
+        )
+    rows = resolve_mixture(
+        sizes,
+        config["train_tokens"],
+        config["seq_length"],
+        replay_share=config["replay_share"],
+        max_epochs=config["max_epochs"],
+        config_file=f"{stage}.yaml",
+    )
+    assert sum(r.tokens for r in rows) == config["train_tokens"] // config["seq_length"] * config["seq_length"]
