@@ -28,6 +28,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .errors import RecipeError, exit_on_failure
+from .extras import check_launches, validate_arguments
 from .logs import setup_logging
 from .overrides import did_you_mean
 from .plan.command import add_plan_arguments, plan_text
@@ -199,22 +200,9 @@ def _validate(args, overrides) -> int:
             input_positions=recipe.input_positions(stage),
             engine=stage.engine,
         )
-    from .extras import check_launches
-
     check_launches([(s.name, s.config) for s in recipe.stages], args.accelerate_config)
     print(f"{recipe.file}: valid ({len(recipe.stages)} stages: {' -> '.join(recipe.stage_names)})")
     return 0
-
-
-def _validate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe_dir")
-    parser.add_argument(
-        "--accelerate-config",
-        action="append",
-        metavar="[STAGE=]CONFIG",
-        help="check the stages against the launch they will run under (a file or a name of "
-        "recipes/accelerate_configs/; STAGE= for one stage; repeatable), e.g. cap=zero3 cat=fsdp2",
-    )
 
 
 def _step(args, overrides) -> int:
@@ -306,7 +294,7 @@ class Command:
 # THE list of commands: `aurora-m --help` shows them in this order
 COMMANDS = [
     Command("run", "run every stage of a recipe in order", _run, _run_arguments, takes_overrides=True),
-    Command("validate", "check a recipe without running it", _validate, _validate_arguments),
+    Command("validate", "check a recipe without running it", _validate, validate_arguments),
     *(Command(name, text, _step, _step_arguments(name), takes_overrides=True) for name, text in STEP_COMMANDS.items()),
     Command(
         "publish",

@@ -244,6 +244,18 @@ def check_launches(stages: list[tuple[str, Path]], given: list[str] | None) -> N
                 )
 
 
+def validate_arguments(parser) -> None:
+    """``aurora-m validate``'s arguments: the recipe, and the launch each stage will run under."""
+    parser.add_argument("recipe_dir")
+    parser.add_argument(
+        "--accelerate-config",
+        action="append",
+        metavar="[STAGE=]CONFIG",
+        help="check the stages against the launch they will run under (a file or a name of "
+        "recipes/accelerate_configs/; STAGE= for one stage; repeatable), e.g. cap=fsdp2 cat=fsdp2 sft=zero3",
+    )
+
+
 def accelerate_config_path(config: str) -> Path:
     """A file, or a name of recipes/accelerate_configs/ (of the working folder, then of this checkout)."""
     for path in (
