@@ -193,3 +193,20 @@ def test_the_budget_fits_every_sources_epoch_cap(stage):
         config_file=f"{stage}.yaml",
     )
     assert sum(r.tokens for r in rows) == config["train_tokens"] // config["seq_length"] * config["seq_length"]
+
+
+# ----------------------------------------------------------------------------- safety evaluation, as the paper's gap
+def test_safety_evaluation_covers_the_languages_it_can_and_checks_training_for_every_set():
+    """The 15B safety suite was English-only, with no over-refusal set; each set it reads must also be a leakage
+    check of every training stage (a prompt trained on is no test)."""
+    from aurora_m.overrides import read_yaml
+
+    config = read_yaml(REAL / "eval.yaml")
+    languages = {s.get("language") for s in config["safety_sources"]}
+    assert {"en", "hi", "ja", "vi"} <= languages  # fi: no public set found (eval.yaml says so)
+    assert config["benign_sources"], "over_refusal would stay `missing`"
+    evaluated = {s["dataset"] for s in config["safety_sources"] + config["benign_sources"]}
+    evaluated.discard("felfri/multilingual-biden-harris-redteam")  # its split is its own held-out side
+    for stage in ("cap", "cat", "sft", "instruct"):
+        checked = {s["dataset"] for s in read_yaml(REAL / f"{stage}.yaml")["contamination_sources"]}
+        assert evaluated <= checked, (stage, evaluated - checked)
