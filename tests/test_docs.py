@@ -39,6 +39,7 @@ PAGES = (
     "publishing",
     "launching",
     "nanotron",
+    "planning",
     "benchmarks",
     "extending",
 )

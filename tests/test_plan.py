@@ -5,6 +5,8 @@ activation memory against the tensors autograd saves (saved-tensor hooks); and i
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -165,3 +167,17 @@ def test_bad_input_is_one_line_and_exit_2(args, expected, capsys):
     code, out, err = plan(str(TINY), *args, capsys=capsys)
     assert code == 2 and out == ""
     assert expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_the_gpu_check_says_why_it_skips_without_a_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here: benchmarks/plan_check.py measures instead of skipping")
+    from conftest import ROOT
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "plan_check.py")], capture_output=True, text=True, timeout=120
+    )
+    assert (
+        result.returncode == 0
+        and result.stdout.strip() == "skipped: no CUDA device (torch.cuda.is_available() is False)"
+    )
