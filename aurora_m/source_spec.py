@@ -68,6 +68,10 @@ class SourceSpec:
     holdout_fraction: float = 0.0  # documents set aside by a stable hash of their text
     take: str = "train"  # train | heldout: which side of the hash split this entry reads
     max_docs: int | None = None
+    # mask emails, phone numbers and IP addresses (pretraining mixtures, with the stage's pii_anonymise): unset, on
+    # for free text (web pages) and off for curated instruction/chat rows, whose responses are written to help
+    # (a red-team refusal's crisis helpline number stays a number)
+    pii_masking: bool | None = None
     options: dict = field(default_factory=dict)  # keys a format of its own declares (chosen_field: ...)
 
     @classmethod
@@ -78,6 +82,11 @@ class SourceSpec:
     def lang(self) -> str | None:
         """The source's declared language (its name when that is a language code)."""
         return self.language or (self.name if is_language(self.name) else None)
+
+    @property
+    def masks_pii(self) -> bool:
+        """Whether this source's documents have their PII masked when the stage masks PII."""
+        return self.source_format.free_text if self.pii_masking is None else self.pii_masking
 
     @property
     def source_format(self):

@@ -32,6 +32,7 @@ DOCS = ROOT / "docs"
 PAGES = (
     "pipeline",
     "recipes",
+    "adapting",
     "data",
     "training",
     "evaluation",

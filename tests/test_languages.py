@@ -9,6 +9,8 @@ everyday paragraphs in de/ko/sw (languages the project ships nothing for) with o
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -134,34 +136,90 @@ def test_language_settings_apply_to_their_language_only():
         quality_filters(["gopher_quality"], language_overrides={"ko": {"gopher_quality": {"min_doc_wordz": 1}}})
 
 
-def test_a_recipe_for_three_unshipped_languages_runs_its_data_step_with_no_extra_keys(tmp_path):
-    """German, Korean and Swahili plus code, each source named by its language and nothing else: every source
-    reads exactly its file, >= 85% of each language's clean documents reach the shards, the planted profanity
-    is removed where a list exists, and the report says which language has no list."""
-    from aurora_m.args import MixtureArguments, ModelArguments
-    from aurora_m.data.corpus import build_corpus
+def doc_yaml_blocks() -> list[str]:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "adapting.md").read_text(encoding="utf-8")
+    return re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+
+
+def test_the_adapting_page_walked_on_german_korean_and_swahili(recipe_copy, tmp_path):
+    """docs/adapting.md, step by step: the tiny twin copied, the corpora added, the page's mixture pasted into
+    cap.yaml with no other key; validate says which language has no toxicity list, and the data step reads each
+    source's file exactly, keeps >= 85% of each language's clean documents, removes the planted profanity
+    where a list exists, and reports the gap."""
+    import yaml
+
+    from conftest import cli
+
+    for lang in NEW:  # step 1
+        shutil.copy(FIXTURES / "data" / f"{lang}.jsonl", recipe_copy / "data" / f"{lang}.jsonl")
+    cap = recipe_copy / "cap.yaml"
+    page = yaml.safe_load(doc_yaml_blocks()[0])  # step 2: the page's YAML, as written
+    config = yaml.safe_load(cap.read_text(encoding="utf-8"))
+    config.update(page)
+    cap.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+    checked = cli("validate", str(recipe_copy))  # step 4
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    assert "sw: no toxicity list: the toxicity filter does nothing for sw" in checked.stderr
+    assert "de: no" not in checked.stderr and "ko: no" not in checked.stderr
+
+    out = tmp_path / "run"  # step 6
+    ran = cli("-q", "data", str(recipe_copy), "--stage", "cap", "--output-dir", str(out))
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    (report_file,) = out.rglob("filter_report.json")
+    report = json.loads(report_file.read_text())
+    by_name = {row["name"]: row for row in report["sources"]}
+    assert set(by_name) == {"de", "ko", "sw", "code"}
+    for lang in NEW:
+        data = rows(recipe_copy / "data" / f"{lang}.jsonl")
+        row = by_name[lang]
+        assert row["docs_in"] == len(data) and row["language"] == lang  # its file, and only its file
+        steps = {s["step"]: s for s in row["steps"]}
+        has_list = profile(lang).toxic_words_from is not None
+        assert steps["toxic_words"]["removed_docs"] == (1 if has_list else 0), (lang, row["steps"])
+        removed = sum(s.get("removed_docs", 0) for s in row["steps"])
+        clean = len(data) - 1  # one planted profane document per language
+        assert (clean - (removed - (1 if has_list else 0))) / clean >= 0.85, (lang, row["steps"])
+    assert by_name["code"]["docs_in"] == len(rows(recipe_copy / "data" / "code.jsonl"))
+    assert "sw: no toxicity list: the toxicity filter does nothing for sw" in report["notes"]
+
+
+def test_a_language_setting_for_a_language_the_stage_does_not_have_is_one_line(recipe_copy):
+    from aurora_m.errors import RecipeError
+    from aurora_m.stage_checks import check_stage_config
+
+    from conftest import edit_yaml
+
+    cap = recipe_copy / "cap.yaml"
+    edit_yaml(cap, "mixture_seed: 1234", "mixture_seed: 1234\nlanguage_settings: {ko: {c4: {}}}")
+    with pytest.raises(RecipeError, match=r"language_settings.ko: expected a prose language of this stage's mix"):
+        check_stage_config(cap, "pretrain")
+    edit_yaml(cap, "{ko: {c4: {}}}", "{fi: {c4: {min_sentences: 2}}}")
+    with pytest.raises(RecipeError, match=r"language_settings.fi: unknown setting\(s\) for quality filter 'c4'"):
+        check_stage_config(cap, "pretrain")
+
+
+def test_pii_masking_is_on_for_web_text_and_off_for_curated_help_unless_the_source_says(tmp_path):
+    """A red-team refusal's crisis helpline number stays a number in CAT's data; web text is masked."""
+    from aurora_m.args import MixtureArguments
+    from aurora_m.data.clean import PiiAnonymizer
+    from aurora_m.data.clean_pipeline import _clean_pipeline
     from aurora_m.layout import DatasetDir
 
-    data = tmp_path / "data"
-    data.mkdir()
-    for lang in NEW:
-        (data / f"{lang}.jsonl").write_text((FIXTURES / "data" / f"{lang}.jsonl").read_text(encoding="utf-8"))
-    tiny_code = Path(__file__).resolve().parents[1] / "recipes" / "aurora-m-tiny" / "data" / "code.jsonl"
-    (data / "code.jsonl").write_text(tiny_code.read_text(encoding="utf-8"))
-    files = [str(data / f"{lang}.jsonl") for lang in (*NEW, "code")]
-    mixture = [{"name": lang, "path": files[i]} for i, lang in enumerate((*NEW, "code"))]
-    args = MixtureArguments(mixture=mixture, seq_length=64, train_tokens=64 * 100, max_epochs=20, heldout_blocks=0)
-    out = DatasetDir(build_corpus(ModelArguments(tokenizer_train_files=files), args, tmp_path / "out"))
-    report = json.loads(out.filter_report_json.read_text())
-    by_name = {row["name"]: row for row in report["sources"]}
-    for lang in NEW:
-        planted_ids = {r["id"] for r in rows(data / f"{lang}.jsonl") if "planted" in r}
-        row = by_name[lang]
-        assert row["docs_in"] == len(rows(data / f"{lang}.jsonl")), lang  # its file, and only its file
-        assert row["language"] == lang
-        clean_in = row["docs_in"] - len(planted_ids)
-        toxic = next((s for s in row["steps"] if s["step"] == "toxic_words"), {}).get("removed_docs", 0)
-        assert (row["kept_docs"] - (0 if profile(lang).toxic_words_from else 1)) / clean_in >= 0.85, row
-        assert toxic == (1 if profile(lang).toxic_words_from else 0), (lang, row["steps"])
-    assert by_name["code"]["docs_in"] == len(rows(data / "code.jsonl"))
-    assert "sw: no toxicity list: the toxicity filter does nothing for sw" in report["notes"]
+    redteam = tmp_path / "redteam.jsonl"
+    redteam.write_text(json.dumps({"instruction": "?", "response": "Call +358 9 2525 0111 now."}) + "\n")
+    web = tmp_path / "en.jsonl"
+    web.write_text(json.dumps({"text": "Call +358 40 123 4567."}) + "\n")
+    args = MixtureArguments(mixture=[], train_tokens=1)
+
+    def masks(**source) -> bool:
+        from aurora_m.source_spec import SourceSpec
+
+        spec = SourceSpec.from_config(source, list_key="mixture")
+        steps = _clean_pipeline(spec, args, DatasetDir(tmp_path / "d"), "tok.json", {}, "cap.yaml", [])
+        return any(isinstance(s, PiiAnonymizer) for s in steps)
+
+    assert masks(name="en", path=str(web))
+    assert not masks(name="redteam", path=str(redteam), format="instruction", language="en")
+    assert masks(name="redteam", path=str(redteam), format="instruction", language="en", pii_masking=True)
+    assert not masks(name="en", path=str(web), pii_masking=False)

@@ -45,7 +45,7 @@ def _clean_pipeline(
                 args.heldout_blocks * args.seq_length,
                 tokenizer_file,
                 _writer(d.heldout_docs(name), origin),
-                args.pii_anonymise,
+                args.pii_anonymise and spec.masks_pii,
             )
         )
     steps += [HeldOut(heldout_rule(spec, str(config_file), "mixture"), tokenizer_file), Tally("held_out")]
@@ -71,7 +71,7 @@ def _clean_pipeline(
     for f in filters:
         step = _step_name(f)
         steps += [Counted(f, step, tokenizer_file, removed(step)), Tally(step)]
-    if args.pii_anonymise:
+    if args.pii_anonymise and spec.masks_pii:
         steps.append(PiiAnonymizer())
     if prompts:
         steps.append(ContaminationCheck(prompts, args.leakage_threshold, str(d.leaks), name))
