@@ -275,11 +275,6 @@ def _patches(args, overrides) -> int:
     return 0
 
 
-def _plan(args, overrides) -> int:
-    print(plan_text(args))
-    return 0
-
-
 @dataclass(frozen=True)
 class Command:
     """One ``aurora-m`` command: its arguments, and what runs it (with the ``--key value`` overrides it takes)."""
@@ -305,7 +300,7 @@ COMMANDS = [
     ),
     Command("patches", "list the GPTBigCode config patches", _patches),
     Command(
-        "plan", "what a recipe costs on a cluster: days, memory per launch, disk, data", _plan, add_plan_arguments
+        "plan", "what a recipe costs on a cluster", lambda args, _: print(plan_text(args)) or 0, add_plan_arguments
     ),
     Command(
         "convert",
