@@ -130,7 +130,11 @@ def test_two_runs_on_one_folder_the_second_is_refused_naming_the_first(tmp_path,
     run = tmp_path / "run"
     proc = start("run", recipe, "--output-dir", run, "--stages", "cap")
     wait_for(run / "cap" / "data" / "mixture.json", proc)
-    second = aurora("run", recipe, "--output-dir", run, "--stages", "cap")
+    os.killpg(proc.pid, signal.SIGSTOP)  # held mid-run: it cannot finish before the second one looks
+    try:
+        second = aurora("run", recipe, "--output-dir", run, "--stages", "cap")
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
     assert second.returncode == 2 and f"in use by process {proc.pid}" in error_line(second.stderr)
     assert proc.wait(timeout=300) == 0, proc.communicate()[1][-3000:]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -370,11 +371,12 @@ def test_a_second_run_into_the_same_stage_folder_stops_at_once(cap_uninterrupted
         argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **OFFLINE}
     )
     try:
-        lock = out / ".train.lock"
+        lock, data = out / ".train.lock", out / "data" / "mixture.json"  # locked, and past the data step
         deadline = time.time() + 300
-        while not (lock.is_file() and lock.read_text().strip()) and time.time() < deadline:
+        while not (lock.is_file() and lock.read_text().strip() and data.is_file()) and time.time() < deadline:
             time.sleep(0.5)
         assert first.poll() is None, "the first run ended before it trained"
+        first.send_signal(signal.SIGSTOP)  # held while the second one looks (it cannot finish meanwhile)
         second = drive(CAP, out, tmp_path / "l")
         assert second.returncode == 2
         assert "one run per folder" in second.stderr.strip().splitlines()[-1]
