@@ -24,12 +24,30 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # The end-to-end tests: `python -m pytest -m "not slow"` leaves them out while developing (CI runs everything)
 SLOW_MODULES = {"test_pipeline", "test_resume", "test_launch", "test_faults", "test_redteam", "test_publish"}
+# Runs made once per session (a whole pipeline each): under `-n N --dist loadgroup` the tests that read one go to
+# one worker, so each run is still made once
+SHARED_RUNS = ("tiny_run", "short_run")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
+    """Mark the slow tests; under xdist, group the tests that share a session run or a module-scoped fixture (made
+    once per worker, so spreading them would make it twice), and start the slow ones first so that the short ones
+    fill the end and the workers finish together."""
+    xdist = bool(getattr(config.option, "loadgroup", False))  # set on xdist's workers under --dist loadgroup
     for item in items:
-        if "tiny_run" in item.fixturenames or item.module.__name__ in SLOW_MODULES:
+        runs = [name for name in SHARED_RUNS if name in item.fixturenames]
+        if runs or item.module.__name__ in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+        if not xdist:
+            continue
+        defs = getattr(item, "_fixtureinfo", None)
+        defs = defs.name2fixturedefs if defs else {}
+        module_scoped = any(defs[name][-1].scope == "module" for name in item.fixturenames if defs.get(name))
+        if runs or module_scoped:
+            item.add_marker(pytest.mark.xdist_group(runs[0] if runs else item.module.__name__))
+    if xdist:
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: collection order otherwise
 
 
 def readme_command(pattern: str) -> str:
