@@ -191,33 +191,6 @@ class StageDir:
         """Which configuration the checkpoints in this folder belong to."""
         return self.root / ".train-state.json"
 
-    # ------------------------------------------------------------------ an engine: nanotron stage
-    @property
-    def nanotron_checkpoints(self) -> Path:
-        """nanotron's checkpoints folder (``<step>/`` per save, ``latest.txt``): what the stage resumes from."""
-        return self.root / "nanotron"
-
-    @property
-    def nanotron_init(self) -> Path:
-        """The input model converted to nanotron's layout (weights only): where CAP starts."""
-        return self.root / "nanotron-init"
-
-    @property
-    def nanotron_logs(self) -> Path:
-        """One log per node of a multi-node launch (``train-JOBID-nodeN.log``, appended on a requeue)."""
-        return self.root / "nanotron-logs"
-
-    @property
-    def nanotron_losses(self) -> Path:
-        """One JSON line per logged step of the nanotron launches (a relaunch appends; the last line of a step
-        wins): the stage's ``log_history.json`` and loss plot are made from it at export."""
-        return self.root / "nanotron-losses.jsonl"
-
-    @property
-    def nanotron_config(self) -> Path:
-        """The nanotron YAML of the latest launch, as emitted from the stage YAML."""
-        return self.root / "nanotron.yaml"
-
     def checkpoints(self) -> list[Path]:
         """``checkpoint-N`` folders, oldest step first."""
         found = [
@@ -226,12 +199,6 @@ class StageDir:
             if p.is_dir() and p.name[len(CHECKPOINT_PREFIX) :].isdigit()
         ]
         return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
-
-    def nanotron_steps(self) -> list[Path]:
-        """nanotron's step folders (``nanotron/N``), oldest first: the checkpoints of a nanotron stage."""
-        folder = self.nanotron_checkpoints
-        found = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()] if folder.is_dir() else []
-        return sorted(found, key=lambda p: int(p.name))
 
     def set_aside(self, why: str) -> Path:
         """A new dated folder to move old checkpoints into (never deleted by us)."""

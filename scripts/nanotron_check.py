@@ -30,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from aurora_m.engines.nanotron.folders import NanotronDirs
 from aurora_m.layout import StageDir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def losses(run_dir: Path, stage: str) -> list[float]:
 
 def step0_logits(run_dir: Path, tp: int, ids_file: Path, out: Path) -> None:
     """nanotron's logits of CAP's converted start: CAP's config, resuming from nothing (init_method only)."""
-    config = yaml.safe_load(StageDir(run_dir / "cap").nanotron_config.read_text())
+    config = yaml.safe_load(NanotronDirs(StageDir(run_dir / "cap")).config.read_text())
     empty = Path(tempfile.mkdtemp(dir=run_dir, prefix=".step0-"))
     config["checkpoints"]["resume_checkpoint_path"] = str(empty)
     config["checkpoints"]["checkpoints_path"] = str(empty)

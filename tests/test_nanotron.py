@@ -18,6 +18,7 @@ from aurora_m.engines.nanotron import schema as nt_schema
 from aurora_m.engines.nanotron.checkpoint import EMBED, POSITIONS, block, param_file, shard_files
 from aurora_m.engines.nanotron.config import Corpus, Upstream, emit
 from aurora_m.engines.nanotron.convert import hf_to_nanotron, nanotron_to_hf, read_param
+from aurora_m.engines.nanotron.folders import NanotronDirs
 from aurora_m.engines.nanotron.modelconfig import GPTBigCodeConfig
 from aurora_m.engines.nanotron.reference import reference_logits
 from aurora_m.errors import RecipeError
@@ -500,8 +501,8 @@ def test_the_loss_record_of_relaunches_gives_one_history_and_plot(tmp_path):
     lines = [json.dumps({"step": s, "loss": 9.0 - s, "learning_rate": 1e-3}) for s in range(1, 6)]
     lines += ['{"step": 6, "lo', *(json.dumps({"step": s, "loss": 8.5 - s, "learning_rate": 1e-3}) for s in (4, 5, 6))]
     lines += ['{"step": Infinity, "loss": 1.0}', "[1, 2]", "null"]
-    dirs.nanotron_losses.write_bytes(("\n".join(lines) + "\n").encode() + b'{"step": 7, "loss": \xff\xfe\n')
-    history = loss_history(dirs.nanotron_losses)
+    NanotronDirs(dirs).losses.write_bytes(("\n".join(lines) + "\n").encode() + b'{"step": 7, "loss": \xff\xfe\n')
+    history = loss_history(NanotronDirs(dirs).losses)
     assert [e["step"] for e in history] == [1, 2, 3, 4, 5, 6]
     assert [e["loss"] for e in history] == [8.0, 7.0, 6.0, 4.5, 3.5, 2.5]
     write_loss_history(dirs, "tiny cap")

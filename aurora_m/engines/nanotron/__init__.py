@@ -11,6 +11,7 @@ the GPTBigCode model (:mod:`.model`) and the torchrun entry point (:mod:`.entry`
 from __future__ import annotations
 
 from ...stages import Engine
+from .folders import NanotronDirs
 
 # The nanotron source commit this engine was written and checked against (github.com/huggingface/nanotron):
 # its config schema is recorded in tests/fixtures/nanotron/schema.json.
@@ -46,12 +47,13 @@ def require_nanotron():
 
 def checkpoints(dirs):
     """nanotron's step folders (``nanotron/N``), oldest first: what a nanotron stage resumes from."""
-    return dirs.nanotron_steps()
+    return NanotronDirs(dirs).steps()
 
 
 def set_aside(dirs, folder) -> None:
     """The whole checkpoints folder (with its latest.txt) and the loss lines of the launches that wrote it."""
-    for path in (dirs.nanotron_checkpoints, dirs.nanotron_losses):
+    folders = NanotronDirs(dirs)
+    for path in (folders.checkpoints, folders.losses):
         if path.exists():
             path.rename(folder / path.name)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ...errors import RecipeError
 from ...layout import DatasetDir
+from .folders import NanotronDirs
 
 logger = logging.getLogger(__name__)
 
@@ -138,23 +139,22 @@ def _die_with_parent() -> None:
 
 
 def launch(ctx, data: DatasetDir, nodes: Nodes) -> None:
-    command = launch_command(
-        ctx.dirs.nanotron_config, data.root, nodes, ctx.dirs.nanotron_logs, ctx.dirs.nanotron_losses
-    )
+    folders = NanotronDirs(ctx.dirs)
+    command = launch_command(folders.config, data.root, nodes, folders.logs, folders.losses)
     if nodes.nnodes > 1:
-        ctx.dirs.nanotron_logs.mkdir(exist_ok=True)
+        folders.logs.mkdir(exist_ok=True)
         logger.info(
             "%s: %d nodes x %d GPUs, each node's log in %s",
             ctx.stage,
             nodes.nnodes,
             nodes.nproc_per_node,
-            ctx.dirs.nanotron_logs,
+            folders.logs,
         )
     logger.info("%s: %s", ctx.stage, " ".join(command))
     env = {**os.environ, "CUDA_DEVICE_MAX_CONNECTIONS": "1"}  # nanotron's TP overlap needs it
     if subprocess.run(command, env=env, check=False, preexec_fn=_die_with_parent).returncode != 0:
         raise RuntimeError(
             f"{ctx.stage}: the nanotron launch failed (its log is above"
-            f"{' and in ' + str(ctx.dirs.nanotron_logs) if nodes.nnodes > 1 else ''}); "
-            f"running the stage again resumes from {ctx.dirs.nanotron_checkpoints}"
+            f"{' and in ' + str(folders.logs) if nodes.nnodes > 1 else ''}); "
+            f"running the stage again resumes from {folders.checkpoints}"
         )

@@ -28,6 +28,7 @@ from . import require_nanotron
 from .checkpoint import LATEST, MODEL_CONFIG, OURS
 from .config import Corpus, Upstream, emit, unused_keys
 from .convert import hf_to_nanotron, nanotron_to_hf, read_config
+from .folders import NanotronDirs
 from .launch import launch, nodes_from_env
 
 logger = logging.getLogger(__name__)
@@ -102,11 +103,12 @@ def _upstream_stage(ctx) -> tuple[str, StageDir] | None:
 def plan(ctx, model_args, mix_args, training_args, parallel, world_size: int | None) -> dict:
     """Convert what the stage starts from and emit its nanotron config (written to ``<stage>/nanotron.yaml``)."""
     dirs, data = ctx.dirs, DatasetDir(mix_args.dataset_dir) if mix_args.dataset_dir else ctx.dirs.data
+    folders = NanotronDirs(dirs)
     mixture = read_json_or_none(data.mixture_json)
     if not mixture:
         raise RecipeError(data.root, None, "no built dataset (mixture.json): run the stage's data step first")
     up = _upstream_stage(ctx)
-    up_ckpt = latest_checkpoint(up[1].nanotron_checkpoints) if up else None
+    up_ckpt = latest_checkpoint(NanotronDirs(up[1]).checkpoints) if up else None
     upstream = None
     if model_args.init_from == "full_state":
         if up_ckpt is None:
@@ -117,7 +119,7 @@ def plan(ctx, model_args, mix_args, training_args, parallel, world_size: int | N
                 "state: the upstream stage must run with engine: nanotron "
                 "(or use init_from: weights)",
             )
-        planned = (read_yaml_or_none(up[1].nanotron_config) or {}).get("tokens", {}).get("train_steps")
+        planned = (read_yaml_or_none(NanotronDirs(up[1]).config) or {}).get("tokens", {}).get("train_steps")
         step = int(up_ckpt.name)
         if planned and step != planned:
             raise RecipeError(
@@ -125,17 +127,17 @@ def plan(ctx, model_args, mix_args, training_args, parallel, world_size: int | N
                 "init_from",
                 f"{up_ckpt} is step {step} of {planned}: full_state needs the upstream's last step",
             )
-        upstream = Upstream(up[0], up[1].nanotron_checkpoints, step)
+        upstream = Upstream(up[0], NanotronDirs(up[1]).checkpoints, step)
         init = up_ckpt
     elif up_ckpt is not None:
         init = up_ckpt  # weights of the upstream's last nanotron checkpoint, no round trip
     else:
-        init = convert_input(model_args, data, dirs.nanotron_init, ctx.config)
+        init = convert_input(model_args, data, folders.init, ctx.config)
     model_config = read_config(init)
     sources = [s["name"] for s in mixture.get("sources", [])]
     corpus = Corpus.from_mixture(mixture, data.source_tokens, tokenizer_name(data, sources))
     project = read_json_or_none(ctx.run.marker) or {}
-    own = latest_checkpoint(dirs.nanotron_checkpoints)
+    own = latest_checkpoint(folders.checkpoints)
     config = emit(
         model_args,
         mix_args,
@@ -145,7 +147,7 @@ def plan(ctx, model_args, mix_args, training_args, parallel, world_size: int | N
         stage=ctx.stage,
         model_config=model_config,
         init=init,
-        checkpoints=dirs.nanotron_checkpoints,
+        checkpoints=folders.checkpoints,
         corpus=corpus,
         world_size=world_size,
         upstream=upstream,
@@ -157,7 +159,7 @@ def plan(ctx, model_args, mix_args, training_args, parallel, world_size: int | N
     unused = unused_keys(set(yaml.safe_load(Path(ctx.config).read_text()) or {}))
     if unused:
         logger.info("%s: not used by the nanotron engine: %s", ctx.stage, ", ".join(unused))
-    write_text(dirs.nanotron_config, yaml.safe_dump(config, sort_keys=False))
+    write_text(folders.config, yaml.safe_dump(config, sort_keys=False))
     return config
 
 
@@ -231,9 +233,9 @@ def read_yaml_or_none(path: Path):
 
 def export(dirs: StageDir, data: DatasetDir) -> Path:
     """The last checkpoint as the stage's transformers ``model/`` folder (with the data step's tokenizer)."""
-    last = latest_checkpoint(dirs.nanotron_checkpoints)
+    last = latest_checkpoint(NanotronDirs(dirs).checkpoints)
     if last is None:
-        raise RecipeError(dirs.nanotron_checkpoints, None, "nanotron wrote no checkpoint (no latest.txt)")
+        raise RecipeError(NanotronDirs(dirs).checkpoints, None, "nanotron wrote no checkpoint (no latest.txt)")
     with tempfile.TemporaryDirectory(dir=dirs.root, prefix=".nanotron-export-") as tmp:
         built = nanotron_to_hf(last, Path(tmp) / "hf")
         for item in data.tokenizer.iterdir():
@@ -268,7 +270,7 @@ def write_loss_history(dirs: StageDir, title: str) -> None:
     from ...io import write_json
     from ...plots import plot_loss
 
-    history = loss_history(dirs.nanotron_losses)
+    history = loss_history(NanotronDirs(dirs).losses)
     write_json(dirs.log_history, history)
     if history:
         plot_loss(history, dirs.loss_png, title)
@@ -285,7 +287,7 @@ def run_train_step(ctx) -> Path:
     with run_lock(ctx.dirs.train_lock, "training"):
         config = plan(ctx, model_args, mix_args, training_args, parallel, world_size=nodes.world_size)
         data = DatasetDir(mix_args.dataset_dir) if mix_args.dataset_dir else ctx.dirs.data
-        last = latest_checkpoint(ctx.dirs.nanotron_checkpoints)
+        last = latest_checkpoint(NanotronDirs(ctx.dirs).checkpoints)
         if last is not None and int(last.name) >= config["tokens"]["train_steps"]:
             # trained to the end by a launch whose export did not happen (killed after nanotron's final save):
             # nanotron refuses to resume a checkpoint that has no steps left, so only the export runs
