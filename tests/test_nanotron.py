@@ -465,7 +465,11 @@ def test_a_nanotron_that_does_not_import_is_refused_before_any_step(tmp_path):
     fake = tmp_path / "site" / "nanotron"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('cannot import name Config (circular import)')\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    # the fake first, then whatever the caller's PYTHONPATH already holds (a checkout under test)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "site"), os.environ.get("PYTHONPATH")])),
+    }
     done = cli("train", str(TINY / "nanotron"), "--output-dir", str(tmp_path / "run"), "--stage", "cap", env=env)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "nanotron is not importable here (cannot import name Config" in done.stderr
