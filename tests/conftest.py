@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from warm import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "recipes" / "aurora-m-tiny"
@@ -61,16 +62,17 @@ def readme_command(pattern: str) -> str:
     raise AssertionError(f"README has no command starting with {pattern!r}")
 
 
-def cli(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run the installed console script, as a user would."""
+def cli(
+    *args: str, env: dict | None = None, cwd: Path = ROOT, timeout: int = 600, fresh: bool = False
+) -> subprocess.CompletedProcess:
+    """Run ``aurora-m ARGS`` in a process of its own, as a user would: forked from an interpreter that has the
+    libraries imported already (tests/warm.py), or, ``fresh``, the installed console script in a new one."""
+    env = {**os.environ, **OFFLINE, **(env or {})}
+    if not fresh:
+        return run_python(["-m", "aurora_m.cli", *args], env=env, cwd=cwd, timeout=timeout)
     exe = shutil.which("aurora-m") or f"{sys.executable} -m aurora_m.cli"
     return subprocess.run(
-        [*shlex.split(exe), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **OFFLINE, **(env or {})},
+        [*shlex.split(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
     )
 
 
@@ -91,7 +93,7 @@ def tiny_run(tmp_path_factory, cache_dir) -> Path:
     # the README's line opts in to running model-written code (in the sandbox) for the code suite
     opt_in = "AURORA_M_ALLOW_CODE_EXECUTION=1"
     assert any(opt_in in line and command in line for line in (ROOT / "README.md").read_text().splitlines())
-    result = cli(*argv[1:], env={"AURORA_M_CACHE": str(cache_dir), opt_in.split("=")[0]: "1"})
+    result = cli(*argv[1:], env={"AURORA_M_CACHE": str(cache_dir), opt_in.split("=")[0]: "1"}, fresh=True)
     assert result.returncode == 0, result.stderr[-4000:]
     return run_dir
 
