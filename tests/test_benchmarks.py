@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from warm import run
 
 from conftest import OFFLINE, ROOT
 
@@ -18,13 +19,8 @@ FLOAT = r"[0-9]+(?:\.[0-9]+)?"
 
 
 def run_benchmark(name: str, *args: str, timeout: int = 120) -> list[str]:
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / name), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **OFFLINE},
+    result = run(
+        [sys.executable, str(BENCHMARKS / name), *args], cwd=ROOT, timeout=timeout, env={**os.environ, **OFFLINE}
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout.strip().splitlines()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from warm import run_python
 
 from aurora_m.cli import main
 from aurora_m.errors import RecipeError
@@ -66,13 +67,8 @@ def short(short_run, tmp_path) -> tuple[Path, Path]:
 
 
 def aurora(*args, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "aurora_m.cli", *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **OFFLINE},
+    return run_python(
+        ["-m", "aurora_m.cli", *map(str, args)], cwd=ROOT, timeout=timeout, env={**os.environ, **OFFLINE}
     )
 
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from warm import run
 
 from conftest import OFFLINE, ROOT, edit_yaml
 
@@ -37,9 +38,7 @@ def short(ranks: int = 1) -> list[str]:
 
 
 def _run(argv, tmp_path, env=None):
-    return subprocess.run(
-        argv, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **OFFLINE, **(env or {})}
-    )
+    return run(list(argv), cwd=ROOT, timeout=600, env={**os.environ, **OFFLINE, **(env or {})})
 
 
 def without(tmp_path: Path, *modules: str) -> dict:

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from warm import run
 
 from aurora_m.errors import RecipeError
 from aurora_m.train.budget import derive_max_steps
@@ -76,7 +77,7 @@ def drive(args: list[str], out: Path, ledger: Path, kill: str | None = None, npr
         "--output_dir",
         str(out),
     ]
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **OFFLINE})
+    return run(argv, cwd=ROOT, timeout=600, env={**os.environ, **OFFLINE})
 
 
 def lineage(ledger: Path) -> dict[int, list[str]]:
@@ -402,20 +403,16 @@ def test_humaneval_pass1_probe_runs_in_the_sandbox_and_needs_the_opt_in(tmp_path
     ]
     env = {**os.environ, **OFFLINE}
     env.pop("AURORA_M_ALLOW_CODE_EXECUTION", None)
-    refused = subprocess.run(
+    refused = run(
         [sys.executable, "scripts/pretrain.py", *args, "--output_dir", str(tmp_path / "a")],
         cwd=ROOT,
-        capture_output=True,
-        text=True,
         timeout=600,
         env=env,
     )
     assert refused.returncode == 2 and "AURORA_M_ALLOW_CODE_EXECUTION=1" in refused.stderr.strip().splitlines()[-1]
-    ran = subprocess.run(
+    ran = run(
         [sys.executable, "scripts/pretrain.py", *args, "--output_dir", str(tmp_path / "b")],
         cwd=ROOT,
-        capture_output=True,
-        text=True,
         timeout=600,
         env={**env, "AURORA_M_ALLOW_CODE_EXECUTION": "1"},
     )

@@ -81,6 +81,13 @@ def run_python(args: list[str], *, env: dict[str, str], cwd: Path, timeout: floa
         return subprocess.CompletedProcess([sys.executable, *args], child.exitcode, read(out), read(err))
 
 
+def run(argv: list[str], *, env: dict[str, str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    """``subprocess.run(argv, capture_output=True, text=True, ...)``: forked when ``argv`` runs this Python."""
+    if argv and argv[0] == sys.executable:
+        return run_python(list(argv[1:]), env=env, cwd=cwd, timeout=timeout)
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
 def _child(args: list[str], env: dict[str, str], cwd: str, out: str, err: str) -> None:
     os.chdir(cwd)
     os.environ.clear()
