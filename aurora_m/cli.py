@@ -39,7 +39,7 @@ logger = logging.getLogger("aurora_m.cli")  # not __name__: that is "__main__" u
 STEP_COMMANDS = {
     "data": "build the dataset of a pretrain/sft stage",
     "train": "train a pretrain/sft stage (builds its data if missing)",
-    "eval": "evaluate the models of an eval stage",
+    "eval": "evaluate the models of an eval stage ('eval code --problems humaneval --canonical': the sandbox check)",
 }
 
 

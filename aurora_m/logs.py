@@ -45,6 +45,13 @@ class _MainProcessOnly(logging.Filter):
 
 def setup_logging(verbosity: int = 0) -> None:
     """``verbosity``: -1 warnings only (``-q``), 0 info, 1 debug (``-v``). Safe to call twice."""
+    if verbosity < 0:  # -q: warnings and errors only, so no progress bars either (ours, datasets', the Hub's)
+        # tqdm reads TQDM_* when it is imported: set before anything imports it (transformers' logging, below),
+        # and inherited by the data step's worker processes and by launched ranks
+        for name in ("TQDM_DISABLE", "HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS"):
+            os.environ[name] = "1"
+        if "datasets" in sys.modules:
+            sys.modules["datasets"].disable_progress_bars()
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG if verbosity > 0 else logging.WARNING)
     logger = logging.getLogger(ROOT)
     logger.setLevel(level)

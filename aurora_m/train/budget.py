@@ -75,8 +75,8 @@ def derive_max_steps(
         raise RecipeError(
             config_file,
             "max_steps",
-            f"{stated} disagrees with the token budget: {budget.arithmetic()}. Leave max_steps out "
-            f"(it is derived; --max_steps -1 on the command line), or change train_tokens or "
+            f"{stated} disagrees with the token budget: {budget.arithmetic()}. Delete max_steps from the stage "
+            f"YAML (it is derived from the budget, the batch and the number of ranks), or change train_tokens or "
             f"the batch to match",
         )
     training_args.max_steps = budget.steps
