@@ -79,11 +79,20 @@ class StageKind:
     # "module:function" checks of the kind's own keys, each called with a stage_checks.StageConfig after the
     # checks every kind shares; they live in the package that owns the keys (named lazily, as runners are)
     checks: tuple[str, ...] = ()
+    # "module:function"(lineage step) -> markdown or None: the kind's own section of a model card's "Training
+    # data" (read from the files its steps wrote), for what the mixture and SFT tables do not show
+    card: Callable | str | None = None
     help: str = ""
 
     @property
     def data_step(self) -> str | None:
         return self.steps[0] if self.data_dataclasses is not None else None
+
+    def card_section(self, step) -> str | None:
+        """The kind's own section of a model card for one lineage step (None: the kind has none)."""
+        if self.card is None:
+            return None
+        return (_load(self.card) if isinstance(self.card, str) else self.card)(step)
 
     def runs_on_engine(self, step: str) -> bool:
         return step in (self.steps if self.engine_steps is None else self.engine_steps)

