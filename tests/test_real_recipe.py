@@ -147,7 +147,7 @@ def test_a_replay_source_that_names_a_whole_corpus_is_refused(real_copy, capsys)
     edit_yaml(real_copy / "cat.yaml", 'data_files: "data/*/data-00000-of-*.parquet", ', "")
     assert main(["validate", str(real_copy)]) == 2
     err = one_line(capsys)
-    assert "cat.yaml: mixture[19].data_files" in err and "bigcode/the-stack-dedup" in err
+    assert "cat.yaml: mixture[" in err and "].data_files: a replay source" in err and "bigcode/the-stack-dedup" in err
 
 
 # Sizes of the small sources, from their cards (the large web, wiki and code sources are given room to spare):
@@ -160,6 +160,7 @@ SMALL_SOURCES = {
     "tulu-v2": 326_154 * 900,
     "metamath": 395_000 * 250,
     "helpsteer": 35_331 * 800,
+    "anh": 800_000 / 12 * 400,  # its Japanese rows: ~1/12 of cross_lingual.jsonl (laion/Anh README)
 }
 
 
@@ -210,3 +211,35 @@ def test_safety_evaluation_covers_the_languages_it_can_and_checks_training_for_e
     for stage in ("cap", "cat", "sft", "instruct"):
         checked = {s["dataset"] for s in read_yaml(REAL / f"{stage}.yaml")["contamination_sources"]}
         assert evaluated <= checked, (stage, evaluated - checked)
+
+
+# ----------------------------------------------------------------------------- CAT's learning rate, second reading
+def test_the_second_reading_of_cats_learning_rate_is_a_switch_that_validates(real_copy, capsys):
+    """cap.yaml and cat.yaml carry `# reading 2:` lines; put in place of the keys they name, the recipe still
+    validates, and the two stages then describe one schedule: CAP holds the peak, CAT decays it over its steps."""
+    import yaml
+
+    from aurora_m.train.budget import Budget
+
+    switched = {}
+    for stage in ("cap", "cat"):
+        path = real_copy / f"{stage}.yaml"
+        lines = path.read_text().splitlines()
+        marker = "# reading 2: "
+        reading = yaml.safe_load("\n".join(line[len(marker) :] for line in lines if line.startswith(marker)))
+        assert reading, stage
+        kept = [line for line in lines if line.split(":")[0] not in reading]
+        path.write_text("\n".join(kept + [f"{k}: {json_value(v)}" for k, v in reading.items()]) + "\n")
+        switched[stage] = reading
+    assert main(["validate", str(real_copy)]) == 0, capsys.readouterr().err
+    assert switched["cap"]["lr_scheduler_kwargs"]["num_decay_steps"] == 0  # CAP ends at its peak
+    cat = yaml.safe_load((real_copy / "cat.yaml").read_text())
+    steps = Budget(4, 8, 64, 2048, cat["train_tokens"]).steps
+    assert switched["cat"]["lr_scheduler_kwargs"]["num_decay_steps"] == steps == 13_900
+    assert switched["cat"]["learning_rate"] == yaml.safe_load((REAL / "cap.yaml").read_text())["learning_rate"]
+
+
+def json_value(value) -> str:
+    import json
+
+    return json.dumps(value)
