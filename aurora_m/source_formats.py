@@ -36,6 +36,16 @@ class SourceFormat:
     free_text: bool = False  # documents as written: a pretraining mixture picks its filters by the source's language
     shape: Callable[[object], str] | None = None  # spec -> what a column must hold, when not "a string"
     help: str = ""
+    # where a list needs only prompts (eval prompts, the leakage check): the columns a row needs then, and the
+    # reader that accepts a row without its answer (None: the format's own columns and reader)
+    prompt_columns: Callable[[object], dict[str, list[str]]] | None = None
+    read_prompt: Callable[[object, dict], tuple[object, str | None]] | None = None
+
+    def reader(self, prompts_only: bool = False):
+        return self.read_prompt if prompts_only and self.read_prompt else self.read
+
+    def columns_for(self, spec, prompts_only: bool = False) -> dict[str, list[str]]:
+        return self.prompt_columns(spec) if prompts_only and self.prompt_columns else self.columns(spec)
 
     def can_give(self, product: str) -> bool:
         return product in self.products
@@ -110,6 +120,18 @@ def _read_instruction(spec, row):
     return ("\n\n".join(v.strip() for v in values[:-1]), values[-1].strip()), None
 
 
+def _read_instruction_prompt(spec, row):
+    """(instruction, response), the response blank when the row has none (a prompt-only row of an eval set);
+    a row with its answer reads as in training, so the hash split agrees with CAT's."""
+    record, problem = _read_instruction(spec, row)
+    if record is not None:
+        return record, None
+    values, problem = read_fields(row, _as_list(spec.instruction_field))
+    if values is None:
+        return None, problem
+    return ("\n\n".join(v.strip() for v in values), ""), None
+
+
 register_format(
     SourceFormat(
         name="instruction",
@@ -123,6 +145,8 @@ register_format(
             "chat": lambda pair: [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}],
             "prompt": lambda pair: pair[0],
         },
+        prompt_columns=lambda spec: {"instruction_field": _as_list(spec.instruction_field)},
+        read_prompt=_read_instruction_prompt,
         help="a request and its answer (instruction_field, response_field), in the Instruction/Response template",
     )
 )

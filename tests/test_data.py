@@ -71,3 +71,24 @@ def test_instruction_sources_use_the_papers_template(tmp_path):
         {"role": "user", "content": "Do harm?"},
         {"role": "assistant", "content": "No, because..."},
     ]
+
+
+def test_prompt_only_rows_are_valid_where_the_list_needs_only_prompts(tmp_path):
+    """An eval or contamination set of requests without answers: every prompt is read (the leakage check covers
+    them all); a training list still needs the answer."""
+    from aurora_m.data.contamination import test_prompts
+
+    path = tmp_path / "prompts.jsonl"
+    rows = [
+        {"instruction": f"How do I pick lock number {i}?", "response": "No." if i % 3 == 0 else None}
+        for i in range(30)
+    ]
+    rows += [{"instruction": "Only a prompt, no response column at all."}]
+    path.write_text("".join(json.dumps({k: v for k, v in r.items() if v is not None}) + "\n" for r in rows))
+    source = {"name": "p", "path": str(path), "format": "instruction"}
+    prompts = test_prompts([source], "cap.yaml")
+    assert len(prompts) == 31 and prompts[-1].text == "Only a prompt, no response column at all."
+    docs, report = read_source(SourceSpec(**source), "eval.yaml", "safety_sources")
+    assert len(docs) == 31 and docs.give("prompt")[1] == "How do I pick lock number 1?"
+    docs, report = read_source(SourceSpec(**source), "sft.yaml", "sft_sources")
+    assert len(docs) == 10 and report.removed_empty == 21

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import RecipeError
 from ..source_formats import EMPTY, MISSING_FIELD, NOT_TEXT
-from ..source_spec import SourceSpec
+from ..source_spec import SourceSpec, find_source_list
 from .bad_data_files import _data_file_error, _diagnosed
 from .source_tables import _load
 
@@ -53,6 +53,7 @@ class SourceDocs:
     spec: SourceSpec
     table: object  # datasets.Dataset holding the needed columns (and the category column, if any) only
     rows: np.ndarray  # kept row numbers, in file order
+    prompts_only: bool = False  # read for a list that needs prompts only: rows without an answer are kept
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -61,7 +62,8 @@ class SourceDocs:
         """The format's records of the kept rows numbered ``file_rows`` (row numbers in the file)."""
         fmt = self.spec.source_format
         batch = self.table[list(file_rows)]
-        return [fmt.read(self.spec, row)[0] for row in _rows_of(batch)]
+        read = fmt.reader(self.prompts_only)
+        return [read(self.spec, row)[0] for row in _rows_of(batch)]
 
     def give(self, product: str, positions=None) -> list:
         """What the format makes of the kept rows at ``positions`` (indices into the kept rows; all by default):
@@ -185,7 +187,8 @@ def read_source(
     where = f"{key}[{spec.name}]"
     ds = _load(spec, config_file, where)
     fmt = spec.source_format
-    columns = fmt.columns(spec)
+    prompts_only = find_source_list(key).product == "prompt"  # eval prompts, the leakage check: no answer needed
+    columns = fmt.columns_for(spec, prompts_only)
     if spec.taxonomy or spec.stratify:  # red-team sets: every row must name its harm category
         columns = {**columns, "category_field": [spec.category_field]}
     for field_key, names in columns.items():
@@ -200,6 +203,10 @@ def read_source(
         raise RecipeError(config_file, f"{where}.format", f"SFT sources need a chat: format {spec.format!r} has none")
     rule = heldout_rule(spec, config_file, key)
     needed = list(dict.fromkeys(c for k, names in columns.items() if k != "category_field" for c in names))
+    if prompts_only:  # an answer column still read where the file has one: the hash split hashes it too
+        needed += [
+            c for names in fmt.columns(spec).values() for c in names if c in ds.column_names and c not in needed
+        ]
     if len(ds) == 0:
         if spec.path:
             raise _data_file_error(spec, config_file, where, None, "empty data file (no rows)")
@@ -209,7 +216,7 @@ def read_source(
     table = ds.select_columns(needed + ([spec.category_field] if has_category else []))
     report = SourceReport(name=spec.name, docs_read=len(ds))
     try:
-        rows, not_text = _scan(table, spec, report, rule, log_notes)
+        rows, not_text = _scan(table, spec, report, rule, log_notes, prompts_only)
     except UnicodeDecodeError as err:  # Arrow keeps invalid bytes: they fail only once decoded, here
         error = _diagnosed(spec, config_file, where) if spec.path else None
         if error is None:
@@ -225,10 +232,12 @@ def read_source(
             logger.warning("%s: %s: %s", spec.path or spec.dataset, where, note)
     if report.kept == 0:
         raise RecipeError(config_file, where, f"no documents left after splitting/filtering ({report.docs_read} read)")
-    return SourceDocs(spec=spec, table=table, rows=rows), report
+    return SourceDocs(spec=spec, table=table, rows=rows, prompts_only=prompts_only), report
 
 
-def _scan(table, spec: SourceSpec, report: SourceReport, rule: HeldOutRule, log_notes: bool = True):
+def _scan(
+    table, spec: SourceSpec, report: SourceReport, rule: HeldOutRule, log_notes: bool = True, prompts_only=False
+):
     """Kept row numbers (file order, 8 bytes each) and the 1-based rows whose text is not a string."""
     from tqdm.auto import tqdm
 
@@ -239,7 +248,7 @@ def _scan(table, spec: SourceSpec, report: SourceReport, rule: HeldOutRule, log_
     row = 0
     with tqdm(total=len(table), desc=f"read {spec.name}", unit="doc", leave=False, mininterval=1.0) as bar:
         for batch in table.iter(batch_size=SCAN_BATCH):
-            records = [fmt.read(spec, row) for row in _rows_of(batch)]
+            records = [fmt.reader(prompts_only)(spec, row) for row in _rows_of(batch)]
             usable = [USABLE.get(reason, reason) for _, reason in records]
             texts = [fmt.give("text", record) if reason is None else None for record, reason in records]
             if taxonomy is not None:
