@@ -98,9 +98,10 @@ def data_cost(stage_name: str, mix_args, vocab: int, rehearsal: dict | None) -> 
         bpt = m.get("bytes_per_token") or DEFAULT_BYTES_PER_TOKEN
         keep = m.get("keep") or DEFAULT_KEEP
         per_core = m.get("bytes_per_core_second") or DEFAULT_TOKENS_PER_CORE_SECOND * bpt
+        text_share = m.get("text_share") or 1.0  # text bytes per byte read (the rest: JSON, parquet, metadata)
         local = _local_bytes(source["path"]) if source.get("path") else None
         full = m.get("bytes_to_read") or local
-        least = int(needed / keep * bpt)
+        least = int(needed / keep * bpt / text_share)
         read = full if full is not None else least
         origin = "rehearsal" if m else "local files" if local is not None else "defaults"
         cost.sources.append(
@@ -113,7 +114,7 @@ def data_cost(stage_name: str, mix_args, vocab: int, rehearsal: dict | None) -> 
                 bytes_per_token=bpt,
                 keep=keep,
                 core_hours=read / per_core / 3600,
-                shard_bytes=int(read / bpt * keep * token_bytes),
+                shard_bytes=int(read * text_share / bpt * keep * token_bytes),
                 origin=origin,
             )
         )
@@ -124,8 +125,8 @@ def read_rehearsal(report: dict) -> dict:
     """``{stage: {source: {bytes_per_token, keep, bytes_per_core_second, bytes_to_read}}}`` from rehearsal.json.
 
     Read from the rehearsal's per-source rows (``sources``: ``stage``, ``name``, ``bytes_per_token``,
-    ``kept_after`` {filter: documents after it}, ``clean_seconds``, ``bytes_read``) and its full-size costs
-    (``full_size.sources``: ``stage``, ``source``, ``bytes_to_read``) when it has them.
+    ``kept_after`` {filter: documents after it}, ``clean_seconds``, ``bytes_read``, ``text_bytes``) and its
+    full-size costs (``full_size.sources``: ``stage``, ``source``, ``bytes_to_read``) when it has them.
     """
     out: dict = {}
     for row in report.get("sources", []):
@@ -137,6 +138,8 @@ def read_rehearsal(report: dict) -> dict:
             entry["keep"] = kept[-1] / kept[0]
         if row.get("clean_seconds") and row.get("bytes_read"):
             entry["bytes_per_core_second"] = row["bytes_read"] / row["clean_seconds"]
+        if row.get("text_bytes") and row.get("bytes_read"):
+            entry["text_share"] = row["text_bytes"] / row["bytes_read"]
     for row in (report.get("full_size") or {}).get("sources", []):
         if row.get("bytes_to_read"):
             out.setdefault(row.get("stage"), {}).setdefault(row.get("source"), {})["bytes_to_read"] = row[
