@@ -60,6 +60,28 @@ def language_hint() -> str:
     return f"a LID-176 language code ({len(lid_labels())} of them: en, de, ko, sw, zh, ...) or {CODE!r}"
 
 
+@functools.cache
+def _names() -> dict[str, str]:
+    """ISO 639-1/3 code -> English name, from datatrove's language table (``tokenizer_assignment.csv``)."""
+    import csv
+
+    from datatrove.utils.word_tokenizers import ASSETS_PATH
+
+    out: dict[str, str] = {}
+    with open(os.path.join(ASSETS_PATH, "tokenizer_assignment.csv"), encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if row["code_1"] and row["default_code_1"] == "TRUE":
+                out.setdefault(row["code_1"], row["name"])
+            out.setdefault(row["code_3"], row["name"])
+    return out
+
+
+def language_name(code: str) -> str:
+    """``de`` -> ``German``; the code itself where the table has no name."""
+    name = "code" if code == CODE else _names().get(code, code)
+    return name.split(" (")[0]  # "Swahili (individual language)" -> "Swahili"
+
+
 def language_order(languages) -> list[str]:
     """The paper's five first (their order), then the others alphabetically, then code: tables and plots."""
     languages = set(languages)

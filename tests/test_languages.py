@@ -224,3 +224,20 @@ def test_pii_masking_is_on_for_web_text_and_off_for_curated_help_unless_the_sour
     assert not masks(name="redteam", path=str(redteam), format="instruction", language="en")
     assert masks(name="redteam", path=str(redteam), format="instruction", language="en", pii_masking=True)
     assert not masks(name="en", path=str(web), pii_masking=False)
+
+
+def test_the_card_names_the_languages_the_variant_trained_on():
+    """A de/ko/sw model's card says German, Korean and Swahili, not the paper's five."""
+    from types import SimpleNamespace
+
+    from aurora_m.hub.card import _names, trained_languages
+
+    mixture = [{"name": lang, "path": f"data/{lang}.jsonl"} for lang in (*NEW, "code")]
+    mixture.append({"name": "redteam", "path": "data/redteam.jsonl", "format": "instruction", "language": "en"})
+    lineage = [SimpleNamespace(config={"mixture": mixture}), SimpleNamespace(config={"sft_sources": []})]
+    assert trained_languages(lineage) == ["de", "ko", "sw"]
+    assert _names(trained_languages(lineage)) == "German, Korean and Swahili"
+    paper = [{"name": lang, "path": f"data/{lang}.jsonl"} for lang in ("vi", "en", "ja", "fi", "hi")]
+    assert _names(trained_languages([SimpleNamespace(config={"mixture": paper})])) == (
+        "English, Finnish, Hindi, Japanese and Vietnamese"
+    )

@@ -27,9 +27,12 @@ class PublishArguments:
         default=True, metadata={"help": "Create new repos private (existing ones keep their visibility)."}
     )
     license: str = field(default="bigcode-openrail-m", metadata={"help": "License id for the cards."})
-    language: list[str] = field(
-        default_factory=lambda: ["en", "fi", "hi", "ja", "vi"],
-        metadata={"help": "Card languages (ISO 639 codes; code goes in tags)."},
+    language: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Card languages (ISO 639 codes; code goes in tags); unset: the languages the variant's "
+            "stages trained on (their mixtures)."
+        },
     )
     tags: list[str] = field(
         default_factory=lambda: ["aurora-m", "gpt_bigcode", "code", "continual-pretraining"],
@@ -41,7 +44,7 @@ class PublishArguments:
     def __post_init__(self):
         if self.hub_layout not in HUB_REPO_LAYOUTS:
             raise ValueError(f"hub_layout: expected one of {', '.join(HUB_REPO_LAYOUTS)}, got {self.hub_layout!r}")
-        for lang in self.language:
+        for lang in self.language or []:
             if not LANGUAGE_CODE.match(str(lang)):
                 raise ValueError(
                     f"language: {lang!r} is not an ISO 639 language code (code and other non-languages go in tags)"

@@ -161,6 +161,25 @@ def training_datasets(lineage, extra: list[str]) -> list[str]:
     return list(dict.fromkeys(d for d in [*found, *extra] if isinstance(d, str) and HUB_ID.match(d)))
 
 
+def trained_languages(lineage) -> list[str]:
+    """The prose languages of the mixtures the variant's stages trained on (code aside), paper's five first."""
+    from ..languages import CODE, is_language, language_order
+    from ..source_formats import FORMATS
+
+    found = set()
+    for step in lineage:
+        for source in step.config.get("mixture") or []:
+            if (
+                not isinstance(source, dict)
+                or not FORMATS.get(source.get("format", "text"), FORMATS["text"]).free_text
+            ):
+                continue
+            lang = source.get("language") or (source.get("name") if is_language(source.get("name")) else None)
+            if lang and lang != CODE:
+                found.add(lang)
+    return language_order(found)
+
+
 def _stage_facts(step, assets: dict) -> dict:
     """One lineage step for the template: data, tokens, steps, hyperparameters, plots."""
     facts = {
@@ -251,9 +270,10 @@ def build_card(variant, publish_args: PublishArguments, results: dict, assets: d
     last = variant.lineage[-1]
     kind_tag = last.kind if last.kind != "pretrain" else "continual-pretraining"
     extra = {"base_model_relation": "finetune"} if variant.base_model else {}
+    languages = publish_args.language or trained_languages(variant.lineage)
     card_data = ModelCardData(
         base_model=variant.base_model,
-        language=publish_args.language,
+        language=languages or None,
         license=publish_args.license,
         tags=list(dict.fromkeys([*publish_args.tags, kind_tag, last.stage])),
         datasets=training_datasets(variant.lineage, publish_args.card_datasets) or None,
@@ -292,7 +312,17 @@ def build_card(variant, publish_args: PublishArguments, results: dict, assets: d
         license=publish_args.license,
         citation=CITATION,
         chat_template=_has_chat_template(Path(model_dir)),
+        language_names=_names(languages),
+        other_languages=_names([lang for lang in languages if lang != "en"]),
     )
+
+
+def _names(codes: list[str]) -> str:
+    """``["de", "ko", "sw"]`` -> ``German, Korean and Swahili`` (the card's prose)."""
+    from ..languages import language_name
+
+    names = [language_name(code) for code in codes]
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]])) if names else ""
 
 
 def _has_chat_template(model_dir: Path) -> bool:
