@@ -77,14 +77,20 @@ def _arg(parsed, name: str):
     return next((a for a in parsed if hasattr(a, name)), None)
 
 
-def _global_batch(stage, cluster: Cluster, training_args, seq_length: int, tokens: int | None, dp: int) -> int:
+def _global_batch(stage, cluster: Cluster, training_args, seq_length: int, tokens, dp: int) -> tuple[int, str]:
     per_rank = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
     if cluster.global_batch and stage.kind == "pretrain":
         batch = cluster.global_batch
+        how = "--global-batch"
     elif training_args.max_steps and training_args.max_steps > 0 and tokens:
         batch = tokens // (training_args.max_steps * seq_length)  # the YAML states its steps: its batch is fixed
+        how = f"the YAML's max_steps {training_args.max_steps}"
     else:
         batch = per_rank * dp
+        how = (
+            f"per-device {training_args.per_device_train_batch_size} x accumulation "
+            f"{training_args.gradient_accumulation_steps} x {dp} data-parallel ranks (the YAML on these GPUs)"
+        )
     if batch % dp:
         near = [n for n in range(max(1, dp - 8), dp + 9) if batch % n == 0]
         raise RecipeError(
@@ -93,7 +99,7 @@ def _global_batch(stage, cluster: Cluster, training_args, seq_length: int, token
             f"the global batch of {batch} sequences cannot be split over {dp} data-parallel ranks "
             f"({cluster.gpus} GPUs){'; GPU counts near it that can: ' + ', '.join(map(str, near)) if near else ''}",
         )
-    return batch
+    return batch, f"global batch {batch} sequences: {how}"
 
 
 def _launch_plan(shape, launch: Launch, cluster: Cluster, seq: int, batch: int, micro: int, ckpt: bool, act: int):
@@ -136,7 +142,8 @@ def _training_plan(plan: StagePlan, stage, parsed, shape: ModelShape, cluster: C
     if cluster.gpus % (tp * pp):
         raise RecipeError(stage.config, "tp", f"tp {tp} x pp {pp} does not divide the cluster's {cluster.gpus} GPUs")
     dp = cluster.gpus // (tp * pp)
-    batch = _global_batch(stage, cluster, training_args, seq, tokens, dp)
+    batch, how = _global_batch(stage, cluster, training_args, seq, tokens, dp)
+    plan.notes.append(how)
     plan.global_batch, plan.seq_length = batch, seq
     plan.per_device = training_args.per_device_train_batch_size
     plan.accumulation = batch // dp // plan.per_device if (batch // dp) % plan.per_device == 0 else None
@@ -150,8 +157,10 @@ def _training_plan(plan: StagePlan, stage, parsed, shape: ModelShape, cluster: C
         plan.days = seconds / 86400
     ckpt = checkpointing(training_args)
     act = activation_bytes(shape, training_args)
-    if stage.engine == "nanotron":
-        launches = [Launch(f"nanotron tp{tp} pp{pp}", "nanotron", tp, pp, getattr(parallel, "zero_stage", 0))]
+    if stage.engine == "nanotron":  # the YAML's layout (a launch may give --tp/--pp), then the others that fit
+        own = Launch(f"nanotron tp{tp} pp{pp}", "nanotron", tp, pp, getattr(parallel, "zero_stage", 0))
+        others = [n for n in nanotron_launches(shape, cluster.gpus) if (n.tp, n.pp) != (tp, pp)]
+        launches = [own, *(n for n in others if batch % n.dp(cluster.gpus) == 0)]
     else:
         launches = transformers_launches()
         if stage.kind == "pretrain":  # the nanotron engine trains pretrain stages from the same YAML
