@@ -75,9 +75,10 @@ def check_extras(config_file, *settings, launch: bool = False) -> None:
     """
     # set only under `accelerate launch`, and TrainingArguments already needs deepspeed when it is: check it first
     needs = _launch_needs(os.environ)
-    _check_distributed(ACCELERATE_CONFIG, needs)
     values, where = _settings(config_file, settings)
+    # what the stage asks of its launch first (no package fixes it), then what the launch asks of this machine
     check_launch_fits(values, where, needs.get("distributed_type"), ACCELERATE_CONFIG)
+    _check_distributed(ACCELERATE_CONFIG, needs)
     _check_report_to(values, where)
     _check_attention(values, where, launch)
     if launch:

@@ -243,3 +243,16 @@ def json_value(value) -> str:
     import json
 
     return json.dumps(value)
+
+
+def test_a_stage_under_accelerate_launch_with_deepspeed_refuses_full_state_at_parse(monkeypatch):
+    """Under `accelerate launch --config_file zero3.yaml` (scripts, or `aurora-m run`), the stage's parse refuses it
+    before the data step, whatever is installed: the conflict comes first."""
+    from aurora_m.extras import check_extras
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    with pytest.raises(RecipeError, match=r"^cat.yaml: init_from: full_state under accelerate config \(DEEPSPEED\)"):
+        check_extras("cat.yaml", {"init_from": "full_state"})
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "false")
+    check_extras("cat.yaml", {"init_from": "full_state"})  # plain launch, FSDP or one process: fine
