@@ -256,3 +256,28 @@ def test_a_stage_under_accelerate_launch_with_deepspeed_refuses_full_state_at_pa
         check_extras("cat.yaml", {"init_from": "full_state"})
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "false")
     check_extras("cat.yaml", {"init_from": "full_state"})  # plain launch, FSDP or one process: fine
+
+
+def test_the_replay_files_are_a_bounded_part_as_datasets_resolves_them(tmp_path):
+    """The replay globs, resolved by `datasets`' own pattern code over the repos' file names (RefinedWeb: 5,534
+    train files; the-stack-dedup: data/<language>/data-NNNNN-of-MMMMM.parquet), take the parts the YAML says."""
+    from datasets.data_files import resolve_pattern
+
+    from aurora_m.overrides import read_yaml
+
+    for n in range(5534):
+        (tmp_path / "tiiuae/falcon-refinedweb/data").mkdir(parents=True, exist_ok=True)
+        (tmp_path / f"tiiuae/falcon-refinedweb/data/train-{n:05d}-of-05534-{n:016x}.parquet").touch()
+    for language, files in {"python": 144, "c": 126, "markdown": 100, "ada": 1}.items():
+        folder = tmp_path / "bigcode/the-stack-dedup/data" / language
+        folder.mkdir(parents=True)
+        for n in range(files):
+            (folder / f"data-{n:05d}-of-{files:05d}.parquet").touch()
+
+    def resolved(stage: str, name: str) -> list[str]:
+        source = next(s for s in read_yaml(REAL / f"{stage}.yaml")["mixture"] if s["name"] == name)
+        return resolve_pattern(source["data_files"], base_path=str(tmp_path / source["dataset"]))
+
+    assert len(resolved("cap", "refinedweb")) == 400  # files 0-399 of 5,534
+    assert len(resolved("cap", "stack-replay")) == 2 + 2 + 2 + 1  # the first two of each language
+    assert len(resolved("cat", "stack-replay")) == 4  # the first of each language
