@@ -129,6 +129,7 @@ def _pipeline(args, overrides: list[str], check: bool = True, only: str | None =
     from .pipeline import Pipeline
     from .recipe import check_engines, load_recipe
     from .stage_checks import check_stage_config
+    from .tokenizer import check_caches
 
     recipe = load_recipe(args.recipe_dir, check_stages=check)
     restart, resume = _stage_list(getattr(args, "restart", None)), _stage_list(getattr(args, "resume", None))
@@ -137,6 +138,7 @@ def _pipeline(args, overrides: list[str], check: bool = True, only: str | None =
         recipe.stage(name)
     if check:
         check_engines(recipe, chosen or None, step=args.command if only else None)
+        check_caches()
     for flag, names in (("--restart", restart), ("--resume", resume)):
         if chosen and names - chosen:
             raise RecipeError(
@@ -231,9 +233,11 @@ def _step(args, overrides) -> int:
 def _publish(args, overrides) -> int:
     from pathlib import Path
 
-    from .pipeline.publish import publish_from_run, push_from_run, variant_names
+    from .pipeline.publish import check_exports_folder, publish_from_run, push_from_run, variant_names
 
     names = variant_names(args.run_dir, args.variant)
+    if args.all and args.out is not None:
+        check_exports_folder(args.out, names)
     for name in names:  # one folder per variant inside --out with --all
         out = None if args.out is None else Path(args.out) / name if args.all else Path(args.out)
         if out is not None and not args.dry_run:
@@ -254,7 +258,7 @@ def _publish(args, overrides) -> int:
 
 
 def _convert(args, overrides) -> int:
-    from .layout import RunLayout
+    from .layout import ExportDir, RunLayout
 
     for folder in [Path(args.dst).resolve(), *Path(args.dst).resolve().parents]:
         if (folder / RunLayout.MARKER).is_file():  # a run's stages own their folders (engine stages convert too)
@@ -263,6 +267,8 @@ def _convert(args, overrides) -> int:
                 None,
                 f"is inside the run folder {folder}, whose stages write there: choose a folder outside it",
             )
+        if (folder / ExportDir.MARKER).is_file():  # what a push uploads is only what the export wrote
+            raise RecipeError(args.dst, None, f"is inside the export {folder}: choose a folder outside it")
     print(f"converted: {args.convert(args)}")
     return 0
 
@@ -352,8 +358,7 @@ def _eval_code(argv: list[str]) -> int:
                 "eval code grades reference solutions: give --canonical (or "
                 "--wrong); a model's completions are graded by the eval stage",
             )
-        if args.workers < 0 or args.timeout <= 0:
-            raise RecipeError(None, "--workers" if args.workers < 0 else "--timeout", "expected a positive number")
+        code.check_grading_flags(args.workers, args.timeout)
         code.require_opt_in()
         sandbox = code.LocalSandbox(args.workers)
         sandbox.require(args.min_isolation, key="--min-isolation")
@@ -377,6 +382,16 @@ def _is_eval_code(argv: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .signals import restore, terminate_like_interrupt
+
+    previous = terminate_like_interrupt()
+    try:
+        return _main(argv)
+    finally:
+        restore(previous)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if _is_eval_code(argv):
         rest = list(argv)

@@ -62,9 +62,13 @@ def user_facing(exc: BaseException, output_dir: str | Path | None = None) -> tup
     if isinstance(exc, RecipeError):
         return str(exc), EXIT_USER_ERROR
     if isinstance(exc, KeyboardInterrupt):
+        from .signals import EXIT_TERMINATED, Terminated
+
+        terminated = isinstance(exc, Terminated)
         return (
-            "interrupted: run the same command again to resume (complete steps and checkpoints are kept)",
-            EXIT_INTERRUPTED,
+            f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: run the same command again to resume "
+            "(complete steps and checkpoints are kept)",
+            EXIT_TERMINATED if terminated else EXIT_INTERRUPTED,
         )
     full = _disk_full(exc, output_dir)
     if full is not None:
@@ -85,5 +89,9 @@ def exit_on_failure(prog: str, exc: BaseException, output_dir: str | Path | None
     if known is None:
         raise exc
     message, code = known
+    if isinstance(exc, KeyboardInterrupt):  # no helper process outlives us (nor holds the pipe of `| tee`)
+        from .signals import end_children
+
+        end_children()
     print(f"{prog}: error: {message}", file=sys.stderr)
     return code

@@ -9,6 +9,7 @@ write_text, write_json), a folder through :func:`atomic_dir`. Temporary siblings
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -88,13 +89,21 @@ def sweep_dead_temps(folder: str | Path, depth: int = 3) -> list[Path]:
     return removed
 
 
+def _through_link(target: str | Path) -> Path:
+    """Where a write of ``target`` lands: the file or folder a symbolic link points to (a rename onto the link would
+    replace the link and leave what it points to as it was)."""
+    target = Path(target)
+    return target.resolve() if target.is_symlink() else target
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | Path):
     """Yield a temporary sibling folder; on success it replaces ``target`` in one rename.
 
-    A ``target`` that exists is moved aside first and removed only once the new one is in place.
+    A ``target`` that exists is moved aside first and removed only once the new one is in place. A symbolic
+    link is written through: the folder it points to is replaced, the link kept.
     """
-    target = Path(target)
+    target = _through_link(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _recover(target)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temp_prefix(target)))
@@ -135,8 +144,8 @@ def write_text(path: str | Path, text: str) -> None:
 def atomic_file(target: str | Path):
     """Yield a temporary sibling path (``.NAME.tmp-PID-XXXX.SUFFIX``: the suffix kept for writers that go by it,
     such as matplotlib); on success it becomes ``target`` in one rename, with the user's umask. A kill leaves
-    only the temporary, which the next run's sweep removes."""
-    target = Path(target)
+    only the temporary, which the next run's sweep removes. A symbolic link is written through (the link kept)."""
+    target = _through_link(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=_temp_prefix(target), suffix=target.suffix)
     os.close(fd)
@@ -160,6 +169,15 @@ def write_json(path: str | Path, obj) -> None:
     with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         json.dump(obj, fh, indent=2, ensure_ascii=False, default=str)
         fh.write("\n")
+
+
+def file_digest(path: str | Path) -> str:
+    """A file's content digest (blake2b, 128 bits), read in 1 MiB chunks: what markers record of what we wrote."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def read_json(path: str | Path):

@@ -187,6 +187,12 @@ class StageDir:
         return self.root / ".eval.lock"
 
     @property
+    def script_claim(self) -> Path:
+        """Written by a script (scripts/pretrain.py, sft.py, data.py) into its --output_dir: which configuration
+        its data, checkpoints and model belong to (a folder without it is not replaced by a script)."""
+        return self.root / ".aurora-m-stage.json"
+
+    @property
     def train_state(self) -> Path:
         """Which configuration the checkpoints in this folder belong to."""
         return self.root / ".train-state.json"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import fields
@@ -38,6 +39,14 @@ def _mapping_without_duplicates(loader, node, deep=False):
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+# YAML 1.1 (PyYAML) reads `1e2` and `3e-4` as strings, YAML 1.2 (and every other reader) as numbers: read them as
+# numbers, so a value means the same to every check and every step (`weight: 1e2` used to pass validation as a
+# string and fail later)
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def read_yaml(path: Path) -> dict:

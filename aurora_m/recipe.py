@@ -101,6 +101,9 @@ class Recipe:
         return {s.variant: s for s in self.stages if s.variant}
 
 
+MAX_STAGE_NAME = 64
+
+
 def load_recipe(recipe_dir: str | Path, *, check_stages: bool = True) -> Recipe:
     """Read and check ``recipe_dir/pipeline.yaml`` and (by default) every stage YAML it names."""
     recipe_dir = Path(recipe_dir)
@@ -132,8 +135,14 @@ def load_recipe(recipe_dir: str | Path, *, check_stages: bool = True) -> Recipe:
             if key not in entry:
                 raise RecipeError(file, f"{where}.{key}", "missing")
         name = entry["name"]
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
-            raise RecipeError(file, f"{where}.name", f"expected letters, digits, '-' or '_', got {name!r}")
+        if not re.fullmatch(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_STAGE_NAME - 1}}}", name):
+            # a folder name, with markers and temporaries (".NAME.tmp-PID-XXXXXXXX") beside it: well inside 255 bytes
+            raise RecipeError(
+                file,
+                f"{where}.name",
+                f"expected letters, digits, '-' or '_', at most {MAX_STAGE_NAME}, got {name[:80]!r}"
+                + (f" ({len(name)} characters)" if len(name) > MAX_STAGE_NAME else ""),
+            )
         if name in stages:
             raise RecipeError(file, f"{where}.name", f"duplicate stage name {name!r}")
         if name in RunLayout.RESERVED:

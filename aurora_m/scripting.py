@@ -19,6 +19,7 @@ from .extras import check_extras
 from .io import check_writable
 from .logs import setup_logging
 from .overrides import read_yaml
+from .signals import terminate_like_interrupt
 from .stage_checks import parse_stage, source_keys, stage_dataclasses
 
 
@@ -53,6 +54,9 @@ class StageParser(TrlParser):
         if output_dirs:
             if "--output_dir" not in overrides:  # Trainer would write into ./trainer_output
                 raise RecipeError(None, "--output_dir", "missing: the folder for checkpoints and the final model")
+            given = overrides[overrides.index("--output_dir") + 1] if overrides[-1] != "--output_dir" else ""
+            if not given.strip():  # "" would be the working folder
+                raise RecipeError(None, "--output_dir", "empty: give the folder for checkpoints and the final model")
             check_writable(output_dirs[0], "--output_dir")  # also refuses a file
         return parsed
 
@@ -70,6 +74,7 @@ def kind_of(argv: list[str], default: str) -> str:
 def run_script(make_parser, main, argv: list[str] | None = None):
     """Parse and run; user mistakes, Ctrl-C and a full disk end in one line and an exit code, not a traceback."""
     setup_logging()
+    terminate_like_interrupt()
     argv = list(sys.argv[1:] if argv is None else argv)
     output_dir = argv[argv.index("--output_dir") + 1] if "--output_dir" in argv[:-1] else None
     try:

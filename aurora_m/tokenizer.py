@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
 from .args import ModelArguments
 from .errors import RecipeError
 from .hub_errors import explain_hub_errors
-from .io import atomic_dir
+from .io import atomic_dir, check_writable
 
 EOS = "<|endoftext|>"
+logger = logging.getLogger(__name__)
 STARCODER_SPECIAL_TOKENS = [
     EOS,
     "<fim_prefix>",
@@ -45,6 +47,18 @@ FORMAT_VERSION = "1"
 
 def cache_root() -> Path:
     return Path(os.environ.get("AURORA_M_CACHE", Path.home() / ".cache" / "aurora-m"))
+
+
+def check_caches() -> None:
+    """The caches a run writes (ours, and Hugging Face's: datasets' Arrow tables, the Hub's files) can be written,
+    else one line naming the path and the variable that moves it (an unwritable or missing HOME gives one)."""
+    from huggingface_hub import constants
+
+    for path, what in (
+        (cache_root(), "the tokenizer cache (AURORA_M_CACHE, default ~/.cache/aurora-m)"),
+        (Path(constants.HF_HOME), "the Hugging Face cache (HF_HOME, default ~/.cache/huggingface)"),
+    ):
+        check_writable(path, f"{what}: set the variable to a folder you can write")
 
 
 def _iter_texts(files: list[str]):
@@ -109,9 +123,14 @@ def cached_tokenizer(files: list[str], vocab_size: int):
     for name in sorted(files):
         digest.update(Path(name).read_bytes())
     target = cache_root() / "tokenizers" / digest.hexdigest()[:16]
-    if not (target / "tokenizer.json").is_file():
-        with atomic_dir(target) as tmp:  # another process finishing first wrote the same tokenizer
-            train_tokenizer(files, vocab_size, tmp)
+    check_writable(target.parent, "the tokenizer cache (AURORA_M_CACHE, default ~/.cache/aurora-m)")
+    if (target / "tokenizer.json").is_file():
+        try:
+            return AutoTokenizer.from_pretrained(target)
+        except Exception as err:  # noqa: BLE001 - a cache entry cut short or overwritten: ours to make again
+            logger.warning("%s: the cached tokenizer does not load (%s): training it again", target, err)
+    with atomic_dir(target) as tmp:  # another process finishing first wrote the same tokenizer
+        train_tokenizer(files, vocab_size, tmp)
     return AutoTokenizer.from_pretrained(target)
 
 

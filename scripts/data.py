@@ -10,6 +10,7 @@ recipe needs ``--use_cpu true`` (the trainer keys are parsed, not used).
 
 from aurora_m.data.build import build_pretrain_dataset, build_sft_dataset
 from aurora_m.layout import StageDir
+from aurora_m.pipeline.script_guard import claim_output_dir
 from aurora_m.scripting import StageParser, run_script
 
 BUILDERS = {"pretrain": build_pretrain_dataset, "sft": lambda model_args, *rest: build_sft_dataset(*rest)}
@@ -20,6 +21,8 @@ def make_parser():
 
 
 def main(model_args, data_args, training_args, config_file="<stage config>", kind="pretrain"):
+    if not data_args.dataset_dir:  # the stage folder's data/: the folder is checked and claimed as training's is
+        claim_output_dir(training_args.output_dir, kind, (model_args, data_args, training_args), config_file, None)
     out = data_args.dataset_dir or StageDir(training_args.output_dir).data.root
     return BUILDERS[kind](model_args, data_args, out, config_file)
 

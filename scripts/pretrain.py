@@ -14,6 +14,7 @@ killed run resumes from the newest complete checkpoint.
         --model_name_or_path runs/aurora-m-15b/cap/model
 """
 
+from aurora_m.pipeline.script_guard import claim_output_dir
 from aurora_m.scripting import StageParser, run_script
 from aurora_m.train.pretrain import train_pretrain
 
@@ -23,6 +24,8 @@ def make_parser():
 
 
 def main(model_args, mixture_args, training_args, config_file="<stage config>"):
+    parsed = (model_args, mixture_args, training_args)
+    claim_output_dir(training_args.output_dir, "pretrain", parsed, config_file, mixture_args.dataset_dir)
     return train_pretrain(model_args, mixture_args, training_args, config_file)
 
 

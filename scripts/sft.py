@@ -7,6 +7,7 @@
         --model_name_or_path runs/aurora-m-15b/cat/model
 """
 
+from aurora_m.pipeline.script_guard import claim_output_dir
 from aurora_m.scripting import StageParser, run_script
 from aurora_m.train.sft import train_sft
 
@@ -16,6 +17,8 @@ def make_parser():
 
 
 def main(model_args, data_args, sft_config, config_file="<stage config>"):
+    parsed = (model_args, data_args, sft_config)
+    claim_output_dir(sft_config.output_dir, "sft", parsed, config_file, data_args.dataset_dir)
     return train_sft(model_args, data_args, sft_config, config_file)
 
 

@@ -472,3 +472,48 @@ def test_a_read_only_output_folder_is_refused_in_one_line(tmp_path, cache_dir, s
     result = aurora("run", recipe, "--output-dir", disk / "run")
     line = error_line(result.stderr)
     assert result.returncode == 2 and "not writable" in line and str(disk) in line
+
+
+# ---------------------------------------------------------------------------------------------- SIGTERM
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except (OSError, IndexError):
+        return False
+
+
+def test_sigterm_mid_data_step_under_tee_ends_every_process_in_one_line_and_the_step_resumes(tmp_path, cache_dir):
+    """What Slurm, `timeout` and `docker stop` send, to aurora-m alone (not its group): the same clean-up as Ctrl-C,
+    every helper process ended (else they hold the pipe of `| tee` open forever), and the next run completes."""
+    from aurora_m.signals import descendants
+
+    recipe = copy_recipe(tmp_path / "recipe")
+    run, log = tmp_path / "run", tmp_path / "log.txt"
+    command = f"{sys.executable} -m aurora_m.cli data {recipe} --stage cap --output-dir {run} 2>&1 | tee {log}"
+    shell = subprocess.Popen(
+        ["bash", "-o", "pipefail", "-c", command], cwd=ROOT, env={**os.environ, **OFFLINE}, start_new_session=True
+    )
+    deadline, helpers = time.time() + 300, []
+    while not helpers:  # a deterministic point: datatrove's workers are up, building the partial dataset
+        assert shell.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+        time.sleep(0.1)
+        (main_pid,) = [p for p in descendants(shell.pid) if b"aurora_m.cli" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        if (run / "cap" / ".data.partial" / "logs").is_dir():
+            helpers = descendants(main_pid)
+    os.kill(main_pid, signal.SIGTERM)
+    try:
+        code = shell.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        left = {p: Path(f"/proc/{p}/cmdline").read_bytes()[:100] for p in descendants(shell.pid)}
+        os.killpg(shell.pid, signal.SIGKILL)
+        raise AssertionError(f"still running: {left}\n{log.read_text()[-2000:]}") from None
+    assert code == 143  # tee saw the end of the pipe: nothing of ours holds it
+    text = log.read_text()
+    assert [line for line in text.splitlines() if "error:" in line] == [
+        "aurora-m: error: terminated (SIGTERM): run the same command again to resume (complete steps and "
+        "checkpoints are kept)"
+    ] and "Traceback" not in text
+    assert not [p for p in helpers if _running(p)], "a helper process outlived aurora-m"
+    assert RunLayout(run).lock.read_text() == ""
+    again = aurora("data", recipe, "--stage", "cap", "--output-dir", run)
+    assert again.returncode == 0 and '"cap/data": "completed"' in again.stdout, again.stderr[-3000:]

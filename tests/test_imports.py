@@ -32,6 +32,7 @@ GROUND = {
     "redaction",
     "roots",
     "source_formats",
+    "signals",
     "source_spec",
     "stages",
     "tokenizer",

@@ -183,9 +183,12 @@ def test_the_hub_refusing_the_card_stops_the_push_before_anything_is_created(tin
     card = folder / "README.md"
     bad = card.read_text().replace("- vi\n", "- vi\n- code\n", 1)  # `code` is not a language code
     card.write_text(bad)
+    from aurora_m.io import file_digest
+
     marker = json.loads((folder / ExportDir.MARKER).read_text())
-    for entry in marker["files"]:
+    for entry in marker["files"]:  # the card edited as if exported so: only the Hub can refuse it now
         entry["size"] = (folder / entry["path"]).stat().st_size
+        entry["blake2b"] = file_digest(folder / entry["path"])
     (folder / ExportDir.MARKER).write_text(json.dumps(marker))
     with pytest.raises(RecipeError, match=r"refused the card's metadata.*language.*'code'"):
         push_plan(plan_push(folder), backoff_s=0.01)

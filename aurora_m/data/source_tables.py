@@ -23,7 +23,12 @@ def _load(spec: SourceSpec, config_file: str, where: str):
         return _load_hub(spec, config_file, where)
     kind = "parquet" if spec.path.endswith(".parquet") else "json"
     try:
-        return load_dataset(kind, data_files=spec.path, split=spec.split)
+        table = load_dataset(kind, data_files=spec.path, split=spec.split)
+        if kind == "json" and _mixed_columns(table, spec):
+            # datasets types a column mixing strings and numbers as Json and stores the string "4" as the number 4:
+            # read the fields from the file itself, so every string keeps its text
+            return _load_fields(spec)
+        return table
     except Exception as err:
         error = _diagnosed(spec, config_file, where)
         if error is not None:
@@ -63,26 +68,36 @@ def _streamed_rows(path: str, options: str, split: str, rows: int | None):
     yield from stream.take(rows) if rows is not None else stream
 
 
+def _mixed_columns(table, spec: SourceSpec) -> list[str]:
+    """The columns this source reads that datasets typed as Json (values of several JSON types in one column)."""
+    from datasets import Json
+
+    used = [c for names in spec.source_format.columns(spec).values() for c in names] + [spec.category_field]
+    return [c for c in used if c and isinstance(table.features.get(c), Json)]
+
+
 def _json_rows(path: str, fields: tuple[str, ...], stamp: tuple):
-    """Rows of a jsonl file reduced to ``fields`` (the category last); non-string texts become None (removed)."""
+    """Rows of a jsonl file reduced to ``fields`` (the category last). Text fields are handed to a Json column as
+    JSON text (which it stores as given and decodes with json.loads), so a string stays a string and a number stays
+    a number: the reader keeps the one and counts the other as not text."""
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             if line.strip():
                 row = json.loads(line)
-                yield {f: row.get(f) if isinstance(row.get(f), str) else None for f in fields[:-1]} | {
+                yield {f: None if row.get(f) is None else json.dumps(row[f]) for f in fields[:-1]} | {
                     fields[-1]: row.get(fields[-1]) if isinstance(row.get(fields[-1]), str) else ""
                 }  # category
 
 
 def _load_fields(spec: SourceSpec):
-    from datasets import Dataset, Features, Value
+    from datasets import Dataset, Features, Json, Value
 
     texts = [c for names in spec.source_format.columns(spec).values() for c in names]
     fields = [f for f in dict.fromkeys(texts) if f != spec.category_field] + [spec.category_field]
     stat = Path(spec.path).stat()  # part of the cache key: an edited file is read again
     return Dataset.from_generator(
         _json_rows,
-        features=Features({f: Value("string") for f in fields}),
+        features=Features({f: Json() for f in fields[:-1]} | {fields[-1]: Value("string")}),
         gen_kwargs={
             "path": spec.path,
             "fields": tuple(fields),  # a list would be sharded

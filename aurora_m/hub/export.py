@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import RecipeError
-from ..io import atomic_dir, check_output_dir, read_json, unlisted_files, write_json
+from ..io import atomic_dir, check_output_dir, file_digest, read_json, unlisted_files, write_json
 from ..layout import DatasetDir, ExportDir, StageDir
 from .arguments import PublishArguments
 from .card import build_card
@@ -121,6 +121,21 @@ def foreign_files(out_dir: str | Path):
     return unlisted_files(out_dir, ExportDir.MARKER)
 
 
+def changed_files(export_dir: str | Path, marker: dict) -> list[str]:
+    """The files of an export that are not as its marker lists them: missing, added, resized or (by content
+    digest: a same-size edit of the weights or the card) changed. An export is pushed only as it was written."""
+    root = Path(export_dir)
+    listed = {entry["path"]: entry for entry in marker.get("files", [])}
+    files = [p for p in sorted(root.rglob("*")) if p.is_file() and p.name != ExportDir.MARKER]
+    on_disk = {p.relative_to(root).as_posix(): p for p in files}
+    changed = sorted(set(listed) ^ set(on_disk))
+    for name in sorted(set(listed) & set(on_disk)):
+        entry, path = listed[name], on_disk[name]
+        if path.stat().st_size != entry.get("size") or file_digest(path) != entry.get("blake2b"):
+            changed.append(name)
+    return changed
+
+
 def _plots(variant: Variant) -> dict[str, str | None]:
     """Plots by their path in the export -> where they are in the run folder."""
     eval_dir = StageDir(variant.eval_dir) if variant.eval_dir else None
@@ -174,7 +189,7 @@ def export_variant(
                 out_dir, None, f"the export would carry local paths ({'; '.join(leaks[:3])}): nothing was written"
             )
         files = [
-            {"path": p.relative_to(tmp).as_posix(), "size": p.stat().st_size}
+            {"path": p.relative_to(tmp).as_posix(), "size": p.stat().st_size, "blake2b": file_digest(p)}
             for p in sorted(tmp.rglob("*"))
             if p.is_file()
         ]

@@ -91,15 +91,14 @@ def plan_push(export_dir: str | Path) -> PushPlan:
             f"not an export written by this version of aurora-m (no readable "
             f"{ExportDir.MARKER} naming its repo): export it again",
         )
-    listed = {entry["path"]: entry["size"] for entry in marker["files"]}
+    from .export import changed_files
+
     on_disk = {
         p.relative_to(export.root).as_posix(): p
         for p in sorted(export.root.rglob("*"))
         if p.is_file() and p.name != ExportDir.MARKER
     }
-    changed = sorted(set(listed) ^ set(on_disk)) + sorted(
-        name for name in set(listed) & set(on_disk) if on_disk[name].stat().st_size != listed[name]
-    )
+    changed = changed_files(export.root, marker)
     if changed:
         raise RecipeError(
             export.root,

@@ -13,13 +13,14 @@ import contextlib
 import logging
 import time
 import uuid
+from pathlib import Path
 
 import yaml
 
 from .. import __version__
 from ..context import StepContext
 from ..errors import RecipeError
-from ..io import check_output_dir, read_json_or_none, sweep_dead_temps, write_json
+from ..io import check_output_dir, read_json_or_none, sweep_dead_temps, write_json, write_text
 from ..layout import ExportDir, RunLayout
 from ..locking import run_lock
 from ..overrides import read_yaml
@@ -27,6 +28,7 @@ from ..recipe import Recipe, StageSpec
 from ..redaction import redact, redact_overrides
 from ..stages import engines, get_engine
 from .fingerprint import Fingerprints, StepPrint, explain_difference
+from .outputs import output_problem, record_outputs, step_output_paths
 from .summary import build_summary
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class Pipeline:
             for s in recipe.stages
         }
         self.prints = Fingerprints(recipe, self.layout, self.overrides)
+        self._output_checks: dict[tuple[str, str, str | None], str | None] = {}
 
     def targets_stage(self, name: str) -> bool:
         return self.targets is None or name in self.targets
@@ -67,19 +70,36 @@ class Pipeline:
         return read_json_or_none(self.layout.stage(stage.name).marker(step))
 
     def step_status(self, stage: StageSpec, step: str) -> str:
-        """completed: its marker holds the current fingerprint and everything it read is completed too (so a
-        step that ran on outputs since replaced is stale, whatever its own configuration says); stale; pending."""
+        """completed: its marker holds the current fingerprint, the files it wrote are there as it wrote them, and
+        everything it read is completed too (so a step that ran on outputs since replaced is stale, whatever its
+        own configuration says); stale; pending."""
+        return self.step_state(stage, step)[0]
+
+    def step_state(self, stage: StageSpec, step: str) -> tuple[str, str | None]:
+        """(status, why it is stale in one phrase, or None)."""
         marker = self.read_marker(stage, step)
         if not marker:
-            return "pending"
+            return "pending", None
         if marker.get("fingerprint") != self.print_of(stage, step).fingerprint:
-            return "stale"
+            return "stale", "its configuration or input files changed"
+        problem = self.output_problem(stage, step, marker)
+        if problem:
+            return "stale", problem
         for key in self.print_of(stage, step).inputs:
             name, _, upstream_step = key.partition("/")
             if self.step_status(self.recipe.stage(name), upstream_step) != "completed":
-                return "stale"
+                return "stale", f"its input {key} is not complete"
         # the very outputs it read: a re-run upstream replaced them, even with the same configuration
-        return "completed" if marker.get("input_runs") == self.input_runs(stage, step) else "stale"
+        if marker.get("input_runs") != self.input_runs(stage, step):
+            return "stale", "an input it read was made again since"
+        return "completed", None
+
+    def output_problem(self, stage: StageSpec, step: str, marker: dict) -> str | None:
+        """A file the step wrote that is gone or changed (checked once per run of the step: a stat per file)."""
+        key = (stage.name, step, marker.get("run_id"))
+        if key not in self._output_checks:
+            self._output_checks[key] = output_problem(marker.get("outputs"), self.layout.root)
+        return self._output_checks[key]
 
     def input_runs(self, stage: StageSpec, step: str) -> dict[str, str | None]:
         """The run ids of the outputs a step reads now (each marker gets a new one whenever its step runs)."""
@@ -163,9 +183,12 @@ class Pipeline:
                 continue
             for step in stage.steps:
                 again = force or (stage.name in restart and step == stage.spec.resumable_step)
-                if not again and self.is_complete(stage, step):
+                status, why = self.step_state(stage, step)
+                if not again and status == "completed":
                     logger.info("%s/%s: complete, skipped", stage.name, step)
                     continue
+                if status == "stale" and not again:
+                    logger.warning("%s/%s: %s: running it again", stage.name, step, why)
                 self.run_step(stage, step, restart=restart, resume=resume)
         return self.write_summary()
 
@@ -190,6 +213,7 @@ class Pipeline:
         if stage.spec.resumable_step:
             self._guard_checkpoints(stage, restart, resume)
         dirs = self.layout.stage(stage.name)
+        previous = self.read_marker(stage, step) or {}
         dirs.marker(step).unlink(missing_ok=True)
         stage_print = self.print_of(stage, step)
         ctx = self.context(stage, step)
@@ -206,18 +230,21 @@ class Pipeline:
                 self.write_summary()
             raise
         duration = time.time() - start
+        outputs = record_outputs(step_output_paths(dirs, stage.spec, step), self.layout.root)
         write_json(
             dirs.marker(step),
             {
                 **stage_print.as_dict(),
-                "run_id": uuid.uuid4().hex,
+                "run_id": _run_id(previous, stage_print.fingerprint, input_runs, outputs),
                 "input_runs": input_runs,
+                "outputs": outputs,
                 "overrides": redact_overrides(self.overrides.get(stage.name, [])),
                 "duration_s": round(duration, 2),
                 "finished_at": _now(),
                 "aurora_m_version": __version__,
             },
         )
+        self._output_checks = {k: v for k, v in self._output_checks.items() if k[:2] != (stage.name, step)}
         logger.info("%s/%s: done in %.1fs", stage.name, step, duration)
         self.prints.save()
         self.write_summary()
@@ -260,14 +287,15 @@ class Pipeline:
             upstream = self.recipe.stage(name)
             self._check_upstream(upstream)
             last = upstream.steps[-1]
-            status = self.step_status(upstream, last)
+            status, reason = self.step_state(upstream, last)
             if status != "completed":
-                why = "is stale (its configuration or input files changed)" if status == "stale" else "has not run"
+                why = f"is stale ({reason})" if status == "stale" else "has not run"
                 raise RecipeError(
                     self.recipe.file,
                     f"stages[{stage.position}].inputs",
                     f"stage {stage.name!r} needs the output of {name!r}, which {why} in "
-                    f"{self.layout.root}: run that stage first",
+                    f"{self.layout.root}: run `aurora-m run {self.recipe.dir} --output-dir {self.layout.root}` "
+                    f"first (it runs what is not complete)",
                 )
 
     def _guard_checkpoints(self, stage: StageSpec, restart: set[str], resume: set[str]) -> None:
@@ -333,8 +361,12 @@ class Pipeline:
         dest = self.layout.recipe_copy
         dest.mkdir(parents=True, exist_ok=True)
         for path in [self.recipe.file, *{s.config for s in self.recipe.stages}]:
-            text = yaml.safe_dump(redact(read_yaml(path)), sort_keys=False, allow_unicode=True)
-            (dest / path.name).write_text(text, encoding="utf-8")
+            content = redact(read_yaml(path))
+            if path == self.recipe.file:  # the copy's stage YAMLs lie beside it: it loads as a recipe of its own
+                for entry in content.get("stages", []):
+                    entry["config"] = Path(entry["config"]).name
+            text = yaml.safe_dump(content, sort_keys=False, allow_unicode=True)
+            write_text(dest / path.name, text)
 
     def write_summary(self) -> dict:
         def duration(stage, step):
@@ -344,6 +376,25 @@ class Pipeline:
         summary = build_summary(self.recipe, self.layout, self.step_status, duration, overrides)
         write_json(self.layout.summary, summary)
         return summary
+
+
+def _result(outputs: dict) -> dict:
+    """What later steps read of a step's outputs: their contents (not the training log, which a resume rewrites)."""
+    return {path: record[2] for path, record in outputs.items() if not path.endswith("/log_history.json")}
+
+
+def _run_id(previous: dict, fingerprint: str, input_runs: dict, outputs: dict) -> str:
+    """A new id for a new result; the old one when the step, run again for the same configuration on the same
+    inputs, wrote byte for byte what it wrote before (a deleted model saved again from its final checkpoint):
+    what read it stays complete."""
+    same = (
+        previous.get("run_id")
+        and previous.get("fingerprint") == fingerprint
+        and previous.get("input_runs") == input_runs
+        and _result(previous.get("outputs") or {}) == _result(outputs)
+        and outputs
+    )
+    return previous["run_id"] if same else uuid.uuid4().hex
 
 
 def _now() -> str:

@@ -263,7 +263,11 @@ class Fingerprints:
                 upstream = self.recipe.stage(name)
                 last = upstream.steps[-1]
                 inputs[f"{name}/{last}"] = self.of(upstream, last).fingerprint
-        payload = [stage.kind, stage.engine, step, stage.variant, result, files, inputs]
+        if not stage.produces_model:
+            # what it evaluates or exports is named by its inputs' variants (eval/<variant>/, publish/<variant>/);
+            # a model stage's own variant name (a Hub name) changes nothing it computes
+            result["variant names"] = [s.variant or s.name for s in self.recipe.model_inputs(stage)]
+        payload = [stage.kind, stage.engine, step, result, files, inputs]
         if tokenizer is not None:
             payload.append(tokenizer)
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]

@@ -16,11 +16,14 @@ from pathlib import Path
 from ..errors import RecipeError
 from ..hub.variants import publish_variant, summary_variant
 from ..io import read_json_or_none
-from ..layout import RunLayout
+from ..layout import ExportDir, RunLayout
 from ..locking import run_lock
 from ..recipe import load_recipe
+from ..roots import PIPELINE_FILE
 from ..stage_checks import parse_stage
 from .core import Pipeline
+from .outputs import output_problem
+from .summary import build_summary
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +46,8 @@ def stale_steps(layout: RunLayout, summary: dict, variant: dict, exported: bool 
         if not marker:
             problems.append(f"{key} has not completed")
             continue
+        if gone := output_problem(marker.get("outputs"), layout.root):
+            problems.append(f"{key}: {gone} since it ran")
         for upstream, run_id in marker.get("input_runs", {}).items():
             now = markers.get(upstream) or read_json_or_none(
                 layout.stage(upstream.split("/")[0]).marker(upstream.split("/")[1])
@@ -85,10 +90,49 @@ def _checked(run_dir: str | Path, out_dir: str | Path | None) -> tuple[RunLayout
                     None,
                     f"is inside the run folder {folder}, whose own stages write there: choose a folder outside it",
                 )
-    summary = read_json_or_none(layout.summary)
-    if not summary:
-        raise RecipeError(layout.summary, None, "not a run folder (no readable summary.json): run the pipeline first")
-    return layout, summary
+            if folder != Path(out_dir).resolve() and (folder / ExportDir.MARKER).is_file():
+                raise RecipeError(
+                    out_dir,
+                    None,
+                    f"is inside the export {folder}: nothing is written inside an export (a push would carry it, "
+                    "and the export could no longer be replaced); choose a folder outside it",
+                )
+    return layout, recorded_summary(layout)
+
+
+def recorded_summary(layout: RunLayout) -> dict:
+    """The run's stages and variants as its own records say (the recipe copy it ran and the step markers), in
+    summary.json's shape. summary.json itself is a report: an edit of it never decides what gets exported."""
+    run = read_json_or_none(layout.marker)
+    copy = layout.recipe_copy / PIPELINE_FILE
+    if not run or not copy.is_file():
+        raise RecipeError(
+            layout.root,
+            None,
+            f"not a run folder (no readable {RunLayout.MARKER} and {layout.rel(copy)}): "
+            "run `aurora-m run RECIPE_DIR --output-dir RUN_DIR` first",
+        )
+    try:
+        recipe = load_recipe(layout.recipe_copy, check_stages=False)
+    except RecipeError as err:
+        raise RecipeError(
+            copy, None, f"the run's copy of its recipe does not load ({err.message}): run the recipe again"
+        ) from None
+
+    def marker(stage, step):
+        return read_json_or_none(layout.stage(stage.name).marker(step)) or {}
+
+    overrides = {s.name: marker(s, s.steps[-1]).get("overrides") or [] for s in recipe.stages}
+    summary = build_summary(
+        recipe,
+        layout,
+        lambda stage, step: "completed" if marker(stage, step) else "pending",
+        lambda stage, step: marker(stage, step).get("duration_s"),
+        {name: args for name, args in overrides.items() if args},
+    )
+    report = read_json_or_none(layout.summary) or {}
+    # where the recipe came from: only used to check the run against that recipe as it is now
+    return {**summary, "recipe": run.get("recipe", recipe.name), "recipe_dir": report.get("recipe_dir", "")}
 
 
 def _fresh(layout: RunLayout, summary: dict, name: str, exported: bool = False) -> None:
@@ -97,7 +141,35 @@ def _fresh(layout: RunLayout, summary: dict, name: str, exported: bool = False) 
         raise RecipeError(
             layout.summary,
             f"variants.{name}",
-            f"not published: {'; '.join(problems)}; run `aurora-m run` on this folder first",
+            f"not published: {'; '.join(problems)}; run {run_command(layout, summary)} first",
+        )
+
+
+def run_command(layout: RunLayout, summary: dict) -> str:
+    """The command that brings the run up to date (its recipe folder, when it is still where it was)."""
+    recipe_dir = summary.get("recipe_dir") or ""
+    recipe_dir = recipe_dir if recipe_dir and (Path(recipe_dir) / PIPELINE_FILE).is_file() else "RECIPE_DIR"
+    return f"`aurora-m run {recipe_dir} --output-dir {layout.root}`"
+
+
+def check_exports_folder(out_dir: str | Path, names: list[str]) -> None:
+    """``publish --all --out DIR`` writes DIR/<variant> per variant: DIR must be new, empty, or hold only exports of
+    ours (the same ownership rule as one ``--out`` folder: nothing of the user's is written into or replaced)."""
+    root = Path(out_dir)
+    if root.exists() and not root.is_dir():
+        raise RecipeError(out_dir, "--out", "is a file, expected a folder; nothing was changed")
+    foreign = sorted(
+        p.name
+        for p in (root.iterdir() if root.is_dir() else [])
+        if not (p.is_dir() and p.name in names and (p / ExportDir.MARKER).is_file())
+    )
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise RecipeError(
+            out_dir,
+            "--out",
+            f"holds what aurora-m did not write for --all ({shown}): --all writes one export per variant into a new "
+            "or empty folder; nothing was changed",
         )
 
 
@@ -138,7 +210,9 @@ def export_of(layout: RunLayout, summary: dict, name: str) -> Path:
     export = layout.stage(entry["published_by"]).export(name)
     if not export.is_dir():
         raise RecipeError(
-            export, None, f"not exported yet: run `aurora-m run` (its {entry['published_by']} stage writes it)"
+            export,
+            None,
+            f"not exported: run {run_command(layout, summary)} (its {entry['published_by']} stage writes it)",
         )
     _fresh(layout, summary, name, exported=True)
     return export

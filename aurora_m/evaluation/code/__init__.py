@@ -7,7 +7,7 @@ outcomes = grade(problems, completions, LocalSandbox(workers=0))
 pass_rates(outcomes, ks=(1, 10))                   # {"pass@1": ..., "pass@10": ...}
 """
 
-from .grading import grade, grade_reference, load_problem_set, pass_rates, status_counts
+from .grading import check_grading_flags, grade, grade_reference, load_problem_set, pass_rates, status_counts
 from .passk import mean_pass_at_k, pass_at_k
 from .problems import HUMANEVAL_STOP, MBPP_STOP, Problem, humaneval_problems, mbpp_problems, program_for
 from .sandbox import OPT_IN, Executor, Job, LocalSandbox, Outcome, code_execution_allowed, require_opt_in
@@ -23,6 +23,7 @@ __all__ = [
     "LocalSandbox",
     "Outcome",
     "Problem",
+    "check_grading_flags",
     "code_execution_allowed",
     "grade",
     "grade_reference",

