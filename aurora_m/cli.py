@@ -32,6 +32,7 @@ from .extras import check_launches, validate_arguments
 from .logs import setup_logging
 from .overrides import did_you_mean
 from .plan.command import add_plan_arguments, plan_text
+from .signals import sigterm_as_interrupt
 from .stages import engines
 
 logger = logging.getLogger("aurora_m.cli")  # not __name__: that is "__main__" under python -m
@@ -231,13 +232,9 @@ def _step(args, overrides) -> int:
 
 
 def _publish(args, overrides) -> int:
-    from pathlib import Path
+    from .pipeline.publish import publish_from_run, push_from_run, variant_names
 
-    from .pipeline.publish import check_exports_folder, publish_from_run, push_from_run, variant_names
-
-    names = variant_names(args.run_dir, args.variant)
-    if args.all and args.out is not None:
-        check_exports_folder(args.out, names)
+    names = variant_names(args.run_dir, args.variant, args.out)
     for name in names:  # one folder per variant inside --out with --all
         out = None if args.out is None else Path(args.out) / name if args.all else Path(args.out)
         if out is not None and not args.dry_run:
@@ -258,17 +255,10 @@ def _publish(args, overrides) -> int:
 
 
 def _convert(args, overrides) -> int:
-    from .layout import ExportDir, RunLayout
+    from .layout import owning_folder
 
-    for folder in [Path(args.dst).resolve(), *Path(args.dst).resolve().parents]:
-        if (folder / RunLayout.MARKER).is_file():  # a run's stages own their folders (engine stages convert too)
-            raise RecipeError(
-                args.dst,
-                None,
-                f"is inside the run folder {folder}, whose stages write there: choose a folder outside it",
-            )
-        if (folder / ExportDir.MARKER).is_file():  # what a push uploads is only what the export wrote
-            raise RecipeError(args.dst, None, f"is inside the export {folder}: choose a folder outside it")
+    if owner := owning_folder(args.dst):  # a run's stages own their folders; an export is pushed as written
+        raise RecipeError(args.dst, None, f"is inside the {owner[1]} {owner[0]}: choose a folder outside it")
     print(f"converted: {args.convert(args)}")
     return 0
 
@@ -382,17 +372,11 @@ def _is_eval_code(argv: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .signals import restore, terminate_like_interrupt
-
-    previous = terminate_like_interrupt()
-    try:
-        return _main(argv)
-    finally:
-        restore(previous)
+    with sigterm_as_interrupt():
+        return _main(sys.argv[1:] if argv is None else list(argv))
 
 
-def _main(argv: list[str] | None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+def _main(argv: list[str]) -> int:
     if _is_eval_code(argv):
         rest = list(argv)
         rest.remove("eval")

@@ -348,3 +348,14 @@ class RunLayout:
             return None
         path = Path(recorded)
         return path if path.is_absolute() else self.root / path
+
+
+def owning_folder(path: str | Path, include_self: bool = True) -> tuple[Path, str] | None:
+    """(the run folder or export that holds ``path``, "run folder" or "export"), or None: what aurora-m keeps track
+    of is written only by the command that owns it."""
+    path = Path(path).resolve()
+    for folder in [path, *path.parents] if include_self else path.parents:
+        for marker, what in ((RunLayout.MARKER, "run folder"), (ExportDir.MARKER, "export")):
+            if (folder / marker).is_file():
+                return folder, what
+    return None

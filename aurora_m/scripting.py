@@ -19,7 +19,7 @@ from .extras import check_extras
 from .io import check_writable
 from .logs import setup_logging
 from .overrides import read_yaml
-from .signals import terminate_like_interrupt
+from .signals import sigterm_as_interrupt
 from .stage_checks import parse_stage, source_keys, stage_dataclasses
 
 
@@ -74,15 +74,15 @@ def kind_of(argv: list[str], default: str) -> str:
 def run_script(make_parser, main, argv: list[str] | None = None):
     """Parse and run; user mistakes, Ctrl-C and a full disk end in one line and an exit code, not a traceback."""
     setup_logging()
-    terminate_like_interrupt()
     argv = list(sys.argv[1:] if argv is None else argv)
     output_dir = argv[argv.index("--output_dir") + 1] if "--output_dir" in argv[:-1] else None
     try:
-        parser = make_parser()
-        parsed = parser.parse_args_and_config(argv)
-        check_extras(parser.config_file, *parsed, launch=True)  # this machine and its accelerate launch
-        # a script serving several kinds (scripts/data.py) is told which one the --config YAML is
-        serves_kinds = "kind" in inspect.signature(main).parameters and hasattr(parser, "kind")
-        return main(*parsed, config_file=parser.config_file, **({"kind": parser.kind} if serves_kinds else {}))
+        with sigterm_as_interrupt():  # Slurm, `timeout` and `docker stop` end a script as Ctrl-C does
+            parser = make_parser()
+            parsed = parser.parse_args_and_config(argv)
+            check_extras(parser.config_file, *parsed, launch=True)  # this machine and its accelerate launch
+            # a script serving several kinds (scripts/data.py) is told which one the --config YAML is
+            serves_kinds = "kind" in inspect.signature(main).parameters and hasattr(parser, "kind")
+            return main(*parsed, config_file=parser.config_file, **({"kind": parser.kind} if serves_kinds else {}))
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - re-raised unless it is the user's to fix
         sys.exit(exit_on_failure(Path(sys.argv[0]).name, exc, output_dir))

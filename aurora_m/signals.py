@@ -27,17 +27,17 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
-def terminate_like_interrupt():
-    """Install the SIGTERM handler (main thread only; a no-op elsewhere, where Python cannot take signals); returns
-    the handler it replaced, for :func:`restore`."""
-    if threading.current_thread() is threading.main_thread():
-        return signal.signal(signal.SIGTERM, _raise_terminated)
-    return None
-
-
-def restore(previous) -> None:
-    """Put back the SIGTERM handler an entry point found (``main()`` called from Python, as the tests do)."""
-    if previous is not None and threading.current_thread() is threading.main_thread():
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM raises :class:`Terminated` inside the block (main thread only: elsewhere Python takes no signals);
+    the handler found is put back after it (``main()`` called from Python, as the tests do)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
         signal.signal(signal.SIGTERM, previous)
 
 

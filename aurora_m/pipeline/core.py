@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-import uuid
 from pathlib import Path
 
 import yaml
@@ -28,7 +27,7 @@ from ..recipe import Recipe, StageSpec
 from ..redaction import redact, redact_overrides
 from ..stages import engines, get_engine
 from .fingerprint import Fingerprints, StepPrint, explain_difference
-from .outputs import output_problem, record_outputs, step_output_paths
+from .outputs import output_problem, record_outputs, run_id_for, step_output_paths
 from .summary import build_summary
 
 logger = logging.getLogger(__name__)
@@ -187,7 +186,7 @@ class Pipeline:
                 if not again and status == "completed":
                     logger.info("%s/%s: complete, skipped", stage.name, step)
                     continue
-                if status == "stale" and not again:
+                if status == "stale" and not again:  # why, in one line naming what changed
                     logger.warning("%s/%s: %s: running it again", stage.name, step, why)
                 self.run_step(stage, step, restart=restart, resume=resume)
         return self.write_summary()
@@ -235,7 +234,7 @@ class Pipeline:
             dirs.marker(step),
             {
                 **stage_print.as_dict(),
-                "run_id": _run_id(previous, stage_print.fingerprint, input_runs, outputs),
+                "run_id": run_id_for(previous, stage_print.fingerprint, input_runs, outputs),
                 "input_runs": input_runs,
                 "outputs": outputs,
                 "overrides": redact_overrides(self.overrides.get(stage.name, [])),
@@ -376,25 +375,6 @@ class Pipeline:
         summary = build_summary(self.recipe, self.layout, self.step_status, duration, overrides)
         write_json(self.layout.summary, summary)
         return summary
-
-
-def _result(outputs: dict) -> dict:
-    """What later steps read of a step's outputs: their contents (not the training log, which a resume rewrites)."""
-    return {path: record[2] for path, record in outputs.items() if not path.endswith("/log_history.json")}
-
-
-def _run_id(previous: dict, fingerprint: str, input_runs: dict, outputs: dict) -> str:
-    """A new id for a new result; the old one when the step, run again for the same configuration on the same
-    inputs, wrote byte for byte what it wrote before (a deleted model saved again from its final checkpoint):
-    what read it stays complete."""
-    same = (
-        previous.get("run_id")
-        and previous.get("fingerprint") == fingerprint
-        and previous.get("input_runs") == input_runs
-        and _result(previous.get("outputs") or {}) == _result(outputs)
-        and outputs
-    )
-    return previous["run_id"] if same else uuid.uuid4().hex
 
 
 def _now() -> str:

@@ -10,6 +10,7 @@ against hours for the step itself); every later check is a ``stat`` per file.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from ..io import file_digest
@@ -69,3 +70,22 @@ def output_problem(recorded: dict[str, list] | None, run_root: Path) -> str | No
         if stat.st_mtime_ns != mtime_ns and file_digest(path) != digest:
             return f"{rel} was changed (same size, other content)"
     return None
+
+
+def _result(outputs: dict) -> dict:
+    """What later steps read of a step's outputs: their contents (not the training log, which a resume rewrites)."""
+    return {path: record[2] for path, record in outputs.items() if not path.endswith("/log_history.json")}
+
+
+def run_id_for(previous: dict, fingerprint: str, input_runs: dict, outputs: dict) -> str:
+    """A new id for a new result; the old one when the step, run again for the same configuration on the same
+    inputs, wrote byte for byte what it wrote before (a deleted model saved again from its final checkpoint):
+    what read it stays complete."""
+    same = (
+        previous.get("run_id")
+        and previous.get("fingerprint") == fingerprint
+        and previous.get("input_runs") == input_runs
+        and _result(previous.get("outputs") or {}) == _result(outputs)
+        and outputs
+    )
+    return previous["run_id"] if same else uuid.uuid4().hex

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import RecipeError
 from ..hub.variants import publish_variant, summary_variant
 from ..io import read_json_or_none
-from ..layout import ExportDir, RunLayout
+from ..layout import ExportDir, RunLayout, owning_folder
 from ..locking import run_lock
 from ..recipe import load_recipe
 from ..roots import PIPELINE_FILE
@@ -82,21 +82,11 @@ def _stale_for_current_recipe(layout: RunLayout, summary: dict, names: list[str]
 
 def _checked(run_dir: str | Path, out_dir: str | Path | None) -> tuple[RunLayout, dict]:
     layout = RunLayout(run_dir)
-    if out_dir is not None:
-        for folder in [Path(out_dir).resolve(), *Path(out_dir).resolve().parents]:
-            if (folder / RunLayout.MARKER).is_file():
-                raise RecipeError(
-                    out_dir,
-                    None,
-                    f"is inside the run folder {folder}, whose own stages write there: choose a folder outside it",
-                )
-            if folder != Path(out_dir).resolve() and (folder / ExportDir.MARKER).is_file():
-                raise RecipeError(
-                    out_dir,
-                    None,
-                    f"is inside the export {folder}: nothing is written inside an export (a push would carry it, "
-                    "and the export could no longer be replaced); choose a folder outside it",
-                )
+    owner = owning_folder(out_dir, include_self=False) if out_dir is not None else None
+    if owner is None and out_dir is not None and (Path(out_dir) / RunLayout.MARKER).is_file():
+        owner = (Path(out_dir).resolve(), "run folder")
+    if owner:  # a run's stages write their folders; an export is pushed as written (and replaced whole)
+        raise RecipeError(out_dir, None, f"is inside the {owner[1]} {owner[0]}: choose a folder outside it")
     return layout, recorded_summary(layout)
 
 
@@ -173,15 +163,18 @@ def check_exports_folder(out_dir: str | Path, names: list[str]) -> None:
         )
 
 
-def variant_names(run_dir: str | Path, variant: str | None) -> list[str]:
-    """``[variant]``, or (``None``: --all) every variant the run evaluated."""
+def variant_names(run_dir: str | Path, variant: str | None, out_dir: str | Path | None = None) -> list[str]:
+    """``[variant]``, or (``None``: --all) every variant the run evaluated, whose folders ``out_dir`` (if any) may
+    hold."""
     layout, summary = _checked(run_dir, None)
     if variant is not None:
         summary_variant(layout, summary, variant)
         return [variant]
     names = [v["name"] for v in summary["variants"] if v.get("evaluated_by")]
     if not names:
-        raise RecipeError(layout.summary, "variants", "no evaluated variant: run the eval stage first")
+        raise RecipeError(layout.summary, "variants", "no evaluated variant: add an eval stage to the recipe")
+    if out_dir is not None:
+        check_exports_folder(out_dir, names)
     return names
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import RecipeError
 from ..io import read_json_or_none, write_json
-from ..layout import ExportDir, RunLayout, StageDir
+from ..layout import StageDir, owning_folder
 from ..stages import KINDS
 from .fingerprint import describe_changes, result_config
 
@@ -49,16 +49,14 @@ def claim_output_dir(output_dir: str | Path, kind: str, parsed, config_file, dat
     dirs = StageDir(Path(output_dir).resolve())
     if os.environ.get("RANK", "0") != "0":
         return dirs
-    for folder in [dirs.root, *dirs.root.parents]:
-        for marker, what in ((RunLayout.MARKER, "run folder"), (ExportDir.MARKER, "export")):
-            if (folder / marker).is_file():
-                raise RecipeError(
-                    output_dir,
-                    "--output_dir",
-                    f"is inside the {what} {folder}, whose files aurora-m keeps track of: choose a folder outside "
-                    f"it (to run a stage of that run use `aurora-m train RECIPE_DIR --stage NAME --output-dir "
-                    f"{folder}`); nothing was changed",
-                )
+    if owner := owning_folder(dirs.root):
+        raise RecipeError(
+            output_dir,
+            "--output_dir",
+            f"is inside the {owner[1]} {owner[0]}, whose files aurora-m keeps track of: choose a folder outside it "
+            f"(to run a stage of that run use `aurora-m train RECIPE_DIR --stage NAME --output-dir {owner[0]}`); "
+            "nothing was changed",
+        )
     prints = script_prints(kind, parsed)
     claim = read_json_or_none(dirs.script_claim)
     if dirs.root.is_dir() and any(dirs.root.iterdir()) and claim is None:
