@@ -181,3 +181,59 @@ def test_the_gpu_check_says_why_it_skips_without_a_gpu():
         result.returncode == 0
         and result.stdout.strip() == "skipped: no CUDA device (torch.cuda.is_available() is False)"
     )
+
+
+def _fsdp2_rank(rank: int, world: int, port: int, results) -> None:
+    """One rank of a real FSDP2 step on the CPU (gloo): its local shards' bytes after AdamW's step."""
+    import os
+
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    model, _ = build(SHAPES[0])
+    for block in model.transformer.h:  # per GPTBigCodeBlock, then the root: as accelerate's fsdp2 config wraps it
+        fully_shard(block)
+    fully_shard(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    ids = torch.randint(0, SHAPES[0][4], (2, 32))
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+
+    def local(t):
+        return t.to_local() if hasattr(t, "to_local") else t
+
+    weights = sum(local(p).numel() * p.element_size() for p in model.parameters())
+    grads = sum(local(p.grad).numel() * p.grad.element_size() for p in model.parameters())
+    states = sum(
+        local(t).numel() * t.element_size()
+        for s in optimizer.state.values()
+        for t in s.values()
+        if torch.is_tensor(t) and t.dim() > 0
+    )
+    results.put((weights, grads, states))
+    dist.destroy_process_group()
+
+
+def test_fsdp2_shards_match_the_plan_on_two_cpu_ranks():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("fork")  # the test process has torch and transformers loaded: the ranks inherit them
+    results = ctx.Queue()
+    ranks = [ctx.Process(target=_fsdp2_rank, args=(r, 2, port, results)) for r in range(2)]
+    for p in ranks:
+        p.start()
+    measured = [results.get(timeout=300) for _ in ranks]
+    for p in ranks:
+        p.join(timeout=60)
+    _, planned = build(SHAPES[0])
+    memory = memory_per_rank(planned, Launch("fsdp2", "fsdp2"), 2, 32, 2, cpu_setting(planned, 4, False))
+    for weights, grads, states in measured:  # fp32 shards: 4 + 4 + 8 bytes a parameter over 2 ranks
+        assert abs(memory.weights / weights - 1) < 0.15 and abs(memory.gradients / grads - 1) < 0.15
+        assert abs(memory.optimizer / states - 1) < 0.15
