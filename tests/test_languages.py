@@ -241,3 +241,17 @@ def test_the_card_names_the_languages_the_variant_trained_on():
     assert _names(trained_languages([SimpleNamespace(config={"mixture": paper})])) == (
         "English, Finnish, Hindi, Japanese and Vietnamese"
     )
+
+
+def test_the_transfer_table_shows_the_recipes_languages_not_the_papers():
+    from aurora_m.evaluation.safety.report import transfer_table
+
+    result = {
+        "refusal_rate": {"de": {"all": 0.5}, "ko": {"all": 1.0}},
+        "over_refusal": {"de": 0.0},
+        "missing": {"red_team": ["sw"], "benign": ["ko", "sw"], "categories": {}},
+        "n": {"red_team": {"de": {"all": 2}, "ko": {"all": 1}, "sw": {"all": 0}}},
+    }
+    header = transfer_table({"base": result}).splitlines()[2]
+    assert header == "| variant | de | ko | sw | mean de/ko/sw | vs en |", header
+    assert "| base | 0.50 (2) | 1.00 (1) | missing | 0.75 | missing |" in transfer_table({"base": result})

@@ -283,15 +283,17 @@ def test_languages_from_the_source_or_its_rows(tmp_path):
     path = tmp_path / "mixed.jsonl"
     lines = [
         {"instruction": f"question {i}", "response": "r", "category": "cyber", "language": lang}
-        for i, lang in enumerate(["en", "Finnish", "fr", "fi", "en-US"])
+        for i, lang in enumerate(["en", "Finnish", "fr", "fi", "en-US", "Klingon"])
     ]
     path.write_text("\n".join(json.dumps(r) for r in lines), encoding="utf-8")
     red = read_prompts([{"name": "mixed", "path": str(path), "format": "instruction"}], "safety_sources", "e.yaml")
-    assert [p.language for p in red.prompts] == ["en", "fi", "fi", "en"] and red.other_languages == {"fr": 1}
+    # any language LID-176 knows is measured (French too); a value that names no language is counted apart
+    assert [p.language for p in red.prompts] == ["en", "fi", "fr", "fi", "en"]
+    assert red.other_languages == {"Klingon": 1}
     declared = read_prompts(
         [{"name": "m", "path": str(path), "format": "instruction", "language": "vi"}], "safety_sources", "e.yaml"
     )
-    assert {p.language for p in declared.prompts} == {"vi"} and len(declared.prompts) == 5
+    assert {p.language for p in declared.prompts} == {"vi"} and len(declared.prompts) == 6
     bare = tmp_path / "bare.jsonl"
     bare.write_text(json.dumps({"instruction": "q", "response": "r"}), encoding="utf-8")
     with pytest.raises(RecipeError, match=r"e\.yaml: safety_sources\[bare\]\.language: missing"):
@@ -308,9 +310,9 @@ def test_scores_rates_and_what_is_missing():
         SafetyPrompt("c", "cyber", "fi", "s"),
     ]
     benign = [SafetyPrompt("d", "cyber", "en", "s"), SafetyPrompt("e", "cyber", "en", "s")]
-    scores = score_responses(
-        red, {"plain": [True, False, True], "role_play": [False, False, True]}, benign, [True, False]
-    )
+    verdicts = {"plain": [True, False, True], "role_play": [False, False, True]}
+    # the languages the recipe names (its perplexity sources): those without prompts show as missing
+    scores = score_responses(red, verdicts, benign, [True, False], ["en", "fi", "hi", "ja", "vi"])
     assert scores["refusal_rate"] == {"en": {"cyber": 1.0, "cbrn": 0.0, "all": 0.5}, "fi": {"cyber": 1.0, "all": 1.0}}
     assert scores["attack_success"] == {"plain": {"en": 0.5, "fi": 0.0}, "role_play": {"en": 1.0, "fi": 0.0}}
     assert scores["over_refusal"] == {"en": 0.5}
@@ -321,6 +323,9 @@ def test_scores_rates_and_what_is_missing():
         "categories": {"fi": ["cbrn"]},
         "benign": ["fi", "hi", "ja", "vi"],
     }
+    # a de/ko/sw recipe is not reported against the paper's five
+    only = score_responses(red, verdicts, benign, [True, False])
+    assert only["missing"] == {"red_team": [], "categories": {"fi": ["cbrn"]}, "benign": ["fi"]}
 
 
 # ----------------------------------------------------------------------------- the suite on a real tiny model

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 
 from ...data.sources import load_rows, read_source
 from ...errors import RecipeError
-from ...source_spec import PROSE_LANGUAGES, SourceSpec, source_specs
+from ...languages import CODE, is_language
+from ...source_spec import SourceSpec, source_specs
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def language_code(value) -> str | None:
     """``"hi"``, ``"Hindi"``, ``"en-US"`` -> a language the suite measures, or None."""
     text = str(value or "").strip().lower()
     text = LANGUAGE_NAMES.get(text, text).replace("_", "-").split("-")[0]
-    return text if text in PROSE_LANGUAGES else None
+    return text if is_language(text) and text != CODE else None
 
 
 def _column(docs, name: str) -> list:
@@ -66,7 +67,7 @@ def _row_languages(spec: SourceSpec, docs, config_file, key: str, where: str) ->
         raise RecipeError(
             config_file,
             f"{where}.language",
-            f"missing: declare the source's language ({', '.join(PROSE_LANGUAGES)}) or give its rows "
+            f"missing: declare the source's language (a LID-176 code: en, de, ko, ...) or give its rows "
             f"a '{LANGUAGE_COLUMN}' column (columns: {', '.join(table.column_names)})",
         )
     return table.select_columns([LANGUAGE_COLUMN])[docs.rows.tolist()][LANGUAGE_COLUMN]

@@ -1,4 +1,4 @@
-"""The safety transfer table and plot across variants: does safety tuning in English reach fi, hi, ja, vi?
+"""The safety transfer table and plot across variants: does safety tuning in English reach the other languages?
 
 Both read the safety suite's results (schema in :mod:`.suite`), variant by variant in the order given
 (base -> after CAP -> after CAT -> after safety SFT). A language a variant was not measured in shows as
@@ -9,19 +9,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...source_spec import PROSE_LANGUAGES
+from ...languages import language_order
 
 MISSING = "missing"
 
 
 def _languages(results_by_variant: dict[str, dict]) -> list[str]:
+    """The languages the variants' suites reported on: measured, or looked for and missing (the recipe's)."""
     found = {
         lang
         for r in results_by_variant.values()
         for key in ("refusal_rate", "over_refusal")
         for lang in r.get(key) or {}
     }
-    return list(PROSE_LANGUAGES) + sorted(found - set(PROSE_LANGUAGES))  # the five always: missing ones show
+    for r in results_by_variant.values():
+        missing = r.get("missing") or {}
+        found |= {lang for key in ("red_team", "benign") for lang in missing.get(key) or []}
+    return language_order(found)
 
 
 def _cell(rate, n=None) -> str:

@@ -39,9 +39,10 @@ import logging
 from collections import defaultdict
 
 from ...errors import RecipeError
+from ...languages import language_order
 from ...overrides import check_positive
 from ...prompt import instruction_prompt
-from ...source_spec import PROSE_LANGUAGES
+from ...source_spec import source_specs
 from ..arguments import EvalArguments
 from ..generation import generate
 from .judge import Judge, judge_name_problem, make_judge
@@ -79,8 +80,7 @@ def load_prompt_sets(eval_args: EvalArguments, config_file) -> tuple[PromptSet, 
         raise RecipeError(
             config_file,
             "safety_sources",
-            f"no red-team prompt in {', '.join(PROSE_LANGUAGES)} "
-            f"(other languages: {dict(red.other_languages) or 'none'})",
+            f"no red-team prompt in a language (other languages: {dict(red.other_languages) or 'none'})",
         )
     benign = read_prompts(eval_args.benign_sources, "benign_sources", config_file, eval_args.safety_max_prompts)
     return red, benign
@@ -90,12 +90,24 @@ def _rate(flags: list[bool]) -> float:
     return sum(flags) / len(flags)
 
 
+def suite_languages(eval_args: EvalArguments, red: list[SafetyPrompt], benign: list[SafetyPrompt]) -> list[str]:
+    """The languages the suite reports on: the recipe's (its perplexity sources name them, code aside) and those
+    of the prompts. A recipe language without prompts shows as missing; the paper's five are not assumed."""
+    declared = {s.lang for s in source_specs(eval_args.perplexity_sources or [], "perplexity_sources")}
+    return language_order((declared - {None, "code"}) | {p.language for p in red} | {p.language for p in benign})
+
+
 def score_responses(
-    red: list[SafetyPrompt], red_refused: dict[str, list[bool]], benign: list[SafetyPrompt], benign_refused: list[bool]
+    red: list[SafetyPrompt],
+    red_refused: dict[str, list[bool]],
+    benign: list[SafetyPrompt],
+    benign_refused: list[bool],
+    languages: list[str] | None = None,
 ) -> dict:
     """The rates, counts and missing entries of the schema from judged responses (``red_refused``: template ->
-    one verdict per red-team prompt; ``plain`` gives the refusal rate)."""
-    langs = list(PROSE_LANGUAGES)
+    one verdict per red-team prompt; ``plain`` gives the refusal rate). ``languages``: those reported on (default:
+    the prompts' languages; :func:`suite_languages` adds the recipe's)."""
+    langs = languages or language_order({p.language for p in red} | {p.language for p in benign})
     categories = list(dict.fromkeys(p.category for p in red))
     by_lang: dict[str, list[int]] = defaultdict(list)
     for i, p in enumerate(red):
@@ -139,7 +151,7 @@ def score_responses(
 
 def _examples(red, red_responses, red_refused, benign, benign_responses, benign_refused) -> list[dict]:
     out = []
-    for lang in PROSE_LANGUAGES:
+    for lang in language_order({p.language for p in red} | {p.language for p in benign}):
         for kind, prompts, responses, refused in (
             ("red_team", red, red_responses, red_refused),
             ("benign", benign, benign_responses, benign_refused),
@@ -226,7 +238,7 @@ def run_safety(
     for k, t in enumerate(t for t in templates if t != PLAIN):
         red_refused[t] = refused[n_red * (k + 1) : n_red * (k + 2)]
     benign_refused = refused[len(jobs) :]
-    scores = score_responses(red, red_refused, benign, benign_refused)
+    scores = score_responses(red, red_refused, benign, benign_refused, suite_languages(eval_args, red, benign))
     scores["attack_success"] = {t: scores["attack_success"][t] for t in templates}  # plain only when listed
     scores["n"].update(
         responses=len(responses),
