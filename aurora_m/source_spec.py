@@ -252,13 +252,19 @@ def streamed_split(split: str) -> tuple[str, int | None]:
     return name, int(count)
 
 
-def hub_read_args(spec: SourceSpec) -> tuple[str, dict]:
+def hub_read_args(spec: SourceSpec, revision: str | None = None) -> tuple[str, dict]:
     """``load_dataset``'s path and options for a Hub source (split and streaming are the reader's): the repo by id,
-    or a packaged builder on the repo's files as ``hf://datasets/<repo>/<file>`` paths."""
+    or a packaged builder on the repo's files as ``hf://datasets/<repo>[@revision]/<file>`` paths."""
     if spec.builder is not None:
         files = [spec.data_files] if isinstance(spec.data_files, str) else list(spec.data_files)
-        return spec.builder, {"data_files": [f"hf://datasets/{spec.dataset}/{f.lstrip('/')}" for f in files]}
-    options = {"name": spec.config_name, "data_dir": spec.data_dir, "data_files": spec.data_files}
+        repo = f"{spec.dataset}@{revision}" if revision else spec.dataset
+        return spec.builder, {"data_files": [f"hf://datasets/{repo}/{f.lstrip('/')}" for f in files]}
+    options = {
+        "name": spec.config_name,
+        "data_dir": spec.data_dir,
+        "data_files": spec.data_files,
+        "revision": revision,
+    }
     return spec.dataset, {k: v for k, v in options.items() if v is not None}
 
 

@@ -241,6 +241,13 @@ class FakeHub:
             ],
         )
 
+    def dataset_info(self, request, repo_id):
+        """A dataset repo's info, as far as readers pin it: its id and the head commit of main."""
+        repo = self._repo(repo_id)
+        if isinstance(repo, httpx2.Response):
+            return repo
+        return httpx2.Response(200, json={"id": repo_id, "sha": repo.branches["main"], "private": repo.private})
+
     def validate_yaml(self, request):
         errors = validate_card(json.loads(request.content)["content"])
         if errors:
@@ -292,6 +299,7 @@ ROUTES = [
     ("GET", rf"/api/models/{REPO}/commits/(?P<revision>.+)", FakeHub.commits),
     ("GET", rf"/api/models/{REPO}/tree/(?P<revision>[^/]+)", FakeHub.tree),
     ("POST", r"/api/validate-yaml", FakeHub.validate_yaml),
+    ("GET", rf"/api/datasets/{REPO}", FakeHub.dataset_info),
     ("POST", rf"/api/models/{REPO}/preupload/(?P<revision>.+)", FakeHub.preupload),
     ("POST", rf"/api/models/{REPO}/commit/(?P<revision>.+)", FakeHub.commit),
 ]

@@ -119,6 +119,42 @@ def test_an_eval_source_reads_its_first_rows_streaming(monkeypatch, tmp_path):
     assert hub.served <= 300 + 1  # the stream stops at the bound (one row may be pulled to find the end)
 
 
+def test_a_streamed_read_is_pinned_to_the_commit_the_hub_serves(monkeypatch, tmp_path):
+    """Cached rows belong to one commit: online, a read pins the repo's head (an updated repo is read again);
+    offline, the commit the last online read saw serves the same rows from the cache."""
+    import datasets
+    import huggingface_hub
+    from fake_hub import FakeHub
+    from huggingface_hub import HfApi
+
+    from aurora_m.data.sources import read_source
+
+    hub = StreamingOnlyHub(rows=50)
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    spec = SourceSpec.from_config({"name": "en", "dataset": "org/corpus"}, list_key="perplexity_sources")
+
+    def online(on: bool) -> None:
+        for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+            monkeypatch.setenv(name, "0" if on else "1")
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", not on)
+        monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", not on)
+
+    with FakeHub() as fake:
+        online(True)
+        HfApi().create_repo("org/corpus", repo_type="dataset")
+        head = fake.repos["org/corpus"].branches["main"]
+        read_source(spec, "eval.yaml", "perplexity_sources")
+        assert hub.calls[-1][2] == {"revision": head} and hub.served == 50
+        online(False)
+        docs, _ = read_source(spec, "eval.yaml", "perplexity_sources")
+        assert len(docs) == 50 and hub.served == 50 and len(hub.calls) == 1  # the cache, not the Hub
+        online(True)
+        fake.commit_outside("org/corpus", "main", {"data.jsonl": b"{}"})
+        read_source(spec, "eval.yaml", "perplexity_sources")
+        assert hub.calls[-1][2] == {"revision": fake.repos["org/corpus"].branches["main"]} != {"revision": head}
+
+
 def test_a_hub_split_that_cannot_be_streamed_is_refused():
     with pytest.raises(RecipeError, match=r"perplexity_sources\[0\].split: a Hub source is streamed"):
         SourceSpec.from_config(

@@ -9,9 +9,10 @@ terabytes), and a second read of the same rows is served from the cache.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from ..hub_errors import explain_hub_errors
+from ..hub_errors import explain_hub_errors, offline_variables
 from ..source_spec import SourceSpec, hub_read_args, streamed_split
 from .bad_data_files import _data_file_error, _diagnosed, _root_message
 
@@ -50,13 +51,36 @@ def _load_hub(spec: SourceSpec, config_file: str, where: str):
     """A Hub source streamed (its first N rows with ``split: NAME[:N]``) into a cached Arrow table."""
     from datasets import Dataset
 
-    path, options = hub_read_args(spec)
     split, rows = streamed_split(spec.split)
     with explain_hub_errors(config_file, f"{where}.dataset", spec.dataset, "dataset"):
+        path, options = hub_read_args(spec, _hub_revision(spec.dataset))
         return Dataset.from_generator(
             _streamed_rows,
             gen_kwargs={"path": path, "options": json.dumps(options, sort_keys=True), "split": split, "rows": rows},
         )
+
+
+REVISIONS_FILE = "aurora_m_hub_revisions.json"  # in the datasets cache: the commit each repo was last read at
+
+
+def _hub_revision(repo_id: str) -> str | None:
+    """The commit the Hub serves for ``repo_id`` now, pinned for the read (so the cached rows are those of that
+    commit, and an updated repo is read again); offline, the commit the last online read saw (None: never read)."""
+    import datasets.config
+
+    record = Path(datasets.config.HF_DATASETS_CACHE) / REVISIONS_FILE
+    known = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+    if offline_variables():
+        return known.get(repo_id)
+    from huggingface_hub import HfApi
+
+    sha = HfApi().dataset_info(repo_id).sha
+    if known.get(repo_id) != sha:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        partial = record.with_name(f"{record.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps({**known, repo_id: sha}, indent=1, sort_keys=True), encoding="utf-8")
+        partial.replace(record)
+    return sha
 
 
 def _streamed_rows(path: str, options: str, split: str, rows: int | None):
