@@ -93,7 +93,9 @@ def tiny_run(tmp_path_factory, cache_dir) -> Path:
     # the README's line opts in to running model-written code (in the sandbox) for the code suite
     opt_in = "AURORA_M_ALLOW_CODE_EXECUTION=1"
     assert any(opt_in in line and command in line for line in (ROOT / "README.md").read_text().splitlines())
-    result = cli(*argv[1:], env={"AURORA_M_CACHE": str(cache_dir), opt_in.split("=")[0]: "1"}, fresh=True)
+    env = {"AURORA_M_CACHE": str(cache_dir), opt_in.split("=")[0]: "1"}
+    # 2.5 minutes on an idle 2-core machine; the limit only stops a hung run (a loaded machine takes 4x longer)
+    result = cli(*argv[1:], env=env, fresh=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-4000:]
     return run_dir
 
