@@ -2,9 +2,16 @@
 
 It answers the endpoints a push touches (repo creation, refs, branches, commits, trees, YAML validation,
 preupload, commit), keeps every repo's branches and commits in memory with their files' bytes, and
-records each request. ``fail`` queues failures for a path: a status code (answered as such) or an
-exception (raised by the transport, as a dropped connection is). Use it as a context manager: the default
-client factory is put back on exit.
+records each request. Large files go through Git LFS as on the Hub (see ``LfsStore``): preupload answers
+``lfs`` for what .gitattributes tracks and for binary or large files, the LFS batch endpoint hands out upload
+URLs only for objects the repo does not hold yet, the upload is checked against its sha256, and a commit is
+refused when it names an LFS object that was never uploaded or carries a binary file inline. huggingface_hub
+uploads through Xet when hf_xet is installed (a protocol the fake does not speak): inside the context it
+takes the LFS path, as it does where hf_xet is missing.
+
+``fail`` queues failures for a path: a status code (answered as such) or an exception (raised by the
+transport, as a dropped connection is). Use it as a context manager: the default client factory is put back
+on exit.
 
     with FakeHub() as hub:
         HfApi().create_repo("me/x")
@@ -19,6 +26,7 @@ import json
 import re
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from urllib.parse import unquote
 
 import httpx2
@@ -27,10 +35,16 @@ from huggingface_hub import constants, set_client_factory
 from huggingface_hub.utils._http import default_client_factory, hf_request_event_hook
 
 ENDPOINT = constants.ENDPOINT
-GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
+# what a new repo's first commit holds (a subset of the Hub's default .gitattributes)
+GITATTRIBUTES = b"".join(
+    f"{p} filter=lfs diff=lfs merge=lfs -text\n".encode()
+    for p in ("*.bin", "*.ckpt", "*.h5", "*.msgpack", "*.npy", "*.onnx", "*.pt", "*.pth", "*.safetensors", "*.zip")
+)
+LFS_SIZE = 10 * 1000 * 1000  # the Hub takes larger files through LFS only
 # What the Hub's metadata validation refuses, as far as these cards go (a subset of the real rules)
 LICENSES = {"apache-2.0", "mit", "bigcode-openrail-m", "openrail", "other", "cc-by-4.0", "llama2"}
 RELATIONS = {"adapter", "merge", "quantized", "finetune"}
+PIPELINE_TAGS = {"text-generation", "text-classification", "text2text-generation", "fill-mask", "feature-extraction"}
 LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -76,6 +90,15 @@ def validate_card(text: str) -> list[str]:
             errors.append(f'"language" must be ISO 639 codes, got {lang!r}')
     if "license" in meta and meta["license"] not in LICENSES:
         errors.append(f'"license" {meta["license"]!r} is not a known license id')
+    if meta.get("license") == "other" and not (meta.get("license_name") and meta.get("license_link")):
+        errors.append('"license: other" needs "license_name" and "license_link"')
+    tags = meta.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+        errors.append(f'"tags" must be a list of strings, got {tags!r}')
+    if "pipeline_tag" in meta and meta["pipeline_tag"] not in PIPELINE_TAGS:
+        errors.append(f'"pipeline_tag" {meta["pipeline_tag"]!r} is not a Hub task')
+    if "library_name" in meta and not isinstance(meta["library_name"], str):
+        errors.append('"library_name" must be a string')
     for dataset in meta.get("datasets") or []:
         if not isinstance(dataset, str) or not REPO_ID.match(dataset):
             errors.append(f'"datasets" must be dataset ids, got {dataset!r}')
@@ -102,7 +125,106 @@ def validate_card(text: str) -> list[str]:
     return errors
 
 
-class FakeHub:
+# ---------------------------------------------------------------------------------------------- Git LFS
+def lfs_patterns(gitattributes: bytes) -> list[str]:
+    """The patterns a .gitattributes sends through LFS (``PATTERN filter=lfs ...``)."""
+    lines = gitattributes.decode(errors="replace").splitlines()
+    return [line.split()[0] for line in lines if "filter=lfs" in line.split()[1:]]
+
+
+def upload_mode(path: str, sample: bytes, size: int, tracked: list[str]) -> str:
+    """What the Hub's preupload answers: ``lfs`` for a path .gitattributes tracks, a file over 10 MB, or a binary
+    one (a NUL byte in its first 512 bytes, git's test); ``regular`` otherwise (an empty file is regular)."""
+    name = path.rsplit("/", 1)[-1]
+    if size and (any(fnmatch(path, p) or fnmatch(name, p) for p in tracked) or size > LFS_SIZE or b"\0" in sample):
+        return "lfs"
+    return "regular"
+
+
+@dataclass
+class LfsStore:
+    """One repo's LFS objects: uploaded (sha256 -> bytes, kept across pushes as the Hub keeps them) and the
+    uploads the batch endpoint has handed out."""
+
+    objects: dict[str, bytes] = field(default_factory=dict)
+    expected: dict[str, int] = field(default_factory=dict)  # oid -> size, handed out and not yet uploaded
+
+    def committed(self, pointer: dict) -> bytes | None:
+        content = self.objects.get(pointer.get("oid", ""))
+        if (
+            content is None
+            or pointer.get("algo", "sha256") != "sha256"
+            or pointer.get("size", len(content)) != len(content)
+        ):
+            return None
+        return content
+
+    def tree_entry(self, content: bytes) -> dict:
+        oid = hashlib.sha256(content).hexdigest()
+        if oid in self.objects:
+            return {"lfs": {"oid": oid, "size": len(content), "pointerSize": 134}}
+        return {}
+
+
+class LfsEndpoints:
+    """The LFS batch API (``/{repo}.git/info/lfs/objects/batch``), the upload URLs it hands out and their
+    verification, as the Hub's answers go for ``basic`` transfers."""
+
+    def lfs_store(self, repo_id: str) -> LfsStore:
+        stores = self.__dict__.setdefault("_lfs", {})
+        return stores.setdefault(repo_id, LfsStore())
+
+    def lfs_uploads(self) -> list[str]:
+        """The oids whose bytes were uploaded, in order (each PUT that reached the fake)."""
+        return [
+            r.url.path.rsplit("/", 1)[1] for r in self.requests if r.method == "PUT" and "/lfs-upload/" in r.url.path
+        ]
+
+    def lfs_batch(self, request, repo_id):
+        if isinstance(self._repo(repo_id), httpx2.Response):
+            return self._repo(repo_id)
+        body = json.loads(request.content)
+        if body.get("operation") != "upload" or body.get("hash_algo", "sha256") != "sha256":
+            return httpx2.Response(422, json={"message": "fake hub: only sha256 uploads"})
+        store, objects = self.lfs_store(repo_id), []
+        for obj in body["objects"]:
+            answer = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
+            if obj["oid"] not in store.objects:  # what the repo holds already needs no upload
+                store.expected[obj["oid"]] = obj["size"]
+                answer["actions"] = {
+                    "upload": {"href": f"{ENDPOINT}/lfs-upload/{repo_id}/{obj['oid']}"},
+                    "verify": {"href": f"{ENDPOINT}/lfs-verify/{repo_id}"},
+                }
+            objects.append(answer)
+        return httpx2.Response(200, json={"transfer": "basic", "objects": objects})
+
+    def lfs_upload(self, request, repo_id, oid):
+        store = self.lfs_store(repo_id)
+        content = request.read()
+        if oid not in store.expected:
+            return httpx2.Response(403, text="fake hub: no upload was handed out for this object")
+        if hashlib.sha256(content).hexdigest() != oid or len(content) != store.expected[oid]:
+            return httpx2.Response(400, text="fake hub: the uploaded bytes do not match their oid and size")
+        store.objects[oid] = content
+        del store.expected[oid]
+        return httpx2.Response(200)
+
+    def lfs_verify(self, request, repo_id):
+        body = json.loads(request.content)
+        content = self.lfs_store(repo_id).objects.get(body["oid"])
+        if content is None or len(content) != body["size"]:
+            return httpx2.Response(404, json={"error": "fake hub: object not uploaded"})
+        return httpx2.Response(200, json={})
+
+
+LFS_ROUTES = [
+    ("POST", r"/(?P<repo_id>[^/]+/[^/]+)\.git/info/lfs/objects/batch", LfsEndpoints.lfs_batch),
+    ("PUT", r"/lfs-upload/(?P<repo_id>[^/]+/[^/]+)/(?P<oid>[0-9a-f]{64})", LfsEndpoints.lfs_upload),
+    ("POST", r"/lfs-verify/(?P<repo_id>[^/]+/[^/]+)", LfsEndpoints.lfs_verify),
+]
+
+
+class FakeHub(LfsEndpoints):
     def __init__(self):
         self.repos: dict[str, Repo] = {}
         self.requests: list[httpx2.Request] = []
@@ -137,10 +259,13 @@ class FakeHub:
             )
 
         set_client_factory(factory)
+        self._xet_disabled = constants.HF_HUB_DISABLE_XET
+        constants.HF_HUB_DISABLE_XET = True  # huggingface_hub's LFS path, not Xet's (no fake of that protocol)
         return self
 
     def __exit__(self, *exc) -> None:
         set_client_factory(default_client_factory)
+        constants.HF_HUB_DISABLE_XET = self._xet_disabled
 
     def _oid(self) -> str:
         self._counter += 1
@@ -236,7 +361,13 @@ class FakeHub:
         return httpx2.Response(
             200,
             json=[
-                {"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                {
+                    "type": "file",
+                    "path": p,
+                    "size": len(b),
+                    "oid": hashlib.sha1(b).hexdigest(),
+                    **self.lfs_store(repo_id).tree_entry(b),
+                }
                 for p, b in sorted(repo.commits[oid].files.items())
             ],
         )
@@ -258,11 +389,18 @@ class FakeHub:
         if isinstance(repo := self._repo(repo_id), httpx2.Response):
             return repo
         files = json.loads(request.content)["files"]
+        tracked = lfs_patterns(repo.files(revision).get(".gitattributes", b"") if revision in repo.branches else b"")
         return httpx2.Response(
             200,
             json={
                 "files": [
-                    {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None} for f in files
+                    {
+                        "path": f["path"],
+                        "uploadMode": upload_mode(f["path"], base64.b64decode(f["sample"]), f["size"], tracked),
+                        "shouldIgnore": False,
+                        "oid": None,
+                    }
+                    for f in files
                 ]
             },
         )
@@ -278,9 +416,30 @@ class FakeHub:
         if header.get("parentCommit") and header["parentCommit"] != repo.branches[revision]:
             return httpx2.Response(412, json={"error": "A commit has happened since. Please refresh and try again."})
         files = repo.files(revision)
+        tracked = lfs_patterns(files.get(".gitattributes", b""))
         for line in lines[1:]:
             if line["key"] == "file":
-                files[line["value"]["path"]] = base64.b64decode(line["value"]["content"])
+                content = base64.b64decode(line["value"]["content"])
+                if upload_mode(line["value"]["path"], content[:512], len(content), tracked) == "lfs":
+                    return httpx2.Response(
+                        400,
+                        json={
+                            "error": f"Your push was rejected because it contains binary files: "
+                            f"{line['value']['path']} must go through LFS"
+                        },
+                    )
+                files[line["value"]["path"]] = content
+            elif line["key"] == "lfsFile":
+                content = self.lfs_store(repo_id).committed(line["value"])
+                if content is None:
+                    return httpx2.Response(
+                        422,
+                        json={
+                            "error": f"Your push was rejected because an LFS pointer pointed to a file that does "
+                            f"not exist: {line['value']['path']} ({line['value'].get('oid')})"
+                        },
+                    )
+                files[line["value"]["path"]] = content
             elif line["key"] == "deletedFile":
                 files.pop(line["value"]["path"], None)
             else:
@@ -302,4 +461,5 @@ ROUTES = [
     ("GET", rf"/api/datasets/{REPO}", FakeHub.dataset_info),
     ("POST", rf"/api/models/{REPO}/preupload/(?P<revision>.+)", FakeHub.preupload),
     ("POST", rf"/api/models/{REPO}/commit/(?P<revision>.+)", FakeHub.commit),
+    *LFS_ROUTES,
 ]

@@ -119,6 +119,10 @@ def test_cap_loss_goes_down_and_matches_golden_values(tiny_run):
     assert sum(losses[-10:]) / 10 < losses[0] - 1.5
     golden = json.loads(GOLDEN.read_text())
     assert losses[: len(golden)] == pytest.approx(golden, rel=2e-3)
+    # the golden's independent anchor: the first step's loss is an untrained model's, near-uniform over the
+    # vocabulary (tests/test_patches.py shows the same for the freshly built model alone)
+    vocab = json.loads((tiny_run / "cap" / "model" / "config.json").read_text())["vocab_size"]
+    assert golden[0] == pytest.approx(math.log(vocab), rel=0.01)
     assert (tiny_run / "cap" / "loss.png").is_file() and (tiny_run / "cap" / "data" / "mixture.png").is_file()
 
 
@@ -251,15 +255,25 @@ def test_safety_sft_puts_the_loss_on_responses_only(tiny_run, tmp_path):
         assert ids[-1] == tokenizer.eos_token_id
 
 
-def test_every_tiny_variant_gets_every_suite_and_the_cross_variant_reports(tiny_run):
+def test_every_tiny_variant_gets_every_suite_and_the_cross_variant_reports(tiny_run, monkeypatch):
+    from aurora_m.evaluation.code import OPT_IN, LocalSandbox
+
+    monkeypatch.setenv(OPT_IN, "1")
+    machine = LocalSandbox(workers=1).isolation()  # what the tiny run's programs ran under
     variants = [v["name"] for v in summary(tiny_run)["variants"]]
     for name in variants:
         folder = tiny_run / "eval" / name
         code = json.loads((folder / "code.json").read_text())
         for bench in ("humaneval", "mbpp"):
             result = code["benchmarks"][bench]
-            assert result["problems"] == 8 and 0 <= result["greedy"]["pass@1"] <= 1
+            greedy = [d["greedy"] for d in result["problems_detail"]]
+            assert result["problems"] == 8 and result["greedy"]["pass@1"] == greedy.count("passed") / 8
+            assert result["sampled"]["pass@1"] == pytest.approx(
+                sum(d["sampled_passed"] for d in result["problems_detail"]) / 32  # pass@1 is c / n on average
+            )
             assert set(result["sampled"]) >= {"pass@1", "pass@2"} and sum(result["statuses"].values()) == 8 * 5
+        isolation = json.loads((folder / "results.json").read_text())["code"]["isolation"]
+        assert code["isolation"] == isolation and isolation["level"] == machine.level
         harness = json.loads((folder / "harness.json").read_text())
         assert set(harness["by_language"]) == {"en", "fi", "hi", "ja", "vi"}
         safety = json.loads((folder / "safety.json").read_text())

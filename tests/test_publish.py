@@ -6,14 +6,17 @@ everything from ``HfApi`` down is the real library; only the Hub's HTTP answers 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import httpx2
 import pytest
 import yaml
 from fake_hub import FakeHub, validate_card
-from huggingface_hub import ModelCard
+from huggingface_hub import HfApi, ModelCard
 
 from aurora_m.cli import main
 from aurora_m.errors import RecipeError
@@ -81,6 +84,12 @@ def test_the_branch_exists_before_one_commit_of_exactly_the_dry_run_files(tiny_r
     assert [c.title for c in repo.history(variant)][1:] == ["initial commit"]  # one commit on the first
     assert repo.files(variant) == {**dry, ".gitattributes": repo.files("main")[".gitattributes"]}  # byte-equal
     assert repo.files("main").keys() == {".gitattributes"}
+    # the weights and plots went through Git LFS (uploaded, then named by their oid in the commit), text inline
+    tree = {f.path: f for f in HfApi().list_repo_tree(plan.repo_id, revision=variant, recursive=True)}
+    weights = hashlib.sha256(dry["model.safetensors"]).hexdigest()
+    assert tree["model.safetensors"].lfs.sha256 == weights and weights in hub.lfs_uploads()
+    assert tree["assets/perplexity.png"].lfs is not None and tree["config.json"].lfs is None
+    assert len(hub.lfs_uploads()) == len({f.lfs.sha256 for f in tree.values() if f.lfs})  # each object once
 
 
 def test_every_variant_pushes_as_its_own_repo_with_the_cli(tiny_run, hub, capsys):
@@ -110,6 +119,87 @@ def test_pushing_again_is_refused_unless_told_and_then_replaces_in_one_commit(ti
     assert "model.safetensors" in repo.files()
 
 
+def test_an_interrupted_push_resumes_uploading_only_what_is_missing(tiny_run, hub):
+    """Killed in the middle of its uploads (Ctrl-C, a lost node), a push left nothing visible; the same push
+    again uploads only the objects the Hub did not receive, then makes them visible in one commit."""
+    from aurora_m.hub.push import push as push_plan
+
+    plan = plan_push(export_dir(tiny_run, "aurora-m-tiny-base"))
+    large = {hashlib.sha256(path.read_bytes()).hexdigest() for name, path in plan.files.items() if name.endswith(
+        (".safetensors", ".png"))}  # fmt: skip
+    assert len(large) >= 3
+    seen = []
+
+    def interrupted_at_the_second(request):
+        seen.append(request)
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # what the process gets when it is stopped mid-upload
+
+    hub.fail("/lfs-upload/", interrupted_at_the_second, interrupted_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        push_plan(plan, backoff_s=0.01)
+    repo = hub.repos[plan.repo_id]
+    assert set(repo.files()) == {".gitattributes"} and len(repo.history()) == 1  # nothing visible
+    received = set(hub.lfs_store(plan.repo_id).objects)
+    assert received and received < large  # some arrived, not all
+    before = len(hub.lfs_uploads())
+    push_plan(plan, backoff_s=0.01)
+    again = hub.lfs_uploads()[before:]
+    assert sorted(again) == sorted(large - received)  # only what was missing, each once
+    assert len(repo.history()) == 2 and set(plan.files) <= set(repo.files())
+    assert {n: repo.files()[n] for n in plan.files} == {n: p.read_bytes() for n, p in plan.files.items()}
+
+
+def test_the_fake_hub_is_as_strict_as_the_hub_about_lfs(hub):
+    """Through huggingface_hub: tracked and binary files go to LFS, text inline; a commit carrying a binary file
+    inline, or naming an LFS object never uploaded, is refused; an object the repo holds is not asked for again."""
+    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub.utils import get_session
+
+    api = HfApi()
+    api.create_repo("me/strict")
+    weights, plot = b"\x00safetensors" * 100, b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+    adds = {"model.safetensors": weights, "assets/plot.png": plot, "config.json": b"{}"}
+    api.create_commit("me/strict", [CommitOperationAdd(n, b) for n, b in adds.items()], commit_message="one")
+    tree = {f.path: f for f in api.list_repo_tree("me/strict", recursive=True)}
+    assert {n for n, f in tree.items() if f.lfs} == {"model.safetensors", "assets/plot.png"}
+    assert sorted(hub.lfs_uploads()) == sorted(hashlib.sha256(b).hexdigest() for b in (weights, plot))
+    assert hub.repos["me/strict"].files() == {
+        **adds,
+        ".gitattributes": hub.repos["me/strict"].files()[".gitattributes"],
+    }
+    api.create_commit("me/strict", [CommitOperationAdd("copy.safetensors", weights)], commit_message="two")
+    assert len(hub.lfs_uploads()) == 2  # the Hub holds that object: not uploaded again
+
+    def raw_commit(line: dict):
+        body = "\n".join(json.dumps(x) for x in [{"key": "header", "value": {"summary": "raw"}}, line])
+        url = f"{api.endpoint}/api/models/me/strict/commit/main"
+        return get_session().post(url, content=body.encode(), headers={"authorization": f"Bearer {TOKEN}"})
+
+    inline = {"content": base64.b64encode(b"\x00binary").decode(), "path": "blob.dat", "encoding": "base64"}
+    assert raw_commit({"key": "file", "value": inline}).status_code == 400
+    pointer = {"path": "ghost.safetensors", "algo": "sha256", "oid": "0" * 64, "size": 3}
+    assert raw_commit({"key": "lfsFile", "value": pointer}).status_code == 422
+    assert len(hub.repos["me/strict"].history()) == 3  # neither landed
+
+
+@pytest.mark.parametrize(
+    "front,words",
+    [
+        ("license: other\n", '"license: other" needs "license_name" and "license_link"'),
+        ("license: apache-2.0\ntags: [code, {a: b}]\n", '"tags" must be a list of strings'),
+        ("license: apache-2.0\npipeline_tag: text-generator\n", "'text-generator' is not a Hub task"),
+        ("language: [en, english]\n", "\"language\" must be ISO 639 codes, got 'english'"),
+    ],
+)
+def test_the_fake_hub_refuses_card_metadata_the_hub_refuses(front, words, hub):
+    from huggingface_hub import ModelCard
+
+    with pytest.raises(ValueError, match=re.escape(words)):
+        ModelCard(f"---\n{front}---\n# card\n").validate()
+    ModelCard("---\nlicense: other\nlicense_name: aurora-m\nlicense_link: LICENSE\ntags: [code]\n---\n").validate()
+
+
 # ---------------------------------------------------------------------------------------------- the card
 def test_cards_pass_metadata_validation_and_the_model_index_round_trips(tiny_run):
     cards = {}
@@ -130,6 +220,8 @@ def test_cards_pass_metadata_validation_and_the_model_index_round_trips(tiny_run
             assert result.metric_type != "perplexity"
         assert front["language"] == ["en", "fi", "hi", "ja", "vi"] and "code" in front["tags"]
         assert front["license"] == "bigcode-openrail-m"
+        isolation = results["code"]["isolation"]  # the sandbox's strength, as the eval stage recorded it
+        assert f"isolation level **{isolation['level']}**\n({isolation['description']})." in text
         assert all("/" in d for d in front.get("datasets", [])), front.get("datasets")
         for section in (
             "## Lineage",

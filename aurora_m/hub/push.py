@@ -10,8 +10,12 @@ branch) and never writes one: pushing again re-reads the same folder. The steps,
    (``.gitattributes`` only), so it never inherits another variant's files;
 3. the overwrite guard: a target branch that already holds files (beside ``.gitattributes``) is refused
    unless ``overwrite``; with it, the commit also deletes what the export no longer has;
-4. ``create_commit`` with every file and ``parent_commit`` = the head the guard looked at: a concurrent
-   change refuses the commit instead of being overwritten.
+4. upload the large files first (``preupload_lfs_files``: Xet where hf_xet is installed, else Git LFS; a 15.5B
+   variant is ~31 GB): the Hub keeps what arrived, and asks again only for what it does not hold, so a push
+   that was interrupted (Ctrl-C, a lost node, an upload that failed after huggingface_hub's retries) resumes
+   with the same command and uploads only what is missing; nothing is visible on the branch yet;
+5. ``create_commit`` with every file and ``parent_commit`` = the head the guard looked at: the one commit that
+   makes the upload visible; a concurrent change refuses it instead of being overwritten.
 
 Retries: huggingface_hub already retries its paginated GETs and the preupload call (``http_backoff``:
 429, 5xx, network errors); repo and branch creation, the refs call and the commit POST are not retried
@@ -220,6 +224,8 @@ def _explain(err: BaseException, plan: PushPlan, step: str) -> RecipeError:
     else:
         detail = TOKEN_VALUE.sub("hf_***", " ".join(str(err).split()))[:300]
         why = f"the Hub answered {status or type(err).__name__}: {detail}"
+    if step == "upload the files":
+        nothing += "; what was uploaded stays on the Hub, and the same command uploads only what is missing"
     return RecipeError(
         plan.repo_id, plan.revision, f"could not {step}: {why}; {nothing} (a Hub commit is all or nothing)"
     )
@@ -299,6 +305,12 @@ def push(plan: PushPlan, *, overwrite: bool = False, retries: int = 5, backoff_s
             for name, path in sorted(plan.files.items())
         ]
         operations += [CommitOperationDelete(path_in_repo=name) for name in sorted(set(there) - set(plan.files))]
+        step = "upload the files"
+        size = sum(path.stat().st_size for path in plan.files.values())
+        logger.info("%s@%s: uploading %d files (%s bytes; what the Hub holds already is skipped)", plan.repo_id,
+                    plan.revision, len(plan.files), f"{size:,}")  # fmt: skip
+        additions = [op for op in operations if isinstance(op, CommitOperationAdd)]
+        retry("upload", api.preupload_lfs_files, plan.repo_id, additions, revision=plan.revision)
         step = "commit"
         logger.info(
             "%s@%s: committing %d files on top of %s", plan.repo_id, plan.revision, len(plan.files), parent[:12]
