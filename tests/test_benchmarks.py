@@ -58,6 +58,9 @@ def test_train_overhead_times_three_engines_on_the_same_computation(tmp_path):
     )
     assert re.fullmatch(rf"overhead_ratio: {FLOAT}", lines[-1]), lines[-1]
     assert float(lines[-1].split()[-1]) > 0
+    assert re.fullmatch(r"overhead_ms_per_step: -?[0-9]+\.[0-9]", lines[-2]), lines[-2]
+    spread = next(line for line in lines if line.startswith("ours - bare per step: median "))
+    assert re.search(r"range [-+][0-9.]+ to [-+][0-9.]+, quartiles .*, 2 steps\); step ratio range", spread), spread
     for key in ("trainer_over_bare", "ours_over_trainer"):
         assert any(re.fullmatch(rf"{key}: {FLOAT}", line) for line in lines), (key, lines)
     for engine in ("ours", "trainer", "bare"):
@@ -164,3 +167,28 @@ def test_leakage_throughput_checks_its_plants_and_ends_with_its_figures():
     assert re.match(
         r"planted leaks: [1-9]\d* verbatim \(both found all\), [1-9]\d* rewritten \(ours found all\)", plants
     ), plants
+
+
+def test_the_data_benchmark_compares_the_whole_step_with_stock_datatrove_and_their_outputs():
+    refused = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "data_throughput.py"), "--repeat", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **OFFLINE},
+    )
+    assert refused.returncode == 2 and "at least 3 runs" in refused.stderr  # a figure needs its spread
+    lines = run_benchmark(
+        "data_throughput.py", "--mb", "0.2", "--tasks", "1", "--repeat", "1", "--allow-few-repeats", timeout=600
+    )
+    assert re.fullmatch(rf"ratio_vs_tokenizer: {FLOAT}", lines[-1]), lines[-1]
+    assert re.fullmatch(rf"ratio_vs_datatrove: {FLOAT}", lines[-2]) and float(lines[-2].split()[-1]) > 0, lines
+    assert lines[-3].startswith("ratio_vs_datatrove spread: median "), lines[-3]
+    for build in ("ours (whole data step)", "stock datatrove"):
+        assert any(re.match(rf"{re.escape(build)}\s*: median [0-9.]+ s \(range ", line) for line in lines), lines
+    # the outputs side by side, every source, with what ours removed
+    outputs = next(line for line in lines if line.startswith("outputs: "))
+    per_source = [line for line in lines if re.match(r"  (en|fi|hi|ja|vi|code)\s*: ours \d+ docs", line)]
+    assert len(per_source) == 6 and all("difference" in line and "ours removed" in line for line in per_source)
+    assert ("differ" in outputs) == any("difference +0 docs +0 tokens" not in line for line in per_source)

