@@ -419,4 +419,9 @@ def test_humaneval_pass1_probe_runs_in_the_sandbox_and_needs_the_opt_in(tmp_path
     assert ran.returncode == 0, ran.stderr[-3000:]
     history = json.loads((tmp_path / "b" / "log_history.json").read_text())
     probes = [e for e in history if "forgetting/humaneval_pass1" in e]
-    assert [e["step"] for e in probes] == [0, 10] and all(0 <= e["forgetting/humaneval_pass1"] <= 1 for e in probes)
+    from aurora_m.train.monitor import HUMANEVAL_PROBE_PROBLEMS
+
+    assert [e["step"] for e in probes] == [0, 10]
+    for probe in probes:  # k of the probe's problems passed
+        passed = probe["forgetting/humaneval_pass1"] * HUMANEVAL_PROBE_PROBLEMS
+        assert passed == pytest.approx(round(passed)) and 0 <= round(passed) <= HUMANEVAL_PROBE_PROBLEMS
