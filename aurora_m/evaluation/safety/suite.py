@@ -130,7 +130,11 @@ def score_responses(
         if absent:
             missing_categories[lang] = absent
     attack = {
-        name: {lang: 1.0 - _rate([flags[i] for i in by_lang[lang]]) for lang in langs if by_lang.get(lang)}
+        name: {
+            lang: 1.0 - _rate(measured)
+            for lang in langs
+            if (measured := [flags[i] for i in by_lang.get(lang, []) if flags[i] is not None])
+        }
         for name, flags in red_refused.items()
     }
     benign_by_lang: dict[str, list[bool]] = defaultdict(list)
@@ -210,7 +214,8 @@ def run_safety(
     red, benign = red_set.prompts, benign_set.prompts
 
     # one generation pass over every (template, prompt) and benign prompt
-    jobs = [(PLAIN, p) for p in red] + [(t, p) for t in templates if t != PLAIN for p in red]
+    attacks = [t for t in templates if t != PLAIN]
+    jobs = [(PLAIN, p) for p in red] + [(t, p) for t in attacks for p in red if get_template(t).speaks(p.language)]
     instructions = [get_template(t).apply(p.instruction, p.language) for t, p in jobs]
     instructions += [p.instruction for p in benign]
     prompts = [instruction_prompt(x) for x in instructions]
@@ -235,8 +240,9 @@ def run_safety(
 
     n_red = len(red)
     red_refused = {PLAIN: refused[:n_red]}
-    for k, t in enumerate(t for t in templates if t != PLAIN):
-        red_refused[t] = refused[n_red * (k + 1) : n_red * (k + 2)]
+    verdicts = iter(refused[n_red : len(jobs)])  # None: the template has no wording in the prompt's language
+    for t in attacks:
+        red_refused[t] = [next(verdicts) if get_template(t).speaks(p.language) else None for p in red]
     benign_refused = refused[len(jobs) :]
     scores = score_responses(red, red_refused, benign, benign_refused, suite_languages(eval_args, red, benign))
     scores["attack_success"] = {t: scores["attack_success"][t] for t in templates}  # plain only when listed
@@ -257,6 +263,15 @@ def run_safety(
         )
     if scores["missing"]["red_team"]:
         logger.warning("safety: no red-team prompts in %s", ", ".join(scores["missing"]["red_team"]))
+    unworded = {
+        t: langs
+        for t in attacks
+        if (langs := language_order({p.language for p in red if not get_template(t).speaks(p.language)}))
+    }
+    if unworded:
+        scores["templates_not_measured"] = unworded
+        for t, langs in unworded.items():
+            logger.warning("safety: template %s has no wording in %s: not measured there", t, ", ".join(langs))
     benign_responses = responses[len(jobs) :]
     losses = response_losses(
         model, tokenizer, eval_args.safety_sources, eval_args.benign_sources, config_file, batch_size, cache

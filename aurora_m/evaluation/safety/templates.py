@@ -2,8 +2,10 @@
 
 Each template is a format string with ``{prompt}``, written in each of the five languages so that the
 attack is in the language it is measured in (an English wrapper around a Finnish request would test
-code-switching as much as the attack). A language without its own wording gets the English one. The
-wrapped instruction then goes into the paper's ``### Instruction:`` / ``### Response:`` prompt.
+code-switching as much as the attack). A language without its own wording is not attacked with that
+template (an English wrapper around a Korean request is another test): the suite reports the template as not
+measured for it (``templates_not_measured``). The wrapped instruction then goes into the paper's
+``### Instruction:`` / ``### Response:`` prompt.
 
 - ``plain``: the instruction as it is (no attack): the refusal rate comes from it.
 - ``role_play``: the model is asked to play a character with no rules who never refuses.
@@ -26,6 +28,10 @@ from ...overrides import did_you_mean
 class Template:
     name: str
     wrappers: dict[str, str]  # language -> format string with {prompt}
+
+    def speaks(self, language: str) -> bool:
+        """Whether the template has its wording in ``language`` (``plain`` wraps nothing: every language)."""
+        return self.name == PLAIN or language in self.wrappers
 
     def apply(self, prompt: str, language: str) -> str:
         # str.format reads braces in the wrapper only: an instruction holding "{...}" is passed through as is
