@@ -238,6 +238,11 @@ def check_writable(path: str | Path, what: str) -> Path:
     """A folder we can create and write into, or one line saying why not (tried, not guessed: root ignores modes,
     read-only mounts and /proc do not)."""
     path = Path(path)
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are no UTF-8: every record we write names its folder in UTF-8 JSON
+        shown = str(path).encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        raise RecipeError(shown, None, f"{what}: the name is not UTF-8 text: choose a UTF-8 name") from None
     probe_parent = path
     while not probe_parent.exists() and probe_parent != probe_parent.parent:
         probe_parent = probe_parent.parent

@@ -204,6 +204,21 @@ def test_cli_convert_both_ways(tiny_hf, tmp_path):
     assert done.returncode == 2 and "--overwrite" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_convert_checks_the_config_against_the_tensors(tiny_hf, tmp_path, capsys):
+    import shutil
+
+    from aurora_m.cli import main
+
+    src = shutil.copytree(tiny_hf[0], tmp_path / "hf")
+    config = json.loads((src / "config.json").read_text())
+    for key, value, words in (("n_layer", 1, "1 layers, but the weights hold 2"), ("n_inner", 64, "mlp.c_fc")):
+        (src / "config.json").write_text(json.dumps({**config, key: value}))
+        assert main(["convert", "hf-to-nanotron", str(src), str(tmp_path / "nt")]) == 2
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err, err
+        assert not (tmp_path / "nt").exists()
+
+
 # ----------------------------------------------------------------------------- config emission
 def _parse(stage_yaml: Path, overrides: list[str], engine: str = "nanotron"):
     from aurora_m.stage_checks import parse_stage

@@ -364,3 +364,11 @@ def test_a_garbage_tokenizer_cache_entry_is_made_again(tmp_path, monkeypatch, lo
     again = cached_tokenizer([str(corpus)], 300)
     assert again("rivers and lakes")["input_ids"] == first("rivers and lakes")["input_ids"]
     assert "the cached tokenizer does not load" in logs.text
+
+
+def test_an_output_name_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    name = os.fsdecode(bytes(tmp_path) + b"/run-\xff")  # what a Latin-1 shell passes for "run-ÿ"
+    assert main(["run", str(TINY), "--output-dir", name, "--stages", "cap"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "run-\\udcff: --output-dir: the name is not UTF-8 text" in line, line
+    assert os.listdir(tmp_path) == []

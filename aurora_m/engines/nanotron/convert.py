@@ -17,7 +17,6 @@ in and by one 5 GB output shard on the way out.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
@@ -39,13 +38,11 @@ from .checkpoint import (
     shard_files,
     shard_metadata,
 )
+from .hf_folder import HF_CONFIG, HF_INDEX, HF_SINGLE, HFReader, readable
 from .modelconfig import GPTBigCodeConfig
 
 logger = logging.getLogger(__name__)
 
-HF_CONFIG = "config.json"
-HF_SINGLE = "model.safetensors"
-HF_INDEX = "model.safetensors.index.json"
 SHARD_BYTES = 5 << 30  # transformers' default max_shard_size
 # tokenizer and generation files travel with the weights, so a converted folder loads as a whole model
 CARRIED = (
@@ -62,64 +59,6 @@ CARRIED_DIR = "transformers-files"  # where a nanotron folder keeps them
 
 
 # ----------------------------------------------------------------------------- transformers side
-class HFReader:
-    """Tensors of a transformers folder (one safetensors file or an index of shards), read one at a time."""
-
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
-        config = read_json_or_none(self.folder / HF_CONFIG)
-        if not isinstance(config, dict):
-            raise RecipeError(self.folder, HF_CONFIG, "missing or not JSON: expected a transformers model folder")
-        if config.get("model_type") != "gpt_bigcode" or not config.get("multi_query", True):
-            raise RecipeError(
-                self.folder / HF_CONFIG,
-                "model_type",
-                f"expected a multi-query gpt_bigcode model, got {config.get('model_type')!r}",
-            )
-        if config.get("tie_word_embeddings") is False:
-            raise RecipeError(
-                self.folder / HF_CONFIG,
-                "tie_word_embeddings",
-                "false: the nanotron model ties its head to the token embedding",
-            )
-        self.config = config
-        if (self.folder / HF_INDEX).is_file():
-            weight_map = (read_json_or_none(self.folder / HF_INDEX) or {}).get("weight_map") or {}
-        elif (self.folder / HF_SINGLE).is_file():
-            weight_map = None
-        else:
-            raise RecipeError(self.folder, None, f"no {HF_SINGLE} or {HF_INDEX}: weights load from safetensors only")
-        self._map = weight_map
-
-    def file_of(self, key: str) -> Path:
-        if self._map is None:
-            return self.folder / HF_SINGLE
-        if key not in self._map:
-            raise RecipeError(self.folder / HF_INDEX, key, "missing from the weight map")
-        return self.folder / self._map[key]
-
-    def get(self, key: str):
-        from safetensors import safe_open
-
-        with readable(self.file_of(key)), safe_open(self.file_of(key), framework="pt") as f:
-            if key not in f.keys():
-                raise RecipeError(self.file_of(key), key, "tensor missing: not a GPTBigCode checkpoint")
-            return f.get_tensor(key)
-
-
-@contextlib.contextmanager
-def readable(path: Path):
-    """A damaged safetensors file (bad header, cut short) is one line naming it, not safetensors' traceback."""
-    from safetensors import SafetensorError
-
-    try:
-        yield
-    except SafetensorError as err:
-        raise RecipeError(
-            path, None, f"not a readable safetensors file ({' '.join(str(err).split())}); nothing was written"
-        ) from None
-
-
 def _write_hf(tensors, dst: Path) -> None:
     """``(key, tensor)`` pairs into safetensors shards of at most 5 GB, with an index when there are several."""
     from safetensors.torch import save_file
@@ -257,6 +196,7 @@ def hf_to_nanotron(
                 f"{n_positions}: expected 1 to {rows} (the model's learned positions: they can be trimmed, not added)",
             )
         config.max_position_embeddings = n_positions
+    reader.check_against(GPTBigCodeConfig.from_hf(reader.config))
     _check_dst(src, dst, overwrite)
     layout = params(config.num_hidden_layers, config.hidden_size, config.head_dim)
     dtype = None
