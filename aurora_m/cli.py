@@ -9,7 +9,7 @@
     aurora-m publish RUN_DIR --variant NAME|--all      push the run's export of each variant, one commit each
     aurora-m publish RUN_DIR --variant NAME --dry-run --out DIR    write that commit to DIR, print its operations
     aurora-m publish RUN_DIR --variant NAME --out DIR  export a variant into a folder of its own (no push)
-    aurora-m patches                                  the GPTBigCode config patches a recipe can name
+    aurora-m patches                                  the config patches a recipe can name
     aurora-m plan RECIPE_DIR --gpus N --gpu KIND      what the recipe costs on a cluster: days, memory, disk, data
 
 ``run`` and the step commands take ``--key value`` overrides of stage keys (``--learning_rate 2e-4``):
@@ -163,6 +163,7 @@ def _pipeline(args, overrides: list[str], check: bool = True, only: str | None =
             has_model_input=bool(stage.inputs),
             overrides=overrides_to_dict(stage_overrides),
             input_positions=recipe.input_positions(stage),
+            input_model=recipe.input_model(stage),
             engine=stage.engine,
         )
     return Pipeline(recipe, args.output_dir, per_stage, targets={only} if only else None)
@@ -201,6 +202,7 @@ def _validate(args, overrides) -> int:
             validate_only=True,
             has_model_input=bool(stage.inputs),
             input_positions=recipe.input_positions(stage),
+            input_model=recipe.input_model(stage),
             engine=stage.engine,
         )
     check_launches([(s.name, s.config) for s in recipe.stages], args.accelerate_config)
@@ -267,7 +269,8 @@ def _patches(args, overrides) -> int:
     from .patches import PATCHES
 
     for patch in PATCHES.values():
-        print(f"{patch.name + (':VALUE' if patch.needs_value else ''):<14} {patch.help}")
+        needs = {"learned": "models with learned positions", "": "any model"}.get(patch.requires, patch.requires)
+        print(f"{patch.name + (':VALUE' if patch.needs_value else ''):<16} {patch.help} [{needs}]")
     return 0
 
 
@@ -294,7 +297,7 @@ COMMANDS = [
         _publish,
         _publish_arguments,
     ),
-    Command("patches", "list the GPTBigCode config patches", _patches),
+    Command("patches", "list the config patches (and the models each applies to)", _patches),
     Command(
         "plan", "what a recipe costs on a cluster", lambda args, _: print(plan_text(args)) or 0, add_plan_arguments
     ),

@@ -22,6 +22,7 @@ class StepContext:
     input_models: dict[str, Path] = field(default_factory=dict)  # variant -> model folder, in lineage order
     input_stages: dict[str, StageDir] = field(default_factory=dict)  # upstream stage name -> its folder
     input_positions: int | None = None  # learned positions of the input models, when known
+    input_model: dict | None = None  # the input model's config (patched), when known: its family's facts
     title: str = ""  # for plots and logs
     # the chain's tokenizer as command-line keys (a standalone data step of a continued stage uses these)
     tokenizer_args: list[str] = field(default_factory=list)
@@ -45,4 +46,5 @@ class StepContext:
             has_model_input=self.has_model_input,
             input_positions=self.input_positions,
             engine=self.engine,
+            input_model=self.input_model,
         )

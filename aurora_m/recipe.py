@@ -16,7 +16,7 @@ from .errors import RecipeError
 from .layout import VARIANT_NAME, RunLayout
 from .overrides import read_yaml, unknown_key
 from .roots import PIPELINE_FILE, allowed_roots, check_inside, resolve_path
-from .stage_checks import check_stage_config, model_positions
+from .stage_checks import check_stage_config, model_positions, stage_model
 from .stages import EVALUATIONS, KINDS, MODELS, ONE_MODEL, StageKind, engine_problem
 
 STAGE_KEYS = {
@@ -62,6 +62,7 @@ class Recipe:
     stages: list[StageSpec]  # in run order (inputs first)
     description: str = ""
     positions: dict[str, int | None] = field(default_factory=dict)  # learned positions per model stage
+    models: dict[str, dict | None] = field(default_factory=dict)  # each model stage's config (patched), if known
 
     @property
     def file(self) -> Path:
@@ -96,6 +97,10 @@ class Recipe:
         known = [self.positions.get(s.name) for s in self.model_inputs(stage)]
         known = [n for n in known if n]
         return min(known) if known else None
+
+    def input_model(self, stage: StageSpec) -> dict | None:
+        """The config of the model a stage continues from or evaluates (its first input's), when known offline."""
+        return next((self.models.get(s.name) for s in self.model_inputs(stage)), None)
 
     def variants(self) -> dict[str, StageSpec]:
         return {s.variant: s for s in self.stages if s.variant}
@@ -199,9 +204,12 @@ def load_recipe(recipe_dir: str | Path, *, check_stages: bool = True) -> Recipe:
                 input_positions=recipe.input_positions(stage),
                 roots=roots,
                 engine=stage.engine,
+                input_model=recipe.input_model(stage),
             )
             if stage.produces_model:
-                recipe.positions[stage.name] = model_positions(config, recipe.input_positions(stage))
+                model = stage_model(stage.config, config, recipe.input_model(stage) if stage.inputs else None)
+                recipe.models[stage.name] = model
+                recipe.positions[stage.name] = model_positions(config, recipe.input_positions(stage), model)
     return recipe
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .errors import RecipeError
 from .extras import check_extras
+from .model_families import ALL_LINEAR, model_facts, tokenizer_mismatch
 from .overrides import (
     CliValue,
     check_keys_and_types,
@@ -28,7 +29,7 @@ from .overrides import (
     overrides_to_dict,
     read_yaml,
 )
-from .patches import AURORA_M_CONTEXT, PATCHES, check_patches, parse_patch, read_config_json
+from .patches import AURORA_M_CONTEXT, PATCHES, check_patches, parse_patch, patched_config, read_config_json
 from .roots import allowed_roots, check_inside, resolve_path
 from .source_spec import BUILTIN_TAXONOMY, SOURCE_LISTS, check_sources
 from .stages import DEFAULT_ENGINE, KINDS, StageKind, engines
@@ -62,6 +63,9 @@ class StageConfig:
     config: dict
     roots: list[Path]
     has_model_input: bool = False
+    # the stage's model config (after its patches) as far as it is known offline: a local config.json, or the
+    # input stage's model; None for a Hub id. What the family table is read from (LoRA targets, positions)
+    model: dict | None = None
 
     def origin(self, key: str) -> tuple[object, str]:
         """``(file, key)`` or ``("command line", "--key")``, for a RecipeError about ``key``."""
@@ -99,20 +103,47 @@ def source_list_keys() -> list[str]:
     return list(dict.fromkeys([*SOURCE_LISTS, *source_keys()]))
 
 
-def model_positions(config: dict, input_positions: int | None = None) -> int | None:
-    """Learned positions of a stage's model after its patches, when knowable offline (else None)."""
-    n = None
-    source = config.get("model_name_or_path") or (None if input_positions else config.get("base_config"))
-    if source:
-        n = (read_config_json(source) or {}).get("n_positions")
-    elif input_positions:
-        n = input_positions
+def model_positions(config: dict, input_positions: int | None = None, model: dict | None = None) -> int | None:
+    """Positions of a stage's model after its patches, when knowable offline (else None). ``model``: its config
+    mapping after the patches (:func:`stage_model`), which knows best."""
+    if model is not None and model_facts(model).positions:
+        return model_facts(model).positions
+    n = input_positions
     for spec in config.get("config_patches", []):
         patch, value = parse_patch(spec)
         if patch.name == "aurora_m":
             keep = int(value) if value else AURORA_M_CONTEXT
             n = min(n, keep) if n else keep
     return n
+
+
+def _model_source(file: Path, config: dict, input_model: dict | None) -> tuple[str | None, dict | None]:
+    """(the key that names the stage's starting model, its config mapping when readable here)."""
+    if config.get("model_name_or_path"):
+        source = str(resolve_path(file.parent, config["model_name_or_path"]))
+        return "model_name_or_path", read_config_json(
+            source if Path(source).exists() else config["model_name_or_path"]
+        )
+    if input_model is not None:
+        return "inputs", input_model
+    if config.get("base_config"):
+        base = config["base_config"]
+        return "base_config", read_config_json(
+            str(resolve_path(file.parent, base)) if base.endswith(".json") else base
+        )
+    return None, None
+
+
+def stage_model(file: Path, config: dict, input_model: dict | None = None) -> dict | None:
+    """The config mapping of a stage's model after its patches (None when not readable offline: a Hub id).
+    Raises RecipeError naming the patch that does not apply to that model."""
+    key, data = _model_source(Path(file), config, input_model)
+    if data is None:
+        return None
+    try:
+        return patched_config(data, config.get("config_patches", []), from_weights=key != "base_config")
+    except ValueError as err:
+        raise RecipeError(file, "config_patches", str(err)) from None
 
 
 # ----------------------------------------------------------------------------- one stage
@@ -127,6 +158,7 @@ def check_stage_config(
     input_positions: int | None = None,
     roots: list[Path] | None = None,
     engine: str = DEFAULT_ENGINE,
+    input_model: dict | None = None,
 ) -> dict:
     """Check one stage YAML (plus command-line overrides) without running anything; returns the mapping."""
     file = Path(file)
@@ -140,36 +172,32 @@ def check_stage_config(
         if isinstance(value, CliValue) and is_list(known_types.get(key)):
             overrides[key] = [value]  # argparse reads `--config_patches tiny` as a list of one
     config = {**read_yaml(file), **overrides}
+    if config.get("lora_target_modules") == ALL_LINEAR:  # peft's shorthand is a string, the field a list
+        config["lora_target_modules"] = [ALL_LINEAR]
     check_keys_and_types(file, config, dataclass_types, _engine_keys(engine))
     roots = roots if roots is not None else allowed_roots(file.parent)
-    stage = StageConfig(file, kind, config, roots, has_model_input)
+    stage = StageConfig(file, kind, config, roots, has_model_input, model=input_model)
     for key in source_list_keys():
         if config.get(key) or (key == spec.source_key and key in config):
             check_sources(file, key, config[key], roots=stage.roots)
     if spec.source_key and spec.source_key not in config:
         raise RecipeError(file, spec.source_key, "missing: this stage needs a list of sources")
     if spec.produces_model:
-        _check_model_keys(stage)
-    _check_numbers(stage, model_positions(config, input_positions) if spec.produces_model else input_positions)
+        _check_model_keys(stage, engine, input_model)
+    positions = model_positions(config, input_positions, stage.model) if spec.produces_model else input_positions
+    _check_numbers(stage, positions)
     for check in spec.key_checks():  # the kind's own keys, checked by the package that owns them
         check(stage)
     check_extras(file, config)  # report_to, FlashAttention: installed, or one line with the pip extra
     return config
 
 
-def _check_model_keys(stage: StageConfig) -> None:
-    """Patches that apply, tokenizer files and a base config that are there, a model to start from."""
+def _check_model_keys(stage: StageConfig, engine: str, input_model: dict | None) -> None:
+    """Patches that apply to the model, tokenizer files and a base config that are there, a model to start from,
+    an engine that trains its family, a config vocabulary that fits the tokenizer."""
     file, config = stage.file, stage.config
     check_patches(config.get("config_patches", []), file)
     continues = stage.has_model_input or bool(config.get("model_name_or_path"))
-    for patch_spec in config.get("config_patches", []):
-        patch = PATCHES[patch_spec.partition(":")[0]]
-        if continues and patch.from_config_only:
-            raise RecipeError(
-                file,
-                "config_patches",
-                f"patch {patch.name!r} reshapes layers, so it only applies to a model built from base_config",
-            )
     for i, tok_file in enumerate(config.get("tokenizer_train_files", [])):
         stage.local(f"tokenizer_train_files[{i}]", tok_file)
     base = config.get("base_config")
@@ -187,6 +215,44 @@ def _check_model_keys(stage: StageConfig) -> None:
             "tokenizer_name_or_path",
             "missing: a model built from base_config needs tokenizer_name_or_path or tokenizer_train_files",
         )
+    for patch_spec in config.get("config_patches", []):
+        if continues and PATCHES[patch_spec.partition(":")[0]].from_config_only:
+            raise RecipeError(
+                file,
+                "config_patches",
+                f"patch {patch_spec!r} reshapes layers, so it only applies to a model built from base_config",
+            )
+    input_model = input_model if stage.has_model_input else None
+    key = _model_source(file, config, input_model)[0]
+    stage.model = stage_model(file, config, input_model)
+    if stage.model is None:
+        return
+    facts = model_facts(stage.model)
+    if engine not in facts.family.engines:
+        raise RecipeError(
+            file,
+            key if key != "inputs" else "engine",
+            f"a {facts.family.name} model ({facts.model_type}{', from the input stage' if key == 'inputs' else ''}): "
+            f"the {engine} engine trains {', '.join(_families_of(engine))} only; run this stage on "
+            "engine: transformers in pipeline.yaml",
+        )
+    patches = [spec.partition(":")[0] for spec in config.get("config_patches", [])]
+    if key == "base_config" and config.get("tokenizer_train_files") and "tokenizer_vocab" not in patches:
+        # the trained tokenizer: up to tokenizer_vocab_size tokens, <|endoftext|> (id 0) its bos and eos
+        vocab = int(number(config.get("tokenizer_vocab_size", 4096)))
+        if problem := tokenizer_mismatch(facts, vocab, 0, 0):
+            raise RecipeError(
+                file,
+                "base_config",
+                f"{base}: {problem} (the tokenizer tokenizer_train_files trains): write the tokenizer's in the "
+                "config, or add tokenizer_vocab to config_patches to take them from the tokenizer",
+            )
+
+
+def _families_of(engine: str) -> list[str]:
+    from .model_families import FAMILIES
+
+    return [f.name for f in FAMILIES.values() if engine in f.engines]
 
 
 def _check_numbers(stage: StageConfig, positions: int | None) -> None:
@@ -203,12 +269,14 @@ def _check_numbers(stage: StageConfig, positions: int | None) -> None:
         raise RecipeError(
             *stage.origin("learning_rate"), f"expected a finite number >= 0, got {config['learning_rate']!r}"
         )
+    family = model_facts(stage.model).family if stage.model is not None else None
+    learned = family is None or family.learned_positions
     for key in ("seq_length", "max_length"):
         if positions and config.get(key) is not None and number(config[key]) > positions:
             raise RecipeError(
                 *stage.origin(key),
-                f"{config[key]} is longer than the model's {positions} learned positions "
-                f"(n_positions after config_patches)",
+                f"{config[key]} is longer than the model's {positions} {'learned ' if learned else ''}positions "
+                f"({family.positions_key if family else 'n_positions'} after config_patches)",
             )
     if (
         "train_tokens" in config
@@ -230,6 +298,7 @@ def parse_stage(
     has_model_input: bool = False,
     input_positions: int | None = None,
     engine: str = DEFAULT_ENGINE,
+    input_model: dict | None = None,
 ):
     """Parse a stage YAML into its dataclasses with TrlParser (``--key value`` overrides win).
 
@@ -247,6 +316,7 @@ def parse_stage(
         overrides=overrides_to_dict(overrides),
         input_positions=input_positions,
         engine=engine,
+        input_model=input_model,
     )
     argv = ["--config", str(file), *(overrides or [])]
     if validate_only and "use_cpu" in {f.name for dc in stage_dataclasses(kind, engine) for f in fields(dc)}:

@@ -165,7 +165,7 @@ def stage_arguments(args, config_json: Path, data_root: Path, output_dir: Path, 
 
     recipe = read_yaml(RECIPE)
     model_args = ModelArguments(
-        base_config=str(config_json), config_patches=[f"dtype:{args.dtype}", f"attn:{args.attn}"]
+        base_config=str(config_json), config_patches=["tokenizer_vocab", f"dtype:{args.dtype}", f"attn:{args.attn}"]
     )
     sequences_per_step = args.batch_size * args.grad_accum
     mix_args = MixtureArguments(

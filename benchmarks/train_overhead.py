@@ -161,7 +161,9 @@ def stage_arguments(spec: dict):
     )
     # set after parsing: validation keeps base_config inside the recipe folder, and this one is a temp file
     model_args.base_config = spec["config_json"]
-    model_args.config_patches = [p for p in model_args.config_patches if p == "aurora_m" or p.startswith("dtype:")]
+    model_args.config_patches = [
+        p for p in model_args.config_patches if p in ("aurora_m", "tokenizer_vocab") or p.startswith("dtype:")
+    ]
     model_args.config_patches.append(f"attn:{spec['attn']}")
     mix_args.dataset_dir = spec["dataset_dir"]
     return model_args, mix_args, training_args

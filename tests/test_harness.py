@@ -38,7 +38,7 @@ def tiny_lm(tmp_path_factory):
     tokenizer = cached_tokenizer(files, 4096)
     mp.undo()
     cap = yaml.safe_load((TINY / "cap.yaml").read_text("utf-8"))
-    config = apply_config_patches(load_base_config(cap["base_config"]), cap["config_patches"])
+    config = apply_config_patches(load_base_config(cap["base_config"]), cap["config_patches"], tokenizer=tokenizer)
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(config).eval(), tokenizer
 

@@ -25,6 +25,7 @@ GROUND = {
     "layout",
     "locking",
     "logs",
+    "model_families",
     "overrides",
     "patches",
     "plots",

@@ -36,6 +36,7 @@ from ..errors import RecipeError
 from ..io import replace_dir, write_json
 from ..languages import CODE
 from ..layout import DatasetDir
+from ..patches import check_base_config_fits_tokenizer
 from ..plots import plot_mixture
 from ..source_spec import source_specs
 from ..tokenizer import load_tokenizer
@@ -90,6 +91,7 @@ def build_corpus(
         )  # their files are inputs too
         _start_or_resume(d, _build_identity(model_args, mix_args, specs + tests))
         tokenizer = load_tokenizer(model_args, config_file)
+        check_base_config_fits_tokenizer(model_args, tokenizer, config_file)  # before hours of cleaning
         if not (d.tokenizer / "tokenizer.json").is_file():
             tokenizer.save_pretrained(d.tokenizer)
         tokenizer_file = str(d.tokenizer / "tokenizer.json")

@@ -35,8 +35,8 @@ class PublishArguments:
         },
     )
     tags: list[str] = field(
-        default_factory=lambda: ["aurora-m", "gpt_bigcode", "code", "continual-pretraining"],
-        metadata={"help": "Card tags (the stage kind is added)."},
+        default_factory=lambda: ["aurora-m", "code", "continual-pretraining"],
+        metadata={"help": "Card tags (the model's model_type and the stage kind are added)."},
     )
     card_datasets: list[str] = field(default_factory=list, metadata={"help": "Hub dataset ids for the card."})
     hardware: str = field(default="", metadata={"help": "What the recipe trains on, for the card."})

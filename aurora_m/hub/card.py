@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..io import read_json_or_none
 from ..layout import TRAINING_ARGS_JSON, DatasetDir, ExportDir, StageDir
+from ..model_families import model_facts
 from ..stages import KINDS
 from .arguments import PublishArguments
 
@@ -50,6 +51,14 @@ CITATION = """@misc{aurora_m_2404_00399,
   url           = {https://arxiv.org/abs/2404.00399},
   note          = {full title and author list: see the arXiv page}
 }"""
+
+
+def architecture(model_dir: Path) -> tuple[str, str | None]:
+    """(one line on the model's architecture, its model_type), read from its config.json by the family table."""
+    config = read_json_or_none(Path(model_dir) / "config.json") or {}
+    if not config.get("model_type"):
+        return "architecture not recorded (no config.json)", None
+    return model_facts(config).describe(), config["model_type"]
 
 
 def parameter_count(model_dir: Path) -> int:
@@ -271,11 +280,12 @@ def build_card(variant, publish_args: PublishArguments, results: dict, assets: d
     kind_tag = last.kind if last.kind != "pretrain" else "continual-pretraining"
     extra = {"base_model_relation": "finetune"} if variant.base_model else {}
     languages = publish_args.language or trained_languages(variant.lineage)
+    described, model_type = architecture(Path(model_dir))
     card_data = ModelCardData(
         base_model=variant.base_model,
         language=languages or None,
         license=publish_args.license,
-        tags=list(dict.fromkeys([*publish_args.tags, kind_tag, last.stage])),
+        tags=list(dict.fromkeys([*publish_args.tags, *([model_type] if model_type else []), kind_tag, last.stage])),
         datasets=training_datasets(variant.lineage, publish_args.card_datasets) or None,
         library_name="transformers",
         pipeline_tag="text-generation",
@@ -298,6 +308,7 @@ def build_card(variant, publish_args: PublishArguments, results: dict, assets: d
         base_model=variant.base_model,
         lineage=[_stage_facts(step, assets) for step in variant.lineage],
         params=params,
+        architecture=described,
         test_size=params < SMALL_MODEL,
         perplexity=results.get("perplexity") or {},
         eval_tokens=results.get("eval_tokens") or {},

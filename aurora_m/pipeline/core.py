@@ -262,6 +262,7 @@ class Pipeline:
             input_models=models,
             input_stages={n: self.layout.stage(n) for n in stage.inputs},
             input_positions=self.recipe.input_positions(stage),
+            input_model=self.recipe.input_model(stage),
             title=f"{self.recipe.name} {stage.name}",
             tokenizer_args=self.tokenizer_args(stage),
         )

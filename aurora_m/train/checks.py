@@ -29,7 +29,9 @@ def check_init_from(stage) -> None:
 
 
 def check_lora_keys(stage) -> None:
-    from .lora import GPT_BIGCODE_LINEAR
+    """LoRA's rank, dropout and targets: targets must be linear layers of the model's family (read from its
+    config.json or its input stage's), or ``all-linear``; a family validation cannot read is left to peft."""
+    from ..model_families import ALL_LINEAR, model_facts
 
     file, config = stage.file, stage.config
     if not config.get("use_peft"):
@@ -40,13 +42,19 @@ def check_lora_keys(stage) -> None:
     if "lora_dropout" in config and not 0 <= number(config["lora_dropout"]) < 1:
         raise RecipeError(file, "lora_dropout", f"expected 0 <= x < 1, got {config['lora_dropout']!r}")
     targets = config.get("lora_target_modules") or []
-    unknown = [t for t in ([targets] if isinstance(targets, str) else targets) if t not in GPT_BIGCODE_LINEAR]
-    if unknown and targets != "all-linear":
+    targets = [targets] if isinstance(targets, str) else targets
+    if ALL_LINEAR in targets and len(targets) > 1:
+        raise RecipeError(file, "lora_target_modules", f"{ALL_LINEAR} stands alone: it already names every layer")
+    family = model_facts(stage.model).family if stage.model is not None else None
+    if family is None or not family.linear_layers or targets == [ALL_LINEAR]:
+        return
+    unknown = [t for t in targets if t not in family.linear_layers]
+    if unknown:
         raise RecipeError(
             file,
             "lora_target_modules",
-            f"{', '.join(map(str, unknown))}: not a GPTBigCode linear layer (expected some of "
-            f"{', '.join(GPT_BIGCODE_LINEAR)}, or all-linear)",
+            f"{', '.join(map(str, unknown))}: not a linear layer of a {family.name} model (expected some of "
+            f"{', '.join(family.linear_layers)}, or {ALL_LINEAR})",
         )
 
 

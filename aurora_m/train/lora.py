@@ -1,8 +1,10 @@
 """LoRA through peft for SFT stages: the adapter config from the recipe's ``use_peft`` / ``lora_*`` keys, and
 the merge that gives evaluation and publishing a standalone safetensors model.
 
-GPTBigCode's linear layers are ``c_attn`` (fused q/k/v, multi-query), ``c_proj`` (attention and MLP output)
-and ``c_fc`` (MLP input): LoRA targets all three unless the recipe names others.
+Unless the recipe names targets, LoRA adapts every linear layer of the model's family (the family table,
+:mod:`aurora_m.model_families`): GPTBigCode's ``c_attn`` (fused q/k/v, multi-query), ``c_proj`` (attention and
+MLP output) and ``c_fc`` (MLP input); Llama's ``q_proj`` ... ``down_proj``; a family the table does not know,
+peft's ``all-linear``. ``lora_target_modules: all-linear`` (or ``[all-linear]``) asks for that shorthand.
 """
 
 from __future__ import annotations
@@ -13,14 +15,25 @@ from pathlib import Path
 
 from ..args import ModelArguments
 from ..errors import RecipeError
+from ..model_families import ALL_LINEAR, model_facts
 
 logger = logging.getLogger(__name__)
 
-GPT_BIGCODE_LINEAR = ("c_attn", "c_proj", "c_fc")  # every nn.Linear of a GPTBigCode block (lm_head is tied)
+
+def lora_targets(targets, model_config: dict | None) -> list[str] | str:
+    """What LoRA adapts: the recipe's targets (``all-linear`` in either spelling as peft's shorthand), else every
+    linear layer of the model's family."""
+    if targets in (ALL_LINEAR, [ALL_LINEAR]):
+        return ALL_LINEAR
+    if targets:
+        return list(targets)
+    family = model_facts(model_config or {}).family
+    return list(family.linear_layers) or ALL_LINEAR
 
 
-def lora_config(model_args: ModelArguments, config_file="<stage config>"):
-    """trl's LoraConfig from the model keys (None without ``use_peft``), GPTBigCode's targets by default."""
+def lora_config(model_args: ModelArguments, config_file="<stage config>", model_config: dict | None = None):
+    """trl's LoraConfig from the model keys (None without ``use_peft``); ``model_config``: the model's config
+    mapping, whose family gives the default targets."""
     if not model_args.use_peft:
         return None
     from trl import get_peft_config
@@ -32,8 +45,7 @@ def lora_config(model_args: ModelArguments, config_file="<stage config>"):
             "LoRA adapts trained weights: the stage needs an input model (pipeline.yaml inputs) or model_name_or_path",
         )
     config = get_peft_config(model_args)
-    if not config.target_modules:
-        config.target_modules = list(GPT_BIGCODE_LINEAR)
+    config.target_modules = lora_targets(model_args.lora_target_modules, model_config)
     return config
 
 

@@ -1,4 +1,5 @@
-"""Build or load the GPTBigCode model of a stage, with the recipe's patches applied."""
+"""Build or load the causal LM of a stage (any transformers family; GPTBigCode the paper's), with the recipe's
+patches applied and its config's vocabulary checked against the tokenizer."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from ..args import ModelArguments
 from ..errors import RecipeError
 from ..hub_errors import explain_hub_errors
-from ..patches import apply_config_patches, apply_model_patches, load_base_config
+from ..patches import apply_config_patches, apply_model_patches, check_config_fits_tokenizer, load_base_config
 
 
 def load_model(model_args: ModelArguments, tokenizer, config_file: str | Path = "<stage config>"):
@@ -25,15 +26,15 @@ def load_model(model_args: ModelArguments, tokenizer, config_file: str | Path = 
                 dtype=dtypes[-1] if dtypes else model_args.dtype,
                 attn_implementation=model_args.attn_implementation,
             )
-        apply_model_patches(model, model_args.config_patches)
+        _patch(config_file, apply_model_patches, model, model_args.config_patches)
     else:
         import torch
 
-        config = apply_config_patches(load_base_config(model_args.base_config), model_args.config_patches)
-        # a fresh model takes its vocabulary and special ids from the tokenizer it will be trained with
-        config.vocab_size = len(tokenizer)
-        config.bos_token_id = config.eos_token_id = tokenizer.eos_token_id
-        config.pad_token_id = tokenizer.pad_token_id
+        config = _patch(
+            config_file, apply_config_patches, load_base_config(model_args.base_config), model_args.config_patches,
+            tokenizer=tokenizer,
+        )  # fmt: skip
+        check_config_fits_tokenizer(config.to_dict(), tokenizer, config_file, model_args.base_config)
         torch.manual_seed(model_args.model_seed)
         model = AutoModelForCausalLM.from_config(config)
     if len(tokenizer) > model.config.vocab_size:
@@ -43,6 +44,13 @@ def load_model(model_args: ModelArguments, tokenizer, config_file: str | Path = 
             f"tokenizer has {len(tokenizer)} tokens but the model's vocabulary is {model.config.vocab_size}",
         )
     return model
+
+
+def _patch(config_file, apply, target, specs, **kwargs):
+    try:
+        return apply(target, specs, **kwargs)
+    except ValueError as err:  # validation refuses these first; a script run straight still gets one line
+        raise RecipeError(config_file, "config_patches", str(err)) from None
 
 
 def parameter_count(model) -> int:

@@ -11,6 +11,7 @@ from ..data.mixture import packed_collator
 from ..data.stream import open_stream
 from ..errors import RecipeError
 from ..layout import StageDir
+from ..model_families import model_facts
 from .budget import derive_max_steps
 from .checkpoints import resume_checkpoint, stream_position_callback
 from .common import keep_token_out_of_files, stage_dataset, train_and_save, wired_arguments
@@ -61,20 +62,15 @@ def build_trainer(
             "--dataset_dir), or run it through aurora-m, which rebuilds",
         )
     model = load_model(model_args, tokenizer, config_file)
-    if seq_length > model.config.n_positions:
+    facts = model_facts(model.config.to_dict())
+    if facts.positions and seq_length > facts.positions:
+        kind = "learned positions" if facts.family.learned_positions else "positions"
         raise RecipeError(
             config_file,
             "seq_length",
-            f"{seq_length} is longer than the model's {model.config.n_positions} learned positions",
+            f"{seq_length} is longer than the model's {facts.positions} {kind} ({facts.family.positions_key})",
         )
-    logger.info(
-        "%s: %s parameters, %d layers, n_positions %d, multi_query %s",
-        title,
-        f"{parameter_count(model):,}",
-        model.config.n_layer,
-        model.config.n_positions,
-        model.config.multi_query,
-    )
+    logger.info("%s: %s parameters; %s", title, f"{parameter_count(model):,}", facts.describe())
     budget = derive_max_steps(training_args, mix_args.train_tokens, seq_length, config_file)
     if budget.steps * budget.sequences_per_step > len(train_ds):
         raise RecipeError(

@@ -49,7 +49,7 @@ def build_sft_trainer(
         # chats carry instructions too: without the template's generation markers the loss would cover them
         logger.info("messages rows: assistant_only_loss on (the loss covers the replies and their EOS only)")
         sft_config.assistant_only_loss = True
-    peft = lora_config(model_args, config_file)
+    peft = lora_config(model_args, config_file, model.config.to_dict())
     targets = (
         [peft.target_modules]
         if peft and isinstance(peft.target_modules, str)
