@@ -158,13 +158,7 @@ def _pipeline(args, overrides: list[str], check: bool = True, only: str | None =
     for name, stage_overrides in per_stage.items():
         stage = recipe.stage(name)
         check_stage_config(
-            stage.config,
-            stage.kind,
-            has_model_input=bool(stage.inputs),
-            overrides=overrides_to_dict(stage_overrides),
-            input_positions=recipe.input_positions(stage),
-            input_model=recipe.input_model(stage),
-            engine=stage.engine,
+            stage.config, stage.kind, overrides=overrides_to_dict(stage_overrides), **recipe.upstream(stage)
         )
     return Pipeline(recipe, args.output_dir, per_stage, targets={only} if only else None)
 
@@ -196,15 +190,7 @@ def _validate(args, overrides) -> int:
     recipe = load_recipe(args.recipe_dir)
     check_engines(recipe)
     for stage in recipe.stages:  # TrlParser + the dataclasses' own checks (e.g. TrainingArguments)
-        parse_stage(
-            stage.config,
-            stage.kind,
-            validate_only=True,
-            has_model_input=bool(stage.inputs),
-            input_positions=recipe.input_positions(stage),
-            input_model=recipe.input_model(stage),
-            engine=stage.engine,
-        )
+        parse_stage(stage.config, stage.kind, validate_only=True, **recipe.upstream(stage))
     check_launches([(s.name, s.config) for s in recipe.stages], args.accelerate_config)
     print(f"{recipe.file}: valid ({len(recipe.stages)} stages: {' -> '.join(recipe.stage_names)})")
     return 0

@@ -102,6 +102,16 @@ class Recipe:
         """The config of the model a stage continues from or evaluates (its first input's), when known offline."""
         return next((self.models.get(s.name) for s in self.model_inputs(stage)), None)
 
+    def upstream(self, stage: StageSpec) -> dict:
+        """What checking or parsing a stage takes from the recipe around it (keywords of ``check_stage_config``
+        and ``parse_stage``): whether it has an input model, that model's positions and config, its engine."""
+        return {
+            "has_model_input": bool(stage.inputs),
+            "input_positions": self.input_positions(stage),
+            "input_model": self.input_model(stage),
+            "engine": stage.engine,
+        }
+
     def variants(self) -> dict[str, StageSpec]:
         return {s.variant: s for s in self.stages if s.variant}
 

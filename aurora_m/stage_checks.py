@@ -244,7 +244,7 @@ def _check_model_keys(stage: StageConfig, engine: str, input_model: dict | None)
             raise RecipeError(
                 file,
                 "base_config",
-                f"{base}: {problem} (the tokenizer tokenizer_train_files trains): write the tokenizer's in the "
+                f"{base}: {problem} (the tokenizer trained from tokenizer_train_files): write the tokenizer's in the "
                 "config, or add tokenizer_vocab to config_patches to take them from the tokenizer",
             )
 

@@ -222,3 +222,40 @@ def test_the_tiny_llama_twin_runs_end_to_end(tmp_path, cache_dir):
         card = (run / "publish" / f"aurora-m-tiny-llama-{variant}" / "README.md").read_text()
         assert "Llama (`llama`): 2 layers, width 128, 4 heads with grouped-query attention" in card
         assert "- llama" in card and "gpt_bigcode" not in card and "GPTBigCode" not in card
+
+
+def test_plan_refuses_a_family_it_cannot_count_in_one_line(capsys):
+    assert main(["plan", str(LLAMA), "--gpus", "1", "--gpu", "h100"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cap.yaml: base_config: a Llama model (llama): plan counts" in err, err
+
+
+def _page_section() -> tuple[list[str], list[str]]:
+    """The yaml and text blocks of docs/adapting.md's "Your base model" section, in order."""
+    import re
+
+    text = (ROOT / "docs" / "adapting.md").read_text(encoding="utf-8").split("## Your base model", 1)[1]
+    text = text.split("\n## ", 1)[0]
+    return re.findall(r"```yaml\n(.*?)```", text, flags=re.S), re.findall(r"```text\n(.*?)```", text, flags=re.S)
+
+
+def test_the_adapting_page_walked_on_a_llama(recipe_copy, capsys):
+    """docs/adapting.md, "Your base model": the Llama config copied into the tiny twin, the page's keys pasted
+    into cap.yaml and instruct.yaml; each refusal the page shows is the one validate prints, and with the page's
+    keys as written the recipe validates."""
+    import yaml
+
+    (cap_keys, lora_keys), refusals = _page_section()
+    shutil.copy(LLAMA / "config.json", recipe_copy / "config.json")  # step 1
+    for name, keys in (("cap.yaml", cap_keys), ("instruct.yaml", lora_keys)):  # steps 1 and 4
+        config = yaml.safe_load((recipe_copy / name).read_text(encoding="utf-8"))
+        config.update(yaml.safe_load(keys))
+        (recipe_copy / name).write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    assert len(refusals) == 2
+    edit_yaml(recipe_copy / "cap.yaml", "config_patches:\n", "config_patches:\n- aurora_m\n")  # step 2
+    assert refusals[0].strip() in _refused(recipe_copy, capsys)
+    edit_yaml(recipe_copy / "cap.yaml", "config_patches:\n- aurora_m\n", "config_patches:\n")
+    edit_yaml(recipe_copy / "config.json", '"eos_token_id": 0', '"eos_token_id": 2')  # step 3
+    assert refusals[1].strip() in _refused(recipe_copy, capsys)
+    edit_yaml(recipe_copy / "config.json", '"eos_token_id": 2', '"eos_token_id": 0')
+    assert main(["validate", str(recipe_copy)]) == 0, capsys.readouterr().err  # step 5

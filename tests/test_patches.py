@@ -90,8 +90,9 @@ def test_an_untrained_tiny_model_predicts_uniformly_its_first_loss_is_ln_vocab()
     from aurora_m.train.model import load_model
 
     vocab = 4096  # the tiny recipe's tokenizer_vocab_size
-    tokenizer = type("Vocabulary", (), {"__len__": lambda self: vocab, "eos_token_id": 0, "pad_token_id": 0})()
-    patches = ["aurora_m", "tiny", "dtype:float32", "attn:sdpa"]
+    ids = {"eos_token_id": 0, "bos_token_id": 0, "pad_token_id": 0}  # <|endoftext|>, as the trained tokenizer's
+    tokenizer = type("Vocabulary", (), {"__len__": lambda self: vocab, **ids})()
+    patches = ["aurora_m", "tiny", "tokenizer_vocab", "dtype:float32", "attn:sdpa"]
     model = load_model(ModelArguments(base_config="starcoderplus", config_patches=patches, model_seed=0), tokenizer)
     ids = torch.randint(0, vocab, (8, 128), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

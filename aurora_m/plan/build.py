@@ -210,14 +210,7 @@ def build_plan(recipe_dir, cluster: Cluster, rehearsal_file: str | None = None) 
         if stage.kind == "publish":
             plans.append(plan)
             continue
-        parsed = parse_stage(
-            stage.config,
-            stage.kind,
-            validate_only=True,
-            has_model_input=bool(stage.inputs),
-            input_positions=recipe.input_positions(stage),
-            engine=stage.engine,
-        )
+        parsed = parse_stage(stage.config, stage.kind, validate_only=True, **recipe.upstream(stage))
         inputs = recipe.model_inputs(stage)
         if stage.kind == "eval":
             seq = getattr(_arg(parsed, "seq_length"), "seq_length", 2048)

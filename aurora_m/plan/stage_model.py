@@ -14,6 +14,7 @@ from importlib import resources
 from types import SimpleNamespace
 
 from ..errors import RecipeError
+from ..model_families import model_facts
 from ..patches import parse_patch, read_config_json
 from .shape import ModelShape, shape_from_config
 
@@ -61,6 +62,15 @@ def stage_shape(stage_file, model_args, training_args, upstream: ModelShape | No
         attn = model_args.attn_implementation or upstream.attn
         return ModelShape(
             **{**vars(upstream), "param_bytes": DTYPE_BYTES.get(dtype, upstream.param_bytes), "attn": attn}
+        )
+    family = model_facts(config).family
+    if family.model_type != "gpt_bigcode":  # the formulas count GPTBigCode's modules (shape.py, flops.py)
+        raise RecipeError(
+            stage_file,
+            "model_name_or_path" if source else "base_config",
+            f"a {family.name} model ({family.model_type}): plan counts the FLOPs, parameters and activations of "
+            "GPTBigCode (multi-query attention, learned positions, GELU MLP) only; it trains on the transformers "
+            "engine all the same",
         )
     config, dtype, attn = _patched(config, list(model_args.config_patches))
     trained_tokenizer = model_args.base_config and not model_args.tokenizer_name_or_path and not source
