@@ -135,7 +135,8 @@ def load_recipe(recipe_dir: str | Path, *, check_stages: bool = True) -> Recipe:
         raise RecipeError(file, "stages", "missing: expected a list of stages")
     if not raw["stages"]:
         raise RecipeError(file, "stages", "empty: expected at least one stage")
-    roots = allowed_roots(recipe_dir)
+    # a run's copy of its recipe (not checked) loads on a machine without the data folders it read
+    roots = allowed_roots(recipe_dir) if check_stages else [recipe_dir.resolve()]
     stages: dict[str, StageSpec] = {}
     for i, entry in enumerate(raw["stages"]):
         where = f"stages[{i}]"

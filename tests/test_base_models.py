@@ -222,6 +222,11 @@ def test_the_tiny_llama_twin_runs_end_to_end(tmp_path, cache_dir):
         card = (run / "publish" / f"aurora-m-tiny-llama-{variant}" / "README.md").read_text()
         assert "Llama (`llama`): 2 layers, width 128, 4 heads with grouped-query attention" in card
         assert "- llama" in card and "gpt_bigcode" not in card and "GPTBigCode" not in card
+    # publishing from the run folder alone: its copy of the recipe loads (data_roots recorded as read)
+    export = tmp_path / "export"
+    published = cli("publish", str(run), "--variant", "aurora-m-tiny-llama-safety-lora", "--out", str(export))
+    assert published.returncode == 0, published.stderr[-2000:]
+    assert (export / "model.safetensors").is_file() and "Llama (`llama`)" in (export / "README.md").read_text()
 
 
 def test_plan_refuses_a_family_it_cannot_count_in_one_line(capsys):

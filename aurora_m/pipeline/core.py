@@ -25,6 +25,7 @@ from ..locking import run_lock
 from ..overrides import read_yaml
 from ..recipe import Recipe, StageSpec
 from ..redaction import redact, redact_overrides
+from ..roots import allowed_roots
 from ..stages import engines, get_engine
 from .fingerprint import Fingerprints, StepPrint, explain_difference
 from .outputs import output_problem, record_outputs, run_id_for, step_output_paths
@@ -365,6 +366,9 @@ class Pipeline:
             if path == self.recipe.file:  # the copy's stage YAMLs lie beside it: it loads as a recipe of its own
                 for entry in content.get("stages", []):
                     entry["config"] = Path(entry["config"]).name
+                # the folders it read, as read (relative ones would resolve from the copy, somewhere else)
+                if content.get("data_roots"):
+                    content["data_roots"] = [str(p) for p in allowed_roots(self.recipe.dir)[1:]]
             text = yaml.safe_dump(content, sort_keys=False, allow_unicode=True)
             write_text(dest / path.name, text)
 
