@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from ..model_families import model_facts
+
 logger = logging.getLogger(__name__)
 
 
@@ -54,7 +56,7 @@ def generate(
         options.update(temperature=None, top_p=None, top_k=None)  # no warnings about unused sampling settings
     if stop:
         options.update(stop_strings=list(stop), tokenizer=tokenizer)
-    limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    limit = model_facts(model.config.to_dict()).positions  # n_positions, max_position_embeddings: the family's
     device = next(model.parameters()).device
     out: list[list[str]] = []
     model.eval()

@@ -47,7 +47,8 @@ class Perplexity(evaluate.Metric):
 
         tokenizer = AutoTokenizer.from_pretrained(model_id)
         model = AutoModelForCausalLM.from_pretrained(model_id, use_safetensors=True)
-        length = max_length or min(2048, getattr(model.config, "n_positions", 2048))
+        # max_position_embeddings: every family's context (GPTBigCode's and GPT-2's n_positions through the alias)
+        length = max_length or min(2048, getattr(model.config, "max_position_embeddings", None) or 2048)
         stride = stride or max(1, length // 2)
         per_text = [
             score_language(model, tokenizer, [t], length, stride, batch_size, desc="perplexity") for t in predictions
