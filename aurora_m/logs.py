@@ -43,6 +43,12 @@ class _MainProcessOnly(logging.Filter):
         return all_ranks() or process_rank() == 0
 
 
+def progress_disabled() -> bool:
+    """``-q`` (or the user's own TQDM_DISABLE): for bars that pass ``disable=`` themselves, which tqdm's
+    environment default does not reach."""
+    return os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")
+
+
 def setup_logging(verbosity: int = 0) -> None:
     """``verbosity``: -1 warnings only (``-q``), 0 info, 1 debug (``-v``). Safe to call twice."""
     if verbosity < 0:  # -q: warnings and errors only, so no progress bars either (ours, datasets', the Hub's)

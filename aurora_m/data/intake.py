@@ -21,6 +21,7 @@ from datatrove.pipeline.tokens import DocumentTokenizer
 from loguru import logger as task_log
 
 from ..errors import RecipeError
+from ..logs import progress_disabled
 from ..source_spec import SourceSpec, hub_read_args, streamed_split
 from .sources import HeldOutRule, source_taxonomy
 
@@ -342,7 +343,7 @@ class Tally(PipelineStep):
                 file=sys.__stderr__,
                 mininterval=2.0,
                 leave=False,
-                disable=not self.progress or rank != 0,
+                disable=not self.progress or rank != 0 or progress_disabled(),
             ) as bar:
                 for doc in data:
                     counts[doc.metadata.get("source", "")] += 1

@@ -61,6 +61,7 @@ from typing import Protocol
 from tqdm.auto import tqdm
 
 from ...errors import RecipeError
+from ...logs import progress_disabled
 from .sandbox_isolation import LEVELS, UID_BASE, Isolation, _readable_paths, _site_packages, landlock_abi
 from .sandbox_server import SUPERVISOR_GRACE_S, _environment, _output_detail, _remove_tree, _Server
 
@@ -220,7 +221,9 @@ class LocalSandbox:
         for slot in range(workers):
             slots.put(slot)
 
-        progress = tqdm(total=len(jobs), desc="running programs", unit="program", disable=len(jobs) < 100)
+        progress = tqdm(
+            total=len(jobs), desc="running programs", unit="program", disable=len(jobs) < 100 or progress_disabled()
+        )
 
         def one(job: Job) -> Outcome:
             slot = slots.get()
