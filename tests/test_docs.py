@@ -592,6 +592,8 @@ def plan(cmd: Command) -> Check:
                 unknown = set(re.findall(r"\w+", token)) - {"not", "and", "or"} - markers()
                 check.expect(not unknown, f"-m {token}: no marker {sorted(unknown)} in setup.cfg")
                 continue
+            if i and args[i - 1] in PYTEST_VALUED:  # an option's value (-n auto, --dist loadgroup)
+                continue
             check.expect(token.startswith("-") or (ROOT / token.split("::")[0]).exists(), f"{token}: no such test")
         check.how = "test paths exist"
     else:
@@ -599,6 +601,8 @@ def plan(cmd: Command) -> Check:
     return check
 
 
+# pytest (and pytest-xdist) options whose next token is their value, not a test path
+PYTEST_VALUED = {"-n", "--numprocesses", "--maxprocesses", "--dist", "-k", "-p", "--durations", "-o"}
 COMMAND_NAMES = {"run", "validate", "data", "train", "eval", "publish", "patches", "convert", "plan"}
 STEP_AND_RUN = {"run", "data", "train", "eval"}
 # each subcommand's --help: its own flags (the rest, after run/data/train/eval, are stage keys)
