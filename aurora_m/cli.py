@@ -9,6 +9,7 @@
     aurora-m publish RUN_DIR --variant NAME|--all      push the run's export of each variant, one commit each
     aurora-m publish RUN_DIR --variant NAME --dry-run --out DIR    write that commit to DIR, print its operations
     aurora-m publish RUN_DIR --variant NAME --out DIR  export a variant into a folder of its own (no push)
+    aurora-m rehearse RECIPE_DIR --output-dir DIR     read every source and run the filters in miniature first
     aurora-m patches                                  the config patches a recipe can name
     aurora-m plan RECIPE_DIR --gpus N --gpu KIND      what the recipe costs on a cluster: days, memory, disk, data
 
@@ -32,6 +33,7 @@ from .extras import check_launches, validate_arguments
 from .logs import setup_logging
 from .overrides import did_you_mean
 from .plan.command import add_plan_arguments, plan_text
+from .rehearsal.command import add_rehearse_arguments, rehearse_status
 from .signals import sigterm_as_interrupt
 from .stages import engines
 
@@ -282,6 +284,12 @@ COMMANDS = [
         "(--dry-run --out DIR: write the commit; --out DIR: export)",
         _publish,
         _publish_arguments,
+    ),
+    Command(
+        "rehearse",
+        "read every source of a recipe and run its filters, in miniature",
+        lambda args, _: print(json.dumps(rehearse_status(args))) or 0,
+        add_rehearse_arguments,
     ),
     Command("patches", "list the config patches (and the models each applies to)", _patches),
     Command(

@@ -603,7 +603,7 @@ def plan(cmd: Command) -> Check:
 
 # pytest (and pytest-xdist) options whose next token is their value, not a test path
 PYTEST_VALUED = {"-n", "--numprocesses", "--maxprocesses", "--dist", "-k", "-p", "--durations", "-o"}
-COMMAND_NAMES = {"run", "validate", "data", "train", "eval", "publish", "patches", "convert", "plan"}
+COMMAND_NAMES = {"run", "validate", "rehearse", "data", "train", "eval", "publish", "patches", "convert", "plan"}
 STEP_AND_RUN = {"run", "data", "train", "eval"}
 # each subcommand's --help: its own flags (the rest, after run/data/train/eval, are stage keys)
 SUBCOMMAND_HELP: dict[str, str] = {}

@@ -40,7 +40,7 @@ GROUND = {
 }
 RECIPE_LAYER = {"recipe", "stage_checks", "context", "scripting"}
 STAGE_PACKAGES = {"data", "train", "safety", "evaluation", "hub", "engines"}
-TOP = {"pipeline", "cli", "plan"}
+TOP = {"pipeline", "cli", "plan", "rehearsal"}
 ENGINE_LIBRARIES = {"nanotron": "engines/nanotron"}  # a third-party library -> the only folder that imports it
 
 

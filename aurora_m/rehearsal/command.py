@@ -1,0 +1,45 @@
+"""The ``aurora-m rehearse`` command's arguments and what runs it (:mod:`.run` does the work)."""
+
+from __future__ import annotations
+
+from ..errors import RecipeError
+
+
+def add_rehearse_arguments(p) -> None:
+    p.add_argument("recipe_dir")
+    p.add_argument("--output-dir", required=True, help="a new folder for the report (rehearsal.json, rehearsal.md)")
+    p.add_argument("--sample-mb", type=float, default=1.0, help="text read per source at most (default: 1 MB)")
+    p.add_argument("--sample-rows", type=int, default=200, help="rows read per source at most (default: 200)")
+    hub = p.add_mutually_exclusive_group()
+    hub.add_argument(
+        "--recorded-hub",
+        action="store_true",
+        help="read the recorded Hub snapshots (the default with HF_HUB_OFFLINE=1)",
+    )
+    p.add_argument(
+        "--accelerate-config",
+        action="append",
+        metavar="[STAGE=]CONFIG",
+        help="the launch each stage is checked against, as validate takes it (default: the ones the recipe's "
+        "README launches each stage with)",
+    )
+    hub.add_argument("--live-hub", action="store_true", help="read the real Hub even when HF_HUB_OFFLINE is set")
+
+
+def rehearse_status(args) -> dict:
+    """Rehearse; each stage's status (the report is in the output folder)."""
+    from .run import rehearse
+
+    if args.sample_mb <= 0 or args.sample_rows <= 0:
+        key = "--sample-mb" if args.sample_mb <= 0 else "--sample-rows"
+        raise RecipeError(None, key, "expected a positive number")
+    recorded = True if args.recorded_hub else False if args.live_hub else None
+    report = rehearse(
+        args.recipe_dir,
+        args.output_dir,
+        sample_mb=args.sample_mb,
+        rows=args.sample_rows,
+        recorded=recorded,
+        launches=args.accelerate_config,
+    )
+    return {s["name"]: s["status"] for s in report["stages"]}

@@ -1,0 +1,246 @@
+"""``aurora-m rehearse``: a real recipe's sources and filters, run in miniature on a CPU before a cluster run.
+
+Every stage is checked as ``aurora-m validate`` checks it (the launch included); then every source of every
+stage is read as the stage reads it (:mod:`.sources`: same builder, config, files, split and columns, streamed,
+its first rows only) and each pretraining source's documents go through the stage's own cleaning chain
+(``data.clean_pipeline``: length cap, held-out split, language id, quality, symbol ratio, leakage check) on
+that real text. Offline (``HF_HUB_OFFLINE=1``, or ``--recorded-hub``) the sources come from the recorded Hub
+(:mod:`.hub`). The first source that cannot be read stops the rehearsal with one line naming it; the report
+(``rehearsal.json``, ``rehearsal.md``) says what each stage and source did and what the full run would cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+
+from huggingface_hub.constants import REPOCARD_NAME
+
+from ..errors import RecipeError
+from ..io import write_json, write_text
+from .report import full_size_costs, render_table
+
+logger = logging.getLogger(__name__)
+
+MARKER = ".aurora-m-rehearsal.json"
+SAMPLE_TOKENIZER = "sample-tokenizer"  # a folder of the rehearsal's output
+TOKENIZER_VOCAB = 2048  # trained on the sampled text when the recipe's own tokenizer is not reachable
+
+
+def offline() -> bool:
+    return any(os.environ.get(v, "").strip().upper() in {"1", "ON", "YES", "TRUE"} for v in ("HF_HUB_OFFLINE",))
+
+
+def rehearse(
+    recipe_dir,
+    output_dir,
+    *,
+    sample_mb: float = 1.0,
+    rows: int = 200,
+    recorded: bool | None = None,
+    launches: list[str] | None = None,
+) -> dict:
+    """Rehearse ``recipe_dir`` into ``output_dir``; returns the report (also written as rehearsal.json).
+    ``launches``: ``[STAGE=]CONFIG`` accelerate configs (as ``validate --accelerate-config``); by default the ones
+    the recipe's README launches each stage with."""
+    from ..recipe import load_recipe
+
+    out = _claim(Path(output_dir))
+    recorded = offline() if recorded is None else recorded
+    report = {
+        "recipe": str(recipe_dir),
+        "hub": "recorded (aurora_m/rehearsal/recorded_hub)" if recorded else "live",
+        "sample": {"rows_per_source": rows, "mb_per_source": sample_mb},
+        "stages": [],
+        "sources": [],
+    }
+    try:
+        recipe = load_recipe(recipe_dir)
+    except RecipeError as err:  # the recipe's own checks (keys, sources, script repos read by id): no stage ran
+        report["refused"] = str(err)
+        write_json(out / "rehearsal.json", report)
+        write_text(out / "rehearsal.md", render_table(report))
+        raise
+    hub_context = _recorded(out) if recorded else contextlib.nullcontext(None)
+    failure = None
+    try:
+        with hub_context as hub:
+            try:
+                _validate(recipe, report, launches)
+                samples = _read_all(recipe, report, out, rows, int(sample_mb * 2**20), hub)
+                tokenizer_file = _tokenizer(samples, out, report)
+                _clean_all(recipe, report, samples, out, tokenizer_file, rows)
+                report["full_size"] = full_size_costs(report, hub)
+            finally:
+                if hub is not None:  # what the recorded Hub served, per repo: bounded whatever the corpus size
+                    report["bytes_served_per_repo"] = dict(sorted(hub.bytes_served.items()))
+    except RecipeError as err:
+        failure = err
+        report["refused"] = str(err)
+        for entry in report["stages"]:
+            if entry["status"] == "started":
+                entry["status"] = "not reached"
+    write_json(out / "rehearsal.json", report)
+    write_text(out / "rehearsal.md", render_table(report))
+    if failure is not None:
+        raise failure
+    return report
+
+
+def _claim(out: Path) -> Path:
+    """The output folder: new, or one an earlier rehearsal wrote (never a folder of someone else's)."""
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise RecipeError(out, None, "is not empty and was not written by aurora-m rehearse: choose a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / MARKER, {"written_by": "aurora-m rehearse"})
+    return out
+
+
+@contextlib.contextmanager
+def _recorded(out: Path):
+    from .hub import RecordedHub
+
+    with RecordedHub(cache_dir=out / "hub-cache") as hub:
+        yield hub
+
+
+def _stage_entry(report: dict, stage) -> dict:
+    for entry in report["stages"]:
+        if entry["name"] == stage.name:
+            return entry
+    entry = {"name": stage.name, "kind": stage.kind, "status": "started", "steps": {}}
+    report["stages"].append(entry)
+    return entry
+
+
+def readme_launches(recipe) -> list[str]:
+    """``STAGE=CONFIG`` for each ``recipes/launch.slurm SCRIPT <recipe>/<stage>.yaml OUT CONFIG`` line of the
+    recipe's README: the accelerate config each stage is documented to launch with."""
+    readme = recipe.dir / REPOCARD_NAME  # a recipe folder's README, named as a Hub repo's
+    if not readme.is_file():
+        return []
+    by_file = {s.config.name: s.name for s in recipe.stages}
+    found = {}
+    for match in re.finditer(
+        r"launch\.slurm\s+\w+\s+\S*?([\w.-]+\.yaml)\s+\S+\s+([\w./-]+)", readme.read_text().replace("\\\n", " ")
+    ):
+        if match.group(1) in by_file:
+            found[by_file[match.group(1)]] = match.group(2)
+    return [f"{stage}={config}" for stage, config in found.items()]
+
+
+def _validate(recipe, report: dict, launches: list[str] | None) -> None:
+    """The launch as ``aurora-m validate`` checks it, stage by stage (the first refusal stops everything)."""
+    from ..extras import check_launches
+    from ..recipe import check_engines
+    from ..stage_checks import parse_stage
+
+    check_engines(recipe)
+    launches = readme_launches(recipe) if launches is None else launches
+    report["launches"] = launches
+    try:
+        check_launches([(s.name, s.config) for s in recipe.stages], launches)
+    except RecipeError as err:
+        stage = next((s for s in recipe.stages if str(s.config) == err.file), recipe.stages[0])
+        _stage_entry(report, stage).update(status="refused", reason=f"launch: {err.message}")
+        raise RecipeError(
+            err.file, err.key, f"stage {stage.name}, launch {', '.join(launches)}: {err.message}"
+        ) from err
+    for stage in recipe.stages:
+        entry = _stage_entry(report, stage)
+        try:
+            parse_stage(
+                stage.config,
+                stage.kind,
+                validate_only=True,
+                has_model_input=bool(stage.inputs),
+                input_positions=recipe.input_positions(stage),
+                engine=stage.engine,
+            )
+        except RecipeError as err:
+            entry["status"] = "refused"
+            entry["reason"] = str(err)
+            raise
+        entry["steps"]["validate"] = "completed"
+
+
+def _stage_sources(stage) -> list[tuple[str, list]]:
+    from ..overrides import read_yaml
+    from ..source_spec import source_specs
+    from ..stage_checks import source_list_keys
+
+    config = read_yaml(stage.config) or {}
+    lists = []
+    for key in source_list_keys():
+        if config.get(key):
+            lists.append((key, source_specs(config[key], key, stage.config)))
+    return lists
+
+
+def _read_all(recipe, report: dict, out: Path, rows: int, max_bytes: int, hub) -> dict:
+    """Every source of every stage, read in order; the first that cannot be read stops the rehearsal."""
+    from .sources import sample_source
+
+    samples = {}
+    for stage in recipe.stages:
+        entry = _stage_entry(report, stage)
+        count = 0
+        for key, specs in _stage_sources(stage):
+            for i, spec in enumerate(specs):
+                where = f"{key}[{i}]" if key != "mbpp_source" else key
+                logger.info("rehearse %s: read %s %s", stage.name, where, spec.dataset or spec.path)
+                try:
+                    sample = sample_source(spec, stage.name, key, stage.config, where, rows, max_bytes, hub)
+                except RecipeError as err:
+                    entry["status"] = "refused"
+                    entry["reason"] = f"source {spec.name} ({spec.dataset or spec.path}): {err.message}"
+                    raise RecipeError(
+                        err.file, err.key, f"stage {stage.name}, source {spec.name}: {err.message}"
+                    ) from err
+                samples[(stage.name, key, spec.name)] = (spec, sample)
+                report["sources"].append(sample.report())
+                count += 1
+        entry["steps"]["read_sources"] = f"completed ({count} sources)"
+    (out / "sample").mkdir(exist_ok=True)
+    with open(out / "sample" / "texts.jsonl", "w", encoding="utf-8") as fh:
+        for _, sample in samples.values():
+            for text in sample.texts:
+                fh.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+    return samples
+
+
+def _tokenizer(samples: dict, out: Path, report: dict) -> str:
+    """A byte-level BPE trained on the sampled text (the real tokenizer is gated and not recorded)."""
+    from ..tokenizer import train_tokenizer
+
+    target = out / SAMPLE_TOKENIZER
+    if not (target / "tokenizer.json").is_file():
+        train_tokenizer([str(out / "sample" / "texts.jsonl")], TOKENIZER_VOCAB, target)
+    report["tokenizer"] = (
+        f"byte-level BPE, vocab {TOKENIZER_VOCAB}, trained on the sampled text (bytes per token: ours)"
+    )
+    return str(target / "tokenizer.json")
+
+
+def _clean_all(recipe, report: dict, samples: dict, out: Path, tokenizer_file: str, rows: int) -> None:
+    """Each pretraining stage's cleaning chain on each of its mixture sources' first rows."""
+    from .cleaning import clean_sample
+
+    by_name = {(s["stage"], s["key"], s["name"]): s for s in report["sources"]}
+    for stage in recipe.stages:
+        if stage.kind != "pretrain":
+            continue
+        entry = _stage_entry(report, stage)
+        started = time.monotonic()
+        results = clean_sample(stage, samples, out / stage.name, tokenizer_file, rows, recipe.input_positions(stage))
+        for name, result in results.items():
+            by_name[(stage.name, "mixture", name)].update(result)
+        entry["steps"]["clean"] = f"completed ({len(results)} sources, {time.monotonic() - started:.1f} s)"
+    for entry in report["stages"]:
+        if entry["status"] == "started":
+            entry["status"] = "completed"

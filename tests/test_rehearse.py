@@ -1,0 +1,244 @@
+"""``aurora-m rehearse`` and the recorded Hub it reads offline.
+
+The recorded Hub is the true boundary (the Hub's HTTP API behind huggingface_hub's client factory, as
+tests/fake_hub.py fakes it for pushes): ``datasets`` runs its own resolution and streaming code against it, so a
+repo that ships a loading script is refused exactly as the real Hub's answers make datasets refuse it.
+The full rehearsal of the 15B recipe runs once per module and its report is shared by the assertions.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import itertools
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aurora_m.errors import RecipeError
+from aurora_m.rehearsal.hub import RecordedHub, load_snapshots
+from aurora_m.source_spec import SourceSpec
+
+from conftest import ROOT, cli
+
+RECIPE = ROOT / "recipes" / "aurora-m-15b"
+HUB_ID = re.compile(r"dataset: ([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)")
+
+
+def recipe_hub_ids() -> set[str]:
+    return {m for f in ROOT.glob("recipes/*/*.yaml") for m in HUB_ID.findall(f.read_text(encoding="utf-8"))}
+
+
+# ----------------------------------------------------------------------------- the recorded Hub
+
+
+def test_every_hub_source_of_the_real_recipes_is_recorded_with_where_its_facts_came_from():
+    repos = load_snapshots()
+    assert recipe_hub_ids() <= set(repos), sorted(recipe_hub_ids() - set(repos))
+    for repo in repos.values():
+        for fact in ("columns", "license"):
+            said = next((v for k, v in repo.sources.items() if k.startswith(fact)), "")
+            # a URL or repo path it was read from, or an explicit "not verified" / "not found"
+            assert re.search(r"https?://|recipes/|aurora_m/|not verified|not found", said, re.I), (repo.repo_id, fact)
+
+
+def test_snapshot_files_are_schema_true():
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for repo in load_snapshots().values():
+        for group in repo.groups:
+            features = group["features"] or repo.features
+            for name in group["files"][:1]:
+                data = repo.files[name]
+                if name.endswith(".parquet"):
+                    table = pq.read_table(pa.BufferReader(data))
+                    assert table.column_names == list(features), repo.repo_id
+                    assert table.num_rows == len(group["rows"]) > 0
+                elif name.endswith(".csv"):
+                    rows = list(csv.DictReader(io.StringIO(data.decode(group["encoding"] or "utf-8"))))
+                    assert len(rows) == len(group["rows"]) > 0
+                else:
+                    text = gzip.decompress(data) if name.endswith(".gz") else data
+                    rows = [json.loads(line) for line in text.decode().splitlines()]
+                    assert rows and all(set(r) == set(features) for r in rows), repo.repo_id
+
+
+def test_a_repo_with_a_loading_script_is_refused_by_id_and_read_by_hf_path(tmp_path):
+    from datasets import load_dataset
+
+    with RecordedHub(cache_dir=tmp_path) as hub:
+        with pytest.raises(RuntimeError, match=r"Dataset scripts are no longer supported, but found xP3\.py"):
+            load_dataset("bigscience/xP3", data_files="en/merged_en.jsonl", split="train", streaming=True)
+        stream = load_dataset(
+            "json", data_files="hf://datasets/bigscience/xP3/en/merged_en.jsonl", split="train", streaming=True
+        )
+        rows = list(itertools.islice(stream, 2))
+    assert [sorted(r) for r in rows] == [["inputs", "targets"]] * 2
+    # the card, the script's probe and the data file (read twice: datasets opens it to infer, then streams it)
+    assert 0 < hub.bytes_served["bigscience/xP3"] <= 2 * sum(map(len, hub.repos["bigscience/xP3"].files.values()))
+
+
+def test_a_config_streams_its_own_files_only_and_the_bytes_are_counted(tmp_path):
+    from datasets import load_dataset
+
+    with RecordedHub(cache_dir=tmp_path) as hub:
+        stream = load_dataset("uonlp/CulturaX", "fi", split="train", streaming=True)
+        first = next(iter(stream))
+    assert sorted(first) == ["source", "text", "timestamp", "url"]
+    assert {f.split("/")[0] for f in hub.files_read["uonlp/CulturaX"] if f.endswith(".parquet")} == {"fi"}
+    assert hub.bytes_served["uonlp/CulturaX"] > 0
+
+
+def test_a_gated_repo_without_access_is_one_line(tmp_path):
+    from aurora_m.rehearsal.sources import sample_source
+
+    spec = SourceSpec(name="redteam", dataset="aurora-m/biden-harris-redteam", format="instruction")
+    with RecordedHub(cache_dir=tmp_path, access={"aurora-m/biden-harris-redteam": False}) as hub:
+        with pytest.raises(RecipeError, match=r"sft\.yaml: sft_sources\[0\]\.dataset: .*gated"):
+            sample_source(spec, "sft", "sft_sources", "sft.yaml", "sft_sources[0]", 5, 2**20, hub)
+
+
+def test_a_missing_column_is_one_line_naming_the_source_key(tmp_path):
+    from aurora_m.rehearsal.sources import sample_source
+
+    spec = SourceSpec(name="helpsteer", dataset="nvidia/HelpSteer", format="instruction", instruction_field="question")
+    with RecordedHub(cache_dir=tmp_path) as hub:
+        with pytest.raises(
+            RecipeError, match=r"mixture\[3\]\.instruction_field: column 'question' not in nvidia/Help"
+        ):
+            sample_source(spec, "cat", "mixture", "cat.yaml", "mixture[3]", 5, 2**20, hub)
+
+
+# ----------------------------------------------------------------------------- the rehearsal, end to end
+
+
+def variant(dst: Path, file: str, old: str, new: str) -> Path:
+    """A copy of the real recipe with one edit (which must apply)."""
+    shutil.copytree(RECIPE, dst)
+    text = (dst / file).read_text()
+    assert old in text, (file, old)
+    (dst / file).write_text(text.replace(old, new, 1))
+    return dst
+
+
+def refused(result, out: Path) -> tuple[str, dict]:
+    """The one line a refused rehearsal prints, and its report's stages by name."""
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    report = json.loads((out / "rehearsal.json").read_text())
+    return line, {s["name"]: s for s in report["stages"]}
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory, cache_dir):
+    """One offline rehearsal of the 15B recipe (the documented command), shared by the assertions below."""
+    out = tmp_path_factory.mktemp("rehearsal") / "out"
+    result = cli("rehearse", "recipes/aurora-m-15b", "--output-dir", str(out), "--sample-rows", "50")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((out / "rehearsal.json").read_text()), out, result
+
+
+@pytest.mark.slow
+def test_every_stage_completes_offline(rehearsal):
+    report, out, result = rehearsal
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {s["name"]: "completed" for s in report["stages"]}
+    assert [s["name"] for s in report["stages"]] == ["cap", "cat", "instruct", "sft", "eval", "publish"]
+    assert (out / "rehearsal.md").read_text().count("| completed |") == 6
+
+
+@pytest.mark.slow
+def test_the_report_names_every_source_of_every_stage_with_rows_read(rehearsal):
+    report, out, _ = rehearsal
+    expected = set()
+    for name in ("cap", "cat", "sft", "instruct", "eval"):
+        config = yaml.safe_load((RECIPE / f"{name}.yaml").read_text())
+        for key, value in config.items():
+            if key.endswith("sources") or key in ("mixture", "mbpp_source"):
+                for entry in value if isinstance(value, list) else [value]:
+                    expected.add((name, key, entry.get("name", key)))
+    read = {(s["stage"], s["key"], s["name"]): s for s in report["sources"]}
+    assert expected == set(read)
+    assert all(s["rows_read"] > 0 and s["columns_mapped"] for s in read.values())
+    cleaned = [s for s in read.values() if s["key"] == "mixture"]
+    assert all(s["kept_after"] and s["bytes_per_token"] for s in cleaned)
+
+
+@pytest.mark.slow
+def test_the_recorded_hub_serves_a_bounded_amount(rehearsal):
+    report, _, _ = rehearsal
+    served = report["bytes_served_per_repo"]
+    assert set(served) == recipe_hub_ids()
+    # 50 rows a source, whatever the corpus size: RefinedWeb's 400 replay files are not all read
+    assert max(served.values()) < 1_000_000 and sum(served.values()) < 3_000_000
+    refinedweb = next(s for s in report["sources"] if s["name"] == "refinedweb")
+    assert refinedweb["n_files"] == 400 and len(refinedweb["files_read"]) < 20
+
+
+@pytest.mark.slow
+def test_the_launch_the_readme_documents_is_checked_before_any_source_is_read(rehearsal, tmp_path):
+    report, _, _ = rehearsal
+    assert "cat=fsdp2" in report["launches"]  # read from the README's sbatch lines
+    recipe = variant(tmp_path / "recipe", "README.md", "runs/aurora-m-15b/cat fsdp2", "runs/aurora-m-15b/cat zero3")
+    out = tmp_path / "out"
+    line, stages = refused(cli("rehearse", str(recipe), "--output-dir", str(out)), out)
+    assert re.search(
+        r"cat\.yaml: init_from: stage cat, launch .*cat=zero3.*: full_state under .*zero3.*DEEPSPEED", line
+    )
+    assert stages["cat"]["status"] == "refused" and not json.loads((out / "rehearsal.json").read_text())["sources"]
+
+
+@pytest.mark.slow
+def test_a_repo_with_a_loading_script_read_by_id_stops_before_any_read(tmp_path):
+    recipe = variant(
+        tmp_path / "recipe", "cat.yaml", "dataset: bigscience/xP3, builder: json,", "dataset: bigscience/xP3,"
+    )
+    out = tmp_path / "out"
+    line, stages = refused(cli("rehearse", str(recipe), "--output-dir", str(out)), out)
+    assert re.search(r"cat\.yaml: mixture\[\d+\]\.dataset: bigscience/xP3 ships a loading script \(xP3\.py\)", line)
+    report = json.loads((out / "rehearsal.json").read_text())
+    assert line.endswith(report["refused"]) and not report["sources"]  # refused with the recipe, before any read
+
+
+def test_an_unlisted_repo_with_a_loading_script_is_refused_from_the_hubs_answers(tmp_path):
+    """A script repo no table in the code knows: the rehearsal finds it from what the Hub serves."""
+    from aurora_m.rehearsal.hub import RecordedRepo
+    from aurora_m.rehearsal.sources import sample_source
+
+    repos = load_snapshots()
+    repo = repos["nvidia/HelpSteer"]
+    repos["someone/scripted"] = RecordedRepo(
+        "someone/scripted", "0" * 40, {}, repo.features, repo.groups, {"scripted.py": None}
+    )
+    spec = SourceSpec(name="scripted", dataset="someone/scripted", format="instruction", instruction_field="prompt")
+    with RecordedHub(repos, cache_dir=tmp_path) as hub:
+        with pytest.raises(
+            RecipeError,
+            match=r"mixture\[2\]\.dataset: .*someone/scripted ships a loading script \(scripted\.py\)",
+        ):
+            sample_source(spec, "cat", "mixture", "cat.yaml", "mixture[2]", 5, 2**20, hub)
+
+
+@pytest.mark.slow
+def test_a_column_that_does_not_exist_stops_in_its_stages_read_step(tmp_path):
+    recipe = variant(
+        tmp_path / "recipe",
+        "cap.yaml",
+        "data_dir: data/python, text_field: content",
+        "data_dir: data/python, text_field: source_code",
+    )
+    out = tmp_path / "out"
+    line, stages = refused(cli("rehearse", str(recipe), "--output-dir", str(out), "--sample-rows", "3"), out)
+    assert re.search(
+        r"cap\.yaml: mixture\[\d+\]\.text_field: stage cap, source python: column 'source_code' not in "
+        r"bigcode/the-stack-dedup",
+        line,
+    )
+    assert stages["cap"]["status"] == "refused" and "clean" not in stages["cap"]["steps"]
+    assert stages["cat"]["status"] == "not reached"
