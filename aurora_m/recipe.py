@@ -136,7 +136,7 @@ def load_recipe(recipe_dir: str | Path, *, check_stages: bool = True) -> Recipe:
     if not raw["stages"]:
         raise RecipeError(file, "stages", "empty: expected at least one stage")
     # a run's copy of its recipe (not checked) loads on a machine without the data folders it read
-    roots = allowed_roots(recipe_dir) if check_stages else [recipe_dir.resolve()]
+    roots = allowed_roots(recipe_dir, missing_ok=not check_stages)
     stages: dict[str, StageSpec] = {}
     for i, entry in enumerate(raw["stages"]):
         where = f"stages[{i}]"

@@ -19,8 +19,9 @@ def resolve_path(base: Path, path: str) -> Path:
     return p if p.is_absolute() else (base / p)
 
 
-def allowed_roots(recipe_dir: Path) -> list[Path]:
-    """Folders a recipe may read from: its own, plus the ``data_roots`` its pipeline.yaml names."""
+def allowed_roots(recipe_dir: Path, *, missing_ok: bool = False) -> list[Path]:
+    """Folders a recipe may read from: its own, plus the ``data_roots`` its pipeline.yaml names (``missing_ok``:
+    those that are not folders here are left out rather than refused, for a record that is not run)."""
     roots = [Path(recipe_dir).resolve()]
     pipeline = Path(recipe_dir) / PIPELINE_FILE
     if pipeline.is_file():
@@ -29,6 +30,8 @@ def allowed_roots(recipe_dir: Path) -> list[Path]:
             raise RecipeError(pipeline, "data_roots", "expected a list of folders")
         for i, root in enumerate(data_roots):
             folder = resolve_path(Path(recipe_dir), root).resolve()
+            if not folder.is_dir() and missing_ok:
+                continue
             if not folder.is_dir():
                 raise RecipeError(pipeline, f"data_roots[{i}]", f"{root} is not a folder")
             roots.append(folder)
