@@ -264,3 +264,59 @@ def test_the_adapting_page_walked_on_a_llama(recipe_copy, capsys):
     assert refusals[1].strip() in _refused(recipe_copy, capsys)
     edit_yaml(recipe_copy / "config.json", '"eos_token_id": 2', '"eos_token_id": 0')
     assert main(["validate", str(recipe_copy)]) == 0, capsys.readouterr().err  # step 5
+
+
+TINY_SHAPES = {  # each family at a few kilobytes: 1 layer, width 32, 4 heads (2 key/value heads where it has them)
+    "GPTBigCodeConfig": {"n_layer": 1, "n_embd": 32, "n_head": 4, "n_positions": 64},
+    "GPT2Config": {"n_layer": 1, "n_embd": 32, "n_head": 4, "n_positions": 64},
+    "LlamaConfig": {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 4, "num_key_value_heads": 2},
+    "MistralConfig": {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 4, "num_key_value_heads": 2},
+    "Qwen2Config": {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 4, "num_key_value_heads": 2},
+    "Starcoder2Config": {
+        "num_hidden_layers": 1,
+        "hidden_size": 32,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(TINY_SHAPES))
+def test_each_familys_linear_layers_are_the_models_own(name):
+    """The table's LoRA defaults are exactly the linear layers (nn.Linear, GPT-2's Conv1D) a built model of that
+    family has, output head aside: what peft's all-linear finds, so the defaults adapt every block."""
+    import torch
+    import transformers
+    from transformers.pytorch_utils import Conv1D
+
+    config = getattr(transformers, name)(vocab_size=128, intermediate_size=64, **TINY_SHAPES[name])
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    linear = {
+        path.rsplit(".", 1)[-1]
+        for path, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear | Conv1D) and path != "lm_head"
+    }
+    family = model_facts(config.to_dict()).family
+    assert set(family.linear_layers) == linear, (family.model_type, linear)
+    if family.learned_positions:  # the matrix the aurora_m patch trims is where the table says
+        assert model.get_submodule(family.position_matrix).weight.shape[0] == 64
+
+
+def test_aurora_m_trims_a_gpt2_too(tmp_path):
+    """Learned positions, not GPTBigCode, are what the aurora_m patch needs: a GPT-2 keeps its first rows."""
+    import torch
+    import transformers
+
+    from aurora_m.patches import apply_model_patches
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=128, **TINY_SHAPES["GPT2Config"])
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    rows = model.transformer.wpe.weight[:32].detach().clone()
+    ids = torch.randint(0, 128, (1, 20))
+    with torch.no_grad():
+        before = model(ids).logits
+        apply_model_patches(model, ["aurora_m:32"])
+        after = model(ids).logits
+    assert model.config.n_positions == 32 and torch.equal(model.transformer.wpe.weight, rows)
+    torch.testing.assert_close(before, after)
