@@ -18,8 +18,9 @@ from trl import ModelConfig
 @dataclass
 class ModelArguments(ModelConfig):
     """trl's ``ModelConfig`` (``model_name_or_path``, ``dtype``, ``attn_implementation``, ``use_peft``,
-    ``lora_*``; ``trl.get_peft_config(model_args)``) plus what a GPTBigCode recipe adds: a bundled base
-    config, config patches, and the tiny twin's locally trained tokenizer."""
+    ``lora_*``; ``trl.get_peft_config(model_args)``) plus what a recipe adds: a base config to build from (any
+    causal LM's config.json; StarCoderPlus's bundled), config patches, and the tiny twins' locally trained
+    tokenizer."""
 
     base_config: str | None = field(
         default=None,
@@ -30,7 +31,8 @@ class ModelArguments(ModelConfig):
         },
     )
     config_patches: list[str] = field(
-        default_factory=list, metadata={"help": "Patches applied in order: aurora_m, tiny, dtype:NAME, attn:NAME."}
+        default_factory=list,
+        metadata={"help": "Patches applied in order: aurora_m, tiny, tokenizer_vocab, dtype:NAME, attn:NAME."},
     )
     model_seed: int = field(default=0, metadata={"help": "Seed of the random init when building from base_config."})
     tokenizer_name_or_path: str | None = field(

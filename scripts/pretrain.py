@@ -1,4 +1,4 @@
-"""CAP / CAT: continual pretraining of a GPTBigCode model on a weighted, packed mixture.
+"""CAP / CAT: continual pretraining of a causal LM (GPTBigCode, Llama, ...) on a weighted, packed mixture.
 
 The stage's dataset is built first when ``dataset_dir`` (default OUTPUT_DIR/data) holds none.
 The final model lands in OUTPUT_DIR/model (safetensors + tokenizer), checkpoints next to it; a
