@@ -24,6 +24,11 @@ class Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum, frame) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM while cleaning up ends us at once
+    # our helpers get it at once too, as a terminal's Ctrl-C reaches the whole group: a pool that waits for its
+    # workers while unwinding would otherwise wait for workers that never heard of it
+    for pid in descendants():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
     raise Terminated()
 
 

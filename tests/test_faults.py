@@ -517,3 +517,46 @@ def test_sigterm_mid_data_step_under_tee_ends_every_process_in_one_line_and_the_
     assert RunLayout(run).lock.read_text() == ""
     again = aurora("data", recipe, "--stage", "cap", "--output-dir", run)
     assert again.returncode == 0 and '"cap/data": "completed"' in again.stdout, again.stderr[-3000:]
+
+
+# ---------------------------------------------------------------------------------------------- outputs on disk
+def test_hand_deleted_or_tampered_outputs_are_never_published_and_run_makes_them_again(
+    tiny_run, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("AURORA_M_ALLOW_CODE_EXECUTION", "1")  # as the tiny run was made (its eval stage runs code)
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    base, out = "aurora-m-tiny-base", tmp_path / "export"
+    # summary.json is a report: pointing a variant at another stage's weights exports nothing else
+    summary = json.loads((run / "summary.json").read_text())
+    for variant in summary["variants"]:
+        variant["model_dir"] = "cat/model"
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert aurora("publish", run, "--variant", base, "--out", out).returncode == 0
+    assert (out / "model.safetensors").read_bytes() == (run / "cap" / "model" / "model.safetensors").read_bytes()
+    # an evaluation deleted by hand: not published with no numbers, and the advice names the command
+    results = run / "eval" / base / "results.json"
+    saved = results.read_bytes()
+    results.unlink()
+    refused = aurora("publish", run, "--variant", base, "--out", tmp_path / "again")
+    line = error_line(refused.stderr)
+    assert refused.returncode == 2 and f"eval/eval: eval/{base}/results.json was deleted since it ran" in line
+    assert f"run `aurora-m run {TINY} --output-dir {run}` first" in line and not (tmp_path / "again").exists()
+    results.write_bytes(saved)  # put back as it was: complete again (the digest matches)
+    # an export's card deleted, then its weights edited (same size): no push, and `run` makes the export again
+    before = markers(run)
+    (run / "publish" / base / "README.md").unlink()
+    weights = run / "publish" / base / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    pushed = aurora("publish", run, "--variant", base, "--dry-run")
+    assert pushed.returncode == 2 and f"publish/{base}/" in error_line(pushed.stderr)
+    again = aurora("run", TINY, "--output-dir", run)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"publish/publish: publish/{base}/" in again.stderr and "running it again" in again.stderr
+    after = markers(run)
+    assert {k for k in before if before[k] != after[k]} == {"publish/.publish.done"}  # nothing else ran
+    assert (run / "publish" / base / "README.md").is_file()
+    assert weights.read_bytes() == (run / "cap" / "model" / "model.safetensors").read_bytes()
+    assert aurora("publish", run, "--variant", base, "--dry-run").returncode == 0
