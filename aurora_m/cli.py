@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .errors import RecipeError, exit_on_failure
 from .extras import check_launches, validate_arguments
-from .logs import setup_logging
+from .logs import quiet_progress, setup_logging
 from .overrides import did_you_mean
 from .plan.command import add_plan_arguments, plan_text
 from .rehearsal.command import add_rehearse_arguments, rehearse_status
@@ -379,6 +379,8 @@ def _main(argv: list[str]) -> int:
         rest.remove("eval")
         rest.remove("code")
         return _eval_code(rest)
+    if "-q" in argv or "--quiet" in argv:
+        quiet_progress()  # before the parser imports transformers (and with it tqdm)
     parser = build_parser()
     args, overrides = parser.parse_known_args(argv)
     command = next(c for c in COMMANDS if c.name == args.command)

@@ -49,15 +49,20 @@ def progress_disabled() -> bool:
     return os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")
 
 
+def quiet_progress() -> None:
+    """No progress bars in this process and the ones it starts. tqdm reads TQDM_* when it is imported, so a
+    command line calls this before it builds its parser (the stage dataclasses import transformers, whose
+    logging imports tqdm); bars that pass ``disable=`` themselves ask :func:`progress_disabled`."""
+    for name in ("TQDM_DISABLE", "HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        os.environ[name] = "1"
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
+
+
 def setup_logging(verbosity: int = 0) -> None:
     """``verbosity``: -1 warnings only (``-q``), 0 info, 1 debug (``-v``). Safe to call twice."""
     if verbosity < 0:  # -q: warnings and errors only, so no progress bars either (ours, datasets', the Hub's)
-        # tqdm reads TQDM_* when it is imported: set before anything imports it (transformers' logging, below),
-        # and inherited by the data step's worker processes and by launched ranks
-        for name in ("TQDM_DISABLE", "HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS"):
-            os.environ[name] = "1"
-        if "datasets" in sys.modules:
-            sys.modules["datasets"].disable_progress_bars()
+        quiet_progress()
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG if verbosity > 0 else logging.WARNING)
     logger = logging.getLogger(ROOT)
     logger.setLevel(level)
