@@ -9,10 +9,10 @@ terabytes), and a second read of the same rows is served from the cache.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from ..hub_errors import explain_hub_errors, offline_variables
+from ..io import read_json_or_none, write_json
 from ..source_spec import SourceSpec, hub_read_args, streamed_split
 from .bad_data_files import _data_file_error, _diagnosed, _root_message
 
@@ -69,17 +69,15 @@ def _hub_revision(repo_id: str) -> str | None:
     import datasets.config
 
     record = Path(datasets.config.HF_DATASETS_CACHE) / REVISIONS_FILE
-    known = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+    known = read_json_or_none(record)
+    known = known if isinstance(known, dict) else {}  # a damaged record is as good as none: it is made again
     if offline_variables():
         return known.get(repo_id)
     from huggingface_hub import HfApi
 
     sha = HfApi().dataset_info(repo_id).sha
     if known.get(repo_id) != sha:
-        record.parent.mkdir(parents=True, exist_ok=True)
-        partial = record.with_name(f"{record.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps({**known, repo_id: sha}, indent=1, sort_keys=True), encoding="utf-8")
-        partial.replace(record)
+        write_json(record, dict(sorted({**known, repo_id: sha}.items())))
     return sha
 
 
