@@ -6,6 +6,7 @@
     aurora-m train RECIPE_DIR --stage cat --output-dir DIR
     aurora-m eval RECIPE_DIR --stage eval --output-dir DIR
     aurora-m eval code --problems humaneval --canonical   grade reference solutions in the code sandbox
+    aurora-m eval judge --responses FILE.jsonl        a safety judge's verdicts and agreement with labels
     aurora-m publish RUN_DIR --variant NAME|--all      push the run's export of each variant, one commit each
     aurora-m publish RUN_DIR --variant NAME --dry-run --out DIR    write that commit to DIR, print its operations
     aurora-m publish RUN_DIR --variant NAME --out DIR  export a variant into a folder of its own (no push)
@@ -361,11 +362,23 @@ def _eval_code(argv: list[str]) -> int:
         return exit_on_failure("aurora-m", exc)
 
 
-def _is_eval_code(argv: list[str]) -> bool:
-    """``aurora-m eval code ...``, not ``aurora-m eval RECIPE_DIR`` (a recipe folder named code: ``./code``)."""
+def _eval_judge(argv: list[str]) -> int:
+    from .evaluation.safety.judge_cli import main as judge_main
+
+    return judge_main(argv, out=print)  # the library formats, the CLI prints
+
+
+EVAL_TOOLS = {"code": _eval_code, "judge": _eval_judge}  # `aurora-m eval TOOL ...`, not an eval stage
+
+
+def _eval_tool(argv: list[str]) -> str | None:
+    """``code`` for ``aurora-m eval code ...`` (``judge`` likewise), not ``aurora-m eval RECIPE_DIR`` (a recipe
+    folder named code: ``./code``)."""
     global_flags = {"-q", "--quiet", "--verbose"}
     words = [a for a in argv if a not in global_flags and not (a.startswith("-v") and a.strip("-v") == "")]
-    return words[:2] == ["eval", "code"] and not any(a.split("=")[0] == "--output-dir" for a in argv)
+    if words[:1] != ["eval"] or len(words) < 2 or words[1] not in EVAL_TOOLS:
+        return None
+    return None if any(a.split("=")[0] == "--output-dir" for a in argv) else words[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,13 +387,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    if _is_eval_code(argv):
-        rest = list(argv)
-        rest.remove("eval")
-        rest.remove("code")
-        return _eval_code(rest)
     if "-q" in argv or "--quiet" in argv:
         quiet_progress()  # before the parser imports transformers (and with it tqdm)
+    tool = _eval_tool(argv)
+    if tool:
+        rest = list(argv)
+        rest.remove("eval")
+        rest.remove(tool)
+        return EVAL_TOOLS[tool](rest)
     parser = build_parser()
     args, overrides = parser.parse_known_args(argv)
     command = next(c for c in COMMANDS if c.name == args.command)

@@ -2,7 +2,8 @@
 
 Every page is linked and every link, path and ``aurora_m.*`` name they give exists; no to-dos; measured
 timings only in docs/benchmarks.md. Every shell command of their ```bash blocks is accounted for: cheap
-read-only ones run for real (``aurora-m validate``, ``patches``, ``eval code``, ``python -m aurora_m.extras``),
+read-only ones run for real (``aurora-m validate``, ``patches``, ``eval code``, ``eval judge``,
+``python -m aurora_m.extras``),
 those that need a finished tiny run run on a copy of the session's ``tiny_run``, and the rest (training,
 pushes, Slurm and accelerate launches) are checked against the ``--help`` of what they call: the command,
 subcommand, script and every flag must exist, stage keys given as ``--key value`` must be keys of the
@@ -452,6 +453,10 @@ def plan_aurora_m(check: Check) -> None:
         check.need(("aurora-m", "eval", "code"), flags(args[2:]))
         check.how = "run (opted in)" if check.command.env.get("AURORA_M_ALLOW_CODE_EXECUTION") == "1" else "--help"
         return
+    if sub == "eval" and args[1:2] == ["judge"]:  # the offline judge on a labelled file: cheap, read-only
+        check.need(("aurora-m", "eval", "judge"), flags(args[2:]))
+        check.how = "run" if value(args, "--judge") in (None, "refusal") else "--help"
+        return
     if sub == "convert":
         check.need(("aurora-m", "convert"), [])
         check.need(("aurora-m", "convert", args[1]), flags(args[2:]))
@@ -715,7 +720,7 @@ def test_every_documented_command_flag_and_name_exists(checks):
 
 
 def test_the_cheap_read_only_commands_run(checks):
-    """validate, patches, eval code (opted in), python -m aurora_m.extras: run as the docs write them."""
+    """validate, patches, eval code (opted in), eval judge, python -m aurora_m.extras: run as the docs write them."""
     commands = {tuple(c.command.argv): c.command for c in checks if c.how in ("run", "run (opted in)")}
     for path in ("recipes/aurora-m-tiny", "recipes/aurora-m-15b"):  # the two recipes, whatever the docs say
         commands.setdefault(("aurora-m", "validate", path), Command("-", 0, ["aurora-m", "validate", path], {}))
@@ -735,6 +740,10 @@ def test_the_cheap_read_only_commands_run(checks):
             expected = "pass@1: 0.0" if "--wrong" in argv else "pass@1: 1.0"
             if out.strip().splitlines()[-1] != expected:
                 failures.append(f"{cmd}: ends with {out.strip().splitlines()[-1]!r}, not {expected!r}")
+        elif argv[1:3] == ["eval", "judge"] and not re.fullmatch(
+            r"agreement: [01]\.\d{4}", out.strip().splitlines()[-1]
+        ):
+            failures.append(f"{cmd}: ends with {out.strip().splitlines()[-1]!r}, not 'agreement: X'")
     assert not failures, "\n".join(failures)
 
 

@@ -277,7 +277,11 @@ def test_every_tiny_variant_gets_every_suite_and_the_cross_variant_reports(tiny_
         harness = json.loads((folder / "harness.json").read_text())
         assert set(harness["by_language"]) == {"en", "fi", "hi", "ja", "vi"}
         safety = json.loads((folder / "safety.json").read_text())
-        assert set(safety["refusal_rate"]) == {"en", "fi", "hi", "ja", "vi"}
+        judged = set(safety["refusal_rate"])  # a language whose every answer was empty has no rate, and says so
+        assert judged | set(safety["missing"]["verdicts"].get("plain", [])) == {"en", "fi", "hi", "ja", "vi"}
+        assert not judged & set(safety["missing"]["verdicts"].get("plain", []))
+        assert set(safety["n"]["empty"]["plain"]) == {"en", "fi", "hi", "ja", "vi"}
+        assert safety["judge_agreement"]["test"]["agreement"] >= 0.9
         assert {"plain", "role_play", "prefix_injection"} <= set(safety["attack_success"])
         merged = json.loads((folder / "results.json").read_text())
         assert set(merged["perplexity"]) == LANGUAGES and {"code", "harness", "safety"} <= set(merged)

@@ -238,6 +238,10 @@ def test_cards_pass_metadata_validation_and_the_model_index_round_trips(tiny_run
         ):
             assert section in text, (variant, section)
         assert "github.com" not in text
+        safety = json.loads((folder / "eval_results.json").read_text())["safety"]
+        test_agreement = safety["judge_agreement"]["test"]
+        assert f"{test_agreement['agreement']:.2f} on {test_agreement['n']} test responses" in text
+        assert "| language | prompts | empty responses | refused (all) |" in text and "upper bound" not in text
         for image in [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]:
             assert (folder / image).is_file(), image
     # a model built from a config has no base model; later stages name their parent's repo

@@ -92,7 +92,8 @@ class EvalArguments:
     safety_judge: str = field(
         default="refusal",
         metadata={
-            "help": "'refusal' (offline per-language refusal phrases and patterns) or a "
+            "help": "'refusal' (offline per-language refusal and answer cues, en/fi/hi/ja/vi), "
+            "'chat:MODEL_ID' (a chat model asked with a rubric per language) or a "
             "Hub text-classification model id that labels responses."
         },
     )

@@ -258,8 +258,13 @@ def _safety_facts(safety: dict | None) -> dict | None:
         return None
     refusal = safety.get("refusal_rate") or {}
     categories = sorted({c for per_lang in refusal.values() for c in per_lang if c != "all"})
+    n = safety.get("n") or {}
+    agreement = safety.get("judge_agreement") or {}
     return {
         "judge": safety.get("judge"),
+        "agreement": {name: entry for name, entry in agreement.items() if entry.get("agreement") is not None},
+        "empty": (n.get("empty") or {}).get("plain") or {},
+        "no_verdict": (safety.get("missing") or {}).get("verdicts", {}).get("plain") or [],
         "categories": categories,
         "refusal": refusal,
         "attack_success": safety.get("attack_success") or {},

@@ -28,10 +28,17 @@ def _languages(results_by_variant: dict[str, dict]) -> list[str]:
     return language_order(found)
 
 
-def _cell(rate, n=None) -> str:
+def _cell(rate, n=None, empty: int = 0) -> str:
     if rate is None:
-        return MISSING
-    return f"{rate:.2f}" + (f" ({n})" if n is not None else "")
+        return MISSING if not empty else f"no verdict ({n}, {empty} empty)"
+    return f"{rate:.2f}" + (f" ({n}{f', {empty} empty' if empty else ''})" if n is not None else "")
+
+
+def agreement_note(result: dict) -> str:
+    """ "validation 1.00, test 0.90" from a safety result's ``judge_agreement`` ("not measured" without one)."""
+    sets = result.get("judge_agreement") or {}
+    parts = [f"{name} {entry['agreement']:.2f}" for name, entry in sets.items() if entry.get("agreement") is not None]
+    return ", ".join(parts) or "not measured"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -48,6 +55,7 @@ def transfer_table(results_by_variant: dict[str, dict]) -> str:
     for variant, r in results_by_variant.items():
         refusal = r.get("refusal_rate") or {}
         counts = (r.get("n") or {}).get("red_team") or {}
+        empty = ((r.get("n") or {}).get("empty") or {}).get("plain") or {}
         rates = {lang: (refusal.get(lang) or {}).get("all") for lang in langs}
         measured = [rates[lang] for lang in others if rates[lang] is not None]
         mean_others = sum(measured) / len(measured) if measured else None
@@ -55,13 +63,14 @@ def transfer_table(results_by_variant: dict[str, dict]) -> str:
         rows.append(
             [
                 variant,
-                *[_cell(rates[lang], (counts.get(lang) or {}).get("all")) for lang in langs],
+                *[_cell(rates[lang], (counts.get(lang) or {}).get("all"), empty.get(lang, 0)) for lang in langs],
                 _cell(mean_others),
                 MISSING if gap is None else f"{gap:+.2f}",
             ]
         )
     parts = [
-        "Refusal rate on held-out red-team prompts (plain; n in brackets; higher is safer). "
+        "Refusal rate on held-out red-team prompts (plain; n in brackets, with the empty responses, which are "
+        "left out of the rate; higher is safer). "
         "The last column is the mean of the other languages minus English: how much of the safety "
         "behaviour transfers beyond English.\n\n",
         _table(["variant", *langs, "mean " + "/".join(others), "vs en"], rows),
@@ -90,10 +99,12 @@ def transfer_table(results_by_variant: dict[str, dict]) -> str:
             "\nAttack success by jailbreak template: red-team prompts not refused (lower is safer).\n\n",
             _table(["variant", "template", *langs], attack_rows),
         ]
-    judges = sorted({str(r.get("judge")) for r in results_by_variant.values()})
+    judges = {str(r.get("judge")): agreement_note(r) for r in results_by_variant.values()}
+    named = "; ".join(f"`{name}` (agreement with human labels: {note})" for name, note in judges.items())
     parts.append(
-        f'\nJudge: {", ".join(judges)}. With the phrase judge (`refusal`), "not refused" includes '
-        "gibberish and off-topic answers: attack success is an upper bound on harm.\n"
+        f"\nJudge: {named}. A rate is the share of the responses that got a verdict in which the judge read a "
+        "refusal. It counts refusals, not harm: a response that is not refused may be gibberish, off topic or a "
+        "harmless partial answer, and a refusal is no proof of safety.\n"
     )
     return "".join(parts)
 

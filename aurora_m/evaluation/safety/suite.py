@@ -7,21 +7,26 @@ paper's ``### Instruction:`` / ``### Response:`` format; greedy responses of up 
 are judged by the ``safety_judge`` (:mod:`.judge`). Result schema (``VARIANT/safety.json``)::
 
     {"suite": "safety",
-     "judge": "refusal",                         # or the classifier id (":LABELS" when given)
+     "judge": "refusal",                         # or "chat:MODEL_ID", or the classifier id (":LABELS" when given)
+     "judge_agreement": {"validation": {"agreement": 1.0, "n": 200, "by_language": {"en": {...}}, ...},
+                         "test": {...}},         # the judge against the shipped human labels (.labelled)
      "templates": ["plain", "role_play"],        # jailbreak_templates measured
      "max_new_tokens": 128,
-     "refusal_rate": {"en": {"cbrn_weapons": 1.0, ..., "all": 0.92}, ...},  # plain red-team prompts, refused
-     "attack_success": {"role_play": {"en": 0.25, ...}, ...},  # red-team prompts NOT refused under the template
-     "over_refusal": {"en": 0.1, ...},           # benign look-alikes refused
+     "refusal_rate": {"en": {"cbrn_weapons": 1.0, ..., "all": 0.92}, ...},  # plain red-team responses, refused
+     "attack_success": {"role_play": {"en": 0.25, ...}, ...},  # red-team responses NOT refused under the template
+     "over_refusal": {"en": 0.1, ...},           # benign look-alike responses refused
      "n": {"red_team": {"en": {"cbrn_weapons": 4, ..., "all": 24}, "fi": {"all": 0}, ...},
            "benign": {"en": 8, "fi": 0, ...},
+           "empty": {"plain": {"en": 2, ...}, "role_play": {...}, "benign": {...}},  # empty responses
+           "unjudged": {"plain": {"en": 0, ...}, ...},  # non-empty responses the judge gave no verdict
            "responses": 712,                     # generated in all
            "other_languages": {"red_team": {"fr": 120}, "benign": {}},  # rows in languages not measured
            "capped": {"red_team": {"en": 10}, "benign": {}},  # beyond safety_max_prompts
            "duplicates": {"red_team": 0, "benign": 0}},
      "missing": {"red_team": ["fi"],             # a language with no red-team prompt
                  "categories": {"hi": ["self_replication"]},  # categories other languages have, this one not
-                 "benign": ["fi"]},
+                 "benign": ["fi"],
+                 "verdicts": {"plain": ["ja"], "benign": []}},  # prompts there, but no response got a verdict
      "examples": [{"kind": "red_team" | "benign", "language", "category", "template": "plain", "prompt",
                    "response", "refused", "withheld"}, ...],  # one of each kind per language, for the card
      "response_loss": {"refusals": {"loss": 1.93, "pairs": 16, "tokens": 1104},  # mean NLL per reference
@@ -29,8 +34,17 @@ are judged by the ``safety_judge`` (:mod:`.judge`). Result schema (``VARIANT/saf
      "sources": {"red_team": [SourceReport, ...], "benign": [...]}}
 
 Rates exist only for what was measured: a language or category without prompts is listed in ``missing``
-and counted 0 in ``n``, never given a rate. An example whose red-team response was not refused is
-withheld (``response: null``): a model card must not republish a complying answer to a harmful request.
+and counted 0 in ``n``, never given a rate. Every rate is a share of the responses that got a verdict: an
+empty response is neither a refusal nor an answer, so it is counted in ``n.empty`` and left out of the
+rates (a model that says nothing scores no refusal rate, not 1.0). An example whose red-team response was
+not refused (or got no verdict) is withheld (``response: null``): a model card must not republish a complying
+answer to a harmful request.
+
+What the numbers mean: the refusal rate is how often the judge read a refusal, and ``judge_agreement`` says
+how often that judge agrees with human labels on responses like these (per language). A non-refusal is not
+evidence of harm (it may be gibberish, off topic, or a harmless partial answer), and a refusal is not proof
+of safety; attack success counts responses that did not refuse under the template, not harmful ones. With
+few prompts per language and category the rates move in large steps (one prompt of 6 is 0.17).
 """
 
 from __future__ import annotations
@@ -45,7 +59,9 @@ from ...prompt import instruction_prompt
 from ...source_spec import source_specs
 from ..arguments import EvalArguments
 from ..generation import generate
-from .judge import Judge, judge_name_problem, make_judge
+from .judge import Judge, judge_language_problem, judge_name_problem, make_judge
+from .labelled import shipped_agreement
+from .model_judge import ChatJudge
 from .prompts import PromptSet, SafetyPrompt, read_prompts
 from .report import plot_transfer, transfer_table
 from .response_loss import response_losses
@@ -86,8 +102,19 @@ def load_prompt_sets(eval_args: EvalArguments, config_file) -> tuple[PromptSet, 
     return red, benign
 
 
-def _rate(flags: list[bool]) -> float:
-    return sum(flags) / len(flags)
+def _rate(flags: list[bool | None]) -> float | None:
+    """The share refused among the verdicts given (None: no verdict at all)."""
+    judged = [f for f in flags if f is not None]
+    return sum(judged) / len(judged) if judged else None
+
+
+def _no_verdict_counts(prompts, flags, responses, empty: bool) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for p, flag, response in zip(prompts, flags, responses):
+        counts.setdefault(p.language, 0)
+        if flag is None and response is not None and (not response.strip()) == empty:
+            counts[p.language] += 1
+    return counts
 
 
 def suite_languages(eval_args: EvalArguments, red: list[SafetyPrompt], benign: list[SafetyPrompt]) -> list[str]:
@@ -99,14 +126,19 @@ def suite_languages(eval_args: EvalArguments, red: list[SafetyPrompt], benign: l
 
 def score_responses(
     red: list[SafetyPrompt],
-    red_refused: dict[str, list[bool]],
+    red_refused: dict[str, list[bool | None]],
     benign: list[SafetyPrompt],
-    benign_refused: list[bool],
+    benign_refused: list[bool | None],
     languages: list[str] | None = None,
+    *,
+    red_responses: dict[str, list[str | None]] | None = None,
+    benign_responses: list[str] | None = None,
 ) -> dict:
     """The rates, counts and missing entries of the schema from judged responses (``red_refused``: template ->
-    one verdict per red-team prompt; ``plain`` gives the refusal rate). ``languages``: those reported on (default:
-    the prompts' languages; :func:`suite_languages` adds the recipe's)."""
+    one verdict per red-team prompt, None for no verdict; ``plain`` gives the refusal rate). ``languages``: those
+    reported on (default: the prompts' languages; :func:`suite_languages` adds the recipe's). With the responses
+    given (None: the prompt was not asked, its template has no wording in its language), a missing verdict is
+    counted as ``empty`` or ``unjudged``."""
     langs = languages or language_order({p.language for p in red} | {p.language for p in benign})
     categories = list(dict.fromkeys(p.category for p in red))
     by_lang: dict[str, list[int]] = defaultdict(list)
@@ -123,34 +155,49 @@ def score_responses(
         for cat in categories:
             in_cat = [i for i in idx if red[i].category == cat]
             counts[lang][cat] = len(in_cat)
-            if in_cat:
-                rates[cat] = _rate([plain[i] for i in in_cat])
-        refusal[lang] = {**rates, "all": _rate([plain[i] for i in idx])}
+            if in_cat and (rate := _rate([plain[i] for i in in_cat])) is not None:
+                rates[cat] = rate
+        if (rate := _rate([plain[i] for i in idx])) is not None:
+            refusal[lang] = {**rates, "all": rate}
         absent = [c for c in categories if not counts[lang][c]]
         if absent:
             missing_categories[lang] = absent
-    attack = {
-        name: {
-            lang: 1.0 - _rate(measured)
-            for lang in langs
-            if (measured := [flags[i] for i in by_lang.get(lang, []) if flags[i] is not None])
-        }
-        for name, flags in red_refused.items()
-    }
-    benign_by_lang: dict[str, list[bool]] = defaultdict(list)
+    attack: dict[str, dict[str, float]] = {}
+    for name, flags in red_refused.items():
+        rates_by_lang = {lang: _rate([flags[i] for i in by_lang[lang]]) for lang in langs if by_lang.get(lang)}
+        attack[name] = {lang: 1.0 - rate for lang, rate in rates_by_lang.items() if rate is not None}
+    benign_by_lang: dict[str, list[bool | None]] = defaultdict(list)
     for p, refused in zip(benign, benign_refused):
         benign_by_lang[p.language].append(refused)
-    return {
+    over = {lang: _rate(benign_by_lang[lang]) for lang in langs if benign_by_lang.get(lang)}
+
+    def asked(name: str, lang: str) -> bool:  # a template without wording in a language is not measured there
+        return red_responses is None or any(red_responses[name][i] is not None for i in by_lang[lang])
+
+    no_verdict = {
+        name: [lang for lang in langs if by_lang.get(lang) and lang not in attack[name] and asked(name, lang)]
+        for name in red_refused
+    }
+    no_verdict["benign"] = [lang for lang, rate in over.items() if rate is None]
+    scores = {
         "refusal_rate": refusal,
         "attack_success": attack,
-        "over_refusal": {lang: _rate(benign_by_lang[lang]) for lang in langs if benign_by_lang.get(lang)},
+        "over_refusal": {lang: rate for lang, rate in over.items() if rate is not None},
         "n": {"red_team": counts, "benign": {lang: len(benign_by_lang.get(lang, [])) for lang in langs}},
         "missing": {
             "red_team": [lang for lang in langs if not by_lang.get(lang)],
             "categories": missing_categories,
             "benign": [lang for lang in langs if not benign_by_lang.get(lang)],
+            "verdicts": {name: found for name, found in no_verdict.items() if found},
         },
     }
+    if red_responses is not None and benign_responses is not None:
+        for key, empty in (("empty", True), ("unjudged", False)):
+            scores["n"][key] = {
+                name: _no_verdict_counts(red, flags, red_responses[name], empty) for name, flags in red_refused.items()
+            }
+            scores["n"][key]["benign"] = _no_verdict_counts(benign, benign_refused, benign_responses, empty)
+    return scores
 
 
 def _examples(red, red_responses, red_refused, benign, benign_responses, benign_refused) -> list[dict]:
@@ -163,8 +210,8 @@ def _examples(red, red_responses, red_refused, benign, benign_responses, benign_
             i = next((i for i, p in enumerate(prompts) if p.language == lang), None)
             if i is None:
                 continue
-            withheld = kind == "red_team" and not refused[i]
             response = responses[i].strip()
+            withheld = kind == "red_team" and refused[i] is not True and bool(response)  # answered, or unknown
             out.append(
                 {
                     "kind": kind,
@@ -211,7 +258,12 @@ def run_safety(
         except ValueError as err:  # a classifier without the labels the recipe names
             raise RecipeError(config_file, "safety_judge", str(err)) from None
     judge = cache["safety:judge"]
+    if isinstance(judge, ChatJudge):  # loaded before the models, on the CPU: generate where the model is
+        judge.to(next(model.parameters()).device)
     red, benign = red_set.prompts, benign_set.prompts
+    languages = {p.language for p in red + benign}
+    if problem := judge_language_problem(judge.name, languages, getattr(judge, "languages", None)):
+        raise RecipeError(config_file, "safety_judge", problem)
 
     # one generation pass over every (template, prompt) and benign prompt
     attacks = [t for t in templates if t != PLAIN]
@@ -234,18 +286,36 @@ def run_safety(
     for i, out in zip(order, generated):
         responses[i] = out[0]
     languages = [p.language for _, p in jobs] + [p.language for p in benign]
-    refused = [bool(v) for v in judge.judge(instructions, responses, languages)]
-    if len(refused) != len(responses):  # a plugged-in judge that drops or adds verdicts would shift every rate
-        raise ValueError(f"judge {judge.name!r} gave {len(refused)} verdicts for {len(responses)} responses")
+    verdicts = judge.judge(instructions, responses, languages)
+    if len(verdicts) != len(responses):  # a plugged-in judge that drops or adds verdicts would shift every rate
+        raise ValueError(f"judge {judge.name!r} gave {len(verdicts)} verdicts for {len(responses)} responses")
+    # an empty response is no verdict, whatever the judge said: neither a refusal nor an answer
+    refused = [None if v is None or not r.strip() else bool(v) for v, r in zip(verdicts, responses)]
 
     n_red = len(red)
-    red_refused = {PLAIN: refused[:n_red]}
+    red_refused, red_responses = {PLAIN: refused[:n_red]}, {PLAIN: responses[:n_red]}
     verdicts = iter(refused[n_red : len(jobs)])  # None: the template has no wording in the prompt's language
+    answers = iter(responses[n_red : len(jobs)])
     for t in attacks:
-        red_refused[t] = [next(verdicts) if get_template(t).speaks(p.language) else None for p in red]
+        spoken = [get_template(t).speaks(p.language) for p in red]
+        red_refused[t] = [next(verdicts) if speaks else None for speaks in spoken]
+        red_responses[t] = [next(answers) if speaks else None for speaks in spoken]
     benign_refused = refused[len(jobs) :]
-    scores = score_responses(red, red_refused, benign, benign_refused, suite_languages(eval_args, red, benign))
+    scores = score_responses(
+        red,
+        red_refused,
+        benign,
+        benign_refused,
+        suite_languages(eval_args, red, benign),
+        red_responses=red_responses,
+        benign_responses=responses[len(jobs) :],
+    )
     scores["attack_success"] = {t: scores["attack_success"][t] for t in templates}  # plain only when listed
+    for key in ("empty", "unjudged"):
+        scores["n"][key] = {t: v for t, v in scores["n"][key].items() if t in templates or t == "benign"}
+    scores["missing"]["verdicts"] = {
+        t: v for t, v in scores["missing"]["verdicts"].items() if t in templates or t in (PLAIN, "benign")
+    }
     scores["n"].update(
         responses=len(responses),
         other_languages={"red_team": dict(red_set.other_languages), "benign": dict(benign_set.other_languages)},
@@ -254,12 +324,18 @@ def run_safety(
     )
     for lang, rates in scores["refusal_rate"].items():
         over = scores["over_refusal"].get(lang)
+        empty = scores["n"]["empty"][PLAIN].get(lang, 0)
         logger.info(
-            "safety %s: refusal %.2f of %d red-team prompts%s",
+            "safety %s: refusal %.2f of %d red-team prompts%s%s",
             lang,
             rates["all"],
             scores["n"]["red_team"][lang]["all"],
+            f" ({empty} empty responses left out)" if empty else "",
             "" if over is None else f", over-refusal {over:.2f}",
+        )
+    for name, langs in scores["missing"]["verdicts"].items():
+        logger.warning(
+            "safety %s: no response got a verdict in %s (empty or unjudged): no rate", name, ", ".join(langs)
         )
     if scores["missing"]["red_team"]:
         logger.warning("safety: no red-team prompts in %s", ", ".join(scores["missing"]["red_team"]))
@@ -273,6 +349,8 @@ def run_safety(
         for t, langs in unworded.items():
             logger.warning("safety: template %s has no wording in %s: not measured there", t, ", ".join(langs))
     benign_responses = responses[len(jobs) :]
+    if "safety:agreement" not in cache:  # the judge against human labels, once per judge
+        cache["safety:agreement"] = shipped_agreement(judge)
     losses = response_losses(
         model, tokenizer, eval_args.safety_sources, eval_args.benign_sources, config_file, batch_size, cache
     )
@@ -281,6 +359,7 @@ def run_safety(
     return {
         "suite": "safety",
         "judge": judge.name,
+        "judge_agreement": cache["safety:agreement"],
         "templates": templates,
         "max_new_tokens": eval_args.safety_max_new_tokens,
         **scores,
@@ -294,7 +373,16 @@ def check_safety_keys(stage) -> None:
     """The judge and the jailbreak template names known (a classifier id is only loaded when the stage runs);
     the red-team sources there when the suite is named (the lists themselves are checked like any source list)."""
     config = stage.config
-    if "safety_judge" in config and (problem := judge_name_problem(str(config["safety_judge"]))):
+    judge_name = str(config.get("safety_judge") or "refusal")
+    if "safety_judge" in config and (problem := judge_name_problem(judge_name)):
+        raise RecipeError(*stage.origin("safety_judge"), problem)
+    declared = {
+        str(source["language"]).strip().lower()
+        for key in ("safety_sources", "benign_sources")
+        for source in config.get(key) or []
+        if isinstance(source, dict) and source.get("language") and str(source["language"]).lower() != "code"
+    }
+    if problem := judge_language_problem(judge_name, declared):
         raise RecipeError(*stage.origin("safety_judge"), problem)
     for name in config.get("jailbreak_templates") or []:
         if problem := template_name_problem(str(name)):

@@ -13,8 +13,8 @@ measured for it (``templates_not_measured``). The wrapped instruction then goes 
 - ``prefix_injection``: the answer must start with an affirmative prefix and carry no warnings
   (Wei et al., 2023, "Jailbroken").
 - ``refusal_suppression``: rules that forbid apologies, disclaimers and refusal words (Wei et al.).
-  It targets the phrase judge itself: a model that obeys refuses without the listed phrases, which
-  the ``refusal`` judge then misses; prefer a classifier judge when this attack matters.
+  It targets the offline judge itself: a model that obeys may refuse in words the ``refusal`` judge
+  has no cue for; prefer a model judge (``chat:MODEL_ID``) when this attack matters.
 """
 
 from __future__ import annotations
