@@ -8,7 +8,8 @@ refusals, attack success under jailbreak templates, over-refusal on benign look-
 - :mod:`.labelled`: the shipped labelled responses and a judge's agreement with them (``aurora-m eval judge``,
   :mod:`.judge_cli`);
 - :mod:`.templates`: jailbreak templates by name, worded per language;
-- :mod:`.suite`: ``run_safety`` (the eval stage's suite; result schema in its docstring);
+- :mod:`.suite`: ``run_safety`` (the eval stage's suite; result schema in its docstring), its numbers from
+  :mod:`.scores`;
 - :mod:`.report`: ``transfer_table`` / ``plot_transfer`` across variants.
 
 The refusal rate is also an ``evaluate`` metric loadable offline from :data:`REFUSAL_RATE_METRIC`.
