@@ -22,11 +22,17 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, turned into an interrupt so that every ``finally`` and ``except KeyboardInterrupt`` runs."""
 
 
+# The processes that were already below us when the outermost block began: the caller's own (``main()`` called
+# from Python: a notebook's or a test's fork server, its pools), which are not ours to end
+_before: set[int] = set()
+_depth = 0
+
+
 def _raise_terminated(signum, frame) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM while cleaning up ends us at once
     # our helpers get it at once too, as a terminal's Ctrl-C reaches the whole group: a pool that waits for its
     # workers while unwinding would otherwise wait for workers that never heard of it
-    for pid in descendants():
+    for pid in ours():
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
     raise Terminated()
@@ -36,14 +42,26 @@ def _raise_terminated(signum, frame) -> None:
 def sigterm_as_interrupt():
     """SIGTERM raises :class:`Terminated` inside the block (main thread only: elsewhere Python takes no signals);
     the handler found is put back after it (``main()`` called from Python, as the tests do)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    global _before, _depth
+    if _depth == 0:
+        _before = set(descendants())
+    _depth += 1
     try:
-        yield
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        _depth -= 1
+
+
+def ours() -> list[int]:
+    """The processes below us that the running command started (not those its caller had before it)."""
+    return [pid for pid in descendants() if pid not in _before]
 
 
 def descendants(pid: int | None = None) -> list[int]:
@@ -78,17 +96,16 @@ def _alive(pid: int) -> bool:
 
 
 def end_children(grace_s: float = 5.0) -> list[int]:
-    """SIGTERM every process we started (and theirs: all found before any is signalled, so none escapes by being
-    handed to init), SIGKILL what is left after ``grace_s``; returns their ids."""
-    pids = descendants()
+    """SIGTERM every process the command started (and theirs: all found before any is signalled, so none escapes by
+    being handed to init), SIGKILL what is left after ``grace_s``; returns their ids."""
+    pids = ours()
     for pid in pids:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
+    # an ended child stays a zombie until whoever started it waits for it (a pool, a fork server's owner, a
+    # Popen): it counts as ended here, and is not reaped here, since its owner's wait would then fail (ECHILD)
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-1, os.WNOHANG)[0]:  # reap our own children, so they stop counting as alive
-                pass
         time.sleep(0.05)
     for pid in pids:
         if _alive(pid):

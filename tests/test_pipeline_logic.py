@@ -222,6 +222,20 @@ def test_failures_end_in_one_line_and_leave_the_step_incomplete(toy_recipe, tmp_
     assert (out / "b" / "toy.txt").is_file()
 
 
+def test_an_interrupted_main_called_from_python_leaves_the_callers_processes_alone(toy_recipe, tmp_path):
+    """Ctrl-C ends every process the command started, not those its caller (a notebook, a test's fork server)
+    already had: they live on, and the caller can still wait for them."""
+    import subprocess
+
+    caller_child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert run(toy_recipe, tmp_path / "run", "--fail_with", "ctrl-c") == 130
+        assert caller_child.poll() is None  # not ended, and not reaped behind the caller's back
+    finally:
+        caller_child.kill()
+    assert caller_child.wait(timeout=10) == -9
+
+
 def test_a_moved_run_folder_keeps_its_records_valid(toy_recipe, tmp_path):
     out = tmp_path / "run"
     assert run(toy_recipe, out) == 0
