@@ -7,6 +7,7 @@ line says its rank; transformers and datasets follow the same verbosity. The CLI
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -57,6 +58,14 @@ def quiet_progress() -> None:
         os.environ[name] = "1"
     if "datasets" in sys.modules:
         sys.modules["datasets"].disable_progress_bars()
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    tqdm_std = sys.modules.get("tqdm.std")
+    if tqdm_std is not None and not getattr(tqdm_std.tqdm, "_aurora_m_quiet", False):
+        # imported already (main() called from Python after transformers): its TQDM_* defaults were read then,
+        # so the default itself changes (a bar that passes disable= still decides for itself)
+        tqdm_std.tqdm.__init__ = functools.partialmethod(tqdm_std.tqdm.__init__, disable=True)
+        tqdm_std.tqdm._aurora_m_quiet = True
 
 
 def setup_logging(verbosity: int = 0) -> None:
