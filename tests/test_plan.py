@@ -161,12 +161,46 @@ def stages_mfu(path) -> float:
         (["--gpus", "8", "--gpu", "h100", "--mfu", "0"], "--mfu: expected a fraction in (0, 1], got 0.0"),
         (["--gpus", "8", "--gpu", "h100", "--mfu", "1.5"], "--mfu: expected a fraction in (0, 1], got 1.5"),
         (["--gpus", "3", "--gpu", "h100"], "the global batch of 8 sequences cannot be split over 3"),
+        (["--gpus", "8", "--gpu-memory", "nan", "--peak-tflops", "1"], "--gpu-memory and --peak-tflops must be"),
+        (["--gpus", "8", "--gpu-memory", "80", "--peak-tflops", "inf"], "--gpu-memory and --peak-tflops must be"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, expected, capsys):
     code, out, err = plan(str(TINY), *args, capsys=capsys)
     assert code == 2 and out == ""
     assert expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_json_target_that_is_a_folder_and_a_malformed_rehearsal_are_one_line(tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("the user's")
+    code, out, err = plan(str(TINY), "--gpus", "1", "--gpu", "h100", "--json", str(folder), capsys=capsys)
+    assert code == 2 and f"--json: {folder} is a folder" in err and "Traceback" not in err
+    assert [p.name for p in folder.iterdir()] == ["keep.txt"]
+    for report, words in [
+        ([1, 2], "expected a JSON object"),
+        ({"sources": "x"}, "sources: expected a list of objects"),
+        ({"sources": [{"kept_after": 7}]}, "sources[0].kept_after: expected a mapping"),
+        ({"sources": [{"kept_after": {"a": 10, "b": 1000}}]}, "cannot keep more documents than reached it"),
+        ({"sources": [{"bytes_per_token": -3}]}, "sources[0].bytes_per_token: expected a number >= 0, got -3"),
+        ({"full_size": {"sources": [{"bytes_to_read": "lots"}]}}, "full_size.sources[0].bytes_to_read: expected"),
+    ]:
+        bad = tmp_path / "rehearsal.json"
+        bad.write_text(json.dumps(report))
+        code, out, err = plan(str(TINY), "--gpus", "1", "--gpu", "h100", "--rehearsal", str(bad), capsys=capsys)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_a_nanotron_stage_with_no_pipeline_ranks_is_one_line(tmp_path, capsys):
+    import shutil
+
+    recipe = tmp_path / "aurora-m-tiny"
+    shutil.copytree(TINY, recipe)
+    cap = recipe / "cap.yaml"
+    cap.write_text(cap.read_text() + "\npp: 0\n")
+    code, out, err = plan(str(recipe / "nanotron"), "--gpus", "8", "--gpu", "h100", capsys=capsys)
+    assert code == 2 and "cap.yaml: pp: expected a positive number of ranks, got 0" in err, err
 
 
 def test_the_gpu_check_says_why_it_skips_without_a_gpu():

@@ -8,6 +8,7 @@ sized in binary units: "80 GB" of HBM3 is 80 GiB). Any other device: ``--gpu-mem
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..errors import RecipeError
@@ -49,8 +50,12 @@ def accelerator(kind: str | None, memory_gib: float | None = None, peak_tflops: 
     if (memory_gib is None) != (peak_tflops is None):
         raise RecipeError(None, "--gpu-memory", "give --gpu-memory and --peak-tflops together (one device's figures)")
     if memory_gib is not None:
-        if memory_gib <= 0 or peak_tflops <= 0:
-            raise RecipeError(None, "--gpu-memory", "--gpu-memory and --peak-tflops must be positive")
+        if not (0 < memory_gib < math.inf and 0 < peak_tflops < math.inf):  # nan fails both comparisons
+            raise RecipeError(
+                None,
+                "--gpu-memory",
+                f"--gpu-memory and --peak-tflops must be positive numbers, got {memory_gib}, {peak_tflops}",
+            )
         return Accelerator(kind or "custom", float(memory_gib), float(peak_tflops), "given on the command line")
     known = ", ".join(ACCELERATORS)
     if kind is None:

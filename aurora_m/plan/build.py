@@ -139,6 +139,9 @@ def _training_plan(plan: StagePlan, stage, parsed, shape: ModelShape, cluster: C
     training_args = _arg(parsed, "per_device_train_batch_size")
     parallel = _arg(parsed, "tp")
     tp, pp = (parallel.tp, parallel.pp) if parallel else (1, 1)
+    for key, size in (("tp", tp), ("pp", pp)):
+        if not isinstance(size, int) or size < 1:  # the engine checks it too, but only where nanotron is installed
+            raise RecipeError(stage.config, key, f"expected a positive number of ranks, got {size!r}")
     if cluster.gpus % (tp * pp):
         raise RecipeError(stage.config, "tp", f"tp {tp} x pp {pp} does not divide the cluster's {cluster.gpus} GPUs")
     dp = cluster.gpus // (tp * pp)

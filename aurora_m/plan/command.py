@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from ..errors import RecipeError
 from ..io import atomic_file
@@ -29,6 +30,8 @@ def add_plan_arguments(p) -> None:
 
 def plan_text(args) -> str:
     """The plan as the table printed (and, with ``--json FILE``, written as JSON)."""
+    if args.json and Path(args.json).is_dir():  # checked before the work: a folder is never replaced by a file
+        raise RecipeError(None, "--json", f"{args.json} is a folder: name the file to write the plan to")
     if args.gpus < 1:
         raise RecipeError(None, "--gpus", f"expected a positive number of GPUs, got {args.gpus}")
     if args.mfu is not None and not 0 < args.mfu <= 1:

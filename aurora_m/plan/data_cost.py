@@ -16,6 +16,7 @@ Shards hold 2 bytes a token (4 for vocabularies over 65,536, as datatrove writes
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,28 +122,56 @@ def data_cost(stage_name: str, mix_args, vocab: int, rehearsal: dict | None) -> 
     return cost
 
 
+def _measure(row: dict, key: str, where: str):
+    """A measured figure of a rehearsal row: absent, or a finite number >= 0 (anything else is not a measurement)."""
+    value = row.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{where}.{key}: expected a number >= 0, got {value!r}")
+    return value
+
+
+def _rows(report, key: str, where: str) -> list[dict]:
+    rows = report.get(key) if isinstance(report, dict) else None
+    if rows is None:
+        return []
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise ValueError(f"{where}: expected a list of objects")
+    return rows
+
+
 def read_rehearsal(report: dict) -> dict:
     """``{stage: {source: {bytes_per_token, keep, bytes_per_core_second, bytes_to_read}}}`` from rehearsal.json.
 
     Read from the rehearsal's per-source rows (``sources``: ``stage``, ``name``, ``bytes_per_token``,
     ``kept_after`` {filter: documents after it}, ``clean_seconds``, ``bytes_read``, ``text_bytes``) and its
-    full-size costs (``full_size.sources``: ``stage``, ``source``, ``bytes_to_read``) when it has them.
+    full-size costs (``full_size.sources``: ``stage``, ``source``, ``bytes_to_read``) when it has them. A file of
+    another shape, or a figure that is not a count or a size, raises ``ValueError`` naming where it is.
     """
+    if not isinstance(report, dict):
+        raise ValueError("expected a JSON object (the rehearsal.json that aurora-m rehearse writes)")
     out: dict = {}
-    for row in report.get("sources", []):
+    for i, row in enumerate(_rows(report, "sources", "sources")):
+        where = f"sources[{i}]"
         entry = out.setdefault(row.get("stage"), {}).setdefault(row.get("name"), {})
-        if row.get("bytes_per_token"):
-            entry["bytes_per_token"] = float(row["bytes_per_token"])
-        kept = list((row.get("kept_after") or {}).values())
+        if bpt := _measure(row, "bytes_per_token", where):
+            entry["bytes_per_token"] = float(bpt)
+        kept_after = row.get("kept_after") or {}
+        if not isinstance(kept_after, dict):
+            raise ValueError(f"{where}.kept_after: expected a mapping of filter -> documents kept after it")
+        kept = [_measure(kept_after, name, f"{where}.kept_after") for name in kept_after]
+        if any(later > earlier for earlier, later in zip(kept, kept[1:])):
+            raise ValueError(f"{where}.kept_after: a filter cannot keep more documents than reached it: {kept}")
         if kept and kept[0]:
             entry["keep"] = kept[-1] / kept[0]
-        if row.get("clean_seconds") and row.get("bytes_read"):
-            entry["bytes_per_core_second"] = row["bytes_read"] / row["clean_seconds"]
-        if row.get("text_bytes") and row.get("bytes_read"):
-            entry["text_share"] = row["text_bytes"] / row["bytes_read"]
-    for row in (report.get("full_size") or {}).get("sources", []):
-        if row.get("bytes_to_read"):
-            out.setdefault(row.get("stage"), {}).setdefault(row.get("source"), {})["bytes_to_read"] = row[
-                "bytes_to_read"
-            ]
+        seconds, read = _measure(row, "clean_seconds", where), _measure(row, "bytes_read", where)
+        if seconds and read:
+            entry["bytes_per_core_second"] = read / seconds
+        if (text := _measure(row, "text_bytes", where)) and read:
+            entry["text_share"] = text / read
+    full_size = report.get("full_size") or {}
+    for i, row in enumerate(_rows(full_size, "sources", "full_size.sources")):
+        if to_read := _measure(row, "bytes_to_read", f"full_size.sources[{i}]"):
+            out.setdefault(row.get("stage"), {}).setdefault(row.get("source"), {})["bytes_to_read"] = to_read
     return out
