@@ -24,7 +24,7 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 from .errors import RecipeError
-from .overrides import did_you_mean, origin
+from .overrides import did_you_mean, origin, read_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -279,14 +279,12 @@ def distributed_type(path: str | Path) -> str | None:
 
 
 def _read_accelerate_config(path: str | Path) -> dict:
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise RecipeError(path, None, "accelerate config not found")
-    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(config, dict):
-        raise RecipeError(path, None, "expected an accelerate config (a mapping of keys to values)")
+    config = read_yaml(path)  # bad bytes, bad YAML, not a mapping: one line each
+    if not isinstance(config.get("distributed_type", "NO"), str):
+        raise RecipeError(path, "distributed_type", "expected a name (NO, MULTI_GPU, FSDP, DEEPSPEED, ...)")
     return config
 
 

@@ -177,6 +177,22 @@ def test_validate_checks_the_stages_against_their_launch(capsys):
     assert "no stage 'kat'" in one_line(capsys)
 
 
+@pytest.mark.parametrize(
+    "content,words",
+    [
+        (b"distributed_type: [1, 2\n", "line 2: not valid YAML"),
+        (b"distributed_type: FSDP\n# caf\xe9\n", "not UTF-8 text (byte 0xe9"),
+        (b"- a list\n", "expected a mapping of keys to values"),
+        (b"distributed_type: [FSDP]\n", "distributed_type: expected a name"),
+    ],
+)
+def test_a_broken_accelerate_config_is_one_line(tmp_path, capsys, content, words):
+    config = tmp_path / "mine.yaml"
+    config.write_bytes(content)
+    assert main(["validate", str(REAL), "--accelerate-config", str(config)]) == 2
+    assert words in one_line(capsys)
+
+
 # ----------------------------------------------------------------------------- replay and epochs, as budgeted
 def test_a_replay_source_that_names_a_whole_corpus_is_refused(real_copy, capsys):
     """Replay takes its share by natural size: without files, the data step cleaned all of the-stack-dedup."""
