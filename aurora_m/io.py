@@ -146,6 +146,8 @@ def atomic_file(target: str | Path):
     such as matplotlib); on success it becomes ``target`` in one rename, with the user's umask. A kill leaves
     only the temporary, which the next run's sweep removes. A symbolic link is written through (the link kept)."""
     target = _through_link(target)
+    if target.exists() and not target.is_file():  # a folder, a device (/dev/null), a socket: never renamed over
+        raise RecipeError(target, None, "exists and is not a regular file: nothing was written over it")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=_temp_prefix(target), suffix=target.suffix)
     os.close(fd)

@@ -5,8 +5,10 @@ activation memory against the tensors autograd saves (saved-tensor hooks); and i
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -176,8 +178,16 @@ def test_a_json_target_that_is_a_folder_and_a_malformed_rehearsal_are_one_line(t
     folder.mkdir()
     (folder / "keep.txt").write_text("the user's")
     code, out, err = plan(str(TINY), "--gpus", "1", "--gpu", "h100", "--json", str(folder), capsys=capsys)
-    assert code == 2 and f"--json: {folder} is a folder" in err and "Traceback" not in err
+    assert code == 2 and f"--json: {folder} exists and is not a regular file" in err and "Traceback" not in err
     assert [p.name for p in folder.iterdir()] == ["keep.txt"]
+    # a file of the user's (a recipe YAML, a device) is never replaced; a plan written before is
+    for target in (folder / "keep.txt", Path(os.devnull), folder / "keep.txt" / "x.json"):
+        code, out, err = plan(str(TINY), "--gpus", "1", "--gpu", "h100", "--json", str(target), capsys=capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert (folder / "keep.txt").read_text() == "the user's" and Path(os.devnull).is_char_device()
+    ours = tmp_path / "plan.json"
+    for _ in range(2):
+        assert plan(str(TINY), "--gpus", "1", "--gpu", "h100", "--json", str(ours), capsys=capsys)[0] == 0
     for report, words in [
         ([1, 2], "expected a JSON object"),
         ({"sources": "x"}, "sources: expected a list of objects"),

@@ -9,6 +9,7 @@ from ..errors import RecipeError
 from ..io import atomic_file
 from .accelerators import accelerator
 from .build import Cluster, build_plan, default_mfu
+from .report import PLAN_WRITER
 from .report import as_json as plan_json
 from .report import render as render_plan
 
@@ -30,8 +31,8 @@ def add_plan_arguments(p) -> None:
 
 def plan_text(args) -> str:
     """The plan as the table printed (and, with ``--json FILE``, written as JSON)."""
-    if args.json and Path(args.json).is_dir():  # checked before the work: a folder is never replaced by a file
-        raise RecipeError(None, "--json", f"{args.json} is a folder: name the file to write the plan to")
+    if args.json is not None:
+        check_plan_target(Path(args.json))  # before the work: what is there already must be ours to replace
     if args.gpus < 1:
         raise RecipeError(None, "--gpus", f"expected a positive number of GPUs, got {args.gpus}")
     if args.mfu is not None and not 0 < args.mfu <= 1:
@@ -49,3 +50,27 @@ def plan_text(args) -> str:
         with atomic_file(args.json) as tmp:
             tmp.write_text(json.dumps(plan_json(args.recipe_dir, plans, cluster, mfu_text, assumptions), indent=1))
     return render_plan(args.recipe_dir, plans, cluster, mfu_text, assumptions)
+
+
+def check_plan_target(path: Path) -> None:
+    """``--json``: a new file, or a plan this command wrote before; never a folder, a device, a link's target of
+    another kind, or a file of the user's (a recipe YAML, /dev/null)."""
+    if not path.name:
+        raise RecipeError(None, "--json", "expected the name of a file to write the plan to")
+    parent = path.resolve().parent
+    if parent.exists() and not parent.is_dir():
+        raise RecipeError(None, "--json", f"{parent} is not a folder: {path} cannot be written")
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_file():
+        raise RecipeError(None, "--json", f"{path} exists and is not a regular file: name a new file")
+    try:
+        written_by = json.loads(path.read_text(encoding="utf-8")).get("written_by")
+    except (OSError, ValueError, AttributeError):
+        written_by = None
+    if written_by != PLAN_WRITER:
+        raise RecipeError(
+            None,
+            "--json",
+            f"{path} exists and is not a plan this command wrote: name a new file (it is left as it is)",
+        )

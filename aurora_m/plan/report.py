@@ -110,6 +110,9 @@ def standard_assumptions(mfu_text: str) -> list[str]:
     ]
 
 
+PLAN_WRITER = "aurora-m plan"
+
+
 def as_json(recipe: str, plans: list[StagePlan], cluster: Cluster, mfu_text: str, assumptions: list[str]) -> dict:
     stages = []
     for p in plans:
@@ -127,6 +130,7 @@ def as_json(recipe: str, plans: list[StagePlan], cluster: Cluster, mfu_text: str
         )
         stages.append(row)
     return {
+        "written_by": PLAN_WRITER,  # how --json knows a file it may replace: a plan it wrote before
         "recipe": recipe,
         "cluster": {
             "gpus": cluster.gpus,
