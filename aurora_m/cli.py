@@ -216,7 +216,6 @@ def _step(args, overrides) -> int:
             f"a {stage.kind} stage has steps {', '.join(stage.steps)}, not {args.command!r}",
         )
     with pipeline.session(f"aurora-m {args.command}"):
-        pipeline.save_recipe_copy()
         pipeline.run_step(stage, args.command, restart=_stage_list(args.restart), resume=_stage_list(args.resume))
         print(json.dumps({f"{stage.name}/{args.command}": pipeline.step_status(stage, args.command)}))
     return 0

@@ -322,6 +322,11 @@ class RunLayout:
         return self.root / self.RECIPE_COPY
 
     @property
+    def recipe_source(self) -> Path:
+        """Where the recipe copied beside it was read from (written with the copy): what publish compares with."""
+        return self.recipe_copy / ".recipe-source.json"
+
+    @property
     def lock(self) -> Path:
         return self.root / ".aurora-m.lock"
 

@@ -362,6 +362,12 @@ def test_nanotron_checkpoints_are_guarded_like_the_trainers_own(tmp_path, toy_ki
         err = capsys.readouterr().err
         assert "greeting" in err and "since nanotron/4" in err and "--restart a" in err, err
         assert (steps / "4").is_dir()  # nothing moved or deleted
+        # nor is the run's record of the recipe that made its outputs (publish checks against it)
+        assert "greeting: hi" in (out / "recipe" / "a.yaml").read_text()
+        elsewhere = tmp_path / "elsewhere"
+        shutil.copytree(recipe, elsewhere)
+        assert run(elsewhere, out) == 2
+        assert json.loads((out / "recipe" / ".recipe-source.json").read_text())["recipe_dir"] == str(recipe.resolve())
         assert run(recipe, out, "--restart", "a") == 0
         aside = list((out / "a").glob("set-aside-restart-*"))
         assert len(aside) == 1 and not steps.exists() and not (out / "a" / "nanotron-losses.jsonl").exists()

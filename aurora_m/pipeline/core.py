@@ -43,6 +43,7 @@ class Pipeline:
         self.recipe = recipe
         self.layout = RunLayout(run_dir)
         self.targets = targets
+        self._recipe_saved = False
         self.overrides = {
             s.name: list((overrides or {}).get(s.name, []))
             if self.targets_stage(s.name)
@@ -177,7 +178,6 @@ class Pipeline:
         """Run the pipeline (or the named stages); complete steps are skipped unless ``force`` or restarted."""
         wanted = stages or self.recipe.stage_names
         restart = self.downstream(restart)
-        self.save_recipe_copy()
         for stage in self.recipe.stages:
             if stage.name not in wanted:
                 continue
@@ -190,6 +190,7 @@ class Pipeline:
                 if status == "stale" and not again:  # why, in one line naming what changed
                     logger.warning("%s/%s: %s: running it again", stage.name, step, why)
                 self.run_step(stage, step, restart=restart, resume=resume)
+        self.save_recipe_copy()  # every step it asked for is complete: the folder is this recipe's
         return self.write_summary()
 
     def downstream(self, names: set[str]) -> set[str]:
@@ -221,6 +222,7 @@ class Pipeline:
         logger.info("%s/%s: running (%s, engine %s)", stage.name, step, stage.kind, stage.engine)
         start = time.time()
         input_runs = self.input_runs(stage, step)
+        self.save_recipe_copy()  # past every check: what this step writes comes from this recipe
         try:
             runner(ctx)
         except BaseException:
@@ -359,6 +361,12 @@ class Pipeline:
 
     # ------------------------------------------------------------------ records
     def save_recipe_copy(self) -> None:
+        """The run folder's copy of the recipe its outputs were made with: written once a step is about to run (or
+        every step asked for is complete), never by a run that was refused, which would leave a finished run's
+        outputs described by a recipe that did not make them (and unpublishable)."""
+        if self._recipe_saved:
+            return
+        self._recipe_saved = True
         dest = self.layout.recipe_copy
         dest.mkdir(parents=True, exist_ok=True)
         for path in [self.recipe.file, *{s.config for s in self.recipe.stages}]:
@@ -371,6 +379,7 @@ class Pipeline:
                     content["data_roots"] = [str(p) for p in allowed_roots(self.recipe.dir)[1:]]
             text = yaml.safe_dump(content, sort_keys=False, allow_unicode=True)
             write_text(dest / path.name, text)
+        write_json(self.layout.recipe_source, {"recipe_dir": str(self.recipe.dir.resolve())})
 
     def write_summary(self) -> dict:
         def duration(stage, step):

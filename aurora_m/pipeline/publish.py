@@ -120,9 +120,10 @@ def recorded_summary(layout: RunLayout) -> dict:
         lambda stage, step: marker(stage, step).get("duration_s"),
         {name: args for name, args in overrides.items() if args},
     )
-    report = read_json_or_none(layout.summary) or {}
-    # where the recipe came from: only used to check the run against that recipe as it is now
-    return {**summary, "recipe": run.get("recipe", recipe.name), "recipe_dir": report.get("recipe_dir", "")}
+    # where the recipe that made these outputs came from (not summary.json's: a refused run rewrites that one):
+    # only used to check the run against that recipe as it is now
+    source = read_json_or_none(layout.recipe_source) or read_json_or_none(layout.summary) or {}
+    return {**summary, "recipe": run.get("recipe", recipe.name), "recipe_dir": source.get("recipe_dir", "")}
 
 
 def _fresh(layout: RunLayout, summary: dict, name: str, exported: bool = False) -> None:
