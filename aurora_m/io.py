@@ -276,3 +276,14 @@ def unlisted_files(out_dir: str | Path, marker_name: str):
         return None
 
     return check
+
+
+def human_size(n: float | None) -> str:
+    """Bytes as people read them, in SI units (1 KB = 1000 B); ``unknown`` for None."""
+    if n is None:
+        return "unknown"
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)

@@ -4,19 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from ..io import human_size as size
 from .build import Cluster, StagePlan
 from .data_cost import DEFAULT_BYTES_PER_TOKEN, DEFAULT_TOKENS_PER_CORE_SECOND
 from .memory import USABLE
-
-
-def size(n: float | None) -> str:
-    if n is None:
-        return "unknown"
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if abs(n) < 1000 or unit == "PB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
 
 
 def _num(n, fmt=",") -> str:

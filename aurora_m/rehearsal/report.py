@@ -9,6 +9,8 @@ Against the recorded Hub the byte ratios come from its small files, so they are 
 
 from __future__ import annotations
 
+from ..io import human_size
+
 TOKEN_BYTES = 2  # uint16 shards: StarCoder's 49,152-token vocabulary (datatrove picks 4 bytes above 65,536)
 
 
@@ -55,16 +57,6 @@ def full_size_costs(report: dict, hub) -> dict:
     return {"sources": rows, "total": total}
 
 
-def _size(n) -> str:
-    if n is None:
-        return "unknown"
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if abs(n) < 1024 or unit == "PB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 def render_table(report: dict) -> str:
     lines = [f"# Rehearsal of {report['recipe']} (hub: {report['hub']})", ""]
     if report.get("refused"):
@@ -85,15 +77,16 @@ def render_table(report: dict) -> str:
         files = f"{len(s.get('files_read') or [])}/{s.get('n_files') if s.get('n_files') is not None else '?'}"
         lines.append(
             f"| {s['stage']} | {s['key']} | {s['name']} | {s['repo'] or s['path']} | {s['config'] or '-'} | {files} "
-            f"| {s['rows_read']} | {_size(s['bytes_read'])} | {mapped} | {kept} | {s.get('bytes_per_token') or '-'} |"
+            f"| {s['rows_read']} | {human_size(s['bytes_read'])} | {mapped} | {kept} "
+            f"| {s.get('bytes_per_token') or '-'} |"
         )
     full = report.get("full_size")
     if full:
         t = full["total"]
         lines += [
             "",
-            f"Full size (estimated from the sample): {_size(t['bytes_to_read'])} to read where sizes are known, "
-            f"{t['data_prep_core_hours']} data-prep core-hours, {_size(t['shard_disk_bytes'])} of token shards; "
+            f"Full size (estimated from the sample): {human_size(t['bytes_to_read'])} to read where sizes are known, "
+            f"{t['data_prep_core_hours']} data-prep core-hours, {human_size(t['shard_disk_bytes'])} of token shards; "
             f"sizes unknown for {len(t['unknown'])} source(s): {', '.join(t['unknown']) or 'none'}.",
         ]
     return "\n".join(lines) + "\n"
