@@ -291,11 +291,10 @@ def documented_commands() -> list[Command]:
                 joined += line
                 for argv in split_commands(joined):
                     env = {}
-                    while argv and re.fullmatch(r"[A-Za-z_]\w*=\S*", argv[0]):
-                        key, _, value = argv.pop(0).partition("=")
-                        env[key] = value
-                    if argv and argv[0] == "time":
-                        argv = argv[1:]
+                    while argv and (argv[0] == "time" or re.fullmatch(r"[A-Za-z_]\w*=\S*", argv[0])):
+                        key, _, value = argv.pop(0).partition("=")  # `time` and VAR=value, in either order
+                        if value or key != "time":
+                            env[key] = value
                     if argv:
                         out.append(Command(rel(path), start, [unbracket(a) for a in argv], env))
                 joined = ""

@@ -398,13 +398,17 @@ def test_the_token_reaches_no_file_and_no_log_line(tiny_run, hub, tmp_path, logs
 def test_an_export_with_a_pickle_or_changed_files_is_never_pushed(tiny_run, tmp_path):
     import shutil
 
+    from aurora_m.io import file_digest
+
     folder = tmp_path / "export"
     shutil.copytree(export_dir(tiny_run, "aurora-m-tiny-base"), folder)
     (folder / "training_args.bin").write_bytes(b"pickle")
     with pytest.raises(RecipeError, match="changed since it was exported .*training_args.bin"):
         plan_push(folder)
     marker = json.loads((folder / ExportDir.MARKER).read_text())
-    marker["files"].append({"path": "training_args.bin", "size": 6})
+    # listed as if the export had written it (size and digest): the pickle rule still refuses it
+    digest = file_digest(folder / "training_args.bin")
+    marker["files"].append({"path": "training_args.bin", "size": 6, "blake2b": digest})
     (folder / ExportDir.MARKER).write_text(json.dumps(marker))
     with pytest.raises(RecipeError, match="never pushed .*training_args.bin"):
         plan_push(folder)
