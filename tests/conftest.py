@@ -48,7 +48,25 @@ def pytest_collection_modifyitems(config, items):
         if runs or module_scoped:
             item.add_marker(pytest.mark.xdist_group(runs[0] if runs else item.module.__name__))
     if xdist:
-        items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: collection order otherwise
+        items.sort(key=_start_order)  # stable: collection order otherwise
+
+
+# Under xdist a group goes to one worker as a whole: the long ones start first (each the length of a pipeline
+# run or more), so that the others, down to single tests, fill both workers up to the end. conftest turns off
+# xdist's own reordering (by number of tests, which put a long group of few tests last).
+LONG_GROUPS = ("tiny_run", "short_run", "test_resume")
+
+
+def _start_order(item) -> tuple[int, bool]:
+    group = item.get_closest_marker("xdist_group")
+    name = group.args[0] if group and group.args else None
+    rank = LONG_GROUPS.index(name) if name in LONG_GROUPS else len(LONG_GROUPS)
+    return rank, item.get_closest_marker("slow") is None
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # the controller schedules in the order _start_order gives
+        config.option.loadscopereorder = False
 
 
 def readme_command(pattern: str) -> str:

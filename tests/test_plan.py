@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
 
@@ -171,6 +172,16 @@ def test_bad_input_is_one_line_and_exit_2(args, expected, capsys):
     code, out, err = plan(str(TINY), *args, capsys=capsys)
     assert code == 2 and out == ""
     assert expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_an_sft_stage_on_many_gpus_trains_at_least_a_step_per_epoch(tmp_path, capsys):
+    """Its tokens over the global batch is under one step on 8 GPUs: the trainer still takes a step per epoch."""
+    out_json = tmp_path / "plan.json"
+    assert plan(str(TINY), "--gpus", "8", "--gpu", "h100", "--json", str(out_json), capsys=capsys)[0] == 0
+    stages = {s["name"]: s for s in json.loads(out_json.read_text())["stages"]}
+    for name in ("sft", "instruct"):
+        epochs = yaml.safe_load((TINY / f"{name}.yaml").read_text()).get("num_train_epochs", 3)
+        assert stages[name]["steps"] >= epochs >= 1, (name, stages[name]["steps"])
 
 
 def test_a_json_target_that_is_a_folder_and_a_malformed_rehearsal_are_one_line(tmp_path, capsys):

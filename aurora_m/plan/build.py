@@ -7,6 +7,7 @@ given (``--gpus``, ``--gpu``, ``--mfu``); nothing is loaded or downloaded.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,6 +157,9 @@ def _training_plan(plan: StagePlan, stage, parsed, shape: ModelShape, cluster: C
     if tokens is not None:
         plan.tokens = tokens
         plan.steps = tokens // (batch * seq)
+        if stage.kind != "pretrain":  # SFT: short rows still fill a step; at least one step per epoch
+            epochs = getattr(training_args, "num_train_epochs", 1) or 1
+            plan.steps = max(-(-tokens // (batch * seq)), math.ceil(epochs))
         seconds = plan.steps * plan.flops_per_step / (cluster.mfu * cluster.device.peak_tflops * 1e12 * cluster.gpus)
         plan.days = seconds / 86400
     ckpt = checkpointing(training_args)
