@@ -217,6 +217,10 @@ class SourceSpec:
                 check_inside(file, f"{where}.path", local, roots)
                 if not local.is_file():
                     raise RecipeError(file, f"{where}.path", f"data file not found: {local}")
+            # an empty file is a source with no rows: the data step would refuse it only after training a tokenizer
+            for data_file in [local] if local.is_file() else sorted(local.iterdir()) if local.is_dir() else []:
+                if data_file.is_file() and not data_file.name.startswith(".") and _holds_nothing(data_file):
+                    raise RecipeError(file, f"{where}.path", f"empty data file {data_file} (no rows)")
         if self.taxonomy and self.taxonomy != BUILTIN_TAXONOMY:
             local = check_inside(file, f"{where}.taxonomy", resolve_path(base, self.taxonomy), roots)
             if not local.is_file():
@@ -226,6 +230,19 @@ class SourceSpec:
                     f"expected '{BUILTIN_TAXONOMY}' (built in) or a taxonomy YAML file, got {self.taxonomy!r} "
                     "(no such file)",
                 )
+
+
+def _holds_nothing(path: Path, chunk: int = 1 << 16) -> bool:
+    """No bytes, or (a text file) only blank lines: read until the first other byte, so a big file costs a chunk."""
+    if path.stat().st_size == 0:
+        return True
+    if not path.name.endswith((".jsonl", ".json")):  # compressed or parquet: its reader says what it holds
+        return False
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            if block.strip():
+                return False
+    return True
 
 
 # ----------------------------------------------------------------------------- reading a Hub dataset

@@ -45,7 +45,7 @@ def test_an_mbpp_row_whose_tests_are_a_string_is_refused_not_split_into_characte
     from aurora_m.evaluation.code.problems import mbpp_problems
 
     row = {"text": "x", "code": "def f():\n    return 1", "test_list": "assert f() == 1"}
-    with pytest.raises(RecipeError, match="mbpp.jsonl: row 0: test_list: expected a non-empty list"):
+    with pytest.raises(RecipeError, match="mbpp.jsonl: row 1: test_list: expected a non-empty list"):
         mbpp_problems([row], source="mbpp.jsonl")
 
 

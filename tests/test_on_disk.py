@@ -299,11 +299,11 @@ def test_a_stage_name_the_filesystem_cannot_hold_is_refused_at_validate(tmp_path
 @pytest.mark.parametrize(
     "rows,words",
     [
-        (['["not", "an", "object"]'], ["row 0", "expected an object"]),
-        (['{"text": "t", "code": null, "test_list": ["assert True"]}'], ["row 0: code", "expected text"]),
+        (['["not", "an", "object"]'], ["row 1", "expected an object"]),
+        (['{"text": "t", "code": null, "test_list": ["assert True"]}'], ["row 1: code", "expected text"]),
         (
             ['{"text": "t", "code": "x = 1", "test_list": ["assert x == 1"], "test_imports": "import math"}'],
-            ["row 0: test_imports", "a list of import statements"],
+            ["row 1: test_imports", "a list of import statements"],
         ),
     ],
     ids=["not-an-object", "code-null", "imports-a-string"],

@@ -219,3 +219,20 @@ def test_script_reports_bad_yaml_in_one_line(recipe_copy):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "cap.yaml: seq_length: expected int" in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"\n  \n\n"], ids=["zero-bytes", "blank-lines"])
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_validate_refuses_an_empty_data_file_before_any_step(recipe_copy, capsys, content, where):
+    """A file with no rows would pass validate and stop the data step after the tokenizer is trained."""
+    if where == "file":
+        empty = recipe_copy / "data" / "fi.jsonl"
+    else:  # a source that names a folder: every file in it is read
+        (recipe_copy / "data" / "fi").mkdir()
+        (recipe_copy / "data" / "fi.jsonl").rename(recipe_copy / "data" / "fi" / "a.jsonl")
+        empty = recipe_copy / "data" / "fi" / "b.jsonl"
+        edit_yaml(recipe_copy / "cap.yaml", "path: data/fi.jsonl", "path: data/fi")
+    empty.write_bytes(content)
+    assert main(["validate", str(recipe_copy)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"cap.yaml: mixture[1].path: empty data file {empty} (no rows)"), err

@@ -182,7 +182,7 @@ def test_mbpp_rows_become_harness_prompts_and_whole_programs():
     humaneval = humaneval_problems()[0]
     assert program_for(humaneval, "    pass\n").rstrip().endswith(f"check({humaneval.entry_point})")
     assert "\ndef" in humaneval.stop and "\nif" in humaneval.stop
-    with pytest.raises(RecipeError, match="row 1.*test_list"):
+    with pytest.raises(RecipeError, match="row 2.*test_list"):
         mbpp_problems([rows[0], {"text": "x", "code": "y"}], source="sample.jsonl")
 
 

@@ -71,28 +71,29 @@ def mbpp_problems(rows: Iterable[Mapping], source: str | None = None) -> list[Pr
     description and the first test in a docstring; the completion is a whole program."""
     problems = []
     for i, row in enumerate(rows):
+        where = f"row {i + 1}"  # counted from 1, as a file's lines and the leakage check's rows are
         if not isinstance(row, Mapping):
             raise RecipeError(
-                source, f"row {i}", f"expected an object with {', '.join(MBPP_COLUMNS)}, got {type(row).__name__}"
+                source, where, f"expected an object with {', '.join(MBPP_COLUMNS)}, got {type(row).__name__}"
             )
         missing = [c for c in MBPP_COLUMNS if c not in row]
         if missing:
             raise RecipeError(
                 source,
-                f"row {i}",
+                where,
                 f"an MBPP row needs the columns {', '.join(MBPP_COLUMNS)}; missing {', '.join(missing)}",
             )
         tests = row["test_list"]  # a string would split into characters: only a list is a list of tests
         if not isinstance(tests, (list, tuple)) or not tests or not all(isinstance(t, str) for t in tests):
-            raise RecipeError(source, f"row {i}: test_list", "expected a non-empty list of assert statements")
+            raise RecipeError(source, f"{where}: test_list", "expected a non-empty list of assert statements")
         for column in ("text", "code"):
             if not isinstance(row[column], str):
-                raise RecipeError(source, f"row {i}: {column}", f"expected text, got {type(row[column]).__name__}")
+                raise RecipeError(source, f"{where}: {column}", f"expected text, got {type(row[column]).__name__}")
         imports = row.get("test_imports") or []  # a string would split into characters, one import each
         if not isinstance(imports, (list, tuple)) or not all(isinstance(t, str) for t in imports):
-            raise RecipeError(source, f"row {i}: test_imports", "expected a list of import statements")
+            raise RecipeError(source, f"{where}: test_imports", "expected a list of import statements")
         if not isinstance(row.get("test_setup_code") or "", str):
-            raise RecipeError(source, f"row {i}: test_setup_code", "expected text")
+            raise RecipeError(source, f"{where}: test_setup_code", "expected text")
         setup = [*imports, row.get("test_setup_code") or ""]
         prompt = f'"""\n{row["text"]}\n{tests[0]}\n"""\n'
         problems.append(
