@@ -17,6 +17,7 @@ PACKAGE = ROOT / "aurora_m"
 GROUND = {
     "__init__",
     "args",
+    "budget",
     "errors",
     "extras",
     "hub_errors",

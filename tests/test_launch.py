@@ -120,6 +120,21 @@ def test_two_process_data_parallel_on_cpu(tmp_path, cache_dir):
     assert (out / "model" / "model.safetensors").is_file()
 
 
+def test_two_ranks_with_a_max_steps_for_one_are_refused_before_the_data_step(tmp_path):
+    """The tiny cap.yaml states max_steps for one process; on two its budget is 120 steps: said at once, with
+    the advice the CLI accepts, and no dataset is built first."""
+    out = tmp_path / "cap"
+    argv = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "scripts/pretrain.py"]
+    result = _run([*argv, "--config", "recipes/aurora-m-tiny/cap.yaml", "--output_dir", str(out)], tmp_path)
+    assert result.returncode != 0
+    errors = {line for line in result.stderr.splitlines() if line.startswith("pretrain.py: error:")}
+    assert len(errors) == 1, result.stderr[-3000:]  # each rank says the same one line
+    (line,) = errors
+    assert "max_steps: 240 disagrees with the token budget" in line and "x 2 ranks" in line, line
+    assert "= 120 steps. Delete max_steps from the stage YAML" in line and "-1" not in line
+    assert not out.exists()  # refused before the data step (and before the folder was claimed)
+
+
 @pytest.mark.skipif(
     not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (bf16 tiny CAP on the accelerator)"
 )

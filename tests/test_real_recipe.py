@@ -271,7 +271,7 @@ def test_the_second_reading_of_cats_learning_rate_is_a_switch_that_validates(rea
     validates, and the two stages then describe one schedule: CAP holds the peak, CAT decays it over its steps."""
     import yaml
 
-    from aurora_m.train.budget import Budget
+    from aurora_m.budget import Budget
 
     switched = {}
     for stage in ("cap", "cat"):

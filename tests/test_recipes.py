@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from aurora_m.budget import Budget
 from aurora_m.cli import main
 from aurora_m.recipe import load_recipe
 from aurora_m.stage_checks import parse_stage, stage_dataclasses
-from aurora_m.train.budget import Budget
 
 from conftest import ROOT, cli, edit_yaml
 

@@ -17,8 +17,8 @@ import pytest
 import torch
 from warm import run
 
+from aurora_m.budget import derive_max_steps
 from aurora_m.errors import RecipeError
-from aurora_m.train.budget import derive_max_steps
 from aurora_m.train.handoff import carry_on_schedule
 
 from conftest import OFFLINE, ROOT
@@ -274,6 +274,22 @@ def test_max_steps_disagreeing_or_a_budget_under_one_step_is_refused():
     derive_max_steps(_args(max_steps=240), 245_760, 128)  # agreeing is fine
     with pytest.raises(RecipeError, match="train_tokens: 1,000 is less than one optimizer step of 1,024"):
         derive_max_steps(_args(), 1000, 128, "cap.yaml")
+
+
+def test_a_stated_max_steps_is_checked_against_the_launch_at_validate(monkeypatch, tmp_path):
+    """Before any data step: `aurora-m validate` / the pipeline (one process) and a script under a launcher
+    (WORLD_SIZE, as torchrun sets it) check the YAML's max_steps with the trainer's arithmetic and line."""
+    from aurora_m.overrides import overrides_to_dict
+    from aurora_m.stage_checks import check_stage_config
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    check_stage_config(TINY / "cap.yaml", "pretrain")  # 240 steps of 8 x 128 on one process: agrees
+    with pytest.raises(RecipeError, match=r"command line: --max_steps: 30 disagrees .* x 1 ranks .* = 240 steps"):
+        check_stage_config(TINY / "cap.yaml", "pretrain", overrides=overrides_to_dict(["--max_steps", "30"]))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RecipeError, match=r"cap.yaml: max_steps: 240 disagrees .* x 2 ranks .* = 120 steps\. Delete"):
+        check_stage_config(TINY / "cap.yaml", "pretrain")
+    check_stage_config(TINY / "cap.yaml", "pretrain", overrides=overrides_to_dict(["--max_steps", "120"]))
 
 
 def _lrs(scheduler, steps):

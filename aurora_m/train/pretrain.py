@@ -6,13 +6,13 @@ import logging
 from pathlib import Path
 
 from ..args import MixtureArguments, ModelArguments
+from ..budget import check_budget, derive_max_steps
 from ..data.build import build_pretrain_dataset
 from ..data.mixture import packed_collator
 from ..data.stream import open_stream
 from ..errors import RecipeError
 from ..layout import StageDir
 from ..model_families import model_facts
-from .budget import derive_max_steps
 from .checkpoints import resume_checkpoint, stream_position_callback
 from .common import keep_token_out_of_files, stage_dataset, train_and_save, wired_arguments
 from .handoff import UpstreamState, carry_on_schedule, load_upstream_optimizer, upstream_state
@@ -45,6 +45,9 @@ def build_trainer(
     from transformers import AutoTokenizer
 
     dirs = StageDir(training_args.output_dir)
+    # the budget over this launch's ranks before the data step (hours at scale): a max_steps stated for one
+    # process, launched on two, is one line now rather than after the dataset is built
+    check_budget(training_args, mix_args.train_tokens, mix_args.seq_length, config_file)
     data = stage_dataset(
         training_args,
         mix_args.dataset_dir,

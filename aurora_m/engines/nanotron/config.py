@@ -3,7 +3,7 @@ config nanotron reads. Pure: the caller gathers the facts (paths, the data step'
 checkpoint); nothing here touches nanotron, the disk or a GPU.
 
 - **budget**: ``train_steps = train_tokens // (micro batch x accumulation x dp x seq_length)``, the same
-  arithmetic as the transformers engine (``train/budget.py``) with dp ranks; a stated ``max_steps`` must agree.
+  arithmetic as the transformers engine (``budget.py``) with dp ranks; a stated ``max_steps`` must agree.
 - **hand-off**: CAP starts from converted weights (``model.init_method.path``). CAT with ``init_from: weights``
   starts from CAP's last checkpoint the same way, a fresh optimizer and schedule. With ``full_state`` it is
   nanotron's own continuation: CAP's last checkpoint is resumed (weights, AdamW moments, step count), CAP is
@@ -20,8 +20,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...budget import Budget
 from ...errors import RecipeError
-from ...train.budget import Budget
 from .modelconfig import GPTBigCodeConfig
 
 DECAY = {"linear": "linear", "cosine": "cosine", "cosine_with_min_lr": "cosine"}

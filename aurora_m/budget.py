@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import RecipeError
+from .errors import RecipeError
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +58,12 @@ def budget_of(training_args, train_tokens: int, seq_length: int) -> Budget:
     )
 
 
-def derive_max_steps(
+def check_budget(
     training_args, train_tokens: int, seq_length: int, config_file: str | Path = "<stage config>"
 ) -> Budget:
-    """Set ``training_args.max_steps`` from the budget (logged with its arithmetic); a stated one must agree."""
+    """The budget of this launch (its ranks from the launcher), refused in one line when it is less than a step
+    or a stated ``max_steps`` disagrees: from the recipe and the launch alone, so a script says it before its
+    data step, not after it."""
     budget = budget_of(training_args, train_tokens, seq_length)
     if budget.steps < 1:
         raise RecipeError(
@@ -79,6 +81,14 @@ def derive_max_steps(
             f"YAML (it is derived from the budget, the batch and the number of ranks), or change train_tokens or "
             f"the batch to match",
         )
+    return budget
+
+
+def derive_max_steps(
+    training_args, train_tokens: int, seq_length: int, config_file: str | Path = "<stage config>"
+) -> Budget:
+    """Set ``training_args.max_steps`` from the budget (logged with its arithmetic); a stated one must agree."""
+    budget = check_budget(training_args, train_tokens, seq_length, config_file)
     training_args.max_steps = budget.steps
     logger.info(budget.arithmetic())
     return budget
