@@ -93,5 +93,16 @@ def exit_on_failure(prog: str, exc: BaseException, output_dir: str | Path | None
         from .signals import end_children
 
         end_children()
+    _close_progress_bars()
     print(f"{prog}: error: {message}", file=sys.stderr)
     return code
+
+
+def _close_progress_bars() -> None:
+    """A bar cut short leaves the cursor at its end: closed, it ends its line, so the error starts its own."""
+    tqdm_module = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm_module, "tqdm", None), "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001  (a bar whose stream is gone: the error line matters more)
+            pass

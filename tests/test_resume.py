@@ -60,7 +60,7 @@ def cat_args(cap_dir: Path) -> list[str]:
     ]
 
 
-def drive(args: list[str], out: Path, ledger: Path, kill: str | None = None, nproc: int = 1):
+def drive(args: list[str], out: Path, ledger: Path, kill: str | None = None, nproc: int = 1, sig: str = "kill"):
     launcher = (
         [sys.executable]
         if nproc == 1
@@ -71,7 +71,7 @@ def drive(args: list[str], out: Path, ledger: Path, kill: str | None = None, npr
         str(ROOT / "tests" / "train_driver.py"),
         "--ledger",
         str(ledger),
-        *(["--kill", kill] if kill else []),
+        *(["--kill", kill, "--signal", sig] if kill else []),
         "--",
         *args,
         "--output_dir",
@@ -140,6 +140,30 @@ def test_killed_cap_resumes_to_bitwise_identical_weights_without_repeating_data(
     trained = [h for step in sorted(expected) for h in expected[step]]
     # and those are the stream's positions 0..N-1 in order: nothing repeated, nothing skipped
     assert trained == stream_hashes(straight / "cap" / "data", CAP_STEPS * BATCH)
+
+
+def test_sigterm_mid_step_or_mid_save_ends_in_one_line_and_resumes_to_identical_weights(cap_uninterrupted, tmp_path):
+    """SIGTERM (Slurm's time limit, ``timeout``, ``docker stop``) inside training: the run ends itself in one line
+    with 143, leaves no lock or half checkpoint that blocks the next run, and the next run resumes."""
+    out, ledger = tmp_path / "cap", tmp_path / "ledger.jsonl"
+    for kill in ("step_end:7", "mid_save:15"):
+        ended = drive(CAP, out, ledger, kill, sig="term")
+        errors = [line for line in ended.stderr.splitlines() if "error:" in line]  # on a line of its own
+        assert ended.returncode == 143, (kill, ended.stderr[-2000:])
+        assert (
+            errors
+            == [
+                "train_driver.py: error: terminated (SIGTERM): run the same command again to resume (complete steps and "
+                "checkpoints are kept)"
+            ]
+            and "Traceback" not in ended.stderr
+        ), (kill, ended.stderr[-2000:])
+    finished = drive(CAP, out, ledger)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "set aside 1 partial checkpoint" in finished.stderr  # the save cut at 15
+    assert "checkpoint-10" in finished.stderr.split("resuming from")[-1].splitlines()[0]
+    assert weights(out / "model") == weights(cap_uninterrupted / "cap" / "model")
+    assert lineage(ledger) == lineage(cap_uninterrupted / "ledger.jsonl")
 
 
 def test_killed_cat_with_full_state_resumes_to_identical_weights(cap_uninterrupted, tmp_path):

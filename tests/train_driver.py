@@ -3,7 +3,8 @@
 - a ledger: after each optimizer step, one json line {run, rank, step, batch: [sha1 of each trained sequence]}
   appended (and flushed) to ``--ledger``; a step killed before its line is written is simply not in it;
 - a kill: ``--kill step_end:K`` (SIGKILL after step K, before any checkpoint of K), ``after_save:K`` (right after
-  checkpoint-K is complete) or ``mid_save:K`` (inside checkpoint-K, after its weights, before its trainer state).
+  checkpoint-K is complete) or ``mid_save:K`` (inside checkpoint-K, after its weights, before its trainer state);
+  ``--signal term`` sends SIGTERM there instead (what Slurm and ``timeout`` send: the run ends itself).
 
     python tests/train_driver.py --ledger L.jsonl --kill step_end:7 -- --config CAP.yaml --output_dir OUT ...
 """
@@ -23,9 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 
+SIGNAL = [signal.SIGKILL]
+
+
 def _die():
     sys.stderr.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), SIGNAL[0])
 
 
 def instrument(ledger: Path | None, kill: str | None):
@@ -85,8 +89,10 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--ledger", type=Path)
     parser.add_argument("--kill")
+    parser.add_argument("--signal", choices=("kill", "term"), default="kill")
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args()
+    SIGNAL[0] = signal.SIGTERM if args.signal == "term" else signal.SIGKILL
     instrument(args.ledger, args.kill)
     import pretrain as script  # scripts/pretrain.py
 
