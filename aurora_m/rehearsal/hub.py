@@ -108,7 +108,10 @@ class RecordedRepo:
         return {"gated": self.gated, "license": self.card.get("license"), "unverified": unverified}
 
     def loading_scripts(self) -> list[str]:
-        return [p for p in self.other_files if p.endswith(".py") and "/" not in p]
+        """The file datasets >= 4 refuses a repo for: ``<repo name>.py`` at its root (datasets' load.py); another
+        root .py (natural-instructions' get_ni.py) is only a file."""
+        script = self.repo_id.split("/")[-1] + ".py"
+        return [p for p in self.other_files if p == script]
 
 
 def _expand(files) -> list[str]:
@@ -125,7 +128,13 @@ def _expand(files) -> list[str]:
 def _arrow_type(kind: str):
     import pyarrow as pa
 
-    scalars = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
+    scalars = {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "int32": pa.int32(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+    }
     if kind in scalars:
         return scalars[kind]
     if kind.startswith("timestamp"):
