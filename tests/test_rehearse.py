@@ -61,6 +61,16 @@ def test_every_recorded_fact_cites_a_stored_page_or_says_it_is_not_verified():
     assert "columns" not in facts["unverified"] and facts["license"] == ["cc-by-sa-3.0", "gfdl"]
 
 
+def test_the_shipped_base_model_config_matches_the_recorded_hub_facts():
+    """aurora_m/configs/starcoderplus.json against the config copies of bigcode/starcoderplus that stored pages show
+    (starcoderplus.sources.yaml): a wrong head count or vocabulary size fails here, not on the cluster."""
+    configs = ROOT / "aurora_m" / "configs"
+    facts = yaml.safe_load((configs / "starcoderplus.sources.yaml").read_text(encoding="utf-8"))
+    shipped = json.loads((configs / "starcoderplus.json").read_text(encoding="utf-8"))
+    assert {k: shipped.get(k) for k in facts["config"]} == facts["config"]
+    assert all(re.search(r"not verified|https://\S+/\S+", said, re.I) for said in facts["sources"].values())
+
+
 def test_snapshot_files_are_schema_true():
     import pyarrow as pa
     import pyarrow.parquet as pq
