@@ -728,3 +728,26 @@ def test_conversion_never_destroys_its_source_or_the_users_files(tiny_hf, tmp_pa
     (run / ".aurora-m-run.json").write_text("{}")
     inside = cli("convert", "hf-to-nanotron", str(src), str(run / "cap" / "nt"))
     assert inside.returncode == 2 and "inside the run folder" in inside.stderr and not (run / "cap").exists()
+
+
+@pytest.mark.parametrize(
+    "key,value,words",
+    [("n_layer", 1, "1 layers, but the checkpoint holds more"), ("n_inner", 64, "mlp.c_fc.weight")],
+)
+def test_nanotron_to_hf_checks_the_config_against_the_checkpoint(tiny_hf, tmp_path, capsys, key, value, words):
+    """A model_config.json that is not the checkpoint's (a layer fewer, another width) would make a folder that
+    drops layers or does not load: refused in one line, nothing written."""
+    from aurora_m.cli import main
+    from aurora_m.engines.nanotron.checkpoint import MODEL_CONFIG
+    from aurora_m.engines.nanotron.modelconfig import HF_KEYS
+
+    hf_to_nanotron(tiny_hf[0], tmp_path / "nt")
+    config_file = tmp_path / "nt" / MODEL_CONFIG
+    config = json.loads(config_file.read_text())
+    ours = HF_KEYS[key]
+    config_file.write_text(json.dumps({**config, ours: value}))
+    capsys.readouterr()  # the first conversion's progress bar
+    assert main(["convert", "nanotron-to-hf", str(tmp_path / "nt"), str(tmp_path / "back")]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "the config is not this checkpoint's" in err and "Traceback" not in err, err
+    assert len([line for line in err.splitlines() if "error:" in line]) == 1 and not (tmp_path / "back").exists()

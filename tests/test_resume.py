@@ -150,14 +150,11 @@ def test_sigterm_mid_step_or_mid_save_ends_in_one_line_and_resumes_to_identical_
         ended = drive(CAP, out, ledger, kill, sig="term")
         errors = [line for line in ended.stderr.splitlines() if "error:" in line]  # on a line of its own
         assert ended.returncode == 143, (kill, ended.stderr[-2000:])
-        assert (
-            errors
-            == [
-                "train_driver.py: error: terminated (SIGTERM): run the same command again to resume (complete steps and "
-                "checkpoints are kept)"
-            ]
-            and "Traceback" not in ended.stderr
-        ), (kill, ended.stderr[-2000:])
+        expected = (
+            "train_driver.py: error: terminated (SIGTERM): run the same command again to resume "
+            "(complete steps and checkpoints are kept)"
+        )
+        assert errors == [expected] and "Traceback" not in ended.stderr, (kill, ended.stderr[-2000:])
     finished = drive(CAP, out, ledger)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "set aside 1 partial checkpoint" in finished.stderr  # the save cut at 15

@@ -275,6 +275,15 @@ def nanotron_to_hf(src: str | Path, dst: str | Path, *, overwrite: bool = False)
     by_hf: dict[str, list] = {}
     for p in layout:
         by_hf.setdefault(p.hf, []).append(p)
+    expected = _hf_shapes(config.to_hf())
+    extra = params(config.num_hidden_layers + 1, config.hidden_size, config.head_dim)[len(layout)]
+    if shard_files(src, extra.name):  # a layer past the config's last: converting would drop it silently
+        raise RecipeError(
+            src / MODEL_CONFIG,
+            "num_hidden_layers",
+            f"{config.num_hidden_layers} layers, but the checkpoint holds more ({extra.name}): "
+            "the config is not this checkpoint's",
+        )
 
     def tensors():
         for hf_key, parts in tqdm(by_hf.items(), desc="nanotron -> hf", unit="tensor", mininterval=5):
@@ -282,6 +291,13 @@ def nanotron_to_hf(src: str | Path, dst: str | Path, *, overwrite: bool = False)
             tensor = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)  # c_attn = [q; k; v]
             if parts[0].name == EMBED and tensor.shape[0] > config.vocab_size:
                 tensor = tensor[: config.vocab_size]  # nanotron pads the vocabulary to a multiple of TP
+            if hf_key in expected and tuple(tensor.shape) != expected[hf_key]:
+                raise RecipeError(
+                    src / MODEL_CONFIG,
+                    None,
+                    f"{parts[0].name} is {tuple(tensor.shape)}, but the config makes {hf_key} "
+                    f"{expected[hf_key]}: the config is not this checkpoint's",
+                )
             yield hf_key, tensor
 
     dtypes = set()
@@ -310,6 +326,18 @@ def nanotron_to_hf(src: str | Path, dst: str | Path, *, overwrite: bool = False)
         )
     logger.info("converted %s -> %s (transformers folder, %d tensors)", src, dst, len(by_hf))
     return dst
+
+
+def _hf_shapes(hf_config: dict) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor a transformers model built from ``hf_config`` holds (on the meta device:
+    no memory, whatever the size)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(**hf_config)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return {key: tuple(t.shape) for key, t in model.state_dict().items()}
 
 
 def add_convert_commands(directions) -> None:
