@@ -115,13 +115,14 @@ class RecordedRepo:
 
 
 def _expand(files) -> list[str]:
-    """File lists in the YAML: plain paths, or {pattern: "x/train-{i:05d}-of-00041.parquet", count: 41}."""
+    """File lists in the YAML: plain paths, or {pattern: "x/train-{i:05d}-of-00041.parquet", count: 41} (indices from
+    ``start``, 0 by default, to count - 1: a first file whose real name is known can be listed apart)."""
     out = []
     for item in files:
         if isinstance(item, str):
             out.append(item)
         else:
-            out.extend(item["pattern"].format(i=i) for i in range(item["count"]))
+            out.extend(item["pattern"].format(i=i) for i in range(item.get("start", 0), item["count"]))
     return out
 
 
