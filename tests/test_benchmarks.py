@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -192,3 +193,24 @@ def test_the_data_benchmark_compares_the_whole_step_with_stock_datatrove_and_the
     per_source = [line for line in lines if re.match(r"  (en|fi|hi|ja|vi|code)\s*: ours \d+ docs", line)]
     assert len(per_source) == 6 and all("difference" in line and "ours removed" in line for line in per_source)
     assert ("differ" in outputs) == any("difference +0 docs +0 tokens" not in line for line in per_source)
+
+
+def test_language_id_real_prints_what_the_clean_phase_removes_per_language_and_the_catch_rates(tmp_path, capsys):
+    """The benchmark builds its filters as the clean phase does; sentences written for this test."""
+    rows = {
+        "sw": ["Hifadhi faili ya config kisha endesha build tena.", "Ingiza password yako tena kwenye form ya login."],
+        "en": ["Save the config file and run the build again before you push.", "Open the settings page first."],
+        "code": ['docker run --rm -it -v "$PWD":/workspace -w /workspace python:3.12-slim ' + "python -m pytest " * 4],
+    }
+    for lang, texts in rows.items():
+        lines = [json.dumps({"text": t, "url": f"https://example.org/{lang}/{i}"}) for i, t in enumerate(texts)]
+        (tmp_path / f"{lang}.jsonl").write_text("\n".join(lines) + "\n")
+    assert load("language_id_real").main([str(tmp_path), "--removed"]) == 0
+    out = capsys.readouterr().out
+    assert "| en | 2 | 0 | 0.0 | - | example.org 2 |" in out
+    assert "| sw | 2 | 0 | 0.0 | - | example.org 2 |" in out
+    assert "| code | 1 | 0 | 0.0 | - | example.org 1 |" in out
+    assert "| en | 2 | 2 | 100.0 | 2 | 100.0 |" in out  # English in the Swahili source: removed, or rerouted
+    (tmp_path / "english.jsonl").write_text('{"text": "x"}\n')
+    with pytest.raises(SystemExit, match="english.jsonl"):
+        load("language_id_real").main([str(tmp_path)])

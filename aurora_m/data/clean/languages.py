@@ -40,7 +40,7 @@ DEFAULT_LID_FLOOR = 0.1
 # the top label. Measured on real paragraphs (benchmarks/language_id_real.py, table in docs/adapting.md): on 27
 # of 170 clean Swahili paragraphs (technical prose full of English terms) the top label was en, eo, id, pl, sl,
 # it or es, so the top-label rule kept 83%; Swahili's own probability was 0.013 or more on all 170, and 0.0076
-# at most on 1,580 paragraphs of en/fi/hi/ja/vi/de/fr/ko/ru/ar, so the text of those is still caught.
+# at most on 1,991 paragraphs of en/fi/hi/ja/vi/de/fr/ko/ru/ar, so the text of those is still caught.
 UNDER_RANKED_LID_FLOORS = {"sw": 0.01}
 UNSPACED_SCRIPTS = frozenset({"Thai", "Laoo", "Khmr", "Mymr", "Tibt"})  # no spaces between words
 
