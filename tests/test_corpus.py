@@ -155,6 +155,38 @@ def test_bad_rows_are_counted_not_dropped_silently(tmp_path):
     assert en["docs_in"] == len(lines) and en["kept_docs"] == len(good) - 6
 
 
+def test_a_profane_document_on_the_held_out_side_is_filtered_there_too(tmp_path):
+    """The held-out split comes after the filters: Korean's planted profane paragraph, whose hash puts it in the
+    held-out quarter, is removed by the toxic-word filter (counted as held-out in the report) and never reaches
+    the held-out documents the training run evaluates on; the clean held-out paragraphs do."""
+    from aurora_m.data.sources import in_heldout
+
+    path = ROOT / "tests" / "fixtures" / "languages" / "data" / "ko.jsonl"
+    docs = rows(path)
+    (planted,) = [r for r in docs if r.get("planted") == "toxic_words"]
+    held = [r["text"] for r in docs if in_heldout(r["text"], 0.25) and r is not planted]
+    assert in_heldout(planted["text"], 0.25) and len(held) == 2  # the case under test, from the text's hash
+    mix = [
+        {"name": "ko", "path": str(path), "holdout_fraction": 0.25},
+        {"name": "code", "path": str(TINY_DATA / "code.jsonl")},
+    ]
+    data = DatasetDir(build(tmp_path / "data", mix, heldout_blocks=8, train_tokens=64 * 100))
+    ko = json.loads(data.filter_report_json.read_text())["sources"][0]
+    steps = {s["step"]: s for s in ko["steps"]}
+    assert steps["toxic_words"]["removed_docs"] == 1 and steps["toxic_words"]["removed_heldout_docs"] == 1
+    assert steps["language_id"]["removed_heldout_docs"] == 0
+    assert steps["held_out"]["set_aside_docs"] == 2  # the clean ones only
+    assert removed_ids(data, "ko", "toxic_words") == {planted["id"]}
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(data.tokenizer)
+    flat = np.load(data.heldout_tokens("ko")).reshape(-1)  # what held-out loss is measured on
+    ends = np.flatnonzero(flat == tokenizer.eos_token_id)
+    windows = [tokenizer.decode(ids[:-1].tolist()) for ids in np.split(flat, ends + 1)[: len(ends)]]
+    assert windows and set(windows) <= set(held), windows  # clean held-out paragraphs, the planted one not
+    assert [s["step"] for s in ko["steps"]][-1] == "held_out"  # after every filter
+
+
 def test_a_truncated_parquet_file_is_one_line_naming_it(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

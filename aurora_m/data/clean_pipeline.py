@@ -1,6 +1,12 @@
-"""One source's cleaning pipeline (the clean phase): read -> length cap -> held-out split -> language id ->
-quality -> symbol/digit ratio -> toxic words -> PII -> contamination check -> ``work/clean/<source>/``, a tally
-after every filter and each filter's removed documents kept.
+"""One source's cleaning pipeline (the clean phase): read -> length cap -> language id -> quality ->
+symbol/digit ratio -> toxic words -> held-out split -> PII -> contamination check -> ``work/clean/<source>/``, a
+tally after every filter and each filter's removed documents kept.
+
+The held-out split comes after the filters, so held-out text (the windows training evaluates on) is as clean as
+training text: a profane or wrong-language document whose hash puts it on the held-out side is removed there too,
+and counted (``removed_heldout_docs`` per filter in the report). Which side a document is on still depends on its
+raw text alone (the split precedes PII masking, which rewrites text), so the training side is the same documents
+as before and CAT, SFT and evaluation agree on the split.
 """
 
 from __future__ import annotations
@@ -38,17 +44,7 @@ def _clean_pipeline(
         TooLong(args.max_doc_chars, removed("length_cap")),
         Tally("length_cap", progress=True),
     ]
-    if args.heldout_blocks > 0 and spec.holdout_fraction > 0 and _monitored(spec):
-        steps.append(
-            HeldOutSample(
-                spec.holdout_fraction,
-                args.heldout_blocks * args.seq_length,
-                tokenizer_file,
-                _writer(d.heldout_docs(name), origin),
-                args.pii_anonymise and spec.masks_pii,
-            )
-        )
-    steps += [HeldOut(heldout_rule(spec, str(config_file), "mixture"), tokenizer_file), Tally("held_out")]
+    rule = heldout_rule(spec, str(config_file), "mixture")
     filters: list = []
     if not spec.source_format.free_text:
         pass  # curated pairs and chats (the red-team set): prose heuristics would drop short prompts and refusals
@@ -70,7 +66,19 @@ def _clean_pipeline(
             filters.append(ToxicWords())
     for f in filters:
         step = _step_name(f)
-        steps += [Counted(f, step, tokenizer_file, removed(step)), Tally(step)]
+        steps += [Counted(f, step, tokenizer_file, removed(step), heldout=rule), Tally(step)]
+    if args.heldout_blocks > 0 and spec.holdout_fraction > 0 and _monitored(spec):
+        steps.append(
+            HeldOutSample(
+                spec.holdout_fraction,
+                args.heldout_blocks * args.seq_length,
+                tokenizer_file,
+                _writer(d.heldout_docs(name), origin),
+                args.pii_anonymise and spec.masks_pii,
+                source=name,
+            )
+        )
+    steps += [HeldOut(rule, tokenizer_file), Tally("held_out")]
     if args.pii_anonymise and spec.masks_pii:
         steps.append(PiiAnonymizer())
     if prompts:

@@ -1,5 +1,6 @@
-"""The held-out windows the training run evaluates on: cleaning samples each task's first held-out documents,
-and after tokenizing they are packed per language into ``heldout/<lang>.npy``.
+"""The held-out windows the training run evaluates on: cleaning samples each task's first held-out documents
+(after the filters: held-out text is as clean as training text), and after tokenizing they are packed per
+language into ``heldout/<lang>.npy``.
 """
 
 from __future__ import annotations
@@ -30,10 +31,13 @@ class HeldOutSample(PipelineStep):
     name = "✂ held-out sample"
     type = "💽 - WRITER"
 
-    def __init__(self, fraction: float, max_tokens: int, tokenizer_file: str, writer, anonymise: bool):
+    def __init__(
+        self, fraction: float, max_tokens: int, tokenizer_file: str, writer, anonymise: bool, source: str = ""
+    ):
         super().__init__()
         self.fraction, self.max_tokens, self.writer = fraction, max_tokens, writer
         self.tokenizer_file, self.anonymise = tokenizer_file, anonymise
+        self.source = source  # a document language ID rerouted to another source is not this language's
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         import dataclasses
@@ -46,7 +50,8 @@ class HeldOutSample(PipelineStep):
         pii = PiiAnonymizer() if self.anonymise else None  # the placeholders training sees, not the addresses
         with self.writer as out:
             for doc in data:
-                if written < self.max_tokens and in_heldout(doc.text, self.fraction):
+                mine = not self.source or doc.metadata.get("source", self.source) == self.source
+                if written < self.max_tokens and mine and in_heldout(doc.text, self.fraction):
                     sample = dataclasses.replace(doc, text=pii.anonymise(doc.text)[0]) if pii else doc
                     tokens = count([sample.text])
                     out.write(sample, rank)

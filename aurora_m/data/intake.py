@@ -263,7 +263,14 @@ class Counted(BaseFilter):
 
     type = "🔻 - FILTER"
 
-    def __init__(self, inner: BaseFilter, report_name: str, tokenizer_file: str | None, exclusion_writer=None):
+    def __init__(
+        self,
+        inner: BaseFilter,
+        report_name: str,
+        tokenizer_file: str | None,
+        exclusion_writer=None,
+        heldout: HeldOutRule | None = None,
+    ):
         self.name = report_name  # before PipelineStep's init, which names the step's stats
         # batches let the removed documents of a batch be tokenized together
         super().__init__(exclusion_writer, batch_size=max(COUNT_BATCH, getattr(inner, "batch_size", 1)))
@@ -273,6 +280,7 @@ class Counted(BaseFilter):
         for step in (inner, *getattr(inner, "by_language", {}).values()):
             step.stats = self.stats
         self.count = _TokenCounter(tokenizer_file)
+        self.heldout = heldout  # the source's split: removals from its held-out side are counted apart
 
     def filter_batch(self, batch: list[Document]):
         results = self.inner.filter_batch(batch)
@@ -283,6 +291,8 @@ class Counted(BaseFilter):
         ]
         if removed:
             self.stat_update("removed_tokens", value=self.count(removed))
+            if self.heldout is not None and (held := sum(map(self.heldout, removed))):
+                self.stat_update("removed_heldout_docs", value=held)
         return results
 
     def filter(self, doc: Document):

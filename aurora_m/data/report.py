@@ -81,6 +81,8 @@ def _clean_source(stats: list[dict], spec: SourceSpec) -> tuple[dict, dict[str, 
             }
             if after == "length_cap":
                 entry["note"] = "not tokenized (longer than max_doc_chars)"
+            else:  # of those, the documents on the held-out side: never reach the held-out windows either
+                entry["removed_heldout_docs"] = counters.get("removed_heldout_docs", 0)
         if out:
             entry["rerouted_out"] = out
         for s, n in prev.items():  # rerouted documents that a later filter of this pipeline removed

@@ -1,8 +1,8 @@
 """A pretraining stage's own cleaning chain (``data.clean_pipeline``) run in this process on each mixture
-source's first rows: the same reader (streamed, ``limit`` rows), length cap, held-out split, language id,
-quality, symbol/digit ratio, toxic words, PII and the leakage check against the stage's contamination sources;
-what each filter kept is read from datatrove's own counters. A leak stops the rehearsal as it stops the data
-step, naming the rows.
+source's first rows: the same reader (streamed, ``limit`` rows), length cap, language id, quality,
+symbol/digit ratio, toxic words, held-out split, PII and the leakage check against the stage's contamination
+sources; what each filter kept is read from datatrove's own counters. A leak stops the rehearsal as it stops
+the data step, naming the rows.
 """
 
 from __future__ import annotations
