@@ -162,20 +162,63 @@ def refused(result, out: Path) -> tuple[str, dict]:
 
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory, cache_dir):
-    """One offline rehearsal of the 15B recipe (the documented command), shared by the assertions below."""
+    """One offline rehearsal of the 15B recipe (the documented command: every stage in miniature), shared by the
+    assertions below. Opted in to running model-written code in the sandbox (the code suite), as the docs say."""
     out = tmp_path_factory.mktemp("rehearsal") / "out"
-    result = cli("rehearse", "recipes/aurora-m-15b", "--output-dir", str(out), "--sample-rows", "50")
+    env = {"AURORA_M_ALLOW_CODE_EXECUTION": "1"}
+    result = cli("rehearse", "recipes/aurora-m-15b", "--output-dir", str(out), "--sample-rows", "50", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((out / "rehearsal.json").read_text()), out, result
 
 
 @pytest.mark.slow
-def test_every_stage_is_checked_offline(rehearsal):
-    """Validated and read (cleaned, for pretraining); the report does not call that "completed": nothing trained."""
+def test_every_stage_completes_in_miniature_offline(rehearsal):
+    """Validated, read, cleaned, then trained / evaluated / published in miniature through the real pipeline."""
     report, out, result = rehearsal
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {s["name"]: "checked" for s in report["stages"]}
-    assert [s["name"] for s in report["stages"]] == ["cap", "cat", "instruct", "sft", "eval", "publish"]
-    assert (out / "rehearsal.md").read_text().count("| checked |") == 6
+    names = ["cap", "cat", "instruct", "sft", "eval", "publish"]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == dict.fromkeys(names, "completed")
+    stages = {s["name"]: s for s in report["stages"]}
+    assert list(stages) == names
+    table = (out / "rehearsal.md").read_text()
+    assert all(f"| {s['name']} | {s['kind']} | completed |" in table for s in report["stages"])
+    run = out / "run"
+    for name in ("cap", "cat", "instruct", "sft"):  # each trained: finite losses from its trainer, a saved model
+        stage = stages[name]
+        assert stage["losses"]["steps"] >= 1 and stage["losses_finite"], (name, stage)
+        assert (run / name / "model" / "model.safetensors").is_file()
+        assert {"data", "train"} <= set(stage["durations_s"])
+    assert (
+        stages["cap"]["losses"]["steps"] > stages["cat"]["losses"]["steps"] >= 2
+    )  # one factor: CAP's budget is larger
+    # CAT continued CAP's optimizer state and schedule (init_from: full_state, as the recipe hands off)
+    assert yaml.safe_load((out / "miniature" / "cat.yaml").read_text())["init_from"] == "full_state"
+    variants = ["aurora-m-base", "aurora-m-biden-harris-redteamed", "aurora-m-safety-sft", "aurora-m-instruct"]
+    for variant in variants:  # each suite, each variant: the files the eval stage writes per suite
+        for suite in ("perplexity", "code", "harness", "safety"):
+            assert f"{variant}/{suite}.json" in stages["eval"]["results"], (variant, suite)
+    code = json.loads((run / "eval" / "aurora-m-base" / "code.json").read_text())
+    assert code["isolation"]["level"] and code["benchmarks"]  # pass@k ran its programs in the sandbox
+    assert sorted(stages["publish"]["exports"]) == sorted(variants)
+    for variant, plan in report["publish_dry_run"].items():  # planned, written to a folder, nothing pushed
+        assert plan["operations"] and (Path(plan["folder"]) / "README.md").is_file(), variant
+
+
+@pytest.mark.slow
+def test_the_report_states_the_scale_factor_and_where_the_model_and_tokenizer_came_from(rehearsal):
+    report, out, _ = rehearsal
+    mini = report["miniature"]
+    full = yaml.safe_load((RECIPE / "cap.yaml").read_text())["train_tokens"]
+    mini_cap = yaml.safe_load((out / "miniature" / "cap.yaml").read_text())
+    assert mini["scale_factor"] > 1_000_000 and f"{mini['scale_factor']:,}" in mini["scale"]
+    assert mini_cap["train_tokens"] <= full // mini["scale_factor"]  # whole steps of the miniature's shape
+    assert mini_cap["data_executor"] == "local" and all("[:50]" in m["split"] for m in mini_cap["mixture"])
+    assert "bigcode/starcoderplus" in mini["model"] and "random-initialised" in mini["model"]
+    assert "trained on the sampled text" in mini["tokenizer"]
+    config = json.loads((out / "run" / "cap" / "model" / "config.json").read_text())
+    assert config["model_type"] == "gpt_bigcode" and config["multi_query"] and config["n_layer"] == 2
+    assert config["n_positions"] == 2048  # the recipe's own aurora_m patch, applied to the shrunk config
+    text = (out / "rehearsal.md").read_text()
+    assert f"{mini['scale_factor']:,}" in text and "random-initialised" in text
 
 
 @pytest.mark.slow
@@ -198,11 +241,13 @@ def test_the_report_names_every_source_of_every_stage_with_rows_read(rehearsal):
 @pytest.mark.slow
 def test_the_recorded_hub_serves_a_bounded_amount(rehearsal):
     report, _, _ = rehearsal
-    served = report["bytes_served_per_repo"]
-    assert set(served) == recipe_hub_ids()
+    served, reading = report["bytes_served_per_repo"], report["bytes_served_reading"]
+    assert set(served) == set(reading) == recipe_hub_ids()
     # 50 rows a source, whatever the corpus size: RefinedWeb's 400 replay files are not all read. Wikipedia is the
     # largest: 10 sources (5 languages in CAP and CAT) over its 65 recorded files of 3 rows each (the real counts)
-    assert max(served.values()) < 1_500_000 and sum(served.values()) < 3_500_000
+    assert max(reading.values()) < 1_500_000 and sum(reading.values()) < 3_500_000
+    # the miniature's own data steps, evaluation and SFT reads stream the same first rows again
+    assert all(served[r] >= reading[r] for r in served) and sum(served.values()) < 4 * sum(reading.values())
     refinedweb = next(s for s in report["sources"] if s["name"] == "refinedweb")
     assert refinedweb["n_files"] == 400 and len(refinedweb["files_read"]) < 20
 

@@ -23,6 +23,11 @@ def add_rehearse_arguments(p) -> None:
         help="the launch each stage is checked against, as validate takes it (default: the ones the recipe's "
         "README launches each stage with)",
     )
+    p.add_argument(
+        "--checks-only",
+        action="store_true",
+        help="validate, read and clean only (seconds): no stage trained, evaluated or published in miniature",
+    )
     hub.add_argument("--live-hub", action="store_true", help="read the real Hub even when HF_HUB_OFFLINE is set")
 
 
@@ -41,5 +46,6 @@ def rehearse_status(args) -> dict:
         rows=args.sample_rows,
         recorded=recorded,
         launches=args.accelerate_config,
+        checks_only=args.checks_only,
     )
     return {s["name"]: s["status"] for s in report["stages"]}

@@ -80,6 +80,7 @@ def render_table(report: dict) -> str:
             f"| {s['rows_read']} | {human_size(s['bytes_read'])} | {mapped} | {kept} "
             f"| {s.get('bytes_per_token') or '-'} |"
         )
+    lines += _miniature_lines(report)
     full = report.get("full_size")
     if full:
         t = full["total"]
@@ -90,3 +91,42 @@ def render_table(report: dict) -> str:
             f"sizes unknown for {len(t['unknown'])} source(s): {', '.join(t['unknown']) or 'none'}.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _miniature_lines(report: dict) -> list[str]:
+    """What the miniature changed (the scale factor, model, tokenizer, sources left out) and what each stage did."""
+    mini = report.get("miniature")
+    if not mini:
+        return []
+    lines = [
+        "",
+        f"## In miniature (scale factor {mini['scale_factor']:,})",
+        "",
+        f"- budgets: {mini['scale']}",
+        f"- model: {mini['model']}",
+        f"- tokenizer: {mini['tokenizer']}",
+    ]
+    if mini.get("harness"):
+        lines.append(
+            f"- lm-eval: the recipe's tasks ({mini['harness'].get('recipe_tasks')}) are not served by the "
+            f"recorded Hub: the harness suite ran on {mini['harness'].get('run_on')}"
+        )
+    lines += [
+        f"- held-out fraction of {k}: {v} (the recipe's leaves one side of the sample empty)"
+        for k, v in mini.get("holdouts", {}).items()
+    ]
+    lines += [f"- left out of {k}: {v}" for k, v in mini.get("left_out", {}).items()]
+    lines += [
+        "",
+        "| stage | status | step seconds | losses (first > last, steps) | outputs |",
+        "|---|---|---|---|---|",
+    ]
+    for stage in report["stages"]:
+        seconds = ", ".join(f"{k} {v}" for k, v in stage.get("durations_s", {}).items()) or "-"
+        loss = stage.get("losses")
+        loss = f"{loss['first']:.3f} > {loss['last']:.3f} ({loss['steps']})" if loss else "-"
+        outputs = (
+            stage.get("model") and "model" or ", ".join(stage.get("exports") or stage.get("results") or []) or "-"
+        )
+        lines.append(f"| {stage['name']} | {stage['status']} | {seconds} | {loss} | {outputs} |")
+    return lines

@@ -44,6 +44,7 @@ def rehearse(
     rows: int = 200,
     recorded: bool | None = None,
     launches: list[str] | None = None,
+    checks_only: bool = False,
 ) -> dict:
     """Rehearse ``recipe_dir`` into ``output_dir``; returns the report (also written as rehearsal.json).
     ``launches``: ``[STAGE=]CONFIG`` accelerate configs (as ``validate --accelerate-config``); by default the ones
@@ -76,6 +77,10 @@ def rehearse(
                 tokenizer_file = _tokenizer(samples, out, report)
                 _clean_all(recipe, report, samples, out, tokenizer_file, rows)
                 report["full_size"] = full_size_costs(report, hub)
+                if not checks_only:
+                    if hub is not None:  # the read phase's bytes; the total below adds the miniature's own reads
+                        report["bytes_served_reading"] = dict(sorted(hub.bytes_served.items()))
+                    _miniature(recipe, report, out, rows, recorded, samples)
             finally:
                 if hub is not None:  # what the recorded Hub served, per repo: bounded whatever the corpus size
                     report["bytes_served_per_repo"] = dict(sorted(hub.bytes_served.items()))
@@ -83,7 +88,7 @@ def rehearse(
         failure = err
         report["refused"] = str(err)
         for entry in report["stages"]:
-            if entry["status"] == "started":
+            if entry["status"] in ("started", "checked"):
                 entry["status"] = "not reached"
     write_json(out / "rehearsal.json", report)
     write_text(out / "rehearsal.md", render_table(report))
@@ -225,6 +230,16 @@ def _tokenizer(samples: dict, out: Path, report: dict) -> str:
         f"byte-level BPE, vocab {TOKENIZER_VOCAB}, trained on the sampled text (bytes per token: ours)"
     )
     return str(target / "tokenizer.json")
+
+
+def _miniature(recipe, report: dict, out: Path, rows: int, recorded: bool, samples: dict) -> None:
+    """Every stage again, in miniature, through the real pipeline (:mod:`.miniature`, :mod:`.mini_run`)."""
+    from .mini_run import run_miniature
+    from .miniature import build_miniature
+
+    for entry in report["stages"]:
+        entry["status"] = "started"
+    run_miniature(build_miniature(recipe, out, rows, recorded, report, samples), out, report, _stage_entry)
 
 
 def _clean_all(recipe, report: dict, samples: dict, out: Path, tokenizer_file: str, rows: int) -> None:

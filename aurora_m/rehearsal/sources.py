@@ -50,9 +50,10 @@ class SourceSample:
     hub_facts: dict = field(default_factory=dict)  # recorded Hub: gating, licence, facts not verified
     texts: list[str] = field(default_factory=list, repr=False)  # the training texts read (not in the report)
     prompts: list[str] = field(default_factory=list, repr=False)  # the requests alone (leakage checks)
+    split_texts: list[str] = field(default_factory=list, repr=False)  # texts the held-out rule split (both sides)
 
     def report(self) -> dict:
-        out = {k: v for k, v in self.__dict__.items() if k not in ("texts", "prompts")}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("texts", "prompts", "split_texts")}
         out["seconds"] = round(self.seconds, 3)
         return out
 
@@ -143,6 +144,8 @@ def sample_source(
                 if reason:
                     reasons[reason] += 1
                     continue
+                if rule is not None and fmt.can_give("text"):
+                    sample.split_texts.append(fmt.give("text", record))
                 if (
                     rule is not None
                     and fmt.can_give("text")
