@@ -128,8 +128,15 @@ class MixtureArguments:
         default_factory=dict,
         metadata={
             "help": "Per-language confidence a prose document needs from language id (LID-176, offline), "
-            "e.g. {en: 0.5}, on the top label; a language not named has its measured floor (0.1 on the top "
-            "label; Swahili 0.01 on its own probability, whatever the top label)."
+            "e.g. {en: 0.5}; a language not named has its measured floor (0.1; Swahili 0.01, on its own "
+            "probability whatever the top label, see language_id_any_rank)."
+        },
+    )
+    language_id_any_rank: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Languages LID-176 ranks below other labels on clean text (see benchmarks/language_id_real.py): "
+            "their own probability must reach the floor, whatever the top label; Swahili always is (measured)."
         },
     )
     language_settings: dict = field(

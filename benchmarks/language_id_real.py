@@ -1,15 +1,16 @@
 """What language ID does, with the data step's default settings, to a folder of real paragraphs.
 
-    python benchmarks/language_id_real.py DIR [--removed] [--min-score fi=0.3 ...]
+    python benchmarks/language_id_real.py DIR [--removed] [--min-score fi=0.3 ...] [--any-rank yo ...]
 
 DIR holds one ``<lang>.jsonl`` per language (a LID-176 code; rows ``{"text": ..., "url": ...}``), each row a
 document of a source declared in that language; files named ``code*.jsonl`` are a ``language: code`` source.
 The filters are built as the clean phase builds them (``aurora_m/data/clean_pipeline.py``): a prose source gets
-``LanguageId(language, language_id_min_score, mislabelled, routes)`` from ``MixtureArguments``' defaults, a code
-source gets ``CodeQuality()`` and no language ID. Prints, per language, the paragraphs, how many were removed
-and why, and the URLs' domains; ``--removed`` lists each removed paragraph (length, LID-176's top label and
-score). Then the catch rate: every paragraph of language X put in the source of every other language Y, both
-with ``mislabelled: drop`` (must be removed) and ``mislabelled: reroute`` (must be rerouted to X's source).
+``LanguageId.for_source(language, args, routes)`` with ``MixtureArguments``' defaults (``--min-score`` and
+``--any-rank`` set ``language_id_min_score`` and ``language_id_any_rank``), a code source gets
+``CodeQuality()`` and no language ID. Prints, per language, the paragraphs, how many were removed and why, and
+the URLs' domains; ``--removed`` lists each removed paragraph (length, LID-176's top label and score). Then
+the catch rate: every paragraph of language X put in the source of every other language Y, both with
+``mislabelled: drop`` (must be removed) and ``mislabelled: reroute`` (must be rerouted to X's source).
 Nothing is shipped with it: collect the paragraphs yourself (docs/adapting.md says how ours were collected).
 """
 
@@ -34,6 +35,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", type=Path, help="folder of <lang>.jsonl and code*.jsonl files")
     p.add_argument("--removed", action="store_true", help="list every removed paragraph")
     p.add_argument("--min-score", nargs="*", default=[], help="language_id_min_score entries, e.g. fi=0.3")
+    p.add_argument("--any-rank", nargs="*", default=[], help="language_id_any_rank entries, e.g. yo ha")
     p.add_argument("--no-cross", action="store_true", help="skip the cross-language catch rates")
     return p
 
@@ -65,7 +67,7 @@ def build_filter(language: str, args: MixtureArguments, routes: dict[str, str] |
     """The clean phase's filter for a source in ``language``, from the stage's arguments."""
     if language == CODE:
         return CodeQuality()
-    return LanguageId(language, dict(args.language_id_min_score or {}), args.mislabelled, routes or {})
+    return LanguageId.for_source(language, args, routes)
 
 
 def run_filter(step, rows: list[dict], language: str) -> list[tuple[dict, Document, object]]:
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"--min-score: expected lang=score entries, got {ns.min_score}", file=sys.stderr)
         return 2
-    args = MixtureArguments(language_id_min_score=min_score)
+    args = MixtureArguments(language_id_min_score=min_score, language_id_any_rank=list(ns.any_rank))
     data = read_folder(ns.folder)
     prose_table(data, args, ns.removed)
     if not ns.no_cross:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from datatrove.data import Document
 
+from aurora_m.args import MixtureArguments
 from aurora_m.data.clean import (
     FILTER_NAMES,
     CodeQuality,
@@ -66,7 +67,7 @@ def test_language_id_keeps_clean_paragraphs_and_catches_other_languages():
     assert sum(len(texts[lang]) for lang in prose) >= 160
     lost, old_lost, caught, planted = 0, {}, 0, 0
     for lang in prose:
-        keep, old = LanguageId(lang), LanguageId(lang, {lang: 0.65})
+        keep, old = LanguageId(lang), LanguageId(lang, {lang: 0.65}, any_rank=())
         for i, text in enumerate(texts[lang]):
             lost += keep.filter(doc(text, lang, i)) is not True
             old_lost[lang] = old_lost.get(lang, 0) + (old.filter(doc(text, lang, i)) is not True)
@@ -111,12 +112,25 @@ def test_swahili_ranked_below_another_label_is_kept_by_its_own_probability_and_o
     moved = [doc(t, "sw", i) for i, t in enumerate(OTHER_SHORT)]
     assert all(routed.filter(d) is True for d in moved)
     assert [d.metadata["source"] for d in moved] == ["web-en", "web-en", "web-de", "web-fi"]
-    # a recipe's floor is on the top label, as for every other language: the recipe chose it
-    assert all(
-        LanguageId("sw", {"sw": 0.1}).filter(doc(t, "sw")) == (False, "wrong_language") for t in SWAHILI_BELOW_TOP
-    )
-    # the rule is Swahili's, measured: a language without it still needs the top label
+    # the top-label rule (any_rank without Swahili) drops them, whatever the floor
+    top_only = LanguageId("sw", {"sw": 0.001}, any_rank=())
+    assert all(top_only.filter(doc(t, "sw")) == (False, "wrong_language") for t in SWAHILI_BELOW_TOP)
+    # a recipe's floor for Swahili is on its own probability too; other languages keep the top-label rule
+    kept = [LanguageId("sw", {"sw": 0.1}).filter(doc(t, "sw")) is True for t in SWAHILI_BELOW_TOP]
+    assert kept == [probability(t, "sw") >= 0.1 for t in SWAHILI_BELOW_TOP] == [True, False, True, False]
     assert LanguageId("de").any_rank("de") is False and sw.any_rank("sw") is True
+
+
+def test_a_recipe_names_the_languages_lid_176_ranks_below_others():
+    """language_id_any_rank reaches the filter the clean phase builds (with Swahili's measured rule kept)."""
+    args = MixtureArguments(language_id_any_rank=["yo"], language_id_min_score={"yo": 0.02})
+    yoruba = LanguageId.for_source("yo", args)
+    assert yoruba.any_rank("yo") and yoruba.any_rank("sw") and not yoruba.any_rank("en")
+    assert yoruba.floor("yo") == 0.02 and yoruba.floor("sw") == 0.01 and yoruba.floor("en") == 0.1
+    english = "Save the config file and run the build again before you push."
+    assert probability(english, "yo") < 0.02
+    assert yoruba.filter(doc(english, "yo")) == (False, "wrong_language")
+    assert not LanguageId.for_source("yo", MixtureArguments()).any_rank("yo")
 
 
 def chain(language: str, docs: list[Document]) -> dict[str, str]:

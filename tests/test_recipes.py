@@ -174,6 +174,12 @@ BROKEN = [
     ),
     (
         "cap.yaml",
+        "mixture_seed: 1234",
+        "mixture_seed: 1234\nlanguage_id_any_rank: [sw, kr]",
+        ["cap.yaml", "language_id_any_rank", "'kr'"],
+    ),
+    (
+        "cap.yaml",
         "{name: code, path: data/code.jsonl, weight: 1.5,",
         "{name: code, path: data/code.jsonl, replay: true,",
         ["cap.yaml", "replay_share", "sources code", "no tokens"],

@@ -31,6 +31,14 @@ def check_corpus_keys(stage) -> None:
             raise RecipeError(file, f"language_id_min_score.{lang}", f"expected {language_hint()} other than code")
         if not 0 <= number(score) <= 1:
             raise RecipeError(file, f"language_id_min_score.{lang}", f"expected a score in [0, 1], got {score!r}")
+    any_rank = config.get("language_id_any_rank") or []
+    if not isinstance(any_rank, list):
+        raise RecipeError(file, "language_id_any_rank", f"expected a list of languages, got {any_rank!r}")
+    for lang in any_rank:
+        if not is_language(lang) or lang == CODE:
+            raise RecipeError(
+                file, "language_id_any_rank", f"expected {language_hint()} other than code, got {lang!r}"
+            )
     _check_quality(file, config)
     _check_language_settings(file, config)
     _check_shares(stage)

@@ -51,7 +51,7 @@ def _clean_pipeline(
     elif spec.lang == "code":
         filters.append(CodeQuality())
     else:
-        filters.append(LanguageId(spec.lang, dict(args.language_id_min_score or {}), args.mislabelled, routes))
+        filters.append(LanguageId.for_source(spec.lang, args, routes))
         try:
             filters += quality_filters(
                 list(args.quality_filters),

@@ -66,9 +66,10 @@ class LanguageId(BaseFilter):
     A document detected as another language is dropped ("wrong_language") or, with
     ``mislabelled="reroute"``, moved to the source ``routes[detected]`` when that language is confident
     enough. A right-language document below ``min_score[expected]`` is dropped ("low_language_score"). A language
-    missing from ``min_score`` has its measured floor: on its own probability, whatever the top label, for a
-    language LID-176 ranks below others on clean text (``UNDER_RANKED_LID_FLOORS``: Swahili), else
-    ``DEFAULT_LID_FLOOR`` on the top label. A floor from ``min_score`` is always on the top label.
+    missing from ``min_score`` has its measured floor (``UNDER_RANKED_LID_FLOORS``, else ``DEFAULT_LID_FLOOR``).
+    The floor is on the top label, except for the languages in ``any_rank`` (default: those LID-176 was measured
+    to rank below other labels on clean text, ``UNDER_RANKED_LID_FLOORS``: Swahili), whose own probability
+    decides, whatever the top label.
     """
 
     name = "🌐 Language ID"
@@ -79,6 +80,7 @@ class LanguageId(BaseFilter):
         min_score: dict[str, float] | None = None,
         mislabelled: str = "drop",
         routes: dict[str, str] | None = None,
+        any_rank=None,
         exclusion_writer=None,
     ):
         super().__init__(exclusion_writer)
@@ -88,13 +90,26 @@ class LanguageId(BaseFilter):
         self.min_score = dict(min_score or {})
         self.mislabelled = mislabelled
         self.routes = dict(routes or {})
+        self.any_rank_languages = frozenset(UNDER_RANKED_LID_FLOORS if any_rank is None else any_rank)
+
+    @classmethod
+    def for_source(cls, language: str, args, routes: dict[str, str] | None = None, exclusion_writer=None):
+        """The filter of a source in ``language`` under a stage's cleaning keys (``MixtureArguments``)."""
+        return cls(
+            language,
+            dict(args.language_id_min_score or {}),
+            args.mislabelled,
+            routes,
+            {*UNDER_RANKED_LID_FLOORS, *(args.language_id_any_rank or ())},
+            exclusion_writer,
+        )
 
     def floor(self, language: str) -> float:
         return self.min_score.get(language, UNDER_RANKED_LID_FLOORS.get(language, DEFAULT_LID_FLOOR))
 
     def any_rank(self, language: str) -> bool:
         """Whether ``language``'s own probability decides, whatever LID-176's top label."""
-        return language not in self.min_score and language in UNDER_RANKED_LID_FLOORS
+        return language in self.any_rank_languages
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         language, score = detect(doc.text)
