@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
@@ -80,7 +81,7 @@ class LanguageId(BaseFilter):
         min_score: dict[str, float] | None = None,
         mislabelled: str = "drop",
         routes: dict[str, str] | None = None,
-        any_rank=None,
+        any_rank: Iterable[str] | None = None,
         exclusion_writer=None,
     ):
         super().__init__(exclusion_writer)
