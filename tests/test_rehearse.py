@@ -214,6 +214,9 @@ def test_the_report_states_the_scale_factor_and_where_the_model_and_tokenizer_ca
     assert mini_cap["data_executor"] == "local" and all("[:50]" in m["split"] for m in mini_cap["mixture"])
     assert "bigcode/starcoderplus" in mini["model"] and "random-initialised" in mini["model"]
     assert "trained on the sampled text" in mini["tokenizer"]
+    # the recipe's lm-eval tasks, each found in lm-eval's registry (the recorded Hub does not serve their data)
+    tasks = yaml.safe_load((RECIPE / "eval.yaml").read_text())["lm_eval_tasks"]
+    assert mini["harness"]["known_to_lm_eval"] == sum(map(len, tasks.values()))
     config = json.loads((out / "run" / "cap" / "model" / "config.json").read_text())
     assert config["model_type"] == "gpt_bigcode" and config["multi_query"] and config["n_layer"] == 2
     assert config["n_positions"] == 2048  # the recipe's own aurora_m patch, applied to the shrunk config
@@ -313,3 +316,61 @@ def test_a_column_that_does_not_exist_stops_in_its_stages_read_step(tmp_path):
     )
     assert stages["cap"]["status"] == "refused" and "clean" not in stages["cap"]["steps"]
     assert stages["cat"]["status"] == "not reached"
+
+
+@pytest.mark.slow
+def test_lora_targets_the_model_does_not_have_stop_in_one_line_before_any_training(tmp_path):
+    """validate cannot read a Hub model's layers; the miniature builds the recipe's own config chain, so a LoRA
+    target GPTBigCode does not have is refused, naming the recipe's own stage file, before anything trains."""
+    recipe = variant(
+        tmp_path / "recipe",
+        "instruct.yaml",
+        "sft_format: messages",
+        "sft_format: messages\nuse_peft: true\nlora_target_modules: [q_proj, v_proj]",
+    )
+    out = tmp_path / "out"
+    line, stages = refused(cli("rehearse", str(recipe), "--output-dir", str(out), "--sample-rows", "3"), out)
+    assert re.search(
+        r"recipe/instruct\.yaml: lora_target_modules: stage instruct \(in miniature\): q_proj, v_proj: not a linear "
+        r"layer of a GPTBigCode model",
+        line,
+    )
+    assert stages["instruct"]["status"] == "refused" and stages["cap"]["status"] == "not reached"
+    assert not (out / "run").exists()  # nothing trained
+
+
+@pytest.mark.slow
+def test_an_lm_eval_task_lm_eval_does_not_know_stops_in_one_line_before_any_training(tmp_path):
+    recipe = variant(
+        tmp_path / "recipe", "eval.yaml", "{task: winogrande, num_fewshot: 8}", "{task: winogrand, num_fewshot: 8}"
+    )
+    out = tmp_path / "out"
+    line, stages = refused(cli("rehearse", str(recipe), "--output-dir", str(out), "--sample-rows", "3"), out)
+    assert re.search(
+        r"eval\.yaml: lm_eval_tasks\.en: stage eval: unknown lm-eval task 'winogrand' \(did you mean 'winogrande'\?\)",
+        line,
+    )
+    assert stages["eval"]["status"] == "refused" and not (out / "run").exists()
+
+
+def test_the_miniature_model_keeps_its_family_and_heads():
+    """Shrunk through the family table: GPTBigCode keeps multi-query attention, Llama keeps grouped K/V heads."""
+    from aurora_m.patches import read_config_json
+    from aurora_m.rehearsal.miniature import SHAPE, shrink
+
+    bigcode = shrink(read_config_json("starcoderplus"))
+    assert (bigcode["n_layer"], bigcode["n_embd"], bigcode["n_head"]) == (2, SHAPE["width"], SHAPE["heads"])
+    assert bigcode["multi_query"] and bigcode["n_positions"] == 8192 and bigcode["n_inner"] == 4 * SHAPE["width"]
+    llama = {
+        "model_type": "llama",
+        "num_hidden_layers": 32,
+        "hidden_size": 4096,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "intermediate_size": 14336,
+        "head_dim": 128,
+        "max_position_embeddings": 8192,
+    }
+    small = shrink(llama)
+    assert small["num_hidden_layers"] == 2 and small["num_attention_heads"] == 4
+    assert small["num_key_value_heads"] == 1 and small["head_dim"] == SHAPE["width"] // 4  # still grouped: 4 to 1

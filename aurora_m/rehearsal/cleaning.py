@@ -55,7 +55,8 @@ def clean_sample(stage, samples: dict, stage_out: Path, tokenizer_file: str, row
     for spec in specs:
         steps = _clean_pipeline(spec, args, d, tokenizer_file, routes, stage.config, prompts)
         steps[0].limit = rows
-        steps[0].batch_size = min(rows, steps[0].batch_size)  # a streamed batch is read whole before the limit
+        if hasattr(steps[0], "batch_size"):  # a streamed batch is read whole before the limit
+            steps[0].batch_size = min(rows, steps[0].batch_size)
         started = time.monotonic()
         data = None
         for step in steps:

@@ -25,16 +25,22 @@ LOG = "miniature.log"
 DRY_RUN = "publish-dry-run"
 
 
-def run_miniature(mini: Path, out: Path, report: dict, stage_entry) -> None:
-    """Every step of every stage of the miniature recipe; ``stage_entry(report, stage)`` finds a stage's entry."""
+def run_miniature(original, mini: Path, out: Path, report: dict, stage_entry) -> None:
+    """Every step of every stage of the miniature of ``original``; ``stage_entry(report, stage)`` finds a stage's
+    entry. Errors name the recipe's own stage file (the miniature's copy is in ``DIR/miniature``)."""
     from ..pipeline.core import Pipeline
     from ..recipe import check_engines, load_recipe
 
+    own = {s.config.name: s for s in original.stages}
     try:
         recipe = load_recipe(mini)
         check_engines(recipe)
-    except RecipeError as err:
-        raise RecipeError(err.file, err.key, f"miniature recipe: {err.message}") from err
+    except RecipeError as err:  # what the recipe's own check could not see: e.g. keys read against the model
+        stage = own.get(Path(str(err.file)).name)
+        if stage is None:
+            raise RecipeError(err.file, err.key, f"miniature recipe: {err.message}") from err
+        stage_entry(report, stage).update(status="refused", reason=f"miniature: {err.key}: {err.message}")
+        raise RecipeError(stage.config, err.key, f"stage {stage.name} (in miniature): {err.message}") from err
     for old in (out / RUN, out / LOG, out / DRY_RUN):  # an earlier rehearsal's (the folder is ours): start over
         if old.is_dir():
             shutil.rmtree(old)
@@ -49,7 +55,7 @@ def run_miniature(mini: Path, out: Path, report: dict, stage_entry) -> None:
                 try:
                     pipeline.run_step(stage, step)
                 except (Exception, SystemExit) as err:  # noqa: BLE001 - one line; the traceback goes to the log
-                    _fail(entry, stage, step, err, out)
+                    _fail(entry, own.get(stage.config.name, stage), step, err, out)
                 entry["steps"][f"miniature {step}"] = f"completed ({time.monotonic() - started:.1f} s)"
             entry.update(_stage_facts(pipeline, stage))
             entry["status"] = "completed"
@@ -61,11 +67,12 @@ def run_miniature(mini: Path, out: Path, report: dict, stage_entry) -> None:
 def _fail(entry: dict, stage, step: str, err: BaseException, out: Path) -> None:
     with open(out / LOG, "a", encoding="utf-8") as fh:
         fh.write(f"--- {stage.name}/{step}\n" + "".join(traceback.format_exception(err)))
-    what = str(err) if isinstance(err, RecipeError) else f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+    key = err.key if isinstance(err, RecipeError) else None  # the stage key it names, in the recipe's own file
+    what = err.message if isinstance(err, RecipeError) else f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
     entry["status"] = "failed"
-    entry["reason"] = f"miniature {step}: {what}"
+    entry["reason"] = f"miniature {step}: {': '.join(p for p in (key, what) if p)}"
     raise RecipeError(
-        stage.config, None, f"stage {stage.name}, miniature step {step}: {what} (traceback: {out / LOG})"
+        stage.config, key, f"stage {stage.name}, miniature step {step}: {what} (traceback: {out / LOG})"
     ) from err
 
 

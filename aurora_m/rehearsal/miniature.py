@@ -293,8 +293,13 @@ def build_miniature(recipe, out: Path, rows: int, recorded: bool, report: dict, 
         rewritten = rewrite_stage(config_yaml, kind, stage.config.parent, rows, factor, stage is first, model)
         if rewritten.get("mixture"):
             rewritten["mixture"] = _kept_sources(stage.name, rewritten["mixture"], report, left_out)
-        if kind == "eval" and rewritten.get("lm_eval_tasks") and recorded:
-            harness = {"recipe_tasks": rewritten["lm_eval_tasks"]}
+        if (
+            kind == "eval"
+            and rewritten.get("lm_eval_tasks")
+            and recorded
+            and not rewritten.get("lm_eval_include_path")
+        ):
+            harness = {"recipe_tasks": rewritten["lm_eval_tasks"], "known_to_lm_eval": _known_tasks(rewritten, stage)}
             rewritten.update(_offline_harness(rewritten))
             harness["run_on"] = rewritten.get("lm_eval_tasks")
         _dump(mini / stage.config.name, rewritten)
@@ -357,6 +362,24 @@ def _kept_sources(stage: str, mixture: list[dict], report: dict, left_out: dict)
             continue
         kept.append(entry)
     return kept
+
+
+def _known_tasks(config: dict, stage) -> int:
+    """The recipe's lm-eval task names, each checked in lm-eval's own registry (a typo stops here in one line,
+    not in the eval stage after training); how many there are."""
+    from types import SimpleNamespace
+
+    from ..evaluation.harness import check_tasks
+
+    names = SimpleNamespace(
+        lm_eval_tasks=config["lm_eval_tasks"],
+        lm_eval_num_fewshot=config.get("lm_eval_num_fewshot"),
+        lm_eval_include_path=None,
+    )
+    try:
+        return len(check_tasks(names, stage.config))
+    except RecipeError as err:
+        raise RecipeError(err.file, err.key, f"stage {stage.name}: {err.message}") from err
 
 
 def _offline_harness(config: dict) -> dict:

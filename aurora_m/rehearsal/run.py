@@ -23,6 +23,7 @@ from huggingface_hub.constants import REPOCARD_NAME
 
 from ..errors import RecipeError
 from ..io import write_json, write_text
+from ..roots import resolve_path
 from .report import full_size_costs, render_table
 
 logger = logging.getLogger(__name__)
@@ -183,8 +184,18 @@ def _stage_sources(stage) -> list[tuple[str, list]]:
     lists = []
     for key in source_list_keys():
         if config.get(key):
-            lists.append((key, source_specs(config[key], key, stage.config)))
+            lists.append((key, source_specs(_resolved(config[key], stage.config.parent), key, stage.config)))
     return lists
+
+
+def _resolved(entries, folder: Path):
+    """Local paths relative to the stage YAML's folder, as the stage's parser resolves them."""
+    one = isinstance(entries, dict)
+    out = [
+        {**e, "path": str(resolve_path(folder, e["path"]))} if isinstance(e, dict) and e.get("path") else e
+        for e in ([entries] if one else entries)
+    ]
+    return out[0] if one else out
 
 
 def _read_all(recipe, report: dict, out: Path, rows: int, max_bytes: int, hub) -> dict:
@@ -239,7 +250,14 @@ def _miniature(recipe, report: dict, out: Path, rows: int, recorded: bool, sampl
 
     for entry in report["stages"]:
         entry["status"] = "started"
-    run_miniature(build_miniature(recipe, out, rows, recorded, report, samples), out, report, _stage_entry)
+    try:
+        mini = build_miniature(recipe, out, rows, recorded, report, samples)
+    except RecipeError as err:  # a stage the miniature cannot be made of (an lm-eval task lm-eval does not know)
+        for entry in report["stages"]:
+            if err.message.startswith(f"stage {entry['name']}:"):
+                entry.update(status="refused", reason=err.message)
+        raise
+    run_miniature(recipe, mini, out, report, _stage_entry)
 
 
 def _clean_all(recipe, report: dict, samples: dict, out: Path, tokenizer_file: str, rows: int) -> None:
