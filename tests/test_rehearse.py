@@ -374,3 +374,13 @@ def test_the_miniature_model_keeps_its_family_and_heads():
     small = shrink(llama)
     assert small["num_hidden_layers"] == 2 and small["num_attention_heads"] == 4
     assert small["num_key_value_heads"] == 1 and small["head_dim"] == SHAPE["width"] // 4  # still grouped: 4 to 1
+
+
+@pytest.mark.slow
+def test_checks_only_reads_and_cleans_and_trains_nothing(tmp_path):
+    out = tmp_path / "out"
+    result = cli("rehearse", "recipes/aurora-m-15b", "--output-dir", str(out), "--sample-rows", "3", "--checks-only")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "rehearsal.json").read_text())
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {s["name"]: "checked" for s in report["stages"]}
+    assert "miniature" not in report and not (out / "run").exists() and report["sources"]
