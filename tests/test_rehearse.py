@@ -356,7 +356,7 @@ def test_an_lm_eval_task_lm_eval_does_not_know_stops_in_one_line_before_any_trai
 def test_the_miniature_model_keeps_its_family_and_heads():
     """Shrunk through the family table: GPTBigCode keeps multi-query attention, Llama keeps grouped K/V heads."""
     from aurora_m.patches import read_config_json
-    from aurora_m.rehearsal.miniature import SHAPE, shrink
+    from aurora_m.rehearsal.mini_model import SHAPE, shrink
 
     bigcode = shrink(read_config_json("starcoderplus"))
     assert (bigcode["n_layer"], bigcode["n_embd"], bigcode["n_head"]) == (2, SHAPE["width"], SHAPE["heads"])

@@ -19,7 +19,6 @@ What changes, and nothing else (the report states each):
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from pathlib import Path
@@ -29,13 +28,12 @@ import yaml
 from ..errors import RecipeError
 from ..io import write_json, write_text
 from ..roots import PIPELINE_FILE, resolve_path
+from .mini_model import SHAPE, base_model_config, real_tokenizer, shrink
 
 MINIATURE = "miniature"  # the rewritten recipe, under the rehearsal's output folder
 SEQ = 32  # tokens per miniature training sequence and eval block (a recorded row can be that short)
 SFT_LENGTH = 128  # tokens per miniature SFT example (a prompt and its reply)
 MIN_STEPS = 2  # the smallest pretraining stage trains this many steps
-SHAPE = {"layers": 2, "width": 64, "heads": 4}
-INNER_KEYS = ("n_inner", "intermediate_size")  # MLP width keys (GPTBigCode, Llama-style)
 SAMPLE_TEXT = "sample-text.jsonl"
 TOKENIZER_VOCAB = 2048
 SOURCE_LISTS = (
@@ -72,59 +70,6 @@ def _yaml(path: Path) -> dict:
 
 def _dump(path: Path, data: dict) -> None:
     write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120))
-
-
-def base_model_config(stage_yaml: dict, stage_dir: Path, recorded: bool) -> tuple[dict, str]:
-    """The config.json mapping the recipe's first stage builds or loads, and where it came from."""
-    from ..patches import read_config_json
-
-    if stage_yaml.get("base_config"):
-        name = stage_yaml["base_config"]
-        path = resolve_path(stage_dir, name)
-        config = read_config_json(str(path)) if path.exists() else read_config_json(name)
-        if config is not None:
-            return config, f"base_config {name}"
-    model = stage_yaml.get("model_name_or_path")
-    if model:
-        local = resolve_path(stage_dir, model)
-        if local.is_dir() and (config := read_config_json(str(local))) is not None:
-            return config, f"{model}/config.json"
-        bundled = Path(__file__).resolve().parents[1] / "configs"
-        for file in sorted(bundled.glob("*.json")):
-            config = json.loads(file.read_text())
-            if config.get("_name_or_path") == model:
-                return config, f"{model}'s config.json, as bundled in aurora_m/configs/{file.name}"
-        if not recorded:
-            from huggingface_hub import hf_hub_download
-
-            try:
-                return json.loads(Path(hf_hub_download(model, "config.json")).read_text()), f"{model} (Hub)"
-            except Exception as err:  # noqa: BLE001 - one line: the model's config is what the rehearsal needs
-                raise RecipeError(None, "model_name_or_path", f"{model}: config.json not reachable ({err})") from err
-    raise RecipeError(None, "model_name_or_path", f"{model}: its config.json is neither bundled nor local")
-
-
-def shrink(config: dict) -> dict:
-    """The same family (multi-query / grouped heads and positions kept), a few layers of a small width."""
-    from ..model_families import family_of
-
-    family = family_of(config)
-    out = dict(config)
-    heads = config.get(family.heads_key) or SHAPE["heads"]
-    out[family.layers_key] = min(config.get(family.layers_key) or SHAPE["layers"], SHAPE["layers"])
-    out[family.width_key] = min(config.get(family.width_key) or SHAPE["width"], SHAPE["width"])
-    out[family.heads_key] = min(heads, SHAPE["heads"])
-    kv = config.get("num_key_value_heads")
-    if kv and kv < heads:  # grouped-query attention stays grouped (one K/V head per group of queries)
-        out["num_key_value_heads"] = max(1, out[family.heads_key] * kv // heads)
-    elif kv:
-        out["num_key_value_heads"] = out[family.heads_key]
-    if "head_dim" in out:
-        out["head_dim"] = out[family.width_key] // out[family.heads_key]
-    for key in INNER_KEYS:
-        if config.get(key):
-            out[key] = 4 * out[family.width_key]
-    return out
 
 
 def scale_factor(stages: list[tuple[dict, str]]) -> int:
@@ -273,14 +218,17 @@ def build_miniature(recipe, out: Path, rows: int, recorded: bool, report: dict, 
     config, origin = base_model_config(first_yaml, first.config.parent, recorded)
     write_json(mini / "model-config.json", shrink(config))
     own_tokenizer = bool(first_yaml.get("tokenizer_train_files") or first_yaml.get("tokenizer_name_or_path"))
+    real = None if own_tokenizer else real_tokenizer(first_yaml.get("model_name_or_path"), mini, recorded)
     if own_tokenizer:
         tokenizer_keys, tokenizer = {}, "the recipe's own (its tokenizer keys, paths made absolute)"
+    elif isinstance(real, Path):
+        tokenizer_keys = {"tokenizer_name_or_path": str(real)}
+        tokenizer = f"{first_yaml['model_name_or_path']}'s own, read from the Hub"
     else:
         tokenizer_keys = {"tokenizer_train_files": [SAMPLE_TEXT], "tokenizer_vocab_size": TOKENIZER_VOCAB}
         tokenizer = (
-            f"{first_yaml.get('model_name_or_path')}'s not reachable here ("
-            + ("recorded Hub: datasets only" if recorded else "gated or not found")
-            + f"): a byte-level BPE of {TOKENIZER_VOCAB} tokens trained on the sampled text"
+            f"{first_yaml.get('model_name_or_path')}'s not reachable here ({real}): a byte-level BPE of "
+            f"{TOKENIZER_VOCAB} tokens trained on the sampled text"
         )
     model = {
         "config_file": "model-config.json",
@@ -344,7 +292,7 @@ def _kept_sources(stage: str, mixture: list[dict], report: dict, left_out: dict)
         )
         after = list(source.get("kept_after", {}).values())
         tokens = source["text_bytes"] / source["bytes_per_token"] if source.get("bytes_per_token") else None
-        if tokens is not None and after and after[0] and tokens * after[-1] / after[0] < 1.5 * SEQ:
+        if tokens is not None and after and after[-1] and tokens * after[-1] / after[0] < 1.5 * SEQ:
             left_out[f"{stage}/{entry['name']}"] = (
                 f"its {source['rows_read']} sampled rows hold ~{tokens:.0f} tokens, {after[-1]} of "
                 f"{after[0]} documents kept by the cleaning chain: less than a {SEQ}-token training window with "
