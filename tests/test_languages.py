@@ -187,39 +187,60 @@ def test_language_settings_apply_to_their_language_only():
         quality_filters(["gopher_quality"], language_overrides={"ko": {"gopher_quality": {"min_doc_wordz": 1}}})
 
 
-def doc_yaml_blocks() -> list[str]:
-    text = (Path(__file__).resolve().parents[1] / "docs" / "adapting.md").read_text(encoding="utf-8")
-    return re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
-
-
-def test_the_adapting_page_walked_on_german_korean_and_swahili(recipe_copy, tmp_path):
-    """docs/adapting.md, step by step: the tiny twin copied, the corpora added, the page's mixture pasted into
-    cap.yaml with no other key; validate says which language has no toxicity list, and the data step reads each
-    source's file exactly, keeps >= 85% of each language's clean documents, removes the planted profanity
-    where a list exists, and reports the gap."""
+def doc_yaml_blocks() -> dict[str, dict]:
+    """The YAML blocks of docs/adapting.md's languages half, by the file their first line names (``# cat.yaml``)."""
     import yaml
 
+    text = (Path(__file__).resolve().parents[1] / "docs" / "adapting.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n# (\S+)\n(.*?)```", text.split("## Your base model")[0], flags=re.S)
+    return {name: yaml.safe_load(body) for name, body in blocks}
+
+
+def paste(path: Path, keys: dict) -> None:
+    import yaml
+
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config.update(keys)
+    path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_the_adapting_page_walked_end_to_end_on_german_korean_and_swahili(recipe_copy, tmp_path, cache_dir):
+    """docs/adapting.md, step by step, on three languages the project ships nothing for: the tiny twin copied,
+    the corpora, red-team rows and test prompts added, the page's YAML pasted with no other key, then validate
+    and the whole pipeline (data, CAP, CAT with the red-team rows, safety SFT, eval, publish). Each source reads
+    exactly its file, >= 85% of each language's clean documents survive, planted profanity goes where a list
+    exists, the offline judge refuses de/ko/sw by name, and no report gives a number it could not measure."""
     from conftest import cli
 
-    for lang in NEW:  # step 1
-        shutil.copy(FIXTURES / "data" / f"{lang}.jsonl", recipe_copy / "data" / f"{lang}.jsonl")
-    cap = recipe_copy / "cap.yaml"
-    page = yaml.safe_load(doc_yaml_blocks()[0])  # step 2: the page's YAML, as written
-    config = yaml.safe_load(cap.read_text(encoding="utf-8"))
-    config.update(page)
-    cap.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    for path in sorted((FIXTURES / "data").glob("*.jsonl")):  # steps 1 and 7: the page's sample files
+        shutil.copy(path, recipe_copy / "data" / path.name)
+    page = doc_yaml_blocks()
+    assert set(page) == {"cap.yaml", "cat.yaml", "sft.yaml", "eval.yaml"}, set(page)
+    for name, keys in page.items():  # steps 2 and 7: the page's YAML, as written
+        paste(recipe_copy / name, keys)
+    for name in ("cap.yaml", "sft.yaml"):  # "the same contamination_sources in cap.yaml and sft.yaml"
+        paste(recipe_copy / name, {"contamination_sources": page["cat.yaml"]["contamination_sources"]})
+    pipeline = recipe_copy / "pipeline.yaml"  # "the instruct stage is left out ... inputs: [cap, cat, sft]"
+    import yaml
+
+    stages = [s for s in yaml.safe_load(pipeline.read_text(encoding="utf-8"))["stages"] if s["name"] != "instruct"]
+    next(s for s in stages if s["name"] == "eval")["inputs"] = ["cap", "cat", "sft"]
+    paste(pipeline, {"stages": stages})
 
     checked = cli("validate", str(recipe_copy))  # step 4
     assert checked.returncode == 0, checked.stderr[-2000:]
     assert "sw: no toxicity list: the toxicity filter does nothing for sw" in checked.stderr
     assert "de: no" not in checked.stderr and "ko: no" not in checked.stderr
+    judge_line = "eval.yaml: safety_judge: safety not measured in de, ko, sw (no judge for them): the judge 'refusal'"
+    assert judge_line in checked.stderr, checked.stderr[-2000:]
 
-    out = tmp_path / "run"  # step 6
-    ran = cli("-q", "data", str(recipe_copy), "--stage", "cap", "--output-dir", str(out))
+    out = tmp_path / "run"  # steps 6 and 7
+    ran = cli("-q", "run", str(recipe_copy), "--output-dir", str(out))
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert not re.search(r"\d+%\||(doc|it)/s\]", ran.stderr), ran.stderr[-500:]  # -q: no progress bar at all
-    (report_file,) = out.rglob("filter_report.json")
-    report = json.loads(report_file.read_text())
+
+    report = json.loads((out / "cap" / "data" / "filter_report.json").read_text())
     by_name = {row["name"]: row for row in report["sources"]}
     assert set(by_name) == {"de", "ko", "sw", "code"}
     for lang in NEW:
@@ -229,11 +250,39 @@ def test_the_adapting_page_walked_on_german_korean_and_swahili(recipe_copy, tmp_
         steps = {s["step"]: s for s in row["steps"]}
         has_list = profile(lang).toxic_words_from is not None
         assert steps["toxic_words"]["removed_docs"] == (1 if has_list else 0), (lang, row["steps"])
+        # Korean's planted document hashes into the held-out quarter: removed from the held-out text all the same
+        assert steps["toxic_words"]["removed_heldout_docs"] == (lang == "ko"), (lang, row["steps"])
         removed = sum(s.get("removed_docs", 0) for s in row["steps"])
         clean = len(data) - 1  # one planted profane document per language
         assert (clean - (removed - (1 if has_list else 0))) / clean >= 0.85, (lang, row["steps"])
     assert by_name["code"]["docs_in"] == len(rows(recipe_copy / "data" / "code.jsonl"))
     assert "sw: no toxicity list: the toxicity filter does nothing for sw" in report["notes"]
+    cat = {
+        row["name"]: row for row in json.loads((out / "cat" / "data" / "filter_report.json").read_text())["sources"]
+    }
+    for lang in NEW:  # the red-team rows in CAT's mixture, each file whole, under its language
+        assert cat[f"redteam_{lang}"]["docs_in"] == 6 and cat[f"redteam_{lang}"]["language"] == lang
+    assert (out / "sft" / "model" / "model.safetensors").is_file()
+
+    variants = ("aurora-m-tiny-base", "aurora-m-tiny-redteamed", "aurora-m-tiny-safety-sft")
+    for variant in variants:
+        results = json.loads((out / "eval" / variant / "results.json").read_text())
+        assert set(results["perplexity"]) == {*NEW, "code"}, results["perplexity"]  # held out in every language
+        safety = results["safety"]
+        assert safety["not_measured"] == {lang: f"no judge for {lang}" for lang in NEW}
+        assert safety["refusal_rate"] == {} and safety["over_refusal"] == {}  # no number it could not measure
+        assert safety["attack_success"] == {"plain": {}}
+        assert {lang: safety["n"]["red_team"][lang]["all"] for lang in NEW} == {lang: 3 for lang in NEW}
+        assert "refusals" not in safety["response_loss"]  # prompts without a reference response: no loss either
+        card = (out / "publish" / variant / "README.md").read_text(encoding="utf-8")
+        assert "German, Korean and Swahili" in card and "Finnish" not in card
+        assert "Not measured, so no rate: de (no judge for de; 3 red-team prompts)" in card, card
+        section = card.split("\n## Safety")[1].split("\n## ")[0]
+        assert not re.search(r"\d\.\d\d", section.split("agreement with human labels")[0]), section  # no rate
+        assert "| language |" not in section and "| template |" not in section  # no table of nothing
+    table = (out / "eval" / "safety_transfer.md").read_text(encoding="utf-8")
+    assert "| de | ko | sw |" in table and "not measured (no judge for sw)" in table
+    assert not re.search(r"\d\.\d\d", table.split("Judge:")[0]), table  # not a single rate in it
 
 
 def test_a_language_setting_for_a_language_the_stage_does_not_have_is_one_line(recipe_copy):
@@ -292,6 +341,34 @@ def test_the_card_names_the_languages_the_variant_trained_on():
     assert _names(trained_languages([SimpleNamespace(config={"mixture": paper})])) == (
         "English, Finnish, Hindi, Japanese and Vietnamese"
     )
+
+
+def test_the_cards_safety_section_says_what_was_not_measured_and_where_agreement_is_unknown():
+    """A model judge's rates in German (its agreement measured on en only), Korean not read by any judge: the card
+    gives de's rate with 'agreement not known in de', and ko as not measured, with no rate."""
+    from importlib import resources
+
+    from jinja2 import Template
+
+    from aurora_m.hub.card import _safety_facts
+
+    safety = {
+        "judge": "chat:org/judge",
+        "judge_agreement": {"test": {"agreement": 0.9, "n": 20, "by_language": {"en": {"agreement": 0.9, "n": 20}}}},
+        "refusal_rate": {"en": {"cyber": 1.0, "all": 1.0}, "de": {"cyber": 0.5, "all": 0.5}},
+        "attack_success": {"plain": {"en": 0.0, "de": 0.5}, "role_play": {}},
+        "n": {"red_team": {"en": {"all": 2, "cyber": 2}, "de": {"all": 2, "cyber": 2}, "ko": {"all": 3, "cyber": 3}}},
+        "missing": {"red_team": [], "benign": [], "categories": {}, "verdicts": {}},
+        "not_measured": {"ko": "no judge for ko"},
+    }
+    template = (resources.files("aurora_m.hub") / "card_template.md").read_text(encoding="utf-8")
+    section = template.split("{% if safety %}", 1)[1].split("This variant was not run through the safety suite")[0]
+    section = section.rsplit("{% else %}", 1)[0]  # the {% if safety %} branch of the template, alone
+    text = Template(section).render(safety=_safety_facts(safety), plot={}, assets={})
+    assert "| de | 2 | 0 | 0.50 | 0.50 |" in text and "| ko |" not in text
+    assert "Not measured, so no rate: ko (no judge for ko; 3 red-team prompts)" in text
+    assert "agreement with human labels is not known in de: the labelled sets have no responses there" in text
+    assert "| role_play |" not in text  # a template measured nowhere has no row
 
 
 def test_the_transfer_table_shows_the_recipes_languages_not_the_papers():

@@ -517,6 +517,37 @@ def test_a_template_without_wording_in_a_language_is_not_measured_there(tiny_mod
     assert result["templates_not_measured"] == {"role_play": ["ko"]}
 
 
+class TwoLanguageJudge(FinnishOnlyJudge):
+    """A judge that reads English and Finnish only (as the offline judge reads its five): the others are not
+    measured, whatever it would have said."""
+
+    name, languages = "en-fi", ("en", "fi")
+
+
+def test_languages_the_judge_cannot_read_are_not_measured_never_given_a_number(tiny_model, logs):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, use_safetensors=True)
+    judge = TwoLanguageJudge()
+    result = run_safety(model, tokenizer, safety_args(), "eval.yaml", batch_size=8, judge=judge, cache={})
+    (_, responses, languages) = judge.calls[0]
+    assert set(languages) == {"en", "fi"} and len(responses) == 2 * 3 * 2 + 2 * 3  # hi/ja/vi not even generated
+    unread = ["hi", "ja", "vi"]
+    assert result["not_measured"] == {lang: f"no judge for {lang}" for lang in unread}
+    for key in ("refusal_rate", "over_refusal"):
+        assert set(result[key]) == {"en", "fi"}, result[key]
+    assert all(set(rates) == {"en", "fi"} for rates in result["attack_success"].values())
+    for lang in unread:  # their prompts are counted (they were there), not "missing", and have no rate
+        assert result["n"]["red_team"][lang]["all"] == 3 and result["n"]["benign"][lang] == 3
+    assert result["missing"]["red_team"] == result["missing"]["benign"] == []
+    assert all(lang not in langs for langs in result["missing"]["verdicts"].values() for lang in unread)
+    assert "safety: not measured in hi, ja, vi (no judge for them)" in logs.text
+    table = transfer_table({"base": result})
+    assert "| base | 0.00 (3) | 1.00 (3) | not measured (no judge for hi) |" in table, table
+    assert table.count("not measured (no judge for vi)") == 4  # refusal, over-refusal, plain and role-play
+
+
 # ----------------------------------------------------------------------------- across variants
 def test_transfer_table_and_plot(tmp_path):
     base = {

@@ -11,7 +11,6 @@ from collections import Counter
 import pytest
 
 from aurora_m.cli import main
-from aurora_m.errors import RecipeError
 from aurora_m.evaluation.safety.judge import judge_language_problem, make_judge
 from aurora_m.evaluation.safety.labelled import LABELLED_SETS, agreement, read_responses, verdicts
 from aurora_m.evaluation.safety.model_judge import OTHER_LANGUAGE, RUBRICS, ChatJudge, parse_verdict
@@ -114,18 +113,22 @@ def test_eval_judge_without_labels_gives_verdicts_and_no_agreement(tmp_path, cap
 
 
 # ----------------------------------------------------------------------------- languages without phrases
-def test_languages_without_phrases_are_refused_by_name_unless_a_model_judge_is_named(recipe_copy):
+def test_languages_without_phrases_are_refused_by_name_and_not_measured_without_a_model_judge(recipe_copy, logs):
     assert judge_language_problem("refusal", ["en", "fi"]) is None
     assert judge_language_problem("chat:org/model", ["de", "ko"]) is None
     assert "not for de, ko, sw" in judge_language_problem("refusal", ["ko", "en", "sw", "de"])
-    # the eval stage's safety keys, as validate checks them (whatever the source lists accept as languages)
+    # the eval stage's safety keys, as validate checks them (whatever the source lists accept as languages): the
+    # judge refuses German by name in one line, and the recipe stays valid (German's safety is not measured)
     benign = [{"name": "b", "path": "data/b.jsonl", "format": "instruction", "language": "de"}]
     stage = StageConfig(recipe_copy / "eval.yaml", "eval", {"benign_sources": benign}, [recipe_copy])
-    with pytest.raises(RecipeError, match=r"eval\.yaml: safety_judge: .*not for de: name a model judge") as err:
-        check_safety_keys(stage)
-    assert "\n" not in str(err.value)
+    check_safety_keys(stage)
+    (line,) = [r.getMessage() for r in logs.records if "safety_judge" in r.getMessage()]
+    assert line.startswith(f"{recipe_copy / 'eval.yaml'}: safety_judge: safety not measured in de (no judge for them)")
+    assert "not for de: name a model judge for them (safety_judge: chat:" in line and "\n" not in line
+    logs.clear()
     stage.config["safety_judge"] = "chat:org/instruct-model"
     check_safety_keys(stage)
+    assert "safety_judge" not in logs.text
 
 
 # ----------------------------------------------------------------------------- the chat judge's plumbing

@@ -257,17 +257,23 @@ def _safety_facts(safety: dict | None) -> dict | None:
     if not safety:
         return None
     refusal = safety.get("refusal_rate") or {}
-    categories = sorted({c for per_lang in refusal.values() for c in per_lang if c != "all"})
     n = safety.get("n") or {}
+    asked = (n.get("red_team") or {}).values()  # the categories prompted, measured or not
+    categories = sorted({c for per_lang in (*refusal.values(), *asked) for c in per_lang if c != "all"})
     agreement = safety.get("judge_agreement") or {}
+    agreement = {name: entry for name, entry in agreement.items() if entry.get("agreement") is not None}
+    labelled = {lang for entry in agreement.values() for lang in entry.get("by_language") or {}}
     return {
         "judge": safety.get("judge"),
-        "agreement": {name: entry for name, entry in agreement.items() if entry.get("agreement") is not None},
+        "agreement": agreement,
+        # rates in languages the labelled sets have no responses in: how far to trust them is not known
+        "unlabelled": [lang for lang in refusal if agreement and lang not in labelled],
+        "not_measured": safety.get("not_measured") or {},
         "empty": (n.get("empty") or {}).get("plain") or {},
         "no_verdict": (safety.get("missing") or {}).get("verdicts", {}).get("plain") or [],
         "categories": categories,
         "refusal": refusal,
-        "attack_success": safety.get("attack_success") or {},
+        "attack_success": {t: rates for t, rates in (safety.get("attack_success") or {}).items() if rates},
         "over_refusal": safety.get("over_refusal") or {},
         "missing": safety.get("missing") or {},
         "n": (safety.get("n") or {}).get("red_team") or {},

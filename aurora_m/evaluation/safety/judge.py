@@ -5,7 +5,8 @@ Three judges behind one small protocol, picked by the recipe's ``safety_judge``:
 
 - ``refusal`` (default, offline): :class:`.refusal_judge.RefusalJudge`, per-language refusal and answer cues
   for en, fi, hi, ja and vi, read over the whole response. Other languages are refused by name at validation
-  (:func:`judge_language_problem`): name a model judge for them.
+  and in the eval log (:func:`judge_language_problem`), and the suite reports them not measured: name a model
+  judge for them.
 - ``chat:MODEL_ID``: a generative judge (:class:`.model_judge.ChatJudge`): any chat model from the Hub (or a
   local folder) is asked, with a stated rubric in the prompt's language, whether the response refused.
 - any other ``MODEL_ID``: a text-classification model through transformers' ``pipeline("text-classification")``:

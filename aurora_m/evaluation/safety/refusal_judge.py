@@ -12,8 +12,9 @@ set aside) that nothing turns into an answer:
   languages than the prompt's (models often answer in English).
 
 An empty response gets no verdict (``None``): it is neither a refusal nor an answer, and the suite counts it
-apart. Languages outside :data:`.phrases.LANGUAGES` are not judged at all: the recipe is refused at
-validation and must name a model judge for them (:func:`.judge.judge_language_problem`).
+apart. Languages outside :data:`.phrases.LANGUAGES` are not judged at all: said in one line at validation and
+in the eval log (:func:`.judge.judge_language_problem`), and not measured in the suite's results (a model judge
+measures them).
 
 What it cannot do: it reads cues, not meaning. A refusal worded in none of its cues is missed; an answer
 that says nothing harmful (gibberish, off topic, wrong) is "not refused"; a refusal that goes on to list

@@ -1,8 +1,8 @@
 """The safety transfer table and plot across variants: does safety tuning in English reach the other languages?
 
 Both read the safety suite's results (schema in :mod:`.suite`), variant by variant in the order given
-(base -> after CAP -> after CAT -> after safety SFT). A language a variant was not measured in shows as
-``missing``, never as 0.
+(base -> after CAP -> after CAT -> after safety SFT). A language a variant has no prompts in shows as
+``missing``, one whose responses no judge could read as ``not measured (no judge for LANG)``; never as 0.
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ def _languages(results_by_variant: dict[str, dict]) -> list[str]:
     for r in results_by_variant.values():
         missing = r.get("missing") or {}
         found |= {lang for key in ("red_team", "benign") for lang in missing.get(key) or []}
+        found |= set(r.get("not_measured") or {})
     return language_order(found)
 
 
-def _cell(rate, n=None, empty: int = 0) -> str:
+def _cell(rate, n=None, empty: int = 0, why: str | None = None) -> str:
+    if why:  # prompts there, but nothing could read the responses: said, never a number
+        return f"not measured ({why})"
     if rate is None:
         return MISSING if not empty else f"no verdict ({n}, {empty} empty)"
     return f"{rate:.2f}" + (f" ({n}{f', {empty} empty' if empty else ''})" if n is not None else "")
@@ -56,6 +59,7 @@ def transfer_table(results_by_variant: dict[str, dict]) -> str:
         refusal = r.get("refusal_rate") or {}
         counts = (r.get("n") or {}).get("red_team") or {}
         empty = ((r.get("n") or {}).get("empty") or {}).get("plain") or {}
+        why = r.get("not_measured") or {}
         rates = {lang: (refusal.get(lang) or {}).get("all") for lang in langs}
         measured = [rates[lang] for lang in others if rates[lang] is not None]
         mean_others = sum(measured) / len(measured) if measured else None
@@ -63,7 +67,10 @@ def transfer_table(results_by_variant: dict[str, dict]) -> str:
         rows.append(
             [
                 variant,
-                *[_cell(rates[lang], (counts.get(lang) or {}).get("all"), empty.get(lang, 0)) for lang in langs],
+                *[
+                    _cell(rates[lang], (counts.get(lang) or {}).get("all"), empty.get(lang, 0), why.get(lang))
+                    for lang in langs
+                ],
                 _cell(mean_others),
                 MISSING if gap is None else f"{gap:+.2f}",
             ]
@@ -79,7 +86,11 @@ def transfer_table(results_by_variant: dict[str, dict]) -> str:
         [
             variant,
             *[
-                _cell((r.get("over_refusal") or {}).get(lang), ((r.get("n") or {}).get("benign") or {}).get(lang))
+                _cell(
+                    (r.get("over_refusal") or {}).get(lang),
+                    benign := ((r.get("n") or {}).get("benign") or {}).get(lang),
+                    why=(r.get("not_measured") or {}).get(lang) if benign else None,  # no prompt: missing
+                )
                 for lang in langs
             ],
         ]
@@ -90,7 +101,7 @@ def transfer_table(results_by_variant: dict[str, dict]) -> str:
         _table(["variant", *langs], over_rows),
     ]
     attack_rows = [
-        [variant, template, *[_cell(by_lang.get(lang)) for lang in langs]]
+        [variant, template, *[_cell(by_lang.get(lang), why=(r.get("not_measured") or {}).get(lang)) for lang in langs]]
         for variant, r in results_by_variant.items()
         for template, by_lang in (r.get("attack_success") or {}).items()
     ]
@@ -124,7 +135,8 @@ def plot_transfer(results_by_variant: dict[str, dict], path: Path, title: str = 
             x = i + j * width - 0.4 + width / 2
             rate = (refusal.get(lang) or {}).get("all")
             if rate is None:  # not measured: a label where the bar would be, so it never reads as 0
-                ax.annotate("n/a", (x, 0.01), ha="center", va="bottom", fontsize=7, color=f"C{j}")
+                label = "no judge" if lang in (results_by_variant[variant].get("not_measured") or {}) else "n/a"
+                ax.annotate(label, (x, 0.01), ha="center", va="bottom", fontsize=7, color=f"C{j}", rotation=90)
             else:
                 ax.bar(x, rate, width=width, color=f"C{j}")
                 ax.annotate(f"{rate:.2f}", (x, rate + 0.01), ha="center", va="bottom", fontsize=6)

@@ -21,8 +21,13 @@ def read_pairs(sources: list[dict], key: str, config_file) -> list[list[dict]]:
         if not spec.source_format.can_give("chat"):  # prompts alone: no response to score
             continue
         docs, _ = read_source(spec, str(config_file), key)
-        chats += docs.to_chats()["messages"]
+        # a prompt-only row of an instruction source has no reference response: its "loss" would be the EOS's
+        chats += [chat for chat in docs.to_chats()["messages"] if _has_response(chat)]
     return chats
+
+
+def _has_response(chat: list[dict]) -> bool:
+    return any(m["role"] == "assistant" and str(m.get("content") or "").strip() for m in chat)
 
 
 def response_nll(model, tokenizer, chats: list[list[dict]], batch_size: int = 8) -> tuple[float, int]:

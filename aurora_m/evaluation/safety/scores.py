@@ -104,3 +104,24 @@ def score_responses(
             }
             scores["n"][key]["benign"] = _no_verdict_counts(benign, benign_refused, benign_responses, empty)
     return scores
+
+
+def not_measured(scores: dict, red: list[SafetyPrompt], benign: list[SafetyPrompt], reasons: dict[str, str]) -> dict:
+    """``scores`` of the judged prompts, completed for the languages in ``reasons`` (language -> why no number,
+    e.g. "no judge for de"): their prompts are counted in ``n``, they are not ``missing`` (their prompts are
+    there), they get no rate, and ``not_measured`` says why."""
+    if not reasons:
+        return scores
+    for lang in reasons:
+        in_lang = [p for p in red if p.language == lang]
+        counts = {"all": len(in_lang)}
+        for p in in_lang:
+            counts[p.category] = counts.get(p.category, 0) + 1
+        scores["n"]["red_team"][lang] = counts
+        scores["n"]["benign"][lang] = sum(p.language == lang for p in benign)
+    missing = scores["missing"]
+    for key in ("red_team", "benign"):
+        missing[key] = [lang for lang in missing[key] if lang not in reasons or not scores["n"][key].get(lang)]
+    missing["categories"] = {lang: cats for lang, cats in missing["categories"].items() if lang not in reasons}
+    scores["not_measured"] = {lang: reasons[lang] for lang in language_order(reasons)}
+    return scores

@@ -27,6 +27,8 @@ are judged by the ``safety_judge`` (:mod:`.judge`). Result schema (``VARIANT/saf
                  "categories": {"hi": ["self_replication"]},  # categories other languages have, this one not
                  "benign": ["fi"],
                  "verdicts": {"plain": ["ja"], "benign": []}},  # prompts there, but no response got a verdict
+     "not_measured": {"de": "no judge for de"},  # prompts there (counted in n), but the judge cannot read the
+                                                 # language: not asked, no rate (absent when it reads them all)
      "examples": [{"kind": "red_team" | "benign", "language", "category", "template": "plain", "prompt",
                    "response", "refused", "withheld"}, ...],  # one of each kind per language, for the card
      "response_loss": {"refusals": {"loss": 1.93, "pairs": 16, "tokens": 1104},  # mean NLL per reference
@@ -58,13 +60,13 @@ from ...prompt import instruction_prompt
 from ...source_spec import source_specs
 from ..arguments import EvalArguments
 from ..generation import generate
-from .judge import Judge, judge_language_problem, judge_name_problem, make_judge
+from .judge import Judge, judge_language_problem, judge_languages, judge_name_problem, make_judge
 from .labelled import shipped_agreement
 from .model_judge import ChatJudge
 from .prompts import PromptSet, SafetyPrompt, read_prompts
 from .report import plot_transfer, transfer_table
 from .response_loss import response_losses
-from .scores import score_responses
+from .scores import not_measured, score_responses
 from .templates import PLAIN, get_template, template_name_problem
 
 logger = logging.getLogger(__name__)
@@ -169,10 +171,11 @@ def run_safety(
     judge = cache["safety:judge"]
     if isinstance(judge, ChatJudge):  # loaded before the models, on the CPU: generate where the model is
         judge.to(next(model.parameters()).device)
-    red, benign = red_set.prompts, benign_set.prompts
-    languages = {p.language for p in red + benign}
-    if problem := judge_language_problem(judge.name, languages, getattr(judge, "languages", None)):
-        raise RecipeError(config_file, "safety_judge", problem)
+    red_all, benign_all = red_set.prompts, benign_set.prompts
+    # a language the judge cannot read is not asked at all: its rates are "not measured", never a number
+    unread = unread_languages(judge, {p.language for p in red_all + benign_all})
+    red = [p for p in red_all if p.language not in unread]
+    benign = [p for p in benign_all if p.language not in unread]
 
     # one generation pass over every (template, prompt) and benign prompt
     attacks = [t for t in templates if t != PLAIN]
@@ -181,21 +184,25 @@ def run_safety(
     instructions += [p.instruction for p in benign]
     prompts = [instruction_prompt(x) for x in instructions]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths batch with less padding
-    generated = generate(
-        model,
-        tokenizer,
-        [prompts[i] for i in order],
-        max_new_tokens=eval_args.safety_max_new_tokens,
-        stop=STOP,
-        batch_size=batch_size,
-        seed=seed,
-        desc="safety",
+    generated = (
+        generate(
+            model,
+            tokenizer,
+            [prompts[i] for i in order],
+            max_new_tokens=eval_args.safety_max_new_tokens,
+            stop=STOP,
+            batch_size=batch_size,
+            seed=seed,
+            desc="safety",
+        )
+        if prompts
+        else []
     )
     responses = [""] * len(prompts)
     for i, out in zip(order, generated):
         responses[i] = out[0]
     languages = [p.language for _, p in jobs] + [p.language for p in benign]
-    verdicts = judge.judge(instructions, responses, languages)
+    verdicts = judge.judge(instructions, responses, languages) if responses else []
     if len(verdicts) != len(responses):  # a plugged-in judge that drops or adds verdicts would shift every rate
         raise ValueError(f"judge {judge.name!r} gave {len(verdicts)} verdicts for {len(responses)} responses")
     # an empty response is no verdict, whatever the judge said: neither a refusal nor an answer
@@ -215,10 +222,11 @@ def run_safety(
         red_refused,
         benign,
         benign_refused,
-        suite_languages(eval_args, red, benign),
+        suite_languages(eval_args, red_all, benign_all),
         red_responses=red_responses,
         benign_responses=responses[len(jobs) :],
     )
+    scores = not_measured(scores, red_all, benign_all, {lang: f"no judge for {lang}" for lang in unread})
     scores["attack_success"] = {t: scores["attack_success"][t] for t in templates}  # plain only when listed
     for key in ("empty", "unjudged"):
         scores["n"][key] = {t: v for t, v in scores["n"][key].items() if t in templates or t == "benign"}
@@ -278,6 +286,17 @@ def run_safety(
     }
 
 
+def unread_languages(judge: Judge, languages) -> list[str]:
+    """The prompts' languages ``judge`` has no way to read (its ``languages``; None: every one), said in one
+    warning line naming them and what to do; their safety numbers are then not measured."""
+    covered = getattr(judge, "languages", None)
+    unread = [] if covered is None else language_order(set(languages) - set(covered))
+    if unread:
+        problem = judge_language_problem(judge.name, unread, covered)
+        logger.warning("safety: not measured in %s (no judge for them): %s", ", ".join(unread), problem)
+    return unread
+
+
 def check_safety_keys(stage) -> None:
     """The judge and the jailbreak template names known (a classifier id is only loaded when the stage runs);
     the red-team sources there when the suite is named (the lists themselves are checked like any source list)."""
@@ -291,8 +310,10 @@ def check_safety_keys(stage) -> None:
         for source in config.get(key) or []
         if isinstance(source, dict) and source.get("language") and str(source["language"]).lower() != "code"
     }
-    if problem := judge_language_problem(judge_name, declared):
-        raise RecipeError(*stage.origin("safety_judge"), problem)
+    if problem := judge_language_problem(judge_name, declared):  # said, not refused: the rest still measures
+        unread = language_order(declared - set(judge_languages(judge_name) or ()))
+        where = ": ".join(map(str, stage.origin("safety_judge")))
+        logger.warning("%s: safety not measured in %s (no judge for them): %s", where, ", ".join(unread), problem)
     for name in config.get("jailbreak_templates") or []:
         if problem := template_name_problem(str(name)):
             raise RecipeError(*stage.origin("jailbreak_templates"), problem)
