@@ -126,6 +126,23 @@ def _cli_value_matches(value: CliValue, tp) -> bool:
     return True  # strings, lists of strings and what argparse converts itself
 
 
+# PyYAML (YAML 1.1) reads a float with an exponent but no dot, or an unsigned exponent, as a string ("3e-4",
+# "1.0e3"): the only strings a float key accepts. Any other number in quotes ("0.17", "8") is text, refused alike
+# for float and int keys
+YAML_11_EXPONENT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def quoted_number_hint(value) -> str:
+    """ " (a number in quotes is text: write it without them)" for a quoted number, else ""."""
+    if isinstance(value, str) and not isinstance(value, CliValue):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return " (a number in quotes is text: write it without them)"
+    return ""
+
+
 def value_matches(value, tp) -> bool:
     """Whether ``value`` (as YAML or the command line gave it) can fill a dataclass field annotated ``tp``."""
     origin = typing.get_origin(tp)
@@ -145,12 +162,8 @@ def value_matches(value, tp) -> bool:
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string; argparse's float() accepts it
-            try:
-                float(value)
-                return True
-            except ValueError:
-                return False
+        if isinstance(value, str):  # only what YAML 1.1 reads as a string though written as a number: 3e-4
+            return bool(YAML_11_EXPONENT.fullmatch(value.strip()))
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if tp is str:
         return isinstance(value, str)
@@ -273,7 +286,7 @@ def check_keys_and_types(file: Path, config: dict, dataclass_types, elsewhere: d
             raise RecipeError(where, name, f"missing a value (expected {type_name(known[key])})")
         if not value_matches(value, known[key]):
             shown = f"{value!r}" if cli else f"{type(value).__name__} {value!r}"
-            raise RecipeError(where, name, f"expected {type_name(known[key])}, got {shown}")
+            raise RecipeError(where, name, f"expected {type_name(known[key])}, got {shown}{quoted_number_hint(value)}")
 
 
 def overrides_to_dict(overrides: list[str] | None) -> dict:

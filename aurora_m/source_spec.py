@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import RecipeError
 from .languages import CODE, PAPER_LANGUAGES, is_language, language_hint
-from .overrides import type_name, unknown_key, value_matches
+from .overrides import quoted_number_hint, type_name, unknown_key, value_matches
 from .roots import allowed_roots, check_inside, resolve_path
 from .source_formats import FORMATS
 
@@ -119,7 +119,9 @@ class SourceSpec:
             if k not in hints or k == "options":
                 raise unknown_key(file, f"{where}.{k}", [*cls.keys(), *fmt.options])
             if not value_matches(v, hints[k]):
-                raise RecipeError(file, f"{where}.{k}", f"expected {type_name(hints[k])}, got {v!r}")
+                raise RecipeError(
+                    file, f"{where}.{k}", f"expected {type_name(hints[k])}, got {v!r}{quoted_number_hint(v)}"
+                )
             known[k] = v
         if "name" not in known:
             raise RecipeError(file, f"{where}.name", "missing: every source needs a name")

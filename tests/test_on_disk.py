@@ -145,6 +145,36 @@ def test_renaming_a_variant_invalidates_what_is_named_by_it_only_and_says_which_
     assert explain_difference(before["eval/eval"].as_dict(), after["eval/eval"]) == ["variant names changed"]
 
 
+def test_an_engine_or_tokenizer_change_names_the_key_not_just_configuration_changed(tmp_path):
+    """The stage's kind, engine and (a standalone data step's) tokenizer are in the fingerprint but not in its
+    YAML: a re-run says which of them changed."""
+    from aurora_m.pipeline.fingerprint import explain_difference
+
+    recipe_dir = shutil.copytree(TINY, tmp_path / "recipe")
+
+    def prints():
+        recipe = load_recipe(recipe_dir, check_stages=False)
+        pipeline = Pipeline(recipe, tmp_path / "run")
+        return {f"{s.name}/{step}": pipeline.print_of(s, step) for s in recipe.stages for step in s.steps}
+
+    before = prints()
+    text = (recipe_dir / "pipeline.yaml").read_text()
+    (recipe_dir / "pipeline.yaml").write_text(text.replace("engine: transformers", "engine: nanotron"))
+    (recipe_dir / "cap.yaml").write_text(
+        (recipe_dir / "cap.yaml").read_text().replace("tokenizer_vocab_size: 4096", "tokenizer_vocab_size: 4000")
+    )
+    after = prints()
+    assert "pipeline.yaml: engine transformers -> nanotron" in explain_difference(
+        before["cap/train"].as_dict(), after["cap/train"], stage="cap"
+    )
+    # CAT's data step trains nothing itself: its tokenizer is the first stage's (CAP's keys)
+    assert explain_difference(before["cat/data"].as_dict(), after["cat/data"], stage="cat") == [
+        "tokenizer (first stage's) tokenizer_vocab_size 4096 -> 4000"
+    ]
+    old_marker = {k: v for k, v in before["cat/data"].as_dict().items() if k != "origin"}  # written before this
+    assert explain_difference(old_marker, after["cat/data"], stage="cat") == ["configuration changed"]
+
+
 # ---------------------------------------------------------------------------------------------- exports and pushes
 def _export(folder: Path) -> Path:
     folder.mkdir(parents=True)

@@ -98,6 +98,25 @@ BROKEN = [
     ("pipeline.yaml", "inputs: [cap]", "inputs: [cpa]", ["pipeline.yaml", "stages[1].inputs", "missing predecessor"]),
     ("cap.yaml", "weight: 1.5, holdout", "weight: -1, holdout", ["cap.yaml", "mixture[5].weight", "positive"]),
     ("cap.yaml", "weight: 1.5, holdout", "weight: lots, holdout", ["cap.yaml", "mixture[5].weight"]),
+    # a number in quotes is text, for a float key as for an int key (a string "0.17" once passed as a weight)
+    (
+        "cap.yaml",
+        "weight: 1.5, holdout",
+        'weight: "0.17", holdout',
+        ["cap.yaml", "mixture[5].weight: expected float", "a number in quotes is text"],
+    ),
+    (
+        "cap.yaml",
+        "seq_length: 128",
+        'seq_length: "128"',
+        ["cap.yaml", "seq_length: expected int", "in quotes is text"],
+    ),
+    (
+        "cap.yaml",
+        "learning_rate: 3.0e-3",
+        'learning_rate: "0.003"',
+        ["cap.yaml", "learning_rate: expected float", "in quotes is text"],
+    ),
     ("cap.yaml", '"attn:sdpa"', '"attn:fast"', ["cap.yaml", "config_patches", "attention"]),
     ("cat.yaml", "seq_length: 128", "seq_length: 128\nconfig_patches: [tiny]", ["cat.yaml", "config_patches", "tiny"]),
     ("pipeline.yaml", "engine: transformers", "engine: nanotorn", ["pipeline.yaml", "stages[0].engine"]),
@@ -201,6 +220,14 @@ def test_validate_rejects_broken_recipe_with_one_line(recipe_copy, capsys, file,
     assert len(err.splitlines()) == 1, err
     for word in words:
         assert word in err, (word, err)
+
+
+def test_a_float_yaml_11_reads_as_a_string_is_still_a_number(recipe_copy, capsys):
+    """PyYAML reads 3e-3 (no dot) and 1.0e3 (unsigned exponent) as strings: those, and only those, a float key
+    takes as written."""
+    edit_yaml(recipe_copy / "cap.yaml", "learning_rate: 3.0e-3", "learning_rate: 3e-3")
+    edit_yaml(recipe_copy / "cap.yaml", "weight: 1.5, holdout", "weight: 1.5e0, holdout")
+    assert main(["validate", str(recipe_copy)]) == 0, capsys.readouterr().err
 
 
 def test_validate_cli_exit_code_and_no_traceback(recipe_copy):

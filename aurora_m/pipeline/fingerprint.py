@@ -213,9 +213,18 @@ class StepPrint:
     config: dict
     files: dict[str, str]
     inputs: dict[str, str] = field(default_factory=dict)  # "stage/step" -> fingerprint
+    # what the stage's YAML does not hold but the fingerprint does: its kind, engine and (a standalone data
+    # step's) tokenizer, so a change there is named too
+    origin: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"fingerprint": self.fingerprint, "config": self.config, "files": self.files, "inputs": self.inputs}
+        return {
+            "fingerprint": self.fingerprint,
+            "config": self.config,
+            "files": self.files,
+            "inputs": self.inputs,
+            "origin": self.origin,
+        }
 
 
 class Fingerprints:
@@ -271,7 +280,8 @@ class Fingerprints:
         if tokenizer is not None:
             payload.append(tokenizer)
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
-        return StepPrint(digest, result, files, inputs)
+        origin = {"kind": stage.kind, "engine": stage.engine, **({"tokenizer": tokenizer} if tokenizer else {})}
+        return StepPrint(digest, result, files, inputs, json.loads(json.dumps(origin, default=str)))
 
     def tokenizer_origin(self, stage: StageSpec) -> dict:
         """The tokenizer keys of the first stage of ``stage``'s model chain (what a standalone data step uses),
@@ -296,6 +306,16 @@ def explain_difference(old: dict, new: StepPrint, input_details=None, stage: str
     ``stage`` (its data) is described by its own changes, another stage as "its input 'cap' changed".
     """
     changes = describe_changes(old.get("config", {}), new.config)
+    if "origin" in old:  # markers written before it was recorded cannot say; the rest still can
+        was, now = old["origin"], new.origin
+        changes += describe_changes(
+            {k: v for k, v in was.items() if k != "tokenizer"},
+            {k: v for k, v in now.items() if k != "tokenizer"},
+            "pipeline.yaml: ",
+        )
+        changes += describe_changes(
+            was.get("tokenizer") or {}, now.get("tokenizer") or {}, "tokenizer (first stage's) "
+        )
     for key in sorted(set(old.get("files", {})) | set(new.files)):
         if old.get("files", {}).get(key) != new.files.get(key):
             what = (
