@@ -179,6 +179,9 @@ def exact_name_pattern(name: str) -> str:
     return glob.escape(name[:-1]) + f"[{name[-1]}]"
 
 
+HUB_BATCH_ROWS = 1000  # datatrove's HuggingFaceDatasetReader default
+
+
 def source_reader(spec: SourceSpec, tasks_hint: int = 1):
     """A datatrove reader for one source: local jsonl/parquet (file or folder), or a Hub dataset streamed."""
     adapter = _SourceAdapter(spec)
@@ -192,6 +195,8 @@ def source_reader(spec: SourceSpec, tasks_hint: int = 1):
             dataset_options={**options, "split": split},
             streaming=True,
             limit=rows or -1,
+            # a streamed batch is read whole before the limit applies: NAME[:N] reads N rows, not 1,000
+            batch_size=min(rows, HUB_BATCH_ROWS) if rows else HUB_BATCH_ROWS,
             text_key=spec.text_field,
             adapter=adapter,
         )
