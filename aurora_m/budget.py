@@ -10,10 +10,14 @@ budget that is not a whole number of steps trains the whole steps and says what 
 from __future__ import annotations
 
 import logging
+import math
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import RecipeError
+from .overrides import number
 
 logger = logging.getLogger(__name__)
 
@@ -92,3 +96,53 @@ def derive_max_steps(
     training_args.max_steps = budget.steps
     logger.info(budget.arithmetic())
     return budget
+
+
+def launch_ranks() -> int:
+    """The processes of the launch a check runs in: torchrun and accelerate launch set WORLD_SIZE, as they do for
+    the trainer; recipes/launch.slurm sets AURORA_M_LAUNCH_RANKS for the checks and the data step it runs before
+    launching (nodes x GPUs); ``aurora-m`` trains a transformers stage in its own single process."""
+    for variable in ("WORLD_SIZE", "AURORA_M_LAUNCH_RANKS"):
+        size = number(os.environ.get(variable) or "nan")
+        if math.isfinite(size) and size >= 1:
+            return int(size)
+    return 1
+
+
+def check_stage_budget(config: dict, defaults: dict, where: Callable[[str], tuple]) -> None:
+    """A stage mapping's stated ``max_steps`` against its token budget over :func:`launch_ranks`, before any data
+    step. ``defaults``: the dataclass defaults of the keys it leaves out; ``where(key)``: ``(file, key)`` for the
+    error, the YAML or the command line."""
+    if config.get("max_steps") is None or "train_tokens" not in config:
+        return
+    keys = ("per_device_train_batch_size", "gradient_accumulation_steps", "seq_length", "max_steps", "train_tokens")
+    values = {k: number(config.get(k, defaults.get(k))) for k in keys}
+    if not all(math.isfinite(v) and v >= 1 for v in values.values()):
+        return  # a missing default or a non-number: the type and range checks speak for those
+    from types import SimpleNamespace
+
+    launch = SimpleNamespace(
+        per_device_train_batch_size=int(values["per_device_train_batch_size"]),
+        gradient_accumulation_steps=int(values["gradient_accumulation_steps"]),
+        world_size=launch_ranks(),
+        max_steps=int(values["max_steps"]),
+    )
+    try:
+        check_budget(launch, int(values["train_tokens"]), int(values["seq_length"]))
+    except RecipeError as err:  # named where the key was given: the YAML or the command line
+        raise RecipeError(*where(err.key or "max_steps"), err.message) from None
+
+
+def check_launch_budget(stage: dict, where: Callable[[str], tuple]) -> None:
+    """:func:`check_stage_budget` for a stage mapping read outside validation (``python -m aurora_m.extras``, which
+    recipes/launch.slurm runs before its data step), its defaults from the pretraining dataclasses."""
+    if "train_tokens" not in stage:  # only pretraining stages have a token budget
+        return
+    from dataclasses import fields
+
+    from transformers import TrainingArguments
+
+    from .args import MixtureArguments
+
+    defaults = {f.name: f.default for cls in (MixtureArguments, TrainingArguments) for f in fields(cls)}
+    check_stage_budget(stage, defaults, where)

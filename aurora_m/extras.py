@@ -332,6 +332,10 @@ def check_accelerate_config(path: str | Path, stage_config: str | Path | None = 
             "fsdp_version": fsdp.get("fsdp_version", 1),
         },
     )
+    if stage_config is not None:  # a stated max_steps over the launch's ranks (launch.slurm: nodes x GPUs)
+        from .budget import check_launch_budget
+
+        check_launch_budget(stage, lambda key: origin(stage, key, stage_config))
 
 
 def _check_distributed(source, needs: dict) -> None:

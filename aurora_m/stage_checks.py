@@ -12,10 +12,10 @@ in the package that owns those keys and are imported only when a stage of that k
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from .budget import check_stage_budget
 from .errors import RecipeError
 from .extras import check_extras
 from .model_families import ALL_LINEAR, model_facts, tokenizer_mismatch
@@ -292,41 +292,11 @@ def _check_numbers(stage: StageConfig, positions: int | None) -> None:
         )
 
 
-def launch_ranks() -> int:
-    """The processes of the launch this check runs in: torchrun and accelerate launch set WORLD_SIZE, as they do
-    for the trainer; ``aurora-m`` trains a transformers stage in its own single process."""
-    size = number(os.environ.get("WORLD_SIZE") or 1)
-    return int(size) if math.isfinite(size) and size >= 1 else 1
-
-
 def _check_budget(stage: StageConfig, dataclass_types) -> None:
     """A stated ``max_steps`` against the token budget over this launch's ranks (``budget.py``), before any
     data step: the same arithmetic and the same line as the trainer's."""
-    config = stage.config
-    if config.get("max_steps") is None or "train_tokens" not in config:
-        return
     defaults = {f.name: f.default for cls in dataclass_types for f in fields(cls)}
-    values = {
-        k: config.get(k, defaults.get(k)) for k in ("per_device_train_batch_size", "gradient_accumulation_steps")
-    }
-    values["seq_length"] = config.get("seq_length", defaults.get("seq_length"))
-    values["max_steps"] = config["max_steps"]
-    if not all(isinstance(v, int | float | str) and math.isfinite(number(v)) for v in values.values()):
-        return  # a missing default or a non-number: the type checks speak for those
-    from types import SimpleNamespace
-
-    from .budget import check_budget
-
-    launch = SimpleNamespace(
-        per_device_train_batch_size=int(number(values["per_device_train_batch_size"])),
-        gradient_accumulation_steps=int(number(values["gradient_accumulation_steps"])),
-        world_size=launch_ranks(),
-        max_steps=int(number(values["max_steps"])),
-    )
-    try:
-        check_budget(launch, int(number(config["train_tokens"])), int(number(values["seq_length"])), stage.file)
-    except RecipeError as err:  # named where the key was given: the YAML or the command line
-        raise RecipeError(*stage.origin(err.key or "max_steps"), err.message) from None
+    check_stage_budget(stage.config, defaults, stage.origin)
 
 
 def parse_stage(

@@ -523,15 +523,29 @@ def test_launch_slurm_is_valid_bash():
         assert directive in text
 
 
+# the tiny cap.yaml states max_steps 240 for one process; the fake job's 2 nodes x 4 GPUs train it in 30
+EIGHT_RANKS = ("--max_steps", "30")
+
+
 def test_launch_slurm_builds_data_once_then_launches_one_rank_per_node(slurm):
     run, calls, out = slurm
     result = run("pretrain", "recipes/aurora-m-tiny/cap.yaml", str(out), "multi_gpu", "--learning_rate", "1e-4")
+    assert result.returncode == 2, result.stderr  # max_steps 240 is one process's: said before anything runs
+    assert not any(line.startswith("srun") for line in _calls(calls))
+    line = result.stderr.strip().splitlines()[-1]
+    assert "cap.yaml: max_steps: 240 disagrees with the token budget" in line and "x 8 ranks" in line, line
+    assert "= 30 steps. Delete max_steps from the stage YAML" in line
+    calls.unlink()
+    result = run(
+        "pretrain", "recipes/aurora-m-tiny/cap.yaml", str(out), "multi_gpu", "--learning_rate", "1e-4", *EIGHT_RANKS
+    )
     assert result.returncode == 0, result.stderr
     lines = _calls(calls)
     data = [i for i, line in enumerate(lines) if line.startswith("python[") and "scripts/data.py" in line]
     assert len(data) == 1, lines  # the data step ran once, on one node ...
     assert lines[data[0]] == (
-        f"python[0] scripts/data.py --config recipes/aurora-m-tiny/cap.yaml --output_dir {out} --learning_rate 1e-4"
+        f"python[0] scripts/data.py --config recipes/aurora-m-tiny/cap.yaml --output_dir {out} --learning_rate 1e-4 "
+        "--max_steps 30"
     )
     sruns = [line for line in lines if line.startswith("srun ")]
     assert len(sruns) == 2 and "--nodes=1 --ntasks=1" in sruns[0], sruns
@@ -549,7 +563,8 @@ def test_launch_slurm_builds_data_once_then_launches_one_rank_per_node(slurm):
             "--main_process_port 29500",
             "--rdzv_backend c10d",
             "--max_restarts 0",
-            f"scripts/pretrain.py --config recipes/aurora-m-tiny/cap.yaml --output_dir {out} --learning_rate 1e-4",
+            f"scripts/pretrain.py --config recipes/aurora-m-tiny/cap.yaml --output_dir {out} --learning_rate 1e-4 "
+            "--max_steps 30",
             "nccl_async=1",
         ):
             assert part in line, (part, line)
@@ -571,6 +586,7 @@ def test_launch_slurm_skips_a_built_data_step_when_requeued(slurm):
         "recipes/aurora-m-tiny/cap.yaml",
         str(out),
         "multi_gpu",
+        *EIGHT_RANKS,
         extra_env={"SLURM_RESTART_COUNT": "1", "MAX_RESTARTS": "3"},
     )
     assert result.returncode == 0, result.stderr
@@ -586,6 +602,7 @@ def test_launch_slurm_requeues_itself_near_the_time_limit(slurm):
         "recipes/aurora-m-tiny/cap.yaml",
         str(out),
         "multi_gpu",
+        *EIGHT_RANKS,
         extra_env={"FAKE_TRAIN_SECONDS": "4"},
         popen=True,
     )

@@ -304,6 +304,7 @@ def test_a_stated_max_steps_is_checked_against_the_launch_at_validate(monkeypatc
     from aurora_m.stage_checks import check_stage_config
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("AURORA_M_LAUNCH_RANKS", raising=False)
     check_stage_config(TINY / "cap.yaml", "pretrain")  # 240 steps of 8 x 128 on one process: agrees
     with pytest.raises(RecipeError, match=r"command line: --max_steps: 30 disagrees .* x 1 ranks .* = 240 steps"):
         check_stage_config(TINY / "cap.yaml", "pretrain", overrides=overrides_to_dict(["--max_steps", "30"]))
@@ -311,6 +312,10 @@ def test_a_stated_max_steps_is_checked_against_the_launch_at_validate(monkeypatc
     with pytest.raises(RecipeError, match=r"cap.yaml: max_steps: 240 disagrees .* x 2 ranks .* = 120 steps\. Delete"):
         check_stage_config(TINY / "cap.yaml", "pretrain")
     check_stage_config(TINY / "cap.yaml", "pretrain", overrides=overrides_to_dict(["--max_steps", "120"]))
+    monkeypatch.delenv("WORLD_SIZE")  # launch.slurm's data step, before its 2 nodes x 4 GPUs train
+    monkeypatch.setenv("AURORA_M_LAUNCH_RANKS", "8")
+    with pytest.raises(RecipeError, match=r"x 8 ranks .* = 30 steps"):
+        check_stage_config(TINY / "cap.yaml", "pretrain")
 
 
 def _lrs(scheduler, steps):
