@@ -10,7 +10,7 @@
     aurora-m publish RUN_DIR --variant NAME|--all      push the run's export of each variant, one commit each
     aurora-m publish RUN_DIR --variant NAME --dry-run --out DIR    write that commit to DIR, print its operations
     aurora-m publish RUN_DIR --variant NAME --out DIR  export a variant into a folder of its own (no push)
-    aurora-m rehearse RECIPE_DIR --output-dir DIR     read every source and run the filters in miniature first
+    aurora-m rehearse RECIPE_DIR --output-dir DIR     run every stage in miniature on its real sources first
     aurora-m patches                                  the config patches a recipe can name
     aurora-m plan RECIPE_DIR --gpus N --gpu KIND      what the recipe costs on a cluster: days, memory, disk, data
 

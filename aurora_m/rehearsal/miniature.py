@@ -241,6 +241,8 @@ def build_miniature(recipe, out: Path, rows: int, recorded: bool, report: dict, 
         rewritten = rewrite_stage(config_yaml, kind, stage.config.parent, rows, factor, stage is first, model)
         if rewritten.get("mixture"):
             rewritten["mixture"] = _kept_sources(stage.name, rewritten["mixture"], report, left_out)
+        if kind == "eval" and "code" in (rewritten.get("suites") or []):
+            _check_code_opt_in(stage)
         if (
             kind == "eval"
             and rewritten.get("lm_eval_tasks")
@@ -310,6 +312,22 @@ def _kept_sources(stage: str, mixture: list[dict], report: dict, left_out: dict)
             continue
         kept.append(entry)
     return kept
+
+
+def _check_code_opt_in(stage) -> None:
+    """The code suite runs model-written programs only when allowed (AURORA_M_ALLOW_CODE_EXECUTION=1): without it
+    the run would stop at its eval stage after every training stage; the rehearsal says so before training."""
+    from ..evaluation.code.sandbox import require_opt_in
+
+    try:
+        require_opt_in()
+    except RecipeError as err:
+        raise RecipeError(
+            stage.config,
+            err.key,
+            f"stage {stage.name}: the code suite would stop this stage after training: {err.message} "
+            f"(where the stage runs, too)",
+        ) from err
 
 
 def _known_tasks(config: dict, stage) -> int:

@@ -1,12 +1,14 @@
-"""``aurora-m rehearse``: a real recipe's sources and filters, run in miniature on a CPU before a cluster run.
+"""``aurora-m rehearse``: a real recipe's every stage, run in miniature on a CPU before a cluster run.
 
 Every stage is checked as ``aurora-m validate`` checks it (the launch included); then every source of every
 stage is read as the stage reads it (:mod:`.sources`: same builder, config, files, split and columns, streamed,
 its first rows only) and each pretraining source's documents go through the stage's own cleaning chain
-(``data.clean_pipeline``: length cap, held-out split, language id, quality, symbol ratio, leakage check) on
-that real text. Offline (``HF_HUB_OFFLINE=1``, or ``--recorded-hub``) the sources come from the recorded Hub
-(:mod:`.hub`). The first source that cannot be read stops the rehearsal with one line naming it; the report
-(``rehearsal.json``, ``rehearsal.md``) says what each stage and source did and what the full run would cost.
+(``data.clean_pipeline``) on that real text. Then, unless ``checks_only``, the recipe is rewritten into its
+miniature (:mod:`.miniature`: its own model config chain shrunk, one scale factor on the budgets, the first rows
+of each source) and every stage runs through the real pipeline (:mod:`.mini_run`). Offline (``HF_HUB_OFFLINE=1``,
+or ``--recorded-hub``) the sources come from the recorded Hub (:mod:`.hub`). The first source, stage or step that
+fails stops the rehearsal with one line naming it; the report (``rehearsal.json``, ``rehearsal.md``) says what
+each stage and source did and what the full run would read.
 """
 
 from __future__ import annotations
