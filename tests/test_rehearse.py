@@ -211,6 +211,11 @@ def test_the_report_states_the_scale_factor_and_where_the_model_and_tokenizer_ca
     mini_cap = yaml.safe_load((out / "miniature" / "cap.yaml").read_text())
     assert mini["scale_factor"] > 1_000_000 and f"{mini['scale_factor']:,}" in mini["scale"]
     assert mini_cap["train_tokens"] <= full // mini["scale_factor"]  # whole steps of the miniature's shape
+    assert mini["stages"]["cap"] == {
+        "train_tokens": mini_cap["train_tokens"],
+        "seq_length": 32,
+        "full_train_tokens": full,
+    }
     assert mini_cap["data_executor"] == "local" and all("[:50]" in m["split"] for m in mini_cap["mixture"])
     assert "bigcode/starcoderplus" in mini["model"] and "random-initialised" in mini["model"]
     assert "trained on the sampled text" in mini["tokenizer"]

@@ -256,6 +256,8 @@ def build_miniature(recipe, out: Path, rows: int, recorded: bool, report: dict, 
         changed[stage.name] = {
             k: rewritten.get(k) for k in ("train_tokens", "max_steps", "seq_length") if k in rewritten
         }
+        if config_yaml.get("train_tokens"):  # the recipe's own budget, beside the miniature's
+            changed[stage.name]["full_train_tokens"] = config_yaml["train_tokens"]
     pipeline = _yaml(recipe.file)
     roots = [str(recipe.dir.resolve())]
     roots += [str(resolve_path(recipe.dir, r).resolve()) for r in pipeline.get("data_roots", [])]
