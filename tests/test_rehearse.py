@@ -27,6 +27,7 @@ from aurora_m.source_spec import SourceSpec
 from conftest import ROOT, cli
 
 RECIPE = ROOT / "recipes" / "aurora-m-15b"
+OPT_IN = {"AURORA_M_ALLOW_CODE_EXECUTION": "1"}  # the code suite may run (checked before any training)
 HUB_ID = re.compile(r"dataset: ([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)")
 
 
@@ -334,7 +335,9 @@ def test_lora_targets_the_model_does_not_have_stop_in_one_line_before_any_traini
         "sft_format: messages\nuse_peft: true\nlora_target_modules: [q_proj, v_proj]",
     )
     out = tmp_path / "out"
-    line, stages = refused(cli("rehearse", str(recipe), "--output-dir", str(out), "--sample-rows", "3"), out)
+    line, stages = refused(
+        cli("rehearse", str(recipe), "--output-dir", str(out), "--sample-rows", "3", env=OPT_IN), out
+    )
     assert re.search(
         r"recipe/instruct\.yaml: lora_target_modules: stage instruct \(in miniature\): q_proj, v_proj: not a linear "
         r"layer of a GPTBigCode model",
@@ -350,7 +353,9 @@ def test_an_lm_eval_task_lm_eval_does_not_know_stops_in_one_line_before_any_trai
         tmp_path / "recipe", "eval.yaml", "{task: winogrande, num_fewshot: 8}", "{task: winogrand, num_fewshot: 8}"
     )
     out = tmp_path / "out"
-    line, stages = refused(cli("rehearse", str(recipe), "--output-dir", str(out), "--sample-rows", "3"), out)
+    line, stages = refused(
+        cli("rehearse", str(recipe), "--output-dir", str(out), "--sample-rows", "3", env=OPT_IN), out
+    )
     assert re.search(
         r"eval\.yaml: lm_eval_tasks\.en: stage eval: unknown lm-eval task 'winogrand' \(did you mean 'winogrande'\?\)",
         line,
