@@ -54,7 +54,7 @@ def pytest_collection_modifyitems(config, items):
 # Under xdist a group goes to one worker as a whole: the long ones start first (each the length of a pipeline
 # run or more), so that the others, down to single tests, fill both workers up to the end. conftest turns off
 # xdist's own reordering (by number of tests, which put a long group of few tests last).
-LONG_GROUPS = ("tiny_run", "short_run", "test_resume")
+LONG_GROUPS = ("tiny_run", "short_run", "test_resume", "test_rehearse")
 
 
 def _start_order(item) -> tuple[int, bool]:
