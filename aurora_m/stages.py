@@ -82,6 +82,10 @@ class StageKind:
     # "module:function"(lineage step) -> markdown or None: the kind's own section of a model card's "Training
     # data" (read from the files its steps wrote), for what the mixture and SFT tables do not show
     card: Callable | str | None = None
+    # "module:function"(config, config_file, stage_name): what this machine must allow for a stage of the kind to
+    # run (an opt-in, not a key), checked by `aurora-m run` before its first step, so that a run does not train
+    # for hours and then stop at this stage
+    preflight: tuple[str, ...] = ()
     help: str = ""
 
     @property
@@ -93,6 +97,10 @@ class StageKind:
         if self.card is None:
             return None
         return (_load(self.card) if isinstance(self.card, str) else self.card)(step)
+
+    def check_preflight(self, config: dict, config_file, stage_name: str) -> None:
+        for check in self.preflight:
+            _load(check)(config, config_file, stage_name)
 
     def runs_on_engine(self, step: str) -> bool:
         return step in (self.steps if self.engine_steps is None else self.engine_steps)
@@ -300,6 +308,7 @@ register_kind(
         inputs=MODELS,
         runners={"transformers": {"eval": "aurora_m.evaluation.stage:run_eval_step"}},
         checks=("aurora_m.safety.checks:check_taxonomies", "aurora_m.evaluation.checks:check_eval_keys"),
+        preflight=("aurora_m.evaluation.checks:check_code_opt_in",),
         help="every input model through the suites the stage names (perplexity, code, harness, safety)",
     )
 )

@@ -269,3 +269,19 @@ def test_validate_refuses_an_empty_data_file_before_any_step(recipe_copy, capsys
     assert main(["validate", str(recipe_copy)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith(f"cap.yaml: mixture[1].path: empty data file {empty} (no rows)"), err
+
+
+def test_run_refuses_a_code_suite_without_the_opt_in_before_any_step(recipe_copy, tmp_path, capsys, monkeypatch):
+    """The eval stage's code suite runs model-written programs only with the opt-in: a run without it would train
+    every stage first and stop there; it stops before the first step, naming the stage and the variable."""
+    monkeypatch.delenv("AURORA_M_ALLOW_CODE_EXECUTION", raising=False)
+    run = tmp_path / "run"
+    assert main(["run", str(recipe_copy), "--output-dir", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{recipe_copy / 'eval.yaml'}: AURORA_M_ALLOW_CODE_EXECUTION: stage eval runs the code suite" in err
+    assert len(err.splitlines()) == 1 and not (run / "cap").exists()
+    # a run of stages that do not evaluate code needs no opt-in (checked without running them: --stages eval
+    # with the code suite off is refused for another reason, its inputs)
+    edit_yaml(recipe_copy / "eval.yaml", "suites: [perplexity, code, harness, safety]", "suites: [perplexity]")
+    assert main(["run", str(recipe_copy), "--output-dir", str(run), "--stages", "eval"]) == 2
+    assert "AURORA_M_ALLOW_CODE_EXECUTION" not in capsys.readouterr().err

@@ -30,3 +30,21 @@ def check_eval_keys(stage) -> None:
                         f"the {suite.name} suite needs {package.pip}, which is not installed here: "
                         f"{install_hint(package.extra, package.pip)}",
                     )
+
+
+def check_code_opt_in(config: dict, config_file, stage_name: str) -> None:
+    """The code suite runs model-written programs only where that is allowed (AURORA_M_ALLOW_CODE_EXECUTION=1):
+    without it, a run would train every stage before this one and then stop here."""
+    from .code.sandbox import require_opt_in
+
+    if "code" not in (config.get("suites") or []):
+        return
+    try:
+        require_opt_in()
+    except RecipeError as err:
+        raise RecipeError(
+            config_file,
+            err.key,
+            f"stage {stage_name} runs the code suite: {err.message} (checked before any step, so the run does "
+            "not stop there after training)",
+        ) from None

@@ -178,6 +178,10 @@ class Pipeline:
         """Run the pipeline (or the named stages); complete steps are skipped unless ``force`` or restarted."""
         wanted = stages or self.recipe.stage_names
         restart = self.downstream(restart)
+        for stage in self.recipe.stages:  # what this machine must allow, before the first step of any stage
+            again = force or stage.name in restart
+            if stage.name in wanted and (again or not all(self.is_complete(stage, s) for s in stage.steps)):
+                stage.spec.check_preflight(self.prints.stage_config(stage), stage.config, stage.name)
         for stage in self.recipe.stages:
             if stage.name not in wanted:
                 continue

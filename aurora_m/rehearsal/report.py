@@ -116,6 +116,7 @@ def _miniature_lines(report: dict) -> list[str]:
         for k, v in mini.get("holdouts", {}).items()
     ]
     lines += [f"- left out of {k}: {v}" for k, v in mini.get("left_out", {}).items()]
+    lines += [f"- not run in {k}: {v}" for k, v in mini.get("not_run", {}).items()]
     lines += [
         "",
         "| stage | status | step seconds | losses (first > last, steps) | outputs |",
