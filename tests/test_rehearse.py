@@ -407,3 +407,40 @@ def test_without_the_code_opt_in_the_miniature_runs_the_other_suites_and_says_wh
     assert kept == ["perplexity", "harness", "safety"] and "AURORA_M_ALLOW_CODE_EXECUTION=1" in not_run["code"]
     monkeypatch.setenv("AURORA_M_ALLOW_CODE_EXECUTION", "1")
     assert miniature_suites(suites) == (suites, {})
+
+
+def test_a_second_rehearsal_into_a_folder_starts_from_nothing_and_keeps_the_users_files(tmp_path):
+    """An earlier rehearsal's report, leak files and tokenizer would be read as this one's (a killed re-run left the
+    old all-completed report beside a half-rebuilt run): a rehearsal clears what the marker lists as its own, and
+    nothing else; bad folders and sizes are one line."""
+    out = tmp_path / "out"
+    first = cli("rehearse", "recipes/aurora-m-tiny", "--output-dir", str(out), "--checks-only", "--sample-rows", "3")
+    assert first.returncode == 0, first.stderr[-3000:]
+    (out / "notes.txt").write_text("mine")  # the user's, added later
+    stale = out / "cap" / "stale-leak.json"  # as a killed or earlier rehearsal's cleaning chain left it
+    stale.parent.mkdir(exist_ok=True)
+    stale.write_text("{}")
+    (out / "rehearsal.json").write_text('{"stale": true}')
+    again = cli(
+        "rehearse",
+        "recipes/aurora-m-tiny",
+        "--output-dir",
+        str(out),
+        "--checks-only",
+        "--sample-rows",
+        "3",
+        "--sample-mb",
+        "nan",
+    )
+    assert again.returncode == 2 and "--sample-mb: expected a positive, finite number, got nan" in again.stderr
+    assert (out / "rehearsal.json").read_text() == '{"stale": true}'  # refused before touching the folder
+    again = cli("rehearse", "recipes/aurora-m-tiny", "--output-dir", str(out), "--checks-only", "--sample-rows", "3")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not stale.exists() and "stale" not in json.loads((out / "rehearsal.json").read_text())
+    assert (out / "notes.txt").read_text() == "mine"
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    for target, words in ((afile, "is a file, not a folder"), (afile / "sub", "cannot be used as the output folder")):
+        bad = cli("rehearse", "recipes/aurora-m-tiny", "--output-dir", str(target), "--checks-only")
+        lines = [line for line in bad.stderr.splitlines() if "error:" in line]
+        assert bad.returncode == 2 and len(lines) == 1 and words in lines[0] and "Traceback" not in bad.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ..errors import RecipeError
 
 
@@ -35,9 +37,10 @@ def rehearse_status(args) -> dict:
     """Rehearse; each stage's status (the report is in the output folder)."""
     from .run import rehearse
 
-    if args.sample_mb <= 0 or args.sample_rows <= 0:
-        key = "--sample-mb" if args.sample_mb <= 0 else "--sample-rows"
-        raise RecipeError(None, key, "expected a positive number")
+    if not (math.isfinite(args.sample_mb) and args.sample_mb > 0):  # nan and inf pass a `<= 0` test
+        raise RecipeError(None, "--sample-mb", f"expected a positive, finite number, got {args.sample_mb}")
+    if args.sample_rows <= 0:
+        raise RecipeError(None, "--sample-rows", f"expected a positive number, got {args.sample_rows}")
     recorded = True if args.recorded_hub else False if args.live_hub else None
     report = rehearse(
         args.recipe_dir,

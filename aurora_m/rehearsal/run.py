@@ -31,6 +31,19 @@ from .report import full_size_costs, render_table
 logger = logging.getLogger(__name__)
 
 MARKER = ".aurora-m-rehearsal.json"
+LOCK = ".aurora-m-rehearsal.lock"
+# what a rehearsal writes in its folder, besides one folder per stage (the cleaning chains')
+OWN = (
+    "rehearsal.json",
+    "rehearsal.md",
+    "sample",
+    "sample-tokenizer",
+    "hub-cache",
+    "miniature",
+    "run",
+    "miniature.log",
+    "publish-dry-run",
+)
 SAMPLE_TOKENIZER = "sample-tokenizer"  # a folder of the rehearsal's output
 TOKENIZER_VOCAB = 2048  # trained on the sampled text when the recipe's own tokenizer is not reachable
 
@@ -52,9 +65,17 @@ def rehearse(
     """Rehearse ``recipe_dir`` into ``output_dir``; returns the report (also written as rehearsal.json).
     ``launches``: ``[STAGE=]CONFIG`` accelerate configs (as ``validate --accelerate-config``); by default the ones
     the recipe's README launches each stage with."""
-    from ..recipe import load_recipe
+    from ..locking import run_lock
 
     out = _claim(Path(output_dir))
+    with run_lock(out / LOCK, "aurora-m rehearse"):  # one rehearsal per folder: a second would delete the first's
+        _start_over(out)
+        return _rehearse(recipe_dir, out, sample_mb, rows, recorded, launches, checks_only)
+
+
+def _rehearse(recipe_dir, out: Path, sample_mb, rows, recorded, launches, checks_only) -> dict:
+    from ..recipe import load_recipe
+
     recorded = offline() if recorded is None else recorded
     report = {
         "recipe": str(recipe_dir),
@@ -65,6 +86,7 @@ def rehearse(
     }
     try:
         recipe = load_recipe(recipe_dir)
+        _remember(out, [stage.name for stage in recipe.stages])  # the cleaning chains' folders are named so
     except RecipeError as err:  # the recipe's own checks (keys, sources, script repos read by id): no stage ran
         report["refused"] = str(err)
         write_json(out / "rehearsal.json", report)
@@ -102,11 +124,48 @@ def rehearse(
 
 def _claim(out: Path) -> Path:
     """The output folder: new, or one an earlier rehearsal wrote (never a folder of someone else's)."""
-    if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise RecipeError(out, None, "is not empty and was not written by aurora-m rehearse: choose a new folder")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / MARKER, {"written_by": "aurora-m rehearse"})
+    if out.exists() and not out.is_dir():
+        raise RecipeError(out, None, "is a file, not a folder: choose a new folder for --output-dir")
+    try:
+        if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file():
+            raise RecipeError(out, None, "is not empty and was not written by aurora-m rehearse: choose a new folder")
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # under a file, on a read-only or pseudo file system, no permission
+        raise RecipeError(out, None, f"cannot be used as the output folder ({err.strerror}): choose another") from None
+    if not (out / MARKER).is_file():
+        write_json(out / MARKER, {"written_by": "aurora-m rehearse", "entries": []})
     return out
+
+
+def _entries(out: Path) -> list[str]:
+    from ..io import read_json_or_none
+
+    marker = read_json_or_none(out / MARKER) or {}
+    return [
+        str(e) for e in marker.get("entries", []) if isinstance(e, str) and "/" not in e and e not in ("", ".", "..")
+    ]
+
+
+def _remember(out: Path, names: list[str]) -> None:
+    """Add ``names`` to what this folder holds of ours (the marker lists it before anything is written there, so
+    a rehearsal killed midway still leaves a list of what the next one clears)."""
+    entries = sorted({*_entries(out), *OWN, *names})
+    write_json(out / MARKER, {"written_by": "aurora-m rehearse", "entries": entries})
+
+
+def _start_over(out: Path) -> None:
+    """A rehearsal starts from nothing: what an earlier one (finished, killed or of another recipe) left would
+    otherwise be read as this one's (its report, its leak files, its tokenizer). Only what the marker lists as
+    ours goes; anything else a user put in the folder stays."""
+    import shutil
+
+    _remember(out, [])
+    for name in _entries(out):
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 @contextlib.contextmanager
