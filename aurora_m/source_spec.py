@@ -299,6 +299,11 @@ class SourceList:
     trains: bool = False  # a model trains on it: its Hub datasets are named on the model card
     help: str = ""
 
+    @property
+    def prompts_only(self) -> bool:
+        """Eval prompts, the leakage check: a row needs its request only (a prompt-only row is valid)."""
+        return self.product == "prompt"
+
     def check(self, spec: SourceSpec, file, where: str) -> None:
         fmt = spec.source_format
         if not fmt.can_give(self.product):

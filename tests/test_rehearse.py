@@ -15,6 +15,7 @@ import itertools
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from aurora_m.errors import RecipeError
 from aurora_m.rehearsal.hub import RecordedHub, load_snapshots
 from aurora_m.source_spec import SourceSpec
 
-from conftest import ROOT, cli
+from conftest import ROOT, TINY, cli
 
 RECIPE = ROOT / "recipes" / "aurora-m-15b"
 OPT_IN = {"AURORA_M_ALLOW_CODE_EXECUTION": "1"}  # the code suite may run (checked before any training)
@@ -394,6 +395,45 @@ def test_checks_only_reads_and_cleans_and_trains_nothing(tmp_path):
     report = json.loads((out / "rehearsal.json").read_text())
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {s["name"]: "checked" for s in report["stages"]}
     assert "miniature" not in report and not (out / "run").exists() and report["sources"]
+
+
+def tiny_rehearsed(tmp_path: Path, data_file: str, edit) -> tuple[Path, subprocess.CompletedProcess]:
+    """``rehearse --checks-only`` of a copy of the tiny recipe, one data file rewritten (``edit``: bytes -> bytes)."""
+    recipe, out = tmp_path / "recipe", tmp_path / "out"
+    shutil.copytree(TINY, recipe)
+    path = recipe / "data" / data_file
+    path.write_bytes(edit(path.read_bytes()))
+    return out, cli("rehearse", str(recipe), "--output-dir", str(out), "--sample-rows", "5", "--checks-only")
+
+
+def test_a_prompt_only_contamination_source_is_read_as_the_data_step_reads_it(tmp_path):
+    """docs/adapting.md's safety prompts carry an instruction and a category, no response: the leakage check needs
+    prompts only, so the data step keeps such rows, and the rehearsal must not ask for a response column."""
+
+    def without_responses(raw: bytes) -> bytes:
+        rows = [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
+        assert all("response" in row for row in rows)
+        return "".join(json.dumps({k: v for k, v in row.items() if k != "response"}) + "\n" for row in rows).encode()
+
+    out, result = tiny_rehearsed(tmp_path, "safety_prompts.jsonl", without_responses)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "rehearsal.json").read_text())
+    assert {s["name"]: s["status"] for s in report["stages"]} == {s["name"]: "checked" for s in report["stages"]}
+    read = [s for s in report["sources"] if s["name"] == "safety_prompts" and s["key"] == "contamination_sources"]
+    assert read and read[0]["usable_rows"] == 5 and "response_field" not in read[0]["columns_mapped"]
+
+
+def test_bad_bytes_in_a_local_file_are_the_data_steps_one_line_and_the_report_is_written(tmp_path):
+    bad = '{"text": "caf\xe9 \xff\xfe broken bytes"}\n'.encode("latin-1")
+    out, result = tiny_rehearsed(tmp_path, "en.jsonl", lambda raw: bad + raw)
+    line, stages = refused(result, out)
+    assert re.search(
+        r"data/en\.jsonl: line 1: stage cap, source en: not UTF-8 \(byte 0xe9 at column 14\); source "
+        r"mixture\[\d+\]\.path in \S+cap\.yaml$",
+        line,
+    ), line
+    assert stages["cap"]["status"] == "refused" and "not UTF-8" in stages["cap"]["reason"]
+    assert {stages[name]["status"] for name in stages if name != "cap"} == {"not reached"}
 
 
 def test_without_the_code_opt_in_the_miniature_runs_the_other_suites_and_says_why(monkeypatch):

@@ -187,7 +187,7 @@ def read_source(
     where = f"{key}[{spec.name}]"
     ds = _load(spec, config_file, where)
     fmt = spec.source_format
-    prompts_only = find_source_list(key).product == "prompt"  # eval prompts, the leakage check: no answer needed
+    prompts_only = find_source_list(key).prompts_only  # eval prompts, the leakage check: no answer needed
     columns = fmt.columns_for(spec, prompts_only)
     if spec.taxonomy or spec.stratify:  # red-team sets: every row must name its harm category
         columns = {**columns, "category_field": [spec.category_field]}

@@ -16,10 +16,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ..data.bad_data_files import _diagnosed
 from ..data.sources import heldout_rule
 from ..errors import RecipeError, exception_chain
 from ..hub_errors import explain_hub_errors
-from ..source_spec import SourceSpec, hub_read_args, streamed_split
+from ..source_spec import SourceSpec, find_source_list, hub_read_args, streamed_split
 
 
 @dataclass
@@ -128,7 +129,11 @@ def sample_source(
         rows = min(rows, limit)  # split: NAME[:N] bounds the stage's own read
     sample.n_files = getattr(stream, "n_shards", None)
     fmt = spec.source_format
-    wanted = fmt.columns(spec)
+    prompts_only = find_source_list(
+        key
+    ).prompts_only  # the data step's rule: a prompt-only row where no answer is needed
+    wanted = fmt.columns_for(spec, prompts_only)
+    read = fmt.reader(prompts_only)
     if spec.taxonomy or spec.stratify:
         wanted = {**wanted, "category_field": [spec.category_field]}
     reasons: Counter = Counter()
@@ -140,7 +145,7 @@ def sample_source(
                     sample.columns = list(row)
                     check_columns(spec, wanted, sample.columns, config_file, where)
                 sample.rows_read += 1
-                record, reason = fmt.read(spec, row)
+                record, reason = read(spec, row)
                 if reason:
                     reasons[reason] += 1
                     continue
@@ -165,6 +170,8 @@ def sample_source(
     except RecipeError:
         raise
     except Exception as err:  # noqa: BLE001
+        if spec.path and (error := _diagnosed(spec, config_file, where)) is not None:
+            raise error from err  # bad bytes, a line that is not JSON: the data step's one line
         reason = why_unreadable(err, spec)
         if reason is None:
             raise
