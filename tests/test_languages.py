@@ -383,3 +383,26 @@ def test_the_transfer_table_shows_the_recipes_languages_not_the_papers():
     header = transfer_table({"base": result}).splitlines()[2]
     assert header == "| variant | de | ko | sw | mean de/ko/sw | vs en |", header
     assert "| base | 0.50 (2) | 1.00 (1) | missing | 0.75 | missing |" in transfer_table({"base": result})
+
+
+@pytest.mark.parametrize("languages,english", [(["en", "fi"], True), (["fr", "th", "yo"], False)])
+def test_the_cards_statements_about_english_appear_only_for_a_model_trained_on_it(languages, english):
+    """'The red-team data is mostly English' and 'languages other than English are weaker' are the paper's facts:
+    a fr/th/yo model's card says neither."""
+    from importlib import resources
+
+    from jinja2 import Template
+
+    from aurora_m.hub.card import _names
+
+    template = (resources.files("aurora_m.hub") / "card_template.md").read_text(encoding="utf-8")
+    parts = re.findall(r"\{% if has_english %\}.*?\{% endif %\}", template, re.S)
+    assert len(parts) == 2, parts
+    text = Template("\n".join(parts)).render(
+        has_english="en" in languages,
+        language_names=_names(languages),
+        other_languages=_names([lang for lang in languages if lang != "en"]),
+    )
+    assert ("mostly English" in text) is english and ("other than English" in text) is english
+    if not english:
+        assert "French" in text and "English" not in text

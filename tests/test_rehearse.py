@@ -484,3 +484,34 @@ def test_a_second_rehearsal_into_a_folder_starts_from_nothing_and_keeps_the_user
         bad = cli("rehearse", "recipes/aurora-m-tiny", "--output-dir", str(target), "--checks-only")
         lines = [line for line in bad.stderr.splitlines() if "error:" in line]
         assert bad.returncode == 2 and len(lines) == 1 and words in lines[0] and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_offline_a_real_repo_the_recorded_hub_lacks_is_not_called_a_typo(tmp_path):
+    recipe = variant(
+        tmp_path / "recipe",
+        "cap.yaml",
+        "dataset: uonlp/CulturaX, config_name: fi",
+        "dataset: HuggingFaceFW/fineweb-2, config_name: fin_Latn",
+    )
+    out = tmp_path / "out"
+    line, stages = refused(
+        cli("rehearse", str(recipe), "--output-dir", str(out), "--sample-rows", "3", "--checks-only"), out
+    )
+    assert re.search(
+        r"cap\.yaml: mixture\[1\]\.dataset: stage cap, source web-fi: "
+        r"HuggingFaceFW/fineweb-2 is not in the recorded Hub",
+        line,
+    ), line
+    assert "online" in line and stages["cap"]["status"] == "refused"
+
+
+def test_live_hub_while_hf_hub_offline_is_set_is_one_line(tmp_path):
+    """huggingface_hub reads HF_HUB_OFFLINE once, at import: --live-hub cannot override it, so it says so."""
+    out = tmp_path / "out"
+    result = cli(
+        "rehearse", "recipes/aurora-m-tiny", "--output-dir", str(out), "--live-hub", env={"HF_HUB_OFFLINE": "1"}
+    )
+    lines = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert result.returncode == 2 and len(lines) == 1 and "--live-hub: HF_HUB_OFFLINE is set" in lines[0]
+    assert not out.exists()

@@ -336,6 +336,7 @@ def build_card(variant, publish_args: PublishArguments, results: dict, assets: d
         chat_template=_has_chat_template(Path(model_dir)),
         language_names=_names(languages),
         other_languages=_names([lang for lang in languages if lang != "en"]),
+        has_english="en" in languages,  # the paper's statements about English hold only for a model trained on it
     )
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 
 from ..errors import RecipeError
+from .mini_run import SAMPLE_MB, SAMPLE_ROWS
 
 
 def add_rehearse_arguments(p) -> None:
     p.add_argument("recipe_dir")
     p.add_argument("--output-dir", required=True, help="a new folder for the report (rehearsal.json, rehearsal.md)")
-    p.add_argument("--sample-mb", type=float, default=1.0, help="text read per source at most (default: 1 MB)")
-    p.add_argument("--sample-rows", type=int, default=200, help="rows read per source at most (default: 200)")
+    p.add_argument("--sample-mb", type=float, default=SAMPLE_MB, help="text read per source at most (default: 1 MB)")
+    p.add_argument("--sample-rows", type=int, default=SAMPLE_ROWS, help="rows read per source at most (default: 200)")
     hub = p.add_mutually_exclusive_group()
     hub.add_argument(
         "--recorded-hub",
@@ -30,17 +31,26 @@ def add_rehearse_arguments(p) -> None:
         action="store_true",
         help="validate, read and clean only (seconds): no stage trained, evaluated or published in miniature",
     )
-    hub.add_argument("--live-hub", action="store_true", help="read the real Hub even when HF_HUB_OFFLINE is set")
+    hub.add_argument(
+        "--live-hub",
+        action="store_true",
+        help="read the real Hub (the default when HF_HUB_OFFLINE is unset; with it set, refused: huggingface_hub "
+        "reads it once, at import)",
+    )
 
 
 def rehearse_status(args) -> dict:
     """Rehearse; each stage's status (the report is in the output folder)."""
-    from .run import rehearse
+    from .run import offline, rehearse
 
     if not (math.isfinite(args.sample_mb) and args.sample_mb > 0):  # nan and inf pass a `<= 0` test
         raise RecipeError(None, "--sample-mb", f"expected a positive, finite number, got {args.sample_mb}")
     if args.sample_rows <= 0:
         raise RecipeError(None, "--sample-rows", f"expected a positive number, got {args.sample_rows}")
+    if args.live_hub and offline():
+        raise RecipeError(
+            None, "--live-hub", "HF_HUB_OFFLINE is set, so nothing reads the Hub: unset it to rehearse online"
+        )
     recorded = True if args.recorded_hub else False if args.live_hub else None
     report = rehearse(
         args.recipe_dir,

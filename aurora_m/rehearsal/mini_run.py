@@ -20,6 +20,7 @@ from ..layout import ExportDir
 
 logger = logging.getLogger(__name__)
 
+SAMPLE_ROWS, SAMPLE_MB = 200, 1.0  # the command's defaults (command.py)
 RUN = "run"  # the miniature's run folder, under the rehearsal's output folder
 LOG = "miniature.log"
 DRY_RUN = "publish-dry-run"
@@ -55,7 +56,7 @@ def run_miniature(original, mini: Path, out: Path, report: dict, stage_entry) ->
                 try:
                     pipeline.run_step(stage, step)
                 except (Exception, SystemExit) as err:  # noqa: BLE001 - one line; the traceback goes to the log
-                    _fail(entry, own.get(stage.config.name, stage), step, err, out)
+                    _fail(entry, own.get(stage.config.name, stage), step, err, out, _small_sample(report))
                 entry["steps"][f"miniature {step}"] = f"completed ({time.monotonic() - started:.1f} s)"
             entry.update(_stage_facts(pipeline, stage))
             entry["status"] = "completed"
@@ -64,7 +65,19 @@ def run_miniature(original, mini: Path, out: Path, report: dict, stage_entry) ->
     report["publish_dry_run"] = _publish_dry_run(out / RUN, out / DRY_RUN)
 
 
-def _fail(entry: dict, stage, step: str, err: BaseException, out: Path) -> None:
+def _small_sample(report: dict) -> str:
+    """What to say when a miniature step fails on a sample smaller than the defaults: the recipe may be fine."""
+    sample = report.get("sample", {})
+    if sample.get("rows_per_source", SAMPLE_ROWS) < SAMPLE_ROWS or sample.get("mb_per_source", SAMPLE_MB) < SAMPLE_MB:
+        return (
+            f"; the sample was smaller than the defaults (--sample-rows {sample.get('rows_per_source')}, --sample-mb "
+            f"{sample.get('mb_per_source')}): a source may hold too little to split or train on, so rehearse with "
+            f"the defaults ({SAMPLE_ROWS} rows, {SAMPLE_MB:g} MB) before changing the recipe"
+        )
+    return ""
+
+
+def _fail(entry: dict, stage, step: str, err: BaseException, out: Path, hint: str = "") -> None:
     with open(out / LOG, "a", encoding="utf-8") as fh:
         fh.write(f"--- {stage.name}/{step}\n" + "".join(traceback.format_exception(err)))
     key = err.key if isinstance(err, RecipeError) else None  # the stage key it names, in the recipe's own file
@@ -72,7 +85,7 @@ def _fail(entry: dict, stage, step: str, err: BaseException, out: Path) -> None:
     entry["status"] = "failed"
     entry["reason"] = f"miniature {step}: {': '.join(p for p in (key, what) if p)}"
     raise RecipeError(
-        stage.config, key, f"stage {stage.name}, miniature step {step}: {what} (traceback: {out / LOG})"
+        stage.config, key, f"stage {stage.name}, miniature step {step}: {what} (traceback: {out / LOG}){hint}"
     ) from err
 
 

@@ -272,6 +272,14 @@ def _read_all(recipe, report: dict, out: Path, rows: int, max_bytes: int, hub) -
                 where = f"{key}[{i}]" if key != "mbpp_source" else key
                 logger.info("rehearse %s: read %s %s", stage.name, where, spec.dataset or spec.path)
                 try:
+                    if hub is not None and spec.dataset and spec.dataset not in hub.repos:
+                        # offline, the Hub is what was recorded: a real repo the snapshots lack is not a typo
+                        raise RecipeError(
+                            stage.config,
+                            f"{where}.dataset",
+                            f"{spec.dataset} is not in the recorded Hub (aurora_m/rehearsal/recorded_hub/, "
+                            f"{len(hub.repos)} repos): rehearse it online (HF_HUB_OFFLINE unset), or record it there",
+                        )
                     sample = sample_source(spec, stage.name, key, stage.config, where, rows, max_bytes, hub)
                 except RecipeError as err:
                     entry["status"] = "refused"
