@@ -109,10 +109,10 @@ def launch_ranks() -> int:
     return 1
 
 
-def check_stage_budget(config: dict, defaults: dict, where: Callable[[str], tuple]) -> None:
+def check_stage_budget(config: dict, defaults: dict, where: Callable[[str], tuple], ranks: int | None = None) -> None:
     """A stage mapping's stated ``max_steps`` against its token budget over :func:`launch_ranks`, before any data
     step. ``defaults``: the dataclass defaults of the keys it leaves out; ``where(key)``: ``(file, key)`` for the
-    error, the YAML or the command line."""
+    error, the YAML or the command line. ``ranks``: the launch's processes when known (an accelerate config's)."""
     if config.get("max_steps") is None or "train_tokens" not in config:
         return
     keys = ("per_device_train_batch_size", "gradient_accumulation_steps", "seq_length", "max_steps", "train_tokens")
@@ -124,7 +124,7 @@ def check_stage_budget(config: dict, defaults: dict, where: Callable[[str], tupl
     launch = SimpleNamespace(
         per_device_train_batch_size=int(values["per_device_train_batch_size"]),
         gradient_accumulation_steps=int(values["gradient_accumulation_steps"]),
-        world_size=launch_ranks(),
+        world_size=ranks or launch_ranks(),
         max_steps=int(values["max_steps"]),
     )
     try:
@@ -133,7 +133,7 @@ def check_stage_budget(config: dict, defaults: dict, where: Callable[[str], tupl
         raise RecipeError(*where(err.key or "max_steps"), err.message) from None
 
 
-def check_launch_budget(stage: dict, where: Callable[[str], tuple]) -> None:
+def check_launch_budget(stage: dict, where: Callable[[str], tuple], ranks: int | None = None) -> None:
     """:func:`check_stage_budget` for a stage mapping read outside validation (``python -m aurora_m.extras``, which
     recipes/launch.slurm runs before its data step), its defaults from the pretraining dataclasses."""
     if "train_tokens" not in stage:  # only pretraining stages have a token budget
@@ -145,4 +145,4 @@ def check_launch_budget(stage: dict, where: Callable[[str], tuple]) -> None:
     from .args import MixtureArguments
 
     defaults = {f.name: f.default for cls in (MixtureArguments, TrainingArguments) for f in fields(cls)}
-    check_stage_budget(stage, defaults, where)
+    check_stage_budget(stage, defaults, where, ranks)

@@ -228,7 +228,8 @@ def check_launch_fits(values: dict, where, distributed_type: str | None, launch:
 def check_launches(stages: list[tuple[str, Path]], given: list[str] | None) -> None:
     """``aurora-m validate --accelerate-config [STAGE=]CONFIG``: each stage (name, YAML) against the launch it will
     run under; a CONFIG without a stage is every stage's. CONFIG: a file or a name of recipes/accelerate_configs/."""
-    from .overrides import read_yaml
+    from .budget import check_launch_budget
+    from .overrides import number, read_yaml
 
     names = [name for name, _ in stages]
     for item in given or []:
@@ -238,10 +239,15 @@ def check_launches(stages: list[tuple[str, Path]], given: list[str] | None) -> N
                 "command line", "--accelerate-config", f"no stage {stage!r} (stages: {', '.join(names)})"
             )
         launch = accelerate_config_path(config)
+        settings = read_yaml(launch) or {}
+        ranks = number(settings.get("num_processes", 1))  # accelerate's total over every machine
         for name, file in stages:
             if not eq or name == stage:
-                check_launch_fits(
-                    read_yaml(Path(file)), lambda key, file=file: (file, key), distributed_type(launch), launch
+                values = read_yaml(Path(file))
+                check_launch_fits(values, lambda key, file=file: (file, key), distributed_type(launch), launch)
+                # a max_steps stated for one process trains each sequence N times over under N processes
+                check_launch_budget(
+                    values or {}, lambda key, file=file: (file, key), int(ranks) if ranks and ranks >= 1 else None
                 )
 
 

@@ -285,3 +285,14 @@ def test_run_refuses_a_code_suite_without_the_opt_in_before_any_step(recipe_copy
     edit_yaml(recipe_copy / "eval.yaml", "suites: [perplexity, code, harness, safety]", "suites: [perplexity]")
     assert main(["run", str(recipe_copy), "--output-dir", str(run), "--stages", "eval"]) == 2
     assert "AURORA_M_ALLOW_CODE_EXECUTION" not in capsys.readouterr().err
+
+
+def test_validate_checks_a_stated_max_steps_against_the_accelerate_configs_ranks(capsys):
+    """The tiny CAP states max_steps for one process: under multi_gpu.yaml (8 processes) each step would train 8x
+    the budget; validate says so from the config alone, as the launch would after the data step."""
+    tiny = str(ROOT / "recipes" / "aurora-m-tiny")
+    assert main(["validate", tiny, "--accelerate-config", "cap=single_gpu"]) == 0
+    capsys.readouterr()
+    assert main(["validate", tiny, "--accelerate-config", "cap=multi_gpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cap.yaml: max_steps: 240 disagrees with the token budget" in err and "x 8 ranks" in err, err
