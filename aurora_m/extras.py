@@ -239,16 +239,13 @@ def check_launches(stages: list[tuple[str, Path]], given: list[str] | None) -> N
                 "command line", "--accelerate-config", f"no stage {stage!r} (stages: {', '.join(names)})"
             )
         launch = accelerate_config_path(config)
-        settings = read_yaml(launch) or {}
-        ranks = number(settings.get("num_processes", 1))  # accelerate's total over every machine
+        ranks = number((read_yaml(launch) or {}).get("num_processes", 1))  # accelerate's, over every machine
         for name, file in stages:
             if not eq or name == stage:
-                values = read_yaml(Path(file))
-                check_launch_fits(values, lambda key, file=file: (file, key), distributed_type(launch), launch)
+                values, where = read_yaml(Path(file)) or {}, lambda key, file=file: (file, key)
+                check_launch_fits(values, where, distributed_type(launch), launch)
                 # a max_steps stated for one process trains each sequence N times over under N processes
-                check_launch_budget(
-                    values or {}, lambda key, file=file: (file, key), int(ranks) if ranks and ranks >= 1 else None
-                )
+                check_launch_budget(values, where, int(ranks) if ranks >= 1 else None)
 
 
 def validate_arguments(parser) -> None:
