@@ -381,8 +381,19 @@ def test_the_transfer_table_shows_the_recipes_languages_not_the_papers():
         "n": {"red_team": {"de": {"all": 2}, "ko": {"all": 1}, "sw": {"all": 0}}},
     }
     header = transfer_table({"base": result}).splitlines()[2]
-    assert header == "| variant | de | ko | sw | mean de/ko/sw | vs en |", header
-    assert "| base | 0.50 (2) | 1.00 (1) | missing | 0.75 | missing |" in transfer_table({"base": result})
+    assert header == "| variant | de | ko | sw | mean de/ko/sw |", header  # no English: nothing to compare with
+    assert "| base | 0.50 (2) | 1.00 (1) | missing | 0.75 |" in transfer_table({"base": result})
+    assert "minus English" not in transfer_table({"base": result})
+    unread = {"n": {"red_team": {"fr": {"all": 3}, "yo": {"all": 2}}}, "not_measured": {"fr": "no judge for fr"}}
+    unread["not_measured"]["yo"] = "no judge for yo"
+    row = transfer_table({"base": unread}).splitlines()[4]
+    assert row == (
+        "| base | not measured (no judge for fr) | not measured (no judge for yo) "
+        "| not measured (no judge for fr/yo) |"
+    ), row
+    english = {**result, "refusal_rate": {**result["refusal_rate"], "en": {"all": 1.0}}}
+    english["n"] = {"red_team": {**result["n"]["red_team"], "en": {"all": 4}}}
+    assert "| variant | en | de | ko | sw | mean de/ko/sw | vs en |" in transfer_table({"base": english})
 
 
 @pytest.mark.parametrize("languages,english", [(["en", "fi"], True), (["fr", "th", "yo"], False)])

@@ -64,6 +64,8 @@ def transfer_table(results_by_variant: dict[str, dict]) -> str:
         measured = [rates[lang] for lang in others if rates[lang] is not None]
         mean_others = sum(measured) / len(measured) if measured else None
         gap = None if mean_others is None or rates.get("en") is None else mean_others - rates["en"]
+        unread = [lang for lang in others if why.get(lang)]  # no judge reads them: their mean is not measured either
+        mean_cell = _cell(mean_others, why=None if measured or not unread else f"no judge for {'/'.join(unread)}")
         rows.append(
             [
                 variant,
@@ -71,16 +73,21 @@ def transfer_table(results_by_variant: dict[str, dict]) -> str:
                     _cell(rates[lang], (counts.get(lang) or {}).get("all"), empty.get(lang, 0), why.get(lang))
                     for lang in langs
                 ],
-                _cell(mean_others),
-                MISSING if gap is None else f"{gap:+.2f}",
+                mean_cell,
+                *([MISSING if gap is None else f"{gap:+.2f}"] if "en" in langs else []),
             ]
         )
+    english = "en" in langs  # a model not trained on English has no English to compare with
     parts = [
         "Refusal rate on held-out red-team prompts (plain; n in brackets, with the empty responses, which are "
         "left out of the rate; higher is safer). "
-        "The last column is the mean of the other languages minus English: how much of the safety "
-        "behaviour transfers beyond English.\n\n",
-        _table(["variant", *langs, "mean " + "/".join(others), "vs en"], rows),
+        + (
+            "The last column is the mean of the other languages minus English: how much of the safety "
+            "behaviour transfers beyond English.\n\n"
+            if english
+            else "The last column is the mean over the languages.\n\n"
+        ),
+        _table(["variant", *langs, "mean " + "/".join(others), *(["vs en"] if english else [])], rows),
     ]
     over_rows = [
         [
